@@ -1,0 +1,51 @@
+// Bundles the action (dist/index.js) and the CLI (dist/cli/index.js) with ncc, minified, so both run
+// with plain `node` and no node_modules. Native addons (ssh2's optional sshcrypto, cpu-features) are
+// left out on purpose: ssh2 falls back to pure JavaScript, and dist/ stays the same on every machine.
+//
+//   node scripts/build.mjs            write dist/
+//   node scripts/build.mjs --out DIR  write the bundles somewhere else (used by check-dist)
+import { createRequire } from 'node:module';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const ncc = require('@vercel/ncc');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+export const ENTRIES = [
+  { source: 'src/main.ts', output: 'index.js' },
+  { source: 'src/cli.ts', output: 'cli/index.js' },
+];
+
+/** Assets we never ship: native builds and Windows helpers that ssh2 only uses when present. */
+const isDroppedAsset = (name) => name.endsWith('.node') || name.endsWith('.exe');
+
+export async function buildInto(outDir) {
+  await rm(outDir, { recursive: true, force: true });
+  for (const entry of ENTRIES) {
+    const { code, assets } = await ncc(join(root, entry.source), {
+      minify: true,
+      target: 'es2022',
+      sourceMap: false,
+      quiet: true,
+      license: 'licenses.txt',
+    });
+    const target = join(outDir, entry.output);
+    await mkdir(dirname(target), { recursive: true });
+    await writeFile(target, code);
+    for (const [name, asset] of Object.entries(assets)) {
+      if (isDroppedAsset(name)) continue;
+      const assetPath = join(dirname(target), name);
+      await mkdir(dirname(assetPath), { recursive: true });
+      await writeFile(assetPath, asset.source);
+    }
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const outFlag = process.argv.indexOf('--out');
+  const outDir = outFlag > 0 ? resolve(process.argv[outFlag + 1]) : join(root, 'dist');
+  await buildInto(outDir);
+  console.log(`built ${ENTRIES.map((e) => e.output).join(', ')} into ${outDir}`);
+}

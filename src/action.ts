@@ -1,0 +1,94 @@
+// The GitHub Actions adapter: inputs → settings → rollout → report, outputs, summary, exit code.
+// @actions/* is used here and in nowhere else of the core.
+import * as core from '@actions/core';
+import { InventoryError, loadInventory } from './inventory/index.js';
+import type { Inventory } from './inventory/types.js';
+import { computeOutputs, writeReport } from './report/outputs.js';
+import { renderJobSummary } from './report/summary.js';
+import { runFailed } from './report/model.js';
+import type { RunLogger } from './rollout/ports.js';
+import { runRollout } from './rollout/run.js';
+import { createRuntime, redactInputs } from './runtime.js';
+import { SecretRegistry } from './secrets.js';
+import { INPUT_DEFAULTS, readSettings, SECRET_INPUTS, SettingsError, type InputName, type RunSettings } from './settings.js';
+import { TOOL_VERSION } from './version.js';
+
+export async function run(): Promise<void> {
+  const secrets = new SecretRegistry();
+  secrets.onAdd((value) => core.setSecret(value));
+  // Mask before anything else can print: secret inputs, and the credentials inside the kubeconfig.
+  for (const name of SECRET_INPUTS) secrets.add(core.getInput(name));
+  const logger = actionLogger(secrets);
+  const rawInputs = Object.fromEntries(
+    (Object.keys(INPUT_DEFAULTS) as InputName[]).map((name) => [name, core.getInput(name)]),
+  ) as Record<InputName, string>;
+
+  let settings: RunSettings;
+  let inventory: Inventory;
+  try {
+    settings = readSettings({ get: (name) => rawInputs[name] ?? '' }, process.env);
+    inventory = await loadInventory(settings.inventory, process.env.GITHUB_WORKSPACE ?? process.cwd());
+  } catch (error) {
+    reportBadInput(error, logger);
+    return;
+  }
+
+  const runtime = await createRuntime(settings, { secrets, logger });
+  const report = await runRollout(settings, inventory, {
+    ...runtime,
+    logger,
+    toolVersion: TOOL_VERSION,
+    redactedInputs: redactInputs(rawInputs),
+  });
+  await writeReport(report, settings.reportPath);
+  const outputs = computeOutputs(report, settings.reportPath);
+  for (const [name, value] of Object.entries(outputs)) core.setOutput(name, secrets.scrub(value));
+  if (process.env.GITHUB_STEP_SUMMARY) {
+    await core.summary.addRaw(secrets.scrub(renderJobSummary(report)), true).write();
+  }
+  for (const vm of report.vms) {
+    if ((vm.error || vm.checks.some((check) => check.status === 'fail')) && vm.line !== undefined) {
+      core.error(secrets.scrub(`${vm.name}: ${vm.error?.message ?? 'checks failed'}`), {
+        title: `istio-vm-onboard: ${vm.name} ${vm.outcome}`,
+        file: inventory.source,
+        startLine: vm.line,
+      });
+    }
+  }
+  if (runFailed(report)) {
+    const failed = outputs.failed ? ` (${outputs.failed})` : '';
+    core.setFailed(secrets.scrub(report.fatal ? report.fatal.message : `${report.totals.failed} VM(s) failed${failed}; see the job summary`));
+  }
+}
+
+function reportBadInput(error: unknown, logger: RunLogger): void {
+  if (error instanceof InventoryError) {
+    for (const issue of error.issues) {
+      logger.error(`${issue.path}: ${issue.message}`, { file: error.source, ...(issue.line !== undefined ? { line: issue.line } : {}) });
+    }
+    core.setFailed(error.message);
+  } else if (error instanceof SettingsError) {
+    core.setFailed(error.message);
+  } else {
+    core.setFailed(error instanceof Error ? error.message : String(error));
+  }
+  core.setOutput('result', JSON.stringify({ ok: false, fatal: error instanceof Error ? error.message : String(error) }));
+  core.setOutput('onboarded', '');
+  core.setOutput('failed', '');
+}
+
+function actionLogger(secrets: SecretRegistry): RunLogger {
+  const annotation = (where?: { file?: string; line?: number }): core.AnnotationProperties | undefined =>
+    where?.file ? { file: where.file, ...(where.line !== undefined ? { startLine: where.line } : {}) } : undefined;
+  return {
+    info: (line) => core.info(secrets.scrub(line)),
+    warning: (line, where) => core.warning(secrets.scrub(line), annotation(where)),
+    error: (line, where) => core.error(secrets.scrub(line), annotation(where)),
+    debug: (line) => core.debug(secrets.scrub(line)),
+    group: (title, lines) => {
+      core.startGroup(secrets.scrub(title));
+      for (const line of lines) core.info(secrets.scrub(line));
+      core.endGroup();
+    },
+  };
+}

@@ -1,0 +1,166 @@
+// The run report: what the action did to each VM and what the checks saw. It is written as JSON
+// (schema: report.schema.json, versioned by REPORT_SCHEMA_VERSION), rendered as the job summary and
+// as the CLI's table. Secrets never enter it: inputs are recorded redacted.
+
+export const REPORT_SCHEMA_VERSION = 1;
+
+export type CheckName =
+  | 'sidecar-running'
+  | 'sidecar-ready'
+  | 'xds-connected'
+  | 'workload-certificate'
+  | 'workload-entry'
+  | 'vm-to-mesh'
+  | 'mesh-to-vm-mtls';
+
+export const CHECK_NAMES: readonly CheckName[] = [
+  'sidecar-running',
+  'sidecar-ready',
+  'xds-connected',
+  'workload-certificate',
+  'workload-entry',
+  'vm-to-mesh',
+  'mesh-to-vm-mtls',
+];
+
+export interface CheckResult {
+  name: CheckName;
+  status: 'pass' | 'fail' | 'skipped';
+  /** One line: what was seen. */
+  summary: string;
+  /** Raw facts behind the verdict (status codes, stat values, SANs, log lines), secrets scrubbed. */
+  evidence: string[];
+  /** What to do, when it failed. */
+  hint?: string;
+  durationMs: number;
+}
+
+/** What happened to a VM, in Ansible's sense of "changed". */
+export type VmOutcome =
+  | 'installed'
+  | 'updated'
+  | 'unchanged'
+  | 'rolled-back'
+  | 'failed'
+  | 'offboarded'
+  | 'verified'
+  | 'planned'
+  | 'skipped-shard'
+  | 'skipped-budget'
+  | 'skipped-preflight';
+
+export type StepName =
+  | 'connect'
+  | 'inspect'
+  | 'token'
+  | 'render'
+  | 'plan'
+  | 'apply'
+  | 'verify'
+  | 'rollback'
+  | 'offboard';
+
+export interface StepRecord {
+  name: StepName;
+  status: 'ok' | 'failed' | 'skipped';
+  durationMs: number;
+  detail?: string;
+}
+
+export interface FileChange {
+  /** Path on the VM. */
+  path: string;
+  changed: boolean;
+  /** Unified diff (plan mode), never for secret files. */
+  diff?: string;
+}
+
+export interface VmReport {
+  name: string;
+  group: string;
+  namespace: string;
+  /** SSH address as host:port. */
+  address: string;
+  /** The workload address given to Istio, and where it came from. */
+  workloadIP?: string;
+  workloadIPSource?: 'inventory' | 'route-to-gateway';
+  /** 1-based line of the VM in the inventory file. */
+  line?: number;
+  outcome: VmOutcome;
+  steps: StepRecord[];
+  checks: CheckResult[];
+  files: FileChange[];
+  package?: { version: string; action: 'installed' | 'upgraded' | 'unchanged' | 'removed' };
+  restarted: boolean;
+  /** When the bootstrap token given to this VM expires (ISO 8601). */
+  tokenExpiresAt?: string;
+  /** Host key learned on first use (only when ssh-trust-on-first-use is on). */
+  learnedHostKey?: string;
+  error?: { step: StepName; message: string; hint?: string };
+  counters?: { sshConnections: number; execRoundTrips: number; bytesUploaded: number };
+  durationMs: number;
+}
+
+export interface ClusterObjectRecord {
+  kind: string;
+  namespace?: string;
+  name: string;
+  action: 'created' | 'configured' | 'unchanged' | 'deleted' | 'would-create' | 'would-configure';
+}
+
+export interface RunReport {
+  schemaVersion: typeof REPORT_SCHEMA_VERSION;
+  tool: { name: 'istio-vm-onboard'; version: string; node: string };
+  mode: string;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  /** Inputs as given, secrets replaced by '***'. */
+  inputs: Record<string, string>;
+  inventory: { source: string; groups: number; vms: number; selected: number; shard?: string };
+  cluster?: {
+    server?: string;
+    istioVersion?: string;
+    revision?: string;
+    clusterID?: string;
+    trustDomain?: string;
+    eastWest?: { address: string; source: string; hostname?: string; candidates: string[] };
+    objects: ClusterObjectRecord[];
+    apiRequests?: number;
+  };
+  vms: VmReport[];
+  warnings: string[];
+  /** A failure before any VM was touched (bad input, preflight). */
+  fatal?: { stage: string; message: string; hint?: string; file?: string; line?: number };
+  totals: {
+    vms: number;
+    succeeded: number;
+    failed: number;
+    changed: number;
+    unchanged: number;
+    skipped: number;
+  };
+}
+
+const SUCCESS: readonly VmOutcome[] = ['installed', 'updated', 'unchanged', 'offboarded', 'verified', 'planned'];
+const SKIPPED: readonly VmOutcome[] = ['skipped-shard', 'skipped-budget', 'skipped-preflight'];
+
+export function isSuccess(vm: VmReport): boolean {
+  return SUCCESS.includes(vm.outcome);
+}
+
+export function computeTotals(vms: readonly VmReport[]): RunReport['totals'] {
+  return {
+    vms: vms.length,
+    succeeded: vms.filter(isSuccess).length,
+    failed: vms.filter((vm) => !isSuccess(vm) && !SKIPPED.includes(vm.outcome)).length,
+    changed: vms.filter((vm) => vm.outcome === 'installed' || vm.outcome === 'updated' || vm.outcome === 'offboarded').length,
+    unchanged: vms.filter((vm) => vm.outcome === 'unchanged' || vm.outcome === 'verified').length,
+    skipped: vms.filter((vm) => SKIPPED.includes(vm.outcome)).length,
+  };
+}
+
+/** Whether the run as a whole failed (the job then fails). */
+export function runFailed(report: RunReport): boolean {
+  return report.fatal !== undefined || report.totals.failed > 0;
+}

@@ -1,0 +1,38 @@
+// The step outputs later workflow steps read, and the report file.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { isSuccess, type RunReport } from './model.js';
+
+export interface RunOutputs {
+  'report-path': string;
+  onboarded: string;
+  failed: string;
+  result: string;
+}
+
+export function computeOutputs(report: RunReport, reportPath: string): RunOutputs {
+  const succeeded = report.vms.filter(isSuccess).map((vm) => vm.name);
+  const failed = report.vms.filter((vm) => !isSuccess(vm) && !vm.outcome.startsWith('skipped')).map((vm) => vm.name);
+  const result = {
+    schemaVersion: report.schemaVersion,
+    mode: report.mode,
+    ok: failed.length === 0 && !report.fatal,
+    totals: report.totals,
+    ...(report.fatal ? { fatal: report.fatal.message } : {}),
+    failed: report.vms
+      .filter((vm) => failed.includes(vm.name))
+      .map((vm) => ({
+        vm: vm.name,
+        step: vm.error?.step,
+        checks: vm.checks.filter((check) => check.status === 'fail').map((check) => check.name),
+        message: vm.error?.message,
+      })),
+  };
+  return { 'report-path': reportPath, onboarded: succeeded.join(','), failed: failed.join(','), result: JSON.stringify(result) };
+}
+
+/** Writes the JSON report with mode 0644 (it holds no secrets). */
+export async function writeReport(report: RunReport, path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, `${JSON.stringify(report, null, 2)}\n`, { mode: 0o644 });
+}

@@ -1,0 +1,121 @@
+// What the orchestrator asks of the outside world. Each port has a real implementation built from
+// src/cluster, src/vm and src/verify (see runtime.ts) and small fakes in the unit tests.
+import type { GroupSpec, Inventory, VmSpec } from '../inventory/types.js';
+import type { CheckResult, ClusterObjectRecord } from '../report/model.js';
+import type { Mode, PeerAuthenticationPolicy } from '../settings.js';
+
+export interface EastWestAddress {
+  address: string;
+  source: string;
+  hostname?: string;
+  candidates: string[];
+}
+
+/** The values istioctl reads from the cluster for one group. */
+export interface MeshContext {
+  meshConfig: string;
+  rootCert: string;
+  clusterID: string;
+  trustDomain: string;
+  revision: string;
+  istioNamespace: string;
+  eastWest: EastWestAddress;
+}
+
+export interface PreflightOutcome {
+  istioVersion: string;
+  revision: string;
+  warnings: string[];
+}
+
+export interface ClusterPort {
+  /** API server URL, for messages (never credentials). */
+  readonly server: string;
+  preflight(input: { inventory: Inventory; groups: GroupSpec[]; mode: Mode }): Promise<PreflightOutcome>;
+  /** Namespace, ServiceAccount, WorkloadGroup, Service, PeerAuthentication; dryRun reports without writing. */
+  applyGroup(group: GroupSpec, options: { peerAuthentication: PeerAuthenticationPolicy; dryRun: boolean }): Promise<ClusterObjectRecord[]>;
+  meshContext(group: GroupSpec): Promise<MeshContext>;
+  bootstrapToken(group: GroupSpec): Promise<{ token: string; expiresAt: Date }>;
+  /** For registration: static. */
+  applyStaticWorkloadEntry(group: GroupSpec, vm: VmSpec, address: string): Promise<ClusterObjectRecord>;
+  /** Offboard: the VM's static or auto-registered WorkloadEntry. */
+  removeWorkloadEntries(group: GroupSpec, vm: VmSpec, address: string | undefined): Promise<ClusterObjectRecord[]>;
+  requestCount(): number;
+}
+
+/** What the first look at a VM found (one round trip). */
+export interface VmFacts {
+  arch: string;
+  packageFormat: 'deb' | 'rpm';
+  installedVersion?: string;
+  /** The VM's source address on its route to the east-west gateway. */
+  routeSourceIP?: string;
+  reachesDiscovery: boolean;
+  /** Current content of the managed, non-secret files (by path on the VM), or undefined when absent. */
+  currentFiles: Record<string, string | undefined>;
+}
+
+export interface RenderedVmFiles {
+  clusterEnv: string;
+  meshYaml: string;
+  hosts: string;
+  rootCert: string;
+  token: string;
+}
+
+export interface VmApplyRequest {
+  files: RenderedVmFiles;
+  package: { url?: string; sha256?: string; version: string; format: 'deb' | 'rpm'; upload?: Buffer };
+}
+
+export interface VmApplyOutcome {
+  /** Managed files (by path) and whether each changed. The token never counts as a change. */
+  files: { path: string; changed: boolean }[];
+  packageAction: 'installed' | 'upgraded' | 'unchanged';
+  restarted: boolean;
+}
+
+export interface VmCounters {
+  sshConnections: number;
+  execRoundTrips: number;
+  bytesUploaded: number;
+}
+
+/** One connected VM. */
+export interface VmPort {
+  readonly learnedHostKey?: string;
+  inspect(eastWestAddress: string): Promise<VmFacts>;
+  apply(request: VmApplyRequest): Promise<VmApplyOutcome>;
+  /** Restores the previous files/package and restarts; false when there was nothing to restore (first install: stopped and marked). */
+  rollback(reason: string): Promise<boolean>;
+  offboard(): Promise<void>;
+  counters(): VmCounters;
+  close(): Promise<void>;
+}
+
+export interface VmConnectorPort {
+  connect(vm: VmSpec): Promise<VmPort>;
+}
+
+export interface VerifyRequest {
+  vm: VmSpec;
+  group: GroupSpec;
+  port: VmPort;
+  mesh: MeshContext;
+  workloadIP: string;
+  peerAuthentication: PeerAuthenticationPolicy;
+}
+
+export interface VerifierPort {
+  verify(request: VerifyRequest): Promise<CheckResult[]>;
+}
+
+/** Where the orchestrator writes what happens; the action and the CLI each provide one. */
+export interface RunLogger {
+  info(line: string): void;
+  warning(line: string, where?: { file?: string; line?: number }): void;
+  error(line: string, where?: { file?: string; line?: number }): void;
+  debug(line: string): void;
+  /** A folded block of lines (a `::group::` in the action). */
+  group(title: string, lines: string[]): void;
+}

@@ -1,0 +1,216 @@
+// The orchestrator: the story of one run. Inputs are already validated; the inventory is parsed.
+//   select VMs → cluster preflight → per group: mesh objects, mesh values → per VM (bounded
+//   concurrency, at most max-unavailable per group, stop starting VMs past the failure budget):
+//   connect → inspect → token → render → apply → verify → roll back on failure → report.
+import pLimit from 'p-limit';
+import type { GroupSpec, Inventory, VmSpec } from '../inventory/types.js';
+import {
+  computeTotals,
+  REPORT_SCHEMA_VERSION,
+  type ClusterObjectRecord,
+  type RunReport,
+  type VmReport,
+} from '../report/model.js';
+import { resolveShare, type RunSettings } from '../settings.js';
+import type { ClusterPort, MeshContext, RunLogger, VerifierPort, VmConnectorPort } from './ports.js';
+import { selectVms } from './select.js';
+import { runVmPipeline, type VmPipelineContext } from './vm-pipeline.js';
+
+export interface RolloutDependencies {
+  /** Built lazily so that a bad input never opens a connection. */
+  cluster: () => Promise<ClusterPort>;
+  connector: VmConnectorPort;
+  verifier: VerifierPort;
+  logger: RunLogger;
+  toolVersion: string;
+  /** Inputs as given, already redacted, for the report. */
+  redactedInputs: Record<string, string>;
+  /** The sidecar package uploaded from the runner, when sidecar-package-path is set. */
+  packageUpload?: Buffer;
+  now?: () => Date;
+}
+
+export async function runRollout(settings: RunSettings, inventory: Inventory, deps: RolloutDependencies): Promise<RunReport> {
+  const now = deps.now ?? (() => new Date());
+  const started = now();
+  const log = deps.logger;
+  const selection = selectVms(inventory, settings.rollout);
+  const report: RunReport = {
+    schemaVersion: REPORT_SCHEMA_VERSION,
+    tool: { name: 'istio-vm-onboard', version: deps.toolVersion, node: process.version },
+    mode: settings.mode,
+    startedAt: started.toISOString(),
+    finishedAt: started.toISOString(),
+    durationMs: 0,
+    inputs: deps.redactedInputs,
+    inventory: {
+      source: inventory.source,
+      groups: inventory.groups.length,
+      vms: inventory.groups.reduce((sum, group) => sum + group.vms.length, 0),
+      selected: selection.selected.length,
+      ...(settings.rollout.shard ? { shard: `${settings.rollout.shard.index}/${settings.rollout.shard.count}` } : {}),
+    },
+    vms: [],
+    warnings: [],
+    totals: computeTotals([]),
+  };
+  const finish = (): RunReport => {
+    const finished = now();
+    report.finishedAt = finished.toISOString();
+    report.durationMs = finished.getTime() - started.getTime();
+    report.totals = computeTotals(report.vms);
+    return report;
+  };
+  for (const { group, vm } of selection.otherShards) report.vms.push(skippedVm(group, vm, 'skipped-shard'));
+
+  const groups = uniqueGroups(selection.selected.map(({ group }) => group));
+  log.info(
+    `${settings.mode}: ${selection.selected.length} VM(s) in ${groups.length} group(s) from ${inventory.source}` +
+      (report.inventory.shard ? ` (shard ${report.inventory.shard}, ${selection.otherShards.length} VM(s) in other shards)` : ''),
+  );
+  if (selection.selected.length === 0) {
+    report.warnings.push('no VM selected: check the groups and shard inputs');
+    return finish();
+  }
+
+  // Cluster side: nothing on a VM is touched unless all of this succeeds.
+  let cluster: ClusterPort;
+  const meshByGroup = new Map<GroupSpec, MeshContext>();
+  try {
+    cluster = await deps.cluster();
+    const preflight = await cluster.preflight({ inventory, groups, mode: settings.mode });
+    report.cluster = {
+      server: cluster.server,
+      istioVersion: preflight.istioVersion,
+      revision: preflight.revision,
+      objects: [],
+    };
+    report.warnings.push(...preflight.warnings);
+    log.info(`cluster ${cluster.server}: Istio ${preflight.istioVersion}${preflight.revision ? ` (revision ${preflight.revision})` : ''}`);
+    for (const group of groups) {
+      if (settings.mode === 'onboard' || settings.mode === 'plan') {
+        const objects = await cluster.applyGroup(group, {
+          peerAuthentication: settings.peerAuthentication,
+          dryRun: settings.mode === 'plan',
+        });
+        report.cluster.objects.push(...objects);
+        for (const object of objects) {
+          log.info(`  ${object.kind} ${object.namespace ? `${object.namespace}/` : ''}${object.name}: ${object.action}`);
+        }
+      }
+      if (settings.mode !== 'offboard') {
+        const mesh = await cluster.meshContext(group);
+        meshByGroup.set(group, mesh);
+        report.cluster.clusterID = mesh.clusterID;
+        report.cluster.trustDomain = mesh.trustDomain;
+        report.cluster.eastWest = mesh.eastWest;
+        if (mesh.eastWest.hostname) {
+          log.info(
+            `east-west gateway ${mesh.eastWest.hostname} resolved to ${mesh.eastWest.candidates.join(', ')}; using ${mesh.eastWest.address}`,
+          );
+        }
+      }
+    }
+  } catch (error) {
+    report.fatal = { stage: 'cluster', message: messageOf(error), hint: hintOf(error) };
+    log.error(`cluster: ${messageOf(error)}`);
+    for (const { group, vm } of selection.selected) report.vms.push(skippedVm(group, vm, 'skipped-preflight'));
+    return finish();
+  }
+
+  const istioVersion = settings.istioVersion || report.cluster?.istioVersion || '';
+  const vmResults = await rollVms(settings, selection.selected, cluster, meshByGroup, istioVersion, deps);
+  report.vms.push(...vmResults);
+  if (settings.mode === 'offboard') {
+    for (const vm of vmResults) {
+      if (vm.outcome !== 'offboarded') continue;
+      const entry = selection.selected.find((item) => item.vm.name === vm.name);
+      if (!entry) continue;
+      try {
+        report.cluster?.objects.push(...(await cluster.removeWorkloadEntries(entry.group, entry.vm, vm.workloadIP)));
+      } catch (error) {
+        report.warnings.push(`${vm.name}: WorkloadEntry not removed: ${messageOf(error)}`);
+      }
+    }
+  }
+  for (const [index, mesh] of [...meshByGroup.values()].entries()) {
+    if (index === 0) continue;
+    if (mesh.trustDomain !== report.cluster?.trustDomain) report.warnings.push('groups disagree on the trust domain');
+  }
+  if (report.cluster) report.cluster.apiRequests = cluster.requestCount();
+  return finish();
+}
+
+async function rollVms(
+  settings: RunSettings,
+  selected: { group: GroupSpec; vm: VmSpec }[],
+  cluster: ClusterPort,
+  meshByGroup: Map<GroupSpec, MeshContext>,
+  istioVersion: string,
+  deps: RolloutDependencies,
+): Promise<VmReport[]> {
+  const global = pLimit(settings.rollout.concurrency);
+  const perGroup = new Map<GroupSpec, ReturnType<typeof pLimit>>();
+  for (const { group } of selected) {
+    if (!perGroup.has(group)) {
+      perGroup.set(group, pLimit(resolveShare(settings.rollout.maxUnavailable, group.vms.length)));
+    }
+  }
+  const allowedFailures = resolveShare(settings.rollout.failureBudget, selected.length, 0);
+  let failures = 0;
+  const context: Omit<VmPipelineContext, 'group' | 'vm' | 'mesh'> = {
+    settings,
+    istioVersion,
+    cluster,
+    connector: deps.connector,
+    verifier: deps.verifier,
+    logger: deps.logger,
+    packageUpload: deps.packageUpload,
+  };
+  return Promise.all(
+    selected.map(({ group, vm }) =>
+      perGroup.get(group)!(() =>
+        global(async () => {
+          if (failures > allowedFailures) {
+            deps.logger.warning(`[${vm.name}] not started: ${failures} VM(s) failed, over the failure budget of ${allowedFailures}`);
+            return skippedVm(group, vm, 'skipped-budget');
+          }
+          const result = await runVmPipeline({ ...context, group, vm, mesh: meshByGroup.get(group) });
+          if (result.outcome === 'failed' || result.outcome === 'rolled-back') failures += 1;
+          return result;
+        }),
+      ),
+    ),
+  );
+}
+
+function skippedVm(group: GroupSpec, vm: VmSpec, outcome: 'skipped-shard' | 'skipped-budget' | 'skipped-preflight'): VmReport {
+  return {
+    name: vm.name,
+    group: group.name,
+    namespace: group.namespace,
+    address: `${vm.ssh.host}:${vm.ssh.port}`,
+    ...(vm.line !== undefined ? { line: vm.line } : {}),
+    outcome,
+    steps: [],
+    checks: [],
+    files: [],
+    restarted: false,
+    durationMs: 0,
+  };
+}
+
+function uniqueGroups(groups: GroupSpec[]): GroupSpec[] {
+  return [...new Set(groups)];
+}
+
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export function hintOf(error: unknown): string | undefined {
+  const hint = (error as { hint?: unknown } | undefined)?.hint;
+  return typeof hint === 'string' ? hint : undefined;
+}
+
+export type { ClusterObjectRecord };

@@ -1,0 +1,107 @@
+import { describe, expect, it } from '@jest/globals';
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { INPUT_DEFAULTS, packageUrlFor, readSettings, resolveShare, SettingsError, type InputName } from '../../src/settings.js';
+
+const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n';
+const base: Partial<Record<InputName, string>> = {
+  inventory: 'inventory.yaml',
+  'ssh-private-key': KEY,
+  'ssh-known-hosts': '10.0.0.1 ssh-ed25519 AAAA',
+};
+const settingsFrom = (inputs: Partial<Record<InputName, string>>) =>
+  readSettings({ get: (name) => ({ ...base, ...inputs })[name] ?? '' }, { RUNNER_TEMP: '/runner/tmp' });
+
+describe('readSettings', () => {
+  it('applies the documented defaults', () => {
+    const settings = settingsFrom({});
+    expect(settings.mode).toBe('onboard');
+    expect(settings.rollout.concurrency).toBe(10);
+    expect(settings.rollout.maxUnavailable).toEqual({ kind: 'percent', value: 25 });
+    expect(settings.peerAuthentication).toBe('unchanged');
+    expect(settings.verify.enabled).toBe(true);
+    expect(settings.tokenLifetimeSeconds).toBe(3600);
+    expect(settings.reportPath).toBe('/runner/tmp/istio-vm-onboard-report.json');
+  });
+
+  it.each<[InputName, string, RegExp]>([
+    ['mode', 'deploy', /input 'mode': must be one of onboard, verify, offboard, plan; got 'deploy'/],
+    ['concurrency', '0', /input 'concurrency': must be between 1 and 1000/],
+    ['concurrency', 'ten', /input 'concurrency': must be a whole number/],
+    ['shard', '3/2', /input 'shard': must look like i\/n/],
+    ['shard', 'a/b', /input 'shard'/],
+    ['max-unavailable', '0', /input 'max-unavailable': must be at least 1/],
+    ['max-unavailable', '120%', /input 'max-unavailable': percentage/],
+    ['peer-authentication', 'mtls', /input 'peer-authentication'/],
+    ['verify', 'yes', /input 'verify': must be true or false/],
+    ['verify-url', 'ftp://x', /input 'verify-url': must be an http\(s\) URL/],
+    ['sidecar-package-sha256', 'abc', /input 'sidecar-package-sha256'/],
+    ['sidecar-package-sha256', `sparc:${'a'.repeat(64)}`, /unknown architecture 'sparc'/],
+    ['istio-version', 'latest', /input 'istio-version'/],
+    ['ssh-private-key', 'not a key', /input 'ssh-private-key': is not a PEM\/OpenSSH private key/],
+    ['token-lifetime', '60', /input 'token-lifetime': must be between 600/],
+  ])('rejects %s=%s with a message naming the input', (input, value, message) => {
+    expect(() => settingsFrom({ [input]: value })).toThrow(SettingsError);
+    expect(() => settingsFrom({ [input]: value })).toThrow(message);
+  });
+
+  it('requires an SSH key and known hosts except in plan mode', () => {
+    expect(() => settingsFrom({ 'ssh-private-key': '' })).toThrow(/ssh-private-key': is required in mode 'onboard'/);
+    expect(() => settingsFrom({ 'ssh-known-hosts': '' })).toThrow(/ssh-known-hosts': is required/);
+    expect(settingsFrom({ 'ssh-known-hosts': '', 'ssh-trust-on-first-use': 'true' }).ssh.trustOnFirstUse).toBe(true);
+    expect(settingsFrom({ mode: 'plan', 'ssh-private-key': '', 'ssh-known-hosts': '' }).mode).toBe('plan');
+  });
+
+  it('parses per-architecture checksums, shards and lists', () => {
+    const settings = settingsFrom({
+      'sidecar-package-sha256': `amd64:${'a'.repeat(64)}, arm64:${'B'.repeat(64)}`,
+      shard: '2/4',
+      groups: 'web, rabbitmq',
+      'dns-servers': '127.0.0.1:5353',
+    });
+    expect(settings.sidecarPackage.sha256).toEqual({ amd64: 'a'.repeat(64), arm64: 'b'.repeat(64) });
+    expect(settings.rollout.shard).toEqual({ index: 2, count: 4 });
+    expect(settings.rollout.groups).toEqual(['web', 'rabbitmq']);
+    expect(settings.dnsServers).toEqual(['127.0.0.1:5353']);
+  });
+});
+
+describe('resolveShare', () => {
+  it('rounds percentages up and keeps within bounds', () => {
+    expect(resolveShare({ kind: 'percent', value: 25 }, 10)).toBe(3);
+    expect(resolveShare({ kind: 'percent', value: 1 }, 3)).toBe(1);
+    expect(resolveShare({ kind: 'count', value: 50 }, 4)).toBe(4);
+    expect(resolveShare({ kind: 'percent', value: 0 }, 10, 0)).toBe(0);
+  });
+});
+
+describe('packageUrlFor', () => {
+  it("expands Istio's release URL pattern", () => {
+    const template = INPUT_DEFAULTS['sidecar-package-url'];
+    expect(packageUrlFor(template, '1.24.0', 'deb', 'amd64')).toBe(
+      'https://storage.googleapis.com/istio-release/releases/1.24.0/deb/istio-sidecar.deb',
+    );
+    expect(packageUrlFor(template, '1.24.0', 'rpm', 'arm64')).toBe(
+      'https://storage.googleapis.com/istio-release/releases/1.24.0/rpm/istio-sidecar-arm64.rpm',
+    );
+  });
+});
+
+describe('action.yml', () => {
+  const action = parse(readFileSync('action.yml', 'utf8')) as {
+    inputs: Record<string, { default?: string; description: string }>;
+    outputs: Record<string, unknown>;
+    runs: { using: string; main: string };
+  };
+  it('declares exactly the inputs the settings read, with the same defaults', () => {
+    expect(Object.keys(action.inputs).sort()).toEqual(Object.keys(INPUT_DEFAULTS).sort());
+    for (const [name, value] of Object.entries(INPUT_DEFAULTS)) {
+      expect([name, action.inputs[name]?.default ?? '']).toEqual([name, value]);
+      expect(action.inputs[name]?.description.length).toBeGreaterThan(20);
+    }
+  });
+  it('runs the bundle on node24 and declares the outputs', () => {
+    expect(action.runs).toEqual({ using: 'node24', main: 'dist/index.js' });
+    expect(Object.keys(action.outputs).sort()).toEqual(['failed', 'onboarded', 'report-path', 'result']);
+  });
+});

@@ -1,0 +1,3 @@
+export * from './stats-text.js';
+export * from './prometheus.js';
+export * from './certs.js';

@@ -1,0 +1,45 @@
+// Glue from the inventory model to renderVmFiles: one VM's files from its group and the mesh.
+
+import type { GroupSpec, MeshSpec, VmSpec } from '../inventory/types.js';
+import { renderVmFiles, type VmFiles } from './vm-files.js';
+import { buildWorkloadGroup } from './workload-objects.js';
+
+export interface InventoryVmRenderInput {
+  mesh: MeshSpec;
+  group: GroupSpec;
+  vm: VmSpec;
+  meshConfigText: string;
+  rootCert: string;
+  token: string;
+  clusterID: string;
+  /** East-west gateway IP; falls back to mesh.eastWestGateway.address when that is an IP. */
+  ingressIP?: string;
+  /** Workload address learned from the VM when the inventory has no internalIP. */
+  learnedInternalIP?: string;
+  captureDNS?: boolean;
+}
+
+/**
+ * Files for one inventory VM: the group's WorkloadGroup, `--autoregister` when the group registers
+ * automatically, the VM's internal (or else external) IP, and its SSH port excluded from capture
+ * when it is not 22 (istio#36870).
+ */
+export function renderVmFilesForInventoryVm(input: InventoryVmRenderInput): VmFiles {
+  const { mesh, group, vm } = input;
+  const internalIP = vm.internalIP ?? input.learnedInternalIP;
+  const ingressIP = input.ingressIP ?? mesh.eastWestGateway.address;
+  return renderVmFiles({
+    workloadGroup: buildWorkloadGroup(group),
+    meshConfigText: input.meshConfigText,
+    rootCert: input.rootCert,
+    token: input.token,
+    clusterID: input.clusterID,
+    ...(ingressIP !== undefined ? { ingressIP } : {}),
+    ...(internalIP !== undefined ? { internalIP } : vm.externalIP !== undefined ? { externalIP: vm.externalIP } : {}),
+    revision: mesh.revision,
+    istioNamespace: mesh.istioNamespace,
+    autoregister: group.registration === 'auto',
+    captureDNS: input.captureDNS ?? true,
+    extraLocalExcludePorts: vm.ssh.port !== 22 ? [vm.ssh.port] : [],
+  });
+}

@@ -1,0 +1,21 @@
+// Public API of the verification layer (see docs/adr/0002 and issue 8).
+export { verifyVm, verificationJobName } from './verify-vm.js';
+export {
+  describeFailure,
+  defaultMtlsTarget,
+  expectedSpiffeId,
+  checkSidecarRunning,
+  checkSidecarReady,
+  checkXdsConnected,
+  checkWorkloadCertificate,
+  checkWorkloadEntry,
+  checkVmToMesh,
+  evaluateMeshToVmMtls,
+  MTLS_COUNTERS,
+} from './checks.js';
+export { HINTS, renderHint, renderHintsMarkdown, classifyAgentLog, type HintId, type HintEntry } from './hints.js';
+export { scrubSecrets } from './scrub.js';
+export { buildProbeScript, buildFollowUpScript, parseScriptOutput, PROBE_URLS } from './vm-script.js';
+export * from './types.js';
+export type * from './ports.js';
+export * as envoy from './envoy/index.js';

@@ -1,0 +1,94 @@
+// Typed results of the seven verification checks and the context they run in.
+import type { GroupSpec, VmSpec } from '../inventory/types.js';
+import type { MeshProbe, VmProbe } from './ports.js';
+
+export const CHECK_NAMES = [
+  'sidecar-running',
+  'sidecar-ready',
+  'xds-connected',
+  'workload-certificate',
+  'workload-entry',
+  'vm-to-mesh',
+  'mesh-to-vm-mtls',
+] as const;
+
+export type CheckName = (typeof CHECK_NAMES)[number];
+export type CheckStatus = 'pass' | 'fail' | 'skipped';
+
+export interface CheckResult {
+  name: CheckName;
+  status: CheckStatus;
+  /** One line: what was seen (the orchestrator prefixes VM and check; see describeFailure). */
+  summary: string;
+  /** Raw observations (stat lines, HTTP codes, log lines — secrets scrubbed), short. */
+  evidence: string[];
+  /** On failure: `<likely cause>. Fix: <what to do>` (from the hints table). */
+  hint?: string;
+  /** Id of the hints-table entry, for the README's troubleshooting section and the report. */
+  hintId?: string;
+  durationMs: number;
+}
+
+export interface VerifyOptions {
+  /** Window over which the unit's restart count must not grow. */
+  restartWindowMs: number;
+  /** How long `/healthz/ready` may take to answer 200. */
+  readyTimeoutMs: number;
+  readyPollMs: number;
+  /** A workload certificate expiring sooner than this fails. */
+  certExpiryThresholdMs: number;
+  /** How long to wait for the WorkloadEntry to appear and, with health checks, become Healthy. */
+  workloadEntryTimeoutMs: number;
+  workloadEntryPollMs: number;
+  /** Calls made by each verification Job (ADR 0002 `IVO_REQUESTS`). */
+  mtlsRequests: number;
+  jobTimeoutMs: number;
+  /** curl `--max-time` for the vm-to-mesh request. */
+  vmToMeshTimeoutMs: number;
+  /** Lines of /var/log/istio/istio.log and istio.err.log kept as evidence. */
+  logTailLines: number;
+}
+
+export const DEFAULT_VERIFY_OPTIONS: VerifyOptions = {
+  restartWindowMs: 2_000,
+  readyTimeoutMs: 30_000,
+  readyPollMs: 1_000,
+  certExpiryThresholdMs: 3_600_000,
+  workloadEntryTimeoutMs: 20_000,
+  workloadEntryPollMs: 1_000,
+  mtlsRequests: 3,
+  jobTimeoutMs: 90_000,
+  vmToMeshTimeoutMs: 5_000,
+  logTailLines: 15,
+};
+
+export interface VerifyContext {
+  vm: VmSpec;
+  group: GroupSpec;
+  /** The address the VM's sidecar registers with (inventory internalIP, or learned by the VM layer). */
+  workloadAddress: string;
+  /** Mesh trust domain (mesh config `trustDomain`, default `cluster.local`). */
+  trustDomain: string;
+  /** Root cert PEM the action installed as /etc/certs/root-cert.pem; when absent the VM's copy is used. */
+  rootCertPem?: string;
+  /** vm-to-mesh target (input `verify-url`), e.g. `http://mesh-echo.lab.svc.cluster.local:8080/`. */
+  verifyUrl: string;
+  /** Image of the ADR-0002 Job (input `verify-client-image`). */
+  verifyClientImage: string;
+  /** Input `peer-authentication`; `unchanged` → ask the cluster (MeshProbe.peerAuthenticationMode). */
+  peerAuthentication: 'strict' | 'permissive' | 'unchanged';
+  /** Mesh→VM target; default `http://<workloadAddress>:<first http* port, else probe port, else first port>/`. */
+  mtlsTarget?: { url: string; protocol: 'http' | 'tcp' };
+  /** Whether the sidecar's health checks are on (group has a probe); default `!!group.probe`. */
+  healthChecks?: boolean;
+  vmProbe: VmProbe;
+  meshProbe: MeshProbe;
+  options?: Partial<VerifyOptions>;
+  /** Known secret values (token, keys) to scrub from evidence in addition to pattern-based scrubbing. */
+  secretValues?: string[];
+  /** Injected for tests. */
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  /** Suffix for Job names (ADR 0002 `ivo-verify-<vm>-<random>`); injected for tests. */
+  randomSuffix?: () => string;
+}

@@ -1,0 +1,691 @@
+// verifyVm and each check, pass and fail paths, with a fake VM (canned script output in the real
+// framing) and a fake cluster. Healthy inputs are the envoy-reference files where they fit.
+import { describe, expect, it } from '@jest/globals';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { GroupSpec, VmSpec } from '../../src/inventory/types.js';
+import { verifyVm, verificationJobName } from '../../src/verify/verify-vm.js';
+import { describeFailure, defaultMtlsTarget } from '../../src/verify/checks.js';
+import { HINTS, renderHintsMarkdown } from '../../src/verify/hints.js';
+import type { MeshProbe, VerificationJobResult, VerificationJobSpec, WorkloadEntryView } from '../../src/verify/ports.js';
+import type { CheckName, CheckResult, VerifyContext } from '../../src/verify/types.js';
+import { makeCa, makeWorkloadCert, secretsDumpJson } from './verify-fixtures.js';
+
+const REF = path.resolve(process.cwd(), '../shared/envoy-reference');
+const ref = (p: string) => readFileSync(path.join(REF, p), 'utf8');
+const STATS_OK = ref('stats/stats_text.constructed.txt');
+const PROM_REF = ref('stats/stats_prometheus.constructed.txt');
+const promWith = (mtls: number) => PROM_REF.replace(/(connection_security_policy="mutual_tls"\}) 37/, `$1 ${mtls}`);
+
+const CA = makeCa('cluster.local');
+const OTHER_CA = makeCa('cluster.local');
+const SPIFFE = 'spiffe://cluster.local/ns/vm-ns/sa/vm-sa';
+const LEAF = makeWorkloadCert(CA, SPIFFE);
+
+// ---------------------------------------------------------------- fakes
+
+interface Section {
+  rc?: number;
+  http?: string;
+  body?: string;
+  stderr?: string;
+}
+
+function frame(name: string, s: Section): string {
+  const b64 = (t: string) => Buffer.from(t).toString('base64');
+  return `\n@@ivo-section ${name} rc=${s.rc ?? 0} http=${s.http ?? '000'} err=${b64(s.stderr ?? '')}@@\n${b64(s.body ?? '')}\n@@ivo-end ${name}@@\n`;
+}
+const ok = (body: string): Section => ({ rc: 0, http: '200', body });
+const refused = (port: number): Section => ({ rc: 7, http: '000', stderr: `curl: (7) Failed to connect to localhost port ${port} after 0 ms: Couldn't connect to server\n` });
+
+interface VmState {
+  tools: string;
+  sections1: Record<string, Section>;
+  sections2: Record<string, Section>;
+  execError?: string;
+}
+
+const UNIT_OK = 'LoadState=loaded\nActiveState=active\nSubState=running\nNRestarts=0\nMainPID=4242\nis-active=active\n';
+
+function healthyVm(): VmState {
+  return {
+    tools: '@@ivo-tools curl=yes base64=yes systemctl=yes@@\n',
+    sections1: {
+      'unit-before': { body: UNIT_OK },
+      ready: { http: '200', body: 'attempts=1 elapsed_ms=12 outcome=ready\n' },
+      stats: ok(STATS_OK),
+      secrets: ok(secretsDumpJson(LEAF + CA.certPem, CA.certPem)),
+      certs: ok(ref('certs/certs.constructed.json')),
+      prometheus: ok(promWith(37)),
+      'root-cert': { body: CA.certPem },
+      'agent-log': { body: '2026-11-26T10:00:00Z\tinfo\tEnvoy proxy is ready\n' },
+      'agent-err-log': { body: '' },
+      'not-ready-line': { body: '' },
+      window: { body: 'window_ms=2003\n' },
+      'unit-after': { body: UNIT_OK },
+    },
+    sections2: {
+      prometheus: ok(promWith(40)),
+      resolve: { rc: 0, body: '10.96.0.42      mesh-echo.lab.svc.cluster.local\n' },
+      'vm-to-mesh': { rc: 0, http: '200', body: 'hello' },
+    },
+  };
+}
+
+const callsOf = (...codes: string[]) => codes.map((code, i) => ({ n: i + 1, code }));
+
+interface MeshState {
+  entry?: WorkloadEntryView;
+  entryError?: string;
+  autoRegistration?: boolean;
+  groupExists?: boolean;
+  mtlsJob: VerificationJobResult | Error;
+  plaintextJob: VerificationJobResult | Error;
+  mode?: 'STRICT' | 'PERMISSIVE' | 'UNSET';
+}
+
+function healthyEntry(healthy: 'True' | 'False' | 'none' = 'True', message?: string): WorkloadEntryView {
+  return {
+    metadata: { name: 'vm-app-10.233.0.11', namespace: 'vm-ns', annotations: { 'istio.io/autoRegistrationGroup': 'vm-app' } },
+    spec: { address: '10.233.0.11', serviceAccount: 'vm-sa' },
+    ...(healthy !== 'none' ? { status: { conditions: [{ type: 'Healthy', status: healthy, ...(message ? { message } : {}) }] } } : {}),
+  };
+}
+
+function healthyMesh(): MeshState {
+  return {
+    entry: healthyEntry(),
+    autoRegistration: true,
+    groupExists: true,
+    mtlsJob: { succeeded: true, calls: callsOf('200', '200', '200'), logs: 'ivo-call 1 200\nivo-call 2 200\nivo-call 3 200\nivo-done\n' },
+    plaintextJob: { succeeded: true, calls: callsOf('000', '000', '000'), logs: 'ivo-call 1 000\n' },
+    mode: 'STRICT',
+  };
+}
+
+const GROUP: GroupSpec = {
+  name: 'vm-app',
+  namespace: 'vm-ns',
+  serviceAccount: 'vm-sa',
+  labels: { app: 'vm-app' },
+  annotations: {},
+  ports: { 'http-web': 8080 },
+  network: '',
+  registration: 'auto',
+  probe: { httpGet: { port: 8080, path: '/healthz' } },
+  vms: [],
+};
+const VM: VmSpec = { name: 'vm-1', group: 'vm-app', ssh: { host: '10.233.0.11', port: 22, user: 'ivo' }, labels: {} };
+
+interface Harness {
+  ctx: VerifyContext;
+  scripts: string[];
+  jobs: VerificationJobSpec[];
+  weQueries: number;
+}
+
+function harness(vm: VmState, mesh: MeshState, overrides: Partial<VerifyContext> = {}): Harness {
+  const scripts: string[] = [];
+  const jobs: VerificationJobSpec[] = [];
+  let clock = Date.parse('2026-11-26T12:00:00Z');
+  const h: Harness = { scripts, jobs, weQueries: 0, ctx: undefined as unknown as VerifyContext };
+  const meshProbe: MeshProbe = {
+    workloadEntryFor: async () => {
+      h.weQueries += 1;
+      if (mesh.entryError) throw new Error(mesh.entryError);
+      return mesh.entry;
+    },
+    runVerificationJob: async (spec) => {
+      jobs.push(spec);
+      const r = spec.injectSidecar ? mesh.mtlsJob : mesh.plaintextJob;
+      if (r instanceof Error) throw r;
+      return r;
+    },
+    peerAuthenticationMode: async () => mesh.mode ?? 'UNSET',
+    workloadGroupExists: async () => mesh.groupExists ?? true,
+    autoRegistrationEnabled: async () => mesh.autoRegistration,
+  };
+  h.ctx = {
+    vm: VM,
+    group: GROUP,
+    workloadAddress: '10.233.0.11',
+    trustDomain: 'cluster.local',
+    rootCertPem: CA.certPem,
+    verifyUrl: 'http://mesh-echo.lab.svc.cluster.local:8080/',
+    verifyClientImage: 'curlimages/curl:8.11.1',
+    peerAuthentication: 'strict',
+    vmProbe: {
+      runScript: async (script) => {
+        scripts.push(script);
+        if (vm.execError) throw new Error(vm.execError);
+        const sections = script.includes('unit-before') ? vm.sections1 : vm.sections2;
+        return { code: 0, stdout: 'Welcome to the VM\n' + vm.tools + Object.entries(sections).map(([n, s]) => frame(n, s)).join(''), stderr: '' };
+      },
+    },
+    meshProbe,
+    now: () => clock,
+    sleep: async (ms) => {
+      clock += ms;
+    },
+    randomSuffix: () => 'abcde',
+    secretValues: ['s3cr3t-token-value'],
+    ...overrides,
+  };
+  return h;
+}
+
+const byName = (results: CheckResult[], name: CheckName) => results.find((r) => r.name === name)!;
+
+// ---------------------------------------------------------------- the healthy VM
+
+describe('verifyVm on a healthy VM', () => {
+  it('passes all seven checks in two exec round trips and runs the ADR-0002 Jobs', async () => {
+    const h = harness(healthyVm(), healthyMesh());
+    const results = await verifyVm(h.ctx);
+    expect(results.map((r) => r.name)).toEqual([
+      'sidecar-running',
+      'sidecar-ready',
+      'xds-connected',
+      'workload-certificate',
+      'workload-entry',
+      'vm-to-mesh',
+      'mesh-to-vm-mtls',
+    ]);
+    for (const r of results) expect({ name: r.name, status: r.status, hint: r.hint }).toEqual({ name: r.name, status: 'pass', hint: undefined });
+    expect(h.scripts).toHaveLength(2);
+    expect(h.jobs).toEqual([
+      { namespace: 'vm-ns', name: 'ivo-verify-vm-1-abcde', image: 'curlimages/curl:8.11.1', targetUrl: 'http://10.233.0.11:8080/healthz', requests: 3, injectSidecar: true, timeoutMs: 90000 },
+      { namespace: 'vm-ns', name: 'ivo-verify-vm-1-abcde', image: 'curlimages/curl:8.11.1', targetUrl: 'http://10.233.0.11:8080/healthz', requests: 3, injectSidecar: false, timeoutMs: 90000 },
+    ]);
+    expect(byName(results, 'mesh-to-vm-mtls').evidence).toContain(
+      'istio_requests_total{reporter="destination",connection_security_policy="mutual_tls"}: 37 → 40 (+3)',
+    );
+    expect(byName(results, 'xds-connected').evidence).toContain('cluster.xds-grpc.upstream_cx_active: 1');
+    expect(byName(results, 'workload-certificate').summary).toMatch(/^SAN spiffe:\/\/cluster.local\/ns\/vm-ns\/sa\/vm-sa, chains to the installed root/);
+  });
+
+  it('does not run the plaintext Job under PERMISSIVE, and asks the cluster when the input is unchanged', async () => {
+    const h1 = harness(healthyVm(), healthyMesh(), { peerAuthentication: 'permissive' });
+    expect(byName(await verifyVm(h1.ctx), 'mesh-to-vm-mtls').status).toBe('pass');
+    expect(h1.jobs.map((j) => j.injectSidecar)).toEqual([true]);
+    const h2 = harness(healthyVm(), { ...healthyMesh(), mode: 'STRICT' }, { peerAuthentication: 'unchanged' });
+    await verifyVm(h2.ctx);
+    expect(h2.jobs.map((j) => j.injectSidecar)).toEqual([true, false]);
+    const h3 = harness(healthyVm(), { ...healthyMesh(), mode: 'PERMISSIVE' }, { peerAuthentication: 'unchanged' });
+    await verifyVm(h3.ctx);
+    expect(h3.jobs.map((j) => j.injectSidecar)).toEqual([true]);
+  });
+});
+
+// ---------------------------------------------------------------- failure table
+
+interface FailureCase {
+  title: string;
+  check: CheckName;
+  hintId: keyof typeof HINTS;
+  vm?: (s: VmState) => void;
+  mesh?: (m: MeshState) => void;
+  ctx?: Partial<VerifyContext>;
+  summary?: RegExp;
+  hint?: RegExp;
+  evidence?: RegExp;
+  /** Checks expected to be skipped as a consequence. */
+  skipped?: CheckName[];
+}
+
+const notReady = (reason: string, log: string) => (s: VmState) => {
+  s.sections1.ready = { http: '503', body: 'attempts=31 elapsed_ms=30010 outcome=timeout\n' };
+  s.sections1['not-ready-line'] = { body: `2026-11-26T10:00:05Z\twarn\tEnvoy proxy is NOT ready: ${reason}\n` };
+  s.sections1['agent-log'] = { body: log };
+};
+const NOT_RECEIVED = 'config not received from XDS server (is Istiod running?): cds updates: 0 successful, 0 rejected; lds updates: 0 successful, 0 rejected';
+const statsWith = (replace: Record<string, string>) => (s: VmState) => {
+  let body = STATS_OK;
+  for (const [k, v] of Object.entries(replace)) body = body.replace(new RegExp(`^${k.replace(/[.|]/g, '\\$&')}: .*$`, 'm'), `${k}: ${v}`);
+  s.sections1.stats = ok(body);
+};
+const withLeaf = (leaf: string, root = CA.certPem) => (s: VmState) => {
+  s.sections1.secrets = ok(secretsDumpJson(leaf + root, root));
+};
+
+const CASES: FailureCase[] = [
+  {
+    title: 'crash-looping unit (restart count grows), with scrubbed log evidence',
+    check: 'sidecar-running',
+    hintId: 'crash-loop',
+    vm: (s) => {
+      s.sections1['unit-before'] = { body: UNIT_OK.replace('NRestarts=0', 'NRestarts=3') };
+      s.sections1['unit-after'] = { body: UNIT_OK.replace('NRestarts=0', 'NRestarts=4').replace('4242', '4300') };
+      s.sections1['agent-err-log'] = { body: 'error\tfailed to read token s3cr3t-token-value: Unauthenticated eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl\n' };
+    },
+    summary: /^crash-looping: NRestarts 3 → 4 within 2\.0 s/,
+    hint: /crash-looping/,
+    evidence: /istio\.err\.log: error\tfailed to read token \[redacted\]: Unauthenticated \[redacted token\]/,
+    skipped: ['sidecar-ready', 'xds-connected', 'workload-certificate', 'vm-to-mesh', 'mesh-to-vm-mtls'],
+  },
+  {
+    title: 'unit in auto-restart',
+    check: 'sidecar-running',
+    hintId: 'crash-loop',
+    vm: (s) => {
+      s.sections1['unit-after'] = { body: 'LoadState=loaded\nActiveState=activating\nSubState=auto-restart\nNRestarts=0\nMainPID=0\nis-active=activating\n' };
+    },
+    summary: /auto-restart/,
+  },
+  {
+    title: 'unit stopped',
+    check: 'sidecar-running',
+    hintId: 'unit-inactive',
+    vm: (s) => {
+      const inactive = 'LoadState=loaded\nActiveState=inactive\nSubState=dead\nNRestarts=0\nMainPID=0\nis-active=inactive\n';
+      s.sections1['unit-before'] = { body: inactive };
+      s.sections1['unit-after'] = { body: inactive };
+    },
+    summary: /unit istio is inactive/,
+  },
+  {
+    title: 'package not installed',
+    check: 'sidecar-running',
+    hintId: 'unit-missing',
+    vm: (s) => {
+      s.sections1['unit-before'] = { body: 'LoadState=not-found\nActiveState=inactive\nis-active=inactive\n' };
+    },
+  },
+  {
+    title: 'SSH exec fails',
+    check: 'sidecar-running',
+    hintId: 'probe-failed',
+    vm: (s) => {
+      s.execError = 'connection reset by peer';
+    },
+    summary: /could not run the verification script/,
+    evidence: /connection reset/,
+  },
+  {
+    title: 'curl missing on the VM',
+    check: 'sidecar-running',
+    hintId: 'tool-missing',
+    vm: (s) => {
+      s.tools = '@@ivo-tools curl=no base64=yes systemctl=yes@@\n';
+    },
+    hint: /install curl/,
+  },
+  {
+    title: 'istiod down (connection refused)',
+    check: 'sidecar-ready',
+    hintId: 'istiod-refused',
+    vm: notReady(NOT_RECEIVED, 'warn\tca\tca request failed: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 10.233.0.1:15012: connect: connection refused"\n'),
+    summary: /answered 503 .* config not received from XDS server/,
+    evidence: /Envoy proxy is NOT ready: config not received/,
+    skipped: ['vm-to-mesh', 'mesh-to-vm-mtls'],
+  },
+  {
+    title: '15012 blocked (i/o timeout)',
+    check: 'sidecar-ready',
+    hintId: 'port-15012-blocked',
+    vm: notReady(NOT_RECEIVED, 'warn\txds\tdial tcp 10.233.0.1:15012: i/o timeout\n'),
+    hint: /15012 unreachable from VM/,
+  },
+  {
+    title: 'wrong root cert (agent cannot verify istiod)',
+    check: 'sidecar-ready',
+    hintId: 'root-cert-rejected-by-agent',
+    vm: notReady(NOT_RECEIVED, 'warn\tca\ttransport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority\n'),
+  },
+  {
+    title: 'token rejected',
+    check: 'sidecar-ready',
+    hintId: 'token-rejected',
+    vm: notReady(NOT_RECEIVED, 'error\tcache\tresource:default failed to sign: rpc error: code = Unauthenticated desc = request authenticate failure\n'),
+    hint: /token rejected: .*audience must be istio-ca/,
+  },
+  {
+    title: 'config rejected by Envoy',
+    check: 'sidecar-ready',
+    hintId: 'config-rejected',
+    vm: notReady('config received from XDS server, but was rejected: cds updates: 1 successful, 2 rejected; lds updates: 0 successful, 1 rejected', ''),
+  },
+  {
+    title: 'Envoy not live',
+    check: 'sidecar-ready',
+    hintId: 'envoy-not-live',
+    vm: notReady('workers have not yet started', ''),
+  },
+  {
+    title: 'not ready without a known cause',
+    check: 'sidecar-ready',
+    hintId: 'config-not-received',
+    vm: notReady(NOT_RECEIVED, ''),
+  },
+  {
+    title: 'nothing on 15021',
+    check: 'sidecar-ready',
+    hintId: 'ready-timeout',
+    vm: (s) => {
+      s.sections1.ready = { http: '000', body: 'attempts=31 elapsed_ms=30000 outcome=timeout\n' };
+    },
+    summary: /did not answer \(nothing listening on 15021\)/,
+  },
+  {
+    title: 'no xDS connection',
+    check: 'xds-connected',
+    hintId: 'xds-not-connected',
+    vm: statsWith({ 'cluster.xds-grpc;.upstream_cx_active': '0' }),
+    summary: /upstream_cx_active = 0/,
+  },
+  {
+    title: 'xDS connection stat absent (usedonly) counts as 0',
+    check: 'xds-connected',
+    hintId: 'xds-not-connected',
+    vm: (s) => {
+      s.sections1.stats = ok(STATS_OK.split('\n').filter((l) => !l.startsWith('cluster.xds-grpc')).join('\n'));
+    },
+  },
+  {
+    title: 'xDS updates rejected',
+    check: 'xds-connected',
+    hintId: 'xds-config-rejected',
+    vm: statsWith({ 'cluster_manager.cds.update_rejected': '1' }),
+  },
+  {
+    title: 'no config accepted',
+    check: 'xds-connected',
+    hintId: 'xds-no-config',
+    vm: statsWith({ 'listener_manager.lds.update_success': '0' }),
+  },
+  {
+    title: 'admin port down',
+    check: 'xds-connected',
+    hintId: 'stats-unavailable',
+    vm: (s) => {
+      s.sections1.stats = refused(15000);
+    },
+    evidence: /Failed to connect to localhost port 15000/,
+  },
+  {
+    title: 'wrong trust domain',
+    check: 'workload-certificate',
+    hintId: 'cert-trust-domain',
+    ctx: { trustDomain: 'corp.example' },
+    summary: /^cert SAN is spiffe:\/\/cluster\.local\/ns\/vm-ns\/sa\/vm-sa but mesh trust domain is corp\.example$/,
+  },
+  {
+    title: 'another identity',
+    check: 'workload-certificate',
+    hintId: 'cert-identity',
+    vm: withLeaf(makeWorkloadCert(CA, 'spiffe://cluster.local/ns/other/sa/default')),
+    summary: /expected spiffe:\/\/cluster\.local\/ns\/vm-ns\/sa\/vm-sa/,
+  },
+  {
+    title: 'cert from another CA (root mismatch)',
+    check: 'workload-certificate',
+    hintId: 'cert-root-mismatch',
+    vm: withLeaf(makeWorkloadCert(OTHER_CA, SPIFFE), OTHER_CA.certPem),
+    hint: /istio-ca-root-cert changed/,
+  },
+  {
+    title: 'root cert on the VM is not the mesh root',
+    check: 'workload-certificate',
+    hintId: 'cert-root-mismatch',
+    vm: (s) => {
+      s.sections1['root-cert'] = { body: OTHER_CA.certPem };
+    },
+    evidence: /differs from the mesh root cert/,
+  },
+  {
+    title: 'expired cert',
+    check: 'workload-certificate',
+    hintId: 'cert-expired',
+    vm: withLeaf(makeWorkloadCert(CA, SPIFFE, { notBefore: new Date('2026-11-25T00:00:00Z'), notAfter: new Date('2026-11-26T11:00:00Z') })),
+  },
+  {
+    title: 'cert expiring within the threshold',
+    check: 'workload-certificate',
+    hintId: 'cert-expiring',
+    vm: withLeaf(makeWorkloadCert(CA, SPIFFE, { notBefore: new Date('2026-11-25T00:00:00Z'), notAfter: new Date('2026-11-26T12:30:00Z') })),
+    summary: /in 30 min/,
+  },
+  {
+    title: 'no workload cert in Envoy',
+    check: 'workload-certificate',
+    hintId: 'cert-missing',
+    vm: (s) => {
+      s.sections1.secrets = ok('{"configs":[]}');
+      s.sections1.certs = ok('{"certificates":[]}');
+    },
+  },
+  {
+    title: '/certs fallback: CA serial does not match the installed root',
+    check: 'workload-certificate',
+    hintId: 'cert-trust-domain',
+    vm: (s) => {
+      s.sections1.secrets = refused(15000);
+    },
+    // The reference /certs carries spiffe://cluster.local/ns/ambient/...; checked against corp.example.
+    ctx: { trustDomain: 'corp.example' },
+    evidence: /\/certs leaf: serial 6fbee254c22900615cb1f74e3d2f1713/,
+  },
+  {
+    title: 'autoregistration off',
+    check: 'workload-entry',
+    hintId: 'we-autoregistration-off',
+    mesh: (m) => {
+      delete m.entry;
+      m.autoRegistration = false;
+    },
+    hint: /PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false on istiod/,
+  },
+  {
+    title: 'WorkloadGroup missing',
+    check: 'workload-entry',
+    hintId: 'we-group-missing',
+    mesh: (m) => {
+      delete m.entry;
+      m.groupExists = false;
+    },
+  },
+  {
+    title: 'no entry after the wait',
+    check: 'workload-entry',
+    hintId: 'we-missing',
+    mesh: (m) => {
+      delete m.entry;
+    },
+    summary: /no WorkloadEntry with address 10\.233\.0\.11 in vm-ns after 20\.0 s/,
+  },
+  {
+    title: 'app down: entry not Healthy',
+    check: 'workload-entry',
+    hintId: 'we-unhealthy',
+    mesh: (m) => {
+      m.entry = healthyEntry('False', 'Get "http://10.233.0.11:8080/healthz": dial tcp 10.233.0.11:8080: connect: connection refused');
+    },
+    hint: /application is down.*start the application on the VM \(port 8080\)/,
+  },
+  {
+    title: 'no Healthy condition',
+    check: 'workload-entry',
+    hintId: 'we-health-unknown',
+    mesh: (m) => {
+      m.entry = healthyEntry('none');
+    },
+  },
+  {
+    title: 'cluster read fails',
+    check: 'workload-entry',
+    hintId: 'we-read-failed',
+    mesh: (m) => {
+      m.entryError = 'workloadentries.networking.istio.io is forbidden';
+    },
+  },
+  {
+    title: 'DNS capture off',
+    check: 'vm-to-mesh',
+    hintId: 'dns-capture-off',
+    vm: (s) => {
+      s.sections2.resolve = { rc: 2, body: '' };
+      s.sections2['vm-to-mesh'] = { rc: 6, http: '000', stderr: 'curl: (6) Could not resolve host: mesh-echo.lab.svc.cluster.local\n' };
+    },
+    summary: /could not resolve mesh-echo\.lab\.svc\.cluster\.local/,
+    hint: /ISTIO_META_DNS_CAPTURE/,
+  },
+  {
+    title: 'mesh service down (connect failure)',
+    check: 'vm-to-mesh',
+    hintId: 'mesh-service-unreachable',
+    vm: (s) => {
+      s.sections2['vm-to-mesh'] = { rc: 56, http: '000', stderr: 'curl: (56) Recv failure: Connection reset by peer\n' };
+    },
+  },
+  {
+    title: 'mesh service down (503 from the sidecar)',
+    check: 'vm-to-mesh',
+    hintId: 'mesh-service-http-error',
+    vm: (s) => {
+      s.sections2['vm-to-mesh'] = { rc: 0, http: '503', body: 'no healthy upstream' };
+    },
+  },
+  {
+    title: 'plaintext accepted under STRICT',
+    check: 'mesh-to-vm-mtls',
+    hintId: 'plaintext-accepted',
+    mesh: (m) => {
+      m.plaintextJob = { succeeded: true, calls: callsOf('200', '200', '200'), logs: '' };
+    },
+    summary: /plaintext accepted: 3 of 3/,
+    hint: /PeerAuthentication not STRICT for this workload/,
+  },
+  {
+    title: 'calls from the mesh fail (app down)',
+    check: 'mesh-to-vm-mtls',
+    hintId: 'mtls-calls-failed',
+    mesh: (m) => {
+      m.mtlsJob = { succeeded: true, calls: callsOf('503', '503', '503'), logs: '' };
+    },
+  },
+  {
+    title: 'calls succeed but not over mTLS',
+    check: 'mesh-to-vm-mtls',
+    hintId: 'mtls-not-mutual',
+    vm: (s) => {
+      s.sections2.prometheus = ok(promWith(38));
+    },
+    summary: /3 calls succeeded but istio_requests_total.* grew by 1/,
+  },
+  {
+    title: 'Job cannot run',
+    check: 'mesh-to-vm-mtls',
+    hintId: 'mtls-job-failed',
+    mesh: (m) => {
+      m.mtlsJob = new Error('jobs.batch is forbidden');
+    },
+  },
+  {
+    title: 'Job never made calls',
+    check: 'mesh-to-vm-mtls',
+    hintId: 'mtls-job-failed',
+    mesh: (m) => {
+      m.mtlsJob = { succeeded: false, calls: [], logs: '', reason: 'DeadlineExceeded' };
+    },
+    summary: /DeadlineExceeded/,
+  },
+  {
+    title: 'VM metrics unreadable',
+    check: 'mesh-to-vm-mtls',
+    hintId: 'metrics-unavailable',
+    vm: (s) => {
+      s.sections1.prometheus = refused(15090);
+    },
+  },
+];
+
+describe('verifyVm failure paths', () => {
+  it.each(CASES.map((c) => [c.title, c] as const))('%s', async (_title, c) => {
+    const vm = healthyVm();
+    const mesh = healthyMesh();
+    c.vm?.(vm);
+    c.mesh?.(mesh);
+    const h = harness(vm, mesh, c.ctx);
+    const results = await verifyVm(h.ctx);
+    const result = byName(results, c.check);
+    expect({ status: result.status, hintId: result.hintId }).toEqual({ status: 'fail', hintId: c.hintId });
+    expect(result.hint).toContain('. Fix: ');
+    if (c.summary) expect(result.summary).toMatch(c.summary);
+    if (c.hint) expect(result.hint).toMatch(c.hint);
+    if (c.evidence) expect(result.evidence.join('\n')).toMatch(c.evidence);
+    for (const name of c.skipped ?? []) expect(byName(results, name).status).toBe('skipped');
+    // Only the named check (and its consequences) fails.
+    for (const other of results) {
+      if (other.name === c.check || (c.skipped ?? []).includes(other.name)) continue;
+      if (c.check === 'sidecar-ready' && ['vm-to-mesh', 'mesh-to-vm-mtls'].includes(other.name)) continue;
+      if (c.check === 'sidecar-running') continue;
+      expect({ name: other.name, status: other.status }).toEqual({ name: other.name, status: 'pass' });
+    }
+    // Workload-entry is cluster-side: it still runs when the VM side fails.
+    if (c.check === 'sidecar-running' && !c.mesh) expect(byName(results, 'workload-entry').status).toBe('pass');
+    const message = describeFailure('vm-1', result);
+    expect(message).toMatch(new RegExp(`^\\[vm-1\\] ${c.check}: .+ — likely cause: .+\\. Fix: .+`));
+    expect(JSON.stringify(results)).not.toContain('s3cr3t-token-value');
+  });
+});
+
+// ---------------------------------------------------------------- details
+
+describe('verification details', () => {
+  it('workload-entry fails fast when autoregistration is off and waits a bounded time otherwise', async () => {
+    const mesh = { ...healthyMesh(), autoRegistration: false };
+    delete mesh.entry;
+    const h = harness(healthyVm(), mesh);
+    await verifyVm(h.ctx);
+    expect(h.weQueries).toBe(1);
+    const mesh2 = healthyMesh();
+    delete mesh2.entry;
+    const h2 = harness(healthyVm(), mesh2);
+    await verifyVm(h2.ctx);
+    expect(h2.weQueries).toBe(21); // 20 s at 1 s, bounded
+  });
+
+  it('workload-entry passes without a Healthy condition when health checks are off, and for static entries', async () => {
+    const mesh = { ...healthyMesh(), entry: healthyEntry('none') };
+    const h = harness(healthyVm(), mesh, { group: { ...GROUP, probe: undefined } as unknown as GroupSpec });
+    expect(byName(await verifyVm(h.ctx), 'workload-entry').summary).toMatch(/health checks off/);
+    const h2 = harness(healthyVm(), healthyMesh(), { group: { ...GROUP, registration: 'static' } });
+    expect(byName(await verifyVm(h2.ctx), 'workload-entry').status).toBe('pass');
+  });
+
+  it('picks the mTLS target as ADR 0002 says', () => {
+    const base = harness(healthyVm(), healthyMesh()).ctx;
+    expect(defaultMtlsTarget(base)).toEqual({ url: 'http://10.233.0.11:8080/healthz', protocol: 'http', port: 8080 });
+    const tcp = { ...base, group: { ...GROUP, ports: { 'tcp-amqp': 5672 }, probe: { tcpSocket: { port: 5672 } } } };
+    expect(defaultMtlsTarget(tcp)).toEqual({ url: 'http://10.233.0.11:5672/', protocol: 'tcp', port: 5672 });
+    const v6 = { ...base, workloadAddress: 'fd00::11' };
+    expect(defaultMtlsTarget(v6).url).toBe('http://[fd00::11]:8080/healthz');
+  });
+
+  it('uses istio_tcp_connections_opened_total for TCP targets', async () => {
+    const vm = healthyVm();
+    const tcpLine = (n: number) => `# TYPE istio_tcp_connections_opened_total counter\nistio_tcp_connections_opened_total{reporter="destination",connection_security_policy="mutual_tls"} ${n}\n`;
+    vm.sections1.prometheus = ok(tcpLine(5));
+    vm.sections2.prometheus = ok(tcpLine(8));
+    const h = harness(vm, healthyMesh(), { mtlsTarget: { url: 'http://10.233.0.11:5672/', protocol: 'tcp' } });
+    const r = byName(await verifyVm(h.ctx), 'mesh-to-vm-mtls');
+    expect(r.status).toBe('pass');
+    expect(r.evidence).toContain('istio_tcp_connections_opened_total{reporter="destination",connection_security_policy="mutual_tls"}: 5 → 8 (+3)');
+  });
+
+  it('names Jobs as DNS-1123 labels', () => {
+    expect(verificationJobName('VM_01.prod', 'x1y2z')).toBe('ivo-verify-vm-01-prod-x1y2z');
+    const long = verificationJobName('a'.repeat(80), 'abcde');
+    expect(long.length).toBeLessThanOrEqual(63);
+    expect(long).toMatch(/^ivo-verify-a+-abcde$/);
+  });
+
+  it('every hint has a cause and a fix, and the README table lists them all', () => {
+    const md = renderHintsMarkdown();
+    for (const [id, h] of Object.entries(HINTS)) {
+      expect(h.cause.length).toBeGreaterThan(10);
+      expect(h.fix.length).toBeGreaterThan(10);
+      expect(md).toContain(`\`${id}\``);
+    }
+  });
+});

@@ -19,3 +19,4 @@ export { buildProbeScript, buildFollowUpScript, parseScriptOutput, PROBE_URLS } 
 export * from './types.js';
 export type * from './ports.js';
 export * as envoy from './envoy/index.js';
+export { vmProbeFromSession, meshProbeFromCluster, workloadEntryViewOf, type MeshProbeExtras } from './adapters.js';

@@ -1,0 +1,66 @@
+// Shell functions shared by the root scripts that change a VM: the lock, a step runner that turns a
+// failing command into a named error (disk full recognised), the installed-version query, and
+// placement of a staged file (temp name in the target's directory, then rename).
+import { ISTIO_PATHS, ONBOARD_PATHS } from '../paths.js';
+import { shQuote } from './shell.js';
+
+export function lockFunctions(waitSeconds: number): string {
+  const wait = Math.max(0, Math.min(Math.floor(waitSeconds), 600));
+  return `ivo_lock() {
+  [ -d /var/lock ] || mkdir -p "$(readlink -f /var/lock)" 2>/dev/null || mkdir -p /var/lock
+  exec 9>>${shQuote(ONBOARD_PATHS.lockFile)} || ivo_fail lock "cannot open ${ONBOARD_PATHS.lockFile}"
+  if ! flock -w ${wait} 9; then
+    ivo_fail lock-busy "another istio-vm-onboard run holds ${ONBOARD_PATHS.lockFile} on this VM (waited ${wait}s); nothing was changed"
+  fi
+  ivo_emit lock.acquired "$(date +%s.%N)"
+}
+`;
+}
+
+export const STEP_FUNCTIONS = `IVO_ERR=$(mktemp /run/ivo-err.XXXXXX 2>/dev/null || mktemp 2>/dev/null || echo /dev/null)
+ivo_cleanup_err() { [ "$IVO_ERR" = /dev/null ] || rm -f "$IVO_ERR"; }
+ivo_run() {
+  # ivo_run STEP COMMAND...: run COMMAND quietly; on failure report STEP with the tail of its output
+  ivo_step=$1
+  shift
+  # fd 9 holds the VM lock: never let a started daemon inherit it
+  "$@" 9>&- >"$IVO_ERR" 2>&1
+  ivo_rc=$?
+  [ "$ivo_rc" -eq 0 ] && return 0
+  ivo_step_failed "$ivo_step" "$ivo_rc" "$(tail -c 1500 "$IVO_ERR" 2>/dev/null)"
+}
+ivo_step_failed() {
+  case "$3" in
+    *"No space left"*|*"no space left"*|*"Disk quota exceeded"*) ivo_fail disk-full "$1: no space left on the VM's disk (exit $2): $3" ;;
+  esac
+  ivo_fail "$1" "$1 (exit $2): $3"
+}
+ivo_sha() { sha256sum < "$1" | cut -d' ' -f1; }
+ivo_same() { [ -f "$1" ] && [ -f "$2" ] && [ "$(ivo_sha "$1")" = "$(ivo_sha "$2")" ]; }
+ivo_installed_version() {
+  if command -v dpkg-query >/dev/null 2>&1; then
+    ivo_iv=$(dpkg-query -W -f='\${Status} \${Version}' ${ISTIO_PATHS.packageName} 2>/dev/null) || ivo_iv=
+    case "$ivo_iv" in "install ok installed "*) printf '%s' "\${ivo_iv#install ok installed }";; esac
+  elif command -v rpm >/dev/null 2>&1; then
+    rpm -q --qf '%{VERSION}-%{RELEASE}' ${ISTIO_PATHS.packageName} 2>/dev/null || true
+  fi
+}
+ivo_stage_file() {
+  # ivo_stage_file SRC DEST OWNER MODE: copy SRC next to DEST as DEST.ivo-new with owner and mode
+  ivo_run place install -o "$3" -g "$3" -m "$4" "$1" "$2.ivo-new"
+}
+ivo_commit_file() {
+  # ivo_commit_file DEST: atomic rename of DEST.ivo-new over DEST (same directory, same filesystem)
+  ivo_run place mv -f "$1.ivo-new" "$1"
+}
+ivo_sync_runtime_token() {
+  # the token pilot-agent reads lives in tmpfs; keep it equal to the persistent copy
+  if [ -f ${shQuote(ONBOARD_PATHS.persistentToken)} ] && ! ivo_same ${shQuote(ONBOARD_PATHS.persistentToken)} ${shQuote(ISTIO_PATHS.runtimeToken)}; then
+    ivo_run token install -d -o istio-proxy -g istio-proxy -m 0755 /var/run/secrets
+    ivo_run token install -d -m 0755 /var/run/secrets/tokens
+    ivo_run token install -o istio-proxy -g istio-proxy -m 0400 ${shQuote(ONBOARD_PATHS.persistentToken)} ${shQuote(`${ISTIO_PATHS.runtimeToken}.ivo-new`)}
+    ivo_run token mv -f ${shQuote(`${ISTIO_PATHS.runtimeToken}.ivo-new`)} ${shQuote(ISTIO_PATHS.runtimeToken)}
+    ivo_emit runtime-token synced
+  fi
+}
+`;

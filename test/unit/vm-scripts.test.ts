@@ -308,7 +308,9 @@ describe('inspect parsing', () => {
 
 describe('fetchLocalUrl', () => {
   let server: Server;
-  afterAll(() => server?.close());
+  afterAll(() => {
+    server?.close();
+  });
 
   it('reads several localhost URLs in one round trip, with status codes and exact bodies', async () => {
     server = createServer((request, response) => {

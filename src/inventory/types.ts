@@ -26,6 +26,7 @@ export interface ReadinessProbe {
   };
   tcpSocket?: { host?: string; port: number };
   exec?: { command: string[] };
+  grpc?: { port: number; service?: string };
 }
 
 /** How the group's Kubernetes Service is made when `service` is asked for. */

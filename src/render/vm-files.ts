@@ -38,7 +38,9 @@ export interface VmFilesInput {
   clusterID: string;
   /** East-west gateway IP for `hosts`; no hosts line when absent or not an IP (like istioctl). */
   ingressIP?: string;
+  /** istioctl --internalIP → ISTIO_SVC_IP. Wins over externalIP when both are given. */
   internalIP?: string;
+  /** istioctl --externalIP → ISTIO_SVC_IP plus REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION=true. */
   externalIP?: string;
   revision?: string;
   /** Default `istio-system`. */
@@ -200,9 +202,8 @@ function clusterEnvText(values: Record<string, string>): string {
 
 /** Render cluster.env, mesh.yaml, hosts, root-cert.pem and istio-token for one VM. */
 export function renderVmFiles(input: VmFilesInput): VmFiles {
-  if (input.internalIP && input.externalIP) {
-    throw new RenderError('internalIP and externalIP are mutually exclusive (as in istioctl); give one of them');
-  }
+  // istioctl refuses both flags at once (the render command does too); given both, internalIP wins
+  // as in istioctl's createClusterEnv.
   const istioNamespace = input.istioNamespace || 'istio-system';
   const revision = input.revision;
   const wg = readWorkloadGroup(input.workloadGroup);

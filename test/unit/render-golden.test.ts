@@ -3,7 +3,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseWorkloadGroupText, renderVmFiles, RenderError, type VmFilesInput } from '../../src/render/index.js';
+import { parseWorkloadGroupText, renderVmFiles, type VmFilesInput } from '../../src/render/index.js';
 
 const GOLDEN_ROOT = path.resolve(process.cwd(), '../shared/istio-golden/vmconfig');
 
@@ -114,8 +114,10 @@ describe('flag combinations beyond the goldens', () => {
     expect(envMap(renderVmFiles(baseInput()).clusterEnv).has('REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION')).toBe(false);
   });
 
-  it('rejects internalIP together with externalIP like istioctl', () => {
-    expect(() => renderVmFiles(baseInput({ externalIP: '203.0.113.7' }))).toThrow(RenderError);
+  it('given both internalIP and externalIP, internalIP wins (istioctl createClusterEnv order)', () => {
+    const env = envMap(renderVmFiles(baseInput({ externalIP: '203.0.113.7' })).clusterEnv);
+    expect(env.get('ISTIO_SVC_IP')).toBe("'10.0.0.5'");
+    expect(env.has('REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION')).toBe(false);
   });
 
   it('no internal/external IP → no ISTIO_SVC_IP; no ingress IP → empty hosts', () => {

@@ -1,0 +1,172 @@
+// Verification checks against the lab: real sshd, sudo, dpkg, the systemctl stand-in and the lab's
+// Envoy/pilot-agent simulator from the lab's istio-sidecar.deb.
+//
+// STATUS: the lab control plane (startControlPlane: Kubernetes double, istiod/CA double on 15012, mesh
+// service, verification-Job runner, part-2 fault switches) and the rollout's onboarding are not wired
+// into `npm run lab` yet. Until they are, this file places the sidecar's inputs by hand (as the seed
+// runbook does) with NO istiod — a genuine "istiod down" — and covers what that allows. The per-fault
+// cases that need the control plane are listed as it.todo below, not faked.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { GroupSpec, VmSpec } from '../../src/inventory/types.js';
+import { connectVm, type VmSession } from '../../src/vm/index.js';
+import { vmProbeFromSession } from '../../src/verify/adapters.js';
+import { verifyVm } from '../../src/verify/verify-vm.js';
+import type { MeshProbe } from '../../src/verify/ports.js';
+import type { CheckName, CheckResult, VerifyContext } from '../../src/verify/types.js';
+import { makeCa } from '../unit/verify-fixtures.js';
+import type { LabState } from './state.js';
+import { downLab, newLabDir, upLab } from './testing.js';
+
+let dir: string;
+let state: LabState;
+let session: VmSession;
+let vm: VmSpec;
+const ROOT = makeCa('cluster.local');
+
+const group: GroupSpec = {
+  name: 'app',
+  namespace: 'vm-app',
+  serviceAccount: 'vm-app',
+  labels: { app: 'vm-app' },
+  annotations: {},
+  ports: { http: 8080 },
+  network: '',
+  registration: 'auto',
+  probe: { httpGet: { port: 8080, path: '/' } },
+  vms: [],
+};
+
+// Cluster side is not available yet: a cluster that has no entry and cannot run Jobs.
+const absentCluster: MeshProbe = {
+  workloadEntryFor: async () => undefined,
+  runVerificationJob: async () => {
+    throw new Error('no verification-Job runner in the lab yet');
+  },
+};
+
+function context(overrides: Partial<VerifyContext> = {}): VerifyContext {
+  return {
+    vm,
+    group,
+    workloadAddress: vm.ssh.host,
+    trustDomain: 'cluster.local',
+    rootCertPem: ROOT.certPem,
+    verifyUrl: 'http://mesh-echo.lab.svc.cluster.local:8080/',
+    verifyClientImage: 'curlimages/curl:8.11.1',
+    peerAuthentication: 'strict',
+    vmProbe: vmProbeFromSession(session),
+    meshProbe: absentCluster,
+    options: { readyTimeoutMs: 3_000, workloadEntryTimeoutMs: 1_000 },
+    ...overrides,
+  };
+}
+
+const byName = (results: CheckResult[], name: CheckName) => results.find((r) => r.name === name)!;
+
+function natRulesPresent(netns: string): boolean {
+  try {
+    return execFileSync('ip', ['netns', 'exec', netns, 'iptables', '-w', '5', '-t', 'nat', '-S', 'ISTIO_OUTPUT'], { encoding: 'utf8', timeout: 10_000 }).includes('ISTIO_REDIRECT');
+  } catch {
+    return false;
+  }
+}
+
+async function sudo(script: string): Promise<void> {
+  const r = await session.exec(`sudo -n sh -c ${`'${script.replace(/'/g, `'\\''`)}'`}`, { timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`VM script failed (${r.code}): ${r.stderr}`);
+}
+
+beforeAll(async () => {
+  dir = newLabDir('verify');
+  state = await upLab(dir, 1);
+  const labVm = state.vms[0]!;
+  vm = { name: labVm.name, group: 'app', ssh: { host: labVm.ip, port: labVm.sshPort, user: state.user }, labels: {} };
+  const connect = () =>
+    connectVm({ vm, privateKey: readFileSync(state.files.privateKey, 'utf8'), knownHosts: readFileSync(state.files.knownHosts, 'utf8') });
+  session = await connect();
+  // Hand onboarding (stand-in for the rollout): package + Istio's files, istiod address → the gateway
+  // address, where nothing listens on 15012.
+  await sudo(`set -e
+cd /tmp && curl -sS -o istio-sidecar.deb ${state.package.url} && dpkg -i istio-sidecar.deb >/dev/null
+mkdir -p /var/lib/istio/envoy /etc/istio/config /var/run/secrets/tokens /etc/certs
+printf "ISTIO_NAMESPACE=vm-app\\nSERVICE_ACCOUNT=vm-app\\nCA_ADDR=istiod.istio-system.svc:15012\\nPILOT_ADDRESS=istiod.istio-system.svc:15012\\nISTIO_META_AUTO_REGISTER_GROUP=app\\nISTIO_INBOUND_PORTS=*\\nISTIO_LOCAL_EXCLUDE_PORTS=15090,15021,15020,${labVm.sshPort}\\n" > /var/lib/istio/envoy/cluster.env
+printf "defaultConfig:\\n  discoveryAddress: istiod.istio-system.svc:15012\\n" > /etc/istio/config/mesh
+echo lab-placeholder-token > /var/run/secrets/tokens/istio-token
+echo "${state.gatewayIP} istiod.istio-system.svc" >> /etc/hosts
+printf "%s" "${ROOT.certPem}" > /etc/certs/root-cert.pem
+systemctl start istio`);
+  // The sidecar installs its nat rules shortly after start. In the lab's fresh netns an SSH connection
+  // opened before that is reset (see the report); wait for the rules (bounded), then reconnect.
+  await session.close().catch(() => undefined);
+  for (let i = 0; i < 100 && !natRulesPresent(labVm.netns); i++) await new Promise((r) => setTimeout(r, 200));
+  expect(natRulesPresent(labVm.netns)).toBe(true);
+  session = await connect();
+}, 180_000);
+
+afterAll(async () => {
+  await session?.close().catch(() => undefined);
+  if (dir) await downLab(dir);
+}, 120_000);
+
+describe('verification in the lab (VM side, no control plane)', () => {
+  it('istiod down: sidecar-running passes, sidecar-ready and xds-connected fail naming istiod on 15012, in ≤ 2 round trips', async () => {
+    const before = session.counters.execRoundTrips;
+    const results = await verifyVm(context());
+    expect(session.counters.execRoundTrips - before).toBeLessThanOrEqual(2);
+
+    const running = byName(results, 'sidecar-running');
+    expect(running.status).toBe('pass');
+    expect(running.summary).toMatch(/^active, NRestarts=0 stable over \d/);
+
+    const ready = byName(results, 'sidecar-ready');
+    expect(ready).toMatchObject({ status: 'fail', hintId: 'istiod-refused' });
+    expect(ready.summary).toMatch(/answered 503 .*config not received from XDS server \(is Istiod running\?\)/);
+    expect(ready.evidence.join('\n')).toMatch(/15012: connect: connection refused/);
+
+    expect(byName(results, 'xds-connected')).toMatchObject({ status: 'fail', hintId: 'xds-not-connected' });
+    expect(byName(results, 'workload-certificate')).toMatchObject({ status: 'fail', hintId: 'cert-missing' });
+    expect(byName(results, 'workload-entry')).toMatchObject({ status: 'fail', hintId: 'we-missing' });
+    expect(byName(results, 'vm-to-mesh').status).toBe('skipped');
+    expect(byName(results, 'mesh-to-vm-mtls').status).toBe('skipped');
+  }, 60_000);
+
+  it('a root cert other than the one installed is named as the cause', async () => {
+    const other = makeCa('cluster.local');
+    const results = await verifyVm(context({ rootCertPem: other.certPem }));
+    const cert = byName(results, 'workload-certificate');
+    expect(cert).toMatchObject({ status: 'fail', hintId: 'cert-root-mismatch' });
+    expect(cert.evidence.join('\n')).toMatch(/differs from the mesh root cert/);
+  }, 60_000);
+
+  it('stopped sidecar: sidecar-running fails, later VM checks are skipped, workload-entry still runs', async () => {
+    await sudo('systemctl stop istio');
+    try {
+      const results = await verifyVm(context());
+      const running = byName(results, 'sidecar-running');
+      expect(running).toMatchObject({ status: 'fail', hintId: 'unit-inactive' });
+      expect(running.summary).toMatch(/unit istio is (inactive|failed)/);
+      for (const name of ['sidecar-ready', 'xds-connected', 'workload-certificate', 'vm-to-mesh', 'mesh-to-vm-mtls'] as const) {
+        expect(byName(results, name).status).toBe('skipped');
+      }
+      expect(byName(results, 'workload-entry').status).toBe('fail');
+    } finally {
+      await sudo('systemctl start istio');
+    }
+  }, 60_000);
+
+  // Need the lab control plane (istiod/CA double, kube double, mesh service + Job runner, part-2 faults)
+  // and the rollout's onboarding in the lab:
+  it.todo('all seven checks pass on a VM onboarded by the action');
+  it.todo('block-15012 → sidecar-ready fails with port-15012-blocked');
+  it.todo('wrong-root-cert → sidecar-ready root-cert-rejected-by-agent / workload-certificate cert-root-mismatch');
+  it.todo('wrong-trust-domain → workload-certificate cert-trust-domain');
+  it.todo('token-rejected → sidecar-ready token-rejected');
+  it.todo('autoregistration-off → workload-entry we-autoregistration-off');
+  it.todo('app-down → workload-entry we-unhealthy and mesh-to-vm-mtls mtls-calls-failed');
+  it.todo('dns-capture-broken → vm-to-mesh dns-capture-off');
+  it.todo('mesh-service-down → vm-to-mesh mesh-service-unreachable / mesh-service-http-error');
+  it.todo('sidecar-crash-loop → sidecar-running crash-loop');
+  it.todo('plaintext-accepted under STRICT → mesh-to-vm-mtls plaintext-accepted');
+});

@@ -1,0 +1,211 @@
+// `istio-vm-onboard render`: the offline equivalent of `istioctl x workload entry configure`, with
+// istioctl's flag names. Inputs come from files (mesh config text, root cert, token) instead of a
+// live cluster; output is cluster.env, mesh.yaml, hosts, root-cert.pem and istio-token per VM.
+
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { InventoryError, listVms, loadInventory } from '../inventory/index.js';
+import {
+  istiodHost,
+  parseWorkloadGroupText,
+  renderVmFiles,
+  renderVmFilesForInventoryVm,
+  RenderError,
+  type VmFiles,
+} from '../render/index.js';
+
+export interface RenderCommandIo {
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown };
+  cwd: string;
+}
+
+export const RENDER_USAGE = `Usage:
+  istio-vm-onboard render -f workloadgroup.yaml --mesh-config mesh.txt --root-cert root-cert.pem \\
+      --token token-file --clusterID ID [--ingressIP IP] [--internalIP IP | --externalIP IP] \\
+      [--revision REV] [--istioNamespace NS] [--autoregister] [--capture-dns=false] -o DIR
+  istio-vm-onboard render --inventory inventory.yaml --mesh-config mesh.txt --root-cert root-cert.pem \\
+      --token token-file [--clusterID ID] [--ingressIP IP] [--revision REV] [--istioNamespace NS] \\
+      [--capture-dns=false] -o DIR
+
+Writes cluster.env, mesh.yaml, hosts, root-cert.pem and istio-token (mode 0600) exactly as
+'istioctl x workload entry configure' would; with --inventory, into DIR/<vm-name>/ for every VM.
+
+  -f, --file          WorkloadGroup YAML (as for istioctl -f)
+      --inventory     inventory file (or inline YAML); one folder per VM
+      --mesh-config   file with the text of the 'mesh' key of configmap istio (istio-REV)
+      --root-cert     file with root-cert.pem of configmap istio-ca-root-cert
+      --token         file with the bootstrap token (audience istio-ca)
+      --clusterID     cluster ID (default with --inventory: mesh.clusterID)
+      --ingressIP     east-west gateway IP for the hosts file (default with --inventory:
+                      mesh.eastWestGateway.address)
+      --internalIP    workload IP of the VM (-f only; with --inventory: each VM's internalIP)
+      --externalIP    external IP of the VM (-f only; with --inventory: each VM's externalIP)
+      --revision      istiod revision (default with --inventory: mesh.revision)
+      --istioNamespace  istiod namespace (default istio-system, or mesh.istioNamespace)
+      --autoregister  set ISTIO_META_AUTO_REGISTER_GROUP (-f only; with --inventory: registration: auto)
+      --capture-dns   true|false, default true
+  -o, --output        output directory
+  -h, --help          this help
+`;
+
+class UsageError extends Error {}
+
+const BOOLEAN_FLAGS = ['autoregister', 'capture-dns'] as const;
+
+/** node:util parseArgs has no `--flag=false`; turn istioctl-style booleans into string options. */
+function normalizeBooleanFlags(argv: string[]): string[] {
+  return argv.map((arg) => {
+    for (const flag of BOOLEAN_FLAGS) if (arg === `--${flag}`) return `--${flag}=true`;
+    return arg;
+  });
+}
+
+function parseBoolean(name: string, value: string | undefined, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  throw new UsageError(`--${name} must be true or false, got '${value}'`);
+}
+
+async function readInput(cwd: string, flag: string, file: string): Promise<string> {
+  try {
+    return await readFile(path.resolve(cwd, file), 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    throw new UsageError(`cannot read --${flag} file ${path.resolve(cwd, file)} (${code === 'ENOENT' ? 'no such file' : code})`);
+  }
+}
+
+/** Write the five files; the token is readable by its owner only. */
+async function writeVmFiles(dir: string, files: VmFiles): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await writeFile(path.join(dir, 'cluster.env'), files.clusterEnv, { mode: 0o644 });
+  await writeFile(path.join(dir, 'mesh.yaml'), files.meshYaml, { mode: 0o644 });
+  await writeFile(path.join(dir, 'hosts'), files.hosts, { mode: 0o644 });
+  await writeFile(path.join(dir, 'root-cert.pem'), files.rootCert, { mode: 0o644 });
+  const tokenPath = path.join(dir, 'istio-token');
+  await writeFile(tokenPath, files.token, { mode: 0o600 });
+  await chmod(tokenPath, 0o600); // an existing file keeps its old mode on writeFile
+}
+
+export async function runRenderCommand(argv: string[], io: RenderCommandIo): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: normalizeBooleanFlags(argv),
+      strict: true,
+      allowPositionals: false,
+      options: {
+        file: { type: 'string', short: 'f' },
+        inventory: { type: 'string' },
+        'mesh-config': { type: 'string' },
+        'root-cert': { type: 'string' },
+        token: { type: 'string' },
+        clusterID: { type: 'string' },
+        ingressIP: { type: 'string' },
+        internalIP: { type: 'string' },
+        externalIP: { type: 'string' },
+        revision: { type: 'string' },
+        istioNamespace: { type: 'string' },
+        autoregister: { type: 'string' },
+        'capture-dns': { type: 'string' },
+        output: { type: 'string', short: 'o' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    io.stderr.write(`render: ${(error as Error).message}\n\n${RENDER_USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    io.stdout.write(RENDER_USAGE);
+    return 0;
+  }
+  const str = (name: string): string | undefined => values[name] as string | undefined;
+  try {
+    const file = str('file');
+    const inventoryInput = str('inventory');
+    if ((file === undefined) === (inventoryInput === undefined)) {
+      throw new UsageError('give exactly one of -f/--file (a WorkloadGroup) or --inventory');
+    }
+    const missing = ['mesh-config', 'root-cert', 'token', 'output'].filter((name) => !str(name));
+    if (file !== undefined && !str('clusterID')) missing.push('clusterID');
+    if (missing.length > 0) throw new UsageError(`missing required flag(s): ${missing.map((m) => `--${m}`).join(', ')}`);
+    if (str('internalIP') && str('externalIP')) throw new UsageError('the flags --internalIP and --externalIP are mutually exclusive');
+    const captureDNS = parseBoolean('capture-dns', str('capture-dns'), true);
+    const autoregister = parseBoolean('autoregister', str('autoregister'), false);
+    const outputDir = path.resolve(io.cwd, str('output')!);
+    const meshConfigText = await readInput(io.cwd, 'mesh-config', str('mesh-config')!);
+    const rootCert = await readInput(io.cwd, 'root-cert', str('root-cert')!);
+    const token = await readInput(io.cwd, 'token', str('token')!);
+
+    if (file !== undefined) {
+      const workloadGroup = parseWorkloadGroupText(await readInput(io.cwd, 'file', file));
+      const istioNamespace = str('istioNamespace') ?? 'istio-system';
+      const revision = str('revision');
+      const ingressIP = str('ingressIP');
+      const files = renderVmFiles({
+        workloadGroup,
+        meshConfigText,
+        rootCert,
+        token,
+        clusterID: str('clusterID')!,
+        ...(ingressIP !== undefined ? { ingressIP } : {}),
+        ...(str('internalIP') ? { internalIP: str('internalIP')! } : {}),
+        ...(str('externalIP') ? { externalIP: str('externalIP')! } : {}),
+        ...(revision !== undefined ? { revision } : {}),
+        istioNamespace,
+        autoregister,
+        captureDNS,
+      });
+      if (files.hosts === '') {
+        io.stderr.write(`warning: no hosts entry for ${istiodHost(istioNamespace, revision)}: give --ingressIP with the east-west gateway's IP\n`);
+      }
+      await writeVmFiles(outputDir, files);
+      io.stdout.write(`Configuration generation into directory ${outputDir} was successful\n`);
+      return 0;
+    }
+
+    for (const flag of ['internalIP', 'externalIP', 'autoregister']) {
+      if (str(flag) !== undefined) {
+        throw new UsageError(`--${flag} cannot be used with --inventory: it comes from each VM/group in the inventory`);
+      }
+    }
+    const inventory = await loadInventory(inventoryInput!, io.cwd);
+    const mesh = {
+      ...inventory.mesh,
+      ...(str('revision') !== undefined ? { revision: str('revision')! } : {}),
+      ...(str('istioNamespace') !== undefined ? { istioNamespace: str('istioNamespace')! } : {}),
+    };
+    const clusterID = str('clusterID') ?? mesh.clusterID;
+    if (clusterID === undefined) throw new UsageError('missing --clusterID (or mesh.clusterID in the inventory)');
+    const ingressIP = str('ingressIP');
+    const rendered: { name: string; files: VmFiles }[] = [];
+    for (const { group, vm } of listVms(inventory)) {
+      const files = renderVmFilesForInventoryVm({
+        mesh, group, vm, meshConfigText, rootCert, token, clusterID, captureDNS,
+        ...(ingressIP !== undefined ? { ingressIP } : {}),
+      });
+      rendered.push({ name: vm.name, files });
+    }
+    // Render everything first, so a bad input writes nothing.
+    for (const { name, files } of rendered) {
+      await writeVmFiles(path.join(outputDir, name), files);
+      if (files.hosts === '') io.stderr.write(`warning: ${name}: no hosts entry: give --ingressIP or mesh.eastWestGateway.address as an IP\n`);
+    }
+    io.stdout.write(`Configuration for ${rendered.length} VM(s) written to ${outputDir}/<vm-name>/\n`);
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr.write(`render: ${error.message}\n\n${RENDER_USAGE}`);
+      return 2;
+    }
+    if (error instanceof InventoryError || error instanceof RenderError) {
+      io.stderr.write(`render: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}

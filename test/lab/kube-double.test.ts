@@ -5,6 +5,8 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request } from 'node:https';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { startKubeApi, type KubeApiDouble } from './kube/index.js';
 
 interface Run {
@@ -138,5 +140,194 @@ describe('kubectl against the double', () => {
     expect(review.authenticated).toBe(true);
     expect(review.user?.username).toBe('system:serviceaccount:vm-ns:vm-sa');
     expect(review.audiences).toEqual(['istio-ca']);
+  });
+});
+
+describe('@kubernetes/client-node against the double', () => {
+  beforeAll(() => {
+    // Independent of the kubectl tests (which may be filtered out with -t).
+    if (!kube.store.get('namespaces', undefined, 'vm-ns')) kube.store.create('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'vm-ns' } });
+    if (!kube.store.get('serviceaccounts', 'vm-ns', 'vm-sa')) kube.store.create('serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'vm-sa', namespace: 'vm-ns' } });
+  });
+
+  async function client() {
+    const k8s = await import('@kubernetes/client-node');
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(kube.kubeconfigPath);
+    return { k8s, kc };
+  }
+
+  const group = (port: number, manager = 'ivo'): KubernetesObject & { spec: object } => ({
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'WorkloadGroup',
+    metadata: { name: 'ssa-group', namespace: 'vm-ns', labels: { app: 'ssa', owner: manager } },
+    spec: { metadata: { labels: { app: 'ssa' } }, template: { serviceAccount: 'vm-sa', ports: { http: port } } },
+  });
+
+  it('server-side apply through KubernetesObjectApi: create, identical rerun makes no write, conflict, force', async () => {
+    const { k8s, kc } = await client();
+    const api = k8s.KubernetesObjectApi.makeApiClient(kc);
+    const created = await api.patch(group(8080), undefined, undefined, 'ivo', true, k8s.PatchStrategy.ServerSideApply);
+    expect(created.metadata?.resourceVersion).toBeDefined();
+    expect(created.metadata?.managedFields?.[0]).toMatchObject({ manager: 'ivo', operation: 'Apply' });
+
+    const writesBefore = kube.requests.writes().length;
+    const rvBefore = kube.store.resourceVersion;
+    const again = await api.patch(group(8080), undefined, undefined, 'ivo', true, k8s.PatchStrategy.ServerSideApply);
+    expect(again.metadata?.resourceVersion).toBe(created.metadata?.resourceVersion);
+    expect(kube.store.resourceVersion).toBe(rvBefore); // the API server stored nothing
+    expect(kube.requests.writes().length).toBe(writesBefore + 1); // one PATCH request was made
+
+    // Another manager changing a field owned by "ivo" conflicts unless forced.
+    const err = await api.patch(group(9090, 'other'), undefined, undefined, 'other', false, k8s.PatchStrategy.ServerSideApply).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(k8s.ApiException);
+    const apiErr = err as InstanceType<typeof k8s.ApiException<string>>;
+    expect(apiErr.code).toBe(409);
+    const body = JSON.parse(apiErr.body) as { reason: string; message: string; details: { causes: Array<{ field: string }> } };
+    expect(body.reason).toBe('Conflict');
+    expect(body.message).toContain('conflict with "ivo" using networking.istio.io/v1');
+    expect(body.details.causes.map((c) => c.field).sort()).toEqual(['.metadata.labels.owner', '.spec.template.ports.http']);
+
+    const forced = await api.patch(group(9090, 'other'), undefined, undefined, 'other', true, k8s.PatchStrategy.ServerSideApply);
+    expect(forced.spec).toMatchObject({ template: { ports: { http: 9090 } } });
+    const managers = (forced.metadata?.managedFields ?? []).map((m) => m.manager).sort();
+    expect(managers).toEqual(['ivo', 'other']);
+
+    // Drift: "ivo" applies without the label it owned alone → removed; forced fields now owned by "other".
+    const trimmed = group(9090);
+    delete (trimmed.metadata?.labels as Record<string, string>).owner;
+    const after = await api.patch(trimmed, undefined, undefined, 'ivo', true, k8s.PatchStrategy.ServerSideApply);
+    expect(after.metadata?.labels).toEqual({ app: 'ssa', owner: 'other' });
+  });
+
+  it('SSA without fieldManager is a 400, apply to a missing namespace is a 404', async () => {
+    const { k8s, kc } = await client();
+    const api = k8s.KubernetesObjectApi.makeApiClient(kc);
+    const noManager = await api.patch(group(1), undefined, undefined, undefined, undefined, k8s.PatchStrategy.ServerSideApply).catch((e: unknown) => e);
+    expect((noManager as { code: number }).code).toBe(400);
+    const wrongNs = { ...group(1), metadata: { ...group(1).metadata, namespace: 'no-such-ns' } } as KubernetesObject;
+    const missing = await api.patch(wrongNs, undefined, undefined, 'ivo', true, k8s.PatchStrategy.ServerSideApply).catch((e: unknown) => e);
+    expect((missing as { code: number }).code).toBe(404);
+    expect(JSON.parse((missing as { body: string }).body).message).toBe('namespaces "no-such-ns" not found');
+  });
+
+  it('TokenRequest returns an RS256 JWT that verifies with the signing key and carries the real claims', async () => {
+    const { k8s, kc } = await client();
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const tr = await core.createNamespacedServiceAccountToken({
+      name: 'vm-sa',
+      namespace: 'vm-ns',
+      body: { spec: { audiences: ['istio-ca'], expirationSeconds: 3600 } },
+    });
+    const token = tr.status?.token ?? '';
+    const [h, p, s] = token.split('.') as [string, string, string];
+    const { createVerify } = await import('node:crypto');
+    expect(createVerify('RSA-SHA256').update(`${h}.${p}`).verify(kube.signingKey, Buffer.from(s, 'base64url'))).toBe(true);
+    expect(JSON.parse(Buffer.from(h, 'base64url').toString())).toMatchObject({ alg: 'RS256' });
+    const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+    expect(claims).toMatchObject({ aud: ['istio-ca'], iss: kube.issuer, sub: 'system:serviceaccount:vm-ns:vm-sa', 'kubernetes.io': { namespace: 'vm-ns', serviceaccount: { name: 'vm-sa' } } });
+    expect(claims.exp - claims.iat).toBe(3600);
+    expect(Math.abs(new Date(tr.status?.expirationTimestamp ?? 0).getTime() / 1000 - claims.exp)).toBeLessThanOrEqual(1);
+
+    expect(kube.reviewToken(token, ['istio-ca']).authenticated).toBe(true);
+    const wrongAud = kube.reviewToken(token, ['https://kubernetes.default.svc.cluster.local']);
+    expect(wrongAud.authenticated).toBe(false);
+    expect(wrongAud.error).toContain('token audiences ["istio-ca"] is invalid for the target audiences');
+    expect(kube.reviewToken(token.slice(0, -4) + 'AAAA', ['istio-ca']).authenticated).toBe(false);
+    const expired = kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['istio-ca'], -10);
+    expect(kube.reviewToken(expired.token, ['istio-ca'])).toMatchObject({ authenticated: false, error: expect.stringContaining('expired') });
+
+    // TokenReview over HTTP gives the same answer.
+    const authn = kc.makeApiClient(k8s.AuthenticationV1Api);
+    const review = await authn.createTokenReview({ body: { spec: { token, audiences: ['istio-ca'] } } });
+    expect(review.status).toMatchObject({ authenticated: true, user: { username: 'system:serviceaccount:vm-ns:vm-sa' }, audiences: ['istio-ca'] });
+
+    const tooShort = await core
+      .createNamespacedServiceAccountToken({ name: 'vm-sa', namespace: 'vm-ns', body: { spec: { audiences: ['istio-ca'], expirationSeconds: 60 } } })
+      .catch((e: unknown) => e);
+    expect((tooShort as { code: number }).code).toBe(422);
+    const noSa = await core.createNamespacedServiceAccountToken({ name: 'ghost', namespace: 'vm-ns', body: { spec: {} } }).catch((e: unknown) => e);
+    expect((noSa as { code: number }).code).toBe(404);
+  });
+
+  it('SelfSubjectAccessReview answers per user', async () => {
+    const { k8s, kc } = await client();
+    const ask = async (context: string, verb: string, resource: string, grp: string) => {
+      kc.setCurrentContext(context);
+      const authz = kc.makeApiClient(k8s.AuthorizationV1Api);
+      const r = await authz.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: { namespace: 'vm-ns', verb, resource, group: grp } } } });
+      return r.status?.allowed;
+    };
+    expect(await ask('lab', 'create', 'workloadgroups', 'networking.istio.io')).toBe(true);
+    expect(await ask('lab-restricted', 'create', 'workloadgroups', 'networking.istio.io')).toBe(false);
+    expect(await ask('lab-restricted', 'get', 'workloadgroups', 'networking.istio.io')).toBe(true);
+  });
+
+  it('watch delivers ADDED/MODIFIED/DELETED with resourceVersions, filtered by label selector', async () => {
+    const { k8s, kc } = await client();
+    const watch = new k8s.Watch(kc);
+    const seen: Array<{ type: string; name: string; rv: string }> = [];
+    let req: AbortController | undefined;
+    try {
+    req = await watch.watch(
+      '/api/v1/namespaces/vm-ns/configmaps',
+      { labelSelector: 'watched=yes', resourceVersion: kube.store.resourceVersion },
+      (type: string, obj: { metadata: { name: string; resourceVersion: string } }) => {
+        seen.push({ type, name: obj.metadata.name, rv: obj.metadata.resourceVersion });
+      },
+      () => undefined,
+    );
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    await core.createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'w1', labels: { watched: 'yes' } }, data: { a: '1' } } });
+    await core.createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'w2', labels: { watched: 'no' } } } });
+    await core.patchNamespacedConfigMap({ namespace: 'vm-ns', name: 'w1', body: { data: { a: '2' } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    await core.deleteNamespacedConfigMap({ namespace: 'vm-ns', name: 'w1' });
+    const deadline = Date.now() + 5000;
+    while (seen.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      req?.abort();
+    }
+    expect(seen.map((e) => `${e.type} ${e.name}`)).toEqual(['ADDED w1', 'MODIFIED w1', 'DELETED w1']);
+    const rvs = seen.map((e) => Number(e.rv));
+    expect([...rvs].sort((a, b) => a - b)).toEqual(rvs);
+  });
+
+  it('lists across namespaces with label and field selectors; built-in list items omit kind', async () => {
+    const { k8s, kc } = await client();
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const all = await core.listConfigMapForAllNamespaces({ fieldSelector: 'metadata.name=kube-root-ca.crt' });
+    expect(all.items.length).toBe(kube.store.list('namespaces').length);
+    const istio = await core.listNamespacedConfigMap({ namespace: 'istio-system', labelSelector: 'istio.io/rev=default,release' });
+    expect(istio.items.map((i) => i.metadata?.name).sort()).toEqual(['istio', 'istio-sidecar-injector']);
+  });
+
+  it('rejects requests without a bearer token (401 Status)', async () => {
+    const res = await new Promise<{ code: number; body: string }>((resolve, reject) => {
+      const r = request(`${kube.url}/api/v1/namespaces`, { ca: kube.caCertPem }, (m) => {
+        let body = '';
+        m.on('data', (c: Buffer) => (body += c.toString()));
+        m.on('end', () => resolve({ code: m.statusCode ?? 0, body }));
+      });
+      r.on('error', reject);
+      r.end();
+    });
+    expect(res.code).toBe(401);
+    expect(JSON.parse(res.body)).toEqual({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
+  });
+
+  it('PUT with a stale resourceVersion is 409 Conflict', async () => {
+    const { k8s, kc } = await client();
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const cm = await core.createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'rv-test' }, data: { v: '1' } } });
+    await core.replaceNamespacedConfigMap({ namespace: 'vm-ns', name: 'rv-test', body: { ...cm, data: { v: '2' } } });
+    const stale = await core.replaceNamespacedConfigMap({ namespace: 'vm-ns', name: 'rv-test', body: { ...cm, data: { v: '3' } } }).catch((e: unknown) => e);
+    expect((stale as { code: number }).code).toBe(409);
+    expect(JSON.parse((stale as { body: string }).body).message).toBe(
+      'Operation cannot be fulfilled on configmaps "rv-test": the object has been modified; please apply your changes to the latest version and try again',
+    );
+    const dup = await core.createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'rv-test' } } }).catch((e: unknown) => e);
+    expect(JSON.parse((dup as { body: string }).body)).toMatchObject({ reason: 'AlreadyExists', code: 409 });
+    const bad = await core.createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'Bad_Name' } } }).catch((e: unknown) => e);
+    expect(JSON.parse((bad as { body: string }).body)).toMatchObject({ reason: 'Invalid', code: 422, details: { causes: [{ field: 'metadata.name' }] } });
   });
 });

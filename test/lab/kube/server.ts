@@ -497,6 +497,8 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
       matchesLabelSelector(o.metadata.labels, opts.labelSelector) &&
       matchesFieldSelector(o, opts.fieldSelector);
     res.writeHead(200, { 'Content-Type': table ? 'application/json;as=Table;v=v1;g=meta.k8s.io' : JSON_TYPE, 'Transfer-Encoding': 'chunked', 'Cache-Control': 'no-cache, private' });
+    // Clients (client-node's Watch) wait for the headers before they start reading.
+    res.flushHeaders();
     const writeEvent = (type: string, o: KubeObject): void => {
       const obj = served(o, t, r.version);
       const object = table ? toTable(t, [obj], q.get('includeObject'), obj.metadata.resourceVersion ?? '') : obj;

@@ -1,0 +1,196 @@
+// Server-side apply of the mesh objects of a group, idempotent: each object is read first and only
+// applied when a field we manage differs (or we still own a field we no longer want). A rerun with
+// no change makes no write and reports `unchanged`. One field manager; `force: true` takes over
+// only the fields in our (minimal) manifests — the fields we own by definition.
+import type { ConfigurationOptions } from '@kubernetes/client-node';
+import type { GroupSpec, VmSpec } from '../inventory/types.js';
+import type { ClusterContext } from './context.js';
+import {
+  driftOf,
+  namespaceManifest,
+  peerAuthenticationManifest,
+  serviceAccountManifest,
+  serviceManifest,
+  type Manifest,
+} from './mesh-objects.js';
+import type { PeerAuthenticationSetting } from './permissions.js';
+import { APPLY_PATCH_HEADERS } from './transport.js';
+
+/** `would-*` only with dryRun (plan mode): nothing was written. */
+export type ApplyAction = 'created' | 'configured' | 'unchanged' | 'would-create' | 'would-configure';
+
+export interface AppliedObject {
+  kind: string;
+  /** '' for cluster-scoped objects. */
+  namespace: string;
+  name: string;
+  action: ApplyAction;
+  /** For `configured`: which managed fields had drifted. */
+  drift?: string[];
+}
+
+/** Builders from src/render (injected so this module stays testable and render stays pure). */
+export interface RenderedObjects {
+  buildWorkloadGroup(group: GroupSpec): object;
+  buildWorkloadEntry(group: GroupSpec, vm: VmSpec, address: string): object;
+}
+
+export interface ApplyGroupOptions {
+  peerAuthentication: PeerAuthenticationSetting;
+  /** Plan mode: read and compare only; report `would-create` / `would-configure`. */
+  dryRun?: boolean;
+  /** Static WorkloadEntries to apply with the group (registration: static), when addresses are known. */
+  workloadEntries?: Array<{ vm: VmSpec; address: string }>;
+}
+
+interface ResourceRef {
+  group: string;
+  version: string;
+  plural: string;
+}
+
+function crdRef(apiVersion: string, plural: string): ResourceRef {
+  const [group = '', version = ''] = apiVersion.split('/');
+  return { group, version, plural };
+}
+
+const PLURALS: Record<string, string> = {
+  WorkloadGroup: 'workloadgroups',
+  WorkloadEntry: 'workloadentries',
+  PeerAuthentication: 'peerauthentications',
+};
+
+function asManifest(obj: object, what: string): Manifest {
+  const m = obj as Partial<Manifest>;
+  if (!m.apiVersion || !m.kind || !m.metadata?.name) throw new Error(`${what}: rendered object lacks apiVersion, kind or metadata.name`);
+  return m as Manifest;
+}
+
+async function readLive(ctx: ClusterContext, m: Manifest): Promise<unknown> {
+  const ns = m.metadata.namespace ?? '';
+  const name = m.metadata.name;
+  switch (m.kind) {
+    case 'Namespace':
+      return ctx.transport.callOptional((o) => ctx.core.readNamespace({ name }, o));
+    case 'ServiceAccount':
+      return ctx.transport.callOptional((o) => ctx.core.readNamespacedServiceAccount({ namespace: ns, name }, o));
+    case 'Service':
+      return ctx.transport.callOptional((o) => ctx.core.readNamespacedService({ namespace: ns, name }, o));
+    default: {
+      const ref = crdRef(m.apiVersion, PLURALS[m.kind] ?? `${m.kind.toLowerCase()}s`);
+      return ctx.transport.callOptional((o) => ctx.custom.getNamespacedCustomObject({ ...ref, namespace: ns, name }, o));
+    }
+  }
+}
+
+async function serverSideApply(ctx: ClusterContext, m: Manifest): Promise<unknown> {
+  const ns = m.metadata.namespace ?? '';
+  const name = m.metadata.name;
+  const common = { name, body: m, fieldManager: ctx.fieldManager, force: true };
+  const call = <T>(fn: (o: ConfigurationOptions) => Promise<T>): Promise<T> => ctx.transport.call(fn, { ...APPLY_PATCH_HEADERS });
+  switch (m.kind) {
+    case 'Namespace':
+      return call((o) => ctx.core.patchNamespace(common, o));
+    case 'ServiceAccount':
+      return call((o) => ctx.core.patchNamespacedServiceAccount({ ...common, namespace: ns }, o));
+    case 'Service':
+      return call((o) => ctx.core.patchNamespacedService({ ...common, namespace: ns }, o));
+    default: {
+      const ref = crdRef(m.apiVersion, PLURALS[m.kind] ?? `${m.kind.toLowerCase()}s`);
+      return call((o) => ctx.custom.patchNamespacedCustomObject({ ...ref, ...common, namespace: ns }, o));
+    }
+  }
+}
+
+/** Apply one manifest if (and only if) it differs from the live object. `live` may be given when already read. */
+export async function applyIfChanged(
+  ctx: ClusterContext,
+  manifest: Manifest,
+  known?: { live: unknown },
+  dryRun = false,
+): Promise<{ applied: AppliedObject; live: unknown }> {
+  const live = known ? known.live : await readLive(ctx, manifest);
+  const base = { kind: manifest.kind, namespace: manifest.metadata.namespace ?? '', name: manifest.metadata.name };
+  if (live === undefined || live === null) {
+    if (dryRun) return { applied: { ...base, action: 'would-create' }, live: undefined };
+    const created = await serverSideApply(ctx, manifest);
+    return { applied: { ...base, action: 'created' }, live: created };
+  }
+  const drift = driftOf(manifest, live, ctx.fieldManager);
+  if (drift.length === 0) return { applied: { ...base, action: 'unchanged' }, live };
+  if (dryRun) return { applied: { ...base, action: 'would-configure', drift }, live };
+  const updated = await serverSideApply(ctx, manifest);
+  return { applied: { ...base, action: 'configured', drift }, live: updated };
+}
+
+interface WorkloadEntryListing {
+  items?: Array<{ metadata?: { name?: string } }>;
+}
+
+/** The namespace's WorkloadEntries, listed once per run and kept current after our applies. */
+function workloadEntriesByName(ctx: ClusterContext, namespace: string, apiVersion: string): Promise<Map<string, unknown>> {
+  return ctx.cache.once(`workloadentries/${namespace}`, async () => {
+    const ref = crdRef(apiVersion, 'workloadentries');
+    const list = (await ctx.transport.call((o) =>
+      ctx.custom.listNamespacedCustomObject({ ...ref, namespace }, o),
+    )) as WorkloadEntryListing;
+    const map = new Map<string, unknown>();
+    for (const item of list.items ?? []) if (item.metadata?.name) map.set(item.metadata.name, item);
+    return map;
+  });
+}
+
+export async function applyStaticWorkloadEntry(
+  ctx: ClusterContext,
+  render: RenderedObjects,
+  group: GroupSpec,
+  vm: VmSpec,
+  address: string,
+  dryRun = false,
+): Promise<AppliedObject> {
+  const manifest = asManifest(render.buildWorkloadEntry(group, vm, address), `WorkloadEntry for ${vm.name}`);
+  const namespace = manifest.metadata.namespace ?? group.namespace;
+  manifest.metadata.namespace = namespace;
+  const byName = await workloadEntriesByName(ctx, namespace, manifest.apiVersion);
+  const { applied, live } = await applyIfChanged(ctx, manifest, { live: byName.get(manifest.metadata.name) }, dryRun);
+  if (live !== undefined) byName.set(manifest.metadata.name, live);
+  return applied;
+}
+
+/**
+ * Namespace, ServiceAccount, WorkloadGroup, optional Service, optional PeerAuthentication, and the
+ * static WorkloadEntries given. In dependency order (namespace first); the rest one after another.
+ */
+export async function applyGroupObjects(
+  ctx: ClusterContext,
+  render: RenderedObjects,
+  group: GroupSpec,
+  options: ApplyGroupOptions,
+): Promise<AppliedObject[]> {
+  const out: AppliedObject[] = [];
+  const dryRun = options.dryRun === true;
+  const nsKey = `namespace-applied/${group.namespace}/${dryRun}`;
+  const nsResult = await ctx.cache.once(
+    nsKey,
+    async () => (await applyIfChanged(ctx, namespaceManifest(group.namespace), undefined, dryRun)).applied,
+  );
+  out.push(nsResult);
+
+  const wg = asManifest(render.buildWorkloadGroup(group), `WorkloadGroup ${group.name}`);
+  wg.metadata.namespace = wg.metadata.namespace ?? group.namespace;
+  const manifests: Manifest[] = [serviceAccountManifest(group), wg];
+  const svc = serviceManifest(group);
+  if (svc) manifests.push(svc);
+  const pa = peerAuthenticationManifest(group, options.peerAuthentication);
+  if (pa) manifests.push(pa);
+  // In plan mode a namespace that does not exist yet holds nothing: skip the reads.
+  const namespaceMissing = dryRun && nsResult.action === 'would-create';
+  for (const m of manifests) {
+    out.push((await applyIfChanged(ctx, m, namespaceMissing ? { live: undefined } : undefined, dryRun)).applied);
+  }
+
+  for (const { vm, address } of options.workloadEntries ?? []) {
+    out.push(await applyStaticWorkloadEntry(ctx, render, group, vm, address, dryRun));
+  }
+  return out;
+}

@@ -1,0 +1,72 @@
+// Internal: what every cluster-side operation shares — the transport (the one place requests go
+// through), the typed client-node APIs, the field manager, and a per-run cache so each value is
+// read once per run (keeps requests at O(groups) + 1 per VM).
+import {
+  AppsV1Api,
+  AuthorizationV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type V1ConfigMap,
+} from '@kubernetes/client-node';
+import type { KubeTransport } from './transport.js';
+
+export class RunCache {
+  private readonly entries = new Map<string, Promise<unknown>>();
+
+  /** The value for key, computed once; a failed computation is forgotten so a later call retries. */
+  once<T>(key: string, compute: () => Promise<T>): Promise<T> {
+    const hit = this.entries.get(key);
+    if (hit) return hit as Promise<T>;
+    const p = compute();
+    this.entries.set(key, p);
+    p.catch(() => {
+      if (this.entries.get(key) === p) this.entries.delete(key);
+    });
+    return p;
+  }
+
+  set<T>(key: string, value: T): void {
+    this.entries.set(key, Promise.resolve(value));
+  }
+
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+}
+
+export interface ClusterContext {
+  transport: KubeTransport;
+  core: CoreV1Api;
+  apps: AppsV1Api;
+  batch: BatchV1Api;
+  authz: AuthorizationV1Api;
+  custom: CustomObjectsApi;
+  fieldManager: string;
+  cache: RunCache;
+}
+
+export function createClusterContext(kubeConfig: KubeConfig, transport: KubeTransport, fieldManager: string): ClusterContext {
+  return {
+    transport,
+    core: kubeConfig.makeApiClient(CoreV1Api),
+    apps: kubeConfig.makeApiClient(AppsV1Api),
+    batch: kubeConfig.makeApiClient(BatchV1Api),
+    authz: kubeConfig.makeApiClient(AuthorizationV1Api),
+    custom: kubeConfig.makeApiClient(CustomObjectsApi),
+    fieldManager,
+    cache: new RunCache(),
+  };
+}
+
+/** A ConfigMap read once per run (undefined when absent). */
+export function readConfigMapOnce(ctx: ClusterContext, namespace: string, name: string): Promise<V1ConfigMap | undefined> {
+  return ctx.cache.once(`configmap/${namespace}/${name}`, () =>
+    ctx.transport.callOptional((o) => ctx.core.readNamespacedConfigMap({ namespace, name }, o)),
+  );
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

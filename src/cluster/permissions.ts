@@ -1,0 +1,152 @@
+// Every Kubernetes permission the action uses, as data: preflight checks them with
+// SelfSubjectAccessReviews and the README's minimal RBAC YAML is generated from the same list.
+import type { Inventory } from '../inventory/types.js';
+
+export type RunMode = 'onboard' | 'verify' | 'offboard' | 'plan';
+export type PeerAuthenticationSetting = 'strict' | 'permissive' | 'unchanged';
+
+/** Where a permission applies. */
+export type PermissionScope =
+  | 'cluster'
+  /** each namespace of an inventory group */
+  | 'group-namespace'
+  /** the istiod namespace (istio-system) */
+  | 'istio-namespace'
+  /** the east-west gateway Service's namespace */
+  | 'gateway-namespace';
+
+/** Only needed when … */
+export type PermissionCondition = 'always' | 'static-registration' | 'service' | 'peer-authentication';
+
+export interface RequiredPermission {
+  verb: string;
+  group: string;
+  resource: string;
+  subresource?: string;
+  scope: PermissionScope;
+  modes: readonly RunMode[];
+  when: PermissionCondition;
+  /** What the action does with it (README). */
+  why: string;
+}
+
+const ALL: readonly RunMode[] = ['onboard', 'verify', 'offboard', 'plan'];
+const ONBOARD: readonly RunMode[] = ['onboard'];
+const READS: readonly RunMode[] = ['onboard', 'plan'];
+const VERIFY: readonly RunMode[] = ['onboard', 'verify'];
+
+function p(
+  verb: string,
+  group: string,
+  resource: string,
+  scope: PermissionScope,
+  modes: readonly RunMode[],
+  why: string,
+  extra: { subresource?: string; when?: PermissionCondition } = {},
+): RequiredPermission {
+  const out: RequiredPermission = { verb, group, resource, scope, modes, when: extra.when ?? 'always', why };
+  if (extra.subresource) out.subresource = extra.subresource;
+  return out;
+}
+
+export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
+  p('get', '', 'namespaces', 'cluster', READS, 'see whether a group namespace exists'),
+  p('create', '', 'namespaces', 'cluster', ONBOARD, 'create a missing group namespace (server-side apply)'),
+  p('patch', '', 'namespaces', 'cluster', ONBOARD, 'server-side apply of the group namespace'),
+
+  p('get', '', 'serviceaccounts', 'group-namespace', READS, "compare the group's ServiceAccount before applying"),
+  p('create', '', 'serviceaccounts', 'group-namespace', ONBOARD, "create the group's ServiceAccount"),
+  p('patch', '', 'serviceaccounts', 'group-namespace', ONBOARD, "server-side apply of the group's ServiceAccount"),
+  p('create', '', 'serviceaccounts', 'group-namespace', ONBOARD, 'TokenRequest: bootstrap token (audience istio-ca) per VM', {
+    subresource: 'token',
+  }),
+  p('get', '', 'configmaps', 'group-namespace', ['onboard', 'plan', 'verify'], 'read istio-ca-root-cert (root-cert.pem for the VMs)'),
+
+  p('get', 'networking.istio.io', 'workloadgroups', 'group-namespace', ['onboard', 'plan', 'verify'], 'compare the WorkloadGroup'),
+  p('create', 'networking.istio.io', 'workloadgroups', 'group-namespace', ONBOARD, 'create the WorkloadGroup'),
+  p('patch', 'networking.istio.io', 'workloadgroups', 'group-namespace', ONBOARD, 'server-side apply of the WorkloadGroup'),
+  p('get', 'networking.istio.io', 'workloadentries', 'group-namespace', ALL, "find a VM's WorkloadEntry"),
+  p('list', 'networking.istio.io', 'workloadentries', 'group-namespace', ALL, "list the group's WorkloadEntries"),
+  p('create', 'networking.istio.io', 'workloadentries', 'group-namespace', ONBOARD, 'create static WorkloadEntries', {
+    when: 'static-registration',
+  }),
+  p('patch', 'networking.istio.io', 'workloadentries', 'group-namespace', ONBOARD, 'server-side apply of static WorkloadEntries', {
+    when: 'static-registration',
+  }),
+  p('delete', 'networking.istio.io', 'workloadentries', 'group-namespace', ['offboard'], "delete an offboarded VM's WorkloadEntry"),
+
+  p('get', '', 'services', 'group-namespace', READS, "compare the group's Service", { when: 'service' }),
+  p('create', '', 'services', 'group-namespace', ONBOARD, "create the group's Service", { when: 'service' }),
+  p('patch', '', 'services', 'group-namespace', ONBOARD, "server-side apply of the group's Service", { when: 'service' }),
+
+  p('get', 'security.istio.io', 'peerauthentications', 'group-namespace', ['onboard', 'plan', 'verify'], 'compare the PeerAuthentication'),
+  p('list', 'security.istio.io', 'peerauthentications', 'group-namespace', VERIFY, "find the mTLS mode that applies to a group"),
+  p('create', 'security.istio.io', 'peerauthentications', 'group-namespace', ONBOARD, 'create <group>-vm-mtls', {
+    when: 'peer-authentication',
+  }),
+  p('patch', 'security.istio.io', 'peerauthentications', 'group-namespace', ONBOARD, 'server-side apply of <group>-vm-mtls', {
+    when: 'peer-authentication',
+  }),
+
+  p('create', 'batch', 'jobs', 'group-namespace', VERIFY, 'mesh-to-VM mTLS verification Job (ADR 0002)'),
+  p('get', 'batch', 'jobs', 'group-namespace', VERIFY, 'wait for the verification Job'),
+  p('delete', 'batch', 'jobs', 'group-namespace', VERIFY, 'delete the verification Job'),
+  p('list', '', 'pods', 'group-namespace', VERIFY, "find the verification Job's pod"),
+  p('get', '', 'pods', 'group-namespace', VERIFY, "read the verification pod's status"),
+  p('get', '', 'pods', 'group-namespace', VERIFY, "read the verification pod's log", { subresource: 'log' }),
+
+  p('list', 'apps', 'deployments', 'istio-namespace', ALL, 'find istiod (label app=istiod) and its version and env'),
+  p('get', '', 'configmaps', 'istio-namespace', ['onboard', 'plan', 'verify'], 'read the mesh config (istio[-REV]) and the injector config (cluster ID)'),
+  p('list', 'security.istio.io', 'peerauthentications', 'istio-namespace', VERIFY, 'find a mesh-wide mTLS mode (root namespace)'),
+  p('get', '', 'services', 'gateway-namespace', READS, 'read the east-west gateway address'),
+];
+
+/** A permission with its namespace filled in. */
+export interface ConcretePermission {
+  verb: string;
+  group: string;
+  resource: string;
+  subresource?: string;
+  /** undefined for cluster-scoped. */
+  namespace?: string;
+  why: string;
+}
+
+export interface PermissionContext {
+  mode: RunMode;
+  peerAuthentication?: PeerAuthenticationSetting;
+}
+
+/** The permissions one run needs, one per (verb, resource, namespace), in REQUIRED_PERMISSIONS order. */
+export function permissionsForRun(inventory: Inventory, ctx: PermissionContext): ConcretePermission[] {
+  const groupNamespaces = [...new Set(inventory.groups.map((g) => g.namespace))];
+  const anyStatic = inventory.groups.some((g) => g.registration === 'static');
+  const anyService = inventory.groups.some((g) => g.service !== undefined);
+  const peerAuth = ctx.peerAuthentication !== undefined && ctx.peerAuthentication !== 'unchanged';
+  const out: ConcretePermission[] = [];
+  const seen = new Set<string>();
+  for (const perm of REQUIRED_PERMISSIONS) {
+    if (!perm.modes.includes(ctx.mode)) continue;
+    if (perm.when === 'static-registration' && !anyStatic) continue;
+    if (perm.when === 'service' && !anyService) continue;
+    if (perm.when === 'peer-authentication' && !peerAuth) continue;
+    const namespaces: (string | undefined)[] =
+      perm.scope === 'cluster'
+        ? [undefined]
+        : perm.scope === 'group-namespace'
+          ? groupNamespaces
+          : perm.scope === 'istio-namespace'
+            ? [inventory.mesh.istioNamespace]
+            : [inventory.mesh.eastWestGateway.namespace];
+    for (const namespace of namespaces) {
+      const key = [perm.verb, perm.group, perm.resource, perm.subresource ?? '', namespace ?? ''].join('|');
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const c: ConcretePermission = { verb: perm.verb, group: perm.group, resource: perm.resource, why: perm.why };
+      if (perm.subresource) c.subresource = perm.subresource;
+      if (namespace !== undefined) c.namespace = namespace;
+      out.push(c);
+    }
+  }
+  return out;
+}

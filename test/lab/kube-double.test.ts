@@ -299,6 +299,8 @@ describe('@kubernetes/client-node against the double', () => {
     expect(all.items.length).toBe(kube.store.list('namespaces').length);
     const istio = await core.listNamespacedConfigMap({ namespace: 'istio-system', labelSelector: 'istio.io/rev=default,release' });
     expect(istio.items.map((i) => i.metadata?.name).sort()).toEqual(['istio', 'istio-sidecar-injector']);
+    expect(istio.kind).toBe('ConfigMapList');
+    expect(istio.items[0]?.kind).toBeUndefined();
   });
 
   it('rejects requests without a bearer token (401 Status)', async () => {
@@ -329,5 +331,193 @@ describe('@kubernetes/client-node against the double', () => {
     expect(JSON.parse((dup as { body: string }).body)).toMatchObject({ reason: 'AlreadyExists', code: 409 });
     const bad = await core.createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'Bad_Name' } } }).catch((e: unknown) => e);
     expect(JSON.parse((bad as { body: string }).body)).toMatchObject({ reason: 'Invalid', code: 422, details: { causes: [{ field: 'metadata.name' }] } });
+  });
+});
+
+describe('seeded cluster, controllers and faults', () => {
+  async function core() {
+    const k8s = await import('@kubernetes/client-node');
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(kube.kubeconfigPath);
+    return { k8s, kc, core: kc.makeApiClient(k8s.CoreV1Api) };
+  }
+  const fault = (name: string) => {
+    const f = kube.faults.find((x) => x.name === name);
+    if (!f) throw new Error(`no fault ${name}`);
+    return f;
+  };
+
+  it('seeds what istioctl reads: mesh config, injector values (cluster ID), istiod env and image, east-west LB', async () => {
+    const { core: api, k8s, kc } = await core();
+    const mesh = await api.readNamespacedConfigMap({ namespace: 'istio-system', name: 'istio' });
+    expect(mesh.data?.mesh).toContain('discoveryAddress: istiod.istio-system.svc:15012');
+    expect(mesh.data?.mesh).toContain('trustDomain: cluster.local');
+    const inj = await api.readNamespacedConfigMap({ namespace: 'istio-system', name: 'istio-sidecar-injector' });
+    const values = JSON.parse(inj.data?.values ?? '{}');
+    expect(values.global.multiCluster.clusterName).toBe('Kubernetes');
+    expect(values.global.network).toBe('');
+    const apps = kc.makeApiClient(k8s.AppsV1Api);
+    const istiod = await apps.readNamespacedDeployment({ namespace: 'istio-system', name: 'istiod' });
+    expect(istiod.metadata?.labels).toMatchObject({ app: 'istiod', 'istio.io/rev': 'default' });
+    const c = istiod.spec?.template.spec?.containers[0];
+    expect(c?.image).toBe('docker.io/istio/pilot:1.24.0');
+    const env = Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value]));
+    expect(env).toMatchObject({ PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION: 'true', PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS: 'true' });
+    const svc = await api.readNamespacedService({ namespace: 'istio-system', name: 'istio-eastwestgateway' });
+    expect(svc.spec?.type).toBe('LoadBalancer');
+    expect(svc.spec?.ports?.map((p) => p.port)).toEqual(expect.arrayContaining([15012, 15017, 15443]));
+    expect(svc.status?.loadBalancer?.ingress?.[0]?.ip).toBe('10.233.0.1');
+  });
+
+  it('a new namespace gets ServiceAccount default at once and istio-ca-root-cert after a short delay; setRootCert updates it', async () => {
+    const { core: api } = await core();
+    await api.createNamespace({ body: { metadata: { name: 'fresh-ns' } } });
+    expect(kube.store.get('serviceaccounts', 'fresh-ns', 'default')).toBeDefined();
+    expect(kube.store.get('configmaps', 'fresh-ns', 'istio-ca-root-cert')).toBeUndefined();
+    const deadline = Date.now() + 3000;
+    let cm = kube.store.get('configmaps', 'fresh-ns', 'istio-ca-root-cert');
+    while (!cm && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      cm = kube.store.get('configmaps', 'fresh-ns', 'istio-ca-root-cert');
+    }
+    expect(cm?.data['root-cert.pem']).toContain('lab-root');
+    kube.setRootCert('-----BEGIN CERTIFICATE-----\nrotated\n-----END CERTIFICATE-----\n');
+    const read = await api.readNamespacedConfigMap({ namespace: 'fresh-ns', name: 'istio-ca-root-cert' });
+    expect(read.data?.['root-cert.pem']).toContain('rotated');
+    expect(kube.store.get('configmaps', 'kube-system', 'istio-ca-root-cert')).toBeUndefined();
+  });
+
+  it('kube-403 forbids every resource request of the action user; SSAR says no; heal restores', async () => {
+    const { core: api, k8s, kc } = await core();
+    await fault('kube-403').apply({});
+    try {
+      const err = await api.readNamespace({ name: 'vm-ns' }).catch((e: unknown) => e);
+      expect((err as { code: number }).code).toBe(403);
+      expect(JSON.parse((err as { body: string }).body).message).toBe(
+        'namespaces "vm-ns" is forbidden: User "lab-admin" cannot get resource "namespaces" in API group "" at the cluster scope',
+      );
+      const authz = kc.makeApiClient(k8s.AuthorizationV1Api);
+      const r = await authz.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: { verb: 'get', resource: 'namespaces' } } } });
+      expect(r.status?.allowed).toBe(false);
+    } finally {
+      await fault('kube-403').heal({});
+    }
+    expect((await api.readNamespace({ name: 'vm-ns' })).metadata?.name).toBe('vm-ns');
+  });
+
+  it('kube-500 fails requests with 500 InternalError (next N, or until healed)', async () => {
+    const { core: api } = await core();
+    kube.failNextRequests(2);
+    for (let i = 0; i < 2; i++) {
+      const err = await api.readNamespace({ name: 'vm-ns' }).catch((e: unknown) => e);
+      expect((err as { code: number }).code).toBe(500);
+      expect(JSON.parse((err as { body: string }).body)).toMatchObject({ reason: 'InternalError', code: 500 });
+    }
+    expect((await api.readNamespace({ name: 'vm-ns' })).metadata?.name).toBe('vm-ns');
+    await fault('kube-500').apply({});
+    try {
+      for (let i = 0; i < 3; i++) expect(((await api.readNamespace({ name: 'vm-ns' }).catch((e: unknown) => e)) as { code: number }).code).toBe(500);
+    } finally {
+      await fault('kube-500').heal({});
+    }
+    expect((await api.readNamespace({ name: 'vm-ns' })).metadata?.name).toBe('vm-ns');
+  });
+
+  it('kube-slow adds about 2 s to every request; heal removes it', async () => {
+    const { core: api } = await core();
+    await fault('kube-slow').apply({});
+    let t0 = Date.now();
+    try {
+      await api.readNamespace({ name: 'vm-ns' });
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1900);
+    } finally {
+      await fault('kube-slow').heal({});
+    }
+    t0 = Date.now();
+    await api.readNamespace({ name: 'vm-ns' });
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
+  it('crd-missing removes networking.istio.io from discovery and the kinds from kubectl; heal restores', async () => {
+    await fault('crd-missing').apply({});
+    try {
+      const groups = await kubectl(kube, ['api-versions']);
+      expect(groups.stdout).not.toContain('networking.istio.io');
+      expect(groups.stdout).toContain('security.istio.io/v1');
+      const r = await kubectl(kube, ['get', 'workloadgroups', '-A']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`the server doesn't have a resource type "workloadgroups"`);
+    } finally {
+      await fault('crd-missing').heal({});
+    }
+    expect((await kubectl(kube, ['api-versions'])).stdout).toContain('networking.istio.io/v1\n');
+    expect((await kubectl(kube, ['get', 'workloadgroups', '-A'])).code).toBe(0);
+  });
+
+  it('eastwest-hostname switches the LB ingress to a hostname; autoregistration-off flips the istiod env', async () => {
+    const { core: api } = await core();
+    await fault('eastwest-hostname').apply({});
+    let svc = await api.readNamespacedService({ namespace: 'istio-system', name: 'istio-eastwestgateway' });
+    expect(svc.status?.loadBalancer?.ingress).toEqual([{ hostname: 'eastwest.lab.example' }]);
+    await fault('eastwest-hostname').heal({});
+    svc = await api.readNamespacedService({ namespace: 'istio-system', name: 'istio-eastwestgateway' });
+    expect(svc.status?.loadBalancer?.ingress?.[0]?.ip).toBe('10.233.0.1');
+
+    await fault('autoregistration-off').apply({});
+    expect(kube.istiodEnv('PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION')).toBe('false');
+    expect(kube.istiodEnv('PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS')).toBe('true');
+    const d = kube.store.get('deployments.apps', 'istio-system', 'istiod');
+    expect(d?.spec.template.spec.containers[0].env.length).toBe(15); // merged by name, not appended
+    await fault('autoregistration-off').heal({});
+    expect(kube.istiodEnv('PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION')).toBe('true');
+  });
+
+  it('controller hook: sees a created Job, creates its Pod, writes logs and status; Background delete removes the Pod', async () => {
+    const { podFromJob, podStatus, jobFinishedStatus, KINDS } = await import('./kube/index.js');
+    const stopController = kube.addController(async (event, api) => {
+      if (event.type !== 'ADDED') return;
+      const job = event.object;
+      const pod = api.store.create(KINDS.pods, podFromJob(job));
+      api.setPodLog(job.metadata.namespace as string, pod.metadata.name, 'ivo-client', 'ivo-call 1 200\nivo-done\n');
+      api.store.patchStatus(KINDS.pods, pod.metadata.namespace, pod.metadata.name, podStatus(pod, 'Succeeded'));
+      api.store.patchStatus(KINDS.jobs, job.metadata.namespace, job.metadata.name, jobFinishedStatus(true));
+    }, [KINDS.jobs]);
+    try {
+      const { k8s, kc, core: api } = await core();
+      const batch = kc.makeApiClient(k8s.BatchV1Api);
+      await batch.createNamespacedJob({
+        namespace: 'vm-ns',
+        body: {
+          metadata: { name: 'ivo-verify-vm1-abcde', labels: { 'app.kubernetes.io/managed-by': 'istio-vm-onboard' } },
+          spec: { backoffLimit: 0, template: { metadata: { labels: { 'sidecar.istio.io/inject': 'true' } }, spec: { restartPolicy: 'Never', containers: [{ name: 'ivo-client', image: 'curlimages/curl:8.11.1' }] } } },
+        },
+      });
+      const job = await batch.readNamespacedJob({ namespace: 'vm-ns', name: 'ivo-verify-vm1-abcde' });
+      expect(job.status?.succeeded).toBe(1);
+      expect(job.status?.conditions?.map((c) => c.type)).toContain('Complete');
+      const pods = await api.listNamespacedPod({ namespace: 'vm-ns', labelSelector: 'job-name=ivo-verify-vm1-abcde' });
+      expect(pods.items).toHaveLength(1);
+      const podName = pods.items[0]?.metadata?.name as string;
+      const log = await api.readNamespacedPodLog({ namespace: 'vm-ns', name: podName, container: 'ivo-client' });
+      expect(log).toBe('ivo-call 1 200\nivo-done\n');
+      await batch.deleteNamespacedJob({ namespace: 'vm-ns', name: 'ivo-verify-vm1-abcde', propagationPolicy: 'Background' });
+      expect((await api.listNamespacedPod({ namespace: 'vm-ns' })).items).toHaveLength(0);
+      expect(kube.controllerErrors).toEqual([]);
+    } finally {
+      stopController();
+    }
+  });
+
+  it('counts API requests with method, path, verb and user', async () => {
+    const { core: api } = await core();
+    kube.requests.reset();
+    await api.readNamespace({ name: 'vm-ns' });
+    await api.listNamespacedConfigMap({ namespace: 'vm-ns' });
+    expect(kube.requests.count).toBe(2);
+    expect(kube.requests.log.map((r) => `${r.method} ${r.path} ${r.verb} ${r.user} ${r.status}`)).toEqual([
+      'GET /api/v1/namespaces/vm-ns get lab-admin 200',
+      'GET /api/v1/namespaces/vm-ns/configmaps list lab-admin 200',
+    ]);
+    expect(kube.requests.writes()).toEqual([]);
   });
 });

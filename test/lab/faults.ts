@@ -5,7 +5,7 @@ import path from 'node:path';
 import { run } from './exec.js';
 import type { FaultDefinition, FaultTarget } from './fault-types.js';
 import { findVm, type ActiveFault, type LabState, type LabVmState } from './state.js';
-import { rebootVm, sshdPid, startSshd, stopSshd } from './vm/boot.js';
+import { rebootVm, sshdPid, startSshd, stopSshd, VM_DISK_INODES, waitForTcp } from './vm/boot.js';
 import { execInVm, vmPath, vmPids } from './vm/exec.js';
 import { APP_UNIT, sudoersNoPasswd, sudoersWithPassword } from './vm/root.js';
 
@@ -123,27 +123,29 @@ export function vmFaults(state: LabState): FaultDefinition[] {
     vmFault(
       state,
       'disk-full',
-      `The VM's disk is full: ${DISK_FULL_PATHS.join(' ')} (one tmpfs under the overlays) have 0 bytes free, writes fail with ENOSPC and \`df\` on them shows 0 available. /run (tmpfs) and \`df /\` (the host's root, the VM has no root mount of its own) are not affected. Heal restores the disk size.`,
+      `The VM's disk is full: ${DISK_FULL_PATHS.join(' ')} (one tmpfs under the overlays) have 0 bytes and 0 inodes free: new files and directories and growing writes fail with ENOSPC, and \`df\` / \`df -i\` on them show 0 available (a write inside an already allocated page can still succeed, as on a real full disk). /run (tmpfs) and \`df /\` (the host's root, the VM has no root mount of its own) are not affected. Heal restores the disk size.`,
       async (vm) => {
         // Shrink the disk to what is in use now (bounded retries when something writes meanwhile).
         await execInVm(
           state,
           vm,
           [
+            // Blocks and inodes: no new file or directory either (tmpfs directories take no blocks).
             'for i in 1 2 3 4 5 6 7 8 9 10; do',
             '  used=$(df -B1 --output=used /tmp | tail -n 1 | tr -d " ")',
+            '  iused=$(df --output=iused /tmp | tail -n 1 | tr -d " ")',
             '  size=$(( (used + 4095) / 4096 * 4096 ))',
-            '  if mount -o remount,size=$size /tmp 2>/dev/null; then break; fi',
+            '  if mount -o remount,size=$size,nr_inodes=$iused /tmp 2>/dev/null; then break; fi',
             'done',
             'avail=$(df -B1 --output=avail /tmp | tail -n 1 | tr -d " ")',
             // A partly used last page is filled too, so even a one-byte write fails.
-            'if [ "$avail" -gt 0 ]; then head -c "$avail" /dev/zero > /tmp/.lab-disk-full 2>/dev/null || true; fi',
+            'if [ "$avail" -gt 0 ]; then head -c "$avail" /dev/zero >> /tmp/.lab-disk-full 2>/dev/null || true; fi',
             'test "$(df -B1 --output=avail /tmp | tail -n 1 | tr -d " ")" -eq 0',
           ].join('\n'),
         );
       },
       async (vm) => {
-        await execInVm(state, vm, `rm -f /tmp/.lab-disk-full; mount -o remount,size=${vm.diskBytes} /tmp`);
+        await execInVm(state, vm, `mount -o remount,size=${vm.diskBytes},nr_inodes=${VM_DISK_INODES} /tmp && rm -f /tmp/.lab-disk-full`);
       },
     ),
     vmFault(
@@ -183,7 +185,8 @@ export function vmFaults(state: LabState): FaultDefinition[] {
         await netnsIptables(vm, ['-N', SSH_DROP_CHAIN], true);
         await netnsIptables(vm, ['-F', SSH_DROP_CHAIN]);
         const port = String(vm.sshPort);
-        const conn = ['-m', 'connbytes', '--connbytes', `${bytes}:`, '--connbytes-dir', 'original', '--connbytes-mode', 'bytes'];
+        // RSTs are never matched: the resets these rules send must pass the rule of the other direction.
+        const conn = ['!', '--tcp-flags', 'RST', 'RST', '-m', 'connbytes', '--connbytes', `${bytes}:`, '--connbytes-dir', 'original', '--connbytes-mode', 'bytes'];
         await netnsIptables(vm, ['-A', SSH_DROP_CHAIN, '-p', 'tcp', '--dport', port, ...conn, '-j', 'REJECT', '--reject-with', 'tcp-reset']);
         await netnsIptables(vm, ['-A', SSH_DROP_CHAIN, '-p', 'tcp', '--sport', port, ...conn, '-j', 'REJECT', '--reject-with', 'tcp-reset']);
         for (const chain of ['INPUT', 'OUTPUT']) {
@@ -209,6 +212,7 @@ export function vmFaults(state: LabState): FaultDefinition[] {
       },
       async (vm) => {
         await execInVm(state, vm, ['systemctl', 'start', APP_UNIT]);
+        await waitForTcp(vm.ip, state.appPort);
       },
     ),
     vmFault(

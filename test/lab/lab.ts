@@ -112,6 +112,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const t0 = Date.now();
   const timings: Record<string, number> = {};
   const k = allocateLabIndex(dir);
+  log(`lab ${k}: setting up ${options.vms} VMs in ${dir}`);
   const sshPort = options.sshPort ?? 22;
   const version = options.istioVersion ?? '1.24.0';
   const arch = options.arch ?? 'amd64';

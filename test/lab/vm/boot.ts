@@ -12,6 +12,8 @@ import { APP_UNIT, OVERLAID_DIRS } from './root.js';
 
 const READY_MARK = 'ivo-lab-vm-ready';
 export const RUN_TMPFS_SIZE = '64m';
+/** Inodes of a VM disk (tmpfs nr_inodes); `disk-full` lowers it to what is in use, heal restores it. */
+export const VM_DISK_INODES = 1048576;
 
 function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
@@ -32,7 +34,7 @@ export function bootScript(vm: LabVmState, seedDir: string, diskDir: string): st
     `# First process of lab VM ${vm.name}: runs in netns ${vm.netns} inside fresh mount + UTS namespaces.`,
     'set -eu',
     `DISK=${shq(diskDir)}`,
-    `mount -t tmpfs -o size=${vm.diskBytes},mode=0755 ivo-vm-disk "$DISK"`,
+    `mount -t tmpfs -o size=${vm.diskBytes},nr_inodes=${VM_DISK_INODES},mode=0755 ivo-vm-disk "$DISK"`,
     `cp -a ${shq(seedDir)}/. "$DISK/"`,
     ...OVERLAID_DIRS.map(
       (d) => `mount -t overlay ivo-vm-${d} -o "lowerdir=/${d},upperdir=$DISK/upper/${d},workdir=$DISK/work/${d}" /${d}`,
@@ -151,10 +153,38 @@ export async function startEnabledUnits(state: LabState, vm: LabVmState): Promis
   await execInVm(state, vm, ['systemctl', '__boot'], { timeoutMs: 90_000 });
 }
 
-/** Boots a VM whose anchor is running: sshd, then the enabled units. */
+/** Waits (bounded) until something accepts TCP connections at ip:port. */
+export async function waitForTcp(ip: string, port: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = '';
+  while (Date.now() < deadline) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const socket = net.connect({ host: ip, port, timeout: 1000 });
+        socket.on('connect', () => {
+          socket.destroy();
+          resolve();
+        });
+        socket.on('timeout', () => {
+          socket.destroy();
+          reject(new Error('timeout'));
+        });
+        socket.on('error', reject);
+      });
+      return;
+    } catch (e) {
+      lastError = (e as Error).message;
+    }
+    await sleep(50);
+  }
+  throw new Error(`nothing listens on ${ip}:${port} after ${timeoutMs} ms (${lastError})`);
+}
+
+/** Boots a VM whose anchor is running: sshd, then the enabled units; returns when the app listens. */
 export async function bootServices(state: LabState, vm: LabVmState): Promise<void> {
   await startSshd(state, vm);
   await startEnabledUnits(state, vm);
+  await waitForTcp(vm.ip, state.appPort);
 }
 
 /**

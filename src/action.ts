@@ -33,7 +33,7 @@ export async function run(): Promise<void> {
     return;
   }
 
-  const runtime = await createRuntime(settings, { secrets, logger });
+  const runtime = await createRuntime(settings, inventory, { secrets, logger });
   const report = await runRollout(settings, inventory, {
     ...runtime,
     logger,

@@ -82,7 +82,7 @@ export async function runCliRun(mode: Mode, argv: string[], io: CliIo): Promise<
     }
     throw error;
   }
-  const runtime = await createRuntime(settings, { secrets, logger });
+  const runtime = await createRuntime(settings, inventory, { secrets, logger });
   const report = await runRollout(settings, inventory, {
     ...runtime,
     logger,

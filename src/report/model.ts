@@ -4,36 +4,9 @@
 
 export const REPORT_SCHEMA_VERSION = 1;
 
-export type CheckName =
-  | 'sidecar-running'
-  | 'sidecar-ready'
-  | 'xds-connected'
-  | 'workload-certificate'
-  | 'workload-entry'
-  | 'vm-to-mesh'
-  | 'mesh-to-vm-mtls';
-
-export const CHECK_NAMES: readonly CheckName[] = [
-  'sidecar-running',
-  'sidecar-ready',
-  'xds-connected',
-  'workload-certificate',
-  'workload-entry',
-  'vm-to-mesh',
-  'mesh-to-vm-mtls',
-];
-
-export interface CheckResult {
-  name: CheckName;
-  status: 'pass' | 'fail' | 'skipped';
-  /** One line: what was seen. */
-  summary: string;
-  /** Raw facts behind the verdict (status codes, stat values, SANs, log lines), secrets scrubbed. */
-  evidence: string[];
-  /** What to do, when it failed. */
-  hint?: string;
-  durationMs: number;
-}
+// The checks' result type is the verify layer's own; the report carries it unchanged.
+import { CHECK_NAMES, type CheckName, type CheckResult } from '../verify/types.js';
+export { CHECK_NAMES, type CheckName, type CheckResult };
 
 /** What happened to a VM, in Ansible's sense of "changed". */
 export type VmOutcome =

@@ -89,6 +89,8 @@ export interface VmPort {
   /** Restores the previous files/package and restarts; false when there was nothing to restore (first install: stopped and marked). */
   rollback(reason: string): Promise<boolean>;
   offboard(): Promise<void>;
+  /** Runs a read-only script in one round trip (the verification checks use it). */
+  runScript(script: string, options: { timeoutMs: number }): Promise<{ code: number; stdout: string; stderr: string }>;
   counters(): VmCounters;
   close(): Promise<void>;
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { FakeVmSession, protocolLines } from '../../src/vm/fake-session.js';
-import { applyPayload, applyScript, applyVmChanges, type VmChange } from '../../src/vm/scripts/apply.js';
+import { applyPayload, applyScript, applyVmChanges, sshCaptureProblem, type VmChange } from '../../src/vm/scripts/apply.js';
 import { fetchLocalScript, fetchLocalUrl } from '../../src/vm/scripts/fetch-local.js';
 import { archFromMachine, assertPreflight, inspectScript, inspectVm, parseOsRelease, parseRouteSource, VmPreflightError } from '../../src/vm/scripts/inspect.js';
 import { offboardScript } from '../../src/vm/scripts/offboard.js';
@@ -147,6 +147,25 @@ describe('apply upload stream', () => {
   });
 });
 
+describe('SSH port guard (istio#36870)', () => {
+  it('refuses a cluster.env whose capture would take the SSH port, before any round trip', async () => {
+    const session = new FakeVmSession(() => ({ code: 0, stdout: '', stderr: '' }));
+    const env = (text: string): VmChange => ({ ...change(), files: { ...change().files, clusterEnv: text }, sshPort: 2222 });
+    await expect(applyVmChanges(session, env("ISTIO_INBOUND_PORTS='*'\nISTIO_LOCAL_EXCLUDE_PORTS='22,15090,15021'\n"))).rejects.toThrow(
+      /does not exclude the SSH port 2222: the sidecar would cut SSH/,
+    );
+    await expect(applyVmChanges(session, env("ISTIO_INBOUND_PORTS='8080,2222'\n"))).rejects.toThrow(/captures the SSH port 2222/);
+    expect(session.counters.execRoundTrips).toBe(0);
+  });
+
+  it('accepts the port excluded, or a port list without it', () => {
+    expect(sshCaptureProblem("ISTIO_INBOUND_PORTS='*'\nISTIO_LOCAL_EXCLUDE_PORTS='22,15090,15021,2222'\n", 2222)).toBeUndefined();
+    expect(sshCaptureProblem("ISTIO_INBOUND_PORTS='8080'\n", 2222)).toBeUndefined();
+    expect(sshCaptureProblem("ISTIO_LOCAL_EXCLUDE_PORTS='22'\n", 22)).toBeUndefined();
+    expect(sshCaptureProblem('', 22)).toMatch(/ISTIO_INBOUND_PORTS='\*'/);
+  });
+});
+
 describe('apply result parsing', () => {
   it('maps the script lines to per-file outcomes, package and service, in one round trip', async () => {
     const session = new FakeVmSession(() => ({
@@ -166,6 +185,8 @@ describe('apply result parsing', () => {
           'package.version': '1.24.1',
           'package.previous': '1.24.0',
           snapshot: 'snap-9',
+          'lock.acquired': '1700000000.5',
+          'lock.released': '1700000001.25',
           service: 'restarted',
           done: 'yes',
         }, ['package.version', 'package.previous']),
@@ -178,6 +199,7 @@ describe('apply result parsing', () => {
       restarted: true,
       changed: true,
       snapshotId: 'snap-9',
+      lock: { acquiredAt: 1700000000.5, releasedAt: 1700000001.25 },
     });
     expect(session.counters.execRoundTrips).toBe(1);
     expect(Buffer.isBuffer(session.calls[0]!.stdin)).toBe(true);

@@ -30,6 +30,11 @@ export interface VmChange {
   restartPolicy?: 'if-changed' | 'always';
   /** Restart when only the bootstrap token changed; default false (a running sidecar keeps its certificate). */
   restartOnTokenChange?: boolean;
+  /**
+   * The VM's SSH port: the apply refuses a cluster.env whose traffic capture would take it over
+   * (ISTIO_INBOUND_PORTS '*' without the port in ISTIO_LOCAL_EXCLUDE_PORTS, istio#36870).
+   */
+  sshPort?: number;
   /** How long to wait for another run's lock; default 30 s. */
   lockWaitSeconds?: number;
   timeoutMs?: number;
@@ -56,17 +61,58 @@ export interface VmApplyResult {
   changed: boolean;
   /** Id of the previous-state snapshot this apply made (null when nothing changed); rollbackVm can require it. */
   snapshotId: string | null;
+  /** When this apply held the VM lock (VM clock, epoch seconds): two runs never overlap. */
+  lock: { acquiredAt: number; releasedAt: number };
 }
 
 const FILE_KEYS: AppliedFileKey[] = [...MANAGED_FILES.map((file) => file.key), 'hosts'];
 
+/** Reads KEY='value' / KEY=value lines of a cluster.env (as istioctl writes it). */
+export function readClusterEnv(text: string): Record<string, string> {
+  const values: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const match = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (!match) continue;
+    let value = match[2]!.trim();
+    if (value.startsWith("'") && value.endsWith("'") && value.length >= 2) value = value.slice(1, -1).replace(/'\\''/g, "'");
+    else if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
+    values[match[1]!] = value;
+  }
+  return values;
+}
+
+/** Why this cluster.env would let the sidecar's inbound capture take the SSH port, or undefined. */
+export function sshCaptureProblem(clusterEnv: string, sshPort: number): string | undefined {
+  const env = readClusterEnv(clusterEnv);
+  const inbound = (env.ISTIO_INBOUND_PORTS ?? '*').trim();
+  const list = (value: string | undefined): string[] => (value ?? '').split(',').map((port) => port.trim()).filter(Boolean);
+  if (inbound === '*') {
+    if (!list(env.ISTIO_LOCAL_EXCLUDE_PORTS).includes(String(sshPort))) {
+      return `cluster.env captures all inbound ports (ISTIO_INBOUND_PORTS='*') but ISTIO_LOCAL_EXCLUDE_PORTS does not exclude the SSH port ${sshPort}: the sidecar would cut SSH to the VM (istio#36870)`;
+    }
+  } else if (list(inbound).includes(String(sshPort))) {
+    return `cluster.env captures the SSH port ${sshPort} (ISTIO_INBOUND_PORTS='${inbound}'): the sidecar would cut SSH to the VM`;
+  }
+  return undefined;
+}
+
 function validateChange(change: VmChange): void {
+  if (change.sshPort !== undefined) {
+    const problem = sshCaptureProblem(change.files.clusterEnv, change.sshPort);
+    if (problem) throw new Error(problem);
+  }
   const pkg = change.package;
   if (pkg.format !== 'deb' && pkg.format !== 'rpm') throw new Error(`package format must be deb or rpm, got ${String(pkg.format)}`);
   if (pkg.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(pkg.sha256)) throw new Error('sidecar package sha256 must be 64 hex digits');
   if (pkg.url !== undefined && !/^https?:\/\/[^\s]+$/.test(pkg.url)) throw new Error(`sidecar package URL must be http(s): ${pkg.url}`);
   if (pkg.url && !pkg.upload && !pkg.sha256) throw new Error('a sidecar package URL needs its sha256 (the VM verifies the download)');
   if (!pkg.version && !pkg.sha256) throw new Error('the sidecar package needs a version or a sha256 to know when it is already installed');
+}
+
+/** Free space (KiB) wanted on /var/lib before a package install: the package, its unpacked files and the kept copies. */
+function packageSpaceKiB(change: VmChange): number {
+  const upload = change.package.upload?.length ?? 0;
+  return Math.max(64 * 1024, Math.ceil((upload * 4) / 1024));
 }
 
 /** The tar stream sent on stdin: [package], files, then MANIFEST (sha256 of each) last. */
@@ -132,6 +178,7 @@ trap ivo_cleanup EXIT
 # finish what was started even if the SSH connection goes away
 trap '' HUP PIPE
 ivo_lock
+ivo_need_space 1024 "the staged files"
 ivo_run state install -d -m 0700 "$S" "$S/package"
 if [ ! -f "$S/baseline" ]; then
   {
@@ -164,6 +211,7 @@ fi
 PKG_FILE="$STG/package.$FMT"
 GOT_SHA=
 if [ "$PKG_NEEDED" = 1 ]; then
+  ivo_need_space ${packageSpaceKiB(change)} "the sidecar package"
   if [ "$PKG_UPLOADED" = 1 ]; then
     [ -f "$PKG_FILE" ] || ivo_fail upload "the package is missing from the upload"
     PKG_SOURCE=upload
@@ -341,5 +389,6 @@ export async function applyVmChanges(session: VmSession, change: VmChange): Prom
     restarted: service !== 'unchanged',
     changed: action !== 'unchanged' || Object.values(files).some((value) => value === 'changed'),
     snapshotId: output.get('snapshot') ?? null,
+    lock: { acquiredAt: Number(output.get('lock.acquired') ?? 'NaN'), releasedAt: Number(output.get('lock.released') ?? 'NaN') },
   };
 }

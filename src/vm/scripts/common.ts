@@ -29,11 +29,23 @@ ivo_run() {
   [ "$ivo_rc" -eq 0 ] && return 0
   ivo_step_failed "$ivo_step" "$ivo_rc" "$(tail -c 1500 "$IVO_ERR" 2>/dev/null)"
 }
+ivo_free_kib() { df -Pk "$1" 2>/dev/null | awk 'NR==2 {print $4}'; }
 ivo_step_failed() {
   case "$3" in
     *"No space left"*|*"no space left"*|*"Disk quota exceeded"*) ivo_fail disk-full "$1: no space left on the VM's disk (exit $2): $3" ;;
   esac
+  ivo_sf_free=$(ivo_free_kib /var/lib)
+  if [ -n "$ivo_sf_free" ] && [ "$ivo_sf_free" -lt 1024 ]; then
+    ivo_fail disk-full "$1 failed and /var/lib has no space left ($ivo_sf_free KiB free): $3"
+  fi
   ivo_fail "$1" "$1 (exit $2): $3"
+}
+ivo_need_space() {
+  # ivo_need_space KIB WHAT: fail clearly before writing when /var/lib has less than KIB free
+  ivo_ns_free=$(ivo_free_kib /var/lib)
+  if [ -n "$ivo_ns_free" ] && [ "$ivo_ns_free" -lt "$1" ]; then
+    ivo_fail disk-full "no space left on the VM's disk for $2: /var/lib has $ivo_ns_free KiB free, needs $1 KiB; nothing was changed"
+  fi
 }
 ivo_sha() { sha256sum < "$1" | cut -d' ' -f1; }
 ivo_same() { [ -f "$1" ] && [ -f "$2" ] && [ "$(ivo_sha "$1")" = "$(ivo_sha "$2")" ]; }

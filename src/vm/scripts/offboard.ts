@@ -21,6 +21,8 @@ export interface VmOffboardResult {
   hostsBlockRemoved: boolean;
   /** No baseline was found (not onboarded by us): only our own files were removed. */
   withoutBaseline: boolean;
+  /** istio-proxy processes still alive 10 s after `systemctl stop`, ended by pid. */
+  endedProcesses: number[];
 }
 
 export function offboardScript(options: OffboardOptions = {}): string {
@@ -46,6 +48,19 @@ ivo_lock
 if command -v systemctl >/dev/null 2>&1; then
   systemctl stop ${ISTIO_PATHS.unitName} 9>&- >/dev/null 2>&1
   systemctl disable ${ISTIO_PATHS.unitName} 9>&- >/dev/null 2>&1
+fi
+# the sidecar's processes run as istio-proxy: give them 10 s to end, then end the rest by pid
+ivo_proxy_pids() { ps -o pid= -u istio-proxy 2>/dev/null | tr -d ' '; }
+if getent passwd istio-proxy >/dev/null 2>&1; then
+  ivo_i=0
+  while [ -n "$(ivo_proxy_pids)" ] && [ "$ivo_i" -lt 20 ]; do sleep 0.5; ivo_i=$((ivo_i + 1)); done
+  ivo_left=$(ivo_proxy_pids)
+  if [ -n "$ivo_left" ]; then
+    ivo_emit64 killed "$ivo_left"
+    for ivo_pid in $ivo_left; do kill -TERM "$ivo_pid" 2>/dev/null; done
+    sleep 1
+    for ivo_pid in $(ivo_proxy_pids); do kill -KILL "$ivo_pid" 2>/dev/null; done
+  fi
 fi
 ${removeFiles}
 ${removeDirs}
@@ -91,5 +106,6 @@ export async function offboardVm(session: VmSession, options: OffboardOptions = 
     removed: output.all('removed'),
     hostsBlockRemoved: output.get('hosts') === 'removed',
     withoutBaseline: output.get('baseline') === 'missing',
+    endedProcesses: (output.get('killed') ?? '').split(/\s+/).filter(Boolean).map(Number),
   };
 }

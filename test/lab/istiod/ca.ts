@@ -1,7 +1,7 @@
 // The lab's mesh CA: a real X.509 root for a trust domain, signing workload CSRs into SPIFFE
 // certificates (URI SAN spiffe://TD/ns/NS/sa/SA), istiod's serving cert and mesh client certs.
 // Keys come from Node's crypto (fast); certificates are built with node-forge (RSA 2048, SHA-256).
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { constants, generateKeyPairSync, privateEncrypt, randomBytes } from 'node:crypto';
 import forge from 'node-forge';
 
 const { pki } = forge;
@@ -19,9 +19,22 @@ export interface MeshCaOptions {
 
 export class CsrRejectedError extends Error {}
 
+/** A forge-compatible signer doing the RSA private operation with Node's crypto (forge's pure-JS RSA is slow). */
+export function fastRsaSigner(keyPem: string): { sign(md: forge.md.MessageDigest): string } {
+  const sha256DigestInfoPrefix = Buffer.from('3031300d060960864801650304020105000420', 'hex');
+  return {
+    sign(md: forge.md.MessageDigest): string {
+      const digest = Buffer.from(md.digest().getBytes(), 'binary');
+      const sig = privateEncrypt({ key: keyPem, padding: constants.RSA_PKCS1_PADDING }, Buffer.concat([sha256DigestInfoPrefix, digest]));
+      return sig.toString('binary');
+    },
+  };
+}
+
 interface RootMaterial {
   cert: forge.pki.Certificate;
   key: forge.pki.rsa.PrivateKey;
+  keyPem: string;
   certPem: string;
 }
 
@@ -54,8 +67,8 @@ function makeRoot(trustDomain: string): RootMaterial {
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
     { name: 'subjectKeyIdentifier' },
   ]);
-  cert.sign(key, forge.md.sha256.create());
-  return { cert, key, certPem: pki.certificateToPem(cert) };
+  cert.sign(fastRsaSigner(keyPem) as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+  return { cert, key, keyPem, certPem: pki.certificateToPem(cert) };
 }
 
 export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
@@ -113,7 +126,7 @@ export class MeshCa {
       { name: 'authorityKeyIdentifier', keyIdentifier: this.root.cert.generateSubjectKeyIdentifier().getBytes() },
       { name: 'subjectAltName', altNames, critical: !server },
     ]);
-    cert.sign(this.root.key, forge.md.sha256.create());
+    cert.sign(fastRsaSigner(this.root.keyPem) as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
     return pki.certificateToPem(cert);
   }
 

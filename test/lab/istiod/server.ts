@@ -129,6 +129,7 @@ export class IstiodServer {
   }
 
   async start(): Promise<number> {
+    if (this.server) return this.boundPort;
     const server = http2.createSecureServer({
       key: this.serving.keyPem,
       cert: this.serving.certPem,
@@ -153,7 +154,7 @@ export class IstiodServer {
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.o.port ?? 15012, this.o.host, () => resolve());
+      server.listen(this.boundPort || (this.o.port ?? 15012), this.o.host, () => resolve());
     });
     this.boundPort = (server.address() as AddressInfo).port;
     return this.boundPort;
@@ -162,9 +163,11 @@ export class IstiodServer {
   async stop(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    const server = this.server;
+    this.server = undefined; // istiod going away does not mark its proxies disconnected
     for (const s of this.sessions) s.destroy();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-    this.server = undefined;
+    this.proxies.clear();
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
   }
 
   /** Authenticates a bearer token the way istiod's KubeJWTAuthenticator does. Returns ns/sa. */

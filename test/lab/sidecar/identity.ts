@@ -2,6 +2,7 @@
 // and facts read back from issued certificates (for /certs, /config_dump, stats).
 import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import forge from 'node-forge';
+import { fastRsaSigner } from '../istiod/ca.js';
 
 export interface KeyAndCsr {
   keyPem: string;
@@ -17,7 +18,7 @@ export function createKeyAndCsr(spiffeId: string): KeyAndCsr {
   csr.setAttributes([
     { name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: spiffeId }] }] },
   ]);
-  csr.sign(fk, forge.md.sha256.create());
+  csr.sign(fastRsaSigner(keyPem) as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
   return { keyPem, csrPem: forge.pki.certificationRequestToPem(csr) };
 }
 

@@ -157,6 +157,13 @@ async function runProxy(args: Args): Promise<void> {
   stats.recordInitializationTime(Date.now() - started);
   log('info', `Starting proxy agent: discovery ${cfg.discoveryAddress}, CA ${cfg.caAddress}, namespace ${cfg.namespace}, service account ${cfg.serviceAccount}`);
 
+  const crashWatch = setInterval(() => {
+    if (existsSync(rooted(args.root, PATHS.crashLoopFlag))) {
+      log('error', 'Envoy exited with error: signal: segmentation fault (lab fault: sidecar-crash-loop)');
+      process.exit(1);
+    }
+  }, 1000);
+  crashWatch.unref();
   const uptime = setInterval(() => {
     stats.set('server.uptime', Math.floor((Date.now() - started) / 1000));
     const leaf = agent.state.secret?.chainPem[0];

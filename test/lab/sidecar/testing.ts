@@ -1,0 +1,145 @@
+// Test support: a loopback mesh (Kubernetes double + CA + istiod) and the bundled simulator run
+// standalone with --root, so sidecar and istiod tests need no VM.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { bundleForVm } from '../bundle.js';
+import { startKubeApi, type KubeApiDouble } from '../kube/index.js';
+import { MeshCa } from '../istiod/ca.js';
+import { IstiodServer, type MeshService } from '../istiod/server.js';
+import { istiodKubeOverRest } from '../istiod/kube-access.js';
+import { kubeRestFromKubeconfig } from '../istiod/kube-rest.js';
+
+export interface LoopbackMesh {
+  dir: string;
+  kube: KubeApiDouble;
+  ca: MeshCa;
+  istiod: IstiodServer;
+  services: MeshService[];
+  stop(): Promise<void>;
+}
+
+export async function startLoopbackMesh(o: { host?: string; cleanupGraceMs?: number } = {}): Promise<LoopbackMesh> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ivo-mesh-'));
+  const ca = new MeshCa();
+  const kube = await startKubeApi({ dir, seed: { rootCertPem: ca.rootCertPem } });
+  const services: MeshService[] = [];
+  const istiod = new IstiodServer({
+    host: o.host ?? '127.0.0.1',
+    port: 0,
+    ca,
+    kube: istiodKubeOverRest(kubeRestFromKubeconfig(kube.kubeconfigPath)),
+    services: () => services,
+    pushIntervalMs: 300,
+    cleanupGraceMs: o.cleanupGraceMs ?? 60_000,
+  });
+  await istiod.start();
+  return {
+    dir,
+    kube,
+    ca,
+    istiod,
+    services,
+    async stop() {
+      await istiod.stop();
+      await kube.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+let bundled: string | undefined;
+export async function bundledSimulator(): Promise<string> {
+  if (bundled && existsSync(bundled)) return bundled;
+  const out = path.join(mkdtempSync(path.join(tmpdir(), 'ivo-sim-')), 'sidecar.mjs');
+  await bundleForVm(new URL('./main.ts', import.meta.url).pathname, out);
+  bundled = out;
+  return out;
+}
+
+export interface VmFiles {
+  clusterEnv: string;
+  mesh: string;
+  token?: string;
+  rootCert?: string;
+  hosts: string;
+}
+
+export function writeVmRoot(root: string, f: VmFiles): void {
+  for (const d of ['var/lib/istio/envoy', 'etc/istio/config', 'var/run/secrets/tokens', 'etc/certs', 'var/lib/istio/lab']) mkdirSync(path.join(root, d), { recursive: true });
+  writeFileSync(path.join(root, 'var/lib/istio/envoy/cluster.env'), f.clusterEnv);
+  writeFileSync(path.join(root, 'etc/istio/config/mesh'), f.mesh);
+  writeFileSync(path.join(root, 'etc/hosts'), f.hosts);
+  const tokenPath = path.join(root, 'var/run/secrets/tokens/istio-token');
+  if (f.token !== undefined) writeFileSync(tokenPath, f.token);
+  else rmSync(tokenPath, { force: true });
+  if (f.rootCert !== undefined) writeFileSync(path.join(root, 'etc/certs/root-cert.pem'), f.rootCert);
+}
+
+export interface RunningSimulator {
+  root: string;
+  offset: number;
+  child: ChildProcess;
+  output(): string;
+  port(p: number): number;
+  stop(): Promise<void>;
+}
+
+export async function runSimulator(root: string, offset: number): Promise<RunningSimulator> {
+  const sim = await bundledSimulator();
+  const logFile = path.join(root, 'sim.log');
+  writeFileSync(logFile, '');
+  const child = spawn(process.execPath, [sim, 'proxy', '--root', root, '--port-offset', String(offset), '--bind', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  return {
+    root,
+    offset,
+    child,
+    output: () => out,
+    port: (p) => p + offset,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const done = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await done;
+      clearTimeout(t);
+    },
+  };
+}
+
+export function httpGet(port: number, p: string, host = '127.0.0.1'): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve) => {
+    const r = http.get({ host, port, path: p, timeout: 5000 }, (res) => {
+      let b = '';
+      res.on('data', (c) => (b += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b, headers: res.headers }));
+    });
+    r.on('timeout', () => r.destroy());
+    r.on('error', () => resolve({ status: 0, body: '', headers: {} }));
+  });
+}
+
+/** Polls until fn() is truthy; bounded by timeoutMs. */
+export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, stepMs = 200): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: T | undefined | false;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms`);
+}
+
+export function randomOffset(): number {
+  return 20000 + Math.floor(Math.random() * 190) * 100;
+}
+
+export function readLog(root: string): string {
+  return existsSync(path.join(root, 'sim.log')) ? readFileSync(path.join(root, 'sim.log'), 'utf8') : '';
+}

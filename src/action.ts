@@ -9,15 +9,15 @@ import { runFailed } from './report/model.js';
 import type { RunLogger } from './rollout/ports.js';
 import { runRollout } from './rollout/run.js';
 import { createRuntime, redactInputs } from './runtime.js';
-import { SecretRegistry } from './secrets.js';
-import { INPUT_DEFAULTS, readSettings, SECRET_INPUTS, SettingsError, type InputName, type RunSettings } from './settings.js';
+import { registerSecretInputs, SecretRegistry } from './secrets.js';
+import { INPUT_DEFAULTS, readSettings, SettingsError, type InputName, type RunSettings } from './settings.js';
 import { TOOL_VERSION } from './version.js';
 
 export async function run(): Promise<void> {
   const secrets = new SecretRegistry();
   secrets.onAdd((value) => core.setSecret(value));
   // Mask before anything else can print: secret inputs, and the credentials inside the kubeconfig.
-  for (const name of SECRET_INPUTS) secrets.add(core.getInput(name));
+  registerSecretInputs(secrets, (name) => core.getInput(name));
   const logger = actionLogger(secrets);
   const rawInputs = Object.fromEntries(
     (Object.keys(INPUT_DEFAULTS) as InputName[]).map((name) => [name, core.getInput(name)]),

@@ -17,6 +17,7 @@ import { SECRET_INPUTS, type InputName, type RunSettings } from './settings.js';
 import type { SecretRegistry } from './secrets.js';
 import {
   applyVmChanges,
+  asRoot,
   assertPreflight,
   connectVm,
   inspectVm,
@@ -48,7 +49,7 @@ export async function createRuntime(
       ...(settings.kube.kubeconfig.trim() !== '' ? { kubeconfig: settings.kube.kubeconfig } : {}),
       ...(settings.kube.context ? { context: settings.kube.context } : {}),
     });
-    for (const secret of loaded.secrets) secrets.add(secret);
+    for (const secret of loaded.secrets) secrets.add(secret, { perLine: false });
     const real = createClusterClient(loaded.kubeConfig, {
       ...(settings.dnsServers.length > 0 ? { dnsServers: settings.dnsServers } : {}),
       onRequest: (info) => context.logger.debug(`kube ${info.method} ${info.path}`),
@@ -151,7 +152,10 @@ export async function createRuntime(
     },
   };
 
-  const vmPort = (vm: VmSpec, session: VmSession, learned: () => string | undefined): VmPort => ({
+  const vmPort = (vm: VmSpec, session: VmSession, learned: () => string | undefined): VmPort => {
+    // The snapshot the last apply of this run made: rollback restores exactly that one.
+    let snapshotId: string | null = null;
+    return {
     get learnedHostKey() {
       return learned();
     },
@@ -177,6 +181,7 @@ export async function createRuntime(
         package: request.package,
         sshPort: vm.ssh.port,
       });
+      snapshotId = result.snapshotId;
       return {
         files: Object.entries(result.files).map(([key, state]) => ({ path: fileLabel(key), changed: state === 'changed' })),
         packageAction: result.package.action,
@@ -184,20 +189,22 @@ export async function createRuntime(
       };
     },
     async rollback(reason) {
-      const result = await rollbackVm(session, { reason });
+      const result = await rollbackVm(session, { reason, ...(snapshotId ? { expectSnapshotId: snapshotId } : {}) });
       return result.action === 'rolled-back';
     },
     async offboard() {
       await offboardVm(session);
     },
-    runScript: (script, options) => session.exec(script, { timeoutMs: options.timeoutMs }),
+    // The checks read root-only files (logs, the installed root cert): run them like the VM layer's scripts.
+    runScript: (script, options) => session.exec(asRoot(script), { timeoutMs: options.timeoutMs }),
     counters: () => ({
       sshConnections: session.counters.connections,
       execRoundTrips: session.counters.execRoundTrips,
       bytesUploaded: session.counters.bytesUploaded,
     }),
     close: () => session.close(),
-  });
+    };
+  };
 
   const verifier: VerifierPort = {
     async verify(request) {

@@ -7,8 +7,8 @@ import { runFailed } from '../report/model.js';
 import type { RunLogger } from '../rollout/ports.js';
 import { runRollout } from '../rollout/run.js';
 import { createRuntime, redactInputs } from '../runtime.js';
-import { SecretRegistry } from '../secrets.js';
-import { INPUT_DEFAULTS, readSettings, SECRET_INPUTS, SettingsError, type InputName, type Mode } from '../settings.js';
+import { registerSecretInputs, SecretRegistry } from '../secrets.js';
+import { INPUT_DEFAULTS, readSettings, SettingsError, type InputName, type Mode } from '../settings.js';
 import { TOOL_VERSION } from '../version.js';
 
 /** Flags whose value is a file to read, because the action's input is the file's content. */
@@ -68,7 +68,7 @@ export async function runCliRun(mode: Mode, argv: string[], io: CliIo): Promise<
     return 2;
   }
   const secrets = new SecretRegistry();
-  for (const name of SECRET_INPUTS) secrets.add(parsed.inputs[name]);
+  registerSecretInputs(secrets, (name) => parsed.inputs[name] ?? '');
   const logger = cliLogger(io, secrets);
   let settings;
   let inventory;

@@ -140,7 +140,9 @@ export function createMeshContextReader(ctx: ClusterContext, options: MeshContex
   const pollMs = options.rootCertPollMs ?? 500;
   return {
     async read(input: MeshContextInput): Promise<MeshContext> {
-      const [meshConfig, clusterID, eastWest, rootCert] = await Promise.all([
+      // allSettled: when one read fails, the others finish (bounded) before the error is reported,
+      // so no request of this call is still in flight afterwards.
+      const settled = await Promise.allSettled([
         ctx.cache.once(`mesh/${input.istioNamespace}/${input.revision}`, () =>
           readMeshConfig(ctx, input.istioNamespace, input.revision),
         ),
@@ -154,6 +156,14 @@ export function createMeshContextReader(ctx: ClusterContext, options: MeshContex
         ),
         ctx.cache.once(`root-cert/${input.namespace}`, () => readRootCert(ctx, input.namespace, waitMs, pollMs)),
       ]);
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      const [meshConfig, clusterID, eastWest, rootCert] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+        string,
+        string,
+        EastWestAddress,
+        string,
+      ];
       return { meshConfig, rootCert, clusterID, trustDomain: trustDomainOf(meshConfig), eastWest };
     },
   };

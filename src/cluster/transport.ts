@@ -102,7 +102,9 @@ const CONNECTION_CODES = new Set([
 
 /** Decides whether a thrown value is worth another attempt. Pure; exported for tests. */
 export function classifyFailure(err: unknown): ClassifiedFailure {
-  if (err instanceof ApiException || (err instanceof Error && typeof (err as { code?: unknown }).code === 'number')) {
+  const looksLikeApiException =
+    typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'number' && 'headers' in err && 'body' in err;
+  if (err instanceof ApiException || looksLikeApiException) {
     const e = err as ApiException<unknown>;
     const status = e.code;
     const kind = kindOfStatus(status);
@@ -113,23 +115,17 @@ export function classifyFailure(err: unknown): ClassifiedFailure {
     if (ra !== undefined && /^\d+$/.test(ra)) out.retryAfterSeconds = Number(ra);
     return out;
   }
-  if (err instanceof Error) {
-    if (err.name === 'TimeoutError' || err.name === 'AbortError') {
-      return { kind: 'timeout', retryable: true, code: 'timeout' };
-    }
+  // Duck-typed: errors can come from another realm (undici's DOMException, test sandboxes).
+  if (typeof err === 'object' && err !== null) {
+    const e = err as { name?: unknown; message?: unknown; code?: unknown; cause?: { code?: unknown; name?: unknown } };
+    if (e.name === 'TimeoutError' || e.name === 'AbortError') return { kind: 'timeout', retryable: true, code: 'timeout' };
     // undici: TypeError('fetch failed') with cause { code }
-    const cause = (err as { cause?: unknown }).cause as { code?: unknown; name?: unknown } | undefined;
-    const code =
-      typeof (err as { code?: unknown }).code === 'string'
-        ? (err as unknown as { code: string }).code
-        : typeof cause?.code === 'string'
-          ? cause.code
-          : undefined;
-    if (cause?.name === 'TimeoutError' || cause?.name === 'AbortError') {
-      return { kind: 'timeout', retryable: true, code: 'timeout' };
-    }
+    const cause = e.cause;
+    const code = typeof e.code === 'string' ? e.code : typeof cause?.code === 'string' ? cause.code : undefined;
+    if (cause?.name === 'TimeoutError' || cause?.name === 'AbortError') return { kind: 'timeout', retryable: true, code: 'timeout' };
     if (code && CONNECTION_CODES.has(code)) return { kind: 'unreachable', retryable: true, code };
-    if (err.message === 'fetch failed' || /socket|network|connect/i.test(err.message)) {
+    const message = typeof e.message === 'string' ? e.message : '';
+    if (message === 'fetch failed' || /socket|network|connect/i.test(message)) {
       return { kind: 'unreachable', retryable: true, code: code ?? 'connection error' };
     }
     if (code) return { kind: 'unreachable', retryable: false, code };

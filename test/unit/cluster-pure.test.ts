@@ -1,0 +1,252 @@
+import { describe, expect, it } from '@jest/globals';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { chooseFromService, describeEastWest, orderResolvedAddresses, resolveHostnameChoice } from '../../src/cluster/east-west.js';
+import { featureFlag, imageTag, parseIstioVersion, selectIstiod, type DeploymentLike } from '../../src/cluster/istiod.js';
+import { clusterNameFromInjectorValues, trustDomainOf } from '../../src/cluster/mesh-context.js';
+import { driftOf, fieldsV1Paths, peerAuthenticationManifest, serviceManifest, subsetDifferences } from '../../src/cluster/mesh-objects.js';
+import { REQUIRED_PERMISSIONS, permissionsForRun } from '../../src/cluster/permissions.js';
+import { formatMissingPermissions } from '../../src/cluster/preflight.js';
+import { renderMinimalRbacYaml } from '../../src/cluster/rbac.js';
+import { buildVerificationJob, jobPhase, parseVerificationLog, verificationJobName } from '../../src/cluster/verification-job.js';
+import { autoRegisteredWorkloadEntryName, effectivePeerAuthenticationMode, toWorkloadEntryInfo } from '../../src/cluster/workload-entries.js';
+import type { GroupSpec, Inventory } from '../../src/inventory/types.js';
+
+const group = (o: Partial<GroupSpec> = {}): GroupSpec => ({
+  name: 'app', namespace: 'vm-ns', serviceAccount: 'sa', labels: { app: 'app' }, annotations: {}, ports: { http: 8080 },
+  network: '', registration: 'auto', vms: [], ...o,
+});
+
+describe('Istio version and istiod', () => {
+  it.each([
+    ['docker.io/istio/pilot:1.24.2', '1.24.2'],
+    ['gcr.io/istio-release/pilot:1.22.0-distroless', '1.22.0'],
+    ['localhost:5000/istio/pilot:1.25.0-beta.1', '1.25.0-beta.1'],
+    ['istio/pilot:v1.20.3', '1.20.3'],
+    ['istio/pilot:latest', undefined],
+    ['istio/pilot@sha256:abcd', undefined],
+    ['localhost:5000/pilot', undefined],
+  ])('%s → %s', (image, version) => {
+    expect(parseIstioVersion(image)).toBe(version);
+  });
+  it('imageTag ignores registry ports', () => {
+    expect(imageTag('reg:5000/istio/pilot:1.2.3')).toBe('1.2.3');
+  });
+  const dep = (name: string, rev?: string, env: Array<{ name: string; value?: string }> = []): DeploymentLike => ({
+    metadata: { name, labels: { app: 'istiod', ...(rev ? { 'istio.io/rev': rev } : {}) } },
+    spec: { template: { spec: { containers: [{ name: 'discovery', image: 'istio/pilot:1.24.0', env }] } } },
+  });
+  it('selects istiod by revision; default matches no label or "default"', () => {
+    const ds = [dep('istiod-canary', 'canary'), dep('istiod', 'default')];
+    expect(selectIstiod(ds, '')?.metadata?.name).toBe('istiod');
+    expect(selectIstiod(ds, 'default')?.metadata?.name).toBe('istiod');
+    expect(selectIstiod(ds, 'canary')?.metadata?.name).toBe('istiod-canary');
+    expect(selectIstiod(ds, 'stable')).toBeUndefined();
+    expect(selectIstiod([dep('istiod')], '')?.metadata?.name).toBe('istiod');
+  });
+  it('feature flags: env (Go ParseBool), default true, unknown for valueFrom', () => {
+    expect(featureFlag(dep('i', undefined, [{ name: 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION', value: 'false' }]), 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION')).toEqual({
+      name: 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION', enabled: false, source: 'env', raw: 'false',
+    });
+    expect(featureFlag(dep('i', undefined, [{ name: 'PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS', value: '1' }]), 'PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS').enabled).toBe(true);
+    expect(featureFlag(dep('i'), 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION')).toMatchObject({ enabled: true, source: 'default' });
+    expect(featureFlag(dep('i', undefined, [{ name: 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION' }]), 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION').source).toBe('unknown');
+  });
+});
+
+describe('east-west selection', () => {
+  it('LB ip first, then externalIPs, then LB hostname, else none', () => {
+    expect(chooseFromService({ status: { loadBalancer: { ingress: [{ hostname: 'h' }, { ip: '1.2.3.4' }, { ip: '5.6.7.8' }] } }, spec: { externalIPs: ['9.9.9.9'] } })).toEqual({
+      kind: 'address', address: '1.2.3.4', source: 'lb-ip', candidates: ['1.2.3.4', '5.6.7.8'],
+    });
+    expect(chooseFromService({ spec: { externalIPs: ['9.9.9.9'] }, status: { loadBalancer: { ingress: [{ hostname: 'elb.aws' }] } } })).toMatchObject({ source: 'external-ip', address: '9.9.9.9' });
+    expect(chooseFromService({ status: { loadBalancer: { ingress: [{ hostname: 'elb.aws' }, { hostname: 'b' }] } } })).toEqual({
+      kind: 'hostname', hostname: 'elb.aws', source: 'lb-hostname', otherHostnames: ['b'],
+    });
+    expect(chooseFromService({})).toEqual({ kind: 'none' });
+    expect(chooseFromService(undefined)).toEqual({ kind: 'none' });
+  });
+  it('orders DNS answers stably: IPv4 numerically, then IPv6', () => {
+    expect(orderResolvedAddresses(['10.0.0.10', '2001:db8::1', '10.0.0.9', '9.255.0.1', '10.0.0.9', '::1'])).toEqual([
+      '9.255.0.1', '10.0.0.9', '10.0.0.10', '::1', '2001:db8::1',
+    ]);
+  });
+  it('resolves a hostname to the first ordered address and says which', async () => {
+    const e = await resolveHostnameChoice('elb.aws', 'lb-hostname', { resolve: async () => ['3.3.3.3', '1.1.1.1', '2001:db8::2'] });
+    expect(e).toEqual({ address: '1.1.1.1', source: 'lb-hostname', hostname: 'elb.aws', candidates: ['1.1.1.1', '3.3.3.3', '2001:db8::2'] });
+    expect(describeEastWest(e)).toBe('east-west gateway 1.1.1.1 from the gateway Service load-balancer hostname; elb.aws resolved; other candidates: 3.3.3.3, 2001:db8::2');
+    const v6 = await resolveHostnameChoice('x', 'input', { resolve: async () => ['2001:db8::2'] });
+    expect(v6.address).toBe('2001:db8::2');
+  });
+});
+
+describe('mesh values', () => {
+  it('trust domain defaults to cluster.local', () => {
+    expect(trustDomainOf('trustDomain: corp.example\n')).toBe('corp.example');
+    expect(trustDomainOf('defaultConfig: {}\n')).toBe('cluster.local');
+    expect(trustDomainOf(': bad : yaml : [')).toBe('cluster.local');
+  });
+  it('cluster ID from the injector values JSON, like istioctl', () => {
+    expect(clusterNameFromInjectorValues('{"global":{"multiCluster":{"clusterName":"east"}}}')).toBe('east');
+    expect(clusterNameFromInjectorValues('{"global":{}}')).toBe('');
+    expect(clusterNameFromInjectorValues(undefined)).toBe('');
+    expect(() => clusterNameFromInjectorValues('{nope')).toThrow(/give the clusterID input/);
+  });
+});
+
+describe('mesh objects and drift', () => {
+  it('Service and PeerAuthentication manifests', () => {
+    expect(serviceManifest(group())).toBeUndefined();
+    expect(serviceManifest(group({ service: { name: 'svc', ports: { web: 80, grpc: 9090 } } }))?.spec).toEqual({
+      selector: { app: 'app' },
+      ports: [{ name: 'grpc', port: 9090, targetPort: 9090, protocol: 'TCP' }, { name: 'web', port: 80, targetPort: 80, protocol: 'TCP' }],
+    });
+    expect(peerAuthenticationManifest(group(), 'unchanged')).toBeUndefined();
+    expect(peerAuthenticationManifest(group(), 'permissive')).toMatchObject({
+      metadata: { name: 'app-vm-mtls', namespace: 'vm-ns' },
+      spec: { selector: { matchLabels: { app: 'app' } }, mtls: { mode: 'PERMISSIVE' } },
+    });
+  });
+  it('subset comparison: extra live keys are fine, changed values and list lengths are not', () => {
+    expect(subsetDifferences({ a: { b: 1 } }, { a: { b: 1, c: 2 }, d: 3 })).toEqual([]);
+    expect(subsetDifferences({ a: { b: 1 } }, { a: { b: 2 } })).toEqual(['.a.b']);
+    expect(subsetDifferences({ l: [{ x: 1 }] }, { l: [{ x: 1, y: 2 }] })).toEqual([]);
+    expect(subsetDifferences({ l: [{ x: 1 }] }, { l: [{ x: 1 }, { x: 2 }] })).toEqual(['.l']);
+    expect(subsetDifferences({ a: 1 }, {})).toEqual(['.a']);
+  });
+  it('fieldsV1 paths stop at list entries', () => {
+    expect([...fieldsV1Paths({ 'f:spec': { 'f:ports': { 'k:{"port":80}': { 'f:name': {} } }, '.': {} } })]).toEqual(['spec', 'spec.ports']);
+  });
+  it('driftOf: unchanged, differing, and owned-but-no-longer-wanted fields', () => {
+    const desired = { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'sa', namespace: 'ns', labels: { a: '1' } } };
+    const managed = (fields: object) => [{ manager: 'istio-vm-onboard', operation: 'Apply', fieldsV1: fields }];
+    const live = {
+      metadata: { name: 'sa', namespace: 'ns', labels: { a: '1', other: 'x' }, managedFields: managed({ 'f:metadata': { 'f:labels': { 'f:a': {} } } }) },
+    };
+    expect(driftOf(desired, live)).toEqual([]);
+    expect(driftOf(desired, { metadata: { labels: { a: '2' } } })).toEqual(['.metadata.labels.a differs']);
+    const owningMore = { metadata: { labels: { a: '1', b: '2' }, managedFields: managed({ 'f:metadata': { 'f:labels': { 'f:a': {}, 'f:b': {} } } }) } };
+    expect(driftOf(desired, owningMore)).toEqual(['.metadata.labels.b no longer wanted']);
+    // Another manager's fields are not ours to remove.
+    expect(driftOf(desired, { ...owningMore, metadata: { ...owningMore.metadata, managedFields: [{ manager: 'kubectl', operation: 'Update', fieldsV1: {} }] } })).toEqual([]);
+  });
+});
+
+describe('permissions and RBAC', () => {
+  const inv = (groups: GroupSpec[]): Inventory => ({
+    source: 't', mesh: { revision: '', istioNamespace: 'istio-system', eastWestGateway: { service: 'gw', namespace: 'gw-ns' } }, groups,
+  });
+  it('the generated RBAC covers every required permission in the right object', () => {
+    const docs = parseAllDocuments(renderMinimalRbacYaml({ istioNamespace: 'istio-system', gatewayNamespace: 'gw-ns' })).map((d) => d.toJS());
+    const grants = (doc: { rules: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }> }, p: (typeof REQUIRED_PERMISSIONS)[number]) =>
+      doc.rules.some((r) => r.apiGroups.includes(p.group) && r.resources.includes(p.subresource ? `${p.resource}/${p.subresource}` : p.resource) && r.verbs.includes(p.verb));
+    const clusterRole = docs.find((d) => d.kind === 'ClusterRole');
+    const istioRole = docs.find((d) => d.kind === 'Role' && d.metadata.namespace === 'istio-system');
+    const gwRole = docs.find((d) => d.kind === 'Role' && d.metadata.namespace === 'gw-ns');
+    for (const p of REQUIRED_PERMISSIONS) {
+      const doc = p.scope === 'cluster' || p.scope === 'group-namespace' ? clusterRole : p.scope === 'istio-namespace' ? istioRole : gwRole;
+      expect({ perm: `${p.verb} ${p.resource}`, granted: grants(doc, p) }).toEqual({ perm: `${p.verb} ${p.resource}`, granted: true });
+    }
+    // And nothing beyond: every granted (group, resource, verb) is required.
+    const required = new Set(REQUIRED_PERMISSIONS.map((p) => `${p.group}|${p.subresource ? `${p.resource}/${p.subresource}` : p.resource}|${p.verb}`));
+    for (const d of docs) for (const r of d.rules) for (const res of r.resources) for (const v of r.verbs) expect(required.has(`${r.apiGroups[0]}|${res}|${v}`)).toBe(true);
+  });
+  it('permissions depend on mode and on what the inventory uses', () => {
+    const auto = inv([group()]);
+    const keys = (ps: ReturnType<typeof permissionsForRun>) => ps.map((p) => `${p.verb} ${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.namespace ? ` ${p.namespace}` : ''}`);
+    const onboard = keys(permissionsForRun(auto, { mode: 'onboard', peerAuthentication: 'unchanged' }));
+    expect(onboard).toContain('create serviceaccounts/token vm-ns');
+    expect(onboard).not.toContain('create workloadentries vm-ns');
+    expect(onboard).not.toContain('patch services vm-ns');
+    expect(onboard).not.toContain('patch peerauthentications vm-ns');
+    expect(onboard).toContain('get services gw-ns');
+    const full = keys(permissionsForRun(inv([group({ registration: 'static', service: { name: 's', ports: {} } })]), { mode: 'onboard', peerAuthentication: 'strict' }));
+    expect(full).toEqual(expect.arrayContaining(['create workloadentries vm-ns', 'patch services vm-ns', 'patch peerauthentications vm-ns']));
+    const plan = keys(permissionsForRun(auto, { mode: 'plan' }));
+    expect(plan.some((k) => /^(create|patch|delete) /.test(k))).toBe(false);
+    expect(keys(permissionsForRun(auto, { mode: 'offboard' }))).toContain('delete workloadentries vm-ns');
+  });
+  it('missing permissions message lists each with its purpose', () => {
+    const m = formatMissingPermissions([{ verb: 'create', group: '', resource: 'serviceaccounts', subresource: 'token', namespace: 'ns', why: 'tokens' }]);
+    expect(m).toBe(
+      'the credentials lack 1 permission this run needs:\n  - create serviceaccounts/token in namespace "ns" — tokens\n  (the README\'s minimal RBAC grants exactly these; generated by renderMinimalRbacYaml)',
+    );
+  });
+});
+
+describe('WorkloadEntries and PeerAuthentication', () => {
+  it('auto-registered names follow istiod (":" → "-", network suffix, 253 chars from the end)', () => {
+    expect(autoRegisteredWorkloadEntryName('vm-app', '10.128.0.27')).toBe('vm-app-10.128.0.27');
+    expect(autoRegisteredWorkloadEntryName('vm-app', '2001:db8::5', 'net1')).toBe('vm-app-2001-db8--5-net1');
+    const long = autoRegisteredWorkloadEntryName('g'.repeat(300), '10.0.0.1');
+    expect(long).toHaveLength(253);
+    expect(long.endsWith('-10.0.0.1')).toBe(true);
+  });
+  it('reads the entry fields checks need', () => {
+    const wle = parseYaml(`
+metadata: {name: vm-app-10.128.0.27, namespace: vm-ns, annotations: {istio.io/autoRegistrationGroup: vm-app, istio.io/connectedAt: "2024-05-02T10:15:30Z"}}
+spec: {address: 10.128.0.27, serviceAccount: vm-sa, network: n1, labels: {app: vm-app}}
+status: {conditions: [{type: Healthy, status: "True"}]}`);
+    expect(toWorkloadEntryInfo(wle)).toEqual({
+      name: 'vm-app-10.128.0.27', namespace: 'vm-ns', address: '10.128.0.27', network: 'n1', serviceAccount: 'vm-sa',
+      labels: { app: 'vm-app' }, autoRegistered: true, group: 'vm-app', healthy: 'True', connectedAt: '2024-05-02T10:15:30Z',
+    });
+  });
+  it('effective mTLS mode: workload > namespace > mesh > PERMISSIVE; UNSET inherits; oldest wins', () => {
+    const pa = (name: string, ns: string, mode: string, labels?: Record<string, string>, ts = '2024-01-01T00:00:00Z') => ({
+      metadata: { name, namespace: ns, creationTimestamp: ts },
+      spec: { ...(labels ? { selector: { matchLabels: labels } } : {}), mtls: { mode } },
+    });
+    const labels = { app: 'a', v: '1' };
+    expect(effectivePeerAuthenticationMode([], [], labels)).toEqual({ mode: 'PERMISSIVE', source: 'default', scope: 'default' });
+    expect(effectivePeerAuthenticationMode([], [pa('mesh', 'istio-system', 'STRICT')], labels)).toMatchObject({ mode: 'STRICT', scope: 'mesh' });
+    expect(effectivePeerAuthenticationMode([pa('ns', 'n', 'PERMISSIVE')], [pa('mesh', 'istio-system', 'STRICT')], labels)).toMatchObject({ mode: 'PERMISSIVE', scope: 'namespace' });
+    expect(
+      effectivePeerAuthenticationMode(
+        [pa('new', 'n', 'DISABLE', { app: 'a' }, '2024-02-01T00:00:00Z'), pa('old', 'n', 'STRICT', { app: 'a' }, '2024-01-01T00:00:00Z'), pa('other', 'n', 'DISABLE', { app: 'b' })],
+        [],
+        labels,
+      ),
+    ).toEqual({ mode: 'STRICT', source: 'n/old', scope: 'workload' });
+    expect(effectivePeerAuthenticationMode([pa('unset', 'n', 'UNSET', { app: 'a' }), pa('ns', 'n', 'STRICT')], [], labels)).toMatchObject({ mode: 'STRICT', scope: 'namespace' });
+  });
+});
+
+describe('verification Job (ADR 0002)', () => {
+  it('names: ivo-verify-<vm>-<random>, DNS-safe, at most 63 chars', () => {
+    expect(verificationJobName('VM_1.example', 'a1b2c3')).toBe('ivo-verify-vm-1-example-a1b2c3');
+    const long = verificationJobName('x'.repeat(100), 'a1b2c3');
+    expect(long.length).toBeLessThanOrEqual(63);
+    expect(long).toMatch(/^ivo-verify-x+-a1b2c3$/);
+    expect(verificationJobName('vm')).toMatch(/^ivo-verify-vm-[0-9a-f]{6}$/);
+  });
+  it('the Job spec is the ADR one', () => {
+    const job = buildVerificationJob({ namespace: 'ns', name: 'j', image: 'img', targetUrl: 'http://10.0.0.1:8080/', requests: 3, injectSidecar: true });
+    expect(job.spec).toMatchObject({ ttlSecondsAfterFinished: 300, backoffLimit: 0, activeDeadlineSeconds: 60 });
+    expect(job.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'istio-vm-onboard' });
+    const pod = job.spec!.template;
+    expect(pod.metadata?.labels?.['sidecar.istio.io/inject']).toBe('true');
+    expect(pod.spec?.serviceAccountName).toBe('default');
+    expect(pod.spec?.restartPolicy).toBe('Never');
+    const c = pod.spec!.containers[0]!;
+    expect(c.name).toBe('ivo-client');
+    expect(c.command).toEqual([
+      'sh',
+      '-c',
+      `i=0; while [ "$i" -lt "$IVO_REQUESTS" ]; do i=$((i+1)); c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$IVO_TARGET_URL" || true); echo "ivo-call $i \${c:-000}"; done; echo ivo-done`,
+    ]);
+    expect(buildVerificationJob({ namespace: 'ns', name: 'j', image: 'img', targetUrl: 'u', requests: 1, injectSidecar: false }).spec!.template.metadata?.labels?.['sidecar.istio.io/inject']).toBe('false');
+  });
+  it('parses the log lines and the Job phase', () => {
+    expect(parseVerificationLog('noise\nivo-call 1 200\nivo-call 2 000\r\nivo-call x 1\nivo-done\n')).toEqual({
+      calls: [{ n: 1, code: '200' }, { n: 2, code: '000' }],
+      done: true,
+    });
+    expect(parseVerificationLog('ivo-call 1 503\n').done).toBe(false);
+    expect(jobPhase(undefined)).toEqual({ state: 'running' });
+    expect(jobPhase({ status: { succeeded: 1 } })).toEqual({ state: 'complete' });
+    expect(jobPhase({ status: { conditions: [{ type: 'Failed', status: 'True', reason: 'DeadlineExceeded', message: 'Job was active longer than specified deadline' }] } })).toEqual({
+      state: 'failed',
+      reason: 'DeadlineExceeded: Job was active longer than specified deadline',
+    });
+  });
+});

@@ -1,10 +1,11 @@
 // Lab part 1: the VMs are real SSH machines with their own files, sudo, dpkg, systemctl stand-in and app.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { parse } from 'yaml';
 import { run } from './exec.js';
 import { parseActionEnv } from './files.js';
 import type { LabState } from './state.js';
+import { buildSidecarPackage } from './package/build.js';
 import { downLab, newLabDir, ssh, sshArgs, upLab } from './testing.js';
 import { execInVm, vmPath } from './vm/exec.js';
 
@@ -198,6 +199,26 @@ describe('lab VMs', () => {
     expect(out[7]).toBe('rc=4');
     expect(r.stderr).toContain('Unit nosuch.service could not be found.');
   });
+
+  it('the package build is reproducible, pads to --package-size-mb, and names arm64 builds like Istio', async () => {
+    const base = { version: '1.24.0', nodePath: state.nodePath } as const;
+    const a = await buildSidecarPackage({ ...base, arch: 'amd64', outDir: `${dir}/pkg-a` });
+    const b = await buildSidecarPackage({ ...base, arch: 'amd64', outDir: `${dir}/pkg-b` });
+    expect(a.sha256).toBe(b.sha256);
+    const big = await buildSidecarPackage({ ...base, arch: 'amd64', outDir: `${dir}/pkg-big`, sizeMb: 3 });
+    expect(big.sizeBytes).toBeGreaterThan(3 * 1024 * 1024 - 200 * 1024);
+    expect(big.sizeBytes).toBeLessThan(4 * 1024 * 1024);
+    const arm = await buildSidecarPackage({ ...base, arch: 'arm64', outDir: `${dir}/pkg-arm` });
+    expect(arm.fileName).toBe('istio-sidecar-arm64.deb');
+    const info = await run(['dpkg-deb', '-f', arm.path, 'Package', 'Architecture', 'Depends']);
+    expect(info.stdout).toBe('Package: istio-sidecar\nArchitecture: arm64\nDepends: iproute2, iptables, sudo, hostname\n');
+    // An amd64 VM refuses it, as dpkg does for a wrong-architecture package.
+    await run(['cp', arm.path, vmPath(state, 'vm2', '/tmp/arm.deb')]);
+    const refused = await ssh(state, 'vm2', 'sudo dpkg -i /tmp/arm.deb');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('package architecture (arm64) does not match system (amd64)');
+    for (const d of ['pkg-a', 'pkg-b', 'pkg-big', 'pkg-arm']) rmSync(`${dir}/${d}`, { recursive: true, force: true });
+  }, 60_000);
 
   it('helpers run commands as root inside a VM namespace (execInVm)', async () => {
     const r = await execInVm(state, 'vm3', 'hostname; id -u; ip -4 -o addr show eth0 | awk "{print \\$4}"');

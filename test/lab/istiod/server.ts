@@ -74,6 +74,10 @@ function grpcError(stream: http2.ServerHttp2Stream, code: number, message: strin
   } else {
     stream.end();
   }
+  // Trailers-only answer; also close our side so the client's stream ends even if it keeps sending.
+  setImmediate(() => {
+    if (!stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  });
 }
 
 /** WorkloadEntry name for an auto-registered proxy (controller.go: group-ip[-network], `:`→`-`). */

@@ -294,7 +294,13 @@ export class Agent {
             grpcMessage = decodeURIComponent(String(h['grpc-message'] ?? ''));
           }
         };
-        stream.on('response', onHeaders);
+        stream.on('response', (h) => {
+          onHeaders(h);
+          if (grpcStatus !== undefined && grpcStatus !== 0) {
+            reject(new Error(`rpc error: code = ${grpcStatus} desc = ${grpcMessage}`));
+            stream.close();
+          }
+        });
         stream.on('trailers', onHeaders);
         stream.on('data', (chunk: Buffer) => {
           for (const m of reader.push(chunk)) this.onResponse(JSON.parse(m.toString('utf8')) as DiscoveryResponse);

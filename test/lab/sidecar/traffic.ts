@@ -4,6 +4,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Agent } from './agent.js';
 import type { SidecarConfig } from './config.js';
@@ -31,6 +32,36 @@ interface PeerInfo {
   sni?: string;
 }
 
+/**
+ * The socket as a plain Duplex that first yields the bytes we already read (TLS and HTTP servers
+ * consume a net.Socket's handle directly, so `unshift` alone would lose the sniffed bytes).
+ */
+export function replayDuplex(socket: net.Socket, first: Buffer): Duplex {
+  const d = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end();
+      cb();
+    },
+    destroy(err, cb) {
+      socket.destroy();
+      cb(err);
+    },
+  });
+  d.push(first);
+  socket.on('data', (c: Buffer) => {
+    if (!d.push(c)) socket.pause();
+  });
+  socket.on('end', () => d.push(null));
+  socket.on('close', () => d.destroy());
+  return d;
+}
+
 export interface TrafficOptions {
   cfg: SidecarConfig;
   agent: Agent;
@@ -55,7 +86,7 @@ function trustDomainOf(spiffe: string): string {
 export function createInboundServer(o: TrafficOptions): net.Server {
   const { cfg, agent, stats } = o;
   const httpServer = http.createServer((req, res) => {
-    const sock = req.socket as net.Socket & { labPeer?: PeerInfo };
+    const sock = req.socket as unknown as { labPeer?: PeerInfo };
     const peer = sock.labPeer ?? { mtls: false, principal: 'unknown' };
     const port = portFromSni(peer.sni) ?? portFromHost(req.headers.host);
     const peerId = String(req.headers['x-envoy-peer-metadata-id'] ?? '');
@@ -138,18 +169,15 @@ export function createInboundServer(o: TrafficOptions): net.Server {
     socket.setTimeout(30_000, () => socket.destroy());
     socket.once('data', (first: Buffer) => {
       socket.pause();
-      socket.unshift(first);
       if (first[0] === 0x16) {
         if (!agent.state.secret) return socket.destroy();
-        tlsServer.emit('connection', socket);
-        socket.resume();
+        tlsServer.emit('connection', replayDuplex(socket, first));
         return;
       }
       const mode = mtlsMode(agent);
       if (mode === 'STRICT' && !o.acceptPlaintext()) return socket.destroy(); // no plaintext filter chain
       if (!HTTP_METHOD.test(first.toString('latin1', 0, 16))) return socket.destroy(); // cannot attribute
-      httpServer.emit('connection', socket);
-      socket.resume();
+      httpServer.emit('connection', replayDuplex(socket, first));
     });
   });
 }
@@ -265,10 +293,8 @@ export function createOutboundServer(o: TrafficOptions): net.Server {
     socket.setTimeout(30_000, () => socket.destroy());
     socket.once('data', (first: Buffer) => {
       socket.pause();
-      socket.unshift(first);
       if (!HTTP_METHOD.test(first.toString('latin1', 0, 16))) return socket.destroy(); // no original-dst in Node
-      httpServer.emit('connection', socket);
-      socket.resume();
+      httpServer.emit('connection', replayDuplex(socket, first));
     });
   });
 }

@@ -1,0 +1,154 @@
+// Fake ports for the orchestrator's unit tests: a world that records what the rollout asked of it.
+import { parseInventory } from '../../src/inventory/index.js';
+import type { CheckResult } from '../../src/report/model.js';
+import type { ClusterPort, RunLogger, VerifierPort, VmApplyRequest, VmConnectorPort, VmPort } from '../../src/rollout/ports.js';
+import { runRollout } from '../../src/rollout/run.js';
+import { readSettings, type InputName } from '../../src/settings.js';
+
+const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n';
+
+export function inventoryOf(vmsPerGroup: number[], registration = 'auto') {
+  const groups = vmsPerGroup
+    .map(
+      (count, g) => `  - name: g${g}
+    namespace: ns${g}
+    registration: ${registration}
+    ports: {http: 8080}
+    vms:
+${Array.from({ length: count }, (_, i) => `      - {name: vm-${g}-${i}, address: 10.0.${g}.${i + 10}, user: lab, internalIP: 10.0.${g}.${i + 10}}`).join('\n')}`,
+    )
+    .join('\n');
+  return parseInventory(`groups:\n${groups}\n`, 'inventory.yaml');
+}
+
+export function settingsOf(inputs: Partial<Record<InputName, string>> = {}) {
+  const all: Partial<Record<InputName, string>> = {
+    inventory: 'inventory.yaml',
+    'ssh-private-key': KEY,
+    'ssh-known-hosts': 'x ssh-ed25519 AAAA',
+    ...inputs,
+  };
+  return readSettings({ get: (name) => all[name] ?? '' }, {});
+}
+
+export const pass = (name: CheckResult['name']): CheckResult => ({ name, status: 'pass', summary: 'ok', evidence: [], durationMs: 1 });
+export const fail = (name: CheckResult['name']): CheckResult => ({ name, status: 'fail', summary: 'bad', evidence: ['seen'], hint: 'fix it', durationMs: 1 });
+
+export interface World {
+  events: string[];
+  inFlight: number;
+  maxInFlight: number;
+  maxInFlightByGroup: Map<string, number>;
+  failingChecks: Set<string>;
+  failingConnect: Set<string>;
+  applied: Map<string, VmApplyRequest>;
+  installed: Set<string>;
+}
+
+export function makeWorld(): World {
+  return {
+    events: [],
+    inFlight: 0,
+    maxInFlight: 0,
+    maxInFlightByGroup: new Map(),
+    failingChecks: new Set(),
+    failingConnect: new Set(),
+    applied: new Map(),
+    installed: new Set(),
+  };
+}
+
+export function fakes(world: World) {
+  const groupFlight = new Map<string, number>();
+  const cluster: ClusterPort = {
+    server: 'https://127.0.0.1:6443',
+    preflight: async () => ({ istioVersion: '1.24.0', revision: '', warnings: [] }),
+    applyGroup: async (group, options) => {
+      world.events.push(`applyGroup ${group.name}${options.dryRun ? ' (dry-run)' : ''}`);
+      return [{ kind: 'WorkloadGroup', namespace: group.namespace, name: group.name, action: options.dryRun ? 'would-create' : 'created' }];
+    },
+    meshContext: async () => ({
+      meshConfig: 'defaultConfig:\n  proxyMetadata: {}\n',
+      rootCert: 'ROOT',
+      clusterID: 'Kubernetes',
+      trustDomain: 'cluster.local',
+      revision: '',
+      istioNamespace: 'istio-system',
+      eastWest: { address: '10.0.9.1', source: 'lb-ip', candidates: ['10.0.9.1'] },
+    }),
+    bootstrapToken: async () => ({ token: 'token-value-123', expiresAt: new Date('2030-01-01T00:00:00Z') }),
+    applyStaticWorkloadEntry: async (group, vm) => ({ kind: 'WorkloadEntry', namespace: group.namespace, name: vm.name, action: 'created' }),
+    removeWorkloadEntries: async (group, vm) => [{ kind: 'WorkloadEntry', namespace: group.namespace, name: vm.name, action: 'deleted' }],
+    requestCount: () => 7,
+  };
+  const connector: VmConnectorPort = {
+    async connect(vm) {
+      if (world.failingConnect.has(vm.name)) throw Object.assign(new Error(`connection refused by ${vm.ssh.host}:22`), { hint: 'is sshd running?' });
+      world.inFlight += 1;
+      world.maxInFlight = Math.max(world.maxInFlight, world.inFlight);
+      const group = vm.group;
+      groupFlight.set(group, (groupFlight.get(group) ?? 0) + 1);
+      world.maxInFlightByGroup.set(group, Math.max(world.maxInFlightByGroup.get(group) ?? 0, groupFlight.get(group)!));
+      const port: VmPort = {
+        inspect: async () => ({
+          arch: 'amd64',
+          packageFormat: 'deb',
+          ...(world.installed.has(vm.name) ? { installedVersion: '1.24.0' } : {}),
+          routeSourceIP: vm.internalIP,
+          reachesDiscovery: true,
+          currentFiles: {},
+        }),
+        apply: async (request) => {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          const before = world.applied.get(vm.name);
+          world.applied.set(vm.name, request);
+          const firstInstall = !world.installed.has(vm.name);
+          world.installed.add(vm.name);
+          const changed = !before || before.files.clusterEnv !== request.files.clusterEnv;
+          world.events.push(`apply ${vm.name}`);
+          return {
+            files: [{ path: '/var/lib/istio/envoy/cluster.env', changed }],
+            packageAction: firstInstall ? 'installed' : 'unchanged',
+            restarted: changed,
+          };
+        },
+        rollback: async () => {
+          world.events.push(`rollback ${vm.name}`);
+          return world.applied.size > 0 && world.events.filter((e) => e === `apply ${vm.name}`).length > 1;
+        },
+        offboard: async () => {
+          world.events.push(`offboard ${vm.name}`);
+        },
+        runScript: async () => ({ code: 0, stdout: '', stderr: '' }),
+        counters: () => ({ sshConnections: 1, execRoundTrips: 2, bytesUploaded: 100 }),
+        close: async () => {
+          world.inFlight -= 1;
+          groupFlight.set(group, groupFlight.get(group)! - 1);
+        },
+      };
+      return port;
+    },
+  };
+  const verifier: VerifierPort = {
+    verify: async (request) => {
+      const failing = world.failingChecks.has(request.vm.name);
+      return [pass('sidecar-running'), failing ? fail('sidecar-ready') : pass('sidecar-ready')];
+    },
+  };
+  return { cluster, connector, verifier };
+}
+
+export const silent: RunLogger = { info: () => {}, warning: () => {}, error: () => {}, debug: () => {}, group: () => {} };
+
+export async function run(world: World, inventory: ReturnType<typeof inventoryOf>, inputs: Partial<Record<InputName, string>> = {}) {
+  const ports = fakes(world);
+  return runRollout(settingsOf(inputs), inventory, {
+    cluster: async () => ports.cluster,
+    connector: ports.connector,
+    verifier: ports.verifier,
+    logger: silent,
+    toolVersion: 'test',
+    redactedInputs: {},
+  });
+}
+

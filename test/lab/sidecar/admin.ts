@@ -139,6 +139,7 @@ export function renderConfigDump(deps: AdminDeps, resource: string | null): stri
       last_updated: a.state.startedAt.toISOString(),
     },
     clustersDump(a),
+    { '@type': 'type.googleapis.com/envoy.admin.v3.EndpointsConfigDump' },
     listenersDump(a),
     { '@type': 'type.googleapis.com/envoy.admin.v3.ScopedRoutesConfigDump' },
     { '@type': 'type.googleapis.com/envoy.admin.v3.RoutesConfigDump' },

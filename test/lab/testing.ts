@@ -1,6 +1,6 @@
 // Helpers for lab tests: drive the real CLI (`node --import register-ts.mjs cli.ts …`, as `npm run lab`
 // does), reach VMs with the real OpenSSH client, read state. Each test uses its own DIR under os.tmpdir().
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,8 +36,11 @@ export async function upLab(dir: string, vms: number, extra: string[] = []): Pro
   return readState(dir);
 }
 
+/** `down` through the CLI; a test's DIR (only lab.log is left in it) is removed when down succeeded. */
 export async function downLab(dir: string): Promise<RunResult> {
-  return labCli(['down', '--dir', dir], 120_000);
+  const r = await labCli(['down', '--dir', dir], 120_000);
+  if (r.code === 0) rmSync(dir, { recursive: true, force: true });
+  return r;
 }
 
 export async function faultCli(dir: string, verb: 'fault' | 'heal', name: string, vm?: string, extra: string[] = []): Promise<void> {

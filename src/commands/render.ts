@@ -6,9 +6,11 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { InventoryError, listVms, loadInventory } from '../inventory/index.js';
+import { createClusterClient, loadKubeConfig } from '../cluster/index.js';
 import {
   istiodHost,
   parseWorkloadGroupText,
+  readWorkloadGroup,
   renderVmFiles,
   renderVmFilesForInventoryVm,
   RenderError,
@@ -29,8 +31,14 @@ export const RENDER_USAGE = `Usage:
       --token token-file [--clusterID ID] [--ingressIP IP] [--revision REV] [--istioNamespace NS] \\
       [--capture-dns=false] -o DIR
 
+  istio-vm-onboard render -f workloadgroup.yaml --kubeconfig FILE [--context NAME] \
+      [--internalIP IP | --externalIP IP] [--autoregister] [--tokenDuration SECONDS] -o DIR
+
 Writes cluster.env, mesh.yaml, hosts, root-cert.pem and istio-token (mode 0600) exactly as
 'istioctl x workload entry configure' would; with --inventory, into DIR/<vm-name>/ for every VM.
+With --kubeconfig the mesh config, root cert, cluster ID, east-west gateway address (an LB hostname is
+resolved by DNS) and a bootstrap token are read from the cluster, as istioctl does; a flag given
+explicitly wins over the cluster's value.
 
   -f, --file          WorkloadGroup YAML (as for istioctl -f)
       --inventory     inventory file (or inline YAML); one folder per VM
@@ -46,6 +54,10 @@ Writes cluster.env, mesh.yaml, hosts, root-cert.pem and istio-token (mode 0600) 
       --istioNamespace  istiod namespace (default istio-system, or mesh.istioNamespace)
       --autoregister  set ISTIO_META_AUTO_REGISTER_GROUP (-f only; with --inventory: registration: auto)
       --capture-dns   true|false, default true
+      --kubeconfig    read the values above from this cluster (with -f)
+      --context       kubeconfig context
+      --tokenDuration bootstrap token lifetime in seconds (default 3600, like istioctl)
+      --dns-servers   resolvers (ip[:port],…) for a hostname load balancer
   -o, --output        output directory
   -h, --help          this help
 `;
@@ -112,6 +124,10 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
         autoregister: { type: 'string' },
         'capture-dns': { type: 'string' },
         output: { type: 'string', short: 'o' },
+        kubeconfig: { type: 'string' },
+        context: { type: 'string' },
+        tokenDuration: { type: 'string' },
+        'dns-servers': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -130,28 +146,36 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
     if ((file === undefined) === (inventoryInput === undefined)) {
       throw new UsageError('give exactly one of -f/--file (a WorkloadGroup) or --inventory');
     }
-    const missing = ['mesh-config', 'root-cert', 'token', 'output'].filter((name) => !str(name));
-    if (file !== undefined && !str('clusterID')) missing.push('clusterID');
+    const live = str('kubeconfig') !== undefined;
+    if (live && file === undefined) throw new UsageError('--kubeconfig goes with -f (a WorkloadGroup); for an inventory use `istio-vm-onboard plan`');
+    const missing = (live ? ['output'] : ['mesh-config', 'root-cert', 'token', 'output']).filter((name) => !str(name));
+    if (file !== undefined && !live && !str('clusterID')) missing.push('clusterID');
     if (missing.length > 0) throw new UsageError(`missing required flag(s): ${missing.map((m) => `--${m}`).join(', ')}`);
     if (str('internalIP') && str('externalIP')) throw new UsageError('the flags --internalIP and --externalIP are mutually exclusive');
     const captureDNS = parseBoolean('capture-dns', str('capture-dns'), true);
     const autoregister = parseBoolean('autoregister', str('autoregister'), false);
     const outputDir = path.resolve(io.cwd, str('output')!);
-    const meshConfigText = await readInput(io.cwd, 'mesh-config', str('mesh-config')!);
-    const rootCert = await readInput(io.cwd, 'root-cert', str('root-cert')!);
-    const token = await readInput(io.cwd, 'token', str('token')!);
 
     if (file !== undefined) {
       const workloadGroup = parseWorkloadGroupText(await readInput(io.cwd, 'file', file));
       const istioNamespace = str('istioNamespace') ?? 'istio-system';
       const revision = str('revision');
-      const ingressIP = str('ingressIP');
+      const values = live
+        ? await readFromCluster(io, workloadGroup, str, istioNamespace, revision ?? '')
+        : {
+            meshConfigText: await readInput(io.cwd, 'mesh-config', str('mesh-config')!),
+            rootCert: await readInput(io.cwd, 'root-cert', str('root-cert')!),
+            token: await readInput(io.cwd, 'token', str('token')!),
+            clusterID: str('clusterID')!,
+            ingressIP: str('ingressIP'),
+          };
+      const ingressIP = values.ingressIP;
       const files = renderVmFiles({
         workloadGroup,
-        meshConfigText,
-        rootCert,
-        token,
-        clusterID: str('clusterID')!,
+        meshConfigText: values.meshConfigText,
+        rootCert: values.rootCert,
+        token: values.token,
+        clusterID: values.clusterID,
         ...(ingressIP !== undefined ? { ingressIP } : {}),
         ...(str('internalIP') ? { internalIP: str('internalIP')! } : {}),
         ...(str('externalIP') ? { externalIP: str('externalIP')! } : {}),
@@ -173,6 +197,9 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
         throw new UsageError(`--${flag} cannot be used with --inventory: it comes from each VM/group in the inventory`);
       }
     }
+    const meshConfigText = await readInput(io.cwd, 'mesh-config', str('mesh-config')!);
+    const rootCert = await readInput(io.cwd, 'root-cert', str('root-cert')!);
+    const token = await readInput(io.cwd, 'token', str('token')!);
     const inventory = await loadInventory(inventoryInput!, io.cwd);
     const mesh = {
       ...inventory.mesh,
@@ -208,4 +235,50 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
     }
     throw error;
   }
+}
+
+/**
+ * What istioctl reads from a live cluster for one WorkloadGroup: the mesh config, the group
+ * namespace's root cert, the cluster ID, the east-west gateway address and a bootstrap token.
+ * Explicit flags win. The token never reaches the output streams.
+ */
+async function readFromCluster(
+  io: RenderCommandIo,
+  workloadGroup: unknown,
+  str: (name: string) => string | undefined,
+  istioNamespace: string,
+  revision: string,
+): Promise<{ meshConfigText: string; rootCert: string; token: string; clusterID: string; ingressIP: string | undefined }> {
+  const group = readWorkloadGroup(workloadGroup);
+  if (!group.namespace) throw new UsageError('the WorkloadGroup needs metadata.namespace to read its root cert and token from the cluster');
+  const duration = str('tokenDuration') ?? '3600';
+  if (!/^\d+$/.test(duration)) throw new UsageError(`--tokenDuration must be a number of seconds, got '${duration}'`);
+  const kubeconfigPath = path.resolve(io.cwd, str('kubeconfig')!);
+  const loaded = loadKubeConfig({ kubeconfigPath, ...(str('context') ? { context: str('context')! } : {}) });
+  const dnsServers = (str('dns-servers') ?? '').split(',').map((item) => item.trim()).filter(Boolean);
+  const client = createClusterClient(loaded.kubeConfig, dnsServers.length > 0 ? { dnsServers } : {});
+  const mesh = await client.readMeshContext({
+    namespace: group.namespace,
+    revision,
+    istioNamespace,
+    ...(str('clusterID') ? { clusterID: str('clusterID')! } : {}),
+    eastWestGateway: {
+      service: 'istio-eastwestgateway',
+      namespace: istioNamespace,
+      ...(str('ingressIP') ? { address: str('ingressIP')! } : {}),
+    },
+  });
+  if (mesh.eastWest.hostname) {
+    io.stderr.write(`east-west gateway ${mesh.eastWest.hostname} resolved to ${mesh.eastWest.candidates.join(', ')}; using ${mesh.eastWest.address}\n`);
+  }
+  const token = str('token')
+    ? await readInput(io.cwd, 'token', str('token')!)
+    : (await client.requestBootstrapToken({ namespace: group.namespace, serviceAccount: group.serviceAccount, expirationSeconds: Number(duration) })).token;
+  return {
+    meshConfigText: str('mesh-config') ? await readInput(io.cwd, 'mesh-config', str('mesh-config')!) : mesh.meshConfig,
+    rootCert: str('root-cert') ? await readInput(io.cwd, 'root-cert', str('root-cert')!) : mesh.rootCert,
+    token,
+    clusterID: mesh.clusterID,
+    ingressIP: mesh.eastWest.address,
+  };
 }

@@ -53,7 +53,7 @@ describe('render --kubeconfig', () => {
     expect(run.out.join('')).not.toContain(token);
 
     // The offline render, given the same values as files, writes the same bytes.
-    const meshText = (kube.store.get('configmaps', 'istio-system', 'istio') as { data: { mesh: string } }).data.mesh;
+    const meshText = (kube.store.get('configmaps', 'istio-system', 'istio') as unknown as { data: { mesh: string } }).data.mesh;
     writeFileSync(join(dir, 'mesh.txt'), meshText);
     writeFileSync(join(dir, 'root.pem'), ROOT);
     writeFileSync(join(dir, 'token'), token);

@@ -142,7 +142,29 @@ function loadUnit(name: string): Unit | undefined {
     workingDirectory: '/',
     wantedBy: [],
   };
-  for (const raw of readFileSync(file, 'utf8').split('\n')) {
+  // The unit file, then its drop-ins (NAME.service.d/*.conf in every unit directory, in file-name
+  // order, as systemd reads them). An empty `ExecStartPre=` (or ExecStopPost=) resets the list.
+  for (const source of [file, ...dropInFiles(name)]) applyUnitText(unit, readFileSync(source, 'utf8'));
+  return unit;
+}
+
+function dropInFiles(name: string): string[] {
+  const byName = new Map<string, string>();
+  for (const dir of [...UNIT_DIRS].reverse()) {
+    const dropDir = path.join(dir, `${name}.d`);
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(dropDir);
+    } catch {
+      continue;
+    }
+    for (const entry of entries) if (entry.endsWith('.conf')) byName.set(entry, path.join(dropDir, entry));
+  }
+  return [...byName.keys()].sort().map((entry) => byName.get(entry)!);
+}
+
+function applyUnitText(unit: Unit, text: string): void {
+  for (const raw of text.split('\n')) {
     const line = raw.trim();
     if (!line || line.startsWith('#') || line.startsWith(';') || line.startsWith('[')) continue;
     const eq = line.indexOf('=');
@@ -154,13 +176,15 @@ function loadUnit(name: string): Unit | undefined {
         unit.description = value;
         break;
       case 'ExecStartPre':
-        unit.execStartPre.push(value);
+        if (value === '') unit.execStartPre = [];
+        else unit.execStartPre.push(value);
         break;
       case 'ExecStart':
         unit.execStart = value;
         break;
       case 'ExecStopPost':
-        unit.execStopPost.push(value);
+        if (value === '') unit.execStopPost = [];
+        else unit.execStopPost.push(value);
         break;
       case 'Restart':
         unit.restart = value;
@@ -193,7 +217,6 @@ function loadUnit(name: string): Unit | undefined {
         break;
     }
   }
-  return unit;
 }
 
 function statePath(name: string): string {
@@ -363,6 +386,79 @@ async function runSequential(unit: Unit, lines: string[], env: Record<string, st
   return true;
 }
 
+/** A process as identified by pid and start time (so a reused pid is never mistaken for it). */
+interface Member {
+  pid: number;
+  startTime: string;
+}
+
+function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every live descendant of pid, read from /proc (systemd would know them from the unit's cgroup). */
+function descendantsOf(root: number): Member[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(entry));
+      children.set(ppid, list);
+    } catch {
+      // exited while reading
+    }
+  }
+  const found: Member[] = [];
+  const queue = [...(children.get(root) ?? [])];
+  while (queue.length > 0 && found.length < 10_000) {
+    const pid = queue.shift()!;
+    const startTime = startTimeOf(pid);
+    if (startTime) found.push({ pid, startTime });
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return found;
+}
+
+/** The unit's "control group": the main process's descendants seen while it ran (some re-parent away). */
+class UnitMembers {
+  private readonly members = new Map<number, string>();
+  private timer: NodeJS.Timeout | undefined;
+
+  watch(mainPid: number): void {
+    const refresh = (): void => {
+      for (const member of descendantsOf(mainPid)) this.members.set(member.pid, member.startTime);
+    };
+    refresh();
+    this.timer = setInterval(refresh, 500);
+  }
+
+  unwatch(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** SIGKILL whatever is left of the group: what systemd does after the main process of KillMode=mixed/control-group exits. */
+  killRemaining(): void {
+    for (const [pid, startTime] of this.members) {
+      if (startTimeOf(pid) !== startTime) continue;
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    this.members.clear();
+  }
+}
+
 async function supervise(name: string): Promise<void> {
   const unit = loadUnit(name);
   if (!unit) process.exit(5);
@@ -384,6 +480,7 @@ async function supervise(name: string): Promise<void> {
   writeState(name, state);
   let stopping = false;
   let main: ChildProcess | undefined;
+  const members = new UnitMembers();
   let wake: (() => void) | undefined;
   const onStop = (): void => {
     stopping = true;
@@ -425,12 +522,18 @@ async function supervise(name: string): Promise<void> {
       });
       writeFileSync(path.join(RUN_DIR, `${name}.main.pid`), `${main.pid ?? 0}\n`);
       writeState(name, state);
+      if (main.pid) members.watch(main.pid);
       exit = await waitExit(main);
-      // KillMode=mixed / control-group: whatever is left of the group goes now.
-      try {
-        if (main.pid && unit.killMode !== 'process') process.kill(-main.pid, 'SIGKILL');
-      } catch {
-        // group already empty
+      members.unwatch();
+      // KillMode=mixed / control-group: whatever is left of the group goes now (also children that
+      // left the process group, e.g. through sudo's pty).
+      if (unit.killMode !== 'process') {
+        try {
+          if (main.pid) process.kill(-main.pid, 'SIGKILL');
+        } catch {
+          // group already empty
+        }
+        members.killRemaining();
       }
       state.ExecMainStatus = exit.code;
     }

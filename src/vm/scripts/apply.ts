@@ -335,12 +335,27 @@ ${fixModes}
 if ivo_changed hosts; then ivo_run hosts ivo_hosts_write "$STG/hosts.new" ${ISTIO_PATHS.hosts}; fi
 ivo_sync_runtime_token
 
-# 7. the unit: (re)start only when something that matters changed, or it is not running
+# 7. the unit: (re)start only when something that matters changed, or it is not running.
+# First make sure connection tracking has seen this SSH session: the sidecar's nat REDIRECT rules only
+# spare flows conntrack already knows, so on a VM where nothing used nat before, a session older than
+# the rules would be redirected mid-stream and hang. A marked no-op nat rule starts tracking; the data
+# we send while it exists records this session; then the rule goes (the empty base chain stays, as
+# istio-iptables would leave it).
+ivo_prime_conntrack() {
+  command -v iptables >/dev/null 2>&1 || return 0
+  if iptables -w -t nat -A OUTPUT -m comment --comment istio-vm-onboard-conntrack -j RETURN 2>/dev/null; then
+    ivo_emit conntrack primed
+    sleep 0.3
+    iptables -w -t nat -D OUTPUT -m comment --comment istio-vm-onboard-conntrack -j RETURN 2>/dev/null
+  fi
+  return 0
+}
 ivo_changed dropIn && ivo_run reload systemctl daemon-reload
 [ "$POLICY" = always ] && RESTART=1
 ivo_active=$(systemctl is-active ${ISTIO_PATHS.unitName} 2>/dev/null | head -n1)
 if [ "$RESTART" = 1 ]; then
   ivo_run enable systemctl enable ${ISTIO_PATHS.unitName}
+  ivo_prime_conntrack
   ivo_run restart systemctl restart ${ISTIO_PATHS.unitName}
   ivo_emit service restarted
 else
@@ -348,6 +363,7 @@ else
     active|activating|reloading) ivo_emit service unchanged ;;
     *)
       ivo_run enable systemctl enable ${ISTIO_PATHS.unitName}
+      ivo_prime_conntrack
       ivo_run restart systemctl start ${ISTIO_PATHS.unitName}
       ivo_emit service started
       ;;

@@ -68,7 +68,7 @@ function makeRoot(trustDomain: string): RootMaterial {
     { name: 'subjectKeyIdentifier' },
   ]);
   cert.sign(fastRsaSigner(keyPem) as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
-  return { cert, key, keyPem, certPem: pki.certificateToPem(cert) };
+  return { cert, key, keyPem, certPem: pki.certificateToPem(cert).replace(/\r\n/g, '\n') };
 }
 
 export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
@@ -127,7 +127,7 @@ export class MeshCa {
       { name: 'subjectAltName', altNames, critical: !server },
     ]);
     cert.sign(fastRsaSigner(this.root.keyPem) as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
-    return pki.certificateToPem(cert);
+    return pki.certificateToPem(cert).replace(/\r\n/g, '\n');
   }
 
   /**

@@ -19,7 +19,7 @@ export function createKeyAndCsr(spiffeId: string): KeyAndCsr {
     { name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: spiffeId }] }] },
   ]);
   csr.sign(fastRsaSigner(keyPem) as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
-  return { keyPem, csrPem: forge.pki.certificationRequestToPem(csr) };
+  return { keyPem, csrPem: forge.pki.certificationRequestToPem(csr).replace(/\r\n/g, '\n') };
 }
 
 export interface CertFacts {

@@ -183,7 +183,10 @@ export async function createRuntime(
       });
       snapshotId = result.snapshotId;
       return {
-        files: Object.entries(result.files).map(([key, state]) => ({ path: fileLabel(key), changed: state === 'changed' })),
+        // A fresh token every run is expected, not a change (it restarts nothing).
+        files: Object.entries(result.files)
+          .filter(([key]) => key !== 'token')
+          .map(([key, state]) => ({ path: fileLabel(key), changed: state === 'changed' })),
         packageAction: result.package.action,
         restarted: result.restarted,
       };

@@ -336,18 +336,20 @@ if ivo_changed hosts; then ivo_run hosts ivo_hosts_write "$STG/hosts.new" ${ISTI
 ivo_sync_runtime_token
 
 # 7. the unit: (re)start only when something that matters changed, or it is not running.
-# First make sure connection tracking has seen this SSH session: the sidecar's nat REDIRECT rules only
-# spare flows conntrack already knows, so on a VM where nothing used nat before, a session older than
-# the rules would be redirected mid-stream and hang. A marked no-op nat rule starts tracking; the data
-# we send while it exists records this session; then the rule goes (the empty base chain stays, as
-# istio-iptables would leave it).
+# First make sure connection tracking follows this SSH session: the sidecar's nat REDIRECT rules spare
+# only flows conntrack already tracks, so on a VM where nothing used conntrack before, a session older
+# than the rules is redirected mid-stream and hangs (checked in the lab: a nat-only rule is not enough,
+# a conntrack match is). A conntrack rule in a chain nothing jumps to (so no packet is ever judged by
+# it) turns tracking on while we send data; then chain and rule go, and the entries they made stay.
 ivo_prime_conntrack() {
   command -v iptables >/dev/null 2>&1 || return 0
-  if iptables -w -t nat -A OUTPUT -m comment --comment istio-vm-onboard-conntrack -j RETURN 2>/dev/null; then
+  iptables -w -N IVO_CONNTRACK_PRIME 2>/dev/null || true
+  if iptables -w -A IVO_CONNTRACK_PRIME -m conntrack --ctstate INVALID -j RETURN 2>/dev/null; then
     ivo_emit conntrack primed
     sleep 0.3
-    iptables -w -t nat -D OUTPUT -m comment --comment istio-vm-onboard-conntrack -j RETURN 2>/dev/null
   fi
+  iptables -w -F IVO_CONNTRACK_PRIME 2>/dev/null
+  iptables -w -X IVO_CONNTRACK_PRIME 2>/dev/null
   return 0
 }
 ivo_changed dropIn && ivo_run reload systemctl daemon-reload

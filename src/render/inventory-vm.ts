@@ -22,14 +22,18 @@ export interface InventoryVmRenderInput {
 /**
  * Files for one inventory VM: the group's WorkloadGroup, `--autoregister` when the group registers
  * automatically, the VM's internal (or else external) IP, and its SSH port excluded from capture
- * when it is not 22 (istio#36870).
+ * when it is not 22 (istio#36870). The VM's own labels join the group's in ISTIO_METAJSON_LABELS,
+ * so the WorkloadEntry istiod registers for it carries them (a VM without labels renders exactly
+ * as istioctl would).
  */
 export function renderVmFilesForInventoryVm(input: InventoryVmRenderInput): VmFiles {
   const { mesh, group, vm } = input;
   const internalIP = vm.internalIP ?? input.learnedInternalIP;
   const ingressIP = input.ingressIP ?? mesh.eastWestGateway.address;
+  const workloadGroup = buildWorkloadGroup(group);
+  workloadGroup.spec.metadata.labels = { ...workloadGroup.spec.metadata.labels, ...vm.labels };
   return renderVmFiles({
-    workloadGroup: buildWorkloadGroup(group),
+    workloadGroup,
     meshConfigText: input.meshConfigText,
     rootCert: input.rootCert,
     token: input.token,

@@ -332,7 +332,7 @@ export function preflightProblems(facts: VmFacts, options: InspectOptions): Pref
   const minKiB = (options.minFreeMiB ?? 150) * 1024;
   const free = facts.diskFreeKiB.varLib ?? facts.diskFreeKiB.root;
   if (free !== null && free < minKiB) {
-    add('disk-low', `only ${Math.floor(free / 1024)} MiB free on /var/lib (need ${Math.round(minKiB / 1024)} MiB)`, 'free disk space on the VM, then rerun');
+    add('disk-low', `not enough disk space: only ${Math.floor(free / 1024)} MiB free on /var/lib (need ${Math.round(minKiB / 1024)} MiB for the package and files)`, 'free disk space on the VM, then rerun');
   }
   if (facts.eastWest.reachable === false) {
     add(

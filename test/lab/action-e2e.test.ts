@@ -1,0 +1,180 @@
+// The action end to end, through dist/index.js, on a lab of four VMs: onboarding, an idempotent rerun,
+// a change that touches one VM only, VM-level failures that stay with their VM, rollback of a VM whose
+// checks fail after a change, offboarding back to the VM's original file tree, and two runs at once.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse, stringify } from 'yaml';
+import { runAction, vmOf, type ActionRun } from './action-harness.js';
+import type { LabState } from './state.js';
+import { downLab, faultCli, newLabDir, ssh, upLab } from './testing.js';
+
+const dir = newLabDir('action-e2e');
+let state: LabState;
+let originalInventory: string;
+const treeBefore: Record<string, string> = {};
+
+/** A listing of the trees onboarding may touch (names, types, modes, owners; not contents). */
+async function tree(vm: string): Promise<string> {
+  const listing = await ssh(
+    state,
+    vm,
+    "sudo -n sh -c \"find /etc /var/lib /usr/local /lib/systemd -printf '%p %y %m %u:%g\\n' 2>/dev/null | grep -v -E '^/var/lib/dpkg/(status-old|available-old|lock|triggers/Lock)' | sort\"",
+  );
+  return listing.stdout;
+}
+
+/** Writes a variant of the lab's inventory and returns its path. */
+function inventoryWith(name: string, change: (doc: { groups: { vms: Record<string, unknown>[] }[] }) => void): string {
+  const doc = parse(originalInventory) as { groups: { vms: Record<string, unknown>[] }[] };
+  change(doc);
+  const file = path.join(dir, `${name}.yaml`);
+  writeFileSync(file, stringify(doc));
+  return file;
+}
+
+function expectOutcomes(run: ActionRun, expected: Record<string, string>): void {
+  const seen = Object.fromEntries(Object.keys(expected).map((name) => [name, vmOf(run.report, name).outcome]));
+  const errors = run.report?.vms.filter((vm) => vm.error).map((vm) => `${vm.name}: ${vm.error!.step}: ${vm.error!.message}`) ?? [];
+  expect([seen, errors]).toEqual([expected, expect.anything()]);
+}
+
+beforeAll(async () => {
+  state = await upLab(dir, 4);
+  originalInventory = readFileSync(state.files.inventory, 'utf8');
+  for (const vm of ['vm3', 'vm4']) treeBefore[vm] = await tree(vm);
+}, 240_000);
+
+afterAll(async () => {
+  const result = await downLab(dir);
+  expect(result.code).toBe(0);
+}, 120_000);
+
+describe('the action in the lab, through dist/', () => {
+  it('onboards four VMs, verifies them, and exits 0 with outputs, summary and report', async () => {
+    const run = await runAction(state);
+    expect([run.code, run.log.slice(-2000)]).toEqual([0, run.log.slice(-2000)]);
+    expectOutcomes(run, { vm1: 'installed', vm2: 'installed', vm3: 'installed', vm4: 'installed' });
+    for (const vm of run.report!.vms) {
+      expect(vm.checks.map((check) => `${check.name}:${check.status}`)).toEqual([
+        'sidecar-running:pass',
+        'sidecar-ready:pass',
+        'xds-connected:pass',
+        'workload-certificate:pass',
+        'workload-entry:pass',
+        'vm-to-mesh:pass',
+        'mesh-to-vm-mtls:pass',
+      ]);
+      expect(vm.counters).toMatchObject({ sshConnections: 1 });
+      expect(vm.counters!.execRoundTrips).toBeLessThanOrEqual(4);
+    }
+    expect((run.outputs.onboarded ?? '').split(',').sort()).toEqual(['vm1', 'vm2', 'vm3', 'vm4']);
+    expect(run.outputs.failed).toBe('');
+    expect(JSON.parse(run.outputs.result!)).toMatchObject({ ok: true, totals: { vms: 4, succeeded: 4 } });
+    expect(run.summary).toContain('## istio-vm-onboard · onboard · ✅ succeeded');
+    expect(run.log).toMatch(/::group::vm1: installed/);
+  });
+
+  it('a rerun with nothing new changes and restarts nothing', async () => {
+    const run = await runAction(state);
+    expect(run.code).toBe(0);
+    expectOutcomes(run, { vm1: 'unchanged', vm2: 'unchanged', vm3: 'unchanged', vm4: 'unchanged' });
+    expect(run.report!.vms.every((vm) => !vm.restarted)).toBe(true);
+    expect(run.report!.cluster!.objects.every((object) => object.action === 'unchanged')).toBe(true);
+  });
+
+  it('an inventory change restarts only the VMs it affects', async () => {
+    const inventory = inventoryWith('labels-vm2', (doc) => {
+      doc.groups[0]!.vms[1]!.labels = { zone: 'b' };
+    });
+    const run = await runAction(state, { inventory });
+    expect(run.code).toBe(0);
+    expectOutcomes(run, { vm1: 'unchanged', vm2: 'updated', vm3: 'unchanged', vm4: 'unchanged' });
+    expect(run.report!.vms.filter((vm) => vm.restarted).map((vm) => vm.name)).toEqual(['vm2']);
+  });
+
+  it('a changed host key, a sudo password prompt and a full disk each fail their VM; the others finish', async () => {
+    await faultCli(dir, 'fault', 'host-key-changed', 'vm1');
+    await faultCli(dir, 'fault', 'sudo-password', 'vm2');
+    await faultCli(dir, 'fault', 'disk-full', 'vm3');
+    try {
+      const inventory = inventoryWith('touch-all', (doc) => {
+        for (const vm of doc.groups[0]!.vms) vm.labels = { rev: '2' };
+      });
+      const run = await runAction(state, { inventory });
+      expect(run.code).toBe(1);
+      expectOutcomes(run, { vm1: 'failed', vm2: 'failed', vm3: 'failed', vm4: 'updated' });
+      expect(vmOf(run.report, 'vm1').error).toMatchObject({ step: 'connect' });
+      expect(vmOf(run.report, 'vm1').error!.message).toMatch(/host key .*does not match known_hosts/);
+      expect(vmOf(run.report, 'vm2').error!.message).toMatch(/sudo -n does not work on vm2 .* for user lab/);
+      expect(vmOf(run.report, 'vm2').error!.hint).toContain('NOPASSWD');
+      expect(vmOf(run.report, 'vm3').error!.message).toMatch(/not enough disk space: only \d+ MiB free on \/var\/lib/);
+      expect((run.outputs.failed ?? '').split(',').sort()).toEqual(['vm1', 'vm2', 'vm3']);
+      expect(run.summary).toContain('#### `vm2` (app, ');
+    } finally {
+      await faultCli(dir, 'heal', 'disk-full', 'vm3');
+      await faultCli(dir, 'heal', 'sudo-password', 'vm2');
+      await faultCli(dir, 'heal', 'host-key-changed', 'vm1');
+    }
+  });
+
+  it('a checksum mismatch fails the VM that needs the package, before anything is installed', async () => {
+    const offboard = await runAction(state, { mode: 'offboard', groups: 'app', inventory: inventoryWith('only-vm3', (doc) => {
+      doc.groups[0]!.vms = doc.groups[0]!.vms.filter((vm) => vm.name === 'vm3');
+    }) });
+    expect(offboard.code).toBe(0);
+    const run = await runAction(state, { 'sidecar-package-sha256': '0'.repeat(64) });
+    expect(run.code).toBe(1);
+    expect(vmOf(run.report, 'vm3')).toMatchObject({ outcome: 'failed', error: { step: 'apply' } });
+    expect(vmOf(run.report, 'vm3').error!.message).toContain('checksum mismatch');
+    expect(run.outputs.failed).toBe('vm3');
+    const placed = await ssh(state, 'vm3', 'dpkg-query -W istio-sidecar 2>/dev/null; ls /etc/certs /var/lib/istio/envoy 2>/dev/null; true');
+    expect(placed.stdout).toBe('');
+    const again = await runAction(state);
+    expect(again.code).toBe(0);
+    expect(vmOf(again.report, 'vm3').outcome).toBe('installed');
+  });
+
+  it('rolls back a VM whose checks fail after a change, and it still serves', async () => {
+    const broken = inventoryWith('bad-ip-vm1', (doc) => {
+      doc.groups[0]!.vms[0]!.internalIP = '10.233.250.250';
+    });
+    const run = await runAction(state, { inventory: broken });
+    expect(run.code).toBe(1);
+    const vm1 = vmOf(run.report, 'vm1');
+    expect(vm1.outcome).toBe('rolled-back');
+    expect(vm1.checks.filter((check) => check.status === 'fail').length).toBeGreaterThan(0);
+    expect(vm1.steps.map((step) => step.name)).toContain('rollback');
+    expectOutcomes(run, { vm2: 'unchanged', vm3: 'unchanged', vm4: 'unchanged' });
+    const verify = await runAction(state, { mode: 'verify' });
+    expect([verify.code, verify.log.slice(-1500)]).toEqual([0, verify.log.slice(-1500)]);
+    expect(vmOf(verify.report, 'vm1').outcome).toBe('verified');
+  });
+
+  it('two runs at once on the same VMs do not interleave and both end clearly', async () => {
+    const inventory = inventoryWith('concurrent', (doc) => {
+      for (const vm of doc.groups[0]!.vms) vm.labels = { rev: '3' };
+    });
+    const [first, second] = await Promise.all([runAction(state, { inventory }), runAction(state, { inventory })]);
+    for (const run of [first, second]) {
+      const clear = run.code === 0 || /another istio-vm-onboard run holds/.test(run.log);
+      expect([clear, run.log.slice(-1500)]).toEqual([true, run.log.slice(-1500)]);
+    }
+    // Between them every VM got the change exactly once: one run updated it, the other found it done.
+    for (const name of ['vm1', 'vm2', 'vm3', 'vm4']) {
+      const outcomes = [vmOf(first.report, name).outcome, vmOf(second.report, name).outcome].sort();
+      expect([name, outcomes]).toEqual([name, expect.arrayContaining(['updated'])]);
+      expect([name, outcomes.filter((outcome) => outcome === 'updated').length]).toEqual([name, 1]);
+    }
+  });
+
+  it('offboards a VM back to the file tree it had before onboarding, and removes its WorkloadEntry', async () => {
+    const inventory = inventoryWith('only-vm4', (doc) => {
+      doc.groups[0]!.vms = doc.groups[0]!.vms.filter((vm) => vm.name === 'vm4');
+    });
+    const run = await runAction(state, { mode: 'offboard', inventory });
+    expect([run.code, run.log.slice(-1500)]).toEqual([0, run.log.slice(-1500)]);
+    expect(vmOf(run.report, 'vm4').outcome).toBe('offboarded');
+    expect(await tree('vm4')).toBe(treeBefore.vm4);
+  });
+});

@@ -109,7 +109,8 @@ function failureBlock(vm: VmReport): string[] {
   const lines = [`#### \`${vm.name}\` (${vm.group}, ${vm.address}) — ${vm.outcome}`, ''];
   if (vm.error) {
     lines.push(`- **${vm.error.step}**: ${escapeCell(vm.error.message)}`);
-    if (vm.error.hint) lines.push(`  - what to do: ${escapeCell(vm.error.hint)}`);
+    // A verify failure's hint is the failing check's own, shown with it below.
+    if (vm.error.hint && vm.error.step !== 'verify') lines.push(`  - what to do: ${escapeCell(vm.error.hint)}`);
   }
   for (const check of vm.checks.filter((item) => item.status === 'fail')) {
     lines.push(`- **${check.name}**: ${escapeCell(check.summary)}`);

@@ -2,7 +2,7 @@
 // a change that touches one VM only, VM-level failures that stay with their VM, rollback of a VM whose
 // checks fail after a change, offboarding back to the VM's original file tree, and two runs at once.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { runAction, vmOf, type ActionRun } from './action-harness.js';
@@ -166,6 +166,29 @@ describe('the action in the lab, through dist/', () => {
       expect([name, outcomes]).toEqual([name, expect.arrayContaining(['updated'])]);
       expect([name, outcomes.filter((outcome) => outcome === 'updated').length]).toEqual([name, 1]);
     }
+  });
+
+  it('never shows a secret: not in logs, summary, report, outputs or files left on the runner', async () => {
+    const run = await runAction(state, { 'ssh-private-key-passphrase': '' });
+    expect(run.code).toBe(0);
+    const token = (await ssh(state, 'vm1', 'sudo -n cat /var/lib/istio/tokens/istio-token')).stdout.trim();
+    expect(token.split('.')).toHaveLength(3);
+    const kubeconfig = readFileSync(state.files.kubeconfig ?? path.join(dir, 'kubeconfig'), 'utf8');
+    const kubeToken = /token: "?([^"\n]+)"?/.exec(kubeconfig)![1]!;
+    const keyLines = readFileSync(state.files.privateKey, 'utf8')
+      .split('\n')
+      .filter((line) => line.length > 20 && !line.startsWith('-----'));
+    const secrets = [token, kubeToken, ...keyLines];
+    // Every file the run left in its RUNNER_TEMP / workspace, plus what it printed and set.
+    const workDir = path.dirname(run.outputs['report-path']!);
+    const leftFiles = readdirSync(workDir)
+      .map((name) => path.join(workDir, name))
+      .filter((file) => statSync(file).isFile())
+      .map((file) => readFileSync(file, 'utf8'));
+    const seen = [run.log, run.summary, JSON.stringify(run.report), JSON.stringify(run.outputs), ...leftFiles].join('\n');
+    for (const secret of secrets) expect([secret.slice(0, 8), seen.includes(secret)]).toEqual([secret.slice(0, 8), false]);
+    // …and each was handed to the runner's masker.
+    for (const secret of [token, kubeToken]) expect(run.raw).toContain(`::add-mask::${secret}`);
   });
 
   it('offboards a VM back to the file tree it had before onboarding, and removes its WorkloadEntry', async () => {

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { BAD_INVENTORIES, expectedLine } from '../fixtures/bad-inventories.js';
 
 const ACTION = resolve('dist/index.js');
 let dir: string;
@@ -105,6 +106,23 @@ describe('the action with bad input', () => {
     const result = runAction({ inventory: 'inventory.yaml', mode: 'deploy', kubeconfig: kubeconfigFor(port) });
     expect(result.status).toBe(1);
     expect(result.stdout).toContain("input 'mode': must be one of onboard, verify, offboard, plan; got 'deploy'");
+    expect(connections).toBe(before);
+  });
+
+  // Every malformed inventory of the parser's table, through the bundled action: annotated at its
+  // path and line, and not one connection to the cluster (the kubeconfig points at this listener; no VM
+  // is ever contacted before the cluster preflight, so no cluster call also means no SSH).
+  it.each(BAD_INVENTORIES.map((c) => [c.name, c] as const))('malformed inventory: %s', (_name, c) => {
+    writeFileSync(join(dir, 'inventory.yaml'), c.text.replaceAll('10.0.0.1', '127.0.0.1'));
+    const before = connections;
+    const result = runAction({
+      inventory: 'inventory.yaml',
+      kubeconfig: kubeconfigFor(port),
+      'ssh-private-key': KEY,
+      'ssh-known-hosts': `127.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl`,
+    });
+    expect(result.status).toBe(1);
+    expect(result.shown).toContain(`::error file=inventory.yaml,line=${expectedLine(c)}::${c.path}`);
     expect(connections).toBe(before);
   });
 });

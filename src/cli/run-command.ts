@@ -88,6 +88,10 @@ export async function runCliRun(mode: Mode, argv: string[], io: CliIo): Promise<
     logger,
     toolVersion: TOOL_VERSION,
     redactedInputs: redactInputs(parsed.inputs),
+    progress: (state) =>
+      io.stderr.write(
+        `progress: ${state.done}/${state.total} VM(s) done, ${state.failed} failed${state.inFlight.length > 0 ? `; in flight: ${state.inFlight.join(', ')}` : ''}\n`,
+      ),
   });
   await writeReport(report, settings.reportPath);
   if (parsed.json) io.stdout.write(`${secrets.scrub(JSON.stringify(report, null, 2))}\n`);

@@ -27,7 +27,16 @@ export interface RolloutDependencies {
   redactedInputs: Record<string, string>;
   /** The sidecar package uploaded from the runner, when sidecar-package-path is set. */
   packageUpload?: Buffer;
+  /** Called when a VM starts or finishes (the CLI shows a progress line). */
+  progress?: (state: RolloutProgress) => void;
   now?: () => Date;
+}
+
+export interface RolloutProgress {
+  done: number;
+  total: number;
+  failed: number;
+  inFlight: string[];
 }
 
 export async function runRollout(settings: RunSettings, inventory: Inventory, deps: RolloutDependencies): Promise<RunReport> {
@@ -158,6 +167,9 @@ async function rollVms(
   }
   const allowedFailures = resolveShare(settings.rollout.failureBudget, selected.length, 0);
   let failures = 0;
+  let done = 0;
+  const inFlight = new Set<string>();
+  const report = (): void => deps.progress?.({ done, total: selected.length, failed: failures, inFlight: [...inFlight] });
   const context: Omit<VmPipelineContext, 'group' | 'vm' | 'mesh'> = {
     settings,
     istioVersion,
@@ -173,10 +185,17 @@ async function rollVms(
         global(async () => {
           if (failures > allowedFailures) {
             deps.logger.warning(`[${vm.name}] not started: ${failures} VM(s) failed, over the failure budget of ${allowedFailures}`);
+            done += 1;
+            report();
             return skippedVm(group, vm, 'skipped-budget');
           }
+          inFlight.add(vm.name);
+          report();
           const result = await runVmPipeline({ ...context, group, vm, mesh: meshByGroup.get(group) });
           if (result.outcome === 'failed' || result.outcome === 'rolled-back') failures += 1;
+          inFlight.delete(vm.name);
+          done += 1;
+          report();
           return result;
         }),
       ),

@@ -7,7 +7,9 @@ import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { runAction, vmOf, type ActionRun } from './action-harness.js';
 import type { LabState } from './state.js';
-import { downLab, faultCli, newLabDir, ssh, upLab } from './testing.js';
+import { run as runCommand } from './exec.js';
+import { parseActionEnv } from './files.js';
+import { downLab, faultCli, newLabDir, node24, REPO_ROOT, ssh, upLab } from './testing.js';
 
 const dir = newLabDir('action-e2e');
 let state: LabState;
@@ -166,6 +168,37 @@ describe('the action in the lab, through dist/', () => {
       expect([name, outcomes]).toEqual([name, expect.arrayContaining(['updated'])]);
       expect([name, outcomes.filter((outcome) => outcome === 'updated').length]).toEqual([name, 1]);
     }
+  });
+
+  it('the CLI runs the same core: verify prints progress and the per-VM table', async () => {
+    const labInputs = parseActionEnv(readFileSync(state.files.actionEnv, 'utf8'));
+    const result = await runCommand(
+      [
+        node24(),
+        path.join(REPO_ROOT, 'dist', 'cli', 'index.js'),
+        'verify',
+        '--inventory',
+        state.files.inventory,
+        '--kubeconfig',
+        state.files.kubeconfig ?? path.join(dir, 'kubeconfig'),
+        '--ssh-private-key',
+        state.files.privateKey,
+        '--ssh-known-hosts',
+        state.files.knownHosts,
+        '--dns-servers',
+        labInputs['INPUT_DNS-SERVERS']!,
+        '--verify-url',
+        labInputs['INPUT_VERIFY-URL']!,
+        '--report-path',
+        path.join(dir, 'cli-report.json'),
+      ],
+      { cwd: dir, env: { PATH: process.env.PATH ?? '' }, timeoutMs: 120_000, allowFailure: true },
+    );
+    expect([result.code, result.stderr.slice(-1500)]).toEqual([0, result.stderr.slice(-1500)]);
+    expect(result.stderr).toMatch(/progress: 4\/4 VM\(s\) done, 0 failed/);
+    expect(result.stdout).toMatch(/^VM\s+GROUP\s+ADDRESS\s+RESULT\s+SIDECAR-RUNNING/m);
+    expect(result.stdout).toMatch(/^vm1\s+app\s+\S+:22\s+verified\s+ok\s+ok/m);
+    expect(result.stdout).toContain('OK: 4 ok, 0 failed');
   });
 
   it('never shows a secret: not in logs, summary, report, outputs or files left on the runner', async () => {

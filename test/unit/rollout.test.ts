@@ -19,6 +19,22 @@ describe('runRollout', () => {
     expect(report.cluster?.apiRequests).toBe(7);
   });
 
+  it('reports progress as VMs start and finish', async () => {
+    const world = makeWorld();
+    const ports = fakes(world);
+    const seen: string[] = [];
+    await runRollout(settingsOf({ concurrency: '1', 'max-unavailable': '100%' }), inventoryOf([2]), {
+      cluster: async () => ports.cluster,
+      connector: ports.connector,
+      verifier: ports.verifier,
+      logger: silent,
+      toolVersion: 'test',
+      redactedInputs: {},
+      progress: (state) => seen.push(`${state.done}/${state.total} [${state.inFlight.join(',')}]`),
+    });
+    expect(seen).toEqual(['0/2 [vm-0-0]', '1/2 []', '1/2 [vm-0-1]', '2/2 []']);
+  });
+
   it('reports unchanged on a rerun with nothing new', async () => {
     const world = makeWorld();
     await run(world, inventoryOf([2]));

@@ -1,6 +1,9 @@
 // The GitHub Actions adapter: inputs → settings → rollout → report, outputs, summary, exit code.
 // @actions/* is used here and in nowhere else of the core.
 import * as core from '@actions/core';
+import * as exec from '@actions/exec';
+import * as github from '@actions/github';
+import { groupsChangedByPush } from './action-changes.js';
 import { InventoryError, loadInventory } from './inventory/index.js';
 import type { Inventory } from './inventory/types.js';
 import { computeOutputs, writeReport } from './report/outputs.js';
@@ -31,6 +34,27 @@ export async function run(): Promise<void> {
   } catch (error) {
     reportBadInput(error, logger);
     return;
+  }
+
+  if (settings.changedGroupsOnly) {
+    const workspace = process.env.GITHUB_WORKSPACE ?? process.cwd();
+    const decision = await groupsChangedByPush(inventory, workspace, {
+      eventName: github.context.eventName,
+      before: (github.context.payload as { before?: string }).before,
+      git: (args) => exec.getExecOutput('git', args, { cwd: workspace, silent: true, ignoreReturnCode: true }),
+    });
+    logger.info(`changed-groups-only: ${decision.reason}`);
+    if (decision.groups !== 'all') {
+      const wanted = settings.rollout.groups.length > 0 ? decision.groups.filter((name) => settings.rollout.groups.includes(name)) : decision.groups;
+      if (wanted.length === 0) {
+        core.setOutput('onboarded', '');
+        core.setOutput('failed', '');
+        core.setOutput('result', JSON.stringify({ ok: true, skipped: decision.reason }));
+        if (process.env.GITHUB_STEP_SUMMARY) await core.summary.addRaw(`## istio-vm-onboard · nothing to do\n\n${decision.reason}\n`, true).write();
+        return;
+      }
+      settings.rollout.groups = wanted;
+    }
   }
 
   const runtime = await createRuntime(settings, inventory, { secrets, logger });

@@ -11,6 +11,8 @@ export type Share = { kind: 'count'; value: number } | { kind: 'percent'; value:
 
 export interface RunSettings {
   mode: Mode;
+  /** On a push, act only on the groups the push changed in the inventory file. */
+  changedGroupsOnly: boolean;
   /** Path of the inventory file, or inline YAML/JSON. */
   inventory: string;
   kube: {
@@ -82,6 +84,7 @@ export const INPUT_DEFAULTS = {
   'ssh-connect-timeout': '20',
   mode: 'onboard',
   groups: '',
+  'changed-groups-only': 'false',
   'istio-version': '',
   'sidecar-package-url': DEFAULT_SIDECAR_PACKAGE_URL,
   'sidecar-package-sha256': '',
@@ -166,6 +169,7 @@ export function readSettings(source: InputSource, env: NodeJS.ProcessEnv = {}): 
 
   return {
     mode,
+    changedGroupsOnly: bool('changed-groups-only', raw('changed-groups-only')),
     inventory,
     kube: { kubeconfig: source.get('kubeconfig'), context: raw('context') },
     ssh: {

@@ -33,28 +33,10 @@ export interface WorkloadEntryView {
   };
 }
 
-/** ADR 0002: one short-lived verification Job. */
-export interface VerificationJobSpec {
-  namespace: string;
-  name: string;
-  image: string;
-  targetUrl: string;
-  requests: number;
-  /** true: pod template label `sidecar.istio.io/inject: "true"` (mTLS client); false: plaintext client. */
-  injectSidecar: boolean;
-  timeoutMs: number;
-}
-
-export interface VerificationJobResult {
-  /** Job status `succeeded` (the script ran to `ivo-done`; says nothing about the HTTP codes). */
-  succeeded: boolean;
-  /** One entry per `ivo-call <n> <http_code>` log line; code `000`/0 = the call failed. */
-  calls: { n: number; code: string | number }[];
-  /** Pod log text (for evidence). */
-  logs: string;
-  /** Why the Job did not complete (deadline, image pull, …), when known. */
-  reason?: string;
-}
+/** ADR 0002: one short-lived verification Job, and what it saw — the cluster layer's own types. */
+import type { VerificationJobInput, VerificationJobResult } from '../cluster/verification-job.js';
+export type VerificationJobSpec = VerificationJobInput;
+export type { VerificationJobResult };
 
 export type PeerAuthenticationMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE' | 'UNSET';
 

@@ -2,7 +2,7 @@
 import { parseInventory } from '../../src/inventory/index.js';
 import type { CheckResult } from '../../src/report/model.js';
 import type { ClusterPort, RunLogger, VerifierPort, VmApplyRequest, VmConnectorPort, VmPort } from '../../src/rollout/ports.js';
-import { runRollout } from '../../src/rollout/run.js';
+import { runRollout, type RolloutDependencies } from '../../src/rollout/run.js';
 import { readSettings, type InputName } from '../../src/settings.js';
 
 const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n';
@@ -140,7 +140,12 @@ export function fakes(world: World) {
 
 export const silent: RunLogger = { info: () => {}, warning: () => {}, error: () => {}, debug: () => {}, group: () => {} };
 
-export async function run(world: World, inventory: ReturnType<typeof inventoryOf>, inputs: Partial<Record<InputName, string>> = {}) {
+export async function run(
+  world: World,
+  inventory: ReturnType<typeof inventoryOf>,
+  inputs: Partial<Record<InputName, string>> = {},
+  extra: Partial<RolloutDependencies> = {},
+) {
   const ports = fakes(world);
   return runRollout(settingsOf(inputs), inventory, {
     cluster: async () => ports.cluster,
@@ -149,6 +154,7 @@ export async function run(world: World, inventory: ReturnType<typeof inventoryOf
     logger: silent,
     toolVersion: 'test',
     redactedInputs: {},
+    ...extra,
   });
 }
 

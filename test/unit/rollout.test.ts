@@ -1,7 +1,6 @@
 // The orchestrator against fake ports: what it does with each VM, in which order, and when it stops.
 import { describe, expect, it } from '@jest/globals';
-import { runRollout } from '../../src/rollout/run.js';
-import { fakes, inventoryOf, makeWorld, run, settingsOf, silent } from './rollout-fakes.js';
+import { fakes, inventoryOf, makeWorld, run } from './rollout-fakes.js';
 
 describe('runRollout', () => {
   it('onboards every VM, applies the group objects first, and renders files istioctl-style', async () => {
@@ -20,16 +19,8 @@ describe('runRollout', () => {
   });
 
   it('reports progress as VMs start and finish', async () => {
-    const world = makeWorld();
-    const ports = fakes(world);
     const seen: string[] = [];
-    await runRollout(settingsOf({ concurrency: '1', 'max-unavailable': '100%' }), inventoryOf([2]), {
-      cluster: async () => ports.cluster,
-      connector: ports.connector,
-      verifier: ports.verifier,
-      logger: silent,
-      toolVersion: 'test',
-      redactedInputs: {},
+    await run(makeWorld(), inventoryOf([2]), { concurrency: '1', 'max-unavailable': '100%' }, {
       progress: (state) => seen.push(`${state.done}/${state.total} [${state.inFlight.join(',')}]`),
     });
     expect(seen).toEqual(['0/2 [vm-0-0]', '1/2 []', '1/2 [vm-0-1]', '2/2 []']);
@@ -113,14 +104,9 @@ describe('runRollout', () => {
 
   it('touches no VM when the cluster preflight fails', async () => {
     const world = makeWorld();
-    const ports = fakes(world);
-    const report = await runRollout(settingsOf(), inventoryOf([2]), {
-      cluster: async () => ({ ...ports.cluster, preflight: async () => Promise.reject(new Error('Cluster preflight failed: CRD missing')) }),
-      connector: ports.connector,
-      verifier: ports.verifier,
-      logger: silent,
-      toolVersion: 'test',
-      redactedInputs: {},
+    const cluster = fakes(world).cluster;
+    const report = await run(world, inventoryOf([2]), {}, {
+      cluster: async () => ({ ...cluster, preflight: async () => Promise.reject(new Error('Cluster preflight failed: CRD missing')) }),
     });
     expect(report.fatal).toMatchObject({ stage: 'cluster', message: 'Cluster preflight failed: CRD missing' });
     expect(world.applied.size).toBe(0);

@@ -9,6 +9,7 @@ import { runAction, vmOf, type ActionRun } from './action-harness.js';
 import type { LabState } from './state.js';
 import { run as runCommand } from './exec.js';
 import { parseActionEnv } from './files.js';
+import { execInVm } from './vm/exec.js';
 import { downLab, faultCli, newLabDir, node24, REPO_ROOT, ssh, upLab } from './testing.js';
 
 const dir = newLabDir('action-e2e');
@@ -232,5 +233,29 @@ describe('the action in the lab, through dist/', () => {
     expect([run.code, run.log.slice(-1500)]).toEqual([0, run.log.slice(-1500)]);
     expect(vmOf(run.report, 'vm4').outcome).toBe('offboarded');
     expect(await tree('vm4')).toBe(treeBefore.vm4);
+  });
+
+  it('reaches a VM the runner cannot reach directly through its bastion', async () => {
+    // vm4 was offboarded above: like a real jump host it runs no sidecar (whose capture would take the
+    // forwarded connection).
+    const bastion = state.vms.find((vm) => vm.name === 'vm4')!;
+    const target = state.vms.find((vm) => vm.name === 'vm3')!;
+    const onlyVm3 = (withBastion: boolean) =>
+      inventoryWith(withBastion ? 'vm3-bastion' : 'vm3-direct', (doc) => {
+        doc.groups[0]!.vms = doc.groups[0]!.vms.filter((vm) => vm.name === 'vm3');
+        if (withBastion) doc.groups[0]!.vms[0]!.bastion = { host: bastion.ip, user: 'lab' };
+      });
+    const rule = `INPUT -p tcp --dport 22 -s ${state.gatewayIP} -j REJECT --reject-with tcp-reset`;
+    await execInVm(state, target, `iptables -I ${rule}`);
+    try {
+      const direct = await runAction(state, { mode: 'verify', inventory: onlyVm3(false), 'ssh-connect-timeout': '5' });
+      expect(direct.code).toBe(1);
+      expect(vmOf(direct.report, 'vm3').error).toMatchObject({ step: 'connect' });
+      const viaBastion = await runAction(state, { mode: 'verify', inventory: onlyVm3(true) });
+      expect([viaBastion.code, viaBastion.log.slice(-1500)]).toEqual([0, viaBastion.log.slice(-1500)]);
+      expect(vmOf(viaBastion.report, 'vm3').outcome).toBe('verified');
+    } finally {
+      await execInVm(state, target, `iptables -D ${rule}`);
+    }
   });
 });

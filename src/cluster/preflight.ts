@@ -91,9 +91,13 @@ async function checkCrds(ctx: ClusterContext, needPeerAuthentication: boolean): 
 
 async function checkPermissions(ctx: ClusterContext, perms: ConcretePermission[]): Promise<ConcretePermission[]> {
   const limit = pLimit(8);
+  // Once one review failed for good (API down, 500s after retries), the queued ones are not sent: the
+  // run stops on that error anyway, and a failing API should not get every remaining request retried.
+  let failure: unknown;
   const allowed = await Promise.all(
     perms.map((perm) =>
       limit(async () => {
+        if (failure !== undefined) throw failure;
         const review = await ctx.transport.call((o) =>
           ctx.authz.createSelfSubjectAccessReview(
             {
@@ -113,13 +117,19 @@ async function checkPermissions(ctx: ClusterContext, perms: ConcretePermission[]
             },
             o,
           ),
-        );
+        ).catch((err: unknown) => {
+          failure ??= err;
+          throw err;
+        });
         return review.status?.allowed === true;
       }),
     ),
   );
   return perms.filter((_, i) => !allowed[i]);
 }
+
+/** Modes in which an istiod feature flag the inventory needs (autoregistration, health checks) being off is blocking. */
+const FLAGS_BLOCK_MODES: readonly RunMode[] = ['onboard', 'plan'];
 
 export async function runPreflight(ctx: ClusterContext, inventory: Inventory, options: PreflightOptions): Promise<PreflightReport> {
   const revision = options.revision ?? inventory.mesh.revision;
@@ -177,10 +187,14 @@ export async function runPreflight(ctx: ClusterContext, inventory: Inventory, op
       ] as const) {
         if (!needed) continue;
         if (!flag.enabled) {
-          problems.push(
+          const message =
             `istiod ${report.istiod.name} has ${flag.name}=${flag.raw ?? 'false'}, but the inventory has ${what}. ` +
-              `Set ${flag.name}=true on istiod (e.g. --set values.pilot.env.${flag.name}=true) or use registration: static.`,
-          );
+            `Set ${flag.name}=true on istiod (e.g. --set values.pilot.env.${flag.name}=true) or use registration: static.`;
+          // Onboarding (and its plan) would create VMs that never register: stop before any VM. Verify
+          // changes nothing, so it reports the effect per VM (workload-entry) instead of refusing to look;
+          // offboard does not depend on the flags at all.
+          if (FLAGS_BLOCK_MODES.includes(options.mode)) problems.push(message);
+          else warnings.push(message);
         } else if (flag.source === 'unknown') {
           warnings.push(`istiod ${flag.name} is set from a reference or an unreadable value; assuming Istio's default (true)`);
         }

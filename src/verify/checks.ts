@@ -138,6 +138,14 @@ function readyFacts(output: ScriptOutput): { http: string; attempts: number; ela
 
 // ---------------------------------------------------------------- 1. sidecar-running
 
+/** The agent's last error-level line (pilot-agent: `<time>\terror\t…`), when no known cause matched. */
+function lastErrorLine(lines: string[]): { line: string } | undefined {
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (/\t(error|critical|fatal)\t/i.test(lines[i]!)) return { line: lines[i]! };
+  }
+  return undefined;
+}
+
 export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome): CheckResult {
   const name: CheckName = 'sidecar-running';
   if (!probe.ok) {
@@ -168,8 +176,10 @@ export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome): Ch
   const autoRestart = before.subState === 'auto-restart' || after.subState === 'auto-restart';
   const restartedDuringReady = readyFacts(output).outcome === 'restarted';
   if (restartsGrew || pidChanged || autoRestart || restartedDuringReady) {
-    const restarts = restartsGrew ? after.nRestarts! - before.nRestarts! : pidChanged || restartedDuringReady ? 1 : 0;
-    const cause = classifyAgentLog([...logs.log, ...logs.err]);
+    // In auto-restart the unit has exited and systemd is restarting it (RestartSec): count that restart,
+    // a 2-s window rarely sees NRestarts itself grow.
+    const restarts = restartsGrew ? after.nRestarts! - before.nRestarts! : 1;
+    const cause = classifyAgentLog([...logs.log, ...logs.err]) ?? lastErrorLine([...logs.log, ...logs.err]);
     const seen = restartsGrew
       ? `crash-looping: NRestarts ${before.nRestarts} → ${after.nRestarts} within ${(windowMs / 1000).toFixed(1)} s`
       : autoRestart

@@ -1,7 +1,7 @@
 // Runs the bundled action (dist/index.js) against a lab the way a GitHub runner would: INPUT_*
 // variables (from the lab's action.env plus the key, known_hosts and kubeconfig as contents),
 // GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, RUNNER_TEMP. Returns what a workflow would see.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { run } from './exec.js';
 import { parseActionEnv } from './files.js';
@@ -54,7 +54,35 @@ export function parseOutputFile(text: string): Record<string, string> {
   return outputs;
 }
 
-export async function runAction(state: LabState, inputs: Record<string, string> = {}, options: { timeoutMs?: number } = {}): Promise<ActionRun> {
+/**
+ * Copies the bundled action (dist/, without the CLI) into `targetDir` and returns the entry to pass as
+ * `runAction(…, { entry })`. Other contributors rebuild dist/ in the shared tree while tests run (the
+ * build removes dist/ first); a test that runs the action many times pins one build, as a runner pins
+ * the commit it checked out. Waits (bounded) for a dist/index.js to exist.
+ */
+export async function snapshotDist(targetDir: string, options: { waitMs?: number } = {}): Promise<string> {
+  const source = path.join(REPO_ROOT, 'dist');
+  const deadline = Date.now() + (options.waitMs ?? 120_000);
+  // A build writes index.js at its end, but removes dist/ at its start: take two looks 1 s apart.
+  for (let i = 0; i < 240; i++) {
+    const stable = existsSync(path.join(source, 'index.js')) && existsSync(path.join(source, 'package.json'));
+    if (stable) {
+      await new Promise((r) => setTimeout(r, 1_000));
+      if (existsSync(path.join(source, 'index.js')) && existsSync(path.join(source, 'package.json'))) break;
+    }
+    if (Date.now() > deadline) throw new Error(`no complete ${source}/index.js within ${options.waitMs ?? 120_000} ms (run npm run build)`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const target = path.join(targetDir, 'dist');
+  cpSync(source, target, { recursive: true, filter: (file) => !file.startsWith(path.join(source, 'cli')) });
+  return path.join(target, 'index.js');
+}
+
+export async function runAction(
+  state: LabState,
+  inputs: Record<string, string> = {},
+  options: { timeoutMs?: number; /** Bundle to run (default REPO_ROOT/dist/index.js); see snapshotDist. */ entry?: string } = {},
+): Promise<ActionRun> {
   const work = mkdtempSync(path.join(state.dir, 'action-'));
   const outputFile = path.join(work, 'output');
   const summaryFile = path.join(work, 'summary');
@@ -68,7 +96,7 @@ export async function runAction(state: LabState, inputs: Record<string, string> 
     GITHUB_WORKSPACE: work,
   };
   const started = Date.now();
-  const result = await run([node24(), path.join(REPO_ROOT, 'dist', 'index.js')], {
+  const result = await run([node24(), options.entry ?? path.join(REPO_ROOT, 'dist', 'index.js')], {
     cwd: work,
     env,
     timeoutMs: options.timeoutMs ?? 300_000,

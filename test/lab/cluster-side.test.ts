@@ -349,6 +349,16 @@ describe('preflight', () => {
     expect(report.autoRegistration?.enabled).toBe(false);
   });
 
+  it('autoregistration off: blocks plan too, but verify only warns (the workload-entry check reports it per VM)', async () => {
+    kube.setAutoregistration(false);
+    const plan = await clientFor(kube).preflight(inv, { needsAutoRegistration: true, mode: 'plan' }).catch((e) => e);
+    expect(plan).toBeInstanceOf(PreflightError);
+    const report = await clientFor(kube).preflight(inv, { needsAutoRegistration: true, mode: 'verify' });
+    expect(report.autoRegistration?.enabled).toBe(false);
+    expect(report.problems).toEqual([]);
+    expect(report.warnings.join('\n')).toMatch(/PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false, but the inventory has groups with registration: auto/);
+  });
+
   it('missing RBAC permission: one error listing exactly the missing ones', async () => {
     kube.denyPermission({ verb: 'create', group: '', resource: 'serviceaccounts', subresource: 'token' });
     kube.denyPermission({ verb: 'delete', group: 'batch', resource: 'jobs' });
@@ -402,6 +412,24 @@ describe('API errors: retries with backoff, then a clear failure', () => {
     );
     // Three parallel reads, 4 attempts each.
     expect(c.requestCount).toBe(12);
+  });
+
+  it('persistent 500 in preflight: only the reviews already in flight are retried, the queued ones are not sent', async () => {
+    const c = clientFor(kube, { retry: { attempts: 4, baseDelayMs: 20 } });
+    kube.failNextRequests();
+    await expect(c.preflight(inventoryOf(group()), { needsAutoRegistration: true, mode: 'onboard' })).rejects.toThrow(
+      /answered 500 after 4 attempts for POST \/apis\/authorization\.k8s\.io\/v1\/selfsubjectaccessreviews/,
+    );
+    // The reviews still in flight finish their attempts (bounded); wait until no more requests come.
+    let settled = -1;
+    for (let i = 0; i < 20 && settled !== c.requestCount; i++) {
+      settled = c.requestCount;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    // At most 8 reviews in flight (of the 20+ permissions the run needs), 4 attempts each; before, every
+    // permission was reviewed with 4 attempts although the run had already failed.
+    expect(c.requestCount).toBe(settled);
+    expect(c.requestCount).toBeLessThanOrEqual(8 * 4);
   });
 
   it('backoff doubles between attempts (bounded)', async () => {

@@ -24,7 +24,7 @@ import {
   type LabVmState,
 } from './state.js';
 import { bootServices, killVmProcesses, startAnchor } from './vm/boot.js';
-import { buildVmSeed, OVERLAID_DIRS, pickLabUid } from './vm/root.js';
+import { buildVmSeed, OVERLAID_DIRS, pickLabUid, systemIdRange } from './vm/root.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const DEFAULT_DISK_BYTES = 2 * 1024 * 1024 * 1024;
@@ -221,6 +221,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         appBundle: path.join(binDir, 'workload-app.mjs'),
         appPort: state.appPort,
         seedDir,
+        systemIds: systemIdRange(k, vm.index),
       });
       const fp = await run(['ssh-keygen', '-lf', path.join(seedDir, 'upper', 'etc', 'ssh', 'ssh_host_ed25519_key.pub')]);
       vm.hostKeyFingerprint = fp.stdout.trim().split(/\s+/)[1] ?? '';

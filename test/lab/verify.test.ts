@@ -1,11 +1,9 @@
 // Verification checks against the lab: real sshd, sudo, dpkg, the systemctl stand-in and the lab's
 // Envoy/pilot-agent simulator from the lab's istio-sidecar.deb.
 //
-// STATUS: the lab control plane (startControlPlane: Kubernetes double, istiod/CA double on 15012, mesh
-// service, verification-Job runner, part-2 fault switches) and the rollout's onboarding are not wired
-// into `npm run lab` yet. Until they are, this file places the sidecar's inputs by hand (as the seed
-// runbook does) with NO istiod — a genuine "istiod down" — and covers what that allows. The per-fault
-// cases that need the control plane are listed as it.todo below, not faked.
+// This file calls verifyVm directly on a VM whose sidecar inputs are placed by hand (as the seed runbook
+// does) with istiod stopped (lab fault istiod-down) — a genuine "istiod down" — and covers what that allows. The cases that need the
+// control plane (and the action's onboarding) run through dist/ in test/lab/action-checks.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -17,7 +15,8 @@ import type { MeshProbe } from '../../src/verify/ports.js';
 import type { CheckName, CheckResult, VerifyContext } from '../../src/verify/types.js';
 import { makeCa } from '../unit/verify-fixtures.js';
 import type { LabState } from './state.js';
-import { downLab, newLabDir, upLab } from './testing.js';
+import { execInVm } from './vm/exec.js';
+import { downLab, faultCli, newLabDir, upLab } from './testing.js';
 
 let dir: string;
 let state: LabState;
@@ -73,6 +72,10 @@ function natRulesPresent(netns: string): boolean {
   }
 }
 
+function connect(): Promise<VmSession> {
+  return connectVm({ vm, privateKey: readFileSync(state.files.privateKey, 'utf8'), knownHosts: readFileSync(state.files.knownHosts, 'utf8') });
+}
+
 async function sudo(script: string): Promise<void> {
   const r = await session.exec(`sudo -n sh -c ${`'${script.replace(/'/g, `'\\''`)}'`}`, { timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`VM script failed (${r.code}): ${r.stderr}`);
@@ -81,10 +84,10 @@ async function sudo(script: string): Promise<void> {
 beforeAll(async () => {
   dir = newLabDir('verify');
   state = await upLab(dir, 1);
+  // The lab now runs an istiod double on the gateway's 15012: stop it, so "no istiod" stays true.
+  await faultCli(dir, 'fault', 'istiod-down');
   const labVm = state.vms[0]!;
   vm = { name: labVm.name, group: 'app', ssh: { host: labVm.ip, port: labVm.sshPort, user: state.user }, labels: {} };
-  const connect = () =>
-    connectVm({ vm, privateKey: readFileSync(state.files.privateKey, 'utf8'), knownHosts: readFileSync(state.files.knownHosts, 'utf8') });
   session = await connect();
   // Hand onboarding (stand-in for the rollout): package + Istio's files, istiod address → the gateway
   // address, where nothing listens on 15012.
@@ -156,17 +159,23 @@ describe('verification in the lab (VM side, no control plane)', () => {
     }
   }, 60_000);
 
-  // Need the lab control plane (istiod/CA double, kube double, mesh service + Job runner, part-2 faults)
-  // and the rollout's onboarding in the lab:
-  it.todo('all seven checks pass on a VM onboarded by the action');
-  it.todo('block-15012 → sidecar-ready fails with port-15012-blocked');
-  it.todo('wrong-root-cert → sidecar-ready root-cert-rejected-by-agent / workload-certificate cert-root-mismatch');
-  it.todo('wrong-trust-domain → workload-certificate cert-trust-domain');
-  it.todo('token-rejected → sidecar-ready token-rejected');
-  it.todo('autoregistration-off → workload-entry we-autoregistration-off');
-  it.todo('app-down → workload-entry we-unhealthy and mesh-to-vm-mtls mtls-calls-failed');
-  it.todo('dns-capture-broken → vm-to-mesh dns-capture-off');
-  it.todo('mesh-service-down → vm-to-mesh mesh-service-unreachable / mesh-service-http-error');
-  it.todo('sidecar-crash-loop → sidecar-running crash-loop');
-  it.todo('plaintext-accepted under STRICT → mesh-to-vm-mtls plaintext-accepted');
+  it('a root cert on the VM that does not sign istiod\'s certificate: sidecar-ready fails with root-cert-rejected-by-agent', async () => {
+    // istiod back on 15012; the VM still holds the hand-placed root of another CA. Restart the sidecar
+    // from the host (a session open across the restart of its traffic capture can be cut), then reconnect.
+    await faultCli(dir, 'heal', 'istiod-down');
+    await session.close().catch(() => undefined);
+    const labVm = state.vms[0]!;
+    await execInVm(state, labVm.name, 'systemctl restart istio', { timeoutMs: 60_000 });
+    for (let i = 0; i < 100 && !natRulesPresent(labVm.netns); i++) await new Promise((r) => setTimeout(r, 200));
+    session = await connect();
+    const results = await verifyVm(context());
+    const ready = byName(results, 'sidecar-ready');
+    expect(ready).toMatchObject({ status: 'fail', hintId: 'root-cert-rejected-by-agent' });
+    expect(ready.hint).toMatch(/does not trust istiod's certificate \(x509: signed by unknown authority\)/);
+    expect(ready.evidence.join('\n')).toMatch(/x509: certificate signed by unknown authority/);
+  }, 90_000);
+
+  // All seven passing on VMs onboarded by the action, and each control-plane fault (block-15012, wrong-root-cert,
+  // wrong-trust-domain, token-rejected, autoregistration-off, app-down, dns-capture-broken, mesh-service-down,
+  // sidecar-crash-loop, plaintext-accepted under STRICT, istiod-down, kube-403/500): test/lab/action-checks.test.ts.
 });

@@ -8,6 +8,7 @@ import type { LabState } from './state.js';
 import { buildSidecarPackage } from './package/build.js';
 import { downLab, newLabDir, ssh, sshArgs, upLab } from './testing.js';
 import { execInVm, vmPath } from './vm/exec.js';
+import { loginDefsWithSystemIds, systemIdRange } from './vm/root.js';
 
 const dir = newLabDir('vms');
 let state: LabState;
@@ -149,6 +150,37 @@ describe('lab VMs', () => {
     // The unit's ExecStartPre (+, as root) runs on start; then the unit is stopped and removed again.
     const unit = await ssh(state, 'vm3', 'sudo systemctl start istio; stat -c "%U %a" /var/run/secrets; sudo systemctl stop istio; systemctl is-active istio; sudo dpkg -r istio-sidecar >/dev/null && echo removed');
     expect(unit.stdout.trim().split('\n')).toEqual(['istio-proxy 755', 'inactive', 'removed']);
+  }, 90_000);
+
+  it('system accounts get uids of their own VM, so selecting processes by user (ps -u istio-proxy) never reaches another VM', async () => {
+    // VMs share the host's PID namespace: with one uid 999 everywhere, an offboard on one VM (it ends
+    // leftover istio-proxy processes by user) ended the sidecars of every lab. vm3 kept its istio-proxy
+    // account from the dpkg test above; vm2 gets one now.
+    const install = await ssh(state, 'vm2', `curl -sSf --max-time 10 -o /tmp/sidecar.deb ${state.package.url} && sudo dpkg -i /tmp/sidecar.deb >/dev/null && id -u istio-proxy`, {
+      timeoutMs: 60_000,
+    });
+    expect(install.code).toBe(0);
+    const uid2 = Number(install.stdout.trim());
+    const uid3 = Number((await ssh(state, 'vm3', 'id -u istio-proxy')).stdout.trim());
+    const range = (vm: number) => systemIdRange(state.labIndex, vm);
+    expect(uid2).toBeGreaterThanOrEqual(range(2).min);
+    expect(uid2).toBeLessThanOrEqual(range(2).max);
+    expect(uid3).toBeGreaterThanOrEqual(range(3).min);
+    expect(uid3).toBeLessThanOrEqual(range(3).max);
+    // A process of vm3's istio-proxy is invisible to vm2's `ps -u istio-proxy`, and vice versa.
+    const sleeper = await execInVm(state, 'vm3', 'setsid sudo -u istio-proxy sleep 60 </dev/null >/dev/null 2>&1 & sleep 0.5; ps -o pid= -u istio-proxy');
+    const pids3 = sleeper.stdout.trim().split(/\s+/).filter(Boolean);
+    try {
+      expect(pids3.length).toBeGreaterThan(0);
+      const seenFromVm2 = await ssh(state, 'vm2', 'ps -o pid= -u istio-proxy; true');
+      expect(seenFromVm2.stdout.trim()).toBe('');
+    } finally {
+      for (const pid of pids3) await execInVm(state, 'vm3', ['kill', pid], { allowFailure: true });
+      await ssh(state, 'vm2', 'sudo dpkg -r istio-sidecar >/dev/null', { timeoutMs: 60_000 });
+    }
+    expect(loginDefsWithSystemIds('SYS_UID_MIN 100\n#SYS_UID_MAX 999\n', { min: 5, max: 9 })).toBe(
+      '#SYS_UID_MAX 999\n\n# Lab VM: system accounts get uids/gids no other lab VM uses (VMs share the host\'s PID namespace).\nSYS_UID_MIN 5\nSYS_UID_MAX 9\nSYS_GID_MIN 5\nSYS_GID_MAX 9\n',
+    );
   }, 90_000);
 
   it('the systemctl stand-in enables, starts, counts restarts (show -p NRestarts), stops and disables units', async () => {

@@ -269,8 +269,11 @@ const CASES: FailureCase[] = [
     hintId: 'crash-loop',
     vm: (s) => {
       s.sections1['unit-after'] = { body: 'LoadState=loaded\nActiveState=activating\nSubState=auto-restart\nNRestarts=0\nMainPID=0\nis-active=activating\n' };
+      s.sections1['agent-log'] = { body: '2026-11-26T10:00:01Z\tinfo\tStarting proxy agent\n2026-11-26T10:00:02Z\terror\tEnvoy exited with error: signal: segmentation fault\n' };
     },
     summary: /auto-restart/,
+    // The exit counts as a restart under way, and the agent's last error line is named when no known cause matches.
+    hint: /systemd restarted it 1 time\(s\) in [\d.]+ s\); the log shows: .*Envoy exited with error: signal: segmentation fault/,
   },
   {
     title: 'unit stopped',

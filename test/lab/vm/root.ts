@@ -23,6 +23,8 @@ export interface VmRootOptions {
   appBundle: string;
   appPort: number;
   seedDir: string;
+  /** This VM's own range for system uids/gids (useradd/groupadd --system), see systemIdRange. */
+  systemIds?: { min: number; max: number };
 }
 
 export const LAB_VM_LIB = '/usr/local/lib/lab-vm';
@@ -39,6 +41,28 @@ export function pickLabUid(): number {
   }
   for (let id = 1500; id < 60000; id++) if (!used.has(id)) return id;
   throw new Error('no free uid for the lab user');
+}
+
+/**
+ * A range of system uids/gids that no other VM of any lab uses. Lab VMs share the host's PID
+ * namespace, so a VM's `ps -u istio-proxy` / `kill` by user (offboard ends leftover sidecar processes
+ * that way) would otherwise also see every other VM's istio-proxy (the same uid 999 everywhere), and
+ * an offboard in one lab would end the sidecars of all labs. On real machines a VM sees only its own
+ * processes; distinct uids give the same result for everything that selects processes by user.
+ */
+export function systemIdRange(labIndex: number, vmIndex: number): { min: number; max: number } {
+  const min = 100_000 + labIndex * 4_096 + vmIndex * 16;
+  return { min, max: min + 15 };
+}
+
+/** The host's login.defs with this VM's system uid/gid range (last definition wins in login.defs). */
+export function loginDefsWithSystemIds(hostLoginDefs: string, ids: { min: number; max: number }): string {
+  const kept = hostLoginDefs
+    .split('\n')
+    .filter((line) => !/^\s*SYS_[UG]ID_(MIN|MAX)\b/.test(line))
+    .join('\n')
+    .trimEnd();
+  return `${kept}\n\n# Lab VM: system accounts get uids/gids no other lab VM uses (VMs share the host's PID namespace).\nSYS_UID_MIN ${ids.min}\nSYS_UID_MAX ${ids.max}\nSYS_GID_MIN ${ids.min}\nSYS_GID_MAX ${ids.max}\n`;
 }
 
 /** Host `/etc/shadow`-style content with every password replaced by `*` (no host hash reaches a VM). */
@@ -134,6 +158,15 @@ export async function buildVmSeed(o: VmRootOptions): Promise<{ hostPublicKey: st
   write(path.join(etc, 'shadow'), scrubbedShadow('/etc/shadow', `${u}:*:${days}:0:99999:7:::\n`), 0o640);
   write(path.join(etc, 'gshadow'), scrubbedShadow('/etc/gshadow', `${u}:!::\n`), 0o640);
   for (const f of ['shadow', 'gshadow']) chownSync(path.join(etc, f), 0, shadowGid());
+  if (o.systemIds) {
+    let hostDefs = '';
+    try {
+      hostDefs = readFileSync('/etc/login.defs', 'utf8');
+    } catch {
+      // no login.defs on the host: the VM gets only the range
+    }
+    write(path.join(etc, 'login.defs'), loginDefsWithSystemIds(hostDefs, o.systemIds));
+  }
   write(
     path.join(etc, 'sudoers'),
     [

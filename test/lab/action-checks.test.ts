@@ -1,0 +1,514 @@
+// The seven verification checks through the bundled action (dist/, run as a GitHub runner would),
+// against one 3-VM lab: all pass after onboarding, then each lab fault makes the named check fail on
+// the VM(s) it hits — with the hint a user can act on, in the report, the outputs and the job summary —
+// while the other VMs are still verified and reported, and the job fails (exit 1). Every fault is healed
+// in `finally`; the next run proves it healed (see "How a heal is proven" below).
+//
+// Some faults only bite when the sidecar starts (a rejected token, a blocked or dead istiod for
+// readiness, another trust domain): those cases restart the sidecar over SSH, as an operator would.
+// A case that fails to become ready costs the check's readiness timeout (30 s); the two per-VM
+// readiness faults therefore share one run (15012 blocked on vm3, token rejected on vm1).
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { runAction, snapshotDist, vmOf, type ActionRun } from './action-harness.js';
+import { run } from './exec.js';
+import { findVm, type LabState } from './state.js';
+import { downLab, faultCli, newLabDir, sshArgs, upLab } from './testing.js';
+import { execInVm } from './vm/exec.js';
+import { CHECK_NAMES, type CheckName, type CheckResult } from '../../src/verify/types.js';
+
+const VMS = ['vm1', 'vm2', 'vm3'] as const;
+type VmName = (typeof VMS)[number];
+const NAMESPACE = 'vm-app';
+
+let dir: string;
+let state: LabState;
+let entry: string;
+
+beforeAll(async () => {
+  dir = newLabDir('action-checks');
+  state = await upLab(dir, VMS.length);
+  // Pin one build of dist/ for the whole file (others may rebuild the shared tree meanwhile).
+  entry = await snapshotDist(dir);
+}, 300_000);
+
+afterAll(async () => {
+  if (dir) await downLab(dir);
+}, 120_000);
+
+// ------------------------------------------------------------------------------------------ running
+
+function action(inputs: Record<string, string> = {}): Promise<ActionRun> {
+  return runAction(state, inputs, { entry, timeoutMs: 150_000 });
+}
+
+const verify = (inputs: Record<string, string> = {}) => action({ mode: 'verify', ...inputs });
+
+async function fault(verb: 'fault' | 'heal', name: string, vm?: VmName): Promise<void> {
+  await faultCli(dir, verb, name, vm);
+}
+
+// ------------------------------------------------------------------------------------------ asserting
+
+/** One line per check, so a failure shows every check of the VM with what it saw. */
+function checkLines(checks: CheckResult[]): string[] {
+  return checks.map((c) => `${c.name}: ${c.status}${c.status === 'pass' ? '' : ` — ${c.summary}`}`);
+}
+
+function expectAllPass(r: ActionRun, vm: VmName): void {
+  const report = vmOf(r.report, vm);
+  expect(checkLines(report.checks)).toEqual(CHECK_NAMES.map((name) => `${name}: pass`));
+}
+
+function checkOf(r: ActionRun, vm: VmName, name: CheckName): CheckResult {
+  const found = vmOf(r.report, vm).checks.find((c) => c.name === name);
+  if (!found) throw new Error(`no ${name} check for ${vm} in the report`);
+  return found;
+}
+
+const escapeCell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
+
+/** A clean verify run: exit 0, every VM reported as verified with all seven checks passing. */
+function expectCleanRun(r: ActionRun): void {
+  const all = r.report?.vms.map((vm) => `${vm.name}: ${vm.outcome}; ${checkLines(vm.checks).filter((l) => !l.endsWith(': pass')).join('; ')}`);
+  expect({ code: r.code, failed: r.outputs.failed, vms: all }).toEqual({ code: 0, failed: '', vms: VMS.map((vm) => `${vm}: verified; `) });
+  for (const vm of VMS) expectAllPass(r, vm);
+}
+
+/**
+ * A failed verify run: exit 1 (core.setFailed), `failed` names exactly `failing`, every other VM is
+ * reported as verified with all seven checks passing, and every VM is in the report.
+ */
+function expectFailedRun(r: ActionRun, failing: readonly VmName[], options: { othersPass?: boolean } = {}): void {
+  expect(r.code).toBe(1);
+  expect(r.report?.fatal).toBeUndefined();
+  expect(r.report?.vms.map((vm) => vm.name).sort()).toEqual([...VMS]);
+  expect((r.outputs.failed ?? '').split(',').filter(Boolean).sort()).toEqual([...failing].sort());
+  const passing = VMS.filter((vm) => !failing.includes(vm));
+  expect((r.outputs.onboarded ?? '').split(',').filter(Boolean).sort()).toEqual(passing);
+  for (const vm of failing) expect(vmOf(r.report, vm).outcome).toBe('failed');
+  if (options.othersPass !== false) {
+    for (const vm of passing) {
+      expect(vmOf(r.report, vm).outcome).toBe('verified');
+      expectAllPass(r, vm);
+    }
+  }
+  const result = JSON.parse(r.outputs.result ?? '{}') as { ok: boolean; failed: { vm: string }[] };
+  expect(result.ok).toBe(false);
+  expect(result.failed.map((f) => f.vm).sort()).toEqual([...failing].sort());
+}
+
+/**
+ * `name` failed on `vm` with `hintId`; what was seen plus the hint match `text`; the job summary has
+ * the VM's failure block with that check, what it saw and what to do; the log has the error line.
+ */
+function expectCheckFails(r: ActionRun, vm: VmName, name: CheckName, hintId: string, text: RegExp): CheckResult {
+  const c = checkOf(r, vm, name);
+  expect({ name, status: c.status, hintId: c.hintId }).toEqual({ name, status: 'fail', hintId });
+  expect(`${c.summary}\n${c.hint}`).toMatch(text);
+  expect(c.hint).toMatch(/\. Fix: \S/);
+  expect(r.summary).toContain(`#### \`${vm}\``);
+  expect(r.summary).toContain(`- **${name}**: ${escapeCell(c.summary)}`);
+  expect(r.summary).toContain(`  - what to do: ${escapeCell(c.hint!)}`);
+  expect(r.log).toContain(`[${vm}] ${name}: `);
+  return c;
+}
+
+/** A run that stopped before any VM: exit 1, the message in report, summary and log; VMs untouched. */
+function expectFatalBeforeVms(r: ActionRun, message: RegExp): void {
+  expect(r.code).toBe(1);
+  expect(r.report?.fatal?.stage).toBe('cluster');
+  expect(r.report?.fatal?.message).toMatch(message);
+  for (const vm of VMS) {
+    const report = vmOf(r.report, vm);
+    expect({ vm, outcome: report.outcome, steps: report.steps, counters: report.counters }).toEqual({
+      vm,
+      outcome: 'skipped-preflight',
+      steps: [],
+      counters: undefined,
+    });
+  }
+  expect(r.outputs.failed).toBe('');
+  expect(r.outputs.onboarded).toBe('');
+  expect(r.summary).toContain('> [!CAUTION]');
+  expect(r.summary).toContain(escapeCell(r.report!.fatal!.message));
+  expect(r.log).toMatch(/^::error::/m);
+  // No VM was contacted: no per-VM log line at all.
+  for (const vm of VMS) expect(r.log).not.toContain(`[${vm}]`);
+}
+
+// ------------------------------------------------------------------------------------------ VM state
+
+/** Runs a bounded shell loop inside the VM (root, no SSH: nothing here depends on the sidecar's capture). */
+async function onVm(vm: VmName, script: string, timeoutMs = 45_000): Promise<string> {
+  const r = await execInVm(state, vm, script, { timeoutMs, allowFailure: true });
+  return r.stdout.trim();
+}
+
+async function unitState(vm: VmName): Promise<Record<string, string>> {
+  const out = await onVm(vm, 'systemctl show -p ActiveState -p SubState -p MainPID -p NRestarts istio');
+  return Object.fromEntries(out.split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+}
+
+/** Waits (≤ ~30 s) until the sidecar answers /healthz/ready 200 and holds its xDS connection. */
+async function waitSidecarHealthy(vm: VmName): Promise<void> {
+  const out = await onVm(
+    vm,
+    `for i in $(seq 1 150); do
+  c=$(curl -s --max-time 1 -o /dev/null -w '%{http_code}' localhost:15021/healthz/ready)
+  a=$(curl -s --max-time 1 'localhost:15000/stats?filter=xds-grpc.*upstream_cx_active' | sed -n 's/.*upstream_cx_active: //p')
+  [ "$c" = 200 ] && [ "\${a:-0}" -ge 1 ] && break
+  sleep 0.2
+done
+echo "ready=$c xds_active=\${a:-0}"`,
+  );
+  expect(`${vm} ${out}`).toMatch(new RegExp(`^${vm} ready=200 xds_active=[1-9]`));
+}
+
+/**
+ * `sudo systemctl restart istio` over SSH, as an operator would. The restart is detached from the
+ * session: restarting re-installs the sidecar's traffic capture, and a session alive across that can
+ * be cut. Returns once the new sidecar process runs and its status port answers (any status).
+ */
+async function restartSidecar(vm: VmName): Promise<void> {
+  const before = (await unitState(vm)).MainPID;
+  const r = await run([...sshArgs(state, vm), "sudo -n sh -c 'setsid systemctl restart istio </dev/null >/dev/null 2>&1 &'"], {
+    allowFailure: true,
+    timeoutMs: 20_000,
+  });
+  expect(`ssh ${vm} restart: exit ${r.code} ${r.stderr.trim()}`).toBe(`ssh ${vm} restart: exit 0 `);
+  const out = await onVm(
+    vm,
+    `for i in $(seq 1 150); do
+  pid=$(systemctl show -p MainPID --value istio); st=$(systemctl is-active istio)
+  c=$(curl -s --max-time 1 -o /dev/null -w '%{http_code}' localhost:15021/healthz/ready)
+  [ "$st" = active ] && [ "$pid" != 0 ] && [ "$pid" != ${JSON.stringify(before ?? '')} ] && [ "$c" != 000 ] && break
+  sleep 0.2
+done
+echo "state=$st pid_changed=$([ "$pid" != ${JSON.stringify(before ?? '')} ] && echo yes || echo no) status_port=$c"`,
+  );
+  expect(`${vm} ${out}`).toMatch(new RegExp(`^${vm} state=active pid_changed=yes status_port=[1-9]`));
+}
+
+interface WorkloadEntryView {
+  metadata: { name: string };
+  spec: { address?: string };
+  status?: { conditions?: { type: string; status: string }[] };
+}
+
+async function workloadEntryOf(vm: VmName): Promise<WorkloadEntryView | undefined> {
+  const r = await run(['kubectl', '--kubeconfig', state.files.kubeconfig!, '-n', NAMESPACE, 'get', 'workloadentries', '-o', 'json'], { timeoutMs: 20_000 });
+  const items = (JSON.parse(r.stdout) as { items: WorkloadEntryView[] }).items;
+  return items.find((we) => we.spec.address === findVm(state, vm).ip);
+}
+
+const healthOf = (we: WorkloadEntryView | undefined) => (we ? (we.status?.conditions?.find((c) => c.type === 'Healthy')?.status ?? 'none') : 'absent');
+
+/** Polls the VM's WorkloadEntry until its Healthy condition is `want` ('True', 'False' or 'absent'); bounded. */
+async function waitWorkloadEntry(vm: VmName, want: 'True' | 'False' | 'absent', timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let seen = '';
+  for (let i = 0; i < 200 && Date.now() < deadline; i++) {
+    seen = healthOf(await workloadEntryOf(vm));
+    if (seen === want) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  expect(`${vm} WorkloadEntry Healthy=${seen}`).toBe(`${vm} WorkloadEntry Healthy=${want}`);
+}
+
+// ------------------------------------------------------------------------------------------ cases
+//
+// How a heal is proven: the VM-scoped faults rotate over vm1..vm3, so the run of the next case asserts
+// that the VM healed just before passes all seven checks again (marked "healed by the previous case").
+// Where the next case cannot show it (after the two-VM readiness case, and at the end) a clean verify
+// run does. Lab-wide faults are proven healed by the later runs in which every VM passes the checks
+// that fault broke.
+
+const ipOf = (vm: VmName) => findVm(state, vm).ip.replace(/\./g, '\\.');
+
+describe('verification through dist/ in a 3-VM lab', () => {
+  it('onboards 3 VMs (STRICT PeerAuthentication) and every VM passes all seven checks', async () => {
+    const r = await action({ mode: 'onboard', 'peer-authentication': 'strict' });
+    expect({ code: r.code, failed: r.outputs.failed, onboarded: r.outputs.onboarded }).toEqual({ code: 0, failed: '', onboarded: 'vm1,vm2,vm3' });
+    for (const vm of VMS) {
+      expect(vmOf(r.report, vm).outcome).toBe('installed');
+      expectAllPass(r, vm);
+    }
+    // Under STRICT the mTLS check also proved that plaintext is refused.
+    expect(checkOf(r, 'vm1', 'mesh-to-vm-mtls').summary).toMatch(/mutual TLS .*plaintext refused \(STRICT\)/);
+    expect(r.summary).toMatch(/## istio-vm-onboard · onboard · ✅ succeeded/);
+  }, 120_000);
+
+  it('kube-403: the run stops at the cluster preflight, naming the missing permissions; no VM is touched', async () => {
+    await fault('fault', 'kube-403');
+    try {
+      const r = await verify();
+      expectFatalBeforeVms(r, /the credentials lack \d+ permissions this run needs:[\s\S]*get configmaps in namespace "vm-app"[\s\S]*list workloadentries\.networking\.istio\.io in namespace "vm-app"/);
+    } finally {
+      await fault('heal', 'kube-403');
+    }
+  }, 60_000);
+
+  it('kube-500: retried with backoff, then the run stops with the server, status and attempts; no VM is touched', async () => {
+    await fault('fault', 'kube-500');
+    try {
+      const r = await verify();
+      expectFatalBeforeVms(r, /^Kubernetes API https:\/\/127\.0\.0\.1:\d+ answered 500 after 4 attempts for POST \/apis\/authorization\.k8s\.io\/v1\/selfsubjectaccessreviews/);
+    } finally {
+      await fault('heal', 'kube-500');
+    }
+  }, 60_000);
+
+  it('plaintext accepted under STRICT (vm1): mesh-to-vm-mtls fails with plaintext-accepted', async () => {
+    await fault('fault', 'plaintext-accepted', 'vm1');
+    try {
+      const r = await verify({ 'peer-authentication': 'strict' });
+      // vm2 and vm3 pass everything: the API faults before touched nothing.
+      expectFailedRun(r, ['vm1']);
+      const c = expectCheckFails(r, 'vm1', 'mesh-to-vm-mtls', 'plaintext-accepted', /plaintext accepted: PeerAuthentication not STRICT/);
+      expect(c.summary).toMatch(/^plaintext accepted: 3 of 3 plaintext calls answered under STRICT/);
+      // The mTLS part itself passed: the calls did arrive over mutual TLS.
+      expect(c.evidence.join('\n')).toMatch(/connection_security_policy="mutual_tls"\}: \d+ → \d+ \(\+3\)/);
+      for (const name of CHECK_NAMES.filter((n) => n !== 'mesh-to-vm-mtls')) expect(checkOf(r, 'vm1', name).status).toBe('pass');
+    } finally {
+      await fault('heal', 'plaintext-accepted', 'vm1');
+    }
+  }, 90_000);
+
+  it('DNS capture broken (vm2): vm-to-mesh fails with dns-capture-off', async () => {
+    await fault('fault', 'dns-capture-broken', 'vm2');
+    try {
+      const r = await verify();
+      expectFailedRun(r, ['vm2']); // vm1 healed by the previous case
+      const c = expectCheckFails(r, 'vm2', 'vm-to-mesh', 'dns-capture-off', /could not resolve echo\.mesh-test\.svc\.cluster\.local[\s\S]*DNS capture is off or broken/);
+      expect(c.evidence.join('\n')).toMatch(/getent hosts echo\.mesh-test\.svc\.cluster\.local → exit \d+ \(not resolved\)/);
+    } finally {
+      await fault('heal', 'dns-capture-broken', 'vm2');
+    }
+  }, 90_000);
+
+  it('sidecar crash-loop (vm3): sidecar-running fails with crash-loop and the agent error, the dependent checks are skipped', async () => {
+    await fault('fault', 'sidecar-crash-loop', 'vm3');
+    try {
+      // The simulator exits within a second; systemd then waits RestartSec (10 s) before the next start.
+      let st: Record<string, string> = {};
+      for (let i = 0; i < 50; i++) {
+        st = await unitState('vm3');
+        if (st.SubState === 'auto-restart') break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(`vm3 ${st.SubState}`).toBe('vm3 auto-restart');
+      const r = await verify();
+      expectFailedRun(r, ['vm3']); // vm2 healed by the previous case
+      expectCheckFails(r, 'vm3', 'sidecar-running', 'crash-loop', /crash-looping[\s\S]*systemd restarted it [1-9]\d* time\(s\)[\s\S]*the log shows: .*(Envoy exited with error|failed to start envoy)/);
+      for (const name of ['sidecar-ready', 'xds-connected', 'workload-certificate', 'vm-to-mesh', 'mesh-to-vm-mtls'] as const) {
+        expect(checkOf(r, 'vm3', name).status).toBe('skipped');
+      }
+    } finally {
+      await fault('heal', 'sidecar-crash-loop', 'vm3');
+      await restartSidecar('vm3');
+      await waitSidecarHealthy('vm3');
+    }
+  }, 120_000);
+
+  it('application down (vm1): workload-entry is unhealthy and the mesh client cannot call the VM', async () => {
+    await fault('fault', 'app-down', 'vm1');
+    try {
+      // istiod learns it from the sidecar's next probe (periodSeconds 10).
+      await waitWorkloadEntry('vm1', 'False');
+      const r = await verify();
+      expectFailedRun(r, ['vm1']); // vm3 healed by the previous case
+      expectCheckFails(r, 'vm1', 'workload-entry', 'we-unhealthy', new RegExp(`app-${ipOf('vm1')} is not Healthy[\\s\\S]*connection refused[\\s\\S]*the application is down[\\s\\S]*port 8080`));
+      expectCheckFails(r, 'vm1', 'mesh-to-vm-mtls', 'mtls-calls-failed', /0 of 3 calls succeeded, codes 503 503 503[\s\S]*application down/);
+      expect(checkOf(r, 'vm1', 'sidecar-ready').status).toBe('pass');
+    } finally {
+      await fault('heal', 'app-down', 'vm1');
+      await waitWorkloadEntry('vm1', 'True');
+    }
+  }, 120_000);
+
+  it('autoregistration off (istiod), vm2 restarted: its entry is cleaned up and not re-created; workload-entry fails with we-autoregistration-off', async () => {
+    await fault('fault', 'autoregistration-off');
+    try {
+      await restartSidecar('vm2');
+      // istiod deletes a disconnected auto-registered entry after its grace period (10 s) and, with
+      // autoregistration off, does not register the reconnected sidecar again.
+      await waitWorkloadEntry('vm2', 'absent', 40_000);
+      const r = await verify();
+      expectFailedRun(r, ['vm2']); // vm1 healed by the previous case
+      expectCheckFails(r, 'vm2', 'workload-entry', 'we-autoregistration-off', new RegExp(`no WorkloadEntry for ${ipOf('vm2')}[\\s\\S]*PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false on istiod`));
+      // verify reports it per VM instead of refusing to run; the cluster preflight names it as a warning.
+      expect(r.report?.warnings.join('\n')).toMatch(/PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false/);
+      expect(r.summary).toContain('### Warnings');
+    } finally {
+      await fault('heal', 'autoregistration-off');
+      await restartSidecar('vm2');
+      await waitWorkloadEntry('vm2', 'True', 40_000);
+    }
+  }, 150_000);
+
+  it('15012 blocked (vm3) and bootstrap token rejected (vm1), both biting at a sidecar restart: each fails sidecar-ready with its own cause', async () => {
+    await fault('fault', 'block-15012', 'vm3');
+    await fault('fault', 'token-rejected');
+    try {
+      await Promise.all([restartSidecar('vm3'), restartSidecar('vm1')]);
+      const r = await verify();
+      expectFailedRun(r, ['vm1', 'vm3']); // vm2 healed by the previous case
+      expectCheckFails(r, 'vm3', 'sidecar-ready', 'port-15012-blocked', /503[\s\S]*15012 unreachable from VM \(connection timed out\)[\s\S]*open TCP 15012/);
+      expect(checkOf(r, 'vm3', 'sidecar-ready').evidence.join('\n')).toMatch(/dial tcp istiod\.istio-system\.svc:15012: i\/o timeout/);
+      expectCheckFails(r, 'vm1', 'sidecar-ready', 'token-rejected', /token rejected: istiod refused the bootstrap token \(audience must be istio-ca/);
+      expect(checkOf(r, 'vm1', 'sidecar-ready').evidence.join('\n')).toMatch(/Unauthenticated/);
+      for (const vm of ['vm1', 'vm3'] as const) {
+        expectCheckFails(r, vm, 'xds-connected', 'xds-not-connected', /upstream_cx_active = 0/);
+        expectCheckFails(r, vm, 'workload-certificate', 'cert-missing', /no workload certificate/);
+        expect(checkOf(r, vm, 'sidecar-running').status).toBe('pass');
+        expect(checkOf(r, vm, 'vm-to-mesh').status).toBe('skipped');
+        expect(checkOf(r, vm, 'mesh-to-vm-mtls').status).toBe('skipped');
+      }
+    } finally {
+      await fault('heal', 'block-15012', 'vm3');
+      await fault('heal', 'token-rejected');
+      await Promise.all([restartSidecar('vm3'), restartSidecar('vm1')]);
+      await Promise.all([waitSidecarHealthy('vm3'), waitSidecarHealthy('vm1')]);
+    }
+    // Both healed VMs pass every check again; the checks of the 3 VMs ran side by side.
+    const clean = await verify();
+    expectCleanRun(clean);
+    expect(clean.durationMs).toBeLessThan(clean.report!.vms.reduce((sum, vm) => sum + vm.durationMs, 0));
+  }, 150_000);
+
+  it('mesh service down (lab-wide): vm-to-mesh fails on every VM with the 503 and the service to check', async () => {
+    await fault('fault', 'mesh-service-down');
+    try {
+      const r = await verify();
+      expectFailedRun(r, [...VMS], { othersPass: false });
+      for (const vm of VMS) {
+        expectCheckFails(r, vm, 'vm-to-mesh', 'mesh-service-http-error', /answered HTTP 503[\s\S]*mesh service down/);
+        // Only the mesh service is down: everything about the VM itself still passes.
+        for (const name of CHECK_NAMES.filter((n) => n !== 'vm-to-mesh')) expect(`${vm} ${name} ${checkOf(r, vm, name).status}`).toBe(`${vm} ${name} pass`);
+      }
+    } finally {
+      await fault('heal', 'mesh-service-down');
+    }
+  }, 90_000);
+
+  it('wrong root cert (istio-ca-root-cert re-keyed, lab-wide): workload-certificate fails on every VM with cert-root-mismatch', async () => {
+    await fault('fault', 'wrong-root-cert');
+    try {
+      const r = await verify();
+      expectFailedRun(r, [...VMS], { othersPass: false });
+      for (const vm of VMS) {
+        const c = expectCheckFails(r, vm, 'workload-certificate', 'cert-root-mismatch', /does not chain to the root cert the action installed[\s\S]*istio-ca-root-cert changed/);
+        expect(c.evidence.join('\n')).toMatch(/\/etc\/certs\/root-cert\.pem on the VM differs from the mesh root cert \(istio-ca-root-cert\)/);
+        expect(c.hint).toMatch(/compare istio-ca-root-cert in namespace vm-app with \/etc\/certs\/root-cert\.pem on the VM; rerun onboard/);
+        // Everything else passes, vm-to-mesh included: the mesh service is back (previous case healed).
+        for (const name of CHECK_NAMES.filter((n) => n !== 'workload-certificate')) expect(`${vm} ${name} ${checkOf(r, vm, name).status}`).toBe(`${vm} ${name} pass`);
+      }
+    } finally {
+      await fault('heal', 'wrong-root-cert');
+    }
+  }, 90_000);
+
+  it('wrong trust domain (the CA signs for corp.example; vm2 restarted): cert SAN names both trust domains', async () => {
+    await fault('fault', 'wrong-trust-domain');
+    try {
+      await restartSidecar('vm2');
+      const r = await verify();
+      // vm2 got a corp.example identity. The in-mesh client of the check gets one too, which the
+      // cluster.local sidecars of vm1 and vm3 refuse: every VM fails, each for its own reason.
+      expectFailedRun(r, [...VMS], { othersPass: false });
+      expectCheckFails(
+        r,
+        'vm2',
+        'workload-certificate',
+        'cert-trust-domain',
+        /cert SAN is spiffe:\/\/corp\.example\/ns\/vm-app\/sa\/vm-app but mesh trust domain is cluster\.local[\s\S]*set `trustDomain: cluster\.local`/,
+      );
+      for (const vm of ['vm1', 'vm3'] as const) {
+        // The root cert is the mesh's again (previous case healed).
+        expect(checkOf(r, vm, 'workload-certificate').status).toBe('pass');
+        expectCheckFails(r, vm, 'mesh-to-vm-mtls', 'mtls-calls-failed', /0 of 3 calls succeeded/);
+      }
+    } finally {
+      await fault('heal', 'wrong-trust-domain');
+      await restartSidecar('vm2');
+      await waitSidecarHealthy('vm2');
+    }
+  }, 120_000);
+
+  it('istiod down (lab-wide): every sidecar loses xDS; the restarted one (vm2) is not ready, naming istiod on 15012', async () => {
+    await fault('fault', 'istiod-down');
+    try {
+      await restartSidecar('vm2');
+      const r = await verify();
+      expectFailedRun(r, [...VMS], { othersPass: false });
+      expectCheckFails(r, 'vm2', 'sidecar-ready', 'istiod-refused', /config not received from XDS server[\s\S]*istiod refused the connection on 15012/);
+      expect(checkOf(r, 'vm2', 'sidecar-ready').evidence.join('\n')).toMatch(/15012: connect: connection refused/);
+      for (const vm of VMS) expectCheckFails(r, vm, 'xds-connected', 'xds-not-connected', /no live connection to istiod[\s\S]*likely: istiod refused the connection on 15012/);
+      // The running sidecars keep their certificate and last config: only the xDS link is gone. Their
+      // mesh-to-vm mTLS passes again: the trust domain is back (previous case healed).
+      for (const vm of ['vm1', 'vm3'] as const) {
+        for (const name of CHECK_NAMES.filter((n) => n !== 'xds-connected')) expect(`${vm} ${name} ${checkOf(r, vm, name).status}`).toBe(`${vm} ${name} pass`);
+      }
+    } finally {
+      await fault('heal', 'istiod-down');
+      await restartSidecar('vm2');
+      await Promise.all(VMS.map((vm) => waitSidecarHealthy(vm)));
+    }
+  }, 150_000);
+
+  it('onboard with 15012 blocked on a new VM (vm2): vm2 fails in inspect with the 15012 hint before anything changes on it; vm1 and vm3 finish', async () => {
+    // vm2 becomes a VM the inventory adds: offboard it alone (an inventory with just vm2).
+    const inventory = parseYaml(readFileSync(state.files.inventory, 'utf8')) as { groups: { vms: { name: string }[] }[] };
+    const onlyVm2 = { ...inventory, groups: inventory.groups.map((g) => ({ ...g, vms: g.vms.filter((v) => v.name === 'vm2') })) };
+    const off = await action({ mode: 'offboard', inventory: toYaml(onlyVm2) });
+    expect({ code: off.code, outcome: vmOf(off.report, 'vm2').outcome }).toEqual({ code: 0, outcome: 'offboarded' });
+
+    const snapshot = () =>
+      onVm(
+        'vm2',
+        `dpkg-query -W -f='\${Status} \${Version}\\n' istio-sidecar 2>&1
+systemctl is-active istio 2>&1
+sha256sum /etc/hosts
+find /etc/certs /etc/istio /var/lib/istio /var/lib/istio-vm-onboard /var/run/secrets/tokens /etc/systemd/system/istio.service.d 2>/dev/null | sort
+find /etc/certs /etc/istio /var/lib/istio /var/lib/istio-vm-onboard /var/run/secrets/tokens /etc/systemd/system/istio.service.d -type f 2>/dev/null | sort | xargs -r sha256sum`,
+      );
+    await fault('fault', 'block-15012', 'vm2');
+    try {
+      const before = await snapshot();
+      const r = await action({ mode: 'onboard', 'peer-authentication': 'strict' });
+      expect(r.code).toBe(1);
+      expect(r.outputs.failed).toBe('vm2');
+      expect(r.outputs.onboarded).toBe('vm1,vm3');
+      const vm2 = vmOf(r.report, 'vm2');
+      expect(vm2.steps.map((s) => `${s.name}:${s.status}`)).toEqual(['connect:ok', 'inspect:failed']);
+      expect(vm2.error?.step).toBe('inspect');
+      expect(vm2.error?.message).toMatch(/10\.233\.\d+\.1:15012 is not reachable from the VM: no answer within \d+s \(dropped by a firewall\?\)/);
+      expect(vm2.error?.hint).toMatch(/open the path from the VM to 10\.233\.\d+\.1:15012 \(east-west gateway Service, security group \/ firewall\)/);
+      expect(vm2.tokenExpiresAt).toBeUndefined();
+      expect(r.summary).toContain('#### `vm2`');
+      expect(r.summary).toContain(`- **inspect**: ${escapeCell(vm2.error!.message)}`);
+      expect(r.log).toMatch(/\[vm2\] inspect failed: .*15012/);
+      // vm1 and vm3 finish, unchanged, and pass every check (istiod is back: previous case healed).
+      for (const vm of ['vm1', 'vm3'] as const) {
+        expect(vmOf(r.report, vm).outcome).toBe('unchanged');
+        expectAllPass(r, vm);
+      }
+      // Nothing changed on vm2: no package, no files, no hosts block, no unit.
+      expect(await snapshot()).toBe(before);
+    } finally {
+      await fault('heal', 'block-15012', 'vm2');
+    }
+    // Healed: the same onboard converges, vm2 is installed and every VM passes every check.
+    const again = await action({ mode: 'onboard', 'peer-authentication': 'strict' });
+    expect({ code: again.code, failed: again.outputs.failed }).toEqual({ code: 0, failed: '' });
+    expect(vmOf(again.report, 'vm2').outcome).toBe('installed');
+    for (const vm of VMS) expectAllPass(again, vm);
+  }, 150_000);
+
+  // Known gap (src/vm, not this file's to fix): on a VM that is already onboarded, inspect's 15012 probe
+  // runs as root and is redirected by the sidecar's outbound capture to Envoy, which accepts it — so a
+  // firewall drop to the gateway reads as "15012 reachable" and the run goes on to apply and verify.
+  it.todo('onboard, 15012 blocked on a VM already onboarded (sidecar capturing): inspect still sees the block');
+});

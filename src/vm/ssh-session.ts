@@ -60,7 +60,7 @@ export async function connectVm(options: ConnectVmOptions): Promise<VmSession> {
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
       const connections = await openChain(options, counters);
-      return new SshVmSession(target, connections, counters, options.execTimeoutMs ?? 600_000);
+      return new SshVmSession(target, connections, counters, options.execTimeoutMs ?? 600_000, () => openChain(options, counters));
     } catch (error) {
       lastError =
         error instanceof VmConnectionError ? error : new VmConnectionError(`SSH to ${target} failed: ${String(error)}`, 'other');
@@ -242,18 +242,47 @@ interface Ssh2Client {
   removeListener(event: string, listener: (...args: unknown[]) => void): void;
 }
 
+/** Reconnections one session may make after its connection was cut under a script. */
+const MAX_RECONNECTS = 2;
+
 class SshVmSession implements VmSession {
   private closed = false;
+  private reconnects = 0;
 
   constructor(
     readonly target: string,
     /** The VM's connection first, then the bastion's (if any). */
-    private readonly connections: NodeSSH[],
+    private connections: NodeSSH[],
     readonly counters: SessionCounters,
     private readonly defaultTimeoutMs: number,
+    private readonly reopen: () => Promise<NodeSSH[]>,
   ) {}
 
-  exec(script: string, options: ExecOptions = {}): Promise<ExecResult> {
+  /**
+   * Runs a script in one round trip. Every script we send is safe to run again (reads, or an apply
+   * that stages, locks and compares before it changes anything), so when the connection is cut under
+   * it — a NAT or firewall resetting the flow, sshd restarted — the session reconnects once and runs
+   * it again, instead of failing the VM on a network blip. Timeouts are not retried.
+   */
+  async exec(script: string, options: ExecOptions = {}): Promise<ExecResult> {
+    try {
+      return await this.execOnce(script, options);
+    } catch (error) {
+      if (!(error instanceof VmConnectionError) || error.kind !== 'connection-lost' || this.closed || this.reconnects >= MAX_RECONNECTS) {
+        throw error;
+      }
+      this.reconnects += 1;
+      for (const ssh of this.connections) ssh.dispose();
+      try {
+        this.connections = await this.reopen();
+      } catch {
+        throw error;
+      }
+      return this.execOnce(script, options);
+    }
+  }
+
+  private execOnce(script: string, options: ExecOptions): Promise<ExecResult> {
     const command = `exec /bin/sh -c ${shQuote(script)}`;
     if (Buffer.byteLength(command) > MAX_COMMAND_BYTES) {
       return Promise.reject(new Error(`script for ${this.target} is too long (${Buffer.byteLength(command)} bytes); send data on stdin`));

@@ -50,7 +50,14 @@ if command -v systemctl >/dev/null 2>&1; then
   systemctl disable ${ISTIO_PATHS.unitName} 9>&- >/dev/null 2>&1
 fi
 # the sidecar's processes run as istio-proxy: give them 10 s to end, then end the rest by pid
-ivo_proxy_pids() { ps -o pid= -u istio-proxy 2>/dev/null | tr -d ' '; }
+# Only this machine's own processes: those in our network namespace (on a VM, all of them; where
+# several VMs share one kernel — containers, the lab — never another machine's sidecar).
+ivo_netns=$(readlink /proc/$$/ns/net 2>/dev/null)
+ivo_proxy_pids() {
+  for ivo_p in $(ps -o pid= -u istio-proxy 2>/dev/null); do
+    [ "$(readlink /proc/$ivo_p/ns/net 2>/dev/null)" = "$ivo_netns" ] && echo "$ivo_p"
+  done
+}
 if getent passwd istio-proxy >/dev/null 2>&1; then
   ivo_i=0
   while [ -n "$(ivo_proxy_pids)" ] && [ "$ivo_i" -lt 20 ]; do sleep 0.5; ivo_i=$((ivo_i + 1)); done

@@ -117,10 +117,32 @@ export function parseUnitState(text: string): UnitState {
 /** What round trip 1 produced, or why it produced nothing. */
 export type ProbeOutcome = { ok: true; output: ScriptOutput; durationMs: number } | { ok: false; error: string; durationMs: number };
 
+/** When the sidecar's current (or, when stopped, last) run started, from `unit-started` (epoch seconds). */
+function unitStartedMs(output: ScriptOutput): number | undefined {
+  const body = output.sections.get('unit-started')?.body.trim() ?? '';
+  return /^\d+$/.test(body) ? Number(body) * 1000 : undefined;
+}
+
+/**
+ * Drops log lines written before the sidecar's current run started (pilot-agent lines begin with an
+ * RFC 3339 time): the log keeps earlier runs, and a cause they show (a token rejected before a fix, say)
+ * must not be blamed for what the current run does. Lines without a time are kept.
+ */
+function currentRunLines(lines: string[], startedMs: number | undefined): string[] {
+  if (startedMs === undefined) return lines;
+  return lines.filter((line) => {
+    const at = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d))\s/.exec(line)?.[1];
+    const ms = at ? Date.parse(at) : NaN;
+    // systemd's start time has whole seconds: keep a second of slack.
+    return Number.isNaN(ms) || ms >= startedMs - 1000;
+  });
+}
+
 function agentLogLines(ctx: VerifyContext, output: ScriptOutput): { log: string[]; err: string[] } {
+  const started = unitStartedMs(output);
   return {
-    log: scrubLines(ctx, output.sections.get('agent-log')?.body ?? ''),
-    err: scrubLines(ctx, output.sections.get('agent-err-log')?.body ?? ''),
+    log: currentRunLines(scrubLines(ctx, output.sections.get('agent-log')?.body ?? ''), started),
+    err: currentRunLines(scrubLines(ctx, output.sections.get('agent-err-log')?.body ?? ''), started),
   };
 }
 
@@ -214,7 +236,7 @@ export function checkSidecarReady(ctx: VerifyContext, output: ScriptOutput): Che
   if (ready.http === '200') {
     return passResult(ctx, name, `/healthz/ready answered 200 after ${ready.attempts} attempt(s) (${ready.elapsedMs} ms)`, evidence, ready.elapsedMs);
   }
-  const notReady = scrubLines(ctx, output.sections.get('not-ready-line')?.body ?? '').pop();
+  const notReady = currentRunLines(scrubLines(ctx, output.sections.get('not-ready-line')?.body ?? ''), unitStartedMs(output)).pop();
   if (notReady) evidence.push(`istio.log: ${notReady}`);
   const logs = agentLogLines(ctx, output);
   const cause = classifyAgentLog([...logs.log, ...logs.err]);

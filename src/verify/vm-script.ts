@@ -1,8 +1,8 @@
 // The two batched VM scripts of the verification and the parser of their output.
 //
 // Round trip 1 (`buildProbeScript`): unit state, readiness polling, restart window, Envoy admin reads
-// (/stats, /config_dump secrets, /certs), the "before" /stats/prometheus, the installed root cert and the
-// agent's log tail. Round trip 2 (`buildFollowUpScript`): the "after" /stats/prometheus and the vm-to-mesh call.
+// (/stats, /config_dump secrets, /certs), the "before" /stats/prometheus, the installed root cert, the
+// agent's log tail and when the sidecar's current run started (epoch seconds, `unit-started`). Round trip 2 (`buildFollowUpScript`): the "after" /stats/prometheus and the vm-to-mesh call.
 //
 // Output framing: every section is
 //   @@ivo-section <name> rc=<exit code> http=<3-digit code> err=<base64 stderr>@@
@@ -128,6 +128,8 @@ while [ $(( $(ivo_now_ms) - ivo_start )) -lt ${Math.round(o.restartWindowMs)} ] 
 printf 'window_ms=%s\n' "$(( $(ivo_now_ms) - ivo_start ))" > "$ivo_tmp/r"
 : > "$ivo_tmp/e"; ivo_emit window 0 000 "$ivo_tmp/r" "$ivo_tmp/e"
 ivo_cmd unit-after ivo_unit
+ivo_started() { ivo_t=$(systemctl show -p ExecMainStartTimestamp ${unit} 2>/dev/null | sed -n 's/^ExecMainStartTimestamp=//p'); [ -n "$ivo_t" ] && date -d "$ivo_t" +%s; }
+ivo_cmd unit-started ivo_started
 `
   );
 }

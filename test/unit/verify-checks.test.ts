@@ -330,6 +330,25 @@ const CASES: FailureCase[] = [
     hint: /15012 unreachable from VM/,
   },
   {
+    title: 'istiod down now, a token rejected by an earlier run of the sidecar: only the current run\'s lines count',
+    check: 'sidecar-ready',
+    hintId: 'istiod-refused',
+    vm: (s) => {
+      notReady(
+        NOT_RECEIVED,
+        [
+          '2026-11-26T09:00:01.000000Z\twarn\tca\tca request failed: rpc error: code = Unauthenticated desc = authentication failure',
+          '2026-11-26T09:59:59.000000Z\tinfo\tStarting proxy agent',
+          '2026-11-26T10:00:01.500000Z\twarn\txds\tXDS client connection error: dial tcp 10.233.0.1:15012: connect: connection refused',
+          '',
+        ].join('\n'),
+      )(s);
+      // The unit's current run started at 2026-11-26 10:00:00 UTC (systemd: whole seconds).
+      s.sections1['unit-started'] = { body: `${Date.UTC(2026, 10, 26, 10, 0, 0) / 1000}\n` };
+    },
+    evidence: /agent log: .*connect: connection refused/,
+  },
+  {
     title: 'wrong root cert (agent cannot verify istiod)',
     check: 'sidecar-ready',
     hintId: 'root-cert-rejected-by-agent',

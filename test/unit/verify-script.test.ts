@@ -42,7 +42,10 @@ if [ -f "$FAKE_DIR/crash" ]; then n=$((n + 1)); echo "$n" > "$FAKE_DIR/nrestarts
 state=$(cat "$FAKE_DIR/state")
 case "$1" in
   is-active) echo "$state"; [ "$state" = active ] ;;
-  show) printf 'LoadState=loaded\nActiveState=%s\nSubState=running\nNRestarts=%s\nMainPID=77\n' "$state" "$n" ;;
+  show) case "$*" in
+      *ExecMainStartTimestamp*) echo 'ExecMainStartTimestamp=Thu 2026-11-26 10:00:00 UTC' ;;
+      *) printf 'LoadState=loaded\nActiveState=%s\nSubState=running\nNRestarts=%s\nMainPID=77\n' "$state" "$n" ;;
+    esac ;;
   *) exit 1 ;;
 esac
 `;
@@ -115,6 +118,8 @@ describe('probe script (round trip 1)', () => {
     expect(Number(/window_ms=(\d+)/.exec(s.get('window')!.body)![1])).toBeGreaterThanOrEqual(600);
     expect(s.get('unit-before')?.body).toContain('is-active=active');
     expect(s.get('unit-after')?.body).toContain('NRestarts=0');
+    // systemd's start time of the current run, as epoch seconds (date -d on the VM).
+    expect(s.get('unit-started')?.body.trim()).toBe(String(Date.UTC(2026, 10, 26, 10, 0, 0) / 1000));
     // The stats URL carries the filter Envoy expects.
     expect(readFileSync(`${dir}/calls`, 'utf8')).toContain('/stats?usedonly&filter=%5E(cluster%5C.xds-grpc%7C');
   });

@@ -673,6 +673,14 @@ function disable(name: string): number {
   return 0;
 }
 
+/** systemd's timestamp format in `show` (`Thu 2026-11-26 03:05:27 UTC`; the lab VMs run in UTC); '' stays ''. */
+function systemdTimestamp(iso: string): string {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return '';
+  const day = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'][d.getUTCDay()];
+  return `${day} ${d.toISOString().slice(0, 10)} ${d.toISOString().slice(11, 19)} UTC`;
+}
+
 function showProperty(name: string, prop: string): string {
   const state = currentState(name);
   const unit = loadUnit(name);
@@ -690,7 +698,7 @@ function showProperty(name: string, prop: string): string {
     case 'ExecMainStatus':
       return String(state.ExecMainStatus ?? 0);
     case 'ExecMainStartTimestamp':
-      return state.ExecMainStartTimestamp;
+      return systemdTimestamp(state.ExecMainStartTimestamp);
     case 'LoadState':
       return unit ? 'loaded' : 'not-found';
     case 'UnitFileState':

@@ -117,10 +117,16 @@ export function parseUnitState(text: string): UnitState {
 /** What round trip 1 produced, or why it produced nothing. */
 export type ProbeOutcome = { ok: true; output: ScriptOutput; durationMs: number } | { ok: false; error: string; durationMs: number };
 
-/** When the sidecar's current (or, when stopped, last) run started, from `unit-started` (epoch seconds). */
-function unitStartedMs(output: ScriptOutput): number | undefined {
+/**
+ * When the sidecar's current (or, when stopped, last) run started, from `unit-started`: `ms=<epoch ms>`
+ * (its main process's start, to 10 ms) or `s=<epoch s>` (systemd's timestamp, whole seconds).
+ */
+export function unitStartedMs(output: ScriptOutput): number | undefined {
   const body = output.sections.get('unit-started')?.body.trim() ?? '';
-  return /^\d+$/.test(body) ? Number(body) * 1000 : undefined;
+  const m = /^(ms|s)=(\d+)$/.exec(body);
+  if (!m) return undefined;
+  // The main process is forked before it logs anything; 100 ms covers the tick and clock rounding.
+  return m[1] === 'ms' ? Number(m[2]) - 100 : Number(m[2]) * 1000;
 }
 
 /**
@@ -133,8 +139,7 @@ function currentRunLines(lines: string[], startedMs: number | undefined): string
   return lines.filter((line) => {
     const at = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d))\s/.exec(line)?.[1];
     const ms = at ? Date.parse(at) : NaN;
-    // systemd's start time has whole seconds: keep a second of slack.
-    return Number.isNaN(ms) || ms >= startedMs - 1000;
+    return Number.isNaN(ms) || ms >= startedMs;
   });
 }
 

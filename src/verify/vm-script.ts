@@ -128,7 +128,18 @@ while [ $(( $(ivo_now_ms) - ivo_start )) -lt ${Math.round(o.restartWindowMs)} ] 
 printf 'window_ms=%s\n' "$(( $(ivo_now_ms) - ivo_start ))" > "$ivo_tmp/r"
 : > "$ivo_tmp/e"; ivo_emit window 0 000 "$ivo_tmp/r" "$ivo_tmp/e"
 ivo_cmd unit-after ivo_unit
-ivo_started() { ivo_t=$(systemctl show -p ExecMainStartTimestamp ${unit} 2>/dev/null | sed -n 's/^ExecMainStartTimestamp=//p'); [ -n "$ivo_t" ] && date -d "$ivo_t" +%s; }
+# When the current (or last) run of the unit started: its main process's start time from /proc (10 ms),
+# else systemd's ExecMainStartTimestamp (whole seconds).
+ivo_started() {
+  ivo_pid=$(systemctl show -p MainPID ${unit} 2>/dev/null | sed -n 's/^MainPID=//p')
+  if [ -n "$ivo_pid" ] && [ "$ivo_pid" != 0 ] && [ -r "/proc/$ivo_pid/stat" ] && [ -r /proc/uptime ]; then
+    ivo_hz=$(getconf CLK_TCK 2>/dev/null); case "$ivo_hz" in ''|*[!0-9]*|0) ivo_hz=100 ;; esac
+    ivo_ago=$(sed 's/^.*) //' "/proc/$ivo_pid/stat" | awk -v hz="$ivo_hz" -v up="$(cut -d' ' -f1 /proc/uptime)" '{ printf "%d", (up - $20 / hz) * 1000 }')
+    case "$ivo_ago" in ''|*[!0-9]*) ;; *) echo "ms=$(( $(ivo_now_ms) - ivo_ago ))"; return 0 ;; esac
+  fi
+  ivo_t=$(systemctl show -p ExecMainStartTimestamp ${unit} 2>/dev/null | sed -n 's/^ExecMainStartTimestamp=//p')
+  [ -n "$ivo_t" ] && echo "s=$(date -d "$ivo_t" +%s)"
+}
 ivo_cmd unit-started ivo_started
 `
   );

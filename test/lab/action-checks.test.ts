@@ -105,8 +105,10 @@ function expectFailedRun(r: ActionRun, failing: readonly VmName[], options: { ot
  */
 function expectCheckFails(r: ActionRun, vm: VmName, name: CheckName, hintId: string, text: RegExp): CheckResult {
   const c = checkOf(r, vm, name);
-  expect({ name, status: c.status, hintId: c.hintId }).toEqual({ name, status: 'fail', hintId });
-  expect(`${c.summary}\n${c.hint}`).toMatch(text);
+  // On a mismatch, show the VM, what it saw and its evidence.
+  const seen = `${vm} ${name} ${c.status} ${c.hintId ?? ''}: ${c.summary}\n${c.hint ?? ''}\n  evidence: ${c.evidence.join('\n  evidence: ')}`;
+  expect({ seen, status: c.status, hintId: c.hintId }).toEqual({ seen, status: 'fail', hintId });
+  if (!text.test(`${c.summary}\n${c.hint}`)) expect(seen).toMatch(text);
   expect(c.hint).toMatch(/\. Fix: \S/);
   expect(r.summary).toContain(`#### \`${vm}\``);
   expect(r.summary).toContain(`- **${name}**: ${escapeCell(c.summary)}`);

@@ -338,13 +338,15 @@ const CASES: FailureCase[] = [
         NOT_RECEIVED,
         [
           '2026-11-26T09:00:01.000000Z\twarn\tca\tca request failed: rpc error: code = Unauthenticated desc = authentication failure',
-          '2026-11-26T09:59:59.000000Z\tinfo\tStarting proxy agent',
+          // The previous run's last attempt, 0.8 s before the restart: the same second as the start.
+          '2026-11-26T09:59:59.400000Z\twarn\tca\tca request failed: rpc error: code = Unauthenticated desc = authentication failure',
+          '2026-11-26T10:00:00.300000Z\tinfo\tStarting proxy agent',
           '2026-11-26T10:00:01.500000Z\twarn\txds\tXDS client connection error: dial tcp 10.233.0.1:15012: connect: connection refused',
           '',
         ].join('\n'),
       )(s);
-      // The unit's current run started at 2026-11-26 10:00:00 UTC (systemd: whole seconds).
-      s.sections1['unit-started'] = { body: `${Date.UTC(2026, 10, 26, 10, 0, 0) / 1000}\n` };
+      // The unit's current run started at 2026-11-26 10:00:00.200 UTC (its main process, /proc).
+      s.sections1['unit-started'] = { body: `ms=${Date.UTC(2026, 10, 26, 10, 0, 0, 200)}\n` };
     },
     evidence: /agent log: .*connect: connection refused/,
   },

@@ -44,6 +44,7 @@ case "$1" in
   is-active) echo "$state"; [ "$state" = active ] ;;
   show) case "$*" in
       *ExecMainStartTimestamp*) echo 'ExecMainStartTimestamp=Thu 2026-11-26 10:00:00 UTC' ;;
+      "show -p MainPID istio") echo "MainPID=$FAKE_MAINPID" ;;
       *) printf 'LoadState=loaded\nActiveState=%s\nSubState=running\nNRestarts=%s\nMainPID=77\n' "$state" "$n" ;;
     esac ;;
   *) exit 1 ;;
@@ -118,10 +119,20 @@ describe('probe script (round trip 1)', () => {
     expect(Number(/window_ms=(\d+)/.exec(s.get('window')!.body)![1])).toBeGreaterThanOrEqual(600);
     expect(s.get('unit-before')?.body).toContain('is-active=active');
     expect(s.get('unit-after')?.body).toContain('NRestarts=0');
-    // systemd's start time of the current run, as epoch seconds (date -d on the VM).
-    expect(s.get('unit-started')?.body.trim()).toBe(String(Date.UTC(2026, 10, 26, 10, 0, 0) / 1000));
+    // Without a main process: systemd's start time of the last run, as epoch seconds (date -d on the VM).
+    expect(s.get('unit-started')?.body.trim()).toBe(`s=${Date.UTC(2026, 10, 26, 10, 0, 0) / 1000}`);
     // The stats URL carries the filter Envoy expects.
     expect(readFileSync(`${dir}/calls`, 'utf8')).toContain('/stats?usedonly&filter=%5E(cluster%5C.xds-grpc%7C');
+  });
+
+  it('dates the current run by its main process start (/proc), to the tick', () => {
+    reset('active', ['200']);
+    const r = spawnSync('sh', ['-s'], { input: buildProbeScript(OPTIONS), env: { ...env(), FAKE_MAINPID: String(process.pid) }, encoding: 'utf8', timeout: 30_000 });
+    const body = parseScriptOutput(r.stdout).sections.get('unit-started')?.body.trim() ?? '';
+    expect(body).toMatch(/^ms=\d+$/);
+    // This jest worker is that "main process": the script's answer is its start time.
+    const startedMs = Date.now() - process.uptime() * 1000;
+    expect(Math.abs(Number(body.slice(3)) - startedMs)).toBeLessThan(1500);
   });
 
   it('stops polling when the unit restarts, and reports the grown restart count', () => {

@@ -348,7 +348,8 @@ export async function labDown(dirArg: string, options: DownOptions = {}): Promis
   for (const vm of state.vms) {
     if (existsSync(`/sys/class/net/${vm.hostVeth}`)) {
       const r = await run(['ip', 'link', 'del', vm.hostVeth], { allowFailure: true });
-      if (r.code !== 0) problems.push(`ip link del ${vm.hostVeth}: ${r.stderr.trim()}`);
+      // The kernel removes a veth with its peer's namespace, asynchronously: gone meanwhile is fine.
+      if (r.code !== 0 && existsSync(`/sys/class/net/${vm.hostVeth}`)) problems.push(`ip link del ${vm.hostVeth}: ${r.stderr.trim()}`);
     }
   }
   releaseLabIndex(state.labIndex, dir);

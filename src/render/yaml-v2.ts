@@ -189,6 +189,16 @@ function chooseStringStyle(value: string, simpleKey: boolean): ScalarStyle {
 // ---------------------------------------------------------------------------------------------
 // Writer with libyaml's column/indention bookkeeping.
 
+/** Writes a line break of a scalar's text as yaml.v2's emitter does (write_break). */
+function writeBreak(w: Writer, c: string): void {
+  if (c === '\n') w.newline();
+  else {
+    w.out += c;
+    w.column = 0;
+  }
+  w.indention = true;
+}
+
 class Writer {
   out = '';
   column = 0;
@@ -279,12 +289,7 @@ function writeScalar(w: Writer, value: string, style: ScalarStyle, indent: numbe
           spaces = true;
         } else if (isBreakChar(c)) {
           if (!breaks && c === '\n') w.newline();
-          if (c === '\n') w.newline();
-          else {
-            w.out += c;
-            w.column = 0;
-          }
-          w.indention = true;
+          writeBreak(w, c);
           breaks = true;
         } else {
           if (breaks) w.writeIndent(indent);
@@ -332,12 +337,7 @@ function writeScalar(w: Writer, value: string, style: ScalarStyle, indent: numbe
       let breaks = true;
       for (const c of chars) {
         if (isBreakChar(c)) {
-          if (c === '\n') w.newline();
-          else {
-            w.out += c;
-            w.column = 0;
-          }
-          w.indention = true;
+          writeBreak(w, c);
           breaks = true;
         } else {
           if (breaks) w.writeIndent(indent);

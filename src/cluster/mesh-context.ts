@@ -95,17 +95,21 @@ async function readClusterID(ctx: ClusterContext, istioNamespace: string, revisi
 
 async function readRootCert(ctx: ClusterContext, namespace: string, waitMs: number, pollMs: number): Promise<string> {
   const deadline = Date.now() + waitMs;
+  // In a namespace created moments ago istiod writes it within a fraction of a second: look again soon,
+  // then less often (up to pollMs).
+  let interval = Math.min(100, pollMs);
   for (let polls = 0; ; polls++) {
     const cm = await ctx.transport.callOptional((o) => ctx.core.readNamespacedConfigMap({ namespace, name: ROOT_CERT_CONFIGMAP }, o));
     const pem = cm?.data?.[ROOT_CERT_KEY];
     if (pem) return pem;
-    if (Date.now() + pollMs > deadline || polls > 1000) {
+    if (Date.now() + interval > deadline || polls > 1000) {
       throw new ClusterConfigError(
         `configmap ${ROOT_CERT_CONFIGMAP} (key ${ROOT_CERT_KEY}) did not appear in namespace ${namespace} within ${Math.round(waitMs / 1000)} s. ` +
           'istiod writes it into every namespace it watches: is istiod running, and does its discoverySelectors include this namespace?',
       );
     }
-    await sleep(pollMs);
+    await sleep(interval);
+    interval = Math.min(pollMs, Math.round(interval * 1.5));
   }
 }
 

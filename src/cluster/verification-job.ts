@@ -147,8 +147,12 @@ export async function runVerificationJob(
     created = true;
 
     let phase: JobPhase = { state: 'running' };
-    while (phase.state === 'running' && Date.now() < deadline) {
-      await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())));
+    // A Job's pod usually ends within a second or two: look soon, then less often (up to pollMs).
+    let interval = Math.min(100, pollMs);
+    const maxPolls = Math.ceil(input.timeoutMs / 100) + 1;
+    for (let polls = 0; phase.state === 'running' && Date.now() < deadline && polls < maxPolls; polls++) {
+      await sleep(Math.min(interval, Math.max(0, deadline - Date.now())));
+      interval = Math.min(pollMs, Math.round(interval * 1.5));
       const job = await ctx.transport.callOptional((o) => ctx.batch.readNamespacedJob({ namespace, name }, o));
       if (!job) {
         phase = { state: 'failed', reason: 'the Job disappeared before it finished' };

@@ -173,20 +173,49 @@ function lastErrorLine(lines: string[]): { line: string } | undefined {
   return undefined;
 }
 
-export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome): CheckResult {
+function formatUptime(ms: number): string {
+  const seconds = ms / 1000;
+  if (seconds < 120) return `${seconds.toFixed(1)} s`;
+  if (seconds < 7200) return `${Math.floor(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/** Where round trip 1 began (VM clock, epoch ms), for finishing a deferred restart window in round trip 2. */
+export function probeStartMs(output: ScriptOutput): number | undefined {
+  const value = /start_ms=(\d+)/.exec(output.sections.get('ready')?.body ?? '')?.[1];
+  return value === undefined ? undefined : Number(value);
+}
+
+/** Round trip 1 left the restart window to round trip 2 (the sidecar was ready). */
+export function windowDeferred(output: ScriptOutput): boolean {
+  return /(^|\s)deferred=1(\s|$)/.test(output.sections.get('window')?.body ?? '');
+}
+
+/**
+ * `probe` is round trip 1. When it deferred the restart window, `followUp` (round trip 2) holds the end
+ * of the window: the unit's state after it and how long the current run had lasted. Without it (round
+ * trip 2 did not run or failed) the verdict rests on round trip 1 alone, and the summary says so.
+ */
+export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome, followUp?: ProbeOutcome): CheckResult {
   const name: CheckName = 'sidecar-running';
   if (!probe.ok) {
     return failResult(ctx, name, 'could not run the verification script on the VM', 'probe-failed', { detail: probe.error }, [scrubSecrets(probe.error, ctx.secretValues)], probe.durationMs);
   }
-  const { output, durationMs } = probe;
+  const deferred = windowDeferred(probe.output);
+  const end = deferred && followUp?.ok && followUp.output.sections.has('window') ? followUp.output : undefined;
+  const output = probe.output;
+  const durationMs = probe.durationMs + (end && followUp ? followUp.durationMs : 0);
   const missing = ['curl', 'base64', 'systemctl'].filter((t) => output.tools[t] === false);
   if (missing.length > 0 || output.sections.size === 0) {
     const tools = missing.length > 0 ? missing.join(', ') : 'base64';
     return failResult(ctx, name, `the VM lacks ${tools}`, 'tool-missing', { tools }, [`tools: ${JSON.stringify(output.tools)}`], durationMs);
   }
   const before = parseUnitState(output.sections.get('unit-before')?.body ?? '');
-  const after = parseUnitState(output.sections.get('unit-after')?.body ?? '');
-  const windowMs = Number(/window_ms=(\d+)/.exec(output.sections.get('window')?.body ?? '')?.[1] ?? 0);
+  const after = parseUnitState((end ?? output).sections.get('unit-after')?.body ?? '');
+  const windowBody = (end ?? output).sections.get('window')?.body ?? '';
+  const windowMs = Number(/window_ms=(\d+)/.exec(windowBody)?.[1] ?? 0);
+  // How long the current run had lasted when the window ended (older scripts: the observation itself).
+  const upMs = Number(/up_ms=(\d+)/.exec(windowBody)?.[1] ?? windowMs);
   const evidence = [`before: ${before.raw.replace(/\n/g, ' ')}`, `after ${windowMs} ms: ${after.raw.replace(/\n/g, ' ')}`];
   const logs = agentLogLines(ctx, output);
   const logEvidence = [
@@ -229,7 +258,8 @@ export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome): Ch
     return failResult(ctx, name, `unit istio is ${state}`, 'unit-inactive', { state }, [...evidence, ...logEvidence], durationMs);
   }
   const restartNote = before.nRestarts === undefined ? 'restart count not reported by systemctl' : `NRestarts=${after.nRestarts} stable`;
-  return passResult(ctx, name, `active, ${restartNote} over ${(windowMs / 1000).toFixed(1)} s`, evidence, durationMs);
+  const span = deferred && !end ? 'restart window not observed: the follow-up on the VM did not run' : `current run up ${formatUptime(upMs)}`;
+  return passResult(ctx, name, `active, ${restartNote} (${span})`, evidence, durationMs);
 }
 
 // ---------------------------------------------------------------- 2. sidecar-ready
@@ -486,19 +516,36 @@ function probePort(ctx: VerifyContext): string {
   return String(p?.httpGet?.port ?? p?.tcpSocket?.port ?? '?');
 }
 
-export async function checkWorkloadEntry(ctx: VerifyContext, options: VerifyOptions): Promise<CheckResult> {
+/**
+ * What the WorkloadEntry wait knows of the VM side: the entry can only appear (and turn Healthy) once
+ * the sidecar is up, so while the VM-side probe still waits for readiness the wait goes on, and it ends
+ * no sooner than a grace period after that probe finished.
+ */
+export interface VmSideProgress {
+  /** When the VM-side probe (readiness) finished; undefined while it runs. */
+  doneAt?: number;
+}
+
+export async function checkWorkloadEntry(ctx: VerifyContext, options: VerifyOptions, vmSide?: VmSideProgress): Promise<CheckResult> {
   const name: CheckName = 'workload-entry';
   const now = ctx.now ?? Date.now;
   const sleep = ctx.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const started = now();
-  const deadline = started + options.workloadEntryTimeoutMs;
+  const graceMs = Math.min(options.workloadEntryTimeoutMs, 10_000);
+  const deadline = (): number => {
+    const base = started + options.workloadEntryTimeoutMs;
+    if (!vmSide) return base;
+    return vmSide.doneAt === undefined ? Number.POSITIVE_INFINITY : Math.max(base, vmSide.doneAt + graceMs);
+  };
   const healthChecks = ctx.healthChecks ?? !!ctx.group.probe;
   const address = ctx.workloadAddress;
   const query = { namespace: ctx.group.namespace, address, group: ctx.group.name };
   let entry: WorkloadEntryView | undefined;
   let lastError: string | undefined;
   let diagnosed = false;
-  const maxPolls = Math.ceil(options.workloadEntryTimeoutMs / Math.max(1, options.workloadEntryPollMs)) + 1;
+  // Bounded in count whatever the clock does: the longest the VM side can take, plus the wait itself.
+  const longestMs = options.workloadEntryTimeoutMs + (vmSide ? options.readyTimeoutMs + options.restartWindowMs + 60_000 : 0);
+  const maxPolls = Math.ceil(longestMs / Math.max(1, options.workloadEntryPollMs)) + 1;
   for (let poll = 0; poll < maxPolls; poll++) {
     try {
       entry = await ctx.meshProbe.workloadEntryFor(query);
@@ -522,7 +569,7 @@ export async function checkWorkloadEntry(ctx: VerifyContext, options: VerifyOpti
         return failResult(ctx, name, `no WorkloadEntry for ${address}: WorkloadGroup ${ctx.group.namespace}/${ctx.group.name} is missing`, 'we-group-missing', { address }, [`WorkloadGroup ${ctx.group.namespace}/${ctx.group.name}: not found`], now() - started);
       }
     }
-    if (now() + options.workloadEntryPollMs > deadline) break;
+    if (now() + options.workloadEntryPollMs > deadline()) break;
     await sleep(options.workloadEntryPollMs);
   }
   const waited = `${((now() - started) / 1000).toFixed(1)} s`;

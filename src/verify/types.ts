@@ -52,10 +52,10 @@ export interface VerifyOptions {
 export const DEFAULT_VERIFY_OPTIONS: VerifyOptions = {
   restartWindowMs: 2_000,
   readyTimeoutMs: 30_000,
-  readyPollMs: 1_000,
+  readyPollMs: 250,
   certExpiryThresholdMs: 3_600_000,
   workloadEntryTimeoutMs: 20_000,
-  workloadEntryPollMs: 1_000,
+  workloadEntryPollMs: 500,
   mtlsRequests: 3,
   jobTimeoutMs: 90_000,
   vmToMeshTimeoutMs: 5_000,

@@ -1,12 +1,13 @@
 // verifyVm: runs the seven checks for one VM with two exec round trips and returns them in
 // CHECK_NAMES order.
 //
-//   t=0 ── workload-entry (cluster, polls in the background) ─────────────────────────────┐
-//   t=0 ── round trip 1: probe script → sidecar-running, sidecar-ready, xds-connected,    │
-//          workload-certificate, "before" mTLS counters                                   │
-//       ── if ready: verification Job(s) (mTLS, + plaintext under STRICT, in parallel)    │
-//       ── round trip 2: "after" counters + vm-to-mesh → vm-to-mesh, mesh-to-vm-mtls      │
-//   join ─────────────────────────────────────────────────────────────────────────────────┘
+//   t=0 ── workload-entry (cluster, polls in the background until round trip 1 ended + grace) ─┐
+//   t=0 ── round trip 1: probe script → sidecar-ready, xds-connected, workload-certificate,     │
+//          "before" mTLS counters, sidecar-running (preliminary when the sidecar is ready)        │
+//       ── if ready: verification Job(s) (mTLS, + plaintext under STRICT, in parallel)            │
+//       ── round trip 2: "after" counters + vm-to-mesh + the rest of the restart window            │
+//          → vm-to-mesh, mesh-to-vm-mtls, sidecar-running                                          │
+//   join ───────────────────────────────────────────────────────────────────────────────────────┘
 // Dependencies: sidecar not running → every other VM-side check is skipped (workload-entry still runs);
 // sidecar not ready → vm-to-mesh and mesh-to-vm-mtls are skipped.
 import { randomBytes } from 'node:crypto';
@@ -20,9 +21,12 @@ import {
   defaultMtlsTarget,
   evaluateMeshToVmMtls,
   failResult,
+  probeStartMs,
+  windowDeferred,
   skippedResult,
   type MtlsEvidence,
   type ProbeOutcome,
+  type VmSideProgress,
 } from './checks.js';
 import { scrubSecrets } from './scrub.js';
 import { buildFollowUpScript, buildProbeScript, parseScriptOutput, type ScriptOutput } from './vm-script.js';
@@ -89,13 +93,15 @@ export async function verifyVm(ctx: VerifyContext): Promise<CheckResult[]> {
   const now = ctx.now ?? Date.now;
   const results = new Map<CheckName, CheckResult>();
 
-  const workloadEntry = checkWorkloadEntry(ctx, options).catch((err: unknown) =>
+  const vmSide: VmSideProgress = {};
+  const workloadEntry = checkWorkloadEntry(ctx, options, vmSide).catch((err: unknown) =>
     failResult(ctx, 'workload-entry', `check crashed: ${(err as Error).message}`, 'we-read-failed', { detail: (err as Error).message }, [], 0),
   );
 
   // Round trip 1.
   const probeTimeoutMs = options.readyTimeoutMs + options.restartWindowMs + 30_000;
-  const probe = await runScript(ctx, buildProbeScript(options), probeTimeoutMs);
+  const probe = await runScript(ctx, buildProbeScript({ ...options, deferWindowWhenReady: true }), probeTimeoutMs);
+  vmSide.doneAt = now();
   const running = checkSidecarRunning(ctx, probe);
   results.set('sidecar-running', running);
 
@@ -133,12 +139,19 @@ export async function verifyVm(ctx: VerifyContext): Promise<CheckResult[]> {
         : [undefined, undefined];
       const jobsDone = now();
 
-      // Round trip 2.
+      // Round trip 2 (it also ends the restart window round trip 1 deferred: the Jobs' time counts toward it).
+      const startMs = windowDeferred(output) ? probeStartMs(output) : undefined;
       const followUp = await runScript(
         ctx,
-        buildFollowUpScript({ readPrometheus: !!target, verifyUrl: ctx.verifyUrl, vmToMeshTimeoutMs: options.vmToMeshTimeoutMs }),
-        options.vmToMeshTimeoutMs + 20_000,
+        buildFollowUpScript({
+          readPrometheus: !!target,
+          verifyUrl: ctx.verifyUrl,
+          vmToMeshTimeoutMs: options.vmToMeshTimeoutMs,
+          ...(startMs !== undefined ? { restartWindow: { windowMs: options.restartWindowMs, probeStartMs: startMs } } : {}),
+        }),
+        options.vmToMeshTimeoutMs + options.restartWindowMs + 20_000,
       );
+      results.set('sidecar-running', checkSidecarRunning(ctx, probe, followUp));
       if (!followUp.ok) {
         const evidence = [followUp.error];
         results.set('vm-to-mesh', failResult(ctx, 'vm-to-mesh', `could not run the request on the VM: ${followUp.error}`, 'probe-failed', { detail: followUp.error }, evidence, followUp.durationMs));

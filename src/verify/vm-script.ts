@@ -1,8 +1,10 @@
 // The two batched VM scripts of the verification and the parser of their output.
 //
-// Round trip 1 (`buildProbeScript`): unit state, readiness polling, restart window, Envoy admin reads
-// (/stats, /config_dump secrets, /certs), the "before" /stats/prometheus, the installed root cert, the
-// agent's log tail and when the sidecar's current run started (epoch seconds, `unit-started`). Round trip 2 (`buildFollowUpScript`): the "after" /stats/prometheus and the vm-to-mesh call.
+// Round trip 1 (`buildProbeScript`): unit state, readiness polling, Envoy admin reads (/stats,
+// /config_dump secrets, /certs), the "before" /stats/prometheus, the installed root cert, the agent's log
+// tail, when the sidecar's current run started (`unit-started`) and the restart window — unless the
+// sidecar is ready and the window is deferred. Round trip 2 (`buildFollowUpScript`): the "after"
+// /stats/prometheus, the vm-to-mesh call, and the end of a deferred restart window.
 //
 // Output framing: every section is
 //   @@ivo-section <name> rc=<exit code> http=<3-digit code> err=<base64 stderr>@@
@@ -88,15 +90,62 @@ function seconds(ms: number): string {
   return (Math.max(0, ms) / 1000).toFixed(3).replace(/\.?0+$/, '') || '0';
 }
 
-/** Round trip 1. Takes about max(restart window, time to ready) plus the admin reads. */
-export function buildProbeScript(o: ProbeScriptOptions): string {
+function unitFunctions(unit: string): string {
+  return String.raw`
+ivo_unit() { systemctl show -p LoadState -p ActiveState -p SubState -p NRestarts -p MainPID ${unit} 2>/dev/null; printf 'is-active=%s\n' "$(systemctl is-active ${unit} 2>/dev/null)"; }
+ivo_restarts() { systemctl show -p NRestarts -p MainPID ${unit} 2>/dev/null; }
+# When the current (or last) run of the unit started: its main process's start time from /proc (10 ms),
+# else systemd's ExecMainStartTimestamp (whole seconds).
+ivo_started() {
+  ivo_pid=$(systemctl show -p MainPID ${unit} 2>/dev/null | sed -n 's/^MainPID=//p')
+  if [ -n "$ivo_pid" ] && [ "$ivo_pid" != 0 ] && [ -r "/proc/$ivo_pid/stat" ] && [ -r /proc/uptime ]; then
+    ivo_hz=$(getconf CLK_TCK 2>/dev/null); case "$ivo_hz" in ''|*[!0-9]*|0) ivo_hz=100 ;; esac
+    ivo_ago=$(sed 's/^.*) //' "/proc/$ivo_pid/stat" | awk -v hz="$ivo_hz" -v up="$(cut -d' ' -f1 /proc/uptime)" '{ printf "%d", (up - $20 / hz) * 1000 }')
+    case "$ivo_ago" in ''|*[!0-9]*) ;; *) echo "ms=$(( $(ivo_now_ms) - ivo_ago ))"; return 0 ;; esac
+  fi
+  ivo_t=$(systemctl show -p ExecMainStartTimestamp ${unit} 2>/dev/null | sed -n 's/^ExecMainStartTimestamp=//p')
+  [ -n "$ivo_t" ] && echo "s=$(date -d "$ivo_t" +%s)"
+}
+`;
+}
+
+/**
+ * The restart window (needs $ivo_start, when the observation began): the current run must have lasted
+ * the window. A run that started long before (a rerun, a verify) needs no waiting; a fresh one is
+ * watched until it is that old. Unknown start: the window is counted from $ivo_start. (Whole seconds
+ * from systemd are rounded up: the window is never shortened by that rounding.) Emits `window`,
+ * `unit-after` and `unit-started`.
+ */
+function windowBlock(unit: string, restartWindowMs: number): string {
+  return String.raw`
+ivo_run_ms=$(ivo_started)
+case "$ivo_run_ms" in ms=*) ivo_run_ms=$(echo "$ivo_run_ms" | cut -c4-) ;; s=*) ivo_run_ms=$(( $(echo "$ivo_run_ms" | cut -c3-) * 1000 + 999 )) ;; *) ivo_run_ms=$ivo_start ;; esac
+case "$ivo_run_ms" in ''|*[!0-9]*) ivo_run_ms=$ivo_start ;; esac
+[ "$ivo_run_ms" -gt "$ivo_start" ] && ivo_run_ms=$ivo_start
+[ "$(systemctl is-active ${unit} 2>/dev/null)" = active ] || ivo_run_ms=$ivo_start
+ivo_w=0
+while [ $(( $(ivo_now_ms) - ivo_run_ms )) -lt ${Math.round(restartWindowMs)} ] && [ "$ivo_w" -lt ${Math.ceil(restartWindowMs / 200) + 2} ]; do ivo_w=$((ivo_w + 1)); sleep 0.2; done
+printf 'window_ms=%s up_ms=%s\n' "$(( $(ivo_now_ms) - ivo_start ))" "$(( $(ivo_now_ms) - ivo_run_ms ))" > "$ivo_tmp/r"
+: > "$ivo_tmp/e"; ivo_emit window 0 000 "$ivo_tmp/r" "$ivo_tmp/e"
+ivo_cmd unit-after ivo_unit
+ivo_cmd unit-started ivo_started
+`;
+}
+
+/**
+ * Round trip 1: readiness (polled), the Envoy admin reads, the agent's logs, and the restart window.
+ * With `deferWindowWhenReady`, a sidecar that is ready does not wait out the window here: round trip 2
+ * (after the mesh client's Job) finishes it, so the wait overlaps the Job; the `window` section then says
+ * `deferred=1` and `ready` carries `start_ms`, where the observation began (VM clock). A sidecar that is
+ * not ready has been watched all through the polling, so the window is finished here.
+ */
+export function buildProbeScript(o: ProbeScriptOptions & { deferWindowWhenReady?: boolean }): string {
   const unit = shellQuote(UNIT_NAME);
   const readyAttempts = Math.max(1, Math.ceil(o.readyTimeoutMs / Math.max(100, o.readyPollMs)) + 1);
   return (
     PRELUDE +
+    unitFunctions(unit) +
     String.raw`
-ivo_unit() { systemctl show -p LoadState -p ActiveState -p SubState -p NRestarts -p MainPID ${unit} 2>/dev/null; printf 'is-active=%s\n' "$(systemctl is-active ${unit} 2>/dev/null)"; }
-ivo_restarts() { systemctl show -p NRestarts -p MainPID ${unit} 2>/dev/null; }
 ivo_start=$(ivo_now_ms)
 ivo_cmd unit-before ivo_unit
 ivo_rs0=$(ivo_restarts)
@@ -112,7 +161,7 @@ while [ "$ivo_n" -lt "$ivo_max" ]; do
   if [ $(( $(ivo_now_ms) - ivo_start )) -ge ${Math.round(o.readyTimeoutMs)} ]; then ivo_why=timeout; break; fi
   [ "$ivo_n" -lt "$ivo_max" ] && sleep ${seconds(o.readyPollMs)}
 done
-printf 'attempts=%s elapsed_ms=%s outcome=%s\n' "$ivo_n" "$(( $(ivo_now_ms) - ivo_start ))" "$ivo_why" > "$ivo_tmp/r"
+printf 'attempts=%s elapsed_ms=%s outcome=%s start_ms=%s\n' "$ivo_n" "$(( $(ivo_now_ms) - ivo_start ))" "$ivo_why" "$ivo_start" > "$ivo_tmp/r"
 : > "$ivo_tmp/e"; ivo_emit ready 0 "$ivo_ready" "$ivo_tmp/r" "$ivo_tmp/e"
 ivo_fetch stats 3 ${shellQuote(PROBE_URLS.stats)}
 ivo_fetch secrets 3 ${shellQuote(PROBE_URLS.secrets)}
@@ -123,31 +172,26 @@ ivo_cmd agent-log ivo_tail ${o.logTailLines} ${shellQuote(AGENT_LOG)}
 ivo_cmd agent-err-log ivo_tail ${o.logTailLines} ${shellQuote(AGENT_ERR_LOG)}
 ivo_not_ready() { ivo_tail 2000 ${shellQuote(AGENT_LOG)} | grep 'Envoy proxy is NOT ready' | tail -n 1; }
 ivo_cmd not-ready-line ivo_not_ready
-ivo_w=0
-while [ $(( $(ivo_now_ms) - ivo_start )) -lt ${Math.round(o.restartWindowMs)} ] && [ "$ivo_w" -lt ${Math.ceil(o.restartWindowMs / 200) + 2} ]; do ivo_w=$((ivo_w + 1)); sleep 0.2; done
-printf 'window_ms=%s\n' "$(( $(ivo_now_ms) - ivo_start ))" > "$ivo_tmp/r"
-: > "$ivo_tmp/e"; ivo_emit window 0 000 "$ivo_tmp/r" "$ivo_tmp/e"
-ivo_cmd unit-after ivo_unit
-# When the current (or last) run of the unit started: its main process's start time from /proc (10 ms),
-# else systemd's ExecMainStartTimestamp (whole seconds).
-ivo_started() {
-  ivo_pid=$(systemctl show -p MainPID ${unit} 2>/dev/null | sed -n 's/^MainPID=//p')
-  if [ -n "$ivo_pid" ] && [ "$ivo_pid" != 0 ] && [ -r "/proc/$ivo_pid/stat" ] && [ -r /proc/uptime ]; then
-    ivo_hz=$(getconf CLK_TCK 2>/dev/null); case "$ivo_hz" in ''|*[!0-9]*|0) ivo_hz=100 ;; esac
-    ivo_ago=$(sed 's/^.*) //' "/proc/$ivo_pid/stat" | awk -v hz="$ivo_hz" -v up="$(cut -d' ' -f1 /proc/uptime)" '{ printf "%d", (up - $20 / hz) * 1000 }')
-    case "$ivo_ago" in ''|*[!0-9]*) ;; *) echo "ms=$(( $(ivo_now_ms) - ivo_ago ))"; return 0 ;; esac
-  fi
-  ivo_t=$(systemctl show -p ExecMainStartTimestamp ${unit} 2>/dev/null | sed -n 's/^ExecMainStartTimestamp=//p')
-  [ -n "$ivo_t" ] && echo "s=$(date -d "$ivo_t" +%s)"
-}
-ivo_cmd unit-started ivo_started
+` +
+    (o.deferWindowWhenReady
+      ? String.raw`if [ "$ivo_why" = ready ]; then
+  printf 'window_ms=%s deferred=1\n' "$(( $(ivo_now_ms) - ivo_start ))" > "$ivo_tmp/r"
+  : > "$ivo_tmp/e"; ivo_emit window 0 000 "$ivo_tmp/r" "$ivo_tmp/e"
+  ivo_cmd unit-after ivo_unit
+  ivo_cmd unit-started ivo_started
+else
+${windowBlock(unit, o.restartWindowMs)}
+fi
 `
+      : windowBlock(unit, o.restartWindowMs))
   );
 }
 
 export interface FollowUpScriptOptions {
   /** Read /stats/prometheus again (mesh-to-vm-mtls "after"). */
   readPrometheus: boolean;
+  /** Finish the restart window round trip 1 deferred: from `probeStartMs` (VM clock, epoch ms). */
+  restartWindow?: { windowMs: number; probeStartMs: number };
   /** vm-to-mesh target, or undefined to skip. */
   verifyUrl?: string;
   vmToMeshTimeoutMs: number;
@@ -163,6 +207,11 @@ export function buildFollowUpScript(o: FollowUpScriptOptions): string {
     const host = new URL(o.verifyUrl).hostname.replace(/^\[|\]$/g, '');
     script += `ivo_cmd resolve getent hosts ${shellQuote(host)}\n`;
     script += `ivo_fetch vm-to-mesh ${seconds(o.vmToMeshTimeoutMs)} ${shellQuote(o.verifyUrl)}\n`;
+  }
+  if (o.restartWindow) {
+    // Last: whatever the calls above took already counts toward the window.
+    const unit = shellQuote(UNIT_NAME);
+    script += unitFunctions(unit) + `ivo_start=${Math.max(0, Math.floor(o.restartWindow.probeStartMs))}\n` + windowBlock(unit, o.restartWindow.windowMs);
   }
   return script;
 }

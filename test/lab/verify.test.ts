@@ -121,7 +121,7 @@ describe('verification in the lab (VM side, no control plane)', () => {
 
     const running = byName(results, 'sidecar-running');
     expect(running.status).toBe('pass');
-    expect(running.summary).toMatch(/^active, NRestarts=0 stable over \d/);
+    expect(running.summary).toMatch(/^active, NRestarts=0 stable \(current run up \d/);
 
     const ready = byName(results, 'sidecar-ready');
     expect(ready).toMatchObject({ status: 'fail', hintId: 'istiod-refused' });

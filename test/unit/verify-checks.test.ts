@@ -7,6 +7,7 @@ import type { GroupSpec, VmSpec } from '../../src/inventory/types.js';
 import { verifyVm, verificationJobName } from '../../src/verify/verify-vm.js';
 import { describeFailure, defaultMtlsTarget } from '../../src/verify/checks.js';
 import { HINTS, renderHintsMarkdown } from '../../src/verify/hints.js';
+import { buildProbeScript } from '../../src/verify/vm-script.js';
 import type { MeshProbe, VerificationJobResult, VerificationJobSpec, WorkloadEntryView } from '../../src/verify/ports.js';
 import type { CheckName, CheckResult, VerifyContext } from '../../src/verify/types.js';
 import { makeCa, makeWorkloadCert, secretsDumpJson } from './verify-fixtures.js';
@@ -666,7 +667,42 @@ describe('verification details', () => {
     delete mesh2.entry;
     const h2 = harness(healthyVm(), mesh2);
     await verifyVm(h2.ctx);
-    expect(h2.weQueries).toBe(21); // 20 s at 1 s, bounded
+    expect(h2.weQueries).toBe(41); // 20 s at 500 ms, bounded
+  });
+
+  it('a ready sidecar finishes its restart window in round trip 2, after the Jobs: a restart there fails sidecar-running', async () => {
+    const deferred = (vm: VmState, after: string, window: string): VmState => {
+      vm.sections1.ready = { http: '200', body: 'attempts=1 elapsed_ms=12 outcome=ready start_ms=1795660000000\n' };
+      vm.sections1.window = { body: 'window_ms=40 deferred=1\n' };
+      vm.sections2.window = { body: window };
+      vm.sections2['unit-after'] = { body: after };
+      return vm;
+    };
+    const steady = harness(deferred(healthyVm(), UNIT_OK, 'window_ms=2100 up_ms=2100\n'), healthyMesh());
+    const results = await verifyVm(steady.ctx);
+    expect(byName(results, 'sidecar-running')).toMatchObject({ status: 'pass', summary: 'active, NRestarts=0 stable (current run up 2.1 s)' });
+    // Round trip 2 carries the window, anchored where round trip 1 began (VM clock).
+    expect(steady.scripts).toHaveLength(2);
+    expect(steady.scripts[1]).toContain('ivo_start=1795660000000');
+    expect(steady.scripts[1]).toContain('ivo_emit window');
+
+    const restarted = UNIT_OK.replace('NRestarts=0', 'NRestarts=1').replace('MainPID=4242', 'MainPID=4343');
+    const looping = harness(deferred(healthyVm(), restarted, 'window_ms=2100 up_ms=300\n'), healthyMesh());
+    const running = byName(await verifyVm(looping.ctx), 'sidecar-running');
+    expect(running.status).toBe('fail');
+    expect(running.summary).toMatch(/^crash-looping: NRestarts 0 → 1/);
+
+    // Round trip 2 failed: the verdict rests on round trip 1 and says the window was not observed.
+    const cut = deferred(healthyVm(), UNIT_OK, '');
+    cut.sections2 = {};
+    const blind = byName(await verifyVm(harness(cut, healthyMesh()).ctx), 'sidecar-running');
+    expect(blind).toMatchObject({ status: 'pass' });
+    expect(blind.summary).toMatch(/restart window not observed/);
+  });
+
+  it('a sidecar that is not ready keeps the window in round trip 1 (no deferral)', () => {
+    const script = buildProbeScript({ restartWindowMs: 2000, readyTimeoutMs: 30000, readyPollMs: 250, logTailLines: 5, deferWindowWhenReady: true });
+    expect(script).toMatch(/if \[ "\$ivo_why" = ready \]; then[\s\S]*deferred=1[\s\S]*else[\s\S]*ivo_run_ms=\$\(ivo_started\)[\s\S]*fi\n$/);
   });
 
   it('workload-entry passes without a Healthy condition when health checks are off, and for static entries', async () => {

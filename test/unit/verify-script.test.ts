@@ -1,7 +1,7 @@
 // Runs the real batched verification scripts in `sh` with fake `curl` and `systemctl` first on PATH,
 // so the shell logic (readiness polling, restart window, base64 framing, metric filtering) is exercised.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -106,7 +106,7 @@ describe('probe script (round trip 1)', () => {
     const s = r.output.sections;
     expect(r.output.tools).toEqual({ curl: true, base64: true, systemctl: true });
     expect(s.get('ready')).toMatchObject({ http: '200' });
-    expect(s.get('ready')?.body).toMatch(/^attempts=3 elapsed_ms=\d+ outcome=ready\n$/);
+    expect(s.get('ready')?.body).toMatch(/^attempts=3 elapsed_ms=\d+ outcome=ready start_ms=\d{13}\n$/);
     expect(s.get('stats')).toMatchObject({ rc: 0, http: '200', body: stats });
     expect(s.get('secrets')?.body).toBe(dump);
     expect(s.get('certs')).toMatchObject({ rc: 7, http: '000' });
@@ -116,7 +116,8 @@ describe('probe script (round trip 1)', () => {
       '# TYPE istio_requests_total counter',
       expect.stringMatching(/^istio_requests_total\{reporter="destination",.*connection_security_policy="mutual_tls"\} 37$/),
     ]);
-    expect(Number(/window_ms=(\d+)/.exec(s.get('window')!.body)![1])).toBeGreaterThanOrEqual(600);
+    // The current run had lasted at least the restart window when the window ended.
+    expect(Number(/up_ms=(\d+)/.exec(s.get('window')!.body)![1])).toBeGreaterThanOrEqual(600);
     expect(s.get('unit-before')?.body).toContain('is-active=active');
     expect(s.get('unit-after')?.body).toContain('NRestarts=0');
     // Without a main process: systemd's start time of the last run, as epoch seconds (date -d on the VM).
@@ -133,6 +134,34 @@ describe('probe script (round trip 1)', () => {
     // This jest worker is that "main process": the script's answer is its start time.
     const startedMs = Date.now() - process.uptime() * 1000;
     expect(Math.abs(Number(body.slice(3)) - startedMs)).toBeLessThan(1500);
+  });
+
+  it('does not wait out the restart window for a run that started long ago (a rerun)', () => {
+    reset('active', ['200']);
+    const slow = { ...OPTIONS, restartWindowMs: 5_000 };
+    const started = Date.now();
+    // pid 1 has run since boot: its run is far older than the window.
+    const r = spawnSync('sh', ['-s'], { input: buildProbeScript(slow), env: { ...env(), FAKE_MAINPID: '1' }, encoding: 'utf8', timeout: 30_000 });
+    const elapsed = Date.now() - started;
+    const window = parseScriptOutput(r.stdout).sections.get('window')!.body;
+    expect(Number(/up_ms=(\d+)/.exec(window)![1])).toBeGreaterThan(5_000);
+    expect(elapsed).toBeLessThan(4_000);
+  });
+
+  it('watches a run that just started until it is as old as the restart window', () => {
+    reset('active', ['200']);
+    const fresh = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const started = Date.now();
+      const r = spawnSync('sh', ['-s'], { input: buildProbeScript({ ...OPTIONS, restartWindowMs: 1_500 }), env: { ...env(), FAKE_MAINPID: String(fresh.pid) }, encoding: 'utf8', timeout: 30_000 });
+      const elapsed = Date.now() - started;
+      const window = parseScriptOutput(r.stdout).sections.get('window')!.body;
+      expect(Number(/up_ms=(\d+)/.exec(window)![1])).toBeGreaterThanOrEqual(1_500);
+      // It waited for the run to age (most of the window), not for a whole window after the probe began.
+      expect(elapsed).toBeGreaterThanOrEqual(1_000);
+    } finally {
+      fresh.kill('SIGKILL');
+    }
   });
 
   it('stops polling when the unit restarts, and reports the grown restart count', () => {

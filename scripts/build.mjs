@@ -15,7 +15,11 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 export const ENTRIES = [
   { source: 'src/main.ts', output: 'index.js' },
+  // The CLI in two files: the entry (render, rbac, help: no Kubernetes client, no SSH) loads the second
+  // bundle (the Kubernetes client, SSH, the run commands) only when a command needs it
+  // (src/cli/load-heavy.ts).
   { source: 'src/cli.ts', output: 'cli/index.js' },
+  { source: 'src/cli/heavy.ts', output: 'cli/run.js' },
 ];
 
 /** Assets we never ship: native builds and Windows helpers that ssh2 only uses when present. */

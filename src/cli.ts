@@ -4,7 +4,7 @@
 //   istio-vm-onboard rbac                             the minimal RBAC the kubeconfig needs
 import './shims/esm-cjs-globals.js';
 import { readFileSync } from 'node:fs';
-import { runCliRun } from './cli/run-command.js';
+import { loadHeavy } from './cli/load-heavy.js';
 import { runRenderCommand } from './commands/render.js';
 import { renderMinimalRbacYaml } from './cluster/rbac.js';
 import { TOOL_VERSION } from './version.js';
@@ -36,8 +36,11 @@ async function main(argv: string[]): Promise<number> {
     case 'onboard':
     case 'plan':
     case 'verify':
-    case 'offboard':
+    case 'offboard': {
+      // Loaded only for a run: the Kubernetes client and SSH are most of the code.
+      const { runCliRun } = await loadHeavy();
       return runCliRun(command, rest, { stdout: process.stdout, stderr: process.stderr, env: process.env, readFile: (path) => readFileSync(path, 'utf8') });
+    }
     case 'rbac':
       process.stdout.write(renderMinimalRbacYaml());
       return 0;

@@ -5,8 +5,9 @@
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import pLimit from 'p-limit';
+import { loadHeavy } from '../cli/load-heavy.js';
 import { InventoryError, listVms, loadInventory } from '../inventory/index.js';
-import { createClusterClient, loadKubeConfig } from '../cluster/index.js';
 import {
   istiodHost,
   parseWorkloadGroupText,
@@ -90,16 +91,21 @@ async function readInput(cwd: string, flag: string, file: string): Promise<strin
   }
 }
 
-/** Write the five files; the token is readable by its owner only. */
+/** VMs whose files are written at once by `render --inventory` (file system latency, not CPU, is the limit). */
+const WRITE_CONCURRENCY = 16;
+
+/** Write the five files (at once); the token is readable by its owner only. */
 async function writeVmFiles(dir: string, files: VmFiles): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o755 });
-  await writeFile(path.join(dir, 'cluster.env'), files.clusterEnv, { mode: 0o644 });
-  await writeFile(path.join(dir, 'mesh.yaml'), files.meshYaml, { mode: 0o644 });
-  await writeFile(path.join(dir, 'hosts'), files.hosts, { mode: 0o644 });
-  await writeFile(path.join(dir, 'root-cert.pem'), files.rootCert, { mode: 0o644 });
   const tokenPath = path.join(dir, 'istio-token');
-  await writeFile(tokenPath, files.token, { mode: 0o600 });
-  await chmod(tokenPath, 0o600); // an existing file keeps its old mode on writeFile
+  await Promise.all([
+    writeFile(path.join(dir, 'cluster.env'), files.clusterEnv, { mode: 0o644 }),
+    writeFile(path.join(dir, 'mesh.yaml'), files.meshYaml, { mode: 0o644 }),
+    writeFile(path.join(dir, 'hosts'), files.hosts, { mode: 0o644 }),
+    writeFile(path.join(dir, 'root-cert.pem'), files.rootCert, { mode: 0o644 }),
+    // an existing file keeps its old mode on writeFile: chmod after writing
+    writeFile(tokenPath, files.token, { mode: 0o600 }).then(() => chmod(tokenPath, 0o600)),
+  ]);
 }
 
 export async function runRenderCommand(argv: string[], io: RenderCommandIo): Promise<number> {
@@ -217,11 +223,12 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
       });
       rendered.push({ name: vm.name, files });
     }
-    // Render everything first, so a bad input writes nothing.
+    // Render everything first, so a bad input writes nothing; then write, a bounded number of VMs at once.
     for (const { name, files } of rendered) {
-      await writeVmFiles(path.join(outputDir, name), files);
       if (files.hosts === '') io.stderr.write(`warning: ${name}: no hosts entry: give --ingressIP or mesh.eastWestGateway.address as an IP\n`);
     }
+    const limit = pLimit(WRITE_CONCURRENCY);
+    await Promise.all(rendered.map(({ name, files }) => limit(() => writeVmFiles(path.join(outputDir, name), files))));
     io.stdout.write(`Configuration for ${rendered.length} VM(s) written to ${outputDir}/<vm-name>/\n`);
     return 0;
   } catch (error) {
@@ -254,6 +261,8 @@ async function readFromCluster(
   const duration = str('tokenDuration') ?? '3600';
   if (!/^\d+$/.test(duration)) throw new UsageError(`--tokenDuration must be a number of seconds, got '${duration}'`);
   const kubeconfigPath = path.resolve(io.cwd, str('kubeconfig')!);
+  // Loaded only in this live mode: the offline render needs no Kubernetes client.
+  const { createClusterClient, loadKubeConfig } = await loadHeavy();
   const loaded = loadKubeConfig({ kubeconfigPath, ...(str('context') ? { context: str('context')! } : {}) });
   const dnsServers = (str('dns-servers') ?? '').split(',').map((item) => item.trim()).filter(Boolean);
   const client = createClusterClient(loaded.kubeConfig, dnsServers.length > 0 ? { dnsServers } : {});

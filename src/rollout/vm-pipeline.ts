@@ -91,6 +91,13 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
   let port: VmPort | undefined;
   const deadline = settings.rollout.vmTimeoutSeconds * 1000;
   let timer: NodeJS.Timeout | undefined;
+  // The bootstrap token does not depend on the VM: ask for it while connecting and inspecting (a token
+  // nobody uses is harmless: TokenRequest stores nothing and the token expires).
+  let earlyToken: Promise<{ token: string; expiresAt: Date }> | undefined;
+  if (settings.mode === 'onboard') {
+    earlyToken = context.cluster.bootstrapToken(group);
+    earlyToken.catch(() => undefined);
+  }
   try {
     const work = (async () => {
       port = await step('connect', () => context.connector.connect(vm), () => `connected to ${vm.ssh.user}@${vm.ssh.host}:${vm.ssh.port}`);
@@ -127,7 +134,7 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
       const token =
         settings.mode === 'plan'
           ? { token: '', expiresAt: new Date(0) }
-          : await step('token', () => context.cluster.bootstrapToken(group), (value) => `bootstrap token valid until ${value.expiresAt.toISOString()}`);
+          : await step('token', () => earlyToken ?? context.cluster.bootstrapToken(group), (value) => `bootstrap token valid until ${value.expiresAt.toISOString()}`);
       if (settings.mode !== 'plan') report.tokenExpiresAt = token.expiresAt.toISOString();
       const files = await step('render', async () => renderFilesForVm({ group, vm, mesh, token: token.token, workloadIP }));
       const packageVersion = context.istioVersion;

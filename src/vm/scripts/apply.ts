@@ -172,7 +172,41 @@ SNAP_ID=${q(snapshotId)}
 ivo_cleanup() {
   rm -rf "$STG" "$S/previous.new"
   rm -f ${temps.map(q).join(' ')}
+  ivo_conntrack_unprime
   ivo_cleanup_err
+}
+# Before the sidecar (re)starts, connection tracking must follow this SSH session: the sidecar's nat
+# REDIRECT rules spare only flows conntrack already tracks, so on a VM where nothing used conntrack
+# before, a session older than the rules is redirected mid-stream and hangs (checked in the lab: a
+# nat-only rule is not enough, a conntrack match is). A conntrack rule in a chain nothing jumps to (so
+# no packet is ever judged by it) turns tracking on; the session's next packets are tracked; then chain
+# and rule go, and the entries they made stay. Primed as soon as a start is known to come, so the
+# package install and the file placement give the session's packets time to pass.
+IVO_PRIMED_AT=
+ivo_conntrack_prime() {
+  [ -n "$IVO_PRIMED_AT" ] && return 0
+  command -v iptables >/dev/null 2>&1 || return 0
+  iptables -w -N IVO_CONNTRACK_PRIME 2>/dev/null || true
+  if iptables -w -A IVO_CONNTRACK_PRIME -m conntrack --ctstate INVALID -j RETURN 2>/dev/null; then
+    IVO_PRIMED_AT=$(date +%s%3N 2>/dev/null)
+    case "$IVO_PRIMED_AT" in ''|*[!0-9]*) IVO_PRIMED_AT=0 ;; esac
+    ivo_emit conntrack primed
+  fi
+  return 0
+}
+# Just before the start: at least 0.3 s since priming (packets of this session have passed), then clean up.
+ivo_conntrack_settle() {
+  [ -n "$IVO_PRIMED_AT" ] || return 0
+  ivo_ps_now=$(date +%s%3N 2>/dev/null)
+  case "$ivo_ps_now" in ''|*[!0-9]*) sleep 0.3 ;; *) [ $(( ivo_ps_now - IVO_PRIMED_AT )) -lt 300 ] && sleep 0.3 ;; esac
+  ivo_conntrack_unprime
+}
+ivo_conntrack_unprime() {
+  [ -n "$IVO_PRIMED_AT" ] || return 0
+  iptables -w -F IVO_CONNTRACK_PRIME 2>/dev/null
+  iptables -w -X IVO_CONNTRACK_PRIME 2>/dev/null
+  IVO_PRIMED_AT=
+  return 0
 }
 trap ivo_cleanup EXIT
 # finish what was started even if the SSH connection goes away
@@ -291,6 +325,9 @@ if [ "$CHANGED" != " " ] || [ "$PKG_NEEDED" = 1 ]; then
   ivo_emit snapshot "$SNAP_ID"
 fi
 
+# A (re)start will come (package or a restarting file changed): prime connection tracking now.
+[ "$PKG_NEEDED" = 1 ] || [ "$RESTART" = 1 ] || [ "$POLICY" = always ] && ivo_conntrack_prime
+
 # 5. install the package
 ivo_pkg_failed() {
   ivo_pf_rc=$1
@@ -336,28 +373,13 @@ if ivo_changed hosts; then ivo_run hosts ivo_hosts_write "$STG/hosts.new" ${ISTI
 ivo_sync_runtime_token
 
 # 7. the unit: (re)start only when something that matters changed, or it is not running.
-# First make sure connection tracking follows this SSH session: the sidecar's nat REDIRECT rules spare
-# only flows conntrack already tracks, so on a VM where nothing used conntrack before, a session older
-# than the rules is redirected mid-stream and hangs (checked in the lab: a nat-only rule is not enough,
-# a conntrack match is). A conntrack rule in a chain nothing jumps to (so no packet is ever judged by
-# it) turns tracking on while we send data; then chain and rule go, and the entries they made stay.
-ivo_prime_conntrack() {
-  command -v iptables >/dev/null 2>&1 || return 0
-  iptables -w -N IVO_CONNTRACK_PRIME 2>/dev/null || true
-  if iptables -w -A IVO_CONNTRACK_PRIME -m conntrack --ctstate INVALID -j RETURN 2>/dev/null; then
-    ivo_emit conntrack primed
-    sleep 0.3
-  fi
-  iptables -w -F IVO_CONNTRACK_PRIME 2>/dev/null
-  iptables -w -X IVO_CONNTRACK_PRIME 2>/dev/null
-  return 0
-}
 ivo_changed dropIn && ivo_run reload systemctl daemon-reload
 [ "$POLICY" = always ] && RESTART=1
 ivo_active=$(systemctl is-active ${ISTIO_PATHS.unitName} 2>/dev/null | head -n1)
 if [ "$RESTART" = 1 ]; then
   ivo_run enable systemctl enable ${ISTIO_PATHS.unitName}
-  ivo_prime_conntrack
+  ivo_conntrack_prime
+  ivo_conntrack_settle
   ivo_run restart systemctl restart ${ISTIO_PATHS.unitName}
   ivo_emit service restarted
 else
@@ -365,7 +387,8 @@ else
     active|activating|reloading) ivo_emit service unchanged ;;
     *)
       ivo_run enable systemctl enable ${ISTIO_PATHS.unitName}
-      ivo_prime_conntrack
+      ivo_conntrack_prime
+      ivo_conntrack_settle
       ivo_run restart systemctl start ${ISTIO_PATHS.unitName}
       ivo_emit service started
       ;;

@@ -120,6 +120,9 @@ export async function createRuntime(
     async applyStaticWorkloadEntry(group, vm, address) {
       return toRecord(await real.applyStaticWorkloadEntry(group, vm, address));
     },
+    async hasWorkloadEntry(group, address) {
+      return (await real.findWorkloadEntryFor(group.namespace, { name: group.name, network: group.network }, address)) !== undefined;
+    },
     async removeWorkloadEntries(group, vm, address) {
       const entries = await real.listWorkloadEntries(group.namespace, { name: group.name, network: group.network, vmNames: [vm.name] });
       const mine = entries.filter((entry) => entry.name === vm.name || (address !== undefined && entry.address === address));
@@ -180,6 +183,7 @@ export async function createRuntime(
         hostsEntries: request.files.hosts,
         package: request.package,
         sshPort: vm.ssh.port,
+        ...(request.restart ? { restartPolicy: request.restart } : {}),
       });
       snapshotId = result.snapshotId;
       return {

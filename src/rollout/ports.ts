@@ -38,6 +38,8 @@ export interface ClusterPort {
   bootstrapToken(group: GroupSpec): Promise<{ token: string; expiresAt: Date }>;
   /** For registration: static. */
   applyStaticWorkloadEntry(group: GroupSpec, vm: VmSpec, address: string): Promise<ClusterObjectRecord>;
+  /** Whether a WorkloadEntry of the group has this address (auto registration: istiod made it). */
+  hasWorkloadEntry(group: GroupSpec, address: string): Promise<boolean>;
   /** Offboard: the VM's static or auto-registered WorkloadEntry. */
   removeWorkloadEntries(group: GroupSpec, vm: VmSpec, address: string | undefined): Promise<ClusterObjectRecord[]>;
   requestCount(): number;
@@ -66,6 +68,8 @@ export interface RenderedVmFiles {
 export interface VmApplyRequest {
   files: RenderedVmFiles;
   package: { url?: string; sha256?: string; version: string; format: 'deb' | 'rpm'; upload?: Buffer };
+  /** `always`: restart the sidecar even when nothing changed (it must register again). Default `if-changed`. */
+  restart?: 'if-changed' | 'always';
 }
 
 export interface VmApplyOutcome {

@@ -147,6 +147,16 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
         report.outcome = 'planned';
         return;
       }
+      // An installed sidecar of an auto-registered group whose WorkloadEntry is gone (deleted by hand, or
+      // with the CRDs) does not register again until it reconnects: restart it even if nothing changed.
+      let restart: 'always' | undefined;
+      if (group.registration === 'auto' && facts.installedVersion) {
+        const registered = await context.cluster.hasWorkloadEntry(group, workloadIP).catch(() => true);
+        if (!registered) {
+          restart = 'always';
+          say(`no WorkloadEntry with address ${workloadIP} in ${group.namespace}: the sidecar will be restarted so that it registers again`);
+        }
+      }
       const sha256 = settings.sidecarPackage.sha256[facts.arch] ?? settings.sidecarPackage.sha256['*'];
       const applied = await step(
         'apply',
@@ -161,6 +171,7 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
                 : { url: packageUrlFor(settings.sidecarPackage.urlTemplate, packageVersion, facts.packageFormat, facts.arch) }),
               ...(sha256 ? { sha256 } : {}),
             },
+            ...(restart ? { restart } : {}),
           }),
         (outcome) =>
           `package ${outcome.packageAction}; ${outcome.files.filter((file) => file.changed).length} file(s) changed; ${outcome.restarted ? 'sidecar restarted' : 'no restart'}`,

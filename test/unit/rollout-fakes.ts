@@ -43,6 +43,8 @@ export interface World {
   failingConnect: Set<string>;
   applied: Map<string, VmApplyRequest>;
   installed: Set<string>;
+  /** Addresses with a WorkloadEntry; undefined: every address has one. */
+  workloadEntries?: Set<string>;
 }
 
 export function makeWorld(): World {
@@ -77,6 +79,7 @@ export function fakes(world: World) {
       eastWest: { address: '10.0.9.1', source: 'lb-ip', candidates: ['10.0.9.1'] },
     }),
     bootstrapToken: async () => ({ token: 'token-value-123', expiresAt: new Date('2030-01-01T00:00:00Z') }),
+    hasWorkloadEntry: async (_group, address) => world.workloadEntries?.has(address) ?? true,
     applyStaticWorkloadEntry: async (group, vm) => ({ kind: 'WorkloadEntry', namespace: group.namespace, name: vm.name, action: 'created' }),
     removeWorkloadEntries: async (group, vm) => [{ kind: 'WorkloadEntry', namespace: group.namespace, name: vm.name, action: 'deleted' }],
     requestCount: () => 7,

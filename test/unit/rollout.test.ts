@@ -34,6 +34,22 @@ describe('runRollout', () => {
     expect(second.vms.every((vm) => !vm.restarted)).toBe(true);
   });
 
+  it('restarts an installed, unchanged sidecar whose WorkloadEntry is gone, so it registers again', async () => {
+    const world = makeWorld();
+    await run(world, inventoryOf([2]));
+    world.workloadEntries = new Set(['10.0.0.10']); // vm-0-1's entry (10.0.0.11) was deleted
+    const second = await run(world, inventoryOf([2]));
+    expect(world.applied.get('vm-0-0')!.restart).toBeUndefined();
+    expect(world.applied.get('vm-0-1')!.restart).toBe('always');
+    expect(second.vms.map((vm) => vm.outcome)).toEqual(['unchanged', 'unchanged']);
+    // Not for a first install (it starts anyway) nor for static registration (we apply the entry).
+    const fresh = makeWorld();
+    fresh.workloadEntries = new Set();
+    await run(fresh, inventoryOf([1]));
+    await run(fresh, inventoryOf([1], 'static'));
+    expect(fresh.applied.get('vm-0-0')!.restart).toBeUndefined();
+  });
+
   it('keeps concurrency and max-unavailable per group', async () => {
     const world = makeWorld();
     await run(world, inventoryOf([6, 6]), { concurrency: '3', 'max-unavailable': '1' });

@@ -16,10 +16,12 @@ export interface DistSnapshot {
   totalBytes: number;
   actionBytes: number;
   cliBytes: number;
+  /** The CLI's second bundle (Kubernetes client, SSH, the run commands), loaded on demand. */
+  cliRunBytes: number;
   actionSha256: string;
 }
 
-const ENTRIES = ['index.js', path.join('cli', 'index.js')];
+const ENTRIES = ['index.js', path.join('cli', 'index.js'), path.join('cli', 'run.js')];
 
 function complete(dir: string): boolean {
   return ENTRIES.every((entry) => existsSync(path.join(dir, entry)) && statSync(path.join(dir, entry)).size > 0);
@@ -54,7 +56,7 @@ export async function snapshotDist(target: string): Promise<DistSnapshot> {
     rmSync(target, { recursive: true, force: true });
     const build = (await import(pathToFileURL(path.join(REPO_ROOT, 'scripts', 'build.mjs')).href)) as { buildInto(dir: string): Promise<void> };
     await build.buildInto(target);
-    if (!complete(target)) throw new Error('dist/ is incomplete and scripts/build.mjs did not produce index.js and cli/index.js');
+    if (!complete(target)) throw new Error('dist/ is incomplete and scripts/build.mjs did not produce index.js, cli/index.js and cli/run.js');
     source = 'built with scripts/build.mjs';
   }
   return {
@@ -63,6 +65,7 @@ export async function snapshotDist(target: string): Promise<DistSnapshot> {
     totalBytes: folderBytes(target),
     actionBytes: statSync(path.join(target, 'index.js')).size,
     cliBytes: statSync(path.join(target, 'cli', 'index.js')).size,
+    cliRunBytes: statSync(path.join(target, 'cli', 'run.js')).size,
     actionSha256: createHash('sha256').update(readFileSync(path.join(target, 'index.js'))).digest('hex'),
   };
 }

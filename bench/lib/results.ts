@@ -317,7 +317,7 @@ export function renderMarkdown(raw: RawResults, summary: Summary): string {
   L.push(`| action start (spawn of \`node dist/index.js\`) → first visible log line (median over all first installs) | ${secs(summary.startup.firstVisibleLineMs)} s |`);
   L.push(`| action start → first byte on stdout (an \`::add-mask::\` command) | ${secs(summary.startup.firstOutputMs)} s |`);
   L.push(`| dist/ size (all files) | ${bytes(raw.dist.totalBytes)} |`);
-  L.push(`| dist/index.js (action) / dist/cli/index.js (CLI) | ${bytes(raw.dist.actionBytes)} / ${bytes(raw.dist.cliBytes)} |`);
+  L.push(`| dist/index.js (action) / dist/cli/index.js (CLI entry: render, rbac, help) / dist/cli/run.js (CLI runs, loaded on demand) | ${bytes(raw.dist.actionBytes)} / ${bytes(raw.dist.cliBytes)} / ${raw.dist.cliRunBytes !== undefined ? bytes(raw.dist.cliRunBytes) : '—'} |`);
   L.push('');
 
   const problems = raw.repetitions.flatMap((r) => [

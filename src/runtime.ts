@@ -232,6 +232,7 @@ export async function createRuntime(
         }),
         options: {
           mtlsRequests: settings.verify.requests,
+          readyTimeoutMs: settings.verify.readyTimeoutSeconds * 1000,
           certExpiryThresholdMs: settings.verify.certificateMinValidityMinutes * 60_000,
         },
       });

@@ -55,6 +55,8 @@ export interface RunSettings {
     url: string;
     clientImage: string;
     requests: number;
+    /** How long a (re)started sidecar may take to answer /healthz/ready with 200. */
+    readyTimeoutSeconds: number;
     certificateMinValidityMinutes: number;
   };
   tokenLifetimeSeconds: number;
@@ -99,6 +101,7 @@ export const INPUT_DEFAULTS = {
   'verify-url': '',
   'verify-client-image': DEFAULT_VERIFY_CLIENT_IMAGE,
   'verify-requests': '3',
+  'verify-ready-timeout': '30',
   'certificate-min-validity': '60',
   'token-lifetime': '3600',
   'dns-servers': '',
@@ -195,6 +198,7 @@ export function readSettings(source: InputSource, env: NodeJS.ProcessEnv = {}): 
       url: url('verify-url', raw('verify-url')),
       clientImage: raw('verify-client-image'),
       requests: int('verify-requests', raw('verify-requests'), 1, 100),
+      readyTimeoutSeconds: int('verify-ready-timeout', raw('verify-ready-timeout'), 5, 900),
       certificateMinValidityMinutes: int('certificate-min-validity', raw('certificate-min-validity'), 0, 525600),
     },
     tokenLifetimeSeconds: int('token-lifetime', raw('token-lifetime'), 600, 86400 * 7),

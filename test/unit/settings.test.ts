@@ -21,6 +21,7 @@ describe('readSettings', () => {
     expect(settings.peerAuthentication).toBe('unchanged');
     expect(settings.verify.enabled).toBe(true);
     expect(settings.tokenLifetimeSeconds).toBe(3600);
+    expect(settings.verify.readyTimeoutSeconds).toBe(30);
     expect(settings.reportPath).toBe('/runner/tmp/istio-vm-onboard-report.json');
   });
 
@@ -40,6 +41,7 @@ describe('readSettings', () => {
     ['istio-version', 'latest', /input 'istio-version'/],
     ['ssh-private-key', 'not a key', /input 'ssh-private-key': is not a PEM\/OpenSSH private key/],
     ['token-lifetime', '60', /input 'token-lifetime': must be between 600/],
+    ['verify-ready-timeout', '2', /input 'verify-ready-timeout': must be between 5 and 900/],
   ])('rejects %s=%s with a message naming the input', (input, value, message) => {
     expect(() => settingsFrom({ [input]: value })).toThrow(SettingsError);
     expect(() => settingsFrom({ [input]: value })).toThrow(message);

@@ -14,6 +14,8 @@
 // stdout (motd, sudo warnings) is ignored.
 
 export const UNIT_NAME = 'istio';
+/** How long readiness is polled at readyPollMs before slowing to once a second. */
+const READY_FAST_MS = 5_000;
 const STATS_FILTER = '^(cluster\\.xds-grpc|cluster_manager\\.cds|listener_manager\\.lds|server\\.state|listener_manager\\.workers_started)';
 
 /** Envoy admin / agent URLs the probe reads (localhost on the VM). */
@@ -141,7 +143,12 @@ ivo_cmd unit-started ivo_started
  */
 export function buildProbeScript(o: ProbeScriptOptions & { deferWindowWhenReady?: boolean }): string {
   const unit = shellQuote(UNIT_NAME);
-  const readyAttempts = Math.max(1, Math.ceil(o.readyTimeoutMs / Math.max(100, o.readyPollMs)) + 1);
+  // Polled every readyPollMs for the first READY_FAST_MS (a restarted sidecar is usually ready within a
+  // second or two), then every second: each failed probe writes a line to the agent's log.
+  const fastMs = Math.min(READY_FAST_MS, o.readyTimeoutMs);
+  const slowPollMs = Math.max(o.readyPollMs, 1000);
+  const readyAttempts =
+    Math.max(1, Math.ceil(fastMs / Math.max(100, o.readyPollMs)) + Math.ceil(Math.max(0, o.readyTimeoutMs - fastMs) / slowPollMs) + 1);
   return (
     PRELUDE +
     unitFunctions(unit) +
@@ -159,7 +166,8 @@ while [ "$ivo_n" -lt "$ivo_max" ]; do
   if [ "$ivo_ready" = 200 ]; then ivo_why=ready; break; fi
   if [ "$(ivo_restarts)" != "$ivo_rs0" ]; then ivo_why=restarted; break; fi
   if [ $(( $(ivo_now_ms) - ivo_start )) -ge ${Math.round(o.readyTimeoutMs)} ]; then ivo_why=timeout; break; fi
-  [ "$ivo_n" -lt "$ivo_max" ] && sleep ${seconds(o.readyPollMs)}
+  if [ $(( $(ivo_now_ms) - ivo_start )) -lt ${Math.round(fastMs)} ]; then ivo_nap=${seconds(o.readyPollMs)}; else ivo_nap=${seconds(slowPollMs)}; fi
+  [ "$ivo_n" -lt "$ivo_max" ] && sleep "$ivo_nap"
 done
 printf 'attempts=%s elapsed_ms=%s outcome=%s start_ms=%s\n' "$ivo_n" "$(( $(ivo_now_ms) - ivo_start ))" "$ivo_why" "$ivo_start" > "$ivo_tmp/r"
 : > "$ivo_tmp/e"; ivo_emit ready 0 "$ivo_ready" "$ivo_tmp/r" "$ivo_tmp/e"
@@ -168,7 +176,10 @@ ivo_fetch secrets 3 ${shellQuote(PROBE_URLS.secrets)}
 ivo_fetch certs 3 ${shellQuote(PROBE_URLS.certs)}
 ivo_fetch_grep prometheus ${shellQuote(MTLS_METRICS_LINES)} 3 ${shellQuote(PROBE_URLS.prometheus)}
 ivo_cmd root-cert ivo_tail 200 ${shellQuote(ROOT_CERT_PATH)}
-ivo_cmd agent-log ivo_tail ${o.logTailLines} ${shellQuote(AGENT_LOG)}
+# The agent writes a "NOT ready" line for every failed readiness probe: those would push the lines that
+# say why out of the tail (the last one is kept as not-ready-line below).
+ivo_agent_log() { ivo_tail 2000 ${shellQuote(AGENT_LOG)} | grep -v 'Envoy proxy is NOT ready' | tail -n ${o.logTailLines}; }
+ivo_cmd agent-log ivo_agent_log
 ivo_cmd agent-err-log ivo_tail ${o.logTailLines} ${shellQuote(AGENT_ERR_LOG)}
 ivo_not_ready() { ivo_tail 2000 ${shellQuote(AGENT_LOG)} | grep 'Envoy proxy is NOT ready' | tail -n 1; }
 ivo_cmd not-ready-line ivo_not_ready

@@ -205,6 +205,21 @@ async function workloadEntryOf(vm: VmName): Promise<WorkloadEntryView | undefine
   return items.find((we) => we.spec.address === findVm(state, vm).ip);
 }
 
+/**
+ * What onboard manages on a VM: package, unit state, /etc/hosts and every managed file (path and
+ * sha256). Equal before and after a run = the run changed nothing on the VM.
+ */
+function managedState(vm: VmName): Promise<string> {
+  return onVm(
+    vm,
+    `dpkg-query -W -f='\${Status} \${Version}\\n' istio-sidecar 2>&1
+systemctl is-active istio 2>&1
+sha256sum /etc/hosts
+find /etc/certs /etc/istio /var/lib/istio /var/lib/istio-vm-onboard /var/run/secrets/tokens /etc/systemd/system/istio.service.d 2>/dev/null | sort
+find /etc/certs /etc/istio /var/lib/istio /var/lib/istio-vm-onboard /var/run/secrets/tokens /etc/systemd/system/istio.service.d -type f 2>/dev/null | sort | xargs -r sha256sum`,
+  );
+}
+
 const healthOf = (we: WorkloadEntryView | undefined) => (we ? (we.status?.conditions?.find((c) => c.type === 'Healthy')?.status ?? 'none') : 'absent');
 
 /** Polls the VM's WorkloadEntry until its Healthy condition is `want` ('True', 'False' or 'absent'); bounded. */
@@ -355,8 +370,12 @@ describe('verification through dist/ in a 3-VM lab', () => {
     await fault('fault', 'token-rejected');
     try {
       await Promise.all([restartSidecar('vm3'), restartSidecar('vm1')]);
-      const r = await verify();
+      // A shorter readiness timeout than the default 30 s (the input is honoured: see the summaries).
+      const r = await verify({ 'verify-ready-timeout': '12' });
       expectFailedRun(r, ['vm1', 'vm3']); // vm2 healed by the previous case
+      for (const vm of ['vm1', 'vm3'] as const) {
+        expect(checkOf(r, vm, 'sidecar-ready').summary).toMatch(/(over|for) 1[234]\.\d s\b/);
+      }
       expectCheckFails(r, 'vm3', 'sidecar-ready', 'port-15012-blocked', /503[\s\S]*15012 unreachable from VM \(connection timed out\)[\s\S]*open TCP 15012/);
       expect(checkOf(r, 'vm3', 'sidecar-ready').evidence.join('\n')).toMatch(/dial tcp istiod\.istio-system\.svc:15012: i\/o timeout/);
       expectCheckFails(r, 'vm1', 'sidecar-ready', 'token-rejected', /token rejected: istiod refused the bootstrap token \(audience must be istio-ca/);
@@ -467,15 +486,7 @@ describe('verification through dist/ in a 3-VM lab', () => {
     const off = await action({ mode: 'offboard', inventory: toYaml(onlyVm2) });
     expect({ code: off.code, outcome: vmOf(off.report, 'vm2').outcome }).toEqual({ code: 0, outcome: 'offboarded' });
 
-    const snapshot = () =>
-      onVm(
-        'vm2',
-        `dpkg-query -W -f='\${Status} \${Version}\\n' istio-sidecar 2>&1
-systemctl is-active istio 2>&1
-sha256sum /etc/hosts
-find /etc/certs /etc/istio /var/lib/istio /var/lib/istio-vm-onboard /var/run/secrets/tokens /etc/systemd/system/istio.service.d 2>/dev/null | sort
-find /etc/certs /etc/istio /var/lib/istio /var/lib/istio-vm-onboard /var/run/secrets/tokens /etc/systemd/system/istio.service.d -type f 2>/dev/null | sort | xargs -r sha256sum`,
-      );
+    const snapshot = () => managedState('vm2');
     await fault('fault', 'block-15012', 'vm2');
     try {
       const before = await snapshot();
@@ -509,8 +520,70 @@ find /etc/certs /etc/istio /var/lib/istio /var/lib/istio-vm-onboard /var/run/sec
     for (const vm of VMS) expectAllPass(again, vm);
   }, 150_000);
 
-  // Known gap (src/vm, not this file's to fix): on a VM that is already onboarded, inspect's 15012 probe
-  // runs as root and is redirected by the sidecar's outbound capture to Envoy, which accepts it — so a
-  // firewall drop to the gateway reads as "15012 reachable" and the run goes on to apply and verify.
-  it.todo('onboard, 15012 blocked on a VM already onboarded (sidecar capturing): inspect still sees the block');
+  // On a VM already onboarded, the running sidecar captures outbound TCP (nat OUTPUT → Envoy's 15001)
+  // except the istio-proxy user's own: a 15012 probe as root would be answered by Envoy, and a firewall
+  // drop to the gateway would read as "reachable". inspect probes as istio-proxy, so it sees the block.
+  it('onboard, 15012 blocked on a VM already onboarded (sidecar capturing): inspect still sees the block; nothing changes on it', async () => {
+    // An inventory change that would otherwise update vm1 (a VM label: its cluster.env, and a restart).
+    const doc = parseYaml(readFileSync(state.files.inventory, 'utf8')) as { groups: { vms: { name: string; labels?: Record<string, string> }[] }[] };
+    for (const vm of doc.groups[0]!.vms) if (vm.name === 'vm1') vm.labels = { zone: 'capture-test' };
+    const inventory = toYaml(doc);
+    const gateway = state.gatewayIP;
+
+    // vm1 is onboarded (previous case) and its sidecar captures, sparing istio-proxy's uid and gid as
+    // istio-iptables does (PROXY_UID = uid of istio-proxy, PROXY_GID = the same number).
+    const uid = await onVm('vm1', 'id -u istio-proxy');
+    expect(uid).toMatch(/^\d+$/);
+    const capture = await onVm('vm1', 'iptables -w 5 -t nat -S ISTIO_OUTPUT');
+    expect(capture).toContain(`-A ISTIO_OUTPUT -m owner --uid-owner ${uid} -j RETURN`);
+    expect(capture).toContain(`-A ISTIO_OUTPUT -m owner --gid-owner ${uid} -j RETURN`);
+    expect(capture).toContain('-A ISTIO_OUTPUT -j ISTIO_REDIRECT');
+
+    await fault('fault', 'block-15012', 'vm1');
+    try {
+      // The trap: as root the capture hands the connection to Envoy, so the blocked port "answers";
+      // as istio-proxy the firewall drop is what the VM really sees.
+      const probe = (as: string) => `${as}timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/15012"' probe ${gateway} 2>/dev/null; echo rc=$?`;
+      expect(`root: ${await onVm('vm1', probe(''))}`).toBe('root: rc=0');
+      expect(`istio-proxy: ${await onVm('vm1', probe(`setpriv --reuid=${uid} --regid=$(id -g istio-proxy) --clear-groups `))}`).toBe('istio-proxy: rc=124');
+
+      const before = await managedState('vm1');
+      const unitBefore = await unitState('vm1');
+      const r = await action({ mode: 'onboard', 'peer-authentication': 'strict', inventory });
+      expect(r.code).toBe(1);
+      expect(r.outputs.failed).toBe('vm1');
+      expect(r.outputs.onboarded).toBe('vm2,vm3');
+      const vm1 = vmOf(r.report, 'vm1');
+      expect(vm1.outcome).toBe('failed');
+      expect(vm1.steps.map((s) => `${s.name}:${s.status}`)).toEqual(['connect:ok', 'inspect:failed']);
+      expect(vm1.error?.step).toBe('inspect');
+      expect(vm1.error?.message).toMatch(/10\.233\.\d+\.1:15012 is not reachable from the VM: no answer within \d+s \(dropped by a firewall\?\)/);
+      expect(vm1.error?.hint).toMatch(/open the path from the VM to 10\.233\.\d+\.1:15012 \(east-west gateway Service, security group \/ firewall\)/);
+      expect(vm1.tokenExpiresAt).toBeUndefined();
+      expect(vm1.restarted).toBeFalsy();
+      expect(r.summary).toContain('#### `vm1`');
+      expect(r.summary).toContain(`- **inspect**: ${escapeCell(vm1.error!.message)}`);
+      expect(r.log).toMatch(/\[vm1\] inspect failed: .*15012/);
+      // vm2 and vm3 (their capture runs too) still reach 15012 for real: unchanged, every check passes.
+      for (const vm of ['vm2', 'vm3'] as const) {
+        expect(vmOf(r.report, vm).outcome).toBe('unchanged');
+        expectAllPass(r, vm);
+      }
+      // Nothing changed on vm1: same package, files, hosts block; the sidecar was not restarted.
+      expect(await managedState('vm1')).toBe(before);
+      const unitAfter = await unitState('vm1');
+      expect({ pid: unitAfter.MainPID, restarts: unitAfter.NRestarts, state: unitAfter.ActiveState }).toEqual({
+        pid: unitBefore.MainPID,
+        restarts: unitBefore.NRestarts,
+        state: 'active',
+      });
+    } finally {
+      await fault('heal', 'block-15012', 'vm1');
+    }
+    // Healed: the same onboard converges; vm1 takes the inventory change and every VM passes every check.
+    const again = await action({ mode: 'onboard', 'peer-authentication': 'strict', inventory });
+    expect({ code: again.code, failed: again.outputs.failed }).toEqual({ code: 0, failed: '' });
+    expect(VMS.map((vm) => `${vm}: ${vmOf(again.report, vm).outcome}`)).toEqual(['vm1: updated', 'vm2: unchanged', 'vm3: unchanged']);
+    for (const vm of VMS) expectAllPass(again, vm);
+  }, 150_000);
 });

@@ -445,4 +445,26 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     expectCleanRun(settled, { vm1: 'unchanged', vm2: 'unchanged', vm3: 'unchanged' });
     for (const vm of VMS) expect({ vm, restarted: vmOf(settled.report, vm).restarted }).toEqual({ vm, restarted: false });
   }, 150_000);
+
+  it('plan on the onboarded fleet: nothing would change; a label change shows as a diff on vm3 only, and nothing is touched', async () => {
+    const planned = (r: ActionRun, vm: VmName) => vmOf(r.report, vm);
+    const quiet = await action({ mode: 'plan' });
+    expect(quiet.code).toBe(0);
+    for (const vm of VMS) {
+      expect({ vm, outcome: planned(quiet, vm).outcome, changed: planned(quiet, vm).files.filter((f) => f.changed).map((f) => f.path) }).toEqual({ vm, outcome: 'planned', changed: [] });
+      expect(quiet.log).toContain(`[${vm}] plan: package would be left as is; no file would change`);
+    }
+
+    const onDisk = () => onVm('vm3', `sha256sum ${ISTIO_PATHS.clusterEnv} ${ISTIO_PATHS.meshConfig} /etc/hosts; systemctl show -p MainPID istio`);
+    const before = await onDisk();
+    const r = await action({ mode: 'plan', inventory: vm3Revision('plan') });
+    expect(r.code).toBe(0);
+    const vm3 = planned(r, 'vm3');
+    expect(vm3.files.filter((f) => f.changed).map((f) => f.path)).toEqual(['/var/lib/istio/envoy/cluster.env', '/etc/istio/config/mesh']);
+    expect(vm3.files.find((f) => f.path === '/var/lib/istio/envoy/cluster.env')?.diff).toMatch(/^\+.*rev.*plan/m);
+    for (const vm of ['vm1', 'vm2'] as const) expect({ vm, changed: planned(r, vm).files.filter((f) => f.changed) }).toEqual({ vm, changed: [] });
+    // Plan writes nothing and restarts nothing.
+    expect(await onDisk()).toBe(before);
+    expect(r.report?.cluster?.objects.every((o) => o.action === 'unchanged' || o.action.startsWith('would-'))).toBe(true);
+  }, 120_000);
 });

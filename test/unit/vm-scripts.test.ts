@@ -10,11 +10,11 @@ import fc from 'fast-check';
 import { FakeVmSession, protocolLines } from '../../src/vm/fake-session.js';
 import { applyPayload, applyScript, applyVmChanges, sshCaptureProblem, type VmChange } from '../../src/vm/scripts/apply.js';
 import { fetchLocalScript, fetchLocalUrl } from '../../src/vm/scripts/fetch-local.js';
-import { archFromMachine, assertPreflight, inspectScript, inspectVm, parseOsRelease, parseRouteSource, VmPreflightError } from '../../src/vm/scripts/inspect.js';
+import { archFromMachine, assertPreflight, inspectScript, inspectVm, parseOsRelease, parseRouteSource, probeAsProxyShell, VmPreflightError } from '../../src/vm/scripts/inspect.js';
 import { offboardScript } from '../../src/vm/scripts/offboard.js';
-import { runScript, VmScriptError } from '../../src/vm/scripts/protocol.js';
+import { runScript, ScriptOutput, VmScriptError } from '../../src/vm/scripts/protocol.js';
 import { rollbackScript } from '../../src/vm/scripts/rollback.js';
-import { asUser, shQuote } from '../../src/vm/scripts/shell.js';
+import { asRoot, asUser, shQuote } from '../../src/vm/scripts/shell.js';
 import type { ExecResult } from '../../src/vm/session.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vm-scripts-'));
@@ -241,12 +241,13 @@ describe('inspect parsing', () => {
     'file.runtimeToken': '-',
     'hosts.block': '10.233.0.1 istiod.istio-system.svc',
     lock: 'free',
+    'ew.as': 'istio-proxy (setpriv)',
     'ew.rc': '0',
     'ew.detail': '',
     route: '10.233.0.1 dev eth0 src 10.233.0.11 uid 0 \\    cache',
     done: 'yes',
   };
-  const encoded = ['user', 'uname', 'os-release', 'pkg.version', 'hosts.block', 'ew.detail', 'route'];
+  const encoded = ['user', 'uname', 'os-release', 'pkg.version', 'hosts.block', 'ew.as', 'ew.detail', 'route'];
   const answer = (values: Record<string, string | string[]>, code = 0) => () => ({ code, stderr: '', stdout: protocolLines(values, encoded.concat(Object.keys(values).filter((k) => k.startsWith('error:')))) });
 
   it('reads the facts the rollout needs', async () => {
@@ -259,8 +260,8 @@ describe('inspect parsing', () => {
       os: { id: 'debian', versionId: '12', family: 'debian' },
       diskFreeKiB: { root: 8000000, varLib: 4000000 },
       sidecar: { installedVersion: '1.24.0', unitState: 'active' },
-      hostsBlock: '10.233.0.1 istiod.istio-system.svc',
-      eastWest: { reachable: true },
+      hostsBlock: '10.233.0.1 istiod.istio-system.svc\n',
+      eastWest: { reachable: true, detail: 'connected', probedAs: 'istio-proxy (setpriv)' },
       routeSourceIP: '10.233.0.11',
       lockHeld: false,
       problems: [],
@@ -316,6 +317,110 @@ describe('inspect parsing', () => {
     expect(parseRouteSource('fd00::1 from :: dev eth0 proto kernel src fd00::7 metric 256').ip).toBe('fd00::7');
     expect(parseRouteSource('fd00::1 dev eth0 src fe80::1').ip).toBeNull();
     expect(parseRouteSource('RTNETLINK answers: Network is unreachable').ip).toBeNull();
+  });
+
+  it('runs the 15012 probe (bash /dev/tcp or nc) through ivo_probe_as, for the istio-proxy user', () => {
+    // A running sidecar's capture (nat OUTPUT → 15001) spares only istio-proxy's uid/gid: a probe as
+    // root would be answered by Envoy, and a blocked 15012 would read as reachable.
+    const inner = innerOf(inspectScript({ eastWestAddress: '10.233.0.1' }));
+    expect(inner).toContain(probeAsProxyShell('istio-proxy'));
+    expect(inner).toContain("ivo_px_user='istio-proxy'");
+    const probes = inner.split('\n').filter((line) => line.includes('/dev/tcp/') || line.includes('nc -z'));
+    expect(probes).toEqual([
+      `  ivo_ew_out=$(ivo_probe_as timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' ivo "$ivo_ew_host" "$ivo_ew_port" 2>&1 </dev/null)`,
+      '  ivo_ew_out=$(ivo_probe_as nc -z -w 3 "$ivo_ew_host" "$ivo_ew_port" 2>&1 </dev/null)',
+    ]);
+    // The user is a quoted value like any other.
+    expect(innerOf(inspectScript({ eastWestAddress: 'x', proxyUser: HOSTILE }))).toContain(`ivo_px_user=${shQuote(HOSTILE)}`);
+  });
+
+  it('ivo_probe_as runs the command as the proxy user (setpriv, else runuser, else sudo -n -u), from /, and as root when the user does not exist', async () => {
+    // As root (through asRoot, like inspect), with `nobody` standing in for istio-proxy. Shell functions
+    // named like a tool shadow it for the check, so each fallback is taken in turn.
+    const probe = async (user: string, shadow: string[] = []) => {
+      const body = `${shadow.map((tool) => `${tool}() { return 1; }`).join('\n')}
+${probeAsProxyShell(user)}ivo_emit64 who "$(ivo_probe_as id -un)"
+ivo_emit64 groups "$(ivo_probe_as id -G)"
+ivo_emit64 cwd "$(ivo_probe_as pwd)"
+ivo_emit64 shell.cwd "$(pwd)"
+ivo_probe_as sh -c 'exit 124'
+ivo_emit rc "$?"
+`;
+      const result = await shAsync(asRoot(body));
+      expect([user, shadow, result.code, result.stderr]).toEqual([user, shadow, 0, '']);
+      const out = new ScriptOutput(result.stdout);
+      return { as: out.get('ew.as'), who: out.get('who'), groups: out.get('groups'), cwd: out.get('cwd'), shellCwd: out.get('shell.cwd'), rc: out.get('rc') };
+    };
+    const nobodyGid = sh('id -g nobody').stdout.trim();
+    const seen = await probe('nobody');
+    expect(seen).toEqual({ as: 'nobody (setpriv)', who: 'nobody', groups: nobodyGid, cwd: '/', shellCwd: work, rc: '124' });
+    expect((await probe('nobody', ['setpriv'])).as).toBe('nobody (runuser)');
+    expect((await probe('nobody', ['setpriv'])).who).toBe('nobody');
+    expect(await probe('nobody', ['setpriv', 'runuser'])).toMatchObject({ as: 'nobody (sudo)', who: 'nobody', cwd: '/', rc: '124' });
+    expect(await probe('nobody', ['setpriv', 'runuser', 'sudo'])).toMatchObject({ as: 'root: cannot switch to nobody', who: 'root', rc: '124' });
+    // A VM without the user (never onboarded: no sidecar, no capture) probes as root.
+    expect(await probe('ivo-no-such-user')).toEqual({ as: 'root', who: 'root', groups: sh('id -G root').stdout.trim(), cwd: '/', shellCwd: work, rc: '124' });
+  }, 30_000);
+
+  it('probes a local port for real as the proxy user: connected, refused, and the user it ran as', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const open = (server.address() as { port: number }).port;
+      const local = new FakeVmSession(({ script }) => shAsync(script));
+      const up = await inspectVm(local, { eastWestAddress: '127.0.0.1', discoveryPort: open, proxyUser: 'nobody', timeoutMs: 20_000 });
+      expect(up.eastWest).toEqual({ address: '127.0.0.1', port: open, reachable: true, detail: 'connected', probedAs: 'nobody (setpriv)' });
+      const down = await inspectVm(local, { eastWestAddress: '127.0.0.1', discoveryPort: 1, proxyUser: 'nobody', timeoutMs: 20_000 });
+      expect(down.eastWest).toMatchObject({ reachable: false, probedAs: 'nobody (setpriv)' });
+      expect(down.eastWest.detail).toMatch(/connection refused/);
+      const fresh = await inspectVm(local, { eastWestAddress: '127.0.0.1', discoveryPort: open, proxyUser: 'ivo-no-such-user', timeoutMs: 20_000 });
+      expect(fresh.eastWest).toMatchObject({ reachable: true, detail: 'connected', probedAs: 'root' });
+    } finally {
+      server.close();
+    }
+  }, 30_000);
+
+  // The bug this pins, with real iptables in a private network namespace (root only): an
+  // istio-iptables-like capture (nat OUTPUT → a stand-in Envoy on 127.0.0.1:15001, sparing the proxy's
+  // uid and gid) plus a firewall DROP of gateway:15012. Probed as root, the capture answers and the
+  // block reads as reachable; probed as the proxy user (`nobody` here), the DROP is seen.
+  const canNetns = process.getuid?.() === 0 && spawnSync('unshare', ['-n', 'iptables', '-w', '5', '-t', 'nat', '-S'], { timeout: 10_000 }).status === 0;
+  (canNetns ? it : it.skip)('sees a firewall block of 15012 behind a running sidecar capture (real iptables, private netns)', async () => {
+    const setup = `ip link set lo up && ip addr add 10.99.0.2/24 dev lo || exit 90
+${shQuote(process.execPath)} -e 'require("net").createServer((s) => s.on("error", () => {}).destroy()).listen(15001, "127.0.0.1")' & ivo_srv=$!
+trap 'kill $ivo_srv 2>/dev/null' EXIT
+i=0
+until bash -c 'exec 3<>/dev/tcp/127.0.0.1/15001' 2>/dev/null; do i=$((i + 1)); [ $i -lt 150 ] || exit 93; sleep 0.1; done
+u=$(id -u nobody) && g=$(id -g nobody) || exit 91
+ipt() { iptables -w 5 "$@" || exit 92; }
+ipt -t nat -N ISTIO_OUTPUT
+ipt -t nat -A OUTPUT -p tcp -j ISTIO_OUTPUT
+ipt -t nat -A ISTIO_OUTPUT -m owner --uid-owner "$u" -j RETURN
+ipt -t nat -A ISTIO_OUTPUT -m owner --gid-owner "$g" -j RETURN
+ipt -t nat -A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN
+ipt -t nat -A ISTIO_OUTPUT -p tcp -j REDIRECT --to-ports 15001
+ipt -A OUTPUT -p tcp -d 10.99.0.1 --dport 15012 -j DROP
+sh -c "$1"
+`;
+    const captured = new FakeVmSession(({ script }) => shAsync(`exec unshare -n sh -c ${shQuote(setup)} sh ${shQuote(script)}`));
+    const asProxy = await inspectVm(captured, { eastWestAddress: '10.99.0.1', proxyUser: 'nobody', timeoutMs: 30_000 });
+    expect(asProxy.eastWest).toMatchObject({ reachable: false, probedAs: 'nobody (setpriv)', detail: 'no answer within 3s (dropped by a firewall?)' });
+    expect(asProxy.problems.map((p) => p.code)).toContain('east-west-unreachable');
+    // The old behaviour, for contrast: as root (no such proxy user) the stand-in Envoy answers.
+    const asRootProbe = await inspectVm(captured, { eastWestAddress: '10.99.0.1', proxyUser: 'ivo-no-such-user', timeoutMs: 30_000 });
+    expect(asRootProbe.eastWest).toMatchObject({ reachable: true, probedAs: 'root', detail: 'connected' });
+  }, 60_000);
+
+  it('says so when it had to probe as root although the proxy user exists (a sidecar may have answered)', async () => {
+    const facts = await inspectVm(new FakeVmSession(answer({ ...base, 'ew.as': 'root: cannot switch to istio-proxy' })), { eastWestAddress: '10.233.0.1' });
+    expect(facts.eastWest).toMatchObject({
+      reachable: true,
+      probedAs: 'root: cannot switch to istio-proxy',
+      detail: "connected as root (cannot switch to istio-proxy): a running sidecar's capture may have answered for the gateway",
+    });
+    const blocked = await inspectVm(new FakeVmSession(answer({ ...base, 'ew.rc': '124' })), { eastWestAddress: '10.233.0.1' });
+    expect(blocked.eastWest).toMatchObject({ reachable: false, probedAs: 'istio-proxy (setpriv)' });
+    expect(blocked.problems.map((p) => p.code)).toEqual(['east-west-unreachable']);
   });
 
   it('runs for real on this machine (read-only) and quotes a hostile gateway address', async () => {

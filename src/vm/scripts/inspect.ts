@@ -2,6 +2,11 @@
 // script: sudo, OS, package manager, arch, init, disk, tools, installed sidecar, hashes of the managed
 // files (never the token's content), the managed hosts block, 15012 reachability from the VM, the VM's
 // source address towards the gateway, the lock and a FAILED marker.
+//
+// The 15012 probe runs as the istio-proxy user when it exists: on a VM already onboarded, the running
+// sidecar's outbound capture (istio-iptables: nat OUTPUT → Envoy's 15001) takes every TCP connection
+// except those of the proxy's uid/gid (`-m owner --uid-owner/--gid-owner … -j RETURN`), so a probe as
+// root would be answered by Envoy and a blocked 15012 would read as reachable.
 import { isIP } from 'node:net';
 import { HOSTS_BEGIN_MARKER, ISTIO_PATHS, MANAGED_FILES, ONBOARD_PATHS, type ManagedFileKey } from '../paths.js';
 import type { VmSession } from '../session.js';
@@ -57,7 +62,14 @@ export interface VmFacts {
   fileHashes: Record<ManagedFileKey | 'runtimeToken', string | null>;
   /** The lines of our /etc/hosts block, null when there is none. */
   hostsBlock: string | null;
-  eastWest: { address: string; port: number; reachable: boolean | null; detail: string };
+  eastWest: {
+    address: string;
+    port: number;
+    reachable: boolean | null;
+    detail: string;
+    /** Who ran the probe: `istio-proxy (setpriv|runuser|sudo)`, `root`, or `root: cannot switch to istio-proxy`. */
+    probedAs?: string;
+  };
   /** The VM's source address on its route to the east-west address (istio#32462/#35343), null if none usable. */
   routeSourceIP: string | null;
   routeDetail: string;
@@ -83,10 +95,49 @@ export interface InspectOptions {
   minFreeMiB?: number;
   /** The inventory has no internalIP for this VM, so the route source must be usable. */
   needsRouteSource?: boolean;
+  /** The user the sidecar runs as, whose traffic its capture spares; default istio-proxy. */
+  proxyUser?: string;
   timeoutMs?: number;
 }
 
 const REACH_TIMEOUT_SECONDS = 3;
+
+/** The user of the istio-sidecar package (pilot-agent and Envoy run as it; istio-iptables spares its uid). */
+export const ISTIO_PROXY_USER = 'istio-proxy';
+
+/**
+ * Shell (root part) that decides how to run the 15012 probe outside the sidecar's traffic capture:
+ * as `proxyUser` (its uid and primary gid) when that user exists, else as root (no sidecar installed,
+ * so no capture). setpriv first (util-linux, no PAM, no sudoers), then runuser (util-linux, PAM), then
+ * `sudo -n -u`; each is proven by running `id -u` through it. Defines `ivo_probe_as CMD…`, which runs
+ * CMD from / as that user (in a subshell), and emits `ew.as`.
+ */
+export function probeAsProxyShell(proxyUser: string): string {
+  return `ivo_px_user=${shQuote(proxyUser)}
+ivo_px_via=
+if ivo_px_uid=$(id -u "$ivo_px_user" 2>/dev/null) && ivo_px_gid=$(id -g "$ivo_px_user" 2>/dev/null); then
+  if command -v setpriv >/dev/null 2>&1 && [ "$(cd / && setpriv --reuid="$ivo_px_uid" --regid="$ivo_px_gid" --clear-groups id -u 2>/dev/null </dev/null)" = "$ivo_px_uid" ]; then
+    ivo_px_via=setpriv
+  elif command -v runuser >/dev/null 2>&1 && [ "$(cd / && runuser -u "$ivo_px_user" -- id -u 2>/dev/null </dev/null)" = "$ivo_px_uid" ]; then
+    ivo_px_via=runuser
+  elif command -v sudo >/dev/null 2>&1 && [ "$(cd / && sudo -n -u "$ivo_px_user" id -u 2>/dev/null </dev/null)" = "$ivo_px_uid" ]; then
+    ivo_px_via=sudo
+  fi
+  if [ -n "$ivo_px_via" ]; then ivo_emit64 ew.as "$ivo_px_user ($ivo_px_via)"; else ivo_emit64 ew.as "root: cannot switch to $ivo_px_user"; fi
+else
+  ivo_emit ew.as root
+fi
+ivo_probe_as() (
+  cd / || exit 125
+  case "$ivo_px_via" in
+    setpriv) exec setpriv --reuid="$ivo_px_uid" --regid="$ivo_px_gid" --clear-groups "$@" ;;
+    runuser) exec runuser -u "$ivo_px_user" -- "$@" ;;
+    sudo) exec sudo -n -u "$ivo_px_user" "$@" ;;
+    *) exec "$@" ;;
+  esac
+)
+`;
+}
 
 export function inspectScript(options: InspectOptions): string {
   const port = options.discoveryPort ?? 15012;
@@ -132,12 +183,12 @@ elif command -v flock >/dev/null 2>&1; then
 fi
 ivo_ew_host=${shQuote(host)}
 ivo_ew_port=${shQuote(String(port))}
-if command -v timeout >/dev/null 2>&1 && command -v bash >/dev/null 2>&1; then
-  ivo_ew_out=$(timeout ${REACH_TIMEOUT_SECONDS} bash -c 'exec 3<>"/dev/tcp/$1/$2"' ivo "$ivo_ew_host" "$ivo_ew_port" 2>&1 </dev/null)
+${probeAsProxyShell(options.proxyUser ?? ISTIO_PROXY_USER)}if command -v timeout >/dev/null 2>&1 && command -v bash >/dev/null 2>&1; then
+  ivo_ew_out=$(ivo_probe_as timeout ${REACH_TIMEOUT_SECONDS} bash -c 'exec 3<>"/dev/tcp/$1/$2"' ivo "$ivo_ew_host" "$ivo_ew_port" 2>&1 </dev/null)
   ivo_emit ew.rc "$?"
   ivo_emit64 ew.detail "$ivo_ew_out"
 elif command -v nc >/dev/null 2>&1; then
-  ivo_ew_out=$(nc -z -w ${REACH_TIMEOUT_SECONDS} "$ivo_ew_host" "$ivo_ew_port" 2>&1 </dev/null)
+  ivo_ew_out=$(ivo_probe_as nc -z -w ${REACH_TIMEOUT_SECONDS} "$ivo_ew_host" "$ivo_ew_port" 2>&1 </dev/null)
   ivo_emit ew.rc "$?"
   ivo_emit64 ew.detail "$ivo_ew_out"
 fi
@@ -268,7 +319,9 @@ function parseFacts(target: string, output: ScriptOutput, options: InspectOption
     const value = output.get(`file.${key}`);
     facts.fileHashes[key] = value && value !== '-' ? value : null;
   }
-  facts.hostsBlock = output.has('hosts.block') ? (output.get('hosts.block') ?? '') : null;
+  // "$(…)" drops the block's final newline; the rendered block (istioctl's hosts file) has one.
+  const block = output.get('hosts.block') ?? '';
+  facts.hostsBlock = output.has('hosts.block') ? (block === '' || block.endsWith('\n') ? block : `${block}\n`) : null;
   facts.failedMarker = output.has('failed') ? (output.get('failed') ?? '').trim() : null;
   const lock = output.get('lock');
   facts.lockHeld = lock === 'held' ? true : lock === 'free' ? false : null;
@@ -276,6 +329,7 @@ function parseFacts(target: string, output: ScriptOutput, options: InspectOption
   const rc = output.get('ew.rc');
   const detail = (output.get('ew.detail') ?? '').trim();
   const port = options.discoveryPort ?? 15012;
+  const probedAs = output.get('ew.as');
   if (rc === undefined) {
     facts.eastWest = { address: options.eastWestAddress, port, reachable: null, detail: 'no bash+timeout or nc on the VM to test it' };
   } else {
@@ -288,8 +342,13 @@ function parseFacts(target: string, output: ScriptOutput, options: InspectOption
           : /unreachable/i.test(detail)
             ? 'no route to host'
             : detail.split('\n').pop()?.replace(/^ivo: (line \d+: )?/, '') || `exit ${rc}`;
-    facts.eastWest = { address: options.eastWestAddress, port, reachable, detail: reachable ? 'connected' : why };
+    // As root while the proxy user exists, a running sidecar's capture may have answered for the gateway.
+    const connected = probedAs?.startsWith('root: ')
+      ? `connected as root (${probedAs.slice('root: '.length)}): a running sidecar's capture may have answered for the gateway`
+      : 'connected';
+    facts.eastWest = { address: options.eastWestAddress, port, reachable, detail: reachable ? connected : why };
   }
+  if (probedAs !== undefined) facts.eastWest.probedAs = probedAs;
   const route = parseRouteSource(output.get('route') ?? '');
   facts.routeSourceIP = route.ip;
   facts.routeDetail = route.detail;

@@ -10,7 +10,7 @@ import { Agent, rootedLookup, setLookup } from './agent.js';
 import { createAdminServer, createReadinessListener, createStatusServer, checkReady, listen, type HostStats } from './admin.js';
 import { ConfigError, PATHS, loadSidecarConfig, rooted, type SidecarConfig } from './config.js';
 import { startDnsProxy } from './dns-proxy.js';
-import { applyIptables, cleanupIptables } from './iptables.js';
+import { applyIptables, cleanupIptables, proxyOwnerFromEnv } from './iptables.js';
 import { log } from './log.js';
 import { StatsMatcher, StatsStore } from './stats.js';
 import { createInboundServer, createOutboundServer } from './traffic.js';
@@ -190,14 +190,14 @@ async function runProxy(args: Args): Promise<void> {
 }
 
 function runIptables(args: Args): void {
-  const gid = process.env.ISTIO_PROXY_GROUP || 'istio-proxy';
+  const owner = proxyOwnerFromEnv(process.env);
   if (args.cleanupOnly) {
-    cleanupIptables(gid);
+    cleanupIptables(owner);
     log('info', 'iptables cleanup done');
     return;
   }
   const cfg = loadSidecarConfig(args.root, process.env);
-  const rules = applyIptables(cfg, gid);
+  const rules = applyIptables(cfg, owner);
   for (const r of rules) log('info', `iptables -t nat ${r.join(' ')}`);
 }
 

@@ -56,6 +56,19 @@ function checkLines(checks: CheckResult[]): string[] {
   return checks.map((c) => `${c.name}: ${c.status}${c.status === 'pass' ? '' : ` — ${c.summary}`}`);
 }
 
+/** The VM stopped in inspect on 15012, before any change (no token asked for it), named in report, summary and log. */
+function expectStoppedInInspectFor15012(r: ActionRun, vm: VmName): void {
+  const report = vmOf(r.report, vm);
+  expect(report.steps.map((s) => `${s.name}:${s.status}`)).toEqual(['connect:ok', 'inspect:failed']);
+  expect(report.error?.step).toBe('inspect');
+  expect(report.error?.message).toMatch(/10\.233\.\d+\.1:15012 is not reachable from the VM: no answer within \d+s \(dropped by a firewall\?\)/);
+  expect(report.error?.hint).toMatch(/open the path from the VM to 10\.233\.\d+\.1:15012 \(east-west gateway Service, security group \/ firewall\)/);
+  expect(report.tokenExpiresAt).toBeUndefined();
+  expect(r.summary).toContain(`#### \`${vm}\``);
+  expect(r.summary).toContain(`- **inspect**: ${escapeCell(report.error!.message)}`);
+  expect(r.log).toMatch(new RegExp(`\\[${vm}\\] inspect failed: .*15012`));
+}
+
 function expectAllPass(r: ActionRun, vm: VmName): void {
   const report = vmOf(r.report, vm);
   expect(checkLines(report.checks)).toEqual(CHECK_NAMES.map((name) => `${name}: pass`));
@@ -494,15 +507,7 @@ describe('verification through dist/ in a 3-VM lab', () => {
       expect(r.code).toBe(1);
       expect(r.outputs.failed).toBe('vm2');
       expect(r.outputs.onboarded).toBe('vm1,vm3');
-      const vm2 = vmOf(r.report, 'vm2');
-      expect(vm2.steps.map((s) => `${s.name}:${s.status}`)).toEqual(['connect:ok', 'inspect:failed']);
-      expect(vm2.error?.step).toBe('inspect');
-      expect(vm2.error?.message).toMatch(/10\.233\.\d+\.1:15012 is not reachable from the VM: no answer within \d+s \(dropped by a firewall\?\)/);
-      expect(vm2.error?.hint).toMatch(/open the path from the VM to 10\.233\.\d+\.1:15012 \(east-west gateway Service, security group \/ firewall\)/);
-      expect(vm2.tokenExpiresAt).toBeUndefined();
-      expect(r.summary).toContain('#### `vm2`');
-      expect(r.summary).toContain(`- **inspect**: ${escapeCell(vm2.error!.message)}`);
-      expect(r.log).toMatch(/\[vm2\] inspect failed: .*15012/);
+      expectStoppedInInspectFor15012(r, 'vm2');
       // vm1 and vm3 finish, unchanged, and pass every check (istiod is back: previous case healed).
       for (const vm of ['vm1', 'vm3'] as const) {
         expect(vmOf(r.report, vm).outcome).toBe('unchanged');
@@ -553,17 +558,9 @@ describe('verification through dist/ in a 3-VM lab', () => {
       expect(r.code).toBe(1);
       expect(r.outputs.failed).toBe('vm1');
       expect(r.outputs.onboarded).toBe('vm2,vm3');
-      const vm1 = vmOf(r.report, 'vm1');
-      expect(vm1.outcome).toBe('failed');
-      expect(vm1.steps.map((s) => `${s.name}:${s.status}`)).toEqual(['connect:ok', 'inspect:failed']);
-      expect(vm1.error?.step).toBe('inspect');
-      expect(vm1.error?.message).toMatch(/10\.233\.\d+\.1:15012 is not reachable from the VM: no answer within \d+s \(dropped by a firewall\?\)/);
-      expect(vm1.error?.hint).toMatch(/open the path from the VM to 10\.233\.\d+\.1:15012 \(east-west gateway Service, security group \/ firewall\)/);
-      expect(vm1.tokenExpiresAt).toBeUndefined();
-      expect(vm1.restarted).toBeFalsy();
-      expect(r.summary).toContain('#### `vm1`');
-      expect(r.summary).toContain(`- **inspect**: ${escapeCell(vm1.error!.message)}`);
-      expect(r.log).toMatch(/\[vm1\] inspect failed: .*15012/);
+      expect(vmOf(r.report, 'vm1').outcome).toBe('failed');
+      expectStoppedInInspectFor15012(r, 'vm1');
+      expect(vmOf(r.report, 'vm1').restarted).toBeFalsy();
       // vm2 and vm3 (their capture runs too) still reach 15012 for real: unchanged, every check passes.
       for (const vm of ['vm2', 'vm3'] as const) {
         expect(vmOf(r.report, vm).outcome).toBe('unchanged');

@@ -21,6 +21,9 @@ import { max, median, sum } from './stats.js';
 
 export type ActionKind = 'first' | 'rerun';
 
+/** The checks whose durations the results break the verification phase into. */
+export const VERIFY_PARTS = ['sidecar-ready', 'workload-entry', 'mesh-to-vm-mtls'] as const;
+
 export interface ActionMeasurement {
   kind: ActionKind;
   vms: number;
@@ -94,6 +97,12 @@ export async function runActionMeasured(lab: BenchLab, distDir: string, kind: Ac
     for (const name of ['connect', 'inspect', 'token', 'render', 'apply', 'verify'] as const) {
       const durations = vms.map((vm) => vm.steps.find((s) => s.name === name)?.durationMs).filter((d): d is number => d !== undefined);
       if (durations.length > 0) steps[name] = { medianMs: median(durations), maxMs: max(durations) };
+    }
+    // Inside verify: how long each VM waited for its restarted sidecar to be ready, for its WorkloadEntry,
+    // and for the mesh client's Jobs plus the second round trip.
+    for (const name of VERIFY_PARTS) {
+      const durations = vms.map((vm) => vm.checks.find((c) => c.name === name)?.durationMs).filter((d): d is number => d !== undefined);
+      if (durations.length > 0) steps[`check:${name}`] = { medianMs: median(durations), maxMs: max(durations) };
     }
     return {
       kind,

@@ -1,6 +1,6 @@
 // Aggregation of the raw measurements (medians over repetitions, ratios, goals) and the two result
 // files: bench/results.json (everything, raw runs included) and bench/results.md (the tables).
-import type { ActionMeasurement } from './action.js';
+import { VERIFY_PARTS, type ActionMeasurement } from './action.js';
 import type { BaselineMeasurement, BaselineName } from './baselines.js';
 import type { PlanMeasurement } from './plan.js';
 import type { DistSnapshot } from './dist.js';
@@ -111,7 +111,7 @@ export function summarize(raw: RawResults): Summary {
       return runs.length === 0 ? undefined : { wallMs: median(runs.map((b) => b.wallMs)), cpuPerVmS: median(runs.map((b) => b.cpuS / vms)) };
     };
     const steps: Record<string, number> = {};
-    for (const name of ['connect', 'inspect', 'token', 'render', 'apply', 'verify']) {
+    for (const name of ['connect', 'inspect', 'token', 'render', 'apply', 'verify', ...VERIFY_PARTS.map((part) => `check:${part}`)]) {
       steps[name] = median(pool.map((m) => m.steps[name]?.medianMs ?? Number.NaN));
     }
     const failedChecks: Record<string, number> = {};
@@ -280,6 +280,18 @@ export function renderMarkdown(raw: RawResults, summary: Summary): string {
     const st = s.action.steps;
     const vmPart = s.action.vmPartMs;
     L.push(`| ${s.vms}${s.action.fromFailedRuns ? '†' : ''} | ${secs(s.action.beforeVmsMs)} | ${secs(vmPart)} | ${ratio(vmPart / (s.baselines.lean?.wallMs ?? Number.NaN))} | ${secs(s.action.onboardingMs)} | ${secs(s.action.onboardingFromLogMs)} | ${['connect', 'inspect', 'token', 'render', 'apply', 'verify'].map((k) => secs(st[k])).join(' / ')} |`);
+  }
+  L.push('');
+
+  L.push(
+    'Inside the verification phase (median per VM, seconds, first install). The VMs of the lab share the runner\'s 2 cores: every restarted sidecar (a Node.js simulator of pilot-agent + Envoy) and every mesh-client Job of the Kubernetes double runs on them, so these grow with the number of VMs; on real VMs and a real cluster each has its own CPU.',
+    '',
+  );
+  L.push('| VMs | verify step | sidecar-ready: end of apply (restart) → /healthz/ready 200 | workload-entry: found and Healthy | mesh-to-vm-mtls: Jobs + round trip 2 |');
+  L.push('| ---: | ---: | ---: | ---: | ---: |');
+  for (const s of summary.sizes) {
+    const st = s.action.steps;
+    L.push(`| ${s.vms}${s.action.fromFailedRuns ? '†' : ''} | ${secs(st.verify)} | ${VERIFY_PARTS.map((part) => secs(st[`check:${part}`])).join(' | ')} |`);
   }
   L.push('');
 

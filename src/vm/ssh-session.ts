@@ -48,6 +48,10 @@ interface Hop {
   endpoint: SshEndpoint;
 }
 
+/** A connection cut while a script ran (after one reconnect and rerun): the scripts change nothing half-way. */
+const LOST_HINT =
+  'the network or sshd dropped the session (a firewall or NAT idle timeout, sshd restarted, the VM rebooting); the VM keeps its previous files when an apply is cut — rerun once the path is stable';
+
 const RETRIABLE = new Set<VmConnectionError['kind']>(['refused', 'timeout', 'unreachable', 'connection-lost']);
 
 export async function connectVm(options: ConnectVmOptions): Promise<VmSession> {
@@ -311,9 +315,9 @@ class SshVmSession implements VmSession {
         else resolve(result!);
       };
       const onConnectionError = (...args: unknown[]): void =>
-        finish(new VmConnectionError(`the SSH connection to ${this.target} failed during a remote script: ${(args[0] as Error)?.message ?? 'error'}`, 'connection-lost'));
+        finish(new VmConnectionError(`the SSH connection to ${this.target} failed during a remote script: ${(args[0] as Error)?.message ?? 'error'}`, 'connection-lost', LOST_HINT));
       const onConnectionClose = (): void =>
-        finish(new VmConnectionError(`the SSH connection to ${this.target} was lost during a remote script`, 'connection-lost'));
+        finish(new VmConnectionError(`the SSH connection to ${this.target} was lost during a remote script`, 'connection-lost', LOST_HINT));
       const timer = setTimeout(() => {
         try {
           channel?.signal('KILL');
@@ -321,7 +325,13 @@ class SshVmSession implements VmSession {
         } catch {
           // the channel may already be gone
         }
-        finish(new VmConnectionError(`a remote script on ${this.target} did not finish within ${Math.round(timeoutMs / 1000)}s`, 'exec-timeout'));
+        finish(
+          new VmConnectionError(
+            `a remote script on ${this.target} did not finish within ${Math.round(timeoutMs / 1000)}s`,
+            'exec-timeout',
+            'the VM is overloaded or a command hangs (package download, dpkg/rpm lock held by another process): look at the VM, then rerun',
+          ),
+        );
       }, timeoutMs);
       connection.on('error', onConnectionError);
       connection.on('close', onConnectionClose);
@@ -339,7 +349,7 @@ class SshVmSession implements VmSession {
           });
           opened.on('close', () => {
             if (exitCode === undefined) {
-              finish(new VmConnectionError(`the remote script on ${this.target} ended without an exit status (connection cut?)`, 'connection-lost'));
+              finish(new VmConnectionError(`the remote script on ${this.target} ended without an exit status (connection cut?)`, 'connection-lost', LOST_HINT));
               return;
             }
             finish(undefined, {

@@ -279,6 +279,7 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
         `^the (SSH connection to|remote script on) vm3 \\(lab@${escapeRe(ipOf('vm3'))}:${SSH_PORT}\\) (failed during a remote script|was lost during a remote script|ended without an exit status)`,
       ),
     );
+    expect(vm3.error?.hint).toMatch(/the VM keeps its previous files when an apply is cut — rerun once the path is stable$/);
     // The session reconnected once and ran the apply again (the second connection was cut too).
     expect(vm3.counters?.sshConnections).toBe(2);
     expect(r.log).toContain(`::error::[vm3] apply failed: ${vm3.error!.message}`);

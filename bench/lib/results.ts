@@ -3,6 +3,14 @@
 import { VERIFY_PARTS, type ActionMeasurement } from './action.js';
 import type { BaselineMeasurement, BaselineName } from './baselines.js';
 import type { PlanMeasurement } from './plan.js';
+
+interface PlanSummary {
+  wallMs: number;
+  maxRssMiB: number;
+  cpuS: number;
+  ok: number;
+  of: number;
+}
 import type { DistSnapshot } from './dist.js';
 import { bytes, max, median, num, ratio, secs } from './stats.js';
 
@@ -90,7 +98,7 @@ export interface Goal {
 export interface Summary {
   sizes: SizeSummary[];
   goals: Goal[];
-  plan: { wallMs: number; maxRssMiB: number; cpuS: number; ok: number; of: number };
+  plan: PlanSummary & { output: 'tmpfs' | 'disk'; disk: PlanSummary | undefined };
   startup: { firstVisibleLineMs: number; firstOutputMs: number };
 }
 
@@ -209,13 +217,22 @@ export function summarize(raw: RawResults): Summary {
   const pairs = sizes.reduce((a, s) => a + s.rerun.pairs, 0);
   const restarts = sizes.reduce((a, s) => a + s.rerun.restarts, 0);
   goals.push({ goal: 'sidecar restarts on a rerun with no changes = 0', measured: `${restarts} in ${pairs} reruns`, met: pairs > 0 ? restarts === 0 : undefined });
-  const okPlans = raw.plan.filter((p) => p.ok);
+  // The goal is judged on the tmpfs runs (the tool's cost) when there are any; the disk runs are context.
+  const judgedOutput: 'tmpfs' | undefined = raw.plan.some((p) => p.output === 'tmpfs') ? 'tmpfs' : undefined;
+  const planOf = (runs: PlanMeasurement[]) => {
+    const okRuns = runs.filter((p) => p.ok);
+    return {
+      wallMs: median(okRuns.map((p) => p.wallMs)),
+      maxRssMiB: median(okRuns.map((p) => p.maxRssKiB / 1024)),
+      cpuS: median(okRuns.map((p) => p.cpuS)),
+      ok: okRuns.length,
+      of: runs.length,
+    };
+  };
   const plan = {
-    wallMs: median(okPlans.map((p) => p.wallMs)),
-    maxRssMiB: median(okPlans.map((p) => p.maxRssKiB / 1024)),
-    cpuS: median(okPlans.map((p) => p.cpuS)),
-    ok: okPlans.length,
-    of: raw.plan.length,
+    ...planOf(raw.plan.filter((p) => p.output === judgedOutput)),
+    output: judgedOutput ?? ('disk' as const),
+    disk: judgedOutput ? planOf(raw.plan.filter((p) => p.output === 'disk')) : undefined,
   };
   goals.push({ goal: '1,000-VM render ≤ 2 s', measured: `${secs(plan.wallMs)} s`, met: judged(plan.wallMs, (v) => v <= 2000) });
   goals.push({ goal: '1,000-VM render peak RSS ≤ 200 MB', measured: `${num(plan.maxRssMiB * 1.048576)} MB`, met: judged(plan.maxRssMiB, (v) => v * 1.048576 <= 200) });
@@ -323,9 +340,12 @@ export function renderMarkdown(raw: RawResults, summary: Summary): string {
   L.push('## Planning 1,000 VMs, start-up, bundle', '');
   L.push('| what | measured |');
   L.push('| --- | ---: |');
-  L.push(`| \`dist/cli/index.js render --inventory\` for a generated 1,000-VM inventory (10 groups × 100): parse + validate + list + render + write 5,000 files, no cluster, no SSH — wall (median of ${summary.plan.of}, ${summary.plan.ok} ok) | ${secs(summary.plan.wallMs)} s |`);
+  L.push(`| \`dist/cli/index.js render --inventory\` for a generated 1,000-VM inventory (10 groups × 100): parse + validate + list + render + write 5,000 files (to ${summary.plan.output === 'tmpfs' ? 'a tmpfs' : 'the disk'}), no cluster, no SSH — wall (median of ${summary.plan.of}, ${summary.plan.ok} ok) | ${secs(summary.plan.wallMs)} s |`);
   L.push(`| … its peak RSS | ${num(summary.plan.maxRssMiB)} MiB (${num(summary.plan.maxRssMiB * 1.048576)} MB) |`);
   L.push(`| … its CPU | ${num(summary.plan.cpuS, 2)} s |`);
+  if (summary.plan.disk) {
+    L.push(`| the same, writing to this machine's disk (context: file creation here is slow and varies with other writers) — wall / peak RSS (median of ${summary.plan.disk.of}, ${summary.plan.disk.ok} ok) | ${secs(summary.plan.disk.wallMs)} s / ${num(summary.plan.disk.maxRssMiB)} MiB |`);
+  }
   L.push(`| action start (spawn of \`node dist/index.js\`) → first visible log line (median over all first installs) | ${secs(summary.startup.firstVisibleLineMs)} s |`);
   L.push(`| action start → first byte on stdout (an \`::add-mask::\` command) | ${secs(summary.startup.firstOutputMs)} s |`);
   L.push(`| dist/ size (all files) | ${bytes(raw.dist.totalBytes)} |`);

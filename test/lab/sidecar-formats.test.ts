@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { EchoService } from './mesh/echo.js';
-import { httpGet, randomOffset, runSimulator, startLoopbackMesh, waitFor, writeVmRoot, type LoopbackMesh, type RunningSimulator } from './sidecar/testing.js';
+import { httpGet, randomOffset, runSimulator, startLoopbackMesh, waitFor, writeVmRoot, type LoopbackMesh, waitSimulatorReady, type RunningSimulator } from './sidecar/testing.js';
 
 const REF = path.resolve(new URL('.', import.meta.url).pathname, '../../../shared/envoy-reference');
 const ref = (p: string) => readFileSync(path.join(REF, p), 'utf8');
@@ -32,7 +32,7 @@ async function startSim(extraMesh = ''): Promise<RunningSimulator> {
   });
   const sim = await runSimulator(root, randomOffset());
   sims.push(sim);
-  await waitFor(async () => (await httpGet(sim.port(15021), '/healthz/ready')).status === 200, 20_000);
+  await waitSimulatorReady(sim);
   return sim;
 }
 

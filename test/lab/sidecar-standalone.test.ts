@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { MeshCa } from './istiod/ca.js';
 import { EchoService } from './mesh/echo.js';
-import { httpGet, randomOffset, runSimulator, startLoopbackMesh, waitFor, writeVmRoot, type LoopbackMesh, type RunningSimulator } from './sidecar/testing.js';
+import { httpGet, randomOffset, runSimulator, startLoopbackMesh, waitFor, writeVmRoot, type LoopbackMesh, waitSimulatorReady, type RunningSimulator } from './sidecar/testing.js';
 import { PATHS } from './sidecar/config.js';
 import { certFacts } from './sidecar/identity.js';
 
@@ -69,7 +69,7 @@ async function startVm(opts: { token?: string | null; rootCert?: string; group?:
   return sim;
 }
 
-const ready = (sim: RunningSimulator) => waitFor(async () => (await httpGet(sim.port(15021), '/healthz/ready')).status === 200, 20_000);
+const ready = (sim: RunningSimulator) => waitSimulatorReady(sim);
 
 beforeAll(async () => {
   mesh = await startLoopbackMesh({ cleanupGraceMs: 60_000 });
@@ -319,6 +319,23 @@ describe('simulator failure modes', () => {
     await sim2.stop();
   });
 
+  it('a loopback port clash (EADDRINUSE) is retried on another offset, so parallel test files cannot collide', async () => {
+    const offset = randomOffset();
+    const squatter = http.createServer();
+    await new Promise<void>((r) => squatter.listen(15020 + offset, '127.0.0.1', () => r()));
+    try {
+      const root = mkdtempSync(path.join(tmpdir(), 'ivo-vmroot-'));
+      roots.push(root);
+      writeVmRoot(root, { clusterEnv: clusterEnv(), mesh: meshYaml(), hosts: '127.0.0.1 istiod.istio-system.svc\n', token: mesh.kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['istio-ca'], 3600).token, rootCert: mesh.ca.rootCertPem });
+      const sim = await runSimulator(root, offset);
+      sims.push(sim);
+      expect(sim.offset).not.toBe(offset);
+      await ready(sim);
+    } finally {
+      squatter.close();
+    }
+  });
+
   it('sidecar-crash-loop flag: the simulator exits right after start', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'ivo-vmroot-'));
     roots.push(root);
@@ -326,7 +343,7 @@ describe('simulator failure modes', () => {
     writeFileSync(path.join(root, PATHS.crashLoopFlag), 'x');
     const sim = await runSimulator(root, randomOffset());
     sims.push(sim);
-    const code = await new Promise<number | null>((r) => sim.child.once('exit', (c) => r(c)));
+    const code = await sim.exited;
     expect(code).toBe(1);
     expect(sim.output()).toContain('sidecar-crash-loop');
   });

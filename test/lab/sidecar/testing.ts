@@ -83,22 +83,51 @@ export interface RunningSimulator {
   offset: number;
   child: ChildProcess;
   output(): string;
+  /** Settles with the exit code once the process has ended (even if it ended before this was read). */
+  exited: Promise<number | null>;
   port(p: number): number;
   stop(): Promise<void>;
 }
 
-export async function runSimulator(root: string, offset: number): Promise<RunningSimulator> {
+/**
+ * Starts the bundled simulator on loopback with its ports shifted by `offset`, and resolves once its
+ * listeners are bound (or it has exited, e.g. a crash-loop fault). Loopback ports are shared by every
+ * Jest worker, so a clash (EADDRINUSE) is retried with a fresh random offset, a bounded number of times.
+ */
+export async function runSimulator(root: string, offset: number, attempts = 5): Promise<RunningSimulator> {
+  for (let attempt = 1; ; attempt++) {
+    const sim = await spawnSimulator(root, offset);
+    const state = await sim.started;
+    if (state === 'listening' || !/EADDRINUSE/.test(sim.output()) || attempt >= attempts) return sim;
+    offset = randomOffset();
+  }
+}
+
+async function spawnSimulator(root: string, offset: number): Promise<RunningSimulator & { started: Promise<'listening' | 'exited'> }> {
   const sim = await bundledSimulator();
   const logFile = path.join(root, 'sim.log');
   writeFileSync(logFile, '');
   const child = spawn(process.execPath, [sim, 'proxy', '--root', root, '--port-offset', String(offset), '--bind', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let markListening: () => void = () => undefined;
+  const started = new Promise<'listening' | 'exited'>((resolve) => {
+    markListening = () => resolve('listening');
+    void exited.then(() => resolve('exited'));
+  });
+  const collect = (c: Buffer) => {
+    out += c.toString();
+    // main.ts logs this line right after every listener is bound
+    if (out.includes('Starting proxy agent')) markListening();
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
   return {
+    started,
     root,
     offset,
     child,
+    exited,
     output: () => out,
     port: (p) => p + offset,
     async stop() {
@@ -136,8 +165,22 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | 
   throw new Error(`condition not met within ${timeoutMs} ms`);
 }
 
+/**
+ * A port offset for a loopback simulator: its ports (15000–15090 + offset) stay in 16000–31990, below
+ * the kernel's ephemeral range (32768 and up), so outgoing connections of other tests cannot take them.
+ */
 export function randomOffset(): number {
-  return 20000 + Math.floor(Math.random() * 190) * 100;
+  return 1000 + Math.floor(Math.random() * 160) * 100;
+}
+
+/** Waits for the simulator's /healthz/ready to answer 200; on timeout the error carries its output. */
+export async function waitSimulatorReady(sim: RunningSimulator, timeoutMs = 20_000): Promise<void> {
+  try {
+    await waitFor(async () => (await httpGet(sim.port(15021), '/healthz/ready')).status === 200, timeoutMs);
+  } catch (e) {
+    const exited = sim.child.exitCode !== null ? ` (exited with ${sim.child.exitCode})` : '';
+    throw new Error(`simulator at offset ${sim.offset} not ready${exited}: ${(e as Error).message}\n--- its output ---\n${sim.output().slice(-3000)}`);
+  }
 }
 
 export function readLog(root: string): string {

@@ -174,7 +174,7 @@ export function randomOffset(): number {
 }
 
 /** Waits for the simulator's /healthz/ready to answer 200; on timeout the error carries its output. */
-export async function waitSimulatorReady(sim: RunningSimulator, timeoutMs = 20_000): Promise<void> {
+export async function waitSimulatorReady(sim: RunningSimulator, timeoutMs = 45_000): Promise<void> {
   try {
     await waitFor(async () => (await httpGet(sim.port(15021), '/healthz/ready')).status === 200, timeoutMs);
   } catch (e) {

@@ -159,7 +159,7 @@ export async function applyStaticWorkloadEntry(
 
 /**
  * Namespace, ServiceAccount, WorkloadGroup, optional Service, optional PeerAuthentication, and the
- * static WorkloadEntries given. In dependency order (namespace first); the rest one after another.
+ * static WorkloadEntries given. The namespace first; then the group's objects together; then the entries.
  */
 export async function applyGroupObjects(
   ctx: ClusterContext,
@@ -185,9 +185,9 @@ export async function applyGroupObjects(
   if (pa) manifests.push(pa);
   // In plan mode a namespace that does not exist yet holds nothing: skip the reads.
   const namespaceMissing = dryRun && nsResult.action === 'would-create';
-  for (const m of manifests) {
-    out.push((await applyIfChanged(ctx, m, namespaceMissing ? { live: undefined } : undefined, dryRun)).applied);
-  }
+  // They do not depend on one another: applied together, reported in this order.
+  const applied = await Promise.all(manifests.map((m) => applyIfChanged(ctx, m, namespaceMissing ? { live: undefined } : undefined, dryRun)));
+  out.push(...applied.map((result) => result.applied));
 
   for (const { vm, address } of options.workloadEntries ?? []) {
     out.push(await applyStaticWorkloadEntry(ctx, render, group, vm, address, dryRun));

@@ -1,6 +1,7 @@
 // Cluster preflight, before any VM is touched: istiod for the revision, its Istio version, the mesh
 // config map, the Istio CRDs served, the istiod feature flags VMs rely on, and every permission the
-// run needs (SelfSubjectAccessReview each). All problems are collected and reported in one error.
+// run needs (SelfSubjectAccessReview each), all asked at once. All problems are collected and
+// reported in one error.
 import pLimit from 'p-limit';
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { Inventory } from '../inventory/types.js';
@@ -143,10 +144,31 @@ export async function runPreflight(ctx: ClusterContext, inventory: Inventory, op
     mode: options.mode,
     ...(options.peerAuthentication ? { peerAuthentication: options.peerAuthentication } : {}),
   });
-  const missing = await checkPermissions(ctx, perms);
+  // The reads below run alongside the reviews; a read the credentials may not make is not reported
+  // twice (the missing permission says it), and a review failure is the one reported first.
+  const deploymentsRead = ctx.transport.call((o) =>
+    ctx.apps.listNamespacedDeployment({ namespace: istioNamespace, labelSelector: 'app=istiod' }, o),
+  );
+  const meshConfigRead = readConfigMapOnce(ctx, istioNamespace, meshConfigMapName(revision));
+  const crdsRead = checkCrds(ctx, needPeerAuthWrite);
+  const [permissionsResult, deploymentsResult, meshConfigResult, crdsResult] = await Promise.allSettled([
+    checkPermissions(ctx, perms),
+    deploymentsRead,
+    meshConfigRead,
+    crdsRead,
+  ]);
+  if (permissionsResult.status === 'rejected') throw permissionsResult.reason;
+  const missing = permissionsResult.value;
   if (missing.length > 0) problems.push(formatMissingPermissions(missing));
   const canListDeployments = !missing.some((m) => m.resource === 'deployments' && m.verb === 'list');
   const canReadIstioConfigMaps = !missing.some((m) => m.resource === 'configmaps' && m.namespace === istioNamespace);
+  const valueOf = <T>(result: PromiseSettledResult<T>, allowed: boolean): T | undefined => {
+    if (!allowed) return undefined;
+    if (result.status === 'rejected') throw result.reason;
+    return result.value;
+  };
+  const deploymentList = valueOf(deploymentsResult, canListDeployments);
+  const meshConfigMap = valueOf(meshConfigResult, canReadIstioConfigMaps);
 
   const report: PreflightReport = {
     meshConfigMap: { namespace: istioNamespace, name: meshConfigMapName(revision), present: false },
@@ -157,11 +179,8 @@ export async function runPreflight(ctx: ClusterContext, inventory: Inventory, op
   };
 
   const revLabel = revision && revision !== 'default' ? revision : 'default';
-  if (canListDeployments) {
-    const list = await ctx.transport.call((o) =>
-      ctx.apps.listNamespacedDeployment({ namespace: istioNamespace, labelSelector: 'app=istiod' }, o),
-    );
-    const deployments: V1Deployment[] = list.items ?? [];
+  if (deploymentList) {
+    const deployments: V1Deployment[] = deploymentList.items ?? [];
     const istiod = selectIstiod(deployments, revision);
     if (!istiod) {
       const found = deployments.length ? `found revisions: ${revisionsOf(deployments).join(', ')}` : 'found none';
@@ -203,7 +222,7 @@ export async function runPreflight(ctx: ClusterContext, inventory: Inventory, op
   }
 
   if (canReadIstioConfigMaps) {
-    const cm = await readConfigMapOnce(ctx, istioNamespace, report.meshConfigMap.name);
+    const cm = meshConfigMap;
     report.meshConfigMap.present = cm?.data?.['mesh'] !== undefined;
     if (!cm) {
       problems.push(`mesh config map ${report.meshConfigMap.name} not found in namespace ${istioNamespace} (istioctl reads its "mesh" key)`);
@@ -212,11 +231,11 @@ export async function runPreflight(ctx: ClusterContext, inventory: Inventory, op
     }
   }
 
-  try {
-    report.crds = await checkCrds(ctx, needPeerAuthWrite);
-  } catch (err) {
-    if (!(err instanceof KubeRequestError)) throw err;
-    problems.push(`API discovery failed: ${err.message}`);
+  if (crdsResult.status === 'fulfilled') {
+    report.crds = crdsResult.value;
+  } else {
+    if (!(crdsResult.reason instanceof KubeRequestError)) throw crdsResult.reason;
+    problems.push(`API discovery failed: ${crdsResult.reason.message}`);
   }
   const notServed = report.crds.filter((c) => !c.served);
   if (notServed.length > 0) {

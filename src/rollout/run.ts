@@ -13,6 +13,7 @@ import {
 } from '../report/model.js';
 import { resolveShare, type RunSettings } from '../settings.js';
 import type { ClusterPort, MeshContext, RunLogger, VerifierPort, VmConnectorPort } from './ports.js';
+import { firstWave, openEarlyConnections, type EarlyConnections } from './early-connections.js';
 import { selectVms } from './select.js';
 import { runVmPipeline, type VmPipelineContext } from './vm-pipeline.js';
 
@@ -85,9 +86,12 @@ export async function runRollout(settings: RunSettings, inventory: Inventory, de
   // Cluster side: nothing on a VM is touched unless all of this succeeds.
   let cluster: ClusterPort;
   const meshByGroup = new Map<GroupSpec, MeshContext>();
+  let early: EarlyConnections | undefined;
   try {
     cluster = await deps.cluster();
     const preflight = await cluster.preflight({ inventory, groups, mode: settings.mode });
+    // The cluster answers and allows this run: log in to the first VMs while its objects and mesh values are prepared.
+    if (settings.mode !== 'offboard') early = openEarlyConnections(deps.connector, firstWave(selection.selected, settings.rollout));
     report.cluster = {
       server: cluster.server,
       istioVersion: preflight.istioVersion,
@@ -123,12 +127,14 @@ export async function runRollout(settings: RunSettings, inventory: Inventory, de
   } catch (error) {
     report.fatal = { stage: 'cluster', message: messageOf(error), hint: hintOf(error) };
     log.error(`cluster: ${messageOf(error)}`);
+    await early?.discardUnused();
     for (const { group, vm } of selection.selected) report.vms.push(skippedVm(group, vm, 'skipped-preflight'));
     return finish();
   }
 
   const istioVersion = settings.istioVersion || report.cluster?.istioVersion || '';
-  const vmResults = await rollVms(settings, selection.selected, cluster, meshByGroup, istioVersion, deps);
+  const connector = early?.connector ?? deps.connector;
+  const vmResults = await rollVms(settings, selection.selected, cluster, meshByGroup, istioVersion, { ...deps, connector }).finally(() => early?.discardUnused());
   report.vms.push(...vmResults);
   if (settings.mode === 'offboard') {
     for (const vm of vmResults) {

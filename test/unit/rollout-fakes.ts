@@ -86,6 +86,7 @@ export function fakes(world: World) {
   };
   const connector: VmConnectorPort = {
     async connect(vm) {
+      world.events.push(`connect ${vm.name}`);
       if (world.failingConnect.has(vm.name)) throw Object.assign(new Error(`connection refused by ${vm.ssh.host}:22`), { hint: 'is sshd running?' });
       world.inFlight += 1;
       world.maxInFlight = Math.max(world.maxInFlight, world.inFlight);
@@ -125,6 +126,7 @@ export function fakes(world: World) {
         runScript: async () => ({ code: 0, stdout: '', stderr: '' }),
         counters: () => ({ sshConnections: 1, execRoundTrips: 2, bytesUploaded: 100 }),
         close: async () => {
+          world.events.push(`close ${vm.name}`);
           world.inFlight -= 1;
           groupFlight.set(group, groupFlight.get(group)! - 1);
         },

@@ -8,7 +8,8 @@ describe('runRollout', () => {
     const report = await run(world, inventoryOf([3]));
     expect(report.totals).toMatchObject({ vms: 3, succeeded: 3, failed: 0 });
     expect(report.vms.map((vm) => vm.outcome)).toEqual(['installed', 'installed', 'installed']);
-    expect(world.events[0]).toBe('applyGroup g0');
+    // the group's objects come before any change on a VM (early logins change nothing)
+    expect(world.events.filter((e) => !e.startsWith('connect'))[0]).toBe('applyGroup g0');
     const files = world.applied.get('vm-0-1')!.files;
     expect(files.clusterEnv).toContain("ISTIO_SVC_IP='10.0.0.11'");
     expect(files.clusterEnv).toContain("ISTIO_META_AUTO_REGISTER_GROUP='g0'");
@@ -94,7 +95,7 @@ describe('runRollout', () => {
   it('plans without writing: dry-run objects, no token, no apply', async () => {
     const world = makeWorld();
     const report = await run(world, inventoryOf([2]), { mode: 'plan' });
-    expect(world.events).toEqual(['applyGroup g0 (dry-run)']);
+    expect(world.events.filter((e) => !/^(connect|close) /.test(e))).toEqual(['applyGroup g0 (dry-run)']);
     expect(report.vms.map((vm) => vm.outcome)).toEqual(['planned', 'planned']);
     expect(report.vms[0]?.files.find((file) => file.path.endsWith('cluster.env'))?.diff).toContain("+ISTIO_SVC_IP='10.0.0.10'");
     expect(report.vms[0]?.tokenExpiresAt).toBeUndefined();
@@ -127,6 +128,55 @@ describe('runRollout', () => {
     expect(report.fatal).toMatchObject({ stage: 'cluster', message: 'Cluster preflight failed: CRD missing' });
     expect(world.applied.size).toBe(0);
     expect(report.vms.map((vm) => vm.outcome)).toEqual(['skipped-preflight', 'skipped-preflight']);
+  });
+
+  it('logs in to the first wave of VMs while the cluster side is prepared, only after the preflight passed', async () => {
+    const world = makeWorld();
+    const cluster = fakes(world).cluster;
+    let releaseMesh: () => void = () => undefined;
+    const meshGate = new Promise<void>((resolve) => (releaseMesh = resolve));
+    const running = run(world, inventoryOf([3, 2]), { concurrency: '3', 'max-unavailable': '1' }, {
+      cluster: async () => ({
+        ...cluster,
+        preflight: async () => {
+          world.events.push('preflight');
+          return cluster.preflight({} as never);
+        },
+        meshContext: async (group) => {
+          await meshGate;
+          return cluster.meshContext(group);
+        },
+      }),
+    });
+    // the root certificate is still on its way: the first wave (one VM per group: max-unavailable 1) is logging in
+    for (let i = 0; i < 20 && world.events.filter((e) => e.startsWith('connect')).length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(world.events).toEqual(['preflight', 'connect vm-0-0', 'connect vm-1-0', 'applyGroup g0']);
+    releaseMesh();
+    const report = await running;
+    expect(report.vms.map((vm) => vm.outcome)).toEqual(['installed', 'installed', 'installed', 'installed', 'installed']);
+    // one login per VM: the early ones were used, not opened again
+    expect(world.events.filter((e) => e.startsWith('connect')).sort()).toEqual(['connect vm-0-0', 'connect vm-0-1', 'connect vm-0-2', 'connect vm-1-0', 'connect vm-1-1']);
+    expect(world.maxInFlightByGroup.get('g0')).toBe(1);
+  });
+
+  it('closes the early logins when the cluster side fails after the preflight, and touches nothing', async () => {
+    const world = makeWorld();
+    const cluster = fakes(world).cluster;
+    const report = await run(world, inventoryOf([2]), { 'max-unavailable': '100%' }, {
+      cluster: async () => ({ ...cluster, applyGroup: async () => Promise.reject(new Error('WorkloadGroup g0: 409 conflict')) }),
+    });
+    expect(report.fatal).toMatchObject({ stage: 'cluster', message: 'WorkloadGroup g0: 409 conflict' });
+    expect(report.vms.map((vm) => vm.outcome)).toEqual(['skipped-preflight', 'skipped-preflight']);
+    expect(world.applied.size).toBe(0);
+    expect(world.events.filter((e) => e.startsWith('close')).sort()).toEqual(['close vm-0-0', 'close vm-0-1']);
+    expect(world.inFlight).toBe(0);
+  });
+
+  it('opens no early login when the preflight fails', async () => {
+    const world = makeWorld();
+    const cluster = fakes(world).cluster;
+    await run(world, inventoryOf([2]), {}, { cluster: async () => ({ ...cluster, preflight: async () => Promise.reject(new Error('no')) }) });
+    expect(world.events.some((e) => e.startsWith('connect'))).toBe(false);
   });
 
   it('rejects an unknown group filter', async () => {

@@ -98,6 +98,10 @@ export async function verifyVm(ctx: VerifyContext): Promise<CheckResult[]> {
     failResult(ctx, 'workload-entry', `check crashed: ${(err as Error).message}`, 'we-read-failed', { detail: (err as Error).message }, [], 0),
   );
 
+  // The mesh's mTLS mode (PeerAuthentication reads) is asked now, alongside round trip 1.
+  const strictness = isStrict(ctx);
+  strictness.catch(() => undefined);
+
   // Round trip 1.
   const probeTimeoutMs = options.readyTimeoutMs + options.restartWindowMs + 30_000;
   const probe = await runScript(ctx, buildProbeScript({ ...options, deferWindowWhenReady: true }), probeTimeoutMs);
@@ -130,7 +134,7 @@ export async function verifyVm(ctx: VerifyContext): Promise<CheckResult[]> {
       } catch (err) {
         targetError = (err as Error).message;
       }
-      const { strict, note } = await isStrict(ctx);
+      const { strict, note } = await strictness;
       const [mtlsJob, plaintextJob] = target
         ? await Promise.all([
             runJob(ctx, options, target.url, true),

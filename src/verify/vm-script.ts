@@ -94,18 +94,28 @@ function seconds(ms: number): string {
 
 function unitFunctions(unit: string): string {
   return String.raw`
-ivo_unit() { systemctl show -p LoadState -p ActiveState -p SubState -p NRestarts -p MainPID ${unit} 2>/dev/null; printf 'is-active=%s\n' "$(systemctl is-active ${unit} 2>/dev/null)"; }
-ivo_restarts() { systemctl show -p NRestarts -p MainPID ${unit} 2>/dev/null; }
-# When the current (or last) run of the unit started: its main process's start time from /proc (10 ms),
-# else systemd's ExecMainStartTimestamp (whole seconds).
+# One systemctl show per look at the unit: every property the checks read, kept in $ivo_unit_raw for
+# the reads that follow (is-active is its ActiveState). Each systemctl call is a D-Bus round trip.
+ivo_unit_raw=
+ivo_unit_read() { ivo_unit_raw=$(systemctl show -p LoadState -p ActiveState -p SubState -p NRestarts -p MainPID -p ExecMainStartTimestamp ${unit} 2>/dev/null); }
+ivo_prop() { printf '%s
+' "$ivo_unit_raw" | sed -n "s/^$1=//p" | head -n 1; }
+ivo_unit() { ivo_unit_read; printf '%s
+is-active=%s
+' "$ivo_unit_raw" "$(ivo_prop ActiveState)"; }
+ivo_restarts() { systemctl show -p NRestarts -p MainPID ${unit} 2>/dev/null | sort; }
+ivo_restarts_seen() { printf '%s
+' "$ivo_unit_raw" | grep -E '^(NRestarts|MainPID)=' | sort; }
+# When the current (or last) run of the unit started, as of the last ivo_unit_read: its main process's
+# start time from /proc (10 ms), else systemd's ExecMainStartTimestamp (whole seconds).
 ivo_started() {
-  ivo_pid=$(systemctl show -p MainPID ${unit} 2>/dev/null | sed -n 's/^MainPID=//p')
+  ivo_pid=$(ivo_prop MainPID)
   if [ -n "$ivo_pid" ] && [ "$ivo_pid" != 0 ] && [ -r "/proc/$ivo_pid/stat" ] && [ -r /proc/uptime ]; then
     ivo_hz=$(getconf CLK_TCK 2>/dev/null); case "$ivo_hz" in ''|*[!0-9]*|0) ivo_hz=100 ;; esac
     ivo_ago=$(sed 's/^.*) //' "/proc/$ivo_pid/stat" | awk -v hz="$ivo_hz" -v up="$(cut -d' ' -f1 /proc/uptime)" '{ printf "%d", (up - $20 / hz) * 1000 }')
     case "$ivo_ago" in ''|*[!0-9]*) ;; *) echo "ms=$(( $(ivo_now_ms) - ivo_ago ))"; return 0 ;; esac
   fi
-  ivo_t=$(systemctl show -p ExecMainStartTimestamp ${unit} 2>/dev/null | sed -n 's/^ExecMainStartTimestamp=//p')
+  ivo_t=$(ivo_prop ExecMainStartTimestamp)
   [ -n "$ivo_t" ] && echo "s=$(date -d "$ivo_t" +%s)"
 }
 `;
@@ -120,11 +130,12 @@ ivo_started() {
  */
 function windowBlock(unit: string, restartWindowMs: number): string {
   return String.raw`
+ivo_unit_read
 ivo_run_ms=$(ivo_started)
 case "$ivo_run_ms" in ms=*) ivo_run_ms=$(echo "$ivo_run_ms" | cut -c4-) ;; s=*) ivo_run_ms=$(( $(echo "$ivo_run_ms" | cut -c3-) * 1000 + 999 )) ;; *) ivo_run_ms=$ivo_start ;; esac
 case "$ivo_run_ms" in ''|*[!0-9]*) ivo_run_ms=$ivo_start ;; esac
 [ "$ivo_run_ms" -gt "$ivo_start" ] && ivo_run_ms=$ivo_start
-[ "$(systemctl is-active ${unit} 2>/dev/null)" = active ] || ivo_run_ms=$ivo_start
+[ "$(ivo_prop ActiveState)" = active ] || ivo_run_ms=$ivo_start
 ivo_w=0
 while [ $(( $(ivo_now_ms) - ivo_run_ms )) -lt ${Math.round(restartWindowMs)} ] && [ "$ivo_w" -lt ${Math.ceil(restartWindowMs / 200) + 2} ]; do ivo_w=$((ivo_w + 1)); sleep 0.2; done
 printf 'window_ms=%s up_ms=%s\n' "$(( $(ivo_now_ms) - ivo_start ))" "$(( $(ivo_now_ms) - ivo_run_ms ))" > "$ivo_tmp/r"
@@ -155,9 +166,9 @@ export function buildProbeScript(o: ProbeScriptOptions & { deferWindowWhenReady?
     String.raw`
 ivo_start=$(ivo_now_ms)
 ivo_cmd unit-before ivo_unit
-ivo_rs0=$(ivo_restarts)
+ivo_rs0=$(ivo_restarts_seen)
 ivo_max=${readyAttempts}
-case "$(systemctl is-active ${unit} 2>/dev/null)" in active) ;; *) ivo_max=1 ;; esac
+case "$(ivo_prop ActiveState)" in active) ;; *) ivo_max=1 ;; esac
 ivo_n=0; ivo_ready=000; ivo_why=timeout
 while [ "$ivo_n" -lt "$ivo_max" ]; do
   ivo_n=$((ivo_n + 1))

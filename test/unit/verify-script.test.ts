@@ -36,17 +36,30 @@ cat "$FAKE_DIR/resp/$key.body" > "$out"
 printf '%s' "$(cat "$FAKE_DIR/resp/$key.code")"
 `;
 
+// Answers `show -p A -p B … UNIT` with the properties asked for (MainPID from $FAKE_MAINPID, empty when
+// unset), and `is-active`. Every call counts in $FAKE_DIR/systemctl-calls; with $FAKE_DIR/crash each call
+// also sees one more restart.
 const FAKE_SYSTEMCTL = String.raw`#!/bin/sh
+echo "$*" >> "$FAKE_DIR/systemctl-calls"
 n=$(cat "$FAKE_DIR/nrestarts" 2>/dev/null || echo 0)
 if [ -f "$FAKE_DIR/crash" ]; then n=$((n + 1)); echo "$n" > "$FAKE_DIR/nrestarts"; fi
 state=$(cat "$FAKE_DIR/state")
 case "$1" in
   is-active) echo "$state"; [ "$state" = active ] ;;
-  show) case "$*" in
-      *ExecMainStartTimestamp*) echo 'ExecMainStartTimestamp=Thu 2026-11-26 10:00:00 UTC' ;;
-      "show -p MainPID istio") echo "MainPID=$FAKE_MAINPID" ;;
-      *) printf 'LoadState=loaded\nActiveState=%s\nSubState=running\nNRestarts=%s\nMainPID=77\n' "$state" "$n" ;;
-    esac ;;
+  show) shift
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        -p) case "$2" in
+            LoadState) echo LoadState=loaded ;;
+            ActiveState) echo "ActiveState=$state" ;;
+            SubState) echo SubState=running ;;
+            NRestarts) echo "NRestarts=$n" ;;
+            MainPID) echo "MainPID=$FAKE_MAINPID" ;;
+            ExecMainStartTimestamp) echo 'ExecMainStartTimestamp=Thu 2026-11-26 10:00:00 UTC' ;;
+          esac; shift 2 ;;
+        *) shift ;;
+      esac
+    done ;;
   *) exit 1 ;;
 esac
 `;
@@ -91,7 +104,10 @@ function reset(state: string, readyCodes: string[]) {
   rmSync(`${dir}/resp`, { recursive: true, force: true });
   mkdirSync(`${dir}/resp`);
   writeFileSync(`${dir}/calls`, '');
+  writeFileSync(`${dir}/systemctl-calls`, '');
 }
+
+const systemctlCalls = () => readFileSync(`${dir}/systemctl-calls`, 'utf8').split('\n').filter(Boolean);
 
 describe('probe script (round trip 1)', () => {
   it('polls readiness until 200, keeps the restart window, frames every body losslessly', () => {
@@ -124,6 +140,25 @@ describe('probe script (round trip 1)', () => {
     expect(s.get('unit-started')?.body.trim()).toBe(`s=${Date.UTC(2026, 10, 26, 10, 0, 0) / 1000}`);
     // The stats URL carries the filter Envoy expects.
     expect(readFileSync(`${dir}/calls`, 'utf8')).toContain('/stats?usedonly&filter=%5E(cluster%5C.xds-grpc%7C');
+  });
+
+  it('looks at the unit with one systemctl call per look: 2 in round trip 1 for a ready sidecar, 2 in round trip 2', () => {
+    reset('active', ['200']);
+    const r = spawnSync('sh', ['-s'], { input: buildProbeScript({ ...OPTIONS, deferWindowWhenReady: true }), env: { ...env(), FAKE_MAINPID: '1' }, encoding: 'utf8', timeout: 30_000 });
+    const s = parseScriptOutput(r.stdout).sections;
+    expect(s.get('window')?.body).toMatch(/deferred=1/);
+    expect(s.get('unit-before')?.body).toMatch(/^ActiveState=active$/m);
+    expect(s.get('unit-before')?.body).toMatch(/^is-active=active$/m);
+    expect(s.get('unit-started')?.body.trim()).toMatch(/^ms=\d+$/);
+    expect(systemctlCalls()).toEqual([
+      'show -p LoadState -p ActiveState -p SubState -p NRestarts -p MainPID -p ExecMainStartTimestamp istio',
+      'show -p LoadState -p ActiveState -p SubState -p NRestarts -p MainPID -p ExecMainStartTimestamp istio',
+    ]);
+    writeFileSync(`${dir}/systemctl-calls`, '');
+    const startMs = /start_ms=(\d+)/.exec(s.get('ready')!.body)![1]!;
+    const f = spawnSync('sh', ['-s'], { input: buildFollowUpScript({ readPrometheus: false, vmToMeshTimeoutMs: 1000, restartWindow: { windowMs: 300, probeStartMs: Number(startMs) } }), env: { ...env(), FAKE_MAINPID: '1' }, encoding: 'utf8', timeout: 30_000 });
+    expect(parseScriptOutput(f.stdout).sections.get('unit-after')?.body).toMatch(/^is-active=active$/m);
+    expect(systemctlCalls()).toHaveLength(2);
   });
 
   it('dates the current run by its main process start (/proc), to the tick', () => {

@@ -375,7 +375,6 @@ ivo_sync_runtime_token
 # 7. the unit: (re)start only when something that matters changed, or it is not running.
 ivo_changed dropIn && ivo_run reload systemctl daemon-reload
 [ "$POLICY" = always ] && RESTART=1
-ivo_active=$(systemctl is-active ${ISTIO_PATHS.unitName} 2>/dev/null | head -n1)
 if [ "$RESTART" = 1 ]; then
   ivo_run enable systemctl enable ${ISTIO_PATHS.unitName}
   ivo_conntrack_prime
@@ -383,7 +382,7 @@ if [ "$RESTART" = 1 ]; then
   ivo_run restart systemctl restart ${ISTIO_PATHS.unitName}
   ivo_emit service restarted
 else
-  case "$ivo_active" in
+  case "$(systemctl is-active ${ISTIO_PATHS.unitName} 2>/dev/null | head -n1)" in
     active|activating|reloading) ivo_emit service unchanged ;;
     *)
       ivo_run enable systemctl enable ${ISTIO_PATHS.unitName}

@@ -1,5 +1,6 @@
-// Every Kubernetes permission the action uses, as data: preflight checks them with
-// SelfSubjectAccessReviews and the README's minimal RBAC YAML is generated from the same list.
+// Every Kubernetes permission the action uses, as data: preflight checks them (a
+// SelfSubjectRulesReview per namespace, SelfSubjectAccessReviews for the rest: access-rules.ts) and
+// the README's minimal RBAC YAML is generated from the same list.
 import type { Inventory } from '../inventory/types.js';
 
 export type RunMode = 'onboard' | 'verify' | 'offboard' | 'plan';

@@ -1,10 +1,10 @@
 // Cluster preflight, before any VM is touched: istiod for the revision, its Istio version, the mesh
 // config map, the Istio CRDs served, the istiod feature flags VMs rely on, and every permission the
-// run needs (SelfSubjectAccessReview each), all asked at once. All problems are collected and
-// reported in one error.
-import pLimit from 'p-limit';
+// run needs (a SelfSubjectRulesReview per namespace, SelfSubjectAccessReviews for the rest: see
+// access-rules.ts), all asked at once. All problems are collected and reported in one error.
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { Inventory } from '../inventory/types.js';
+import { missingPermissions } from './access-rules.js';
 import { readConfigMapOnce, type ClusterContext } from './context.js';
 import { describePermission, KubeRequestError } from './errors.js';
 import {
@@ -90,45 +90,6 @@ async function checkCrds(ctx: ClusterContext, needPeerAuthentication: boolean): 
   }));
 }
 
-async function checkPermissions(ctx: ClusterContext, perms: ConcretePermission[]): Promise<ConcretePermission[]> {
-  const limit = pLimit(8);
-  // Once one review failed for good (API down, 500s after retries), the queued ones are not sent: the
-  // run stops on that error anyway, and a failing API should not get every remaining request retried.
-  let failure: unknown;
-  const allowed = await Promise.all(
-    perms.map((perm) =>
-      limit(async () => {
-        if (failure !== undefined) throw failure;
-        const review = await ctx.transport.call((o) =>
-          ctx.authz.createSelfSubjectAccessReview(
-            {
-              body: {
-                apiVersion: 'authorization.k8s.io/v1',
-                kind: 'SelfSubjectAccessReview',
-                spec: {
-                  resourceAttributes: {
-                    verb: perm.verb,
-                    group: perm.group,
-                    resource: perm.resource,
-                    ...(perm.subresource ? { subresource: perm.subresource } : {}),
-                    ...(perm.namespace ? { namespace: perm.namespace } : {}),
-                  },
-                },
-              },
-            },
-            o,
-          ),
-        ).catch((err: unknown) => {
-          failure ??= err;
-          throw err;
-        });
-        return review.status?.allowed === true;
-      }),
-    ),
-  );
-  return perms.filter((_, i) => !allowed[i]);
-}
-
 /** Modes in which an istiod feature flag the inventory needs (autoregistration, health checks) being off is blocking. */
 const FLAGS_BLOCK_MODES: readonly RunMode[] = ['onboard', 'plan'];
 
@@ -152,7 +113,7 @@ export async function runPreflight(ctx: ClusterContext, inventory: Inventory, op
   const meshConfigRead = readConfigMapOnce(ctx, istioNamespace, meshConfigMapName(revision));
   const crdsRead = checkCrds(ctx, needPeerAuthWrite);
   const [permissionsResult, deploymentsResult, meshConfigResult, crdsResult] = await Promise.allSettled([
-    checkPermissions(ctx, perms),
+    missingPermissions(ctx, perms),
     deploymentsRead,
     meshConfigRead,
     crdsRead,

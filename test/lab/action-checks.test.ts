@@ -284,7 +284,7 @@ describe('verification through dist/ in a 3-VM lab', () => {
     await fault('fault', 'kube-500');
     try {
       const r = await verify();
-      expectFatalBeforeVms(r, /^Kubernetes API https:\/\/127\.0\.0\.1:\d+ answered 500 after 4 attempts for POST \/apis\/authorization\.k8s\.io\/v1\/selfsubjectaccessreviews/);
+      expectFatalBeforeVms(r, /^Kubernetes API https:\/\/127\.0\.0\.1:\d+ answered 500 after 4 attempts for POST \/apis\/authorization\.k8s\.io\/v1\/selfsubject(access|rules)reviews/);
     } finally {
       await fault('heal', 'kube-500');
     }

@@ -359,6 +359,53 @@ describe('preflight', () => {
     expect(report.warnings.join('\n')).toMatch(/PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false, but the inventory has groups with registration: auto/);
   });
 
+  const reviewsOf = (paths: string[]) => ({
+    rules: paths.filter((p) => p.endsWith('/selfsubjectrulesreviews')).length,
+    access: paths.filter((p) => p.endsWith('/selfsubjectaccessreviews')).length,
+  });
+  const preflightPaths = async (options: ClusterClientOptions = {}, mode: 'onboard' | 'verify' = 'onboard') => {
+    const paths: string[] = [];
+    const outcome = await clientFor(kube, { ...options, onRequest: (info) => paths.push(info.path) })
+      .preflight(inv, { needsAutoRegistration: true, mode })
+      .catch((e: unknown) => e);
+    return { paths, outcome };
+  };
+
+  it('permissions: one rules review per namespace; access reviews only for what the rules cannot prove (cluster-scoped)', async () => {
+    const { paths, outcome } = await preflightPaths();
+    expect((outcome as { permissions: { missing: unknown[] } }).permissions.missing).toEqual([]);
+    // vm-ns and istio-system (the gateway's namespace too); get/create/patch namespaces are cluster-scoped.
+    expect(reviewsOf(paths)).toEqual({ rules: 2, access: 3 });
+  });
+
+  it('permissions: a read-only user — the rules prove the reads, access reviews confirm each missing write', async () => {
+    const kubeconfig = { kubeconfigPath: kube.kubeconfigPath, context: 'lab-restricted' };
+    const paths: string[] = [];
+    const { kubeConfig } = loadKubeConfig(kubeconfig);
+    const err = await createClusterClient(kubeConfig, { retry: { attempts: 2, baseDelayMs: 20 }, onRequest: (info) => paths.push(info.path) })
+      .preflight(inv, { needsAutoRegistration: true, mode: 'onboard' })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PreflightError);
+    const report = (err as PreflightError).report;
+    const missing = report.permissions.missing.map((m) => `${m.verb} ${m.resource}${m.subresource ? `/${m.subresource}` : ''}`);
+    expect(missing).toContain('create namespaces');
+    expect(missing).toContain('patch workloadgroups');
+    expect(missing).toContain('create serviceaccounts/token');
+    expect(missing.some((m) => /^(get|list) /.test(m))).toBe(false);
+    // Every permission the rules did not prove was asked, and only those: the reads were not.
+    const reads = report.permissions.checked.filter((m) => m.namespace && ['get', 'list'].includes(m.verb));
+    expect(reviewsOf(paths)).toEqual({ rules: 2, access: report.permissions.checked.length - reads.length });
+  });
+
+  it('permissions: an incomplete rules list (a deny the rules cannot express) falls back to access reviews for that namespace', async () => {
+    kube.denyPermission({ verb: 'delete', group: 'batch', resource: 'jobs' });
+    const { paths, outcome } = await preflightPaths({}, 'verify');
+    expect(outcome).toBeInstanceOf(PreflightError);
+    const report = (outcome as PreflightError).report;
+    expect(report.permissions.missing.map((m) => `${m.verb} ${m.resource} ${m.namespace}`)).toEqual(['delete jobs vm-ns']);
+    expect(reviewsOf(paths)).toEqual({ rules: 2, access: report.permissions.checked.filter((m) => m.namespace).length });
+  });
+
   it('missing RBAC permission: one error listing exactly the missing ones', async () => {
     kube.denyPermission({ verb: 'create', group: '', resource: 'serviceaccounts', subresource: 'token' });
     kube.denyPermission({ verb: 'delete', group: 'batch', resource: 'jobs' });
@@ -418,7 +465,7 @@ describe('API errors: retries with backoff, then a clear failure', () => {
     const c = clientFor(kube, { retry: { attempts: 4, baseDelayMs: 20 } });
     kube.failNextRequests();
     await expect(c.preflight(inventoryOf(group()), { needsAutoRegistration: true, mode: 'onboard' })).rejects.toThrow(
-      /answered 500 after 4 attempts for POST \/apis\/authorization\.k8s\.io\/v1\/selfsubjectaccessreviews/,
+      /answered 500 after 4 attempts for POST \/apis\/authorization\.k8s\.io\/v1\/selfsubject(access|rules)reviews/,
     );
     // The reviews still in flight finish their attempts (bounded); wait until no more requests come.
     let settled = -1;
@@ -426,11 +473,11 @@ describe('API errors: retries with backoff, then a clear failure', () => {
       settled = c.requestCount;
       await new Promise((r) => setTimeout(r, 300));
     }
-    // At most 8 reviews in flight (of the 20+ permissions the run needs) and the 3 reads asked alongside
-    // them (istiod, mesh config, API discovery), 4 attempts each; before, every permission was reviewed
-    // with 4 attempts although the run had already failed.
+    // The first requests only, 4 attempts each: the rules reviews (2 namespaces), the cluster-scoped
+    // access reviews (3) and the 3 reads asked alongside them (istiod, mesh config, API discovery). The
+    // access reviews the rules would have left are never sent.
     expect(c.requestCount).toBe(settled);
-    expect(c.requestCount).toBeLessThanOrEqual((8 + 3) * 4);
+    expect(c.requestCount).toBeLessThanOrEqual((2 + 3 + 3) * 4);
   });
 
   it('backoff doubles between attempts (bounded)', async () => {

@@ -126,6 +126,17 @@ describe('kubectl against the double', () => {
     expect((await kubectl(kube, ['auth', 'can-i', 'create', 'serviceaccounts', '--subresource=token', '-n', 'vm-ns'])).stdout.trim()).toBe('yes');
   });
 
+  it('auth can-i --list (a SelfSubjectRulesReview) prints the rules kubectl reads from the double', async () => {
+    const admin = await kubectl(kube, ['auth', 'can-i', '--list', '-n', 'vm-ns']);
+    expect(admin.code).toBe(0);
+    expect(admin.stdout).toMatch(/^Resources\s+Non-Resource URLs\s+Resource Names\s+Verbs$/m);
+    expect(admin.stdout).toMatch(/^\*\.\*\s+\[\]\s+\[\]\s+\[\*\]$/m);
+    expect(admin.stdout).toMatch(/^selfsubjectrulesreviews\.authorization\.k8s\.io\s+\[\]\s+\[\]\s+\[create\]$/m);
+    const restricted = await kubectl(kube, ['auth', 'can-i', '--list', '-n', 'vm-ns', '--context', 'lab-restricted']);
+    expect(restricted.stdout).toMatch(/^\*\.networking\.istio\.io\s+\[\]\s+\[\]\s+\[get list watch\]$/m);
+    expect(restricted.stdout).not.toMatch(/\[\*\]/);
+  });
+
   it('restricted user cannot delete (403 with the RBAC message)', async () => {
     const r = await kubectl(kube, ['delete', 'cm', 'kube-root-ca.crt', '-n', 'vm-ns', '--context', 'lab-restricted']);
     expect(r.code).not.toBe(0);
@@ -261,6 +272,30 @@ describe('@kubernetes/client-node against the double', () => {
     expect(await ask('lab', 'create', 'workloadgroups', 'networking.istio.io')).toBe(true);
     expect(await ask('lab-restricted', 'create', 'workloadgroups', 'networking.istio.io')).toBe(false);
     expect(await ask('lab-restricted', 'get', 'workloadgroups', 'networking.istio.io')).toBe(true);
+  });
+
+  it('SelfSubjectRulesReview lists the rules per user; a deny makes the list incomplete; no namespace is a 400', async () => {
+    const { k8s, kc } = await client();
+    const rules = async (context: string, namespace?: string) => {
+      kc.setCurrentContext(context);
+      const authz = kc.makeApiClient(k8s.AuthorizationV1Api);
+      return authz.createSelfSubjectRulesReview({ body: { spec: namespace ? { namespace } : {} } });
+    };
+    const admin = await rules('lab', 'vm-ns');
+    expect(admin.status?.incomplete).toBe(false);
+    expect(admin.status?.resourceRules).toContainEqual(expect.objectContaining({ verbs: ['*'], apiGroups: ['*'], resources: ['*'] }));
+    const restricted = await rules('lab-restricted', 'vm-ns');
+    expect(restricted.status?.resourceRules.flatMap((r) => r.verbs).sort()).toEqual(['create', 'get', 'list', 'watch']);
+    const undo = kube.denyPermission({ verb: 'delete', group: 'batch', resource: 'jobs' });
+    try {
+      const denied = await rules('lab', 'vm-ns');
+      expect(denied.status?.incomplete).toBe(true);
+      expect(denied.status?.evaluationError).toMatch(/deny rule/);
+    } finally {
+      undo();
+    }
+    const noNamespace = await rules('lab').catch((e: unknown) => e);
+    expect((noNamespace as { code: number }).code).toBe(400);
   });
 
   it('watch delivers ADDED/MODIFIED/DELETED with resourceVersions, filtered by label selector', async () => {

@@ -4,6 +4,7 @@ import { chooseFromService, describeEastWest, orderResolvedAddresses, resolveHos
 import { featureFlag, imageTag, parseIstioVersion, selectIstiod, type DeploymentLike } from '../../src/cluster/istiod.js';
 import { clusterNameFromInjectorValues, trustDomainOf } from '../../src/cluster/mesh-context.js';
 import { driftOf, fieldsV1Paths, peerAuthenticationManifest, serviceManifest, subsetDifferences } from '../../src/cluster/mesh-objects.js';
+import { ruleGrants } from '../../src/cluster/access-rules.js';
 import { REQUIRED_PERMISSIONS, permissionsForRun } from '../../src/cluster/permissions.js';
 import { formatMissingPermissions } from '../../src/cluster/preflight.js';
 import { renderMinimalRbacYaml } from '../../src/cluster/rbac.js';
@@ -248,5 +249,27 @@ describe('verification Job (ADR 0002)', () => {
       state: 'failed',
       reason: 'DeadlineExceeded: Job was active longer than specified deadline',
     });
+  });
+});
+
+describe('ruleGrants (a SelfSubjectRulesReview rule, matched as RBAC matches it)', () => {
+  const perm = (verb: string, group: string, resource: string, subresource?: string) => ({ verb, group, resource, why: '', namespace: 'ns', ...(subresource ? { subresource } : {}) });
+  it('verbs, API groups and resources, with * for all', () => {
+    expect(ruleGrants({ verbs: ['*'], apiGroups: ['*'], resources: ['*'] }, perm('patch', 'networking.istio.io', 'workloadgroups'))).toBe(true);
+    expect(ruleGrants({ verbs: ['get', 'list'], apiGroups: [''], resources: ['configmaps'] }, perm('get', '', 'configmaps'))).toBe(true);
+    expect(ruleGrants({ verbs: ['get', 'list'], apiGroups: [''], resources: ['configmaps'] }, perm('create', '', 'configmaps'))).toBe(false);
+    expect(ruleGrants({ verbs: ['get'], apiGroups: ['apps'], resources: ['configmaps'] }, perm('get', '', 'configmaps'))).toBe(false);
+    expect(ruleGrants({ verbs: ['get'], resources: ['configmaps'] }, perm('get', '', 'configmaps'))).toBe(false);
+  });
+  it('subresources: named exactly, */sub, or *; the parent resource alone does not grant them', () => {
+    expect(ruleGrants({ verbs: ['create'], apiGroups: [''], resources: ['serviceaccounts/token'] }, perm('create', '', 'serviceaccounts', 'token'))).toBe(true);
+    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['*/log'] }, perm('get', '', 'pods', 'log'))).toBe(true);
+    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['*'] }, perm('get', '', 'pods', 'log'))).toBe(true);
+    expect(ruleGrants({ verbs: ['create'], apiGroups: [''], resources: ['serviceaccounts'] }, perm('create', '', 'serviceaccounts', 'token'))).toBe(false);
+    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['pods/*'] }, perm('get', '', 'pods', 'log'))).toBe(false);
+  });
+  it('a rule limited to resourceNames proves nothing about other objects', () => {
+    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['configmaps'], resourceNames: ['istio-ca-root-cert'] }, perm('get', '', 'configmaps'))).toBe(false);
+    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['configmaps'], resourceNames: [] }, perm('get', '', 'configmaps'))).toBe(true);
   });
 });

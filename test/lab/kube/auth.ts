@@ -24,6 +24,13 @@ export interface ResourceAttributes {
   name?: string;
 }
 
+export interface RulesReviewStatus {
+  resourceRules: { verbs: string[]; apiGroups: string[]; resources: string[] }[];
+  nonResourceRules: { verbs: string[]; nonResourceURLs: string[] }[];
+  incomplete: boolean;
+  evaluationError?: string;
+}
+
 export interface DenyRule {
   verb: string;
   group: string;
@@ -85,6 +92,27 @@ export class Authorizer {
 
   clearDenies(): void {
     this.denies = [];
+  }
+
+  /**
+   * What a SelfSubjectRulesReview answers for `namespace`: the rules that apply there (cluster-wide
+   * ones and those limited to it), plus system:basic-user's and system:discovery's. A deny rule of the
+   * lab cannot be written as RBAC allow rules, so while one applies to the user the list is marked
+   * incomplete — as the API server marks it when another authorizer (a webhook) also decides.
+   */
+  rulesFor(user: UserInfo, namespace: string, forbidden: boolean): RulesReviewStatus {
+    const own = forbidden ? [] : (this.rules.get(user.username) ?? []).filter((r) => !r.namespaces || r.namespaces.includes(namespace));
+    const resourceRules = [
+      { verbs: ['create'], apiGroups: ['authorization.k8s.io'], resources: ['selfsubjectaccessreviews', 'selfsubjectrulesreviews'] },
+      ...own.map((r) => ({ verbs: [...r.verbs], apiGroups: [...r.apiGroups], resources: [...r.resources] })),
+    ];
+    const nonResourceRules = [
+      { verbs: ['get'], nonResourceURLs: ['/api', '/api/*', '/apis', '/apis/*', '/healthz', '/livez', '/openapi', '/openapi/*', '/readyz', '/version', '/version/'] },
+    ];
+    const denied = this.denies.filter((d) => d.user === undefined || d.user === user.username);
+    return denied.length > 0
+      ? { resourceRules, nonResourceRules, incomplete: true, evaluationError: `lab: ${denied.length} deny rule(s) apply to ${user.username}; ask a SelfSubjectAccessReview` }
+      : { resourceRules, nonResourceRules, incomplete: false };
   }
 
   /** RBAC's decision with its reason text (as SubjectAccessReview reports it). */

@@ -45,6 +45,11 @@ const SCHEMAS: Record<string, Schema> = {
       4: { name: 'expirationSeconds', type: 'int64' },
     }),
   },
+  // k8s.io/api/authorization/v1 generated.proto: SelfSubjectRulesReviewSpec { optional string namespace = 1; }
+  SelfSubjectRulesReview: {
+    1: M('metadata', OBJECT_META),
+    2: M('spec', { 1: S('namespace') }),
+  },
   SelfSubjectAccessReview: {
     1: M('metadata', OBJECT_META),
     2: M('spec', {

@@ -64,6 +64,7 @@ export const BUILTIN_TYPES: ResourceType[] = [
   }),
   builtin('authentication.k8s.io', 'v1', 'tokenreviews', 'TokenReview', false, { verbs: ['create'] }),
   builtin('authorization.k8s.io', 'v1', 'selfsubjectaccessreviews', 'SelfSubjectAccessReview', false, { verbs: ['create'] }),
+  builtin('authorization.k8s.io', 'v1', 'selfsubjectrulesreviews', 'SelfSubjectRulesReview', false, { verbs: ['create'] }),
 ];
 
 /** Group versions of built-in groups (for discovery), preferred first. */

@@ -305,6 +305,14 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
     }
 
     // ----- reviews (create-only, not stored) -----
+    if (t.group === 'authorization.k8s.io' && t.resource === 'selfsubjectrulesreviews') {
+      const body = await readObjectBody(req);
+      const spec = (isObject(body) && isObject(body.spec) ? body.spec : {}) as { namespace?: string };
+      if (!spec.namespace) throw errors.badRequest('no namespace on request');
+      const status = deps.authorizer.rulesFor(user, spec.namespace, deps.faults.forbiddenUsers.has(user.username));
+      send(res, 201, { kind: 'SelfSubjectRulesReview', apiVersion: 'authorization.k8s.io/v1', metadata: { creationTimestamp: null }, spec, status });
+      return 201;
+    }
     if (t.group === 'authorization.k8s.io' && t.resource === 'selfsubjectaccessreviews') {
       const body = await readObjectBody(req);
       const spec = (isObject(body) && isObject(body.spec) ? body.spec : {}) as { resourceAttributes?: Record<string, string>; nonResourceAttributes?: Record<string, string> };
@@ -581,7 +589,7 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
         ...(rt.namespace ? { namespace: rt.namespace } : {}),
         ...(rt.name ? { name: rt.name } : {}),
       };
-      const isSelfReview = rt.type.group === 'authorization.k8s.io' && rt.type.resource === 'selfsubjectaccessreviews';
+      const isSelfReview = rt.type.group === 'authorization.k8s.io' && (rt.type.resource === 'selfsubjectaccessreviews' || rt.type.resource === 'selfsubjectrulesreviews');
       const allowed = isSelfReview || (!deps.faults.forbiddenUsers.has(user.username) && deps.authorizer.authorize(user, attrs).allowed);
       if (!allowed) throw errors.forbidden(user.username, attrs);
       code = await handleResource(req, res, rt, q, verb, user);

@@ -665,6 +665,8 @@ export interface MtlsEvidence {
   after?: ScriptSection;
   mtlsJob: VerificationJobResult | { error: string };
   plaintextJob?: VerificationJobResult | { error: string };
+  /** Plaintext Jobs before `plaintextJob` that were answered while the policy could still be on its way. */
+  earlierPlaintextJobs?: VerificationJobResult[];
   image: string;
 }
 
@@ -713,9 +715,12 @@ export function evaluateMeshToVmMtls(ctx: VerifyContext, e: MtlsEvidence, option
       return failResult(ctx, name, `STRICT could not be proven: the plaintext Job failed to run (${detail})`, 'mtls-job-failed', { ...base, detail }, evidence, durationMs);
     }
     const accepted = plain.calls.filter((c) => Number(c.code) !== 0).length;
-    evidence.push(`plaintext Job (not injected) → ${e.target.url}: ${jobCodes(plain)}`);
+    const earlier = e.earlierPlaintextJobs ?? [];
+    for (const [index, job] of earlier.entries()) evidence.push(`plaintext Job attempt ${index + 1} (not injected) → ${e.target.url}: ${jobCodes(job)}`);
+    evidence.push(`plaintext Job${earlier.length > 0 ? ` attempt ${earlier.length + 1}` : ''} (not injected) → ${e.target.url}: ${jobCodes(plain)}`);
     if (accepted > 0) {
-      return failResult(ctx, name, `plaintext accepted: ${accepted} of ${plain.calls.length} plaintext calls answered under STRICT`, 'plaintext-accepted', { accepted, total: plain.calls.length }, evidence, durationMs);
+      const persisted = earlier.length > 0 ? ` (on each of ${earlier.length + 1} attempts within ${Math.round(options.policyPropagationMs / 1000)} s: not a policy still on its way)` : '';
+      return failResult(ctx, name, `plaintext accepted: ${accepted} of ${plain.calls.length} plaintext calls answered under STRICT${persisted}`, 'plaintext-accepted', { accepted, total: plain.calls.length }, evidence, durationMs);
     }
   }
   return passResult(

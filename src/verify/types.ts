@@ -47,6 +47,12 @@ export interface VerifyOptions {
   vmToMeshTimeoutMs: number;
   /** Lines of /var/log/istio/istio.log and istio.err.log kept as evidence. */
   logTailLines: number;
+  /**
+   * Under STRICT, how long after the Jobs started plaintext accepted by the VM may still be a policy on
+   * its way (istiod debounces and pushes a new PeerAuthentication within seconds): the plaintext Job is
+   * repeated, backing off from 1 s, until refused or this is spent. Only then is it a failure.
+   */
+  policyPropagationMs: number;
 }
 
 export const DEFAULT_VERIFY_OPTIONS: VerifyOptions = {
@@ -60,6 +66,7 @@ export const DEFAULT_VERIFY_OPTIONS: VerifyOptions = {
   jobTimeoutMs: 90_000,
   vmToMeshTimeoutMs: 5_000,
   logTailLines: 15,
+  policyPropagationMs: 10_000,
 };
 
 export interface VerifyContext {

@@ -72,6 +72,10 @@ async function isStrict(ctx: VerifyContext): Promise<{ strict: boolean; note: st
   }
 }
 
+function acceptsPlaintext(job: VerificationJobResult | { error: string }): job is VerificationJobResult {
+  return !('error' in job) && job.calls.some((call) => Number(call.code) !== 0);
+}
+
 async function runJob(ctx: VerifyContext, options: VerifyOptions, url: string, injectSidecar: boolean): Promise<VerificationJobResult | { error: string }> {
   try {
     return await ctx.meshProbe.runVerificationJob({
@@ -135,12 +139,22 @@ export async function verifyVm(ctx: VerifyContext): Promise<CheckResult[]> {
         targetError = (err as Error).message;
       }
       const { strict, note } = await strictness;
-      const [mtlsJob, plaintextJob] = target
+      const [mtlsJob, firstPlaintextJob] = target
         ? await Promise.all([
             runJob(ctx, options, target.url, true),
             strict ? runJob(ctx, options, target.url, false) : Promise.resolve(undefined),
           ])
         : [undefined, undefined];
+      // A STRICT policy applied moments ago (this run, or just before it) may not have reached the
+      // sidecar yet: plaintext that is still accepted after the propagation time is the failure.
+      const earlierPlaintextJobs: VerificationJobResult[] = [];
+      let plaintextJob = firstPlaintextJob;
+      const sleep = ctx.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+      for (let pauseMs = 1000; target && plaintextJob && acceptsPlaintext(plaintextJob) && now() + pauseMs <= started + options.policyPropagationMs; pauseMs *= 2) {
+        earlierPlaintextJobs.push(plaintextJob);
+        await sleep(pauseMs);
+        plaintextJob = await runJob(ctx, options, target.url, false);
+      }
       const jobsDone = now();
 
       // Round trip 2 (it also ends the restart window round trip 1 deferred: the Jobs' time counts toward it).
@@ -172,6 +186,7 @@ export async function verifyVm(ctx: VerifyContext): Promise<CheckResult[]> {
         if (before) evidence.before = before;
         if (after) evidence.after = after;
         if (plaintextJob) evidence.plaintextJob = plaintextJob;
+        if (earlierPlaintextJobs.length > 0) evidence.earlierPlaintextJobs = earlierPlaintextJobs;
         const result = evaluateMeshToVmMtls(ctx, evidence, options, jobsDone - started + followUp.durationMs);
         result.evidence.push(note);
         results.set('mesh-to-vm-mtls', result);

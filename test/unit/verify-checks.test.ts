@@ -218,6 +218,41 @@ describe('verifyVm on a healthy VM', () => {
   });
 });
 
+describe('STRICT applied moments ago: plaintext accepted while the policy travels to the sidecar', () => {
+  it('repeats the plaintext Job (1 s, 2 s, … within 10 s) and passes once plaintext is refused', async () => {
+    const mesh = healthyMesh();
+    const answers = [callsOf('200', '200', '200'), callsOf('200', '000', '000'), callsOf('000', '000', '000')];
+    const h = harness(healthyVm(), mesh);
+    const runJob = h.ctx.meshProbe.runVerificationJob.bind(h.ctx.meshProbe);
+    h.ctx.meshProbe.runVerificationJob = async (spec) => {
+      if (!spec.injectSidecar) mesh.plaintextJob = { succeeded: true, calls: answers.shift() ?? callsOf('000', '000', '000'), logs: '' };
+      return runJob(spec);
+    };
+    const result = byName(await verifyVm(h.ctx), 'mesh-to-vm-mtls');
+    expect(result.status).toBe('pass');
+    expect(h.jobs.map((j) => j.injectSidecar)).toEqual([true, false, false, false]);
+    expect(result.evidence).toEqual(
+      expect.arrayContaining([
+        'plaintext Job attempt 1 (not injected) → http://10.233.0.11:8080/healthz: 200 200 200',
+        'plaintext Job attempt 2 (not injected) → http://10.233.0.11:8080/healthz: 200 000 000',
+        'plaintext Job attempt 3 (not injected) → http://10.233.0.11:8080/healthz: 000 000 000',
+      ]),
+    );
+  });
+
+  it('a plaintext acceptance that outlasts the propagation time fails, after a bounded number of attempts', async () => {
+    const mesh = healthyMesh();
+    mesh.plaintextJob = { succeeded: true, calls: callsOf('200', '200', '200'), logs: '' };
+    const h = harness(healthyVm(), mesh);
+    const result = byName(await verifyVm(h.ctx), 'mesh-to-vm-mtls');
+    expect(result.status).toBe('fail');
+    expect(result.hint).toMatch(/PeerAuthentication not STRICT for this workload/);
+    // 1 + 2 + 4 s of pauses fit in 10 s; 8 more would not.
+    expect(h.jobs.filter((j) => !j.injectSidecar)).toHaveLength(4);
+    expect(result.summary).toMatch(/^plaintext accepted: 3 of 3 plaintext calls answered under STRICT \(on each of 4 attempts within 10 s/);
+  });
+});
+
 // ---------------------------------------------------------------- failure table
 
 interface FailureCase {

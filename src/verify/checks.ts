@@ -670,6 +670,11 @@ export interface MtlsEvidence {
   image: string;
 }
 
+/** Calls of a plaintext Job that the VM answered (any HTTP code; 000 = refused or failed). */
+export function answeredPlaintextCalls(job: VerificationJobResult): number {
+  return job.calls.filter((call) => Number(call.code) !== 0).length;
+}
+
 function jobCodes(job: VerificationJobResult): string {
   return job.calls.map((c) => String(c.code).padStart(3, '0')).join(' ') || '(no calls)';
 }
@@ -714,7 +719,7 @@ export function evaluateMeshToVmMtls(ctx: VerifyContext, e: MtlsEvidence, option
       const detail = !plain ? 'not run' : 'error' in plain ? plain.error : (plain.reason ?? 'no calls made');
       return failResult(ctx, name, `STRICT could not be proven: the plaintext Job failed to run (${detail})`, 'mtls-job-failed', { ...base, detail }, evidence, durationMs);
     }
-    const accepted = plain.calls.filter((c) => Number(c.code) !== 0).length;
+    const accepted = answeredPlaintextCalls(plain);
     const earlier = e.earlierPlaintextJobs ?? [];
     for (const [index, job] of earlier.entries()) evidence.push(`plaintext Job attempt ${index + 1} (not injected) → ${e.target.url}: ${jobCodes(job)}`);
     evidence.push(`plaintext Job${earlier.length > 0 ? ` attempt ${earlier.length + 1}` : ''} (not injected) → ${e.target.url}: ${jobCodes(plain)}`);

@@ -19,6 +19,7 @@ import {
   checkWorkloadEntry,
   checkXdsConnected,
   defaultMtlsTarget,
+  answeredPlaintextCalls,
   evaluateMeshToVmMtls,
   failResult,
   probeStartMs,
@@ -73,7 +74,7 @@ async function isStrict(ctx: VerifyContext): Promise<{ strict: boolean; note: st
 }
 
 function acceptsPlaintext(job: VerificationJobResult | { error: string }): job is VerificationJobResult {
-  return !('error' in job) && job.calls.some((call) => Number(call.code) !== 0);
+  return !('error' in job) && answeredPlaintextCalls(job) > 0;
 }
 
 async function runJob(ctx: VerifyContext, options: VerifyOptions, url: string, injectSidecar: boolean): Promise<VerificationJobResult | { error: string }> {

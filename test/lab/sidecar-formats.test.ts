@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { EchoService } from './mesh/echo.js';
-import { httpGet, randomOffset, runSimulator, startLoopbackMesh, waitFor, writeVmRoot, type LoopbackMesh, waitSimulatorReady, type RunningSimulator } from './sidecar/testing.js';
+import { httpGet, randomOffset, removeBundledSimulator, runSimulator, startLoopbackMesh, waitFor, writeVmRoot, type LoopbackMesh, waitSimulatorReady, type RunningSimulator } from './sidecar/testing.js';
 
 const REF = path.resolve(new URL('.', import.meta.url).pathname, '../../../shared/envoy-reference');
 const ref = (p: string) => readFileSync(path.join(REF, p), 'utf8');
@@ -73,6 +73,7 @@ afterAll(async () => {
   app?.close();
   await mesh?.stop();
   for (const r of roots) rmSync(r, { recursive: true, force: true });
+  removeBundledSimulator();
 });
 
 function keysDeep(v: unknown): unknown {

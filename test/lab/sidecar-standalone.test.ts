@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { MeshCa } from './istiod/ca.js';
 import { EchoService } from './mesh/echo.js';
-import { httpGet, randomOffset, runSimulator, startLoopbackMesh, waitFor, writeVmRoot, type LoopbackMesh, waitSimulatorReady, type RunningSimulator } from './sidecar/testing.js';
+import { httpGet, randomOffset, removeBundledSimulator, runSimulator, startLoopbackMesh, waitFor, writeVmRoot, type LoopbackMesh, waitSimulatorReady, type RunningSimulator } from './sidecar/testing.js';
 import { PATHS } from './sidecar/config.js';
 import { certFacts } from './sidecar/identity.js';
 
@@ -99,6 +99,7 @@ afterAll(async () => {
   app?.close();
   await mesh?.stop();
   for (const r of roots) rmSync(r, { recursive: true, force: true });
+  removeBundledSimulator();
 });
 
 function mtlsCall(sim: RunningSimulator, clientNs = 'mesh-test', plaintext = false): Promise<number> {

@@ -53,10 +53,17 @@ export async function startLoopbackMesh(o: { host?: string; cleanupGraceMs?: num
 let bundled: string | undefined;
 export async function bundledSimulator(): Promise<string> {
   if (bundled && existsSync(bundled)) return bundled;
-  const out = path.join(mkdtempSync(path.join(tmpdir(), 'ivo-sim-')), 'sidecar.mjs');
+  const dir = mkdtempSync(path.join(tmpdir(), 'ivo-sim-'));
+  const out = path.join(dir, 'sidecar.mjs');
   await bundleForVm(new URL('./main.ts', import.meta.url).pathname, out);
   bundled = out;
   return out;
+}
+
+/** Removes the bundle (a test file's afterAll), so nothing is left in the temp directory. */
+export function removeBundledSimulator(): void {
+  if (bundled) rmSync(path.dirname(bundled), { recursive: true, force: true });
+  bundled = undefined;
 }
 
 export interface VmFiles {

@@ -98,14 +98,12 @@ function unitFunctions(unit: string): string {
 # the reads that follow (is-active is its ActiveState). Each systemctl call is a D-Bus round trip.
 ivo_unit_raw=
 ivo_unit_read() { ivo_unit_raw=$(systemctl show -p LoadState -p ActiveState -p SubState -p NRestarts -p MainPID -p ExecMainStartTimestamp ${unit} 2>/dev/null); }
-ivo_prop() { printf '%s
-' "$ivo_unit_raw" | sed -n "s/^$1=//p" | head -n 1; }
-ivo_unit() { ivo_unit_read; printf '%s
-is-active=%s
-' "$ivo_unit_raw" "$(ivo_prop ActiveState)"; }
-ivo_restarts() { systemctl show -p NRestarts -p MainPID ${unit} 2>/dev/null | sort; }
-ivo_restarts_seen() { printf '%s
-' "$ivo_unit_raw" | grep -E '^(NRestarts|MainPID)=' | sort; }
+ivo_prop() { printf '%s\n' "$ivo_unit_raw" | sed -n "s/^$1=//p" | head -n 1; }
+ivo_unit() { ivo_unit_read; printf '%s\nis-active=%s\n' "$ivo_unit_raw" "$(ivo_prop ActiveState)"; }
+# The restart key (NRestarts and MainPID, in one format) fresh from systemd, or as of the last look.
+ivo_restart_key() { grep -E '^(NRestarts|MainPID)=' | sort; }
+ivo_restarts() { systemctl show -p NRestarts -p MainPID ${unit} 2>/dev/null | ivo_restart_key; }
+ivo_restarts_seen() { printf '%s\n' "$ivo_unit_raw" | ivo_restart_key; }
 # When the current (or last) run of the unit started, as of the last ivo_unit_read: its main process's
 # start time from /proc (10 ms), else systemd's ExecMainStartTimestamp (whole seconds).
 ivo_started() {

@@ -22,7 +22,7 @@ let dir: string;
 let state: LabState;
 let session: VmSession;
 let vm: VmSpec;
-const ROOT = makeCa('cluster.local');
+const ROOT = makeCa('cluster.local', Date.now());
 
 const group: GroupSpec = {
   name: 'app',
@@ -136,7 +136,7 @@ describe('verification in the lab (VM side, no control plane)', () => {
   }, 60_000);
 
   it('a root cert other than the one installed is named as the cause', async () => {
-    const other = makeCa('cluster.local');
+    const other = makeCa('cluster.local', Date.now());
     const results = await verifyVm(context({ rootCertPem: other.certPem }));
     const cert = byName(results, 'workload-certificate');
     expect(cert).toMatchObject({ status: 'fail', hintId: 'cert-root-mismatch' });

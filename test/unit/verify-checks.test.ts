@@ -10,7 +10,7 @@ import { HINTS, renderHintsMarkdown } from '../../src/verify/hints.js';
 import { buildProbeScript } from '../../src/verify/vm-script.js';
 import type { MeshProbe, VerificationJobResult, VerificationJobSpec, WorkloadEntryView } from '../../src/verify/ports.js';
 import type { CheckName, CheckResult, VerifyContext } from '../../src/verify/types.js';
-import { makeCa, makeWorkloadCert, secretsDumpJson } from './verify-fixtures.js';
+import { TEST_EPOCH_MS, makeCa, makeWorkloadCert, secretsDumpJson } from './verify-fixtures.js';
 
 const REF = path.resolve(process.cwd(), '../shared/envoy-reference');
 const ref = (p: string) => readFileSync(path.join(REF, p), 'utf8');
@@ -128,7 +128,7 @@ interface Harness {
 function harness(vm: VmState, mesh: MeshState, overrides: Partial<VerifyContext> = {}): Harness {
   const scripts: string[] = [];
   const jobs: VerificationJobSpec[] = [];
-  let clock = Date.parse('2026-11-26T12:00:00Z');
+  let clock = TEST_EPOCH_MS;
   const h: Harness = { scripts, jobs, weQueries: 0, ctx: undefined as unknown as VerifyContext };
   const meshProbe: MeshProbe = {
     workloadEntryFor: async () => {

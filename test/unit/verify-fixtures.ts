@@ -16,19 +16,25 @@ function keyPair(): { publicKeyPem: string; privateKeyPem: string } {
   };
 }
 
+/**
+ * The verification tests' clock starts here (their fake `now()`); every certificate's validity is derived from
+ * it, never from the machine's date, so the suite gives the same answers on any day.
+ */
+export const TEST_EPOCH_MS = Date.parse('2026-11-26T12:00:00Z');
+
 let serial = 1;
 function nextSerial(): string {
   serial += 1;
   return (0x10 + serial).toString(16).padStart(4, '0');
 }
 
-export function makeCa(organization: string): TestCa {
+export function makeCa(organization: string, nowMs: number = TEST_EPOCH_MS): TestCa {
   const keys = keyPair();
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
   cert.serialNumber = nextSerial();
-  cert.validity.notBefore = new Date(Date.now() - 86_400_000);
-  cert.validity.notAfter = new Date(Date.now() + 10 * 365 * 86_400_000);
+  cert.validity.notBefore = new Date(nowMs - 86_400_000);
+  cert.validity.notAfter = new Date(nowMs + 10 * 365 * 86_400_000);
   const subject = [{ name: 'organizationName', value: organization }];
   cert.setSubject(subject);
   cert.setIssuer(subject);
@@ -42,14 +48,19 @@ export function makeCa(organization: string): TestCa {
 }
 
 /** A workload cert like istiod's CA issues: empty subject, URI SAN, signed by `ca`. */
-export function makeWorkloadCert(ca: TestCa, spiffeUri: string, validity: { notBefore?: Date; notAfter?: Date } = {}): string {
+export function makeWorkloadCert(
+  ca: TestCa,
+  spiffeUri: string,
+  validity: { notBefore?: Date; notAfter?: Date } = {},
+  nowMs: number = TEST_EPOCH_MS,
+): string {
   const keys = keyPair();
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
   cert.serialNumber = nextSerial();
-  cert.validity.notBefore = validity.notBefore ?? new Date(Date.now() - 60_000);
-  cert.validity.notAfter = validity.notAfter ?? new Date(Date.now() + 24 * 3_600_000);
+  cert.validity.notBefore = validity.notBefore ?? new Date(nowMs - 60_000);
+  cert.validity.notAfter = validity.notAfter ?? new Date(nowMs + 24 * 3_600_000);
   cert.setSubject([]);
   cert.setIssuer(caCert.subject.attributes);
   cert.setExtensions([

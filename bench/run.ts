@@ -14,13 +14,26 @@ import { REPO_ROOT } from '../test/lab/testing.js';
 import { runActionMeasured } from './lib/action.js';
 import { ensureAnsible, runBaseline, type BaselineName } from './lib/baselines.js';
 import { snapshotDist } from './lib/dist.js';
-import { labDown, labUp, PACKAGE_SIZE_MB, removeBaselineFiles, renderBaselineFiles, resetVms, type BenchLab } from './lib/lab.js';
+import {
+  labDown,
+  labUp,
+  PACKAGE_SIZE_MB,
+  removeBaselineFiles,
+  renderBaselineFiles,
+  resetVms,
+  type BenchLab,
+} from './lib/lab.js';
 import { measurePlan } from './lib/plan.js';
 import { renderMarkdown, summarize, type Machine, type RawResults, type Repetition } from './lib/results.js';
 import { secs } from './lib/stats.js';
 
 const list = (value: string | undefined, fallback: number[]): number[] =>
-  value ? value.split(',').map((v) => Number(v.trim())).filter((v) => Number.isInteger(v) && v > 0) : fallback;
+  value
+    ? value
+        .split(',')
+        .map((v) => Number(v.trim()))
+        .filter((v) => Number.isInteger(v) && v > 0)
+    : fallback;
 
 const SIZES = list(process.env.BENCH_SIZES, [1, 5, 10, 20]);
 const REPS = Math.max(1, Math.min(5, Number(process.env.BENCH_REPS ?? 3) || 3));
@@ -50,7 +63,14 @@ async function machine(ansible: string): Promise<Machine> {
 }
 
 async function repetition(vms: number, index: number, distDir: string): Promise<Repetition> {
-  const rep: Repetition = { vms, repetition: index, loadAverage1m: os.loadavg()[0] ?? Number.NaN, baselines: [], errors: [], notes: [] };
+  const rep: Repetition = {
+    vms,
+    repetition: index,
+    loadAverage1m: os.loadavg()[0] ?? Number.NaN,
+    baselines: [],
+    errors: [],
+    notes: [],
+  };
   let lab: BenchLab | undefined;
   let filesRoot: string | undefined;
   try {
@@ -58,10 +78,14 @@ async function repetition(vms: number, index: number, distDir: string): Promise<
     rep.labUpMs = lab.upMs;
     log(`${vms} VM(s) #${index}: lab up in ${secs(lab.upMs)} s`);
     rep.first = await runActionMeasured(lab, distDir, 'first');
-    log(`${vms} VM(s) #${index}: action first install ${rep.first.ok ? 'ok' : 'FAILED'}: onboarding ${secs(rep.first.onboardingMs)} s, verification ${secs(rep.first.verificationMs)} s, whole ${secs(rep.first.wallMs)} s${rep.first.ok ? '' : ` — ${rep.first.problems.join('; ')}`}`);
+    log(
+      `${vms} VM(s) #${index}: action first install ${rep.first.ok ? 'ok' : 'FAILED'}: onboarding ${secs(rep.first.onboardingMs)} s, verification ${secs(rep.first.verificationMs)} s, whole ${secs(rep.first.wallMs)} s${rep.first.ok ? '' : ` — ${rep.first.problems.join('; ')}`}`,
+    );
     if (rep.first.ok) {
       rep.rerun = await runActionMeasured(lab, distDir, 'rerun');
-      log(`${vms} VM(s) #${index}: action rerun ${rep.rerun.ok ? 'ok' : 'FAILED'}: whole ${secs(rep.rerun.wallMs)} s, restarts ${rep.rerun.restarts}${rep.rerun.ok ? '' : ` — ${rep.rerun.problems.join('; ')}`}`);
+      log(
+        `${vms} VM(s) #${index}: action rerun ${rep.rerun.ok ? 'ok' : 'FAILED'}: whole ${secs(rep.rerun.wallMs)} s, restarts ${rep.rerun.restarts}${rep.rerun.ok ? '' : ` — ${rep.rerun.problems.join('; ')}`}`,
+      );
     } else {
       // after a failed first install the failed VMs are rolled back: a rerun would reinstall them, which
       // is not "a rerun with no changes" — so it is not run (and saves the time budget)
@@ -73,7 +97,9 @@ async function repetition(vms: number, index: number, distDir: string): Promise<
       await resetVms(lab);
       const b = await runBaseline(name, lab, filesRoot);
       rep.baselines.push(b);
-      log(`${vms} VM(s) #${index}: ${name} ${b.ok ? 'ok' : 'FAILED'} in ${secs(b.wallMs)} s${b.ok ? '' : ` — ${b.problems.join('; ')}`}`);
+      log(
+        `${vms} VM(s) #${index}: ${name} ${b.ok ? 'ok' : 'FAILED'} in ${secs(b.wallMs)} s${b.ok ? '' : ` — ${b.problems.join('; ')}`}`,
+      );
     }
   } catch (error) {
     rep.errors.push(error instanceof Error ? error.message : String(error));
@@ -99,14 +125,24 @@ async function main(): Promise<void> {
     log(`bundle: ${dist.source} (${dist.actionSha256.slice(0, 12)})`);
     // first, while no lab of ours runs: the pure part of planning 1,000 VMs
     const plan = await measurePlan(dist.dir, PLAN_REPS);
-    log(`1,000-VM render: ${plan.map((p) => `${secs(p.wallMs)} s / ${Math.round(p.maxRssKiB / 1024)} MiB${p.ok ? '' : ' FAILED'}`).join(', ')}`);
+    log(
+      `1,000-VM render: ${plan.map((p) => `${secs(p.wallMs)} s / ${Math.round(p.maxRssKiB / 1024)} MiB${p.ok ? '' : ' FAILED'}`).join(', ')}`,
+    );
     const repetitions: Repetition[] = [];
     // Repetitions interleave the sizes (1,5,10,20, 1,5,10,20, …) so that slow drift of the shared
     // machine's load spreads over all sizes instead of landing on one.
     for (let index = 1; index <= REPS; index++) {
       for (const vms of SIZES) {
         if (performance.now() - started > DEADLINE_MS) {
-          repetitions.push({ vms, repetition: index, loadAverage1m: os.loadavg()[0] ?? Number.NaN, baselines: [], errors: [], notes: [], skipped: `benchmark deadline of ${DEADLINE_MS / 60_000} min reached` });
+          repetitions.push({
+            vms,
+            repetition: index,
+            loadAverage1m: os.loadavg()[0] ?? Number.NaN,
+            baselines: [],
+            errors: [],
+            notes: [],
+            skipped: `benchmark deadline of ${DEADLINE_MS / 60_000} min reached`,
+          });
           continue;
         }
         repetitions.push(await repetition(vms, index, dist.dir));
@@ -119,7 +155,13 @@ async function main(): Promise<void> {
       command: 'npm run bench',
       totalMs: performance.now() - started,
       machine: info,
-      config: { sizes: SIZES, repetitions: REPS, slowBaselineSizes: SLOW_SIZES, packageSizeMB: PACKAGE_SIZE_MB, freshLabPerRepetition: true },
+      config: {
+        sizes: SIZES,
+        repetitions: REPS,
+        slowBaselineSizes: SLOW_SIZES,
+        packageSizeMB: PACKAGE_SIZE_MB,
+        freshLabPerRepetition: true,
+      },
       dist: distInfo,
       repetitions,
       plan,
@@ -128,7 +170,9 @@ async function main(): Promise<void> {
     mkdirSync(OUT_DIR, { recursive: true });
     writeFileSync(path.join(OUT_DIR, 'results.json'), JSON.stringify({ summary, raw }, null, 2) + '\n');
     writeFileSync(path.join(OUT_DIR, 'results.md'), renderMarkdown(raw, summary));
-    log(`wrote ${path.relative(REPO_ROOT, path.join(OUT_DIR, 'results.md'))} and results.json in ${secs(raw.totalMs)} s`);
+    log(
+      `wrote ${path.relative(REPO_ROOT, path.join(OUT_DIR, 'results.md'))} and results.json in ${secs(raw.totalMs)} s`,
+    );
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }

@@ -15,7 +15,8 @@ const REQUIRED = [
 ] as const;
 
 function checkMachine(): void {
-  if (process.getuid?.() !== 0) throw new Error('the lab needs root (network and mount namespaces): run `sudo npm run demo`');
+  if (process.getuid?.() !== 0)
+    throw new Error('the lab needs root (network and mount namespaces): run `sudo npm run demo`');
   const missing = REQUIRED.filter(([file]) => !existsSync(file)).map(([, pkg]) => pkg);
   if (missing.length > 0) {
     throw new Error(`the lab needs Debian packages: apt-get install -y ${missing.join(' ')}  (or run: bash .ci/run)`);
@@ -30,11 +31,16 @@ function step(title: string): void {
 function showRun(run: ActionRun): void {
   const lines = run.log
     .split('\n')
-    .filter((line) => !line.startsWith('::debug::') && !line.startsWith('::group::') && line !== '::endgroup::' && line.trim() !== '')
+    .filter(
+      (line) =>
+        !line.startsWith('::debug::') && !line.startsWith('::group::') && line !== '::endgroup::' && line.trim() !== '',
+    )
     .filter((line) => line.startsWith('[') || line.startsWith('::error') || /^(onboard|verify|cluster)/.test(line))
     .map((line) => line.replace(/^::error[^:]*::/, 'error: '));
   process.stdout.write(`${lines.join('\n')}\n`);
-  step(`job summary (GITHUB_STEP_SUMMARY) — exit code ${run.code}, outputs onboarded=${run.outputs.onboarded || '-'} failed=${run.outputs.failed || '-'}`);
+  step(
+    `job summary (GITHUB_STEP_SUMMARY) — exit code ${run.code}, outputs onboarded=${run.outputs.onboarded || '-'} failed=${run.outputs.failed || '-'}`,
+  );
   process.stdout.write(`${markdownForTerminal(run.summary)}\n`);
 }
 
@@ -43,7 +49,9 @@ async function main(): Promise<number> {
   const started = Date.now();
   const dir = newLabDir('demo');
   try {
-    step('bringing up the lab: 3 VMs (network namespaces running real sshd, sudo, dpkg) + Kubernetes, istiod and Envoy doubles');
+    step(
+      'bringing up the lab: 3 VMs (network namespaces running real sshd, sudo, dpkg) + Kubernetes, istiod and Envoy doubles',
+    );
     const state = await upLab(dir, 3);
     process.stdout.write(`lab ready in ${dir}: ${state.vms.map((vm) => `${vm.name} ${vm.ip}`).join(', ')}\n`);
 
@@ -51,18 +59,22 @@ async function main(): Promise<number> {
     const first = await runAction(state);
     showRun(first);
 
-    step('injecting a fault: vm2\'s sidecar accepts plaintext, and the run asks for STRICT mTLS');
+    step("injecting a fault: vm2's sidecar accepts plaintext, and the run asks for STRICT mTLS");
     await faultCli(dir, 'fault', 'plaintext-accepted', 'vm2');
     const second = await runAction(state, { 'peer-authentication': 'strict' });
     showRun(second);
     await faultCli(dir, 'heal', 'plaintext-accepted', 'vm2');
 
     const ok = first.code === 0 && second.code !== 0 && second.outputs.failed === 'vm2';
-    step(`${ok ? 'demo complete' : 'demo did NOT behave as expected'} in ${((Date.now() - started) / 1000).toFixed(1)} s — tearing the lab down`);
+    step(
+      `${ok ? 'demo complete' : 'demo did NOT behave as expected'} in ${((Date.now() - started) / 1000).toFixed(1)} s — tearing the lab down`,
+    );
     return ok ? 0 : 1;
   } finally {
     const down = await downLab(dir);
-    process.stdout.write(down.code === 0 ? 'lab removed (namespaces, mounts, processes)\n' : `lab teardown failed:\n${down.stderr}\n`);
+    process.stdout.write(
+      down.code === 0 ? 'lab removed (namespaces, mounts, processes)\n' : `lab teardown failed:\n${down.stderr}\n`,
+    );
   }
 }
 

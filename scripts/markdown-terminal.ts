@@ -19,8 +19,10 @@ function renderTable(rows: string[]): string[] {
         .map((cell) => stripInline(cell.trim())),
     );
   const widths: number[] = [];
-  for (const row of cells) row.forEach((cell, column) => (widths[column] = Math.max(widths[column] ?? 0, [...cell].length)));
-  const line = (row: string[]): string => `  ${row.map((cell, column) => cell + ' '.repeat((widths[column] ?? 0) - [...cell].length)).join('  ')}`.trimEnd();
+  for (const row of cells)
+    row.forEach((cell, column) => (widths[column] = Math.max(widths[column] ?? 0, [...cell].length)));
+  const line = (row: string[]): string =>
+    `  ${row.map((cell, column) => cell + ' '.repeat((widths[column] ?? 0) - [...cell].length)).join('  ')}`.trimEnd();
   const [header, ...body] = cells;
   return header ? [line(header), `  ${widths.map((width) => '─'.repeat(width)).join('  ')}`, ...body.map(line)] : [];
 }
@@ -39,13 +41,19 @@ export function markdownForTerminal(markdown: string): string {
     }
     const details = /<details><summary>(.*)<\/summary>/.exec(line);
     if (details) {
-      out.push(`${line.slice(0, details.index).trim() ? `${line.slice(0, details.index)} ` : ''}${stripInline(details[1]!)}:`);
+      out.push(
+        `${line.slice(0, details.index).trim() ? `${line.slice(0, details.index)} ` : ''}${stripInline(details[1]!)}:`,
+      );
       continue;
     }
     if (/^\s*<\/details>\s*$/.test(line) || /^\s*```\s*$/.test(line)) continue;
     const heading = /^(#{2,4}) (.*)$/.exec(line);
     if (heading) {
-      out.push(heading[1]!.length === 2 ? `\x1b[1m${stripInline(heading[2]!)}\x1b[0m` : `\x1b[1m${stripInline(heading[2]!)}\x1b[0m`);
+      out.push(
+        heading[1]!.length === 2
+          ? `\x1b[1m${stripInline(heading[2]!)}\x1b[0m`
+          : `\x1b[1m${stripInline(heading[2]!)}\x1b[0m`,
+      );
       continue;
     }
     out.push(stripInline(line.replace(/^> (\[!CAUTION\])?/, '! ')));

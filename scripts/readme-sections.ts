@@ -12,7 +12,9 @@ export const GENERATED_SECTIONS: Record<string, () => string> = {
 export function fillGeneratedSections(readme: string): string {
   let result = readme;
   for (const [name, render] of Object.entries(GENERATED_SECTIONS)) {
-    const pattern = new RegExp(`(<!-- BEGIN GENERATED: ${name} [^>]*-->\\n)[\\s\\S]*?(<!-- END GENERATED: ${name} -->)`);
+    const pattern = new RegExp(
+      `(<!-- BEGIN GENERATED: ${name} [^>]*-->\\n)[\\s\\S]*?(<!-- END GENERATED: ${name} -->)`,
+    );
     if (!pattern.test(result)) throw new Error(`README.md has no generated section '${name}'`);
     result = result.replace(pattern, (_match, begin: string, end: string) => `${begin}${render()}\n${end}`);
   }

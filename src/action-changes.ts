@@ -17,21 +17,36 @@ export interface PushContext {
 
 export type ChangedGroupsDecision = { groups: string[]; reason: string } | { groups: 'all'; reason: string };
 
-export async function groupsChangedByPush(inventory: Inventory, workspace: string, push: PushContext): Promise<ChangedGroupsDecision> {
+export async function groupsChangedByPush(
+  inventory: Inventory,
+  workspace: string,
+  push: PushContext,
+): Promise<ChangedGroupsDecision> {
   if (push.eventName !== 'push') return { groups: 'all', reason: `event '${push.eventName}' is not a push` };
-  if (inventory.source === INLINE_SOURCE) return { groups: 'all', reason: 'the inventory is inline, not a file in the repository' };
-  if (!push.before || /^0+$/.test(push.before)) return { groups: 'all', reason: 'the push has no previous commit (new branch)' };
-  const path = relative(workspace, inventory.source.startsWith('/') ? inventory.source : `${workspace}/${inventory.source}`);
+  if (inventory.source === INLINE_SOURCE)
+    return { groups: 'all', reason: 'the inventory is inline, not a file in the repository' };
+  if (!push.before || /^0+$/.test(push.before))
+    return { groups: 'all', reason: 'the push has no previous commit (new branch)' };
+  const path = relative(
+    workspace,
+    inventory.source.startsWith('/') ? inventory.source : `${workspace}/${inventory.source}`,
+  );
   const commit = await push.git(['cat-file', '-e', `${push.before}^{commit}`]);
   if (commit.exitCode !== 0) {
-    return { groups: 'all', reason: `commit ${push.before.slice(0, 12)} is not in the checkout (use fetch-depth: 2 or more)` };
+    return {
+      groups: 'all',
+      reason: `commit ${push.before.slice(0, 12)} is not in the checkout (use fetch-depth: 2 or more)`,
+    };
   }
   const shown = await push.git(['show', `${push.before}:${path}`]);
   if (shown.exitCode !== 0) {
     if (/does not exist in|exists on disk, but not in/.test(shown.stderr)) {
       return { groups: 'all', reason: `${path} did not exist at ${push.before.slice(0, 12)}` };
     }
-    return { groups: 'all', reason: `cannot read ${path} at ${push.before.slice(0, 12)}: ${shown.stderr.trim().split('\n')[0] ?? ''}` };
+    return {
+      groups: 'all',
+      reason: `cannot read ${path} at ${push.before.slice(0, 12)}: ${shown.stderr.trim().split('\n')[0] ?? ''}`,
+    };
   }
   let previous: Inventory;
   try {
@@ -40,5 +55,11 @@ export async function groupsChangedByPush(inventory: Inventory, workspace: strin
     return { groups: 'all', reason: `the inventory at ${push.before.slice(0, 12)} was not valid` };
   }
   const groups = changedGroups(previous, inventory);
-  return { groups, reason: groups.length === 0 ? `no group changed since ${push.before.slice(0, 12)}` : `changed since ${push.before.slice(0, 12)}: ${groups.join(', ')}` };
+  return {
+    groups,
+    reason:
+      groups.length === 0
+        ? `no group changed since ${push.before.slice(0, 12)}`
+        : `changed since ${push.before.slice(0, 12)}: ${groups.join(', ')}`,
+  };
 }

@@ -45,12 +45,16 @@ export async function run(): Promise<void> {
     });
     logger.info(`changed-groups-only: ${decision.reason}`);
     if (decision.groups !== 'all') {
-      const wanted = settings.rollout.groups.length > 0 ? decision.groups.filter((name) => settings.rollout.groups.includes(name)) : decision.groups;
+      const wanted =
+        settings.rollout.groups.length > 0
+          ? decision.groups.filter((name) => settings.rollout.groups.includes(name))
+          : decision.groups;
       if (wanted.length === 0) {
         core.setOutput('onboarded', '');
         core.setOutput('failed', '');
         core.setOutput('result', JSON.stringify({ ok: true, skipped: decision.reason }));
-        if (process.env.GITHUB_STEP_SUMMARY) await core.summary.addRaw(`## istio-vm-onboard · nothing to do\n\n${decision.reason}\n`, true).write();
+        if (process.env.GITHUB_STEP_SUMMARY)
+          await core.summary.addRaw(`## istio-vm-onboard · nothing to do\n\n${decision.reason}\n`, true).write();
         return;
       }
       settings.rollout.groups = wanted;
@@ -81,14 +85,21 @@ export async function run(): Promise<void> {
   }
   if (runFailed(report)) {
     const failed = outputs.failed ? ` (${outputs.failed})` : '';
-    core.setFailed(secrets.scrub(report.fatal ? report.fatal.message : `${report.totals.failed} VM(s) failed${failed}; see the job summary`));
+    core.setFailed(
+      secrets.scrub(
+        report.fatal ? report.fatal.message : `${report.totals.failed} VM(s) failed${failed}; see the job summary`,
+      ),
+    );
   }
 }
 
 function reportBadInput(error: unknown, logger: RunLogger): void {
   if (error instanceof InventoryError) {
     for (const issue of error.issues) {
-      logger.error(`${issue.path}: ${issue.message}`, { file: error.source, ...(issue.line !== undefined ? { line: issue.line } : {}) });
+      logger.error(`${issue.path}: ${issue.message}`, {
+        file: error.source,
+        ...(issue.line !== undefined ? { line: issue.line } : {}),
+      });
     }
     core.setFailed(error.message);
   } else if (error instanceof SettingsError) {
@@ -96,7 +107,10 @@ function reportBadInput(error: unknown, logger: RunLogger): void {
   } else {
     core.setFailed(error instanceof Error ? error.message : String(error));
   }
-  core.setOutput('result', JSON.stringify({ ok: false, fatal: error instanceof Error ? error.message : String(error) }));
+  core.setOutput(
+    'result',
+    JSON.stringify({ ok: false, fatal: error instanceof Error ? error.message : String(error) }),
+  );
   core.setOutput('onboarded', '');
   core.setOutput('failed', '');
 }

@@ -39,7 +39,12 @@ async function main(argv: string[]): Promise<number> {
     case 'offboard': {
       // Loaded only for a run: the Kubernetes client and SSH are most of the code.
       const { runCliRun } = await loadHeavy();
-      return runCliRun(command, rest, { stdout: process.stdout, stderr: process.stderr, env: process.env, readFile: (path) => readFileSync(path, 'utf8') });
+      return runCliRun(command, rest, {
+        stdout: process.stdout,
+        stderr: process.stderr,
+        env: process.env,
+        readFile: (path) => readFileSync(path, 'utf8'),
+      });
     }
     case 'rbac':
       process.stdout.write(renderMinimalRbacYaml());

@@ -5,14 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { createClusterClient, loadKubeConfig, type ClusterClient } from './cluster/index.js';
 import type { GroupSpec, Inventory, VmSpec } from './inventory/types.js';
 import type { ClusterObjectRecord } from './report/model.js';
-import type {
-  ClusterPort,
-  RunLogger,
-  VerifierPort,
-  VmConnectorPort,
-  VmFacts,
-  VmPort,
-} from './rollout/ports.js';
+import type { ClusterPort, RunLogger, VerifierPort, VmConnectorPort, VmFacts, VmPort } from './rollout/ports.js';
 import { SECRET_INPUTS, type InputName, type RunSettings } from './settings.js';
 import type { SecretRegistry } from './secrets.js';
 import {
@@ -121,11 +114,20 @@ export async function createRuntime(
       return toRecord(await real.applyStaticWorkloadEntry(group, vm, address));
     },
     async hasWorkloadEntry(group, address) {
-      return (await real.findWorkloadEntryFor(group.namespace, { name: group.name, network: group.network }, address)) !== undefined;
+      return (
+        (await real.findWorkloadEntryFor(group.namespace, { name: group.name, network: group.network }, address)) !==
+        undefined
+      );
     },
     async removeWorkloadEntries(group, vm, address) {
-      const entries = await real.listWorkloadEntries(group.namespace, { name: group.name, network: group.network, vmNames: [vm.name] });
-      const mine = entries.filter((entry) => entry.name === vm.name || (address !== undefined && entry.address === address));
+      const entries = await real.listWorkloadEntries(group.namespace, {
+        name: group.name,
+        network: group.network,
+        vmNames: [vm.name],
+      });
+      const mine = entries.filter(
+        (entry) => entry.name === vm.name || (address !== undefined && entry.address === address),
+      );
       const removed: ClusterObjectRecord[] = [];
       for (const entry of mine) {
         if (await real.deleteWorkloadEntry(group.namespace, entry.name)) {
@@ -159,61 +161,63 @@ export async function createRuntime(
     // The snapshot the last apply of this run made: rollback restores exactly that one.
     let snapshotId: string | null = null;
     return {
-    get learnedHostKey() {
-      return learned();
-    },
-    async inspect(eastWestAddress) {
-      const facts = await inspectVm(session, {
-        eastWestAddress,
-        withContents: settings.mode === 'plan',
-        downloads: settings.sidecarPackage.uploadPath === '',
-        needsRouteSource: vm.internalIP === undefined,
-      });
-      // verify diagnoses 15012 itself (sidecar-ready, xds-connected, with the cause from the agent's log):
-      // a blocked port or a down istiod is what its checks report, not a reason to skip them.
-      assertPreflight(
-        settings.mode === 'verify' ? { ...facts, problems: facts.problems.filter((problem) => problem.code !== 'east-west-unreachable') } : facts,
-      );
-      return toFacts(facts);
-    },
-    async apply(request) {
-      const result = await applyVmChanges(session, {
-        files: {
-          clusterEnv: request.files.clusterEnv,
-          meshYaml: request.files.meshYaml,
-          rootCert: request.files.rootCert,
-          token: request.files.token,
-        },
-        hostsEntries: request.files.hosts,
-        package: request.package,
-        sshPort: vm.ssh.port,
-        ...(request.restart ? { restartPolicy: request.restart } : {}),
-      });
-      snapshotId = result.snapshotId;
-      return {
-        // A fresh token every run is expected, not a change (it restarts nothing).
-        files: Object.entries(result.files)
-          .filter(([key]) => key !== 'token')
-          .map(([key, state]) => ({ path: fileLabel(key), changed: state === 'changed' })),
-        packageAction: result.package.action,
-        restarted: result.restarted,
-      };
-    },
-    async rollback(reason) {
-      const result = await rollbackVm(session, { reason, ...(snapshotId ? { expectSnapshotId: snapshotId } : {}) });
-      return result.action === 'rolled-back';
-    },
-    async offboard() {
-      await offboardVm(session);
-    },
-    // The checks read root-only files (logs, the installed root cert): run them like the VM layer's scripts.
-    runScript: (script, options) => session.exec(asRoot(script), { timeoutMs: options.timeoutMs }),
-    counters: () => ({
-      sshConnections: session.counters.connections,
-      execRoundTrips: session.counters.execRoundTrips,
-      bytesUploaded: session.counters.bytesUploaded,
-    }),
-    close: () => session.close(),
+      get learnedHostKey() {
+        return learned();
+      },
+      async inspect(eastWestAddress) {
+        const facts = await inspectVm(session, {
+          eastWestAddress,
+          withContents: settings.mode === 'plan',
+          downloads: settings.sidecarPackage.uploadPath === '',
+          needsRouteSource: vm.internalIP === undefined,
+        });
+        // verify diagnoses 15012 itself (sidecar-ready, xds-connected, with the cause from the agent's log):
+        // a blocked port or a down istiod is what its checks report, not a reason to skip them.
+        assertPreflight(
+          settings.mode === 'verify'
+            ? { ...facts, problems: facts.problems.filter((problem) => problem.code !== 'east-west-unreachable') }
+            : facts,
+        );
+        return toFacts(facts);
+      },
+      async apply(request) {
+        const result = await applyVmChanges(session, {
+          files: {
+            clusterEnv: request.files.clusterEnv,
+            meshYaml: request.files.meshYaml,
+            rootCert: request.files.rootCert,
+            token: request.files.token,
+          },
+          hostsEntries: request.files.hosts,
+          package: request.package,
+          sshPort: vm.ssh.port,
+          ...(request.restart ? { restartPolicy: request.restart } : {}),
+        });
+        snapshotId = result.snapshotId;
+        return {
+          // A fresh token every run is expected, not a change (it restarts nothing).
+          files: Object.entries(result.files)
+            .filter(([key]) => key !== 'token')
+            .map(([key, state]) => ({ path: fileLabel(key), changed: state === 'changed' })),
+          packageAction: result.package.action,
+          restarted: result.restarted,
+        };
+      },
+      async rollback(reason) {
+        const result = await rollbackVm(session, { reason, ...(snapshotId ? { expectSnapshotId: snapshotId } : {}) });
+        return result.action === 'rolled-back';
+      },
+      async offboard() {
+        await offboardVm(session);
+      },
+      // The checks read root-only files (logs, the installed root cert): run them like the VM layer's scripts.
+      runScript: (script, options) => session.exec(asRoot(script), { timeoutMs: options.timeoutMs }),
+      counters: () => ({
+        sshConnections: session.counters.connections,
+        execRoundTrips: session.counters.execRoundTrips,
+        bytesUploaded: session.counters.bytesUploaded,
+      }),
+      close: () => session.close(),
     };
   };
 
@@ -240,11 +244,17 @@ export async function createRuntime(
           certExpiryThresholdMs: settings.verify.certificateMinValidityMinutes * 60_000,
         },
       });
-      return results.map((result) => ({ ...result, summary: secrets.scrub(result.summary), evidence: result.evidence.map((line) => secrets.scrub(line)) }));
+      return results.map((result) => ({
+        ...result,
+        summary: secrets.scrub(result.summary),
+        evidence: result.evidence.map((line) => secrets.scrub(line)),
+      }));
     },
   };
 
-  const packageUpload = settings.sidecarPackage.uploadPath ? await readFile(settings.sidecarPackage.uploadPath) : undefined;
+  const packageUpload = settings.sidecarPackage.uploadPath
+    ? await readFile(settings.sidecarPackage.uploadPath)
+    : undefined;
   return { cluster, connector, verifier, ...(packageUpload ? { packageUpload } : {}) };
 }
 
@@ -254,8 +264,18 @@ export function defaultVerifyUrl(istioNamespace: string, revision: string): stri
   return `http://${istiod}.${istioNamespace}.svc.cluster.local:15014/version`;
 }
 
-function toRecord(object: { kind: string; namespace: string; name: string; action: ClusterObjectRecord['action'] }): ClusterObjectRecord {
-  return { kind: object.kind, ...(object.namespace ? { namespace: object.namespace } : {}), name: object.name, action: object.action };
+function toRecord(object: {
+  kind: string;
+  namespace: string;
+  name: string;
+  action: ClusterObjectRecord['action'];
+}): ClusterObjectRecord {
+  return {
+    kind: object.kind,
+    ...(object.namespace ? { namespace: object.namespace } : {}),
+    name: object.name,
+    action: object.action,
+  };
 }
 
 const FILE_LABELS: Record<string, string> = {
@@ -292,7 +312,14 @@ export function redactInputs(inputs: Record<InputName, string>): Record<string, 
   return Object.fromEntries(
     Object.entries(inputs)
       .filter(([, value]) => value !== '')
-      .map(([name, value]) => [name, (SECRET_INPUTS as readonly string[]).includes(name) ? '***' : name === 'inventory' && value.includes('\n') ? '<inline>' : value]),
+      .map(([name, value]) => [
+        name,
+        (SECRET_INPUTS as readonly string[]).includes(name)
+          ? '***'
+          : name === 'inventory' && value.includes('\n')
+            ? '<inline>'
+            : value,
+      ]),
   );
 }
 

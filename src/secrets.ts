@@ -57,7 +57,10 @@ function isPublicMarker(line: string): boolean {
  * line by line, the kubeconfig whole and each credential inside it (token, password, key and
  * certificate data, auth-provider and exec values).
  */
-export function registerSecretInputs(secrets: SecretRegistry, get: (name: 'kubeconfig' | 'ssh-private-key' | 'ssh-private-key-passphrase') => string): void {
+export function registerSecretInputs(
+  secrets: SecretRegistry,
+  get: (name: 'kubeconfig' | 'ssh-private-key' | 'ssh-private-key-passphrase') => string,
+): void {
   secrets.add(get('ssh-private-key'));
   secrets.add(get('ssh-private-key-passphrase'));
   const kubeconfig = get('kubeconfig');

@@ -142,14 +142,18 @@ export function readSettings(source: InputSource, env: NodeJS.ProcessEnv = {}): 
   };
   const mode = oneOf('mode', raw('mode'), MODES);
   const inventory = raw('inventory');
-  if (inventory === '') throw new SettingsError('inventory', 'is required: a path to the inventory file, or inline YAML');
+  if (inventory === '')
+    throw new SettingsError('inventory', 'is required: a path to the inventory file, or inline YAML');
 
   const privateKey = source.get('ssh-private-key');
   if (mode !== 'plan' && privateKey.trim() === '') {
     throw new SettingsError('ssh-private-key', `is required in mode '${mode}' (the key that logs in to every VM)`);
   }
   if (privateKey.trim() !== '' && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey)) {
-    throw new SettingsError('ssh-private-key', 'is not a PEM/OpenSSH private key (expected a -----BEGIN … PRIVATE KEY----- block)');
+    throw new SettingsError(
+      'ssh-private-key',
+      'is not a PEM/OpenSSH private key (expected a -----BEGIN … PRIVATE KEY----- block)',
+    );
   }
   const knownHosts = source.get('ssh-known-hosts');
   const trustOnFirstUse = bool('ssh-trust-on-first-use', raw('ssh-trust-on-first-use'));
@@ -166,9 +170,7 @@ export function readSettings(source: InputSource, env: NodeJS.ProcessEnv = {}): 
     throw new SettingsError('sidecar-package-url', `must be an http(s) URL template, got '${urlTemplate}'`);
   }
 
-  const reportPath =
-    raw('report-path') ||
-    `${env.RUNNER_TEMP ?? env.TMPDIR ?? '/tmp'}/istio-vm-onboard-report.json`;
+  const reportPath = raw('report-path') || `${env.RUNNER_TEMP ?? env.TMPDIR ?? '/tmp'}/istio-vm-onboard-report.json`;
 
   return {
     mode,
@@ -274,7 +276,10 @@ function parseSha256(value: string): Record<string, string> {
     const arch = (maybeArch ?? '').trim();
     const hash = (maybeHash ?? '').trim().toLowerCase();
     if (!SHA256_HEX.test(hash)) {
-      throw new SettingsError('sidecar-package-sha256', `'${part}' is not a sha256 (64 hex digits), optionally prefixed by an arch as amd64:HEX`);
+      throw new SettingsError(
+        'sidecar-package-sha256',
+        `'${part}' is not a sha256 (64 hex digits), optionally prefixed by an arch as amd64:HEX`,
+      );
     }
     if (!['*', 'amd64', 'arm64'].includes(arch)) {
       throw new SettingsError('sidecar-package-sha256', `unknown architecture '${arch}' (use amd64 or arm64)`);

@@ -46,7 +46,14 @@ export interface ActionMeasurement {
   restarts: number;
   outcomes: Record<string, number>;
   /** Each VM as the report has it (counters from the report's instrumentation). */
-  perVm: { name: string; outcome: string; restarted: boolean; sshConnections: number; execRoundTrips: number; bytesUploaded: number }[];
+  perVm: {
+    name: string;
+    outcome: string;
+    restarted: boolean;
+    sshConnections: number;
+    execRoundTrips: number;
+    bytesUploaded: number;
+  }[];
   /** Failed checks, by "check: summary with numbers and names blanked" → how many VMs. */
   failedChecks: Record<string, number>;
   /** Per step: the median and the maximum over the VMs, ms. */
@@ -76,7 +83,9 @@ export async function runActionMeasured(lab: BenchLab, distDir: string, kind: Ac
     let report: RunReport | undefined;
     try {
       const outputs = parseOutputFile(readFileSync(outputFile, 'utf8'));
-      report = JSON.parse(readFileSync(outputs['report-path'] ?? path.join(work, 'istio-vm-onboard-report.json'), 'utf8')) as RunReport;
+      report = JSON.parse(
+        readFileSync(outputs['report-path'] ?? path.join(work, 'istio-vm-onboard-report.json'), 'utf8'),
+      ) as RunReport;
     } catch (error) {
       problems.push(`no report: ${String(error)}`);
     }
@@ -86,22 +95,31 @@ export async function runActionMeasured(lab: BenchLab, distDir: string, kind: Ac
     for (const vm of vms) outcomes[vm.outcome] = (outcomes[vm.outcome] ?? 0) + 1;
     if (vms.length !== n) problems.push(`${vms.length} VM(s) in the report, expected ${n}`);
     const unexpected = vms.filter((vm) => vm.outcome !== expected);
-    if (unexpected.length > 0) problems.push(`outcome not ${expected}: ${unexpected.map((vm) => `${vm.name}=${vm.outcome}${vm.error ? ` (${vm.error.step}: ${vm.error.message})` : ''}`).join(', ')}`);
+    if (unexpected.length > 0)
+      problems.push(
+        `outcome not ${expected}: ${unexpected.map((vm) => `${vm.name}=${vm.outcome}${vm.error ? ` (${vm.error.step}: ${vm.error.message})` : ''}`).join(', ')}`,
+      );
     const notPassed = vms.filter((vm) => vm.checks.length !== 7 || vm.checks.some((c) => c.status !== 'pass'));
     if (notPassed.length > 0) problems.push(`checks not all 7 passed on ${notPassed.map((vm) => vm.name).join(', ')}`);
 
     const phases = report && vms.length > 0 ? phasesOf(report, vms, run.startedEpochMs, run.wallMs) : undefined;
     const applyLines = run.lines.filter((line) => /^\[[^\]]+\] apply: /.test(line.text));
-    const visible = run.lines.find((line) => line.text.trim() !== '' && !line.text.startsWith('::add-mask::') && !line.text.startsWith('::debug::'));
+    const visible = run.lines.find(
+      (line) => line.text.trim() !== '' && !line.text.startsWith('::add-mask::') && !line.text.startsWith('::debug::'),
+    );
     const steps: ActionMeasurement['steps'] = {};
     for (const name of ['connect', 'inspect', 'token', 'render', 'apply', 'verify'] as const) {
-      const durations = vms.map((vm) => vm.steps.find((s) => s.name === name)?.durationMs).filter((d): d is number => d !== undefined);
+      const durations = vms
+        .map((vm) => vm.steps.find((s) => s.name === name)?.durationMs)
+        .filter((d): d is number => d !== undefined);
       if (durations.length > 0) steps[name] = { medianMs: median(durations), maxMs: max(durations) };
     }
     // Inside verify: how long each VM waited for its restarted sidecar to be ready, for its WorkloadEntry,
     // and for the mesh client's Jobs plus the second round trip.
     for (const name of VERIFY_PARTS) {
-      const durations = vms.map((vm) => vm.checks.find((c) => c.name === name)?.durationMs).filter((d): d is number => d !== undefined);
+      const durations = vms
+        .map((vm) => vm.checks.find((c) => c.name === name)?.durationMs)
+        .filter((d): d is number => d !== undefined);
       if (durations.length > 0) steps[`check:${name}`] = { medianMs: median(durations), maxMs: max(durations) };
     }
     return {
@@ -138,10 +156,17 @@ export async function runActionMeasured(lab: BenchLab, distDir: string, kind: Ac
   }
 }
 
-function phasesOf(report: RunReport, vms: VmReport[], spawnEpochMs: number, wallMs: number): { onboardingMs: number; beforeVmsMs: number } {
+function phasesOf(
+  report: RunReport,
+  vms: VmReport[],
+  spawnEpochMs: number,
+  wallMs: number,
+): { onboardingMs: number; beforeVmsMs: number } {
   const finished = Date.parse(report.finishedAt);
   const vmStart = finished - max(vms.map((vm) => vm.durationMs));
-  const applyEnds = vms.map((vm) => vmStart + sum(vm.steps.filter((s) => PRE_VERIFY_STEPS.includes(s.name)).map((s) => s.durationMs)));
+  const applyEnds = vms.map(
+    (vm) => vmStart + sum(vm.steps.filter((s) => PRE_VERIFY_STEPS.includes(s.name)).map((s) => s.durationMs)),
+  );
   const onboardingMs = Math.min(max(applyEnds) - spawnEpochMs, wallMs);
   return { onboardingMs, beforeVmsMs: vmStart - spawnEpochMs };
 }

@@ -40,10 +40,29 @@ export async function runBaseline(name: BaselineName, lab: BenchLab, filesRoot: 
   let env: NodeJS.ProcessEnv = process.env;
   switch (name) {
     case 'runbook':
-      argv = ['bash', path.join(BASELINES_DIR, 'runbook.sh'), privateKey, knownHosts, lab.state.user, url, filesRoot, ...vmPairs(lab)];
+      argv = [
+        'bash',
+        path.join(BASELINES_DIR, 'runbook.sh'),
+        privateKey,
+        knownHosts,
+        lab.state.user,
+        url,
+        filesRoot,
+        ...vmPairs(lab),
+      ];
       break;
     case 'lean':
-      argv = ['bash', path.join(BASELINES_DIR, 'lean.sh'), privateKey, knownHosts, lab.state.user, url, sha, filesRoot, ...vmPairs(lab)];
+      argv = [
+        'bash',
+        path.join(BASELINES_DIR, 'lean.sh'),
+        privateKey,
+        knownHosts,
+        lab.state.user,
+        url,
+        sha,
+        filesRoot,
+        ...vmPairs(lab),
+      ];
       break;
     case 'ansible': {
       const setup = ansibleSetup(lab, filesRoot, url, sha);
@@ -57,7 +76,10 @@ export async function runBaseline(name: BaselineName, lab: BenchLab, filesRoot: 
     const r = await runTimed(argv, { env, timeoutMs });
     const problems: string[] = [];
     if (r.timedOut) problems.push(`timed out after ${timeoutMs / 1000} s`);
-    if (r.code !== 0) problems.push(`exit ${r.code ?? r.signal}: ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(-5).join(' | ')}`);
+    if (r.code !== 0)
+      problems.push(
+        `exit ${r.code ?? r.signal}: ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(-5).join(' | ')}`,
+      );
     if (problems.length === 0) {
       const notRunning = await sidecarsNotRunning(lab);
       if (notRunning.length > 0) problems.push(`sidecar not running on ${notRunning.join(', ')}`);
@@ -107,7 +129,10 @@ function ansibleSetup(lab: BenchLab, filesRoot: string, url: string, sha: string
     inventory,
     [
       '[vms]',
-      ...lab.state.vms.map((vm) => `${vm.name} ansible_host=${vm.ip} ansible_port=${vm.sshPort} files_dir=${path.join(filesRoot, vm.name)}`),
+      ...lab.state.vms.map(
+        (vm) =>
+          `${vm.name} ansible_host=${vm.ip} ansible_port=${vm.sshPort} files_dir=${path.join(filesRoot, vm.name)}`,
+      ),
       '',
       '[vms:vars]',
       `ansible_user=${lab.state.user}`,
@@ -137,7 +162,10 @@ function ansibleSetup(lab: BenchLab, filesRoot: string, url: string, sha: string
         sockets = [];
       }
       for (const socket of sockets) {
-        await run(['ssh', '-o', `ControlPath=${path.join(controlDir, socket)}`, '-O', 'exit', 'ignored'], { allowFailure: true, timeoutMs: 10_000 });
+        await run(['ssh', '-o', `ControlPath=${path.join(controlDir, socket)}`, '-O', 'exit', 'ignored'], {
+          allowFailure: true,
+          timeoutMs: 10_000,
+        });
       }
       rmSync(scratch, { recursive: true, force: true });
     },
@@ -150,13 +178,25 @@ export async function ensureAnsible(): Promise<string> {
   if (have.code !== 0) {
     process.stderr.write('bench: installing ansible-core with apt-get (Debian package)…\n');
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    let r = await run(['apt-get', 'install', '-y', '--no-install-recommends', 'ansible-core'], { env, allowFailure: true, timeoutMs: 600_000 });
+    let r = await run(['apt-get', 'install', '-y', '--no-install-recommends', 'ansible-core'], {
+      env,
+      allowFailure: true,
+      timeoutMs: 600_000,
+    });
     if (r.code !== 0) {
       await run(['apt-get', 'update'], { env, allowFailure: true, timeoutMs: 300_000 });
-      r = await run(['apt-get', 'install', '-y', '--no-install-recommends', 'ansible-core'], { env, allowFailure: true, timeoutMs: 600_000 });
+      r = await run(['apt-get', 'install', '-y', '--no-install-recommends', 'ansible-core'], {
+        env,
+        allowFailure: true,
+        timeoutMs: 600_000,
+      });
     }
-    if (r.code !== 0) throw new Error(`apt-get install ansible-core failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    if (r.code !== 0)
+      throw new Error(`apt-get install ansible-core failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   }
-  const version = await run(['ansible-playbook', '--version'], { allowFailure: true, env: { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` } });
+  const version = await run(['ansible-playbook', '--version'], {
+    allowFailure: true,
+    env: { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` },
+  });
   return version.stdout.split('\n')[0]?.trim() ?? 'ansible-playbook (version unknown)';
 }

@@ -28,7 +28,9 @@ function complete(dir: string): boolean {
 }
 
 function sizesOf(dir: string): string {
-  return ENTRIES.map((entry) => (existsSync(path.join(dir, entry)) ? statSync(path.join(dir, entry)).size : -1)).join(',');
+  return ENTRIES.map((entry) => (existsSync(path.join(dir, entry)) ? statSync(path.join(dir, entry)).size : -1)).join(
+    ',',
+  );
 }
 
 function folderBytes(dir: string): number {
@@ -54,9 +56,14 @@ export async function snapshotDist(target: string): Promise<DistSnapshot> {
   }
   if (!source) {
     rmSync(target, { recursive: true, force: true });
-    const build = (await import(pathToFileURL(path.join(REPO_ROOT, 'scripts', 'build.mjs')).href)) as { buildInto(dir: string): Promise<void> };
+    const build = (await import(pathToFileURL(path.join(REPO_ROOT, 'scripts', 'build.mjs')).href)) as {
+      buildInto(dir: string): Promise<void>;
+    };
     await build.buildInto(target);
-    if (!complete(target)) throw new Error('dist/ is incomplete and scripts/build.mjs did not produce index.js, cli/index.js and cli/run.js');
+    if (!complete(target))
+      throw new Error(
+        'dist/ is incomplete and scripts/build.mjs did not produce index.js, cli/index.js and cli/run.js',
+      );
     source = 'built with scripts/build.mjs';
   }
   return {
@@ -66,6 +73,8 @@ export async function snapshotDist(target: string): Promise<DistSnapshot> {
     actionBytes: statSync(path.join(target, 'index.js')).size,
     cliBytes: statSync(path.join(target, 'cli', 'index.js')).size,
     cliRunBytes: statSync(path.join(target, 'cli', 'run.js')).size,
-    actionSha256: createHash('sha256').update(readFileSync(path.join(target, 'index.js'))).digest('hex'),
+    actionSha256: createHash('sha256')
+      .update(readFileSync(path.join(target, 'index.js')))
+      .digest('hex'),
   };
 }

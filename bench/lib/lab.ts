@@ -32,7 +32,9 @@ export async function labUp(vms: number): Promise<BenchLab> {
   try {
     const state = await upLab(dir, vms, ['--package-size-mb', String(PACKAGE_SIZE_MB)]);
     const upMs = performance.now() - started;
-    await mapLimit(state.vms, HOST_SIDE_PARALLELISM, (vm) => execInVm(state, vm, `cp /etc/hosts ${HOSTS_COPY}`, { timeoutMs: 15_000 }));
+    await mapLimit(state.vms, HOST_SIDE_PARALLELISM, (vm) =>
+      execInVm(state, vm, `cp /etc/hosts ${HOSTS_COPY}`, { timeoutMs: 15_000 }),
+    );
     return { state, dir, upMs };
   } catch (error) {
     await labDown(dir);
@@ -48,7 +50,8 @@ export async function labDown(dir: string): Promise<string | undefined> {
   let problem: string | undefined;
   try {
     const r = await downLab(dir);
-    if (r.code !== 0) problem = `lab down ${dir} exited ${r.code}: ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(-2).join(' | ')}`;
+    if (r.code !== 0)
+      problem = `lab down ${dir} exited ${r.code}: ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(-2).join(' | ')}`;
   } catch (error) {
     problem = `lab down ${dir} failed: ${String(error)}`;
   }
@@ -60,9 +63,14 @@ export async function labDown(dir: string): Promise<string | undefined> {
 export async function resetVms(lab: BenchLab): Promise<void> {
   const script = readFileSync(path.join(BASELINES_DIR, 'reset-vm.sh'), 'utf8');
   const results = await mapLimit(lab.state.vms, HOST_SIDE_PARALLELISM, (vm) =>
-    execInVm(lab.state, vm, ['/bin/sh', '-c', script, 'reset-vm', lab.state.user], { timeoutMs: 60_000, allowFailure: true }),
+    execInVm(lab.state, vm, ['/bin/sh', '-c', script, 'reset-vm', lab.state.user], {
+      timeoutMs: 60_000,
+      allowFailure: true,
+    }),
   );
-  const bad = results.map((r, i) => (r.code === 0 ? undefined : `${lab.state.vms[i]!.name}: ${r.stderr.trim() || r.code}`)).filter(Boolean);
+  const bad = results
+    .map((r, i) => (r.code === 0 ? undefined : `${lab.state.vms[i]!.name}: ${r.stderr.trim() || r.code}`))
+    .filter(Boolean);
   if (bad.length > 0) throw new Error(`reset failed: ${bad.join('; ')}`);
 }
 
@@ -77,7 +85,11 @@ export async function sidecarsNotRunning(lab: BenchLab): Promise<string[]> {
   const results = await mapLimit(lab.state.vms, HOST_SIDE_PARALLELISM, (vm) =>
     execInVm(lab.state, vm, check, { timeoutMs: 90_000, allowFailure: true }),
   );
-  return results.map((r, i) => (r.code === 0 ? undefined : `${lab.state.vms[i]!.name} (${r.code === 3 ? 'unit not active' : 'not ready'})`)).filter((x): x is string => x !== undefined);
+  return results
+    .map((r, i) =>
+      r.code === 0 ? undefined : `${lab.state.vms[i]!.name} (${r.code === 3 ? 'unit not active' : 'not ready'})`,
+    )
+    .filter((x): x is string => x !== undefined);
 }
 
 /**
@@ -91,13 +103,30 @@ export async function renderBaselineFiles(lab: BenchLab, distDir: string): Promi
   mkdirSync(root, { recursive: true, mode: 0o700 });
   const kubeconfig = lab.state.files.kubeconfig ?? path.join(lab.dir, 'kubeconfig');
   const inputs = parseActionEnv(readFileSync(lab.state.files.actionEnv, 'utf8'));
-  const wg = await run(['kubectl', '--kubeconfig', kubeconfig, 'get', 'workloadgroup', '-n', GROUP.namespace, GROUP.name, '-o', 'yaml'], { timeoutMs: 30_000 });
+  const wg = await run(
+    ['kubectl', '--kubeconfig', kubeconfig, 'get', 'workloadgroup', '-n', GROUP.namespace, GROUP.name, '-o', 'yaml'],
+    { timeoutMs: 30_000 },
+  );
   const wgFile = path.join(root, 'workloadgroup.yaml');
   writeFileSync(wgFile, wg.stdout);
   const dns = inputs['INPUT_DNS-SERVERS'];
   await mapLimit(lab.state.vms, 2, async (vm) => {
     const out = path.join(root, vm.name);
-    const argv = [node24(), path.join(distDir, 'cli', 'index.js'), 'render', '-f', wgFile, '--kubeconfig', kubeconfig, '--internalIP', vm.ip, '--autoregister', ...(dns ? ['--dns-servers', dns] : []), '-o', out];
+    const argv = [
+      node24(),
+      path.join(distDir, 'cli', 'index.js'),
+      'render',
+      '-f',
+      wgFile,
+      '--kubeconfig',
+      kubeconfig,
+      '--internalIP',
+      vm.ip,
+      '--autoregister',
+      ...(dns ? ['--dns-servers', dns] : []),
+      '-o',
+      out,
+    ];
     const r = await run(argv, { timeoutMs: 60_000, allowFailure: true });
     if (r.code !== 0) throw new Error(`render for ${vm.name} failed (${r.code}): ${r.stderr.trim()}`);
   });

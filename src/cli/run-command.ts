@@ -23,8 +23,15 @@ export interface CliIo {
 
 export class UsageError extends Error {}
 
-export function parseRunFlags(mode: Mode, argv: string[], io: CliIo): { inputs: Record<InputName, string>; json: boolean } {
-  const inputs = Object.fromEntries((Object.keys(INPUT_DEFAULTS) as InputName[]).map((name) => [name, ''])) as Record<InputName, string>;
+export function parseRunFlags(
+  mode: Mode,
+  argv: string[],
+  io: CliIo,
+): { inputs: Record<InputName, string>; json: boolean } {
+  const inputs = Object.fromEntries((Object.keys(INPUT_DEFAULTS) as InputName[]).map((name) => [name, ''])) as Record<
+    InputName,
+    string
+  >;
   for (const name of Object.keys(inputs) as InputName[]) {
     const fromEnv = io.env[`INPUT_${name.toUpperCase()}`];
     if (fromEnv !== undefined) inputs[name] = fromEnv;
@@ -95,7 +102,10 @@ export async function runCliRun(mode: Mode, argv: string[], io: CliIo): Promise<
   });
   await writeReport(report, settings.reportPath);
   if (parsed.json) io.stdout.write(`${secrets.scrub(JSON.stringify(report, null, 2))}\n`);
-  else io.stdout.write(`\n${secrets.scrub(renderTerminalTable(report))}\nreport: ${computeOutputs(report, settings.reportPath)['report-path']}\n`);
+  else
+    io.stdout.write(
+      `\n${secrets.scrub(renderTerminalTable(report))}\nreport: ${computeOutputs(report, settings.reportPath)['report-path']}\n`,
+    );
   return runFailed(report) ? 1 : 0;
 }
 
@@ -106,8 +116,10 @@ function cliLogger(io: CliIo, secrets: SecretRegistry): RunLogger {
   };
   return {
     info: (line) => write(io.stderr, line),
-    warning: (line, where) => write(io.stderr, `warning: ${where?.file ? `${where.file}${where.line ? `:${where.line}` : ''}: ` : ''}${line}`),
-    error: (line, where) => write(io.stderr, `error: ${where?.file ? `${where.file}${where.line ? `:${where.line}` : ''}: ` : ''}${line}`),
+    warning: (line, where) =>
+      write(io.stderr, `warning: ${where?.file ? `${where.file}${where.line ? `:${where.line}` : ''}: ` : ''}${line}`),
+    error: (line, where) =>
+      write(io.stderr, `error: ${where?.file ? `${where.file}${where.line ? `:${where.line}` : ''}: ` : ''}${line}`),
     debug: (line) => {
       if (debug) write(io.stderr, `debug: ${line}`);
     },

@@ -30,7 +30,10 @@ export function ruleGrants(rule: ReviewedResourceRule, permission: ConcretePermi
   const groupOk = groups.includes('*') || groups.includes(permission.group);
   const wanted = permission.subresource ? `${permission.resource}/${permission.subresource}` : permission.resource;
   const resourceOk = (rule.resources ?? []).some(
-    (resource) => resource === '*' || resource === wanted || (permission.subresource !== undefined && resource === `*/${permission.subresource}`),
+    (resource) =>
+      resource === '*' ||
+      resource === wanted ||
+      (permission.subresource !== undefined && resource === `*/${permission.subresource}`),
   );
   return verbOk && groupOk && resourceOk;
 }
@@ -48,13 +51,17 @@ async function rulesIn(ctx: ClusterContext, namespace: string): Promise<Reviewed
     return review.status.resourceRules ?? [];
   } catch (error) {
     // An API server (or a policy) that does not answer rules reviews: ask each permission instead.
-    if (error instanceof KubeRequestError && ['forbidden', 'not-found', 'invalid', 'other'].includes(error.kind)) return undefined;
+    if (error instanceof KubeRequestError && ['forbidden', 'not-found', 'invalid', 'other'].includes(error.kind))
+      return undefined;
     throw error;
   }
 }
 
 /** Asks one SelfSubjectAccessReview per permission (8 at a time); resolves to the ones not allowed. */
-async function accessReviews(ctx: ClusterContext, permissions: readonly ConcretePermission[]): Promise<ConcretePermission[]> {
+async function accessReviews(
+  ctx: ClusterContext,
+  permissions: readonly ConcretePermission[],
+): Promise<ConcretePermission[]> {
   const limit = pLimit(8);
   // Once one review failed for good (API down, 500s after retries), the queued ones are not sent: the
   // run stops on that error anyway, and a failing API should not get every remaining request retried.
@@ -96,16 +103,25 @@ async function accessReviews(ctx: ClusterContext, permissions: readonly Concrete
 }
 
 /** The permissions of `permissions` the credentials lack, in their order. */
-export async function missingPermissions(ctx: ClusterContext, permissions: readonly ConcretePermission[]): Promise<ConcretePermission[]> {
-  const namespaces = [...new Set(permissions.flatMap((permission) => (permission.namespace ? [permission.namespace] : [])))];
+export async function missingPermissions(
+  ctx: ClusterContext,
+  permissions: readonly ConcretePermission[],
+): Promise<ConcretePermission[]> {
+  const namespaces = [
+    ...new Set(permissions.flatMap((permission) => (permission.namespace ? [permission.namespace] : []))),
+  ];
   const clusterScoped = permissions.filter((permission) => !permission.namespace);
   // The cluster-scoped ones are asked while the namespaces' rules are read.
   const [clusterMissing, rules] = await Promise.all([
     accessReviews(ctx, clusterScoped),
-    Promise.all(namespaces.map(async (namespace) => [namespace, await rulesIn(ctx, namespace)] as const)).then((entries) => new Map(entries)),
+    Promise.all(namespaces.map(async (namespace) => [namespace, await rulesIn(ctx, namespace)] as const)).then(
+      (entries) => new Map(entries),
+    ),
   ]);
   const unproven = permissions.filter(
-    (permission) => permission.namespace !== undefined && !rules.get(permission.namespace)?.some((rule) => ruleGrants(rule, permission)),
+    (permission) =>
+      permission.namespace !== undefined &&
+      !rules.get(permission.namespace)?.some((rule) => ruleGrants(rule, permission)),
   );
   const namespacedMissing = await accessReviews(ctx, unproven);
   const missing = new Set([...clusterMissing, ...namespacedMissing]);

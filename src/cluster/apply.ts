@@ -62,7 +62,8 @@ const PLURALS: Record<string, string> = {
 
 function asManifest(obj: object, what: string): Manifest {
   const m = obj as Partial<Manifest>;
-  if (!m.apiVersion || !m.kind || !m.metadata?.name) throw new Error(`${what}: rendered object lacks apiVersion, kind or metadata.name`);
+  if (!m.apiVersion || !m.kind || !m.metadata?.name)
+    throw new Error(`${what}: rendered object lacks apiVersion, kind or metadata.name`);
   return m as Manifest;
 }
 
@@ -78,7 +79,9 @@ async function readLive(ctx: ClusterContext, m: Manifest): Promise<unknown> {
       return ctx.transport.callOptional((o) => ctx.core.readNamespacedService({ namespace: ns, name }, o));
     default: {
       const ref = crdRef(m.apiVersion, PLURALS[m.kind] ?? `${m.kind.toLowerCase()}s`);
-      return ctx.transport.callOptional((o) => ctx.custom.getNamespacedCustomObject({ ...ref, namespace: ns, name }, o));
+      return ctx.transport.callOptional((o) =>
+        ctx.custom.getNamespacedCustomObject({ ...ref, namespace: ns, name }, o),
+      );
     }
   }
 }
@@ -87,7 +90,8 @@ async function serverSideApply(ctx: ClusterContext, m: Manifest): Promise<unknow
   const ns = m.metadata.namespace ?? '';
   const name = m.metadata.name;
   const common = { name, body: m, fieldManager: ctx.fieldManager, force: true };
-  const call = <T>(fn: (o: ConfigurationOptions) => Promise<T>): Promise<T> => ctx.transport.call(fn, { ...APPLY_PATCH_HEADERS });
+  const call = <T>(fn: (o: ConfigurationOptions) => Promise<T>): Promise<T> =>
+    ctx.transport.call(fn, { ...APPLY_PATCH_HEADERS });
   switch (m.kind) {
     case 'Namespace':
       return call((o) => ctx.core.patchNamespace(common, o));
@@ -128,7 +132,11 @@ interface WorkloadEntryListing {
 }
 
 /** The namespace's WorkloadEntries, listed once per run and kept current after our applies. */
-function workloadEntriesByName(ctx: ClusterContext, namespace: string, apiVersion: string): Promise<Map<string, unknown>> {
+function workloadEntriesByName(
+  ctx: ClusterContext,
+  namespace: string,
+  apiVersion: string,
+): Promise<Map<string, unknown>> {
   return ctx.cache.once(`workloadentries/${namespace}`, async () => {
     const ref = crdRef(apiVersion, 'workloadentries');
     const list = (await ctx.transport.call((o) =>
@@ -186,7 +194,9 @@ export async function applyGroupObjects(
   // In plan mode a namespace that does not exist yet holds nothing: skip the reads.
   const namespaceMissing = dryRun && nsResult.action === 'would-create';
   // They do not depend on one another: applied together, reported in this order.
-  const applied = await Promise.all(manifests.map((m) => applyIfChanged(ctx, m, namespaceMissing ? { live: undefined } : undefined, dryRun)));
+  const applied = await Promise.all(
+    manifests.map((m) => applyIfChanged(ctx, m, namespaceMissing ? { live: undefined } : undefined, dryRun)),
+  );
   out.push(...applied.map((result) => result.applied));
 
   for (const { vm, address } of options.workloadEntries ?? []) {

@@ -41,7 +41,12 @@ export interface ClusterClient {
   /** Namespace, ServiceAccount, WorkloadGroup, optional Service and PeerAuthentication, given static WorkloadEntries. */
   applyMeshObjects(group: GroupSpec, options: ApplyGroupOptions): Promise<AppliedObject[]>;
   /** One VM's static WorkloadEntry (registration: static), once its address is known. */
-  applyStaticWorkloadEntry(group: GroupSpec, vm: VmSpec, address: string, options?: { dryRun?: boolean }): Promise<AppliedObject>;
+  applyStaticWorkloadEntry(
+    group: GroupSpec,
+    vm: VmSpec,
+    address: string,
+    options?: { dryRun?: boolean },
+  ): Promise<AppliedObject>;
 
   readMeshContext(input: MeshContextInput): Promise<MeshContext>;
   requestBootstrapToken(input: BootstrapTokenRequest): Promise<BootstrapToken>;
@@ -52,7 +57,11 @@ export interface ClusterClient {
   /** false when it did not exist. */
   deleteWorkloadEntry(namespace: string, name: string): Promise<boolean>;
   /** The mTLS mode Istio applies to workloads with these labels; rootNamespace default istio-system. */
-  getPeerAuthenticationMode(namespace: string, labels: Record<string, string>, rootNamespace?: string): Promise<PeerAuthenticationModeInfo>;
+  getPeerAuthenticationMode(
+    namespace: string,
+    labels: Record<string, string>,
+    rootNamespace?: string,
+  ): Promise<PeerAuthenticationModeInfo>;
 
   runVerificationJob(input: VerificationJobInput): Promise<VerificationJobResult>;
 }

@@ -47,7 +47,11 @@ export interface ClusterContext {
   cache: RunCache;
 }
 
-export function createClusterContext(kubeConfig: KubeConfig, transport: KubeTransport, fieldManager: string): ClusterContext {
+export function createClusterContext(
+  kubeConfig: KubeConfig,
+  transport: KubeTransport,
+  fieldManager: string,
+): ClusterContext {
   return {
     transport,
     core: kubeConfig.makeApiClient(CoreV1Api),
@@ -61,7 +65,11 @@ export function createClusterContext(kubeConfig: KubeConfig, transport: KubeTran
 }
 
 /** A ConfigMap read once per run (undefined when absent). */
-export function readConfigMapOnce(ctx: ClusterContext, namespace: string, name: string): Promise<V1ConfigMap | undefined> {
+export function readConfigMapOnce(
+  ctx: ClusterContext,
+  namespace: string,
+  name: string,
+): Promise<V1ConfigMap | undefined> {
   return ctx.cache.once(`configmap/${namespace}/${name}`, () =>
     ctx.transport.callOptional((o) => ctx.core.readNamespacedConfigMap({ namespace, name }, o)),
   );

@@ -82,7 +82,9 @@ function parseKubeconfigYaml(text: string, source: string): unknown {
   try {
     const doc = parseYaml(text, { prettyErrors: true });
     if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
-      throw new ClusterConfigError(`kubeconfig from ${source} is not a kubeconfig (expected a YAML mapping with clusters, contexts and users)`);
+      throw new ClusterConfigError(
+        `kubeconfig from ${source} is not a kubeconfig (expected a YAML mapping with clusters, contexts and users)`,
+      );
     }
     return doc;
   } catch (err) {
@@ -99,7 +101,9 @@ function selectContext(kc: KubeConfig, wanted: string | undefined, source: strin
   const list = names.length ? names.map((n) => `"${n}"`).join(', ') : '(none)';
   if (wanted) {
     if (!names.includes(wanted)) {
-      throw new ClusterConfigError(redact(`kubeconfig from ${source} has no context "${wanted}"; available contexts: ${list}`, secrets));
+      throw new ClusterConfigError(
+        redact(`kubeconfig from ${source} has no context "${wanted}"; available contexts: ${list}`, secrets),
+      );
     }
     kc.setCurrentContext(wanted);
     return;
@@ -132,7 +136,10 @@ function loadText(text: string, source: string, context: string | undefined, ext
   const cluster = kc.getCurrentCluster();
   if (!cluster?.server) {
     throw new ClusterConfigError(
-      redact(`kubeconfig from ${source}: context "${kc.getCurrentContext()}" names no cluster with a server URL`, secrets),
+      redact(
+        `kubeconfig from ${source}: context "${kc.getCurrentContext()}" names no cluster with a server URL`,
+        secrets,
+      ),
     );
   }
   return { kubeConfig: kc, server: cluster.server, context: kc.getCurrentContext(), source, secrets };
@@ -173,7 +180,10 @@ export function loadKubeConfig(options: LoadKubeConfigOptions = {}): LoadedKubeC
   const host = env['KUBERNETES_SERVICE_HOST'];
   const port = env['KUBERNETES_SERVICE_PORT'] ?? '443';
   if (host && existsSync(join(saDir, 'token'))) {
-    if (options.context) throw new ClusterConfigError(`context "${options.context}" given, but running with in-cluster credentials (no kubeconfig)`);
+    if (options.context)
+      throw new ClusterConfigError(
+        `context "${options.context}" given, but running with in-cluster credentials (no kubeconfig)`,
+      );
     const token = readFileSync(join(saDir, 'token'), 'utf8').trim();
     const server = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
     const kc = new KubeConfig();

@@ -34,7 +34,8 @@ export function chooseFromService(svc: GatewayServiceLike | undefined): GatewayC
   const ips = ingress.map((i) => i.ip).filter((ip): ip is string => !!ip && isIP(ip) !== 0);
   if (ips.length > 0) return { kind: 'address', address: ips[0]!, source: 'lb-ip', candidates: ips };
   const external = (svc?.spec?.externalIPs ?? []).filter((ip) => isIP(ip) !== 0);
-  if (external.length > 0) return { kind: 'address', address: external[0]!, source: 'external-ip', candidates: external };
+  if (external.length > 0)
+    return { kind: 'address', address: external[0]!, source: 'external-ip', candidates: external };
   const hostnames = ingress.map((i) => i.hostname).filter((h): h is string => !!h);
   if (hostnames.length > 0) {
     return { kind: 'hostname', hostname: hostnames[0]!, source: 'lb-hostname', otherHostnames: hostnames.slice(1) };
@@ -57,7 +58,9 @@ function expandIpv6(ip: string): string {
 /** Stable order of DNS answers: IPv4 numerically, then IPv6 by expanded form. Pure. */
 export function orderResolvedAddresses(addresses: readonly string[]): string[] {
   const v4 = [...new Set(addresses.filter((a) => isIP(a) === 4))].sort((a, b) => ipv4Key(a) - ipv4Key(b));
-  const v6 = [...new Set(addresses.filter((a) => isIP(a) === 6))].sort((a, b) => expandIpv6(a).localeCompare(expandIpv6(b)));
+  const v6 = [...new Set(addresses.filter((a) => isIP(a) === 6))].sort((a, b) =>
+    expandIpv6(a).localeCompare(expandIpv6(b)),
+  );
   return [...v4, ...v6];
 }
 

@@ -76,7 +76,10 @@ export function rbacVerbOf(method: string, target: { name?: string }, query: URL
  */
 export function describeRequest(method: string, pathWithQuery: string): RequestTarget | undefined {
   const url = new URL(pathWithQuery, 'https://kube.invalid');
-  const parts = url.pathname.split('/').filter((p) => p !== '').map(decodeURIComponent);
+  const parts = url.pathname
+    .split('/')
+    .filter((p) => p !== '')
+    .map(decodeURIComponent);
   let group: string;
   let rest: string[];
   if (parts[0] === 'api' && parts.length >= 2) {
@@ -122,7 +125,12 @@ export function describePermission(p: {
   return `${p.verb} ${qualifiedResourceName(p)} ${where}`;
 }
 
-export function formatForbidden(server: string, method: string, path: string, serverMessage: string | undefined): string {
+export function formatForbidden(
+  server: string,
+  method: string,
+  path: string,
+  serverMessage: string | undefined,
+): string {
   const target = describeRequest(method, path);
   const what = target ? describePermission(target) : `${method} ${path}`;
   const canI = target

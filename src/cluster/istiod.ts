@@ -28,7 +28,10 @@ export function injectorConfigMapName(revision: string | undefined): string {
 }
 
 /** The istiod Deployment for a revision among those labelled app=istiod, or undefined. */
-export function selectIstiod<T extends DeploymentLike>(deployments: readonly T[], revision: string | undefined): T | undefined {
+export function selectIstiod<T extends DeploymentLike>(
+  deployments: readonly T[],
+  revision: string | undefined,
+): T | undefined {
   const wanted = isRevisioned(revision) ? revision : 'default';
   const matching = deployments.filter((d) => {
     const rev = d.metadata?.labels?.['istio.io/rev'];

@@ -5,12 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { isIP } from 'node:net';
 import { readConfigMapOnce, sleep, type ClusterContext } from './context.js';
 import { ClusterConfigError } from './errors.js';
-import {
-  chooseFromService,
-  resolveHostnameChoice,
-  type EastWestAddress,
-  type HostnameResolver,
-} from './east-west.js';
+import { chooseFromService, resolveHostnameChoice, type EastWestAddress, type HostnameResolver } from './east-west.js';
 import { injectorConfigMapName, meshConfigMapName } from './istiod.js';
 
 export interface MeshContextInput {
@@ -76,7 +71,9 @@ async function readMeshConfig(ctx: ClusterContext, istioNamespace: string, revis
   const mesh = cm?.data?.['mesh'];
   if (mesh === undefined) {
     throw new ClusterConfigError(
-      cm ? `config map ${istioNamespace}/${name} has no "mesh" key` : `configmap ${name} was not found in namespace ${istioNamespace}`,
+      cm
+        ? `config map ${istioNamespace}/${name} has no "mesh" key`
+        : `configmap ${name} was not found in namespace ${istioNamespace}`,
     );
   }
   return mesh;
@@ -99,7 +96,9 @@ async function readRootCert(ctx: ClusterContext, namespace: string, waitMs: numb
   // then less often (up to pollMs).
   let interval = Math.min(100, pollMs);
   for (let polls = 0; ; polls++) {
-    const cm = await ctx.transport.callOptional((o) => ctx.core.readNamespacedConfigMap({ namespace, name: ROOT_CERT_CONFIGMAP }, o));
+    const cm = await ctx.transport.callOptional((o) =>
+      ctx.core.readNamespacedConfigMap({ namespace, name: ROOT_CERT_CONFIGMAP }, o),
+    );
     const pem = cm?.data?.[ROOT_CERT_KEY];
     if (pem) return pem;
     if (Date.now() + interval > deadline || polls > 1000) {
@@ -119,7 +118,8 @@ async function readEastWest(
   resolver: HostnameResolver,
 ): Promise<EastWestAddress> {
   if (gateway.address) {
-    if (isIP(gateway.address) !== 0) return { address: gateway.address, source: 'input', candidates: [gateway.address] };
+    if (isIP(gateway.address) !== 0)
+      return { address: gateway.address, source: 'input', candidates: [gateway.address] };
     return resolveHostnameChoice(gateway.address, 'input', resolver);
   }
   const svc = await ctx.transport.callOptional((o) =>
@@ -131,7 +131,8 @@ async function readEastWest(
     );
   }
   const choice = chooseFromService(svc);
-  if (choice.kind === 'address') return { address: choice.address, source: choice.source, candidates: choice.candidates };
+  if (choice.kind === 'address')
+    return { address: choice.address, source: choice.source, candidates: choice.candidates };
   if (choice.kind === 'hostname') return resolveHostnameChoice(choice.hostname, choice.source, resolver);
   throw new ClusterConfigError(
     `east-west gateway Service ${gateway.namespace}/${gateway.service} has no load-balancer IP, hostname or externalIPs yet ` +
@@ -162,12 +163,9 @@ export function createMeshContextReader(ctx: ClusterContext, options: MeshContex
       ]);
       const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
-      const [meshConfig, clusterID, eastWest, rootCert] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
-        string,
-        string,
-        EastWestAddress,
-        string,
-      ];
+      const [meshConfig, clusterID, eastWest, rootCert] = settled.map(
+        (r) => (r as PromiseFulfilledResult<unknown>).value,
+      ) as [string, string, EastWestAddress, string];
       return { meshConfig, rootCert, clusterID, trustDomain: trustDomainOf(meshConfig), eastWest };
     },
   };

@@ -37,7 +37,11 @@ export function serviceManifest(group: GroupSpec): Manifest | undefined {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name: group.service.name, namespace: group.namespace, labels: { ...group.labels, ...MANAGED_BY_LABEL } },
+    metadata: {
+      name: group.service.name,
+      namespace: group.namespace,
+      labels: { ...group.labels, ...MANAGED_BY_LABEL },
+    },
     spec: { selector: { ...group.labels }, ports },
   };
 }
@@ -49,8 +53,12 @@ export function peerAuthenticationName(group: Pick<GroupSpec, 'name'>): string {
 /** `<group>-vm-mtls` scoped by selector to the group's workloads; undefined for `unchanged`. */
 export function peerAuthenticationManifest(group: GroupSpec, setting: PeerAuthenticationSetting): Manifest | undefined {
   if (setting === 'unchanged') return undefined;
-  const mode: NonNullable<NonNullable<IPeerAuthentication['spec']>['mtls']>['mode'] = setting === 'strict' ? 'STRICT' : 'PERMISSIVE';
-  const spec: NonNullable<IPeerAuthentication['spec']> = { selector: { matchLabels: { ...group.labels } }, mtls: { mode } };
+  const mode: NonNullable<NonNullable<IPeerAuthentication['spec']>['mtls']>['mode'] =
+    setting === 'strict' ? 'STRICT' : 'PERMISSIVE';
+  const spec: NonNullable<IPeerAuthentication['spec']> = {
+    selector: { matchLabels: { ...group.labels } },
+    mtls: { mode },
+  };
   return {
     apiVersion: 'security.istio.io/v1',
     kind: 'PeerAuthentication',
@@ -119,7 +127,9 @@ export function driftOf(desired: Manifest, live: Json, fieldManager: string = FI
   const { apiVersion: _v, kind: _k, ...rest } = desired;
   const { name: _n, namespace: _ns, ...meta } = desired.metadata;
   const reasons = subsetDifferences({ ...rest, metadata: meta }, live).map((p) => `${p} differs`);
-  const entry = (live as LiveMeta)?.metadata?.managedFields?.find((m) => m.manager === fieldManager && m.operation === 'Apply');
+  const entry = (live as LiveMeta)?.metadata?.managedFields?.find(
+    (m) => m.manager === fieldManager && m.operation === 'Apply',
+  );
   if (entry?.fieldsV1 !== undefined) {
     const wanted = manifestPaths({ ...rest, metadata: meta });
     for (const owned of fieldsV1Paths(entry.fieldsV1)) {

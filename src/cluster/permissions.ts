@@ -58,36 +58,104 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
   p('get', '', 'serviceaccounts', 'group-namespace', READS, "compare the group's ServiceAccount before applying"),
   p('create', '', 'serviceaccounts', 'group-namespace', ONBOARD, "create the group's ServiceAccount"),
   p('patch', '', 'serviceaccounts', 'group-namespace', ONBOARD, "server-side apply of the group's ServiceAccount"),
-  p('create', '', 'serviceaccounts', 'group-namespace', ONBOARD, 'TokenRequest: bootstrap token (audience istio-ca) per VM', {
-    subresource: 'token',
-  }),
-  p('get', '', 'configmaps', 'group-namespace', ['onboard', 'plan', 'verify'], 'read istio-ca-root-cert (root-cert.pem for the VMs)'),
+  p(
+    'create',
+    '',
+    'serviceaccounts',
+    'group-namespace',
+    ONBOARD,
+    'TokenRequest: bootstrap token (audience istio-ca) per VM',
+    {
+      subresource: 'token',
+    },
+  ),
+  p(
+    'get',
+    '',
+    'configmaps',
+    'group-namespace',
+    ['onboard', 'plan', 'verify'],
+    'read istio-ca-root-cert (root-cert.pem for the VMs)',
+  ),
 
-  p('get', 'networking.istio.io', 'workloadgroups', 'group-namespace', ['onboard', 'plan', 'verify'], 'compare the WorkloadGroup'),
+  p(
+    'get',
+    'networking.istio.io',
+    'workloadgroups',
+    'group-namespace',
+    ['onboard', 'plan', 'verify'],
+    'compare the WorkloadGroup',
+  ),
   p('create', 'networking.istio.io', 'workloadgroups', 'group-namespace', ONBOARD, 'create the WorkloadGroup'),
-  p('patch', 'networking.istio.io', 'workloadgroups', 'group-namespace', ONBOARD, 'server-side apply of the WorkloadGroup'),
+  p(
+    'patch',
+    'networking.istio.io',
+    'workloadgroups',
+    'group-namespace',
+    ONBOARD,
+    'server-side apply of the WorkloadGroup',
+  ),
   p('get', 'networking.istio.io', 'workloadentries', 'group-namespace', ALL, "find a VM's WorkloadEntry"),
   p('list', 'networking.istio.io', 'workloadentries', 'group-namespace', ALL, "list the group's WorkloadEntries"),
   p('create', 'networking.istio.io', 'workloadentries', 'group-namespace', ONBOARD, 'create static WorkloadEntries', {
     when: 'static-registration',
   }),
-  p('patch', 'networking.istio.io', 'workloadentries', 'group-namespace', ONBOARD, 'server-side apply of static WorkloadEntries', {
-    when: 'static-registration',
-  }),
-  p('delete', 'networking.istio.io', 'workloadentries', 'group-namespace', ['offboard'], "delete an offboarded VM's WorkloadEntry"),
+  p(
+    'patch',
+    'networking.istio.io',
+    'workloadentries',
+    'group-namespace',
+    ONBOARD,
+    'server-side apply of static WorkloadEntries',
+    {
+      when: 'static-registration',
+    },
+  ),
+  p(
+    'delete',
+    'networking.istio.io',
+    'workloadentries',
+    'group-namespace',
+    ['offboard'],
+    "delete an offboarded VM's WorkloadEntry",
+  ),
 
   p('get', '', 'services', 'group-namespace', READS, "compare the group's Service", { when: 'service' }),
   p('create', '', 'services', 'group-namespace', ONBOARD, "create the group's Service", { when: 'service' }),
-  p('patch', '', 'services', 'group-namespace', ONBOARD, "server-side apply of the group's Service", { when: 'service' }),
+  p('patch', '', 'services', 'group-namespace', ONBOARD, "server-side apply of the group's Service", {
+    when: 'service',
+  }),
 
-  p('get', 'security.istio.io', 'peerauthentications', 'group-namespace', ['onboard', 'plan', 'verify'], 'compare the PeerAuthentication'),
-  p('list', 'security.istio.io', 'peerauthentications', 'group-namespace', VERIFY, "find the mTLS mode that applies to a group"),
+  p(
+    'get',
+    'security.istio.io',
+    'peerauthentications',
+    'group-namespace',
+    ['onboard', 'plan', 'verify'],
+    'compare the PeerAuthentication',
+  ),
+  p(
+    'list',
+    'security.istio.io',
+    'peerauthentications',
+    'group-namespace',
+    VERIFY,
+    'find the mTLS mode that applies to a group',
+  ),
   p('create', 'security.istio.io', 'peerauthentications', 'group-namespace', ONBOARD, 'create <group>-vm-mtls', {
     when: 'peer-authentication',
   }),
-  p('patch', 'security.istio.io', 'peerauthentications', 'group-namespace', ONBOARD, 'server-side apply of <group>-vm-mtls', {
-    when: 'peer-authentication',
-  }),
+  p(
+    'patch',
+    'security.istio.io',
+    'peerauthentications',
+    'group-namespace',
+    ONBOARD,
+    'server-side apply of <group>-vm-mtls',
+    {
+      when: 'peer-authentication',
+    },
+  ),
 
   p('create', 'batch', 'jobs', 'group-namespace', VERIFY, 'mesh-to-VM mTLS verification Job (ADR 0002)'),
   p('get', 'batch', 'jobs', 'group-namespace', VERIFY, 'wait for the verification Job'),
@@ -97,8 +165,22 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
   p('get', '', 'pods', 'group-namespace', VERIFY, "read the verification pod's log", { subresource: 'log' }),
 
   p('list', 'apps', 'deployments', 'istio-namespace', ALL, 'find istiod (label app=istiod) and its version and env'),
-  p('get', '', 'configmaps', 'istio-namespace', ['onboard', 'plan', 'verify'], 'read the mesh config (istio[-REV]) and the injector config (cluster ID)'),
-  p('list', 'security.istio.io', 'peerauthentications', 'istio-namespace', VERIFY, 'find a mesh-wide mTLS mode (root namespace)'),
+  p(
+    'get',
+    '',
+    'configmaps',
+    'istio-namespace',
+    ['onboard', 'plan', 'verify'],
+    'read the mesh config (istio[-REV]) and the injector config (cluster ID)',
+  ),
+  p(
+    'list',
+    'security.istio.io',
+    'peerauthentications',
+    'istio-namespace',
+    VERIFY,
+    'find a mesh-wide mTLS mode (root namespace)',
+  ),
   p('get', '', 'services', 'gateway-namespace', READS, 'read the east-west gateway address'),
 ];
 

@@ -16,7 +16,12 @@ import {
   selectIstiod,
   type FeatureFlag,
 } from './istiod.js';
-import { permissionsForRun, type ConcretePermission, type PeerAuthenticationSetting, type RunMode } from './permissions.js';
+import {
+  permissionsForRun,
+  type ConcretePermission,
+  type PeerAuthenticationSetting,
+  type RunMode,
+} from './permissions.js';
 
 export interface PreflightOptions {
   /** istiod revision; '' / 'default' = the default revision. Default: inventory.mesh.revision. */
@@ -93,7 +98,11 @@ async function checkCrds(ctx: ClusterContext, needPeerAuthentication: boolean): 
 /** Modes in which an istiod feature flag the inventory needs (autoregistration, health checks) being off is blocking. */
 const FLAGS_BLOCK_MODES: readonly RunMode[] = ['onboard', 'plan'];
 
-export async function runPreflight(ctx: ClusterContext, inventory: Inventory, options: PreflightOptions): Promise<PreflightReport> {
+export async function runPreflight(
+  ctx: ClusterContext,
+  inventory: Inventory,
+  options: PreflightOptions,
+): Promise<PreflightReport> {
   const revision = options.revision ?? inventory.mesh.revision;
   const istioNamespace = inventory.mesh.istioNamespace;
   const problems: string[] = [];
@@ -154,7 +163,8 @@ export async function runPreflight(ctx: ClusterContext, inventory: Inventory, op
       report.istiod = { namespace: istioNamespace, name: istiod.metadata?.name ?? '', revision: revLabel, image };
       const version = parseIstioVersion(image);
       if (version) report.istioVersion = version;
-      else warnings.push(`could not read the Istio version from istiod's image "${image}"; give the istio-version input`);
+      else
+        warnings.push(`could not read the Istio version from istiod's image "${image}"; give the istio-version input`);
 
       const needsAuto = options.needsAutoRegistration;
       const needsHealth =
@@ -176,7 +186,9 @@ export async function runPreflight(ctx: ClusterContext, inventory: Inventory, op
           if (FLAGS_BLOCK_MODES.includes(options.mode)) problems.push(message);
           else warnings.push(message);
         } else if (flag.source === 'unknown') {
-          warnings.push(`istiod ${flag.name} is set from a reference or an unreadable value; assuming Istio's default (true)`);
+          warnings.push(
+            `istiod ${flag.name} is set from a reference or an unreadable value; assuming Istio's default (true)`,
+          );
         }
       }
     }
@@ -186,7 +198,9 @@ export async function runPreflight(ctx: ClusterContext, inventory: Inventory, op
     const cm = meshConfigMap;
     report.meshConfigMap.present = cm?.data?.['mesh'] !== undefined;
     if (!cm) {
-      problems.push(`mesh config map ${report.meshConfigMap.name} not found in namespace ${istioNamespace} (istioctl reads its "mesh" key)`);
+      problems.push(
+        `mesh config map ${report.meshConfigMap.name} not found in namespace ${istioNamespace} (istioctl reads its "mesh" key)`,
+      );
     } else if (!report.meshConfigMap.present) {
       problems.push(`config map ${istioNamespace}/${report.meshConfigMap.name} has no "mesh" key`);
     }

@@ -28,7 +28,11 @@ export function rulesFor(perms: readonly RequiredPermission[]): RbacRule[] {
   const verbsByResource = new Map<string, { group: string; resource: string; verbs: Set<string> }>();
   for (const perm of perms) {
     const key = `${perm.group}|${resourceOf(perm)}`;
-    const entry = verbsByResource.get(key) ?? { group: perm.group, resource: resourceOf(perm), verbs: new Set<string>() };
+    const entry = verbsByResource.get(key) ?? {
+      group: perm.group,
+      resource: resourceOf(perm),
+      verbs: new Set<string>(),
+    };
     entry.verbs.add(perm.verb);
     verbsByResource.set(key, entry);
   }
@@ -42,7 +46,11 @@ export function rulesFor(perms: readonly RequiredPermission[]): RbacRule[] {
   }
   const rules = [...byGroupAndVerbs.values()];
   for (const r of rules) r.resources.sort();
-  rules.sort((a, b) => (a.apiGroups[0] ?? '').localeCompare(b.apiGroups[0] ?? '') || (a.resources[0] ?? '').localeCompare(b.resources[0] ?? ''));
+  rules.sort(
+    (a, b) =>
+      (a.apiGroups[0] ?? '').localeCompare(b.apiGroups[0] ?? '') ||
+      (a.resources[0] ?? '').localeCompare(b.resources[0] ?? ''),
+  );
   return rules;
 }
 

@@ -2,7 +2,12 @@
 // reports each to an observer, bounds each attempt in time, retries 5xx / 429 / connection errors
 // with bounded exponential backoff, and turns failures into messages that name the server, the
 // request and — for 403 — the permission to grant. Credentials never reach a message.
-import { ApiException, Observable, type ConfigurationOptions, type ObservableMiddleware } from '@kubernetes/client-node';
+import {
+  ApiException,
+  Observable,
+  type ConfigurationOptions,
+  type ObservableMiddleware,
+} from '@kubernetes/client-node';
 import type { RequestContext, ResponseContext } from '@kubernetes/client-node';
 import {
   KubeRequestError,
@@ -103,7 +108,11 @@ const CONNECTION_CODES = new Set([
 /** Decides whether a thrown value is worth another attempt. Pure; exported for tests. */
 export function classifyFailure(err: unknown): ClassifiedFailure {
   const looksLikeApiException =
-    typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'number' && 'headers' in err && 'body' in err;
+    typeof err === 'object' &&
+    err !== null &&
+    typeof (err as { code?: unknown }).code === 'number' &&
+    'headers' in err &&
+    'body' in err;
   if (err instanceof ApiException || looksLikeApiException) {
     const e = err as ApiException<unknown>;
     const status = e.code;
@@ -118,11 +127,13 @@ export function classifyFailure(err: unknown): ClassifiedFailure {
   // Duck-typed: errors can come from another realm (undici's DOMException, test sandboxes).
   if (typeof err === 'object' && err !== null) {
     const e = err as { name?: unknown; message?: unknown; code?: unknown; cause?: { code?: unknown; name?: unknown } };
-    if (e.name === 'TimeoutError' || e.name === 'AbortError') return { kind: 'timeout', retryable: true, code: 'timeout' };
+    if (e.name === 'TimeoutError' || e.name === 'AbortError')
+      return { kind: 'timeout', retryable: true, code: 'timeout' };
     // undici: TypeError('fetch failed') with cause { code }
     const cause = e.cause;
     const code = typeof e.code === 'string' ? e.code : typeof cause?.code === 'string' ? cause.code : undefined;
-    if (cause?.name === 'TimeoutError' || cause?.name === 'AbortError') return { kind: 'timeout', retryable: true, code: 'timeout' };
+    if (cause?.name === 'TimeoutError' || cause?.name === 'AbortError')
+      return { kind: 'timeout', retryable: true, code: 'timeout' };
     if (code && CONNECTION_CODES.has(code)) return { kind: 'unreachable', retryable: true, code };
     const message = typeof e.message === 'string' ? e.message : '';
     if (message === 'fetch failed' || /socket|network|connect/i.test(message)) {
@@ -201,7 +212,13 @@ export class KubeTransport {
     }
   }
 
-  private toError(f: ClassifiedFailure, method: string, path: string, attempts: number, cause: unknown): KubeRequestError {
+  private toError(
+    f: ClassifiedFailure,
+    method: string,
+    path: string,
+    attempts: number,
+    cause: unknown,
+  ): KubeRequestError {
     const target = describeRequest(method, path === '?' ? '/' : path);
     let message: string;
     if (f.kind === 'forbidden') {

@@ -53,7 +53,11 @@ function dnsLabel(s: string): string {
 }
 
 /** `ivo-verify-<vm>-<random>`, at most 63 characters (Job names become a pod label value). Pure given `random`. */
-export function verificationJobName(vmName: string, random: string = randomBytes(3).toString('hex'), prefix = 'ivo-verify'): string {
+export function verificationJobName(
+  vmName: string,
+  random: string = randomBytes(3).toString('hex'),
+  prefix = 'ivo-verify',
+): string {
   const suffix = dnsLabel(random) || 'x';
   const room = 63 - prefix.length - suffix.length - 2;
   const vm = dnsLabel(vmName).slice(0, Math.max(1, room)).replace(/-+$/, '') || 'vm';
@@ -116,7 +120,8 @@ export function jobPhase(job: V1Job | undefined): JobPhase {
   const status = job?.status;
   const cond = (type: string) => status?.conditions?.find((c) => c.type === type && c.status === 'True');
   const failed = cond('Failed');
-  if (failed) return { state: 'failed', reason: [failed.reason, failed.message].filter(Boolean).join(': ') || 'Failed' };
+  if (failed)
+    return { state: 'failed', reason: [failed.reason, failed.message].filter(Boolean).join(': ') || 'Failed' };
   if (cond('Complete') || (status?.succeeded ?? 0) >= 1) return { state: 'complete' };
   if ((status?.failed ?? 0) >= 1) return { state: 'failed', reason: 'pod failed' };
   return { state: 'running' };
@@ -139,7 +144,9 @@ export async function runVerificationJob(
   let created = false;
   try {
     try {
-      await ctx.transport.call((o) => ctx.batch.createNamespacedJob({ namespace, body: buildVerificationJob(input) }, o));
+      await ctx.transport.call((o) =>
+        ctx.batch.createNamespacedJob({ namespace, body: buildVerificationJob(input) }, o),
+      );
     } catch (err) {
       // A retried create whose first attempt went through: the Job (unique name) exists.
       if (!(err instanceof KubeRequestError && err.kind === 'conflict' && err.attempts > 1)) throw err;
@@ -184,8 +191,13 @@ export async function runVerificationJob(
     const result: VerificationJobResult = { succeeded: false, calls, logs };
     if (podName) result.podName = podName;
     if (phase.state === 'running') {
-      result.reason = `the verification Job ${namespace}/${name} did not finish within ${Math.round(input.timeoutMs / 1000)} s` +
-        (pod?.status?.phase ? ` (pod ${podName} is ${pod.status.phase})` : podName ? '' : ' (no pod was created: image pull, quota or admission?)') +
+      result.reason =
+        `the verification Job ${namespace}/${name} did not finish within ${Math.round(input.timeoutMs / 1000)} s` +
+        (pod?.status?.phase
+          ? ` (pod ${podName} is ${pod.status.phase})`
+          : podName
+            ? ''
+            : ' (no pod was created: image pull, quota or admission?)') +
         (logError ? `; log: ${logError}` : '');
     } else if (phase.state === 'failed') {
       result.reason = `the verification Job ${namespace}/${name} failed: ${phase.reason}`;

@@ -60,7 +60,8 @@ export function toWorkloadEntryInfo(raw: RawEntry): WorkloadEntryInfo {
   if (group) info.group = group;
   if (raw.spec?.network) info.network = raw.spec.network;
   if (raw.spec?.serviceAccount) info.serviceAccount = raw.spec.serviceAccount;
-  if (healthy?.status === 'True' || healthy?.status === 'False' || healthy?.status === 'Unknown') info.healthy = healthy.status;
+  if (healthy?.status === 'True' || healthy?.status === 'False' || healthy?.status === 'Unknown')
+    info.healthy = healthy.status;
   if (healthy?.message) info.healthMessage = healthy.message;
   if (ann['istio.io/connectedAt']) info.connectedAt = ann['istio.io/connectedAt'];
   if (ann['istio.io/disconnectedAt']) info.disconnectedAt = ann['istio.io/disconnectedAt'];
@@ -81,7 +82,11 @@ export function belongsToGroup(info: WorkloadEntryInfo, group: GroupRef): boolea
   return info.name.startsWith(`${groupName}-`);
 }
 
-export async function listWorkloadEntries(ctx: ClusterContext, namespace: string, group: GroupRef): Promise<WorkloadEntryInfo[]> {
+export async function listWorkloadEntries(
+  ctx: ClusterContext,
+  namespace: string,
+  group: GroupRef,
+): Promise<WorkloadEntryInfo[]> {
   const list = (await ctx.transport.call((o) =>
     ctx.custom.listNamespacedCustomObject({ ...WORKLOAD_ENTRY_API, namespace }, o),
   )) as { items?: RawEntry[] };
@@ -161,7 +166,8 @@ export function effectivePeerAuthenticationMode(
     const ml = pa.spec?.selector?.matchLabels;
     return !!ml && Object.keys(ml).length > 0 && Object.entries(ml).every(([k, v]) => labels[k] === v);
   };
-  const wide = (pa: RawPeerAuthentication): boolean => !pa.spec?.selector?.matchLabels || Object.keys(pa.spec.selector.matchLabels).length === 0;
+  const wide = (pa: RawPeerAuthentication): boolean =>
+    !pa.spec?.selector?.matchLabels || Object.keys(pa.spec.selector.matchLabels).length === 0;
   const id = (pa: RawPeerAuthentication): string => `${pa.metadata?.namespace ?? ''}/${pa.metadata?.name ?? ''}`;
   const levels: Array<[PeerAuthenticationModeInfo['scope'], RawPeerAuthentication | undefined]> = [
     ['workload', [...inNamespace].filter(selects).sort(oldestFirst)[0]],
@@ -184,10 +190,15 @@ export async function getPeerAuthenticationMode(
   rootNamespace: string,
 ): Promise<PeerAuthenticationModeInfo> {
   const list = async (ns: string): Promise<RawPeerAuthentication[]> => {
-    const res = (await ctx.transport.call((o) => ctx.custom.listNamespacedCustomObject({ ...PEER_AUTH_API, namespace: ns }, o))) as {
+    const res = (await ctx.transport.call((o) =>
+      ctx.custom.listNamespacedCustomObject({ ...PEER_AUTH_API, namespace: ns }, o),
+    )) as {
       items?: RawPeerAuthentication[];
     };
-    return (res.items ?? []).map((i) => ({ ...i, metadata: { ...i.metadata, namespace: i.metadata?.namespace ?? ns } }));
+    return (res.items ?? []).map((i) => ({
+      ...i,
+      metadata: { ...i.metadata, namespace: i.metadata?.namespace ?? ns },
+    }));
   };
   const inNamespace = await list(namespace);
   const inRoot = rootNamespace === namespace ? inNamespace : await list(rootNamespace);

@@ -87,7 +87,9 @@ async function readInput(cwd: string, flag: string, file: string): Promise<strin
     return await readFile(path.resolve(cwd, file), 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
-    throw new UsageError(`cannot read --${flag} file ${path.resolve(cwd, file)} (${code === 'ENOENT' ? 'no such file' : code})`);
+    throw new UsageError(
+      `cannot read --${flag} file ${path.resolve(cwd, file)} (${code === 'ENOENT' ? 'no such file' : code})`,
+    );
   }
 }
 
@@ -153,11 +155,14 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
       throw new UsageError('give exactly one of -f/--file (a WorkloadGroup) or --inventory');
     }
     const live = str('kubeconfig') !== undefined;
-    if (live && file === undefined) throw new UsageError('--kubeconfig goes with -f (a WorkloadGroup); for an inventory use `istio-vm-onboard plan`');
+    if (live && file === undefined)
+      throw new UsageError('--kubeconfig goes with -f (a WorkloadGroup); for an inventory use `istio-vm-onboard plan`');
     const missing = (live ? ['output'] : ['mesh-config', 'root-cert', 'token', 'output']).filter((name) => !str(name));
     if (file !== undefined && !live && !str('clusterID')) missing.push('clusterID');
-    if (missing.length > 0) throw new UsageError(`missing required flag(s): ${missing.map((m) => `--${m}`).join(', ')}`);
-    if (str('internalIP') && str('externalIP')) throw new UsageError('the flags --internalIP and --externalIP are mutually exclusive');
+    if (missing.length > 0)
+      throw new UsageError(`missing required flag(s): ${missing.map((m) => `--${m}`).join(', ')}`);
+    if (str('internalIP') && str('externalIP'))
+      throw new UsageError('the flags --internalIP and --externalIP are mutually exclusive');
     const captureDNS = parseBoolean('capture-dns', str('capture-dns'), true);
     const autoregister = parseBoolean('autoregister', str('autoregister'), false);
     const outputDir = path.resolve(io.cwd, str('output')!);
@@ -191,7 +196,9 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
         captureDNS,
       });
       if (files.hosts === '') {
-        io.stderr.write(`warning: no hosts entry for ${istiodHost(istioNamespace, revision)}: give --ingressIP with the east-west gateway's IP\n`);
+        io.stderr.write(
+          `warning: no hosts entry for ${istiodHost(istioNamespace, revision)}: give --ingressIP with the east-west gateway's IP\n`,
+        );
       }
       await writeVmFiles(outputDir, files);
       io.stdout.write(`Configuration generation into directory ${outputDir} was successful\n`);
@@ -218,14 +225,24 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
     const rendered: { name: string; files: VmFiles }[] = [];
     for (const { group, vm } of listVms(inventory)) {
       const files = renderVmFilesForInventoryVm({
-        mesh, group, vm, meshConfigText, rootCert, token, clusterID, captureDNS,
+        mesh,
+        group,
+        vm,
+        meshConfigText,
+        rootCert,
+        token,
+        clusterID,
+        captureDNS,
         ...(ingressIP !== undefined ? { ingressIP } : {}),
       });
       rendered.push({ name: vm.name, files });
     }
     // Render everything first, so a bad input writes nothing; then write, a bounded number of VMs at once.
     for (const { name, files } of rendered) {
-      if (files.hosts === '') io.stderr.write(`warning: ${name}: no hosts entry: give --ingressIP or mesh.eastWestGateway.address as an IP\n`);
+      if (files.hosts === '')
+        io.stderr.write(
+          `warning: ${name}: no hosts entry: give --ingressIP or mesh.eastWestGateway.address as an IP\n`,
+        );
     }
     const limit = pLimit(WRITE_CONCURRENCY);
     await Promise.all(rendered.map(({ name, files }) => limit(() => writeVmFiles(path.join(outputDir, name), files))));
@@ -255,16 +272,26 @@ async function readFromCluster(
   str: (name: string) => string | undefined,
   istioNamespace: string,
   revision: string,
-): Promise<{ meshConfigText: string; rootCert: string; token: string; clusterID: string; ingressIP: string | undefined }> {
+): Promise<{
+  meshConfigText: string;
+  rootCert: string;
+  token: string;
+  clusterID: string;
+  ingressIP: string | undefined;
+}> {
   const group = readWorkloadGroup(workloadGroup);
-  if (!group.namespace) throw new UsageError('the WorkloadGroup needs metadata.namespace to read its root cert and token from the cluster');
+  if (!group.namespace)
+    throw new UsageError('the WorkloadGroup needs metadata.namespace to read its root cert and token from the cluster');
   const duration = str('tokenDuration') ?? '3600';
   if (!/^\d+$/.test(duration)) throw new UsageError(`--tokenDuration must be a number of seconds, got '${duration}'`);
   const kubeconfigPath = path.resolve(io.cwd, str('kubeconfig')!);
   // Loaded only in this live mode: the offline render needs no Kubernetes client.
   const { createClusterClient, loadKubeConfig } = await loadHeavy();
   const loaded = loadKubeConfig({ kubeconfigPath, ...(str('context') ? { context: str('context')! } : {}) });
-  const dnsServers = (str('dns-servers') ?? '').split(',').map((item) => item.trim()).filter(Boolean);
+  const dnsServers = (str('dns-servers') ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
   const client = createClusterClient(loaded.kubeConfig, dnsServers.length > 0 ? { dnsServers } : {});
   const mesh = await client.readMeshContext({
     namespace: group.namespace,
@@ -278,11 +305,19 @@ async function readFromCluster(
     },
   });
   if (mesh.eastWest.hostname) {
-    io.stderr.write(`east-west gateway ${mesh.eastWest.hostname} resolved to ${mesh.eastWest.candidates.join(', ')}; using ${mesh.eastWest.address}\n`);
+    io.stderr.write(
+      `east-west gateway ${mesh.eastWest.hostname} resolved to ${mesh.eastWest.candidates.join(', ')}; using ${mesh.eastWest.address}\n`,
+    );
   }
   const token = str('token')
     ? await readInput(io.cwd, 'token', str('token')!)
-    : (await client.requestBootstrapToken({ namespace: group.namespace, serviceAccount: group.serviceAccount, expirationSeconds: Number(duration) })).token;
+    : (
+        await client.requestBootstrapToken({
+          namespace: group.namespace,
+          serviceAccount: group.serviceAccount,
+          expirationSeconds: Number(duration),
+        })
+      ).token;
   return {
     meshConfigText: str('mesh-config') ? await readInput(io.cwd, 'mesh-config', str('mesh-config')!) : mesh.meshConfig,
     rootCert: str('root-cert') ? await readInput(io.cwd, 'root-cert', str('root-cert')!) : mesh.rootCert,

@@ -18,5 +18,7 @@ function canonical(value: unknown): string {
 export function changedGroups(before: Inventory | undefined, after: Inventory): string[] {
   if (!before || canonical(before.mesh) !== canonical(after.mesh)) return after.groups.map((group) => group.name);
   const previous = new Map(before.groups.map((group) => [`${group.namespace}/${group.name}`, canonical(group)]));
-  return after.groups.filter((group) => previous.get(`${group.namespace}/${group.name}`) !== canonical(group)).map((group) => group.name);
+  return after.groups
+    .filter((group) => previous.get(`${group.namespace}/${group.name}`) !== canonical(group))
+    .map((group) => group.name);
 }

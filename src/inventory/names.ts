@@ -27,7 +27,12 @@ export function checkDns1123Subdomain(value: string): string | undefined {
 
 /** A lowercase, Kubernetes-safe spelling of `value`, for "e.g." hints. */
 export function suggestName(value: string): string {
-  const cleaned = value.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '');
+  const cleaned = value
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
   return cleaned === '' ? 'my-name' : cleaned;
 }
 
@@ -67,6 +72,9 @@ export function checkHost(value: string): string | undefined {
   if (isIP(value) !== 0) return undefined;
   const name = value.endsWith('.') ? value.slice(0, -1) : value;
   if (/^[0-9.]+$/.test(name)) return `'${value}' is not a valid IPv4 address`;
-  const ok = name.length > 0 && name.length <= 253 && name.split('.').every((label) => label.length <= 63 && HOSTNAME_LABEL.test(label));
+  const ok =
+    name.length > 0 &&
+    name.length <= 253 &&
+    name.split('.').every((label) => label.length <= 63 && HOSTNAME_LABEL.test(label));
   return ok ? undefined : `'${value}' is neither an IP address nor a DNS host name (letters, digits, '-' and '.')`;
 }

@@ -25,22 +25,49 @@ export const DEFAULT_EAST_WEST_SERVICE = 'istio-eastwestgateway';
 
 // ---- raw shapes, as guaranteed by the schema ------------------------------------------------
 
-interface RawEndpoint { host: string; port?: number; user?: string }
-interface RawVmDefaults { user?: string; port?: number; bastion?: RawEndpoint; labels?: Record<string, string> }
+interface RawEndpoint {
+  host: string;
+  port?: number;
+  user?: string;
+}
+interface RawVmDefaults {
+  user?: string;
+  port?: number;
+  bastion?: RawEndpoint;
+  labels?: Record<string, string>;
+}
 interface RawVm {
-  name: string; address: string; port?: number; user?: string; internalIP?: string; externalIP?: string;
-  labels?: Record<string, string>; bastion?: RawEndpoint;
+  name: string;
+  address: string;
+  port?: number;
+  user?: string;
+  internalIP?: string;
+  externalIP?: string;
+  labels?: Record<string, string>;
+  bastion?: RawEndpoint;
 }
 interface RawGroup {
-  name: string; namespace: string; serviceAccount?: string; labels?: Record<string, string>;
-  annotations?: Record<string, string>; ports?: Record<string, number>; network?: string;
-  registration?: 'auto' | 'static'; probe?: ReadinessProbe;
+  name: string;
+  namespace: string;
+  serviceAccount?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ports?: Record<string, number>;
+  network?: string;
+  registration?: 'auto' | 'static';
+  probe?: ReadinessProbe;
   service?: boolean | { name?: string; ports?: Record<string, number> };
-  defaults?: RawVmDefaults; vms: RawVm[];
+  defaults?: RawVmDefaults;
+  vms: RawVm[];
 }
 interface RawInventory {
   version?: 1;
-  mesh?: { revision?: string; istioNamespace?: string; clusterID?: string; eastWestGateway?: { service?: string; namespace?: string; address?: string } };
+  mesh?: {
+    revision?: string;
+    istioNamespace?: string;
+    clusterID?: string;
+    eastWestGateway?: { service?: string; namespace?: string; address?: string };
+  };
   defaults?: RawVmDefaults;
   groups: RawGroup[];
 }
@@ -121,7 +148,8 @@ function ajvIssue(error: ErrorObject, data: unknown): PendingIssue | undefined {
   // `service` is `true | {name, ports}`: report the branch that matches the value's type only.
   const inServiceOneOf = /\/service\/oneOf\//.test(error.schemaPath);
   if (error.keyword === 'oneOf') {
-    if (typeof value === 'boolean' || (value !== null && typeof value === 'object' && !Array.isArray(value))) return undefined;
+    if (typeof value === 'boolean' || (value !== null && typeof value === 'object' && !Array.isArray(value)))
+      return undefined;
     return { segments, message: 'must be true, false, or a mapping with name and/or ports' };
   }
   if (inServiceOneOf && error.keyword === 'type') return undefined;
@@ -138,17 +166,31 @@ function ajvIssue(error: ErrorObject, data: unknown): PendingIssue | undefined {
     }
     case 'required': {
       const missing = String((error.params as { missingProperty: string }).missingProperty);
-      return { segments: [...segments, missing], locateAt: segments, pointAtKey: true, message: `is required: add '${missing}:' here` };
+      return {
+        segments: [...segments, missing],
+        locateAt: segments,
+        pointAtKey: true,
+        message: `is required: add '${missing}:' here`,
+      };
     }
     case 'type': {
-      if (isPortSchema(parentSchema)) return { segments, message: `must be an integer 1..65535 (got ${JSON.stringify(value)})` };
+      if (isPortSchema(parentSchema))
+        return { segments, message: `must be an integer 1..65535 (got ${JSON.stringify(value)})` };
       const type = String((error.params as { type: string }).type);
-      return { segments, pointAtKey: true, message: `must be ${TYPE_WORDS[type] ?? type} (got ${JSON.stringify(value) ?? 'nothing'})` };
+      return {
+        segments,
+        pointAtKey: true,
+        message: `must be ${TYPE_WORDS[type] ?? type} (got ${JSON.stringify(value) ?? 'nothing'})`,
+      };
     }
     case 'minimum':
     case 'maximum':
-      if (isPortSchema(parentSchema)) return { segments, message: `must be an integer 1..65535 (got ${JSON.stringify(value)})` };
-      return { segments, message: `must be ${error.keyword === 'minimum' ? '>=' : '<='} ${(error.params as { limit: number }).limit} (got ${JSON.stringify(value)})` };
+      if (isPortSchema(parentSchema))
+        return { segments, message: `must be an integer 1..65535 (got ${JSON.stringify(value)})` };
+      return {
+        segments,
+        message: `must be ${error.keyword === 'minimum' ? '>=' : '<='} ${(error.params as { limit: number }).limit} (got ${JSON.stringify(value)})`,
+      };
     case 'pattern':
     case 'maxLength': {
       const text = String(value);
@@ -182,7 +224,11 @@ function checkLabels(labels: Record<string, string> | undefined, at: PathSegment
   }
 }
 
-function checkAnnotations(annotations: Record<string, string> | undefined, at: PathSegment[], out: PendingIssue[]): void {
+function checkAnnotations(
+  annotations: Record<string, string> | undefined,
+  at: PathSegment[],
+  out: PendingIssue[],
+): void {
   for (const key of Object.keys(annotations ?? {})) {
     const problem = checkQualifiedKey(key);
     if (problem) out.push({ segments: [...at, key], pointAtKey: true, message: `annotation ${problem}` });
@@ -221,23 +267,35 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
     const groupKey = `${group.namespace}/${group.name}`;
     const firstGroup = groupsSeen.get(groupKey);
     if (firstGroup !== undefined) {
-      out.push({ segments: [...g, 'name'], message: `duplicate group '${group.name}' in namespace '${group.namespace}' (also groups[${firstGroup}]); give each group its own name, or merge their vms lists` });
+      out.push({
+        segments: [...g, 'name'],
+        message: `duplicate group '${group.name}' in namespace '${group.namespace}' (also groups[${firstGroup}]); give each group its own name, or merge their vms lists`,
+      });
     } else groupsSeen.set(groupKey, gi);
     checkLabels(group.labels, [...g, 'labels'], out);
     checkAnnotations(group.annotations, [...g, 'annotations'], out);
     checkPortNames(group.ports, [...g, 'ports'], out);
-    if (group.service && typeof group.service === 'object') checkPortNames(group.service.ports, [...g, 'service', 'ports'], out);
-    const serviceRequested = group.service === true || (typeof group.service === 'object');
+    if (group.service && typeof group.service === 'object')
+      checkPortNames(group.service.ports, [...g, 'service', 'ports'], out);
+    const serviceRequested = group.service === true || typeof group.service === 'object';
     if (serviceRequested) {
-      const servicePorts = typeof group.service === 'object' && group.service.ports ? group.service.ports : group.ports ?? {};
+      const servicePorts =
+        typeof group.service === 'object' && group.service.ports ? group.service.ports : (group.ports ?? {});
       if (Object.keys(servicePorts).length === 0) {
-        out.push({ segments: [...g, 'service'], message: 'a Service needs ports: add `ports:` to the group or `service.ports`' });
+        out.push({
+          segments: [...g, 'service'],
+          message: 'a Service needs ports: add `ports:` to the group or `service.ports`',
+        });
       }
     }
     if (group.probe) {
       const methods = (['httpGet', 'tcpSocket', 'exec', 'grpc'] as const).filter((m) => group.probe![m] !== undefined);
       if (methods.length > 1) {
-        out.push({ segments: [...g, 'probe', methods[1]!], pointAtKey: true, message: `a probe has exactly one check; found ${methods.join(' and ')} — keep one` });
+        out.push({
+          segments: [...g, 'probe', methods[1]!],
+          pointAtKey: true,
+          message: `a probe has exactly one check; found ${methods.join(' and ')} — keep one`,
+        });
       }
     }
     checkEndpoint(group.defaults?.bastion, [...g, 'defaults', 'bastion'], out);
@@ -247,7 +305,10 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
       const v: PathSegment[] = [...g, 'vms', vi];
       const seenName = vmNames.get(vm.name);
       if (seenName) {
-        out.push({ segments: [...v, 'name'], message: `duplicate VM name '${vm.name}' (also ${formatPath(seenName)}); VM names must be unique across the whole inventory — rename one` });
+        out.push({
+          segments: [...v, 'name'],
+          message: `duplicate VM name '${vm.name}' (also ${formatPath(seenName)}); VM names must be unique across the whole inventory — rename one`,
+        });
       } else vmNames.set(vm.name, v);
 
       const hostProblem = checkHost(vm.address);
@@ -257,7 +318,10 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
       const target = `${bastion ? `${bastion.host}:${bastion.port ?? DEFAULT_SSH_PORT}->` : ''}${vm.address.toLowerCase()}:${port}`;
       const seenTarget = sshTargets.get(target);
       if (seenTarget) {
-        out.push({ segments: [...v, 'address'], message: `duplicate SSH address ${vm.address}:${port} (also ${formatPath(seenTarget)}); two entries would onboard the same machine — remove one or fix the address/port` });
+        out.push({
+          segments: [...v, 'address'],
+          message: `duplicate SSH address ${vm.address}:${port} (also ${formatPath(seenTarget)}); two entries would onboard the same machine — remove one or fix the address/port`,
+        });
       } else sshTargets.set(target, v);
 
       if (vm.internalIP !== undefined) {
@@ -267,7 +331,10 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
           const key = vm.internalIP.toLowerCase();
           const seenIP = internalIPs.get(key);
           if (seenIP) {
-            out.push({ segments: [...v, 'internalIP'], message: `duplicate internalIP ${vm.internalIP} (also ${formatPath(seenIP)}); each VM needs its own workload address` });
+            out.push({
+              segments: [...v, 'internalIP'],
+              message: `duplicate internalIP ${vm.internalIP} (also ${formatPath(seenIP)}); each VM needs its own workload address`,
+            });
           } else internalIPs.set(key, v);
         }
       }
@@ -279,7 +346,11 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
       checkEndpoint(vm.bastion, [...v, 'bastion'], out);
       const user = vm.user ?? group.defaults?.user ?? raw.defaults?.user;
       if (user === undefined) {
-        out.push({ segments: [...v, 'user'], locateAt: v, message: 'no SSH user: set `user:` on this VM, in the group\'s `defaults:`, or in the file\'s `defaults:`' });
+        out.push({
+          segments: [...v, 'user'],
+          locateAt: v,
+          message: "no SSH user: set `user:` on this VM, in the group's `defaults:`, or in the file's `defaults:`",
+        });
       }
     });
   });
@@ -360,7 +431,11 @@ function toIssues(pending: PendingIssue[], doc: Document, lineCounter: LineCount
     seen.add(id);
     // Point at the key of the field (not at a nested block that starts on the next line).
     const position = locate(doc, lineCounter, p.locateAt ?? p.segments, p.pointAtKey === true);
-    issues.push({ path: pathText, message: p.message, ...(position ? { line: position.line, column: position.column } : {}) });
+    issues.push({
+      path: pathText,
+      message: p.message,
+      ...(position ? { line: position.line, column: position.column } : {}),
+    });
   }
   return issues;
 }
@@ -377,7 +452,12 @@ export function parseInventory(text: string, source: string): Inventory {
       source,
       doc.errors.map((e) => {
         const pos = lineCounter.linePos(e.pos[0]);
-        return { path: '', line: pos.line, column: pos.col, message: `not valid YAML/JSON: ${e.message.split('\n')[0]}` };
+        return {
+          path: '',
+          line: pos.line,
+          column: pos.col,
+          message: `not valid YAML/JSON: ${e.message.split('\n')[0]}`,
+        };
       }),
     );
   }
@@ -388,11 +468,20 @@ export function parseInventory(text: string, source: string): Inventory {
     throw new InventoryError(source, [{ path: '', message: `cannot read the document: ${(error as Error).message}` }]);
   }
   if (data === null || data === undefined) {
-    throw new InventoryError(source, [{ path: '', line: 1, column: 1, message: 'the inventory is empty: expected a mapping with `groups:` (see inventory.schema.json)' }]);
+    throw new InventoryError(source, [
+      {
+        path: '',
+        line: 1,
+        column: 1,
+        message: 'the inventory is empty: expected a mapping with `groups:` (see inventory.schema.json)',
+      },
+    ]);
   }
   const validate = schemaValidator();
   if (!validate(data)) {
-    const pending = (validate.errors ?? []).map((e) => ajvIssue(e, data)).filter((p): p is PendingIssue => p !== undefined);
+    const pending = (validate.errors ?? [])
+      .map((e) => ajvIssue(e, data))
+      .filter((p): p is PendingIssue => p !== undefined);
     throw new InventoryError(source, toIssues(pending, doc, lineCounter));
   }
   const raw = data as RawInventory;
@@ -417,14 +506,22 @@ export function isInlineInventory(input: string): boolean {
 export async function loadInventory(input: string, cwd: string): Promise<Inventory> {
   if (isInlineInventory(input)) return parseInventory(input, INLINE_SOURCE);
   const file = input.trim();
-  if (file === '') throw new InventoryError(INLINE_SOURCE, [{ path: '', message: 'no inventory given: pass a file path or inline YAML' }]);
+  if (file === '')
+    throw new InventoryError(INLINE_SOURCE, [
+      { path: '', message: 'no inventory given: pass a file path or inline YAML' },
+    ]);
   let text: string;
   try {
     text = await readFile(path.resolve(cwd, file), 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code ?? String(error);
-    throw new InventoryError(file, [{ path: '', message: `cannot read inventory file ${path.resolve(cwd, file)} (${why}); give a path relative to ${cwd}, or the inventory itself as inline YAML` }]);
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (code ?? String(error));
+    throw new InventoryError(file, [
+      {
+        path: '',
+        message: `cannot read inventory file ${path.resolve(cwd, file)} (${why}); give a path relative to ${cwd}, or the inventory itself as inline YAML`,
+      },
+    ]);
   }
   return parseInventory(text, file);
 }

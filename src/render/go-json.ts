@@ -25,7 +25,8 @@ export function goJsonString(value: string): string {
     if (short !== undefined) out += short;
     else if (code < 0x20 || character === '<' || character === '>' || character === '&') out += hex4(code);
     else if (code === 0x2028 || code === 0x2029) out += hex4(code);
-    else if (code >= 0xd800 && code <= 0xdfff) out += '\\ufffd'; // lone surrogate = invalid UTF-8 in Go
+    else if (code >= 0xd800 && code <= 0xdfff)
+      out += '\\ufffd'; // lone surrogate = invalid UTF-8 in Go
     else out += character;
   }
   return `${out}"`;

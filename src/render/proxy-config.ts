@@ -50,7 +50,11 @@ const PROXY_CONFIG_FIELDS: FieldDef[] = [
   field('configPath', STRING),
   field('binaryPath', STRING),
   field('serviceCluster', STRING, 'cluster_name'),
-  field('tracingServiceName', { kind: 'enum', values: { APP_LABEL_AND_NAMESPACE: 0, CANONICAL_NAME_ONLY: 1, CANONICAL_NAME_AND_NAMESPACE: 2 } }, 'cluster_name'),
+  field(
+    'tracingServiceName',
+    { kind: 'enum', values: { APP_LABEL_AND_NAMESPACE: 0, CANONICAL_NAME_ONLY: 1, CANONICAL_NAME_AND_NAMESPACE: 2 } },
+    'cluster_name',
+  ),
   field('drainDuration', DURATION),
   field('discoveryAddress', STRING),
   field('discoveryRefreshDelay', DURATION),
@@ -157,7 +161,13 @@ export function normalizeReadinessProbe(value: JsonValue, where = 'readinessProb
     const s = toStringValue(v, `${ctx}.${name}`);
     if (s !== '') target[name] = s;
   };
-  for (const name of ['initialDelaySeconds', 'timeoutSeconds', 'periodSeconds', 'successThreshold', 'failureThreshold']) {
+  for (const name of [
+    'initialDelaySeconds',
+    'timeoutSeconds',
+    'periodSeconds',
+    'successThreshold',
+    'failureThreshold',
+  ]) {
     putInt(value, out, name, where);
   }
   const httpGet = pick(value, 'httpGet');
@@ -227,7 +237,9 @@ function normalizeField(def: FieldDef, value: JsonValue, where: string): JsonVal
     case 'enum': {
       if (typeof value === 'string') {
         if (!(value in def.type.values)) {
-          throw new RenderError(`${at}: unknown value ${describe(value)}; expected one of ${Object.keys(def.type.values).join(', ')}`);
+          throw new RenderError(
+            `${at}: unknown value ${describe(value)}; expected one of ${Object.keys(def.type.values).join(', ')}`,
+          );
         }
         return value;
       }
@@ -237,7 +249,8 @@ function normalizeField(def: FieldDef, value: JsonValue, where: string): JsonVal
     }
     case 'duration': {
       const nanos = typeof value === 'string' ? parseGoDuration(value) : undefined;
-      if (nanos === undefined) throw new RenderError(`${at}: bad Duration ${describe(value)}; write it like "45s" or "1m30s"`);
+      if (nanos === undefined)
+        throw new RenderError(`${at}: bad Duration ${describe(value)}; write it like "45s" or "1m30s"`);
       return formatProtoDuration(nanos);
     }
     case 'int32Value':

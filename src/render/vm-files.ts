@@ -117,9 +117,10 @@ export function readWorkloadGroup(workloadGroup: unknown): WorkloadGroupView {
   const spec = asObject(wg.spec, 'spec');
   const specMetadata = asObject(spec.metadata, 'spec.metadata');
   const template = asObject(spec.template, 'spec.template');
-  const probe = spec.probe === undefined || spec.probe === null
-    ? undefined
-    : normalizeReadinessProbe(spec.probe as JsonObject, 'spec.probe');
+  const probe =
+    spec.probe === undefined || spec.probe === null
+      ? undefined
+      : normalizeReadinessProbe(spec.probe as JsonObject, 'spec.probe');
   return {
     name: asString(metadata.name, 'metadata.name'),
     namespace: asString(metadata.namespace, 'metadata.namespace'),
@@ -174,7 +175,11 @@ function effectiveProxyConfig(
   for (const annotations of [wg.annotations, wg.specAnnotations]) {
     const text = annotations[PROXY_CONFIG_ANNOTATION];
     if (text === undefined) continue;
-    applyProxyConfigJson(proxy, parseYaml11(text, `annotation ${PROXY_CONFIG_ANNOTATION}`) as JsonObject, `annotation ${PROXY_CONFIG_ANNOTATION}`);
+    applyProxyConfigJson(
+      proxy,
+      parseYaml11(text, `annotation ${PROXY_CONFIG_ANNOTATION}`) as JsonObject,
+      `annotation ${PROXY_CONFIG_ANNOTATION}`,
+    );
     const fromAnnotation = proxy.proxyMetadata ?? {};
     // istioctl would panic here when the mesh config's defaultConfig had no proxyMetadata; we merge.
     if (merged === undefined && Object.keys(fromAnnotation).length > 0) merged = {};
@@ -188,7 +193,8 @@ function excludePorts(statusPort: number, extra: number[] | undefined): string {
   const ports = ['22', '15090', '15021'];
   if (statusPort !== 15090 && statusPort !== 15021) ports.push(statusPort !== 0 ? String(statusPort) : '15020');
   for (const port of extra ?? []) {
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RenderError(`extraLocalExcludePorts: ${port} is not a port number`);
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new RenderError(`extraLocalExcludePorts: ${port} is not a port number`);
     if (!ports.includes(String(port))) ports.push(String(port));
   }
   return ports.join(',');
@@ -256,7 +262,13 @@ export function renderVmFiles(input: VmFilesInput): VmFiles {
   const ingressIP = input.ingressIP ?? '';
   const hosts = isIP(ingressIP) !== 0 ? `${ingressIP} ${istiodHost(istioNamespace, revision)}\n` : '';
 
-  return { clusterEnv: flattened(clusterEnv), meshYaml: flattened(meshYaml), hosts, rootCert: input.rootCert, token: input.token };
+  return {
+    clusterEnv: flattened(clusterEnv),
+    meshYaml: flattened(meshYaml),
+    hosts,
+    rootCert: input.rootCert,
+    token: input.token,
+  };
 }
 
 /**

@@ -32,7 +32,10 @@ export interface WorkloadEntryObject {
   };
 }
 
-function withTemplateExtras<T extends { network?: string; ports?: Record<string, number> }>(target: T, group: GroupSpec): T {
+function withTemplateExtras<T extends { network?: string; ports?: Record<string, number> }>(
+  target: T,
+  group: GroupSpec,
+): T {
   if (group.network !== '') target.network = group.network;
   if (Object.keys(group.ports).length > 0) target.ports = { ...group.ports };
   return target;
@@ -46,7 +49,10 @@ export function buildWorkloadGroup(group: GroupSpec): WorkloadGroupObject {
     metadata: { name: group.name, namespace: group.namespace, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE } },
     spec: {
       metadata: { labels: { ...group.labels }, annotations: { ...group.annotations } },
-      template: withTemplateExtras<WorkloadGroupObject['spec']['template']>({ serviceAccount: group.serviceAccount }, group),
+      template: withTemplateExtras<WorkloadGroupObject['spec']['template']>(
+        { serviceAccount: group.serviceAccount },
+        group,
+      ),
     },
   };
   if (group.probe !== undefined) object.spec.probe = structuredClone(group.probe);
@@ -68,6 +74,9 @@ export function buildWorkloadEntry(group: GroupSpec, vm: VmSpec, address: string
       namespace: group.namespace,
       labels: { ...labels, [MANAGED_BY_LABEL]: MANAGED_BY_VALUE },
     },
-    spec: withTemplateExtras<WorkloadEntryObject['spec']>({ address, labels, serviceAccount: group.serviceAccount }, group),
+    spec: withTemplateExtras<WorkloadEntryObject['spec']>(
+      { address, labels, serviceAccount: group.serviceAccount },
+      group,
+    ),
   };
 }

@@ -62,20 +62,56 @@ function yamlV2KeyLess(a: string, b: string): boolean {
 // Would yaml.v2 read this string back as something other than a string when written plain?
 
 const YAML_V2_SPECIAL_WORDS = new Set([
-  'y', 'Y', 'yes', 'Yes', 'YES', 'true', 'True', 'TRUE', 'on', 'On', 'ON',
-  'n', 'N', 'no', 'No', 'NO', 'false', 'False', 'FALSE', 'off', 'Off', 'OFF',
-  '', '~', 'null', 'Null', 'NULL',
-  '.nan', '.NaN', '.NAN', '.inf', '.Inf', '.INF', '+.inf', '+.Inf', '+.INF', '-.inf', '-.Inf', '-.INF',
+  'y',
+  'Y',
+  'yes',
+  'Yes',
+  'YES',
+  'true',
+  'True',
+  'TRUE',
+  'on',
+  'On',
+  'ON',
+  'n',
+  'N',
+  'no',
+  'No',
+  'NO',
+  'false',
+  'False',
+  'FALSE',
+  'off',
+  'Off',
+  'OFF',
+  '',
+  '~',
+  'null',
+  'Null',
+  'NULL',
+  '.nan',
+  '.NaN',
+  '.NAN',
+  '.inf',
+  '.Inf',
+  '.INF',
+  '+.inf',
+  '+.Inf',
+  '+.INF',
+  '-.inf',
+  '-.Inf',
+  '-.INF',
 ]);
 const YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
 const GO_INT_BASE0 = /^[-+]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/;
-const TIMESTAMP = /^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(([Tt]|[ \t]+)[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]*)?([ \t]*(Z|[-+][0-9]{1,2}(:[0-9]{2})?))?)?$/;
+const TIMESTAMP =
+  /^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(([Tt]|[ \t]+)[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]*)?([ \t]*(Z|[-+][0-9]{1,2}(:[0-9]{2})?))?)?$/;
 const BASE60_FLOAT = /^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$/;
 
 function resolvesToNonString(s: string): boolean {
   if (YAML_V2_SPECIAL_WORDS.has(s)) return true;
   const first = s[0]!;
-  if (first === '.') return YAML_STYLE_FLOAT.test(s) || /^\.[0-9]/.test(s) && !Number.isNaN(Number(s));
+  if (first === '.') return YAML_STYLE_FLOAT.test(s) || (/^\.[0-9]/.test(s) && !Number.isNaN(Number(s)));
   if (first === '+' || first === '-' || (first >= '0' && first <= '9')) {
     if (TIMESTAMP.test(s)) return true;
     const plain = s.replaceAll('_', '');
@@ -231,21 +267,36 @@ class Writer {
 
 function escapeDoubleQuoted(c: string): string {
   switch (c) {
-    case '\0': return '\\0';
-    case '\x07': return '\\a';
-    case '\b': return '\\b';
-    case '\t': return '\\t';
-    case '\n': return '\\n';
-    case '\x0b': return '\\v';
-    case '\f': return '\\f';
-    case '\r': return '\\r';
-    case '\x1b': return '\\e';
-    case '"': return '\\"';
-    case '\\': return '\\\\';
-    case '\u0085': return '\\N';
-    case '\u00a0': return '\\_';
-    case '\u2028': return '\\L';
-    case '\u2029': return '\\P';
+    case '\0':
+      return '\\0';
+    case '\x07':
+      return '\\a';
+    case '\b':
+      return '\\b';
+    case '\t':
+      return '\\t';
+    case '\n':
+      return '\\n';
+    case '\x0b':
+      return '\\v';
+    case '\f':
+      return '\\f';
+    case '\r':
+      return '\\r';
+    case '\x1b':
+      return '\\e';
+    case '"':
+      return '\\"';
+    case '\\':
+      return '\\\\';
+    case '\u0085':
+      return '\\N';
+    case '\u00a0':
+      return '\\_';
+    case '\u2028':
+      return '\\L';
+    case '\u2029':
+      return '\\P';
   }
   const cp = c.codePointAt(0)!;
   const hex = cp.toString(16).toUpperCase();
@@ -283,7 +334,14 @@ function writeScalar(w: Writer, value: string, style: ScalarStyle, indent: numbe
       for (let i = 0; i < chars.length; i++) {
         const c = chars[i]!;
         if (c === ' ') {
-          if (allowBreaks && !spaces && w.column > BEST_WIDTH && i !== 0 && i !== chars.length - 1 && chars[i + 1] !== ' ') {
+          if (
+            allowBreaks &&
+            !spaces &&
+            w.column > BEST_WIDTH &&
+            i !== 0 &&
+            i !== chars.length - 1 &&
+            chars[i + 1] !== ' '
+          ) {
             w.writeIndent(indent);
           } else w.put(c);
           spaces = true;

@@ -23,15 +23,7 @@ export type VmOutcome =
   | 'skipped-preflight';
 
 export type StepName =
-  | 'connect'
-  | 'inspect'
-  | 'token'
-  | 'render'
-  | 'plan'
-  | 'apply'
-  | 'verify'
-  | 'rollback'
-  | 'offboard';
+  'connect' | 'inspect' | 'token' | 'render' | 'plan' | 'apply' | 'verify' | 'rollback' | 'offboard';
 
 export interface StepRecord {
   name: StepName;
@@ -127,7 +119,8 @@ export function computeTotals(vms: readonly VmReport[]): RunReport['totals'] {
     vms: vms.length,
     succeeded: vms.filter(isSuccess).length,
     failed: vms.filter((vm) => !isSuccess(vm) && !SKIPPED.includes(vm.outcome)).length,
-    changed: vms.filter((vm) => vm.outcome === 'installed' || vm.outcome === 'updated' || vm.outcome === 'offboarded').length,
+    changed: vms.filter((vm) => vm.outcome === 'installed' || vm.outcome === 'updated' || vm.outcome === 'offboarded')
+      .length,
     unchanged: vms.filter((vm) => vm.outcome === 'unchanged' || vm.outcome === 'verified').length,
     skipped: vms.filter((vm) => SKIPPED.includes(vm.outcome)).length,
   };

@@ -28,7 +28,12 @@ export function computeOutputs(report: RunReport, reportPath: string): RunOutput
         message: vm.error?.message,
       })),
   };
-  return { 'report-path': reportPath, onboarded: succeeded.join(','), failed: failed.join(','), result: JSON.stringify(result) };
+  return {
+    'report-path': reportPath,
+    onboarded: succeeded.join(','),
+    failed: failed.join(','),
+    result: JSON.stringify(result),
+  };
 }
 
 /** Writes the JSON report with mode 0644 (it holds no secrets). */

@@ -37,7 +37,14 @@ export function renderJobSummary(report: RunReport): string {
   if (active.length > 0) {
     if (active.length > FOLD_PASSING_ABOVE) {
       if (failing.length > 0) out.push(...vmTable(failing), '');
-      out.push(`<details><summary>${passing.length} VM(s) passed</summary>`, '', ...vmTable(passing), '', '</details>', '');
+      out.push(
+        `<details><summary>${passing.length} VM(s) passed</summary>`,
+        '',
+        ...vmTable(passing),
+        '',
+        '</details>',
+        '',
+      );
     } else {
       out.push(...vmTable(active), '');
     }
@@ -75,7 +82,9 @@ export function renderJobSummary(report: RunReport): string {
         '',
         '| kind | namespace | name | action |',
         '| --- | --- | --- | --- |',
-        ...objects.map((object) => `| ${object.kind} | ${object.namespace ?? ''} | ${object.name} | ${object.action} |`),
+        ...objects.map(
+          (object) => `| ${object.kind} | ${object.namespace ?? ''} | ${object.name} | ${object.action} |`,
+        ),
         '',
         '</details>',
         '',
@@ -116,7 +125,14 @@ function failureBlock(vm: VmReport): string[] {
     lines.push(`- **${check.name}**: ${escapeCell(check.summary)}`);
     if (check.hint) lines.push(`  - what to do: ${escapeCell(check.hint)}`);
     if (check.evidence.length > 0) {
-      lines.push('  <details><summary>evidence</summary>', '', '  ```', ...check.evidence.map((line) => `  ${line}`), '  ```', '  </details>');
+      lines.push(
+        '  <details><summary>evidence</summary>',
+        '',
+        '  ```',
+        ...check.evidence.map((line) => `  ${line}`),
+        '  ```',
+        '  </details>',
+      );
     }
   }
   lines.push('');
@@ -124,7 +140,13 @@ function failureBlock(vm: VmReport): string[] {
 }
 
 function outcomeLabel(vm: VmReport): string {
-  const icon = isSuccess(vm) ? '✅' : vm.outcome.startsWith('skipped') ? '⏭️' : vm.outcome === 'rolled-back' ? '↩️' : '❌';
+  const icon = isSuccess(vm)
+    ? '✅'
+    : vm.outcome.startsWith('skipped')
+      ? '⏭️'
+      : vm.outcome === 'rolled-back'
+        ? '↩️'
+        : '❌';
   return `${icon} ${vm.outcome}`;
 }
 

@@ -20,17 +20,28 @@ export function renderTerminalTable(report: RunReport): string {
     formatDuration(vm.durationMs),
   ]);
   const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => (row[column] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+      .join('  ')
+      .trimEnd();
   const out = [line(header), ...rows.map(line)];
   const failures = shown.filter((vm) => !isSuccess(vm) && !vm.outcome.startsWith('skipped'));
   for (const vm of failures) {
     out.push('');
-    if (vm.error) out.push(`${vm.name}: ${vm.error.step} failed: ${vm.error.message}${vm.error.hint ? `\n  what to do: ${vm.error.hint}` : ''}`);
+    if (vm.error)
+      out.push(
+        `${vm.name}: ${vm.error.step} failed: ${vm.error.message}${vm.error.hint ? `\n  what to do: ${vm.error.hint}` : ''}`,
+      );
     for (const check of vm.checks.filter((item) => item.status === 'fail')) {
       out.push(`${vm.name}: ${check.name}: ${check.summary}${check.hint ? `\n  what to do: ${check.hint}` : ''}`);
     }
   }
-  if (report.fatal) out.push('', `${report.fatal.stage}: ${report.fatal.message}${report.fatal.hint ? `\n  what to do: ${report.fatal.hint}` : ''}`);
+  if (report.fatal)
+    out.push(
+      '',
+      `${report.fatal.stage}: ${report.fatal.message}${report.fatal.hint ? `\n  what to do: ${report.fatal.hint}` : ''}`,
+    );
   out.push(
     '',
     `${runFailed(report) ? 'FAILED' : 'OK'}: ${report.totals.succeeded} ok, ${report.totals.failed} failed, ${report.totals.changed} changed, ${report.totals.unchanged} unchanged, ${report.totals.skipped} skipped in ${formatDuration(report.durationMs)}`,

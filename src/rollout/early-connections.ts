@@ -18,7 +18,10 @@ export interface EarlyConnections {
  * The VMs the rollout starts at once: in selection order, at most the per-group share
  * (max-unavailable) of each group, and at most `concurrency` in all.
  */
-export function firstWave(selected: readonly { group: GroupSpec; vm: VmSpec }[], rollout: Pick<RunSettings['rollout'], 'concurrency' | 'maxUnavailable'>): VmSpec[] {
+export function firstWave(
+  selected: readonly { group: GroupSpec; vm: VmSpec }[],
+  rollout: Pick<RunSettings['rollout'], 'concurrency' | 'maxUnavailable'>,
+): VmSpec[] {
   const perGroup = new Map<GroupSpec, number>();
   const wave: VmSpec[] = [];
   for (const { group, vm } of selected) {

@@ -33,7 +33,10 @@ export interface ClusterPort {
   readonly server: string;
   preflight(input: { inventory: Inventory; groups: GroupSpec[]; mode: Mode }): Promise<PreflightOutcome>;
   /** Namespace, ServiceAccount, WorkloadGroup, Service, PeerAuthentication; dryRun reports without writing. */
-  applyGroup(group: GroupSpec, options: { peerAuthentication: PeerAuthenticationPolicy; dryRun: boolean }): Promise<ClusterObjectRecord[]>;
+  applyGroup(
+    group: GroupSpec,
+    options: { peerAuthentication: PeerAuthenticationPolicy; dryRun: boolean },
+  ): Promise<ClusterObjectRecord[]>;
   meshContext(group: GroupSpec): Promise<MeshContext>;
   bootstrapToken(group: GroupSpec): Promise<{ token: string; expiresAt: Date }>;
   /** For registration: static. */

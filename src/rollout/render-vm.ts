@@ -4,7 +4,13 @@ import type { GroupSpec, VmSpec } from '../inventory/types.js';
 import { renderVmFilesForInventoryVm } from '../render/index.js';
 import type { MeshContext, RenderedVmFiles } from './ports.js';
 
-export function renderFilesForVm(input: { group: GroupSpec; vm: VmSpec; mesh: MeshContext; token: string; workloadIP: string }): RenderedVmFiles {
+export function renderFilesForVm(input: {
+  group: GroupSpec;
+  vm: VmSpec;
+  mesh: MeshContext;
+  token: string;
+  workloadIP: string;
+}): RenderedVmFiles {
   const { group, vm, mesh } = input;
   return renderVmFilesForInventoryVm({
     mesh: {

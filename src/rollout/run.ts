@@ -40,7 +40,11 @@ export interface RolloutProgress {
   inFlight: string[];
 }
 
-export async function runRollout(settings: RunSettings, inventory: Inventory, deps: RolloutDependencies): Promise<RunReport> {
+export async function runRollout(
+  settings: RunSettings,
+  inventory: Inventory,
+  deps: RolloutDependencies,
+): Promise<RunReport> {
   const now = deps.now ?? (() => new Date());
   const started = now();
   const log = deps.logger;
@@ -76,7 +80,9 @@ export async function runRollout(settings: RunSettings, inventory: Inventory, de
   const groups = uniqueGroups(selection.selected.map(({ group }) => group));
   log.info(
     `${settings.mode}: ${selection.selected.length} VM(s) in ${groups.length} group(s) from ${inventory.source}` +
-      (report.inventory.shard ? ` (shard ${report.inventory.shard}, ${selection.otherShards.length} VM(s) in other shards)` : ''),
+      (report.inventory.shard
+        ? ` (shard ${report.inventory.shard}, ${selection.otherShards.length} VM(s) in other shards)`
+        : ''),
   );
   if (selection.selected.length === 0) {
     report.warnings.push('no VM selected: check the groups and shard inputs');
@@ -91,7 +97,8 @@ export async function runRollout(settings: RunSettings, inventory: Inventory, de
     cluster = await deps.cluster();
     const preflight = await cluster.preflight({ inventory, groups, mode: settings.mode });
     // The cluster answers and allows this run: log in to the first VMs while its objects and mesh values are prepared.
-    if (settings.mode !== 'offboard') early = openEarlyConnections(deps.connector, firstWave(selection.selected, settings.rollout));
+    if (settings.mode !== 'offboard')
+      early = openEarlyConnections(deps.connector, firstWave(selection.selected, settings.rollout));
     report.cluster = {
       server: cluster.server,
       istioVersion: preflight.istioVersion,
@@ -99,7 +106,9 @@ export async function runRollout(settings: RunSettings, inventory: Inventory, de
       objects: [],
     };
     report.warnings.push(...preflight.warnings);
-    log.info(`cluster ${cluster.server}: Istio ${preflight.istioVersion}${preflight.revision ? ` (revision ${preflight.revision})` : ''}`);
+    log.info(
+      `cluster ${cluster.server}: Istio ${preflight.istioVersion}${preflight.revision ? ` (revision ${preflight.revision})` : ''}`,
+    );
     for (const group of groups) {
       if (settings.mode === 'onboard' || settings.mode === 'plan') {
         const objects = await cluster.applyGroup(group, {
@@ -108,7 +117,9 @@ export async function runRollout(settings: RunSettings, inventory: Inventory, de
         });
         report.cluster.objects.push(...objects);
         for (const object of objects) {
-          log.info(`  ${object.kind} ${object.namespace ? `${object.namespace}/` : ''}${object.name}: ${object.action}`);
+          log.info(
+            `  ${object.kind} ${object.namespace ? `${object.namespace}/` : ''}${object.name}: ${object.action}`,
+          );
         }
       }
       if (settings.mode !== 'offboard') {
@@ -134,7 +145,10 @@ export async function runRollout(settings: RunSettings, inventory: Inventory, de
 
   const istioVersion = settings.istioVersion || report.cluster?.istioVersion || '';
   const connector = early?.connector ?? deps.connector;
-  const vmResults = await rollVms(settings, selection.selected, cluster, meshByGroup, istioVersion, { ...deps, connector }).finally(() => early?.discardUnused());
+  const vmResults = await rollVms(settings, selection.selected, cluster, meshByGroup, istioVersion, {
+    ...deps,
+    connector,
+  }).finally(() => early?.discardUnused());
   report.vms.push(...vmResults);
   if (settings.mode === 'offboard') {
     for (const vm of vmResults) {
@@ -175,7 +189,8 @@ async function rollVms(
   let failures = 0;
   let done = 0;
   const inFlight = new Set<string>();
-  const report = (): void => deps.progress?.({ done, total: selected.length, failed: failures, inFlight: [...inFlight] });
+  const report = (): void =>
+    deps.progress?.({ done, total: selected.length, failed: failures, inFlight: [...inFlight] });
   const context: Omit<VmPipelineContext, 'group' | 'vm' | 'mesh'> = {
     settings,
     istioVersion,
@@ -190,7 +205,9 @@ async function rollVms(
       perGroup.get(group)!(() =>
         global(async () => {
           if (failures > allowedFailures) {
-            deps.logger.warning(`[${vm.name}] not started: ${failures} VM(s) failed, over the failure budget of ${allowedFailures}`);
+            deps.logger.warning(
+              `[${vm.name}] not started: ${failures} VM(s) failed, over the failure budget of ${allowedFailures}`,
+            );
             done += 1;
             report();
             return skippedVm(group, vm, 'skipped-budget');
@@ -209,7 +226,11 @@ async function rollVms(
   );
 }
 
-function skippedVm(group: GroupSpec, vm: VmSpec, outcome: 'skipped-shard' | 'skipped-budget' | 'skipped-preflight'): VmReport {
+function skippedVm(
+  group: GroupSpec,
+  vm: VmSpec,
+  outcome: 'skipped-shard' | 'skipped-budget' | 'skipped-preflight',
+): VmReport {
   return {
     name: vm.name,
     group: group.name,

@@ -26,7 +26,9 @@ export function selectVms(inventory: Inventory, rollout: RunSettings['rollout'])
       `input 'groups': no group named ${unknown.map((name) => `'${name}'`).join(', ')} in ${inventory.source} (groups: ${[...known].join(', ')})`,
     );
   }
-  const chosen = listVms(inventory).filter(({ group }) => rollout.groups.length === 0 || rollout.groups.includes(group.name));
+  const chosen = listVms(inventory).filter(
+    ({ group }) => rollout.groups.length === 0 || rollout.groups.includes(group.name),
+  );
   const shard = rollout.shard;
   if (!shard) return { selected: chosen, otherShards: [] };
   return {

@@ -100,10 +100,18 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
   }
   try {
     const work = (async () => {
-      port = await step('connect', () => context.connector.connect(vm), () => `connected to ${vm.ssh.user}@${vm.ssh.host}:${vm.ssh.port}`);
+      port = await step(
+        'connect',
+        () => context.connector.connect(vm),
+        () => `connected to ${vm.ssh.user}@${vm.ssh.host}:${vm.ssh.port}`,
+      );
       if (port.learnedHostKey) report.learnedHostKey = port.learnedHostKey;
       if (settings.mode === 'offboard') {
-        await step('offboard', () => port!.offboard(), () => 'sidecar stopped, package, files and hosts block removed');
+        await step(
+          'offboard',
+          () => port!.offboard(),
+          () => 'sidecar stopped, package, files and hosts block removed',
+        );
         report.outcome = 'offboarded';
         return;
       }
@@ -134,15 +142,27 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
       const token =
         settings.mode === 'plan'
           ? { token: '', expiresAt: new Date(0) }
-          : await step('token', () => earlyToken ?? context.cluster.bootstrapToken(group), (value) => `bootstrap token valid until ${value.expiresAt.toISOString()}`);
+          : await step(
+              'token',
+              () => earlyToken ?? context.cluster.bootstrapToken(group),
+              (value) => `bootstrap token valid until ${value.expiresAt.toISOString()}`,
+            );
       if (settings.mode !== 'plan') report.tokenExpiresAt = token.expiresAt.toISOString();
-      const files = await step('render', async () => renderFilesForVm({ group, vm, mesh, token: token.token, workloadIP }));
+      const files = await step('render', async () =>
+        renderFilesForVm({ group, vm, mesh, token: token.token, workloadIP }),
+      );
       const packageVersion = context.istioVersion;
       if (settings.mode === 'plan') {
         report.files = planFileChanges(files, facts);
-        const packageAction = facts.installedVersion === packageVersion ? 'unchanged' : facts.installedVersion ? 'upgraded' : 'installed';
+        const packageAction =
+          facts.installedVersion === packageVersion ? 'unchanged' : facts.installedVersion ? 'upgraded' : 'installed';
         report.package = { version: packageVersion, action: packageAction };
-        report.steps.push({ name: 'plan', status: 'ok', durationMs: 0, detail: describePlan(report.files, packageAction) });
+        report.steps.push({
+          name: 'plan',
+          status: 'ok',
+          durationMs: 0,
+          detail: describePlan(report.files, packageAction),
+        });
         say(`plan: ${describePlan(report.files, packageAction)}`);
         report.outcome = 'planned';
         return;
@@ -154,7 +174,9 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
         const registered = await context.cluster.hasWorkloadEntry(group, workloadIP).catch(() => true);
         if (!registered) {
           restart = 'always';
-          say(`no WorkloadEntry with address ${workloadIP} in ${group.namespace}: the sidecar will be restarted so that it registers again`);
+          say(
+            `no WorkloadEntry with address ${workloadIP} in ${group.namespace}: the sidecar will be restarted so that it registers again`,
+          );
         }
       }
       const sha256 = settings.sidecarPackage.sha256[facts.arch] ?? settings.sidecarPackage.sha256['*'];
@@ -168,7 +190,14 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
               format: facts.packageFormat,
               ...(context.packageUpload
                 ? { upload: context.packageUpload }
-                : { url: packageUrlFor(settings.sidecarPackage.urlTemplate, packageVersion, facts.packageFormat, facts.arch) }),
+                : {
+                    url: packageUrlFor(
+                      settings.sidecarPackage.urlTemplate,
+                      packageVersion,
+                      facts.packageFormat,
+                      facts.arch,
+                    ),
+                  }),
               ...(sha256 ? { sha256 } : {}),
             },
             ...(restart ? { restart } : {}),
@@ -181,7 +210,11 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
       report.restarted = applied.restarted;
       const changed = applied.packageAction !== 'unchanged' || applied.files.some((file) => file.changed);
       if (group.registration === 'static') {
-        await step('apply', () => context.cluster.applyStaticWorkloadEntry(group, vm, workloadIP), (object) => `WorkloadEntry ${object.name}: ${object.action}`);
+        await step(
+          'apply',
+          () => context.cluster.applyStaticWorkloadEntry(group, vm, workloadIP),
+          (object) => `WorkloadEntry ${object.name}: ${object.action}`,
+        );
       }
       if (settings.verify.enabled) {
         await verifyStep(context, port!, mesh, workloadIP, report);
@@ -189,8 +222,13 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
         if (failed.length > 0) {
           const reason = `checks failed: ${failed.map((check) => check.name).join(', ')}`;
           if (changed) {
-            const restored = await step('rollback', () => port!.rollback(reason), (value) =>
-              value ? 'previous files and package restored, sidecar restarted' : 'first install: sidecar stopped and marked failed on the VM',
+            const restored = await step(
+              'rollback',
+              () => port!.rollback(reason),
+              (value) =>
+                value
+                  ? 'previous files and package restored, sidecar restarted'
+                  : 'first install: sidecar stopped and marked failed on the VM',
             );
             report.outcome = restored ? 'rolled-back' : 'failed';
           } else {
@@ -200,14 +238,20 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
           return;
         }
       }
-      report.outcome =
-        applied.packageAction === 'installed' ? 'installed' : changed ? 'updated' : 'unchanged';
+      report.outcome = applied.packageAction === 'installed' ? 'installed' : changed ? 'updated' : 'unchanged';
     })();
     await Promise.race([
       work,
       new Promise<never>((_, reject) => {
         timer = setTimeout(
-          () => reject(new StepFailure(lastStep(report), `timed out after ${settings.rollout.vmTimeoutSeconds}s`, 'raise vm-timeout or check the VM')),
+          () =>
+            reject(
+              new StepFailure(
+                lastStep(report),
+                `timed out after ${settings.rollout.vmTimeoutSeconds}s`,
+                'raise vm-timeout or check the VM',
+              ),
+            ),
           deadline,
         );
         timer.unref();
@@ -230,7 +274,13 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
   return report;
 }
 
-async function verifyStep(context: VmPipelineContext, port: VmPort, mesh: MeshContext, workloadIP: string, report: VmReport): Promise<void> {
+async function verifyStep(
+  context: VmPipelineContext,
+  port: VmPort,
+  mesh: MeshContext,
+  workloadIP: string,
+  report: VmReport,
+): Promise<void> {
   const started = Date.now();
   const checks: CheckResult[] = await context.verifier.verify({
     vm: context.vm,
@@ -262,7 +312,13 @@ function planFileChanges(files: RenderedVmFiles, facts: VmFacts): FileChange[] {
     return {
       path,
       changed,
-      ...(changed ? { diff: createTwoFilesPatch(`${path} (on the VM)`, `${path} (planned)`, before, after, '', '', { context: 2 }) } : {}),
+      ...(changed
+        ? {
+            diff: createTwoFilesPatch(`${path} (on the VM)`, `${path} (planned)`, before, after, '', '', {
+              context: 2,
+            }),
+          }
+        : {}),
     };
   });
 }

@@ -4,7 +4,10 @@ import type { ClusterClient } from '../cluster/index.js';
 import type { VmSession } from '../vm/session.js';
 import type { MeshProbe, VmProbe, WorkloadEntryView } from './ports.js';
 
-type ClusterForVerify = Pick<ClusterClient, 'findWorkloadEntryFor' | 'runVerificationJob' | 'getPeerAuthenticationMode'>;
+type ClusterForVerify = Pick<
+  ClusterClient,
+  'findWorkloadEntryFor' | 'runVerificationJob' | 'getPeerAuthenticationMode'
+>;
 type WorkloadEntryInfo = NonNullable<Awaited<ReturnType<ClusterClient['findWorkloadEntryFor']>>>;
 
 export function vmProbeFromSession(session: Pick<VmSession, 'exec'>): VmProbe {
@@ -16,10 +19,18 @@ export function workloadEntryViewOf(info: WorkloadEntryInfo): WorkloadEntryView 
   if (info.autoRegistered && info.group) annotations['istio.io/autoRegistrationGroup'] = info.group;
   const view: WorkloadEntryView = {
     metadata: { name: info.name, namespace: info.namespace, annotations },
-    spec: { address: info.address, labels: info.labels, ...(info.serviceAccount ? { serviceAccount: info.serviceAccount } : {}) },
+    spec: {
+      address: info.address,
+      labels: info.labels,
+      ...(info.serviceAccount ? { serviceAccount: info.serviceAccount } : {}),
+    },
   };
   if (info.healthy) {
-    view.status = { conditions: [{ type: 'Healthy', status: info.healthy, ...(info.healthMessage ? { message: info.healthMessage } : {}) }] };
+    view.status = {
+      conditions: [
+        { type: 'Healthy', status: info.healthy, ...(info.healthMessage ? { message: info.healthMessage } : {}) },
+      ],
+    };
   }
   return view;
 }

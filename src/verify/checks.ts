@@ -27,7 +27,13 @@ export function describeFailure(vmName: string, result: CheckResult): string {
   return `[${vmName}] ${result.name}: ${result.summary}${result.hint ? ` — likely cause: ${result.hint}` : ''}`;
 }
 
-export function passResult(ctx: VerifyContext, name: CheckName, seen: string, evidence: string[], durationMs: number): CheckResult {
+export function passResult(
+  ctx: VerifyContext,
+  name: CheckName,
+  seen: string,
+  evidence: string[],
+  durationMs: number,
+): CheckResult {
   return { name, status: 'pass', summary: seen, evidence, durationMs };
 }
 
@@ -115,7 +121,8 @@ export function parseUnitState(text: string): UnitState {
 }
 
 /** What round trip 1 produced, or why it produced nothing. */
-export type ProbeOutcome = { ok: true; output: ScriptOutput; durationMs: number } | { ok: false; error: string; durationMs: number };
+export type ProbeOutcome =
+  { ok: true; output: ScriptOutput; durationMs: number } | { ok: false; error: string; durationMs: number };
 
 /**
  * When the sidecar's current (or, when stopped, last) run started, from `unit-started`: `ms=<epoch ms>`
@@ -199,7 +206,15 @@ export function windowDeferred(output: ScriptOutput): boolean {
 export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome, followUp?: ProbeOutcome): CheckResult {
   const name: CheckName = 'sidecar-running';
   if (!probe.ok) {
-    return failResult(ctx, name, 'could not run the verification script on the VM', 'probe-failed', { detail: probe.error }, [scrubSecrets(probe.error, ctx.secretValues)], probe.durationMs);
+    return failResult(
+      ctx,
+      name,
+      'could not run the verification script on the VM',
+      'probe-failed',
+      { detail: probe.error },
+      [scrubSecrets(probe.error, ctx.secretValues)],
+      probe.durationMs,
+    );
   }
   const deferred = windowDeferred(probe.output);
   const end = deferred && followUp?.ok && followUp.output.sections.has('window') ? followUp.output : undefined;
@@ -208,7 +223,15 @@ export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome, fol
   const missing = ['curl', 'base64', 'systemctl'].filter((t) => output.tools[t] === false);
   if (missing.length > 0 || output.sections.size === 0) {
     const tools = missing.length > 0 ? missing.join(', ') : 'base64';
-    return failResult(ctx, name, `the VM lacks ${tools}`, 'tool-missing', { tools }, [`tools: ${JSON.stringify(output.tools)}`], durationMs);
+    return failResult(
+      ctx,
+      name,
+      `the VM lacks ${tools}`,
+      'tool-missing',
+      { tools },
+      [`tools: ${JSON.stringify(output.tools)}`],
+      durationMs,
+    );
   }
   const before = parseUnitState(output.sections.get('unit-before')?.body ?? '');
   const after = parseUnitState((end ?? output).sections.get('unit-after')?.body ?? '');
@@ -216,7 +239,10 @@ export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome, fol
   const windowMs = Number(/window_ms=(\d+)/.exec(windowBody)?.[1] ?? 0);
   // How long the current run had lasted when the window ended (older scripts: the observation itself).
   const upMs = Number(/up_ms=(\d+)/.exec(windowBody)?.[1] ?? windowMs);
-  const evidence = [`before: ${before.raw.replace(/\n/g, ' ')}`, `after ${windowMs} ms: ${after.raw.replace(/\n/g, ' ')}`];
+  const evidence = [
+    `before: ${before.raw.replace(/\n/g, ' ')}`,
+    `after ${windowMs} ms: ${after.raw.replace(/\n/g, ' ')}`,
+  ];
   const logs = agentLogLines(ctx, output);
   const logEvidence = [
     ...logs.err.slice(-8).map((l) => `istio.err.log: ${l}`),
@@ -246,7 +272,11 @@ export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome, fol
       name,
       seen,
       'crash-loop',
-      { restarts, windowSec: (windowMs / 1000).toFixed(1), logCause: cause ? `; the log shows: ${cause.line.slice(0, 200)}` : '' },
+      {
+        restarts,
+        windowSec: (windowMs / 1000).toFixed(1),
+        logCause: cause ? `; the log shows: ${cause.line.slice(0, 200)}` : '',
+      },
       [...evidence, ...logEvidence],
       durationMs,
     );
@@ -255,10 +285,22 @@ export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome, fol
   const activeAfter = (after.isActive ?? after.activeState) === 'active';
   if (!activeBefore || !activeAfter) {
     const state = (activeBefore ? after : before).isActive ?? (activeBefore ? after : before).activeState ?? 'unknown';
-    return failResult(ctx, name, `unit istio is ${state}`, 'unit-inactive', { state }, [...evidence, ...logEvidence], durationMs);
+    return failResult(
+      ctx,
+      name,
+      `unit istio is ${state}`,
+      'unit-inactive',
+      { state },
+      [...evidence, ...logEvidence],
+      durationMs,
+    );
   }
-  const restartNote = before.nRestarts === undefined ? 'restart count not reported by systemctl' : `NRestarts=${after.nRestarts} stable`;
-  const span = deferred && !end ? 'restart window not observed: the follow-up on the VM did not run' : `current run up ${formatUptime(upMs)}`;
+  const restartNote =
+    before.nRestarts === undefined ? 'restart count not reported by systemctl' : `NRestarts=${after.nRestarts} stable`;
+  const span =
+    deferred && !end
+      ? 'restart window not observed: the follow-up on the VM did not run'
+      : `current run up ${formatUptime(upMs)}`;
   return passResult(ctx, name, `active, ${restartNote} (${span})`, evidence, durationMs);
 }
 
@@ -267,11 +309,22 @@ export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome, fol
 export function checkSidecarReady(ctx: VerifyContext, output: ScriptOutput): CheckResult {
   const name: CheckName = 'sidecar-ready';
   const ready = readyFacts(output);
-  const evidence = [`GET localhost:15021/healthz/ready → ${ready.http} after ${ready.attempts} attempt(s), ${ready.elapsedMs} ms`];
+  const evidence = [
+    `GET localhost:15021/healthz/ready → ${ready.http} after ${ready.attempts} attempt(s), ${ready.elapsedMs} ms`,
+  ];
   if (ready.http === '200') {
-    return passResult(ctx, name, `/healthz/ready answered 200 after ${ready.attempts} attempt(s) (${ready.elapsedMs} ms)`, evidence, ready.elapsedMs);
+    return passResult(
+      ctx,
+      name,
+      `/healthz/ready answered 200 after ${ready.attempts} attempt(s) (${ready.elapsedMs} ms)`,
+      evidence,
+      ready.elapsedMs,
+    );
   }
-  const notReady = currentRunLines(scrubLines(ctx, output.sections.get('not-ready-line')?.body ?? ''), unitStartedMs(output)).pop();
+  const notReady = currentRunLines(
+    scrubLines(ctx, output.sections.get('not-ready-line')?.body ?? ''),
+    unitStartedMs(output),
+  ).pop();
   if (notReady) evidence.push(`istio.log: ${notReady}`);
   const logs = agentLogLines(ctx, output);
   const cause = classifyAgentLog([...logs.log, ...logs.err]);
@@ -284,7 +337,9 @@ export function checkSidecarReady(ctx: VerifyContext, output: ScriptOutput): Che
   let hintId: HintId;
   let detail = reason || `last answer ${ready.http}`;
   if (/but was rejected/.test(reason)) hintId = 'config-rejected';
-  else if (/server is not live|workers have not yet started|failed to get readiness stats|server is terminated/.test(reason)) {
+  else if (
+    /server is not live|workers have not yet started|failed to get readiness stats|server is terminated/.test(reason)
+  ) {
     hintId = 'envoy-not-live';
   } else if (cause) hintId = cause.id;
   else if (/config not (fully )?received/.test(reason)) hintId = 'config-not-received';
@@ -311,14 +366,21 @@ export function checkXdsConnected(ctx: VerifyContext, output: ScriptOutput): Che
   const section = output.sections.get('stats');
   if (!fetchOk(section)) {
     const detail = `GET localhost:15000/stats → ${describeFetch(section)}`;
-    return failResult(ctx, name, `Envoy admin /stats unreadable: ${describeFetch(section)}`, 'stats-unavailable', { detail }, [detail], Date.now() - started);
+    return failResult(
+      ctx,
+      name,
+      `Envoy admin /stats unreadable: ${describeFetch(section)}`,
+      'stats-unavailable',
+      { detail },
+      [detail],
+      Date.now() - started,
+    );
   }
   const stats = parseEnvoyStatsText(section.body);
   // `usedonly` omits stats that never changed: absent counts as 0.
-  const v = Object.fromEntries(Object.entries(XDS_STATS).map(([k, stat]) => [k, statValue(stats, stat) ?? 0])) as Record<
-    keyof typeof XDS_STATS,
-    number
-  >;
+  const v = Object.fromEntries(
+    Object.entries(XDS_STATS).map(([k, stat]) => [k, statValue(stats, stat) ?? 0]),
+  ) as Record<keyof typeof XDS_STATS, number>;
   const evidence = Object.values(XDS_STATS).map((stat) => `${stat}: ${statValue(stats, stat) ?? '(absent)'}`);
   const duration = () => Date.now() - started;
   if (v.active < 1) {
@@ -336,12 +398,34 @@ export function checkXdsConnected(ctx: VerifyContext, output: ScriptOutput): Che
     );
   }
   if (v.cdsRejected > 0 || v.ldsRejected > 0) {
-    return failResult(ctx, name, `xDS updates rejected (cds ${v.cdsRejected}, lds ${v.ldsRejected})`, 'xds-config-rejected', { cdsRejected: v.cdsRejected, ldsRejected: v.ldsRejected }, evidence, duration());
+    return failResult(
+      ctx,
+      name,
+      `xDS updates rejected (cds ${v.cdsRejected}, lds ${v.ldsRejected})`,
+      'xds-config-rejected',
+      { cdsRejected: v.cdsRejected, ldsRejected: v.ldsRejected },
+      evidence,
+      duration(),
+    );
   }
   if (v.cdsSuccess < 1 || v.ldsSuccess < 1) {
-    return failResult(ctx, name, `connected but no accepted config (cds ${v.cdsSuccess}, lds ${v.ldsSuccess})`, 'xds-no-config', { cdsSuccess: v.cdsSuccess, ldsSuccess: v.ldsSuccess }, evidence, duration());
+    return failResult(
+      ctx,
+      name,
+      `connected but no accepted config (cds ${v.cdsSuccess}, lds ${v.ldsSuccess})`,
+      'xds-no-config',
+      { cdsSuccess: v.cdsSuccess, ldsSuccess: v.ldsSuccess },
+      evidence,
+      duration(),
+    );
   }
-  return passResult(ctx, name, `connected to istiod (${v.active} xds-grpc connection(s)); cds ${v.cdsSuccess} / lds ${v.ldsSuccess} updates accepted, none rejected`, evidence, duration());
+  return passResult(
+    ctx,
+    name,
+    `connected to istiod (${v.active} xds-grpc connection(s)); cds ${v.cdsSuccess} / lds ${v.ldsSuccess} updates accepted, none rejected`,
+    evidence,
+    duration(),
+  );
 }
 
 // ---------------------------------------------------------------- 4. workload-certificate
@@ -355,11 +439,19 @@ function describeCert(c: CertificateInfo): string {
 }
 
 function samePems(a: string[], b: string[]): boolean {
-  const fp = (p: string[]) => p.map((x) => inspectCertificate(x).fingerprint256).sort().join(',');
+  const fp = (p: string[]) =>
+    p
+      .map((x) => inspectCertificate(x).fingerprint256)
+      .sort()
+      .join(',');
   return fp(a) === fp(b);
 }
 
-export function checkWorkloadCertificate(ctx: VerifyContext, output: ScriptOutput, options: VerifyOptions): CheckResult {
+export function checkWorkloadCertificate(
+  ctx: VerifyContext,
+  output: ScriptOutput,
+  options: VerifyOptions,
+): CheckResult {
   const name: CheckName = 'workload-certificate';
   const started = Date.now();
   const duration = () => Date.now() - started;
@@ -375,7 +467,8 @@ export function checkWorkloadCertificate(ctx: VerifyContext, output: ScriptOutpu
   } catch {
     rootDiffers = true;
   }
-  if (rootDiffers) evidence.push(`/etc/certs/root-cert.pem on the VM differs from the mesh root cert (istio-ca-root-cert)`);
+  if (rootDiffers)
+    evidence.push(`/etc/certs/root-cert.pem on the VM differs from the mesh root cert (istio-ca-root-cert)`);
 
   // Source 1: /config_dump?resource=dynamic_active_secrets (PEMs). Source 2: /certs (metadata only).
   let chainPem: string[] = [];
@@ -399,26 +492,60 @@ export function checkWorkloadCertificate(ctx: VerifyContext, output: ScriptOutpu
       try {
         const contexts = parseCertsJson(certsSection.body);
         const withChain = contexts.find((c) => c.certChain.some((e) => e.uriSans.length > 0));
-        if (withChain) return evaluateCertsFallback(ctx, withChain, installedRootPem, rootDiffers, evidence, options, now, started);
+        if (withChain)
+          return evaluateCertsFallback(ctx, withChain, installedRootPem, rootDiffers, evidence, options, now, started);
       } catch (err) {
         evidence.push(`/certs: ${(err as Error).message}`);
       }
     }
     const warmingNote = warming.length > 0 ? `; warming: ${warming.join(', ')}` : '';
     if (rootDiffers) {
-      return failResult(ctx, name, 'no workload certificate, and the VM\'s root cert is not the mesh\'s', 'cert-root-mismatch', { detail: 'VM root-cert.pem differs from istio-ca-root-cert' }, evidence, duration());
+      return failResult(
+        ctx,
+        name,
+        "no workload certificate, and the VM's root cert is not the mesh's",
+        'cert-root-mismatch',
+        { detail: 'VM root-cert.pem differs from istio-ca-root-cert' },
+        evidence,
+        duration(),
+      );
     }
-    return failResult(ctx, name, `Envoy has no workload certificate (secret "default" absent${warmingNote})`, 'cert-missing', { warming: warmingNote }, evidence, duration());
+    return failResult(
+      ctx,
+      name,
+      `Envoy has no workload certificate (secret "default" absent${warmingNote})`,
+      'cert-missing',
+      { warming: warmingNote },
+      evidence,
+      duration(),
+    );
   }
 
   let leaf: CertificateInfo;
   try {
     leaf = inspectCertificate(chainPem[0]!);
   } catch (err) {
-    return failResult(ctx, name, 'the workload certificate is not valid X.509', 'cert-unreadable', { detail: (err as Error).message }, evidence, duration());
+    return failResult(
+      ctx,
+      name,
+      'the workload certificate is not valid X.509',
+      'cert-unreadable',
+      { detail: (err as Error).message },
+      evidence,
+      duration(),
+    );
   }
   evidence.unshift(`leaf: ${describeCert(leaf)}`);
-  return evaluateLeaf(ctx, leaf, () => verifyChainToRoots(chainPem, installedRootPem), rootDiffers, evidence, options, now, started);
+  return evaluateLeaf(
+    ctx,
+    leaf,
+    () => verifyChainToRoots(chainPem, installedRootPem),
+    rootDiffers,
+    evidence,
+    options,
+    now,
+    started,
+  );
 }
 
 function evaluateLeaf(
@@ -437,31 +564,95 @@ function evaluateLeaf(
   const spiffe = leaf.uriSans.map(parseSpiffeId).find((s) => s !== undefined);
   const san = leaf.uriSans[0] ?? '(none)';
   if (!spiffe) {
-    return failResult(ctx, name, `cert has no SPIFFE URI SAN (SANs: ${leaf.uriSans.join(', ') || 'none'})`, 'cert-identity', { san, expected }, evidence, duration());
+    return failResult(
+      ctx,
+      name,
+      `cert has no SPIFFE URI SAN (SANs: ${leaf.uriSans.join(', ') || 'none'})`,
+      'cert-identity',
+      { san, expected },
+      evidence,
+      duration(),
+    );
   }
   const actual = leaf.uriSans.find((u) => parseSpiffeId(u)) ?? san;
   if (spiffe.trustDomain !== ctx.trustDomain) {
-    return failResult(ctx, name, `cert SAN is ${actual} but mesh trust domain is ${ctx.trustDomain}`, 'cert-trust-domain', { san: actual, trustDomain: ctx.trustDomain }, evidence, duration());
+    return failResult(
+      ctx,
+      name,
+      `cert SAN is ${actual} but mesh trust domain is ${ctx.trustDomain}`,
+      'cert-trust-domain',
+      { san: actual, trustDomain: ctx.trustDomain },
+      evidence,
+      duration(),
+    );
   }
   if (actual !== expected) {
-    return failResult(ctx, name, `cert SAN is ${actual}, expected ${expected}`, 'cert-identity', { san: actual, expected }, evidence, duration());
+    return failResult(
+      ctx,
+      name,
+      `cert SAN is ${actual}, expected ${expected}`,
+      'cert-identity',
+      { san: actual, expected },
+      evidence,
+      duration(),
+    );
   }
   const chain = verifyChain();
   if (!chain.ok) {
-    return failResult(ctx, name, `cert does not chain to the installed root: ${chain.reason}`, 'cert-root-mismatch', { detail: chain.reason }, evidence, duration());
+    return failResult(
+      ctx,
+      name,
+      `cert does not chain to the installed root: ${chain.reason}`,
+      'cert-root-mismatch',
+      { detail: chain.reason },
+      evidence,
+      duration(),
+    );
   }
   if (rootDiffers) {
-    return failResult(ctx, name, 'the VM\'s /etc/certs/root-cert.pem is not the mesh root cert', 'cert-root-mismatch', { detail: 'VM root-cert.pem differs from istio-ca-root-cert' }, evidence, duration());
+    return failResult(
+      ctx,
+      name,
+      "the VM's /etc/certs/root-cert.pem is not the mesh root cert",
+      'cert-root-mismatch',
+      { detail: 'VM root-cert.pem differs from istio-ca-root-cert' },
+      evidence,
+      duration(),
+    );
   }
   if (leaf.notBefore && leaf.notBefore.getTime() > now.getTime() + 5 * 60_000) {
-    return failResult(ctx, name, `cert is not valid before ${leaf.notBefore.toISOString()} (VM or CA clock skew?)`, 'cert-unreadable', { detail: 'notBefore in the future' }, evidence, duration());
+    return failResult(
+      ctx,
+      name,
+      `cert is not valid before ${leaf.notBefore.toISOString()} (VM or CA clock skew?)`,
+      'cert-unreadable',
+      { detail: 'notBefore in the future' },
+      evidence,
+      duration(),
+    );
   }
   const remainingMs = leaf.notAfter.getTime() - now.getTime();
   if (remainingMs <= 0) {
-    return failResult(ctx, name, `cert expired at ${leaf.notAfter.toISOString()}`, 'cert-expired', { notAfter: leaf.notAfter.toISOString() }, evidence, duration());
+    return failResult(
+      ctx,
+      name,
+      `cert expired at ${leaf.notAfter.toISOString()}`,
+      'cert-expired',
+      { notAfter: leaf.notAfter.toISOString() },
+      evidence,
+      duration(),
+    );
   }
   if (remainingMs < options.certExpiryThresholdMs) {
-    return failResult(ctx, name, `cert expires at ${leaf.notAfter.toISOString()} (in ${Math.round(remainingMs / 60_000)} min)`, 'cert-expiring', { notAfter: leaf.notAfter.toISOString(), thresholdMin: Math.round(options.certExpiryThresholdMs / 60_000) }, evidence, duration());
+    return failResult(
+      ctx,
+      name,
+      `cert expires at ${leaf.notAfter.toISOString()} (in ${Math.round(remainingMs / 60_000)} min)`,
+      'cert-expiring',
+      { notAfter: leaf.notAfter.toISOString(), thresholdMin: Math.round(options.certExpiryThresholdMs / 60_000) },
+      evidence,
+      duration(),
+    );
   }
   return passResult(
     ctx,
@@ -483,7 +674,9 @@ function evaluateCertsFallback(
   started: number,
 ): CheckResult {
   const leaf = context.certChain[0]!;
-  evidence.unshift(`/certs leaf: serial ${leaf.serialNumber}, SAN ${leaf.uriSans.join(' ')}, expires ${leaf.expirationTime?.toISOString() ?? '?'} (no PEM: config_dump unavailable)`);
+  evidence.unshift(
+    `/certs leaf: serial ${leaf.serialNumber}, SAN ${leaf.uriSans.join(' ')}, expires ${leaf.expirationTime?.toISOString() ?? '?'} (no PEM: config_dump unavailable)`,
+  );
   const notAfter = leaf.expirationTime ?? new Date(now.getTime() + (leaf.daysUntilExpiration ?? 0) * 86_400_000);
   const leafView: { uriSans: string[]; notAfter: Date; notBefore?: Date } = { uriSans: leaf.uriSans, notAfter };
   if (leaf.validFrom) leafView.notBefore = leaf.validFrom;
@@ -492,8 +685,12 @@ function evaluateCertsFallback(
     const installedSerials = installedRootPem.map((p) => inspectCertificate(p).serialNumber);
     const caSerials = context.caCert.map((c) => c.serialNumber);
     const match = caSerials.find((s) => installedSerials.includes(s));
-    if (match) return { ok: true as const, anchoredBy: inspectCertificate(installedRootPem[installedSerials.indexOf(match)]!) };
-    return { ok: false as const, reason: `Envoy trusts CA serial(s) ${caSerials.join(', ') || 'none'}, installed root has ${installedSerials.join(', ') || 'none'}` };
+    if (match)
+      return { ok: true as const, anchoredBy: inspectCertificate(installedRootPem[installedSerials.indexOf(match)]!) };
+    return {
+      ok: false as const,
+      reason: `Envoy trusts CA serial(s) ${caSerials.join(', ') || 'none'}, installed root has ${installedSerials.join(', ') || 'none'}`,
+    };
   };
   return evaluateLeaf(ctx, leafView, verify, rootDiffers, evidence, options, now, started);
 }
@@ -506,7 +703,9 @@ function healthyCondition(entry: WorkloadEntryView) {
 
 function describeEntry(entry: WorkloadEntryView): string {
   const a = entry.metadata.annotations ?? {};
-  const kind = a['istio.io/autoRegistrationGroup'] ? `auto-registered (group ${a['istio.io/autoRegistrationGroup']})` : 'static';
+  const kind = a['istio.io/autoRegistrationGroup']
+    ? `auto-registered (group ${a['istio.io/autoRegistrationGroup']})`
+    : 'static';
   const h = healthyCondition(entry);
   return `WorkloadEntry ${entry.metadata.namespace ?? ''}/${entry.metadata.name} ${kind}, address ${entry.spec.address ?? '?'}, Healthy=${h ? h.status : '(none)'}${h?.message ? ` (${h.message})` : ''}`;
 }
@@ -526,7 +725,11 @@ export interface VmSideProgress {
   doneAt?: number;
 }
 
-export async function checkWorkloadEntry(ctx: VerifyContext, options: VerifyOptions, vmSide?: VmSideProgress): Promise<CheckResult> {
+export async function checkWorkloadEntry(
+  ctx: VerifyContext,
+  options: VerifyOptions,
+  vmSide?: VmSideProgress,
+): Promise<CheckResult> {
   const name: CheckName = 'workload-entry';
   const now = ctx.now ?? Date.now;
   const sleep = ctx.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
@@ -544,7 +747,8 @@ export async function checkWorkloadEntry(ctx: VerifyContext, options: VerifyOpti
   let lastError: string | undefined;
   let diagnosed = false;
   // Bounded in count whatever the clock does: the longest the VM side can take, plus the wait itself.
-  const longestMs = options.workloadEntryTimeoutMs + (vmSide ? options.readyTimeoutMs + options.restartWindowMs + 60_000 : 0);
+  const longestMs =
+    options.workloadEntryTimeoutMs + (vmSide ? options.readyTimeoutMs + options.restartWindowMs + 60_000 : 0);
   const maxPolls = Math.ceil(longestMs / Math.max(1, options.workloadEntryPollMs)) + 1;
   for (let poll = 0; poll < maxPolls; poll++) {
     try {
@@ -562,11 +766,29 @@ export async function checkWorkloadEntry(ctx: VerifyContext, options: VerifyOpti
       diagnosed = true;
       const enabled = await ctx.meshProbe.autoRegistrationEnabled?.().catch(() => undefined);
       if (enabled === false) {
-        return failResult(ctx, name, `no WorkloadEntry for ${address} and istiod has autoregistration disabled`, 'we-autoregistration-off', { address }, ['istiod env PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false'], now() - started);
+        return failResult(
+          ctx,
+          name,
+          `no WorkloadEntry for ${address} and istiod has autoregistration disabled`,
+          'we-autoregistration-off',
+          { address },
+          ['istiod env PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false'],
+          now() - started,
+        );
       }
-      const groupExists = await ctx.meshProbe.workloadGroupExists?.({ namespace: ctx.group.namespace, name: ctx.group.name }).catch(() => undefined);
+      const groupExists = await ctx.meshProbe
+        .workloadGroupExists?.({ namespace: ctx.group.namespace, name: ctx.group.name })
+        .catch(() => undefined);
       if (groupExists === false) {
-        return failResult(ctx, name, `no WorkloadEntry for ${address}: WorkloadGroup ${ctx.group.namespace}/${ctx.group.name} is missing`, 'we-group-missing', { address }, [`WorkloadGroup ${ctx.group.namespace}/${ctx.group.name}: not found`], now() - started);
+        return failResult(
+          ctx,
+          name,
+          `no WorkloadEntry for ${address}: WorkloadGroup ${ctx.group.namespace}/${ctx.group.name} is missing`,
+          'we-group-missing',
+          { address },
+          [`WorkloadGroup ${ctx.group.namespace}/${ctx.group.name}: not found`],
+          now() - started,
+        );
       }
     }
     if (now() + options.workloadEntryPollMs > deadline()) break;
@@ -574,24 +796,65 @@ export async function checkWorkloadEntry(ctx: VerifyContext, options: VerifyOpti
   }
   const waited = `${((now() - started) / 1000).toFixed(1)} s`;
   if (!entry && lastError) {
-    return failResult(ctx, name, `could not read WorkloadEntries: ${lastError}`, 'we-read-failed', { detail: lastError }, [lastError], now() - started);
+    return failResult(
+      ctx,
+      name,
+      `could not read WorkloadEntries: ${lastError}`,
+      'we-read-failed',
+      { detail: lastError },
+      [lastError],
+      now() - started,
+    );
   }
   if (!entry) {
-    const detail = ctx.group.registration === 'static' ? ' (static registration: the entry was not applied)' : ' (the sidecar has not auto-registered)';
-    return failResult(ctx, name, `no WorkloadEntry with address ${address} in ${ctx.group.namespace} after ${waited}`, 'we-missing', { address, detail }, [`registration: ${ctx.group.registration}`], now() - started);
+    const detail =
+      ctx.group.registration === 'static'
+        ? ' (static registration: the entry was not applied)'
+        : ' (the sidecar has not auto-registered)';
+    return failResult(
+      ctx,
+      name,
+      `no WorkloadEntry with address ${address} in ${ctx.group.namespace} after ${waited}`,
+      'we-missing',
+      { address, detail },
+      [`registration: ${ctx.group.registration}`],
+      now() - started,
+    );
   }
   const evidence = [describeEntry(entry)];
   if (healthChecks) {
     const h = healthyCondition(entry);
     if (!h) {
-      return failResult(ctx, name, `${entry.metadata.name} has no Healthy condition after ${waited}`, 'we-health-unknown', { entry: entry.metadata.name }, evidence, now() - started);
+      return failResult(
+        ctx,
+        name,
+        `${entry.metadata.name} has no Healthy condition after ${waited}`,
+        'we-health-unknown',
+        { entry: entry.metadata.name },
+        evidence,
+        now() - started,
+      );
     }
     if (h.status !== 'True') {
       const detail = h.message ?? h.reason ?? `Healthy=${h.status}`;
-      return failResult(ctx, name, `${entry.metadata.name} is not Healthy after ${waited}: ${detail}`, 'we-unhealthy', { entry: entry.metadata.name, detail, probePort: probePort(ctx) }, evidence, now() - started);
+      return failResult(
+        ctx,
+        name,
+        `${entry.metadata.name} is not Healthy after ${waited}: ${detail}`,
+        'we-unhealthy',
+        { entry: entry.metadata.name, detail, probePort: probePort(ctx) },
+        evidence,
+        now() - started,
+      );
     }
   }
-  return passResult(ctx, name, `${entry.metadata.name} has address ${address}${healthChecks ? ' and is Healthy' : ' (health checks off)'}`, evidence, now() - started);
+  return passResult(
+    ctx,
+    name,
+    `${entry.metadata.name} has address ${address}${healthChecks ? ' and is Healthy' : ' (health checks off)'}`,
+    evidence,
+    now() - started,
+  );
 }
 
 // ---------------------------------------------------------------- 6. vm-to-mesh
@@ -606,19 +869,57 @@ export function checkVmToMesh(ctx: VerifyContext, output: ScriptOutput, duration
     `GET ${ctx.verifyUrl} → ${describeFetch(call)}`,
   ];
   if (!call) {
-    return failResult(ctx, name, 'the request was not made (script output incomplete)', 'mesh-service-unreachable', { host, detail: 'no output' }, evidence, durationMs);
+    return failResult(
+      ctx,
+      name,
+      'the request was not made (script output incomplete)',
+      'mesh-service-unreachable',
+      { host, detail: 'no output' },
+      evidence,
+      durationMs,
+    );
   }
   if (call.rc === 6) {
-    return failResult(ctx, name, `could not resolve ${host} on the VM`, 'dns-capture-off', { host }, evidence, durationMs);
+    return failResult(
+      ctx,
+      name,
+      `could not resolve ${host} on the VM`,
+      'dns-capture-off',
+      { host },
+      evidence,
+      durationMs,
+    );
   }
   if (call.http === '000') {
     const detail = call.stderr.trim().split('\n').pop() || `curl exit ${call.rc}`;
-    return failResult(ctx, name, `${ctx.verifyUrl} failed: ${detail}`, 'mesh-service-unreachable', { host, detail }, evidence, durationMs);
+    return failResult(
+      ctx,
+      name,
+      `${ctx.verifyUrl} failed: ${detail}`,
+      'mesh-service-unreachable',
+      { host, detail },
+      evidence,
+      durationMs,
+    );
   }
   if (!isSuccessCode(call.http)) {
-    return failResult(ctx, name, `${ctx.verifyUrl} answered HTTP ${call.http}`, 'mesh-service-http-error', { host, code: call.http }, evidence, durationMs);
+    return failResult(
+      ctx,
+      name,
+      `${ctx.verifyUrl} answered HTTP ${call.http}`,
+      'mesh-service-http-error',
+      { host, code: call.http },
+      evidence,
+      durationMs,
+    );
   }
-  return passResult(ctx, name, `${ctx.verifyUrl} answered HTTP ${call.http} (resolved through the sidecar's DNS)`, evidence, durationMs);
+  return passResult(
+    ctx,
+    name,
+    `${ctx.verifyUrl} answered HTTP ${call.http} (resolved through the sidecar's DNS)`,
+    evidence,
+    durationMs,
+  );
 }
 
 // ---------------------------------------------------------------- 7. mesh-to-vm-mtls
@@ -648,8 +949,14 @@ export function defaultMtlsTarget(ctx: VerifyContext): MtlsTarget {
 }
 
 export const MTLS_COUNTERS = {
-  http: { metric: 'istio_requests_total', filter: { reporter: 'destination', connection_security_policy: 'mutual_tls' } },
-  tcp: { metric: 'istio_tcp_connections_opened_total', filter: { reporter: 'destination', connection_security_policy: 'mutual_tls' } },
+  http: {
+    metric: 'istio_requests_total',
+    filter: { reporter: 'destination', connection_security_policy: 'mutual_tls' },
+  },
+  tcp: {
+    metric: 'istio_tcp_connections_opened_total',
+    filter: { reporter: 'destination', connection_security_policy: 'mutual_tls' },
+  },
 } as const;
 
 function readCounter(section: ScriptSection | undefined, protocol: 'http' | 'tcp'): number | string {
@@ -679,7 +986,12 @@ function jobCodes(job: VerificationJobResult): string {
   return job.calls.map((c) => String(c.code).padStart(3, '0')).join(' ') || '(no calls)';
 }
 
-export function evaluateMeshToVmMtls(ctx: VerifyContext, e: MtlsEvidence, options: VerifyOptions, durationMs: number): CheckResult {
+export function evaluateMeshToVmMtls(
+  ctx: VerifyContext,
+  e: MtlsEvidence,
+  options: VerifyOptions,
+  durationMs: number,
+): CheckResult {
   const name: CheckName = 'mesh-to-vm-mtls';
   const { metric } = MTLS_COUNTERS[e.target.protocol];
   const counterName = `${metric}{reporter="destination",connection_security_policy="mutual_tls"}`;
@@ -688,44 +1000,114 @@ export function evaluateMeshToVmMtls(ctx: VerifyContext, e: MtlsEvidence, option
 
   const before = readCounter(e.before, e.target.protocol);
   if (typeof before === 'string') {
-    return failResult(ctx, name, `cannot read the VM sidecar's metrics before the calls: ${before}`, 'metrics-unavailable', { detail: before }, [before], durationMs);
+    return failResult(
+      ctx,
+      name,
+      `cannot read the VM sidecar's metrics before the calls: ${before}`,
+      'metrics-unavailable',
+      { detail: before },
+      [before],
+      durationMs,
+    );
   }
   const job = e.mtlsJob;
   if ('error' in job) {
-    return failResult(ctx, name, `the mTLS verification Job failed to run: ${job.error}`, 'mtls-job-failed', { ...base, detail: job.error }, [job.error], durationMs);
+    return failResult(
+      ctx,
+      name,
+      `the mTLS verification Job failed to run: ${job.error}`,
+      'mtls-job-failed',
+      { ...base, detail: job.error },
+      [job.error],
+      durationMs,
+    );
   }
   evidence.push(`mTLS Job (injected) → ${e.target.url}: ${jobCodes(job)}${job.reason ? ` (${job.reason})` : ''}`);
   if (job.calls.length === 0) {
     const detail = job.reason ?? (job.succeeded ? 'no ivo-call lines in the logs' : 'Job did not complete');
-    return failResult(ctx, name, `the mTLS verification Job made no calls: ${detail}`, 'mtls-job-failed', { ...base, detail }, [...evidence, ...scrubLines(ctx, job.logs).slice(-5)], durationMs);
+    return failResult(
+      ctx,
+      name,
+      `the mTLS verification Job made no calls: ${detail}`,
+      'mtls-job-failed',
+      { ...base, detail },
+      [...evidence, ...scrubLines(ctx, job.logs).slice(-5)],
+      durationMs,
+    );
   }
   const answered = job.calls.filter((c) => isSuccessCode(c.code)).length;
   if (answered < options.mtlsRequests || answered < job.calls.length) {
     const detail = `${answered} of ${job.calls.length} calls succeeded, codes ${jobCodes(job)}`;
-    return failResult(ctx, name, `mesh client calls to ${e.target.url} failed: ${detail}`, 'mtls-calls-failed', { ...base, detail }, evidence, durationMs);
+    return failResult(
+      ctx,
+      name,
+      `mesh client calls to ${e.target.url} failed: ${detail}`,
+      'mtls-calls-failed',
+      { ...base, detail },
+      evidence,
+      durationMs,
+    );
   }
   const after = readCounter(e.after, e.target.protocol);
   if (typeof after === 'string') {
-    return failResult(ctx, name, `cannot read the VM sidecar's metrics after the calls: ${after}`, 'metrics-unavailable', { detail: after }, [...evidence, after], durationMs);
+    return failResult(
+      ctx,
+      name,
+      `cannot read the VM sidecar's metrics after the calls: ${after}`,
+      'metrics-unavailable',
+      { detail: after },
+      [...evidence, after],
+      durationMs,
+    );
   }
   const delta = after - before;
   evidence.push(`${counterName}: ${before} → ${after} (+${delta})`);
   if (delta < answered) {
-    return failResult(ctx, name, `${answered} calls succeeded but ${counterName} grew by ${delta}`, 'mtls-not-mutual', { delta, succeeded: answered }, evidence, durationMs);
+    return failResult(
+      ctx,
+      name,
+      `${answered} calls succeeded but ${counterName} grew by ${delta}`,
+      'mtls-not-mutual',
+      { delta, succeeded: answered },
+      evidence,
+      durationMs,
+    );
   }
   if (e.strict) {
     const plain = e.plaintextJob;
     if (!plain || 'error' in plain || plain.calls.length === 0) {
       const detail = !plain ? 'not run' : 'error' in plain ? plain.error : (plain.reason ?? 'no calls made');
-      return failResult(ctx, name, `STRICT could not be proven: the plaintext Job failed to run (${detail})`, 'mtls-job-failed', { ...base, detail }, evidence, durationMs);
+      return failResult(
+        ctx,
+        name,
+        `STRICT could not be proven: the plaintext Job failed to run (${detail})`,
+        'mtls-job-failed',
+        { ...base, detail },
+        evidence,
+        durationMs,
+      );
     }
     const accepted = answeredPlaintextCalls(plain);
     const earlier = e.earlierPlaintextJobs ?? [];
-    for (const [index, job] of earlier.entries()) evidence.push(`plaintext Job attempt ${index + 1} (not injected) → ${e.target.url}: ${jobCodes(job)}`);
-    evidence.push(`plaintext Job${earlier.length > 0 ? ` attempt ${earlier.length + 1}` : ''} (not injected) → ${e.target.url}: ${jobCodes(plain)}`);
+    for (const [index, job] of earlier.entries())
+      evidence.push(`plaintext Job attempt ${index + 1} (not injected) → ${e.target.url}: ${jobCodes(job)}`);
+    evidence.push(
+      `plaintext Job${earlier.length > 0 ? ` attempt ${earlier.length + 1}` : ''} (not injected) → ${e.target.url}: ${jobCodes(plain)}`,
+    );
     if (accepted > 0) {
-      const persisted = earlier.length > 0 ? ` (on each of ${earlier.length + 1} attempts within ${Math.round(options.policyPropagationMs / 1000)} s: not a policy still on its way)` : '';
-      return failResult(ctx, name, `plaintext accepted: ${accepted} of ${plain.calls.length} plaintext calls answered under STRICT${persisted}`, 'plaintext-accepted', { accepted, total: plain.calls.length }, evidence, durationMs);
+      const persisted =
+        earlier.length > 0
+          ? ` (on each of ${earlier.length + 1} attempts within ${Math.round(options.policyPropagationMs / 1000)} s: not a policy still on its way)`
+          : '';
+      return failResult(
+        ctx,
+        name,
+        `plaintext accepted: ${accepted} of ${plain.calls.length} plaintext calls answered under STRICT${persisted}`,
+        'plaintext-accepted',
+        { accepted, total: plain.calls.length },
+        evidence,
+        durationMs,
+      );
     }
   }
   return passResult(

@@ -38,12 +38,14 @@ export const HINTS = {
   },
   'istiod-refused': {
     check: 'sidecar-ready',
-    cause: 'istiod refused the connection on 15012 (istiod or the east-west gateway is down, or the discovery address is wrong)',
-    fix: 'check `kubectl -n istio-system get pods,svc` for istiod and istio-eastwestgateway and that the gateway exposes 15012; check the istiod address in the VM\'s /etc/hosts and cluster.env',
+    cause:
+      'istiod refused the connection on 15012 (istiod or the east-west gateway is down, or the discovery address is wrong)',
+    fix: "check `kubectl -n istio-system get pods,svc` for istiod and istio-eastwestgateway and that the gateway exposes 15012; check the istiod address in the VM's /etc/hosts and cluster.env",
   },
   'port-15012-blocked': {
     check: 'sidecar-ready',
-    cause: '15012 unreachable from VM (connection timed out): a firewall or security group drops traffic to the east-west gateway',
+    cause:
+      '15012 unreachable from VM (connection timed out): a firewall or security group drops traffic to the east-west gateway',
     fix: 'open TCP 15012 (and 15017 for webhooks if used) from the VM to the east-west gateway / security group, then `sudo systemctl restart istio`',
   },
   'istiod-name-unresolved': {
@@ -53,13 +55,15 @@ export const HINTS = {
   },
   'root-cert-rejected-by-agent': {
     check: 'sidecar-ready',
-    cause: 'the sidecar does not trust istiod\'s certificate (x509: signed by unknown authority): /etc/certs/root-cert.pem is not this mesh\'s root — istio-ca-root-cert changed or the VM was onboarded from a different cluster',
+    cause:
+      "the sidecar does not trust istiod's certificate (x509: signed by unknown authority): /etc/certs/root-cert.pem is not this mesh's root — istio-ca-root-cert changed or the VM was onboarded from a different cluster",
     fix: 'rerun onboard so the current istio-ca-root-cert is installed, then the sidecar restarts',
   },
   'token-rejected': {
     check: 'sidecar-ready',
-    cause: 'token rejected: istiod refused the bootstrap token (audience must be istio-ca, service account must be the group\'s, and it must not be expired)',
-    fix: 'rerun onboard: it requests a fresh token (TokenRequest, audience istio-ca) for the group\'s ServiceAccount; raise the token lifetime if VMs start later than it lasts',
+    cause:
+      "token rejected: istiod refused the bootstrap token (audience must be istio-ca, service account must be the group's, and it must not be expired)",
+    fix: "rerun onboard: it requests a fresh token (TokenRequest, audience istio-ca) for the group's ServiceAccount; raise the token lifetime if VMs start later than it lasts",
   },
   'config-not-received': {
     check: 'sidecar-ready',
@@ -68,8 +72,9 @@ export const HINTS = {
   },
   'config-rejected': {
     check: 'sidecar-ready',
-    cause: 'Envoy rejected configuration pushed by istiod (version skew between the sidecar package and istiod, or an invalid Istio resource)',
-    fix: 'match `istio-version` to istiod\'s version; look for `gRPC config ... rejected` in /var/log/istio/istio.log and fix the named resource',
+    cause:
+      'Envoy rejected configuration pushed by istiod (version skew between the sidecar package and istiod, or an invalid Istio resource)',
+    fix: "match `istio-version` to istiod's version; look for `gRPC config ... rejected` in /var/log/istio/istio.log and fix the named resource",
   },
   'envoy-not-live': {
     check: 'sidecar-ready',
@@ -98,32 +103,35 @@ export const HINTS = {
   },
   'stats-unavailable': {
     check: 'xds-connected',
-    cause: 'Envoy\'s admin endpoint (localhost:15000) did not answer ({detail})',
+    cause: "Envoy's admin endpoint (localhost:15000) did not answer ({detail})",
     fix: 'check that Envoy runs (`systemctl status istio`, /var/log/istio/istio.err.log)',
   },
   'cert-missing': {
     check: 'workload-certificate',
-    cause: 'Envoy has no workload certificate (SDS secret `default` missing{warming}): the CA (istiod) has not signed one — token, root cert or connectivity to 15012',
+    cause:
+      'Envoy has no workload certificate (SDS secret `default` missing{warming}): the CA (istiod) has not signed one — token, root cert or connectivity to 15012',
     fix: 'fix the sidecar-ready / xds-connected failure first; the certificate follows once istiod accepts the token',
   },
   'cert-trust-domain': {
     check: 'workload-certificate',
     cause: 'cert SAN is {san} but mesh trust domain is {trustDomain}',
-    fix: 'the VM and the mesh disagree on the trust domain: set `trustDomain: {trustDomain}` in the mesh config the VM uses (/etc/istio/config/mesh) or fix istiod\'s trustDomain, then rerun onboard',
+    fix: "the VM and the mesh disagree on the trust domain: set `trustDomain: {trustDomain}` in the mesh config the VM uses (/etc/istio/config/mesh) or fix istiod's trustDomain, then rerun onboard",
   },
   'cert-identity': {
     check: 'workload-certificate',
-    cause: 'cert SAN is {san} but this VM\'s group expects {expected}',
-    fix: 'the VM runs with another group\'s token or cluster.env: rerun onboard for this VM',
+    cause: "cert SAN is {san} but this VM's group expects {expected}",
+    fix: "the VM runs with another group's token or cluster.env: rerun onboard for this VM",
   },
   'cert-root-mismatch': {
     check: 'workload-certificate',
-    cause: 'the workload certificate does not chain to the root cert the action installed ({detail}): istio-ca-root-cert changed (CA rotation, plugged-in CA) or the VM belongs to another cluster',
+    cause:
+      'the workload certificate does not chain to the root cert the action installed ({detail}): istio-ca-root-cert changed (CA rotation, plugged-in CA) or the VM belongs to another cluster',
     fix: 'compare istio-ca-root-cert in namespace {namespace} with /etc/certs/root-cert.pem on the VM; rerun onboard to install the current one',
   },
   'cert-expired': {
     check: 'workload-certificate',
-    cause: 'the workload certificate expired at {notAfter}: the sidecar cannot renew it (istiod unreachable or token rejected)',
+    cause:
+      'the workload certificate expired at {notAfter}: the sidecar cannot renew it (istiod unreachable or token rejected)',
     fix: 'restore connectivity to istiod on 15012 and a valid token (rerun onboard); then `sudo systemctl restart istio`',
   },
   'cert-expiring': {
@@ -134,7 +142,7 @@ export const HINTS = {
   'cert-unreadable': {
     check: 'workload-certificate',
     cause: 'the certificate could not be read from Envoy ({detail})',
-    fix: 'check Envoy\'s admin port 15000 on the VM (`curl localhost:15000/certs`)',
+    fix: "check Envoy's admin port 15000 on the VM (`curl localhost:15000/certs`)",
   },
   'we-autoregistration-off': {
     check: 'workload-entry',
@@ -153,8 +161,9 @@ export const HINTS = {
   },
   'we-unhealthy': {
     check: 'workload-entry',
-    cause: 'WorkloadEntry {entry} is not Healthy: the readiness probe fails ({detail}) — the application is down or the probe port/path is wrong',
-    fix: 'start the application on the VM (port {probePort}) or fix the group\'s probe in the inventory',
+    cause:
+      'WorkloadEntry {entry} is not Healthy: the readiness probe fails ({detail}) — the application is down or the probe port/path is wrong',
+    fix: "start the application on the VM (port {probePort}) or fix the group's probe in the inventory",
   },
   'we-health-unknown': {
     check: 'workload-entry',
@@ -164,7 +173,7 @@ export const HINTS = {
   'we-address-mismatch': {
     check: 'workload-entry',
     cause: 'the sidecar registered as {seen}, not {address}',
-    fix: 'set the VM\'s internalIP in the inventory (or fix the route to the gateway) and rerun onboard',
+    fix: "set the VM's internalIP in the inventory (or fix the route to the gateway) and rerun onboard",
   },
   'we-read-failed': {
     check: 'workload-entry',
@@ -193,22 +202,25 @@ export const HINTS = {
   },
   'mtls-calls-failed': {
     check: 'mesh-to-vm-mtls',
-    cause: 'the mesh client could not call {target} ({detail}): application down, port not in the WorkloadGroup, or the cluster cannot route to the VM',
-    fix: 'check the application on the VM, the group\'s ports, and that the mesh reaches {address} (network / east-west gateway)',
+    cause:
+      'the mesh client could not call {target} ({detail}): application down, port not in the WorkloadGroup, or the cluster cannot route to the VM',
+    fix: "check the application on the VM, the group's ports, and that the mesh reaches {address} (network / east-west gateway)",
   },
   'mtls-not-mutual': {
     check: 'mesh-to-vm-mtls',
-    cause: 'the calls succeeded but the VM sidecar counted {delta} mutual-TLS request(s) for {succeeded} call(s): traffic bypassed the sidecar or arrived in plaintext (PERMISSIVE)',
-    fix: 'check inbound capture on the VM (ISTIO_INBOUND_PORTS / iptables) and that no DestinationRule disables ISTIO_MUTUAL for the VM\'s service; set `peer-authentication: strict`',
+    cause:
+      'the calls succeeded but the VM sidecar counted {delta} mutual-TLS request(s) for {succeeded} call(s): traffic bypassed the sidecar or arrived in plaintext (PERMISSIVE)',
+    fix: "check inbound capture on the VM (ISTIO_INBOUND_PORTS / iptables) and that no DestinationRule disables ISTIO_MUTUAL for the VM's service; set `peer-authentication: strict`",
   },
   'plaintext-accepted': {
     check: 'mesh-to-vm-mtls',
-    cause: 'plaintext accepted: PeerAuthentication not STRICT for this workload ({accepted} of {total} plaintext calls answered)',
-    fix: 'apply a STRICT PeerAuthentication selecting the group\'s labels (`peer-authentication: strict`) and check no port-level override sets PERMISSIVE/DISABLE',
+    cause:
+      'plaintext accepted: PeerAuthentication not STRICT for this workload ({accepted} of {total} plaintext calls answered)',
+    fix: "apply a STRICT PeerAuthentication selecting the group's labels (`peer-authentication: strict`) and check no port-level override sets PERMISSIVE/DISABLE",
   },
   'metrics-unavailable': {
     check: 'mesh-to-vm-mtls',
-    cause: 'the VM sidecar\'s /stats/prometheus (15090) could not be read ({detail})',
+    cause: "the VM sidecar's /stats/prometheus (15090) could not be read ({detail})",
     fix: 'check Envoy on the VM (`curl localhost:15090/stats/prometheus`)',
   },
 } as const satisfies Record<string, HintEntry>;
@@ -230,10 +242,19 @@ export function renderHint(id: HintId, vars: Record<string, string | number | un
 
 /** Causes found in pilot-agent's log (istio.log / istio.err.log), most specific first. */
 const AGENT_LOG_CAUSES: { id: HintId; pattern: RegExp }[] = [
-  { id: 'root-cert-rejected-by-agent', pattern: /x509|certificate signed by unknown authority|failed to verify certificate|certificate verify failed/i },
-  { id: 'token-rejected', pattern: /Unauthenticated|authenticat\w* fail|token (?:is )?(?:invalid|expired|rejected)|audience/i },
+  {
+    id: 'root-cert-rejected-by-agent',
+    pattern: /x509|certificate signed by unknown authority|failed to verify certificate|certificate verify failed/i,
+  },
+  {
+    id: 'token-rejected',
+    pattern: /Unauthenticated|authenticat\w* fail|token (?:is )?(?:invalid|expired|rejected)|audience/i,
+  },
   { id: 'istiod-refused', pattern: /connection refused/i },
-  { id: 'port-15012-blocked', pattern: /i\/o timeout|deadline exceeded|no route to host|network is unreachable|connection timed out/i },
+  {
+    id: 'port-15012-blocked',
+    pattern: /i\/o timeout|deadline exceeded|no route to host|network is unreachable|connection timed out/i,
+  },
   { id: 'istiod-name-unresolved', pattern: /no such host|server misbehaving|Temporary failure in name resolution/i },
 ];
 

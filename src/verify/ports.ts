@@ -43,11 +43,18 @@ export type PeerAuthenticationMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE' | 'UNSE
 /** Cluster-side reads and the verification Job. Adapter: the `ClusterClient` of src/cluster/. */
 export interface MeshProbe {
   /** The WorkloadEntry in `namespace` whose `spec.address` is `address` (auto-registered or static), if any. */
-  workloadEntryFor(query: { namespace: string; address: string; group: string }): Promise<WorkloadEntryView | undefined>;
+  workloadEntryFor(query: {
+    namespace: string;
+    address: string;
+    group: string;
+  }): Promise<WorkloadEntryView | undefined>;
   /** Runs an ADR-0002 Job to completion, returns its calls, and deletes it whatever the outcome. */
   runVerificationJob(spec: VerificationJobSpec): Promise<VerificationJobResult>;
   /** Effective PeerAuthentication mode for workloads with these labels (optional: used when the input is `unchanged`). */
-  peerAuthenticationMode?(query: { namespace: string; labels: Record<string, string> }): Promise<PeerAuthenticationMode>;
+  peerAuthenticationMode?(query: {
+    namespace: string;
+    labels: Record<string, string>;
+  }): Promise<PeerAuthenticationMode>;
   /** Whether the WorkloadGroup exists (optional: sharpens the hint when no WorkloadEntry appears). */
   workloadGroupExists?(query: { namespace: string; name: string }): Promise<boolean>;
   /** istiod's `PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION` (optional; undefined = unknown). */

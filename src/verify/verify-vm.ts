@@ -32,11 +32,22 @@ import {
 import { scrubSecrets } from './scrub.js';
 import { buildFollowUpScript, buildProbeScript, parseScriptOutput, type ScriptOutput } from './vm-script.js';
 import type { VerificationJobResult } from './ports.js';
-import { CHECK_NAMES, DEFAULT_VERIFY_OPTIONS, type CheckName, type CheckResult, type VerifyContext, type VerifyOptions } from './types.js';
+import {
+  CHECK_NAMES,
+  DEFAULT_VERIFY_OPTIONS,
+  type CheckName,
+  type CheckResult,
+  type VerifyContext,
+  type VerifyOptions,
+} from './types.js';
 
 /** ADR 0002 Job name: `ivo-verify-<vm>-<random>`, a DNS-1123 label (≤ 63 chars). */
 export function verificationJobName(vmName: string, suffix: string): string {
-  const vm = vmName.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'vm';
+  const vm =
+    vmName
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+|-+$/g, '') || 'vm';
   const tail = `-${suffix}`;
   return `ivo-verify-${vm}`.slice(0, 63 - tail.length).replace(/-+$/, '') + tail;
 }
@@ -53,7 +64,11 @@ async function runScript(ctx: VerifyContext, script: string, timeoutMs: number):
     const output = parseScriptOutput(result.stdout);
     if (output.sections.size === 0 && Object.keys(output.tools).length === 0) {
       const stderr = scrubSecrets(result.stderr.trim().split('\n').slice(-3).join(' | '), ctx.secretValues);
-      return { ok: false, error: `script exited ${result.code} without output${stderr ? `: ${stderr}` : ''}`, durationMs: now() - started };
+      return {
+        ok: false,
+        error: `script exited ${result.code} without output${stderr ? `: ${stderr}` : ''}`,
+        durationMs: now() - started,
+      };
     }
     return { ok: true, output, durationMs: now() - started };
   } catch (err) {
@@ -66,7 +81,10 @@ async function isStrict(ctx: VerifyContext): Promise<{ strict: boolean; note: st
   if (ctx.peerAuthentication === 'permissive') return { strict: false, note: 'peer-authentication: permissive' };
   if (!ctx.meshProbe.peerAuthenticationMode) return { strict: false, note: 'PeerAuthentication mode unknown' };
   try {
-    const mode = await ctx.meshProbe.peerAuthenticationMode({ namespace: ctx.group.namespace, labels: ctx.group.labels });
+    const mode = await ctx.meshProbe.peerAuthenticationMode({
+      namespace: ctx.group.namespace,
+      labels: ctx.group.labels,
+    });
     return { strict: mode === 'STRICT', note: `PeerAuthentication on the cluster: ${mode}` };
   } catch (err) {
     return { strict: false, note: `PeerAuthentication mode unreadable: ${(err as Error).message}` };
@@ -77,7 +95,12 @@ function acceptsPlaintext(job: VerificationJobResult | { error: string }): job i
   return !('error' in job) && answeredPlaintextCalls(job) > 0;
 }
 
-async function runJob(ctx: VerifyContext, options: VerifyOptions, url: string, injectSidecar: boolean): Promise<VerificationJobResult | { error: string }> {
+async function runJob(
+  ctx: VerifyContext,
+  options: VerifyOptions,
+  url: string,
+  injectSidecar: boolean,
+): Promise<VerificationJobResult | { error: string }> {
   try {
     return await ctx.meshProbe.runVerificationJob({
       namespace: ctx.group.namespace,
@@ -100,7 +123,15 @@ export async function verifyVm(ctx: VerifyContext): Promise<CheckResult[]> {
 
   const vmSide: VmSideProgress = {};
   const workloadEntry = checkWorkloadEntry(ctx, options, vmSide).catch((err: unknown) =>
-    failResult(ctx, 'workload-entry', `check crashed: ${(err as Error).message}`, 'we-read-failed', { detail: (err as Error).message }, [], 0),
+    failResult(
+      ctx,
+      'workload-entry',
+      `check crashed: ${(err as Error).message}`,
+      'we-read-failed',
+      { detail: (err as Error).message },
+      [],
+      0,
+    ),
   );
 
   // The mesh's mTLS mode (PeerAuthentication reads) is asked now, alongside round trip 1.
@@ -115,8 +146,16 @@ export async function verifyVm(ctx: VerifyContext): Promise<CheckResult[]> {
   results.set('sidecar-running', running);
 
   if (running.status !== 'pass' || !probe.ok) {
-    const reason = probe.ok ? 'the sidecar is not running (see sidecar-running)' : 'the checks could not run on the VM (see sidecar-running)';
-    for (const name of ['sidecar-ready', 'xds-connected', 'workload-certificate', 'vm-to-mesh', 'mesh-to-vm-mtls'] as const) {
+    const reason = probe.ok
+      ? 'the sidecar is not running (see sidecar-running)'
+      : 'the checks could not run on the VM (see sidecar-running)';
+    for (const name of [
+      'sidecar-ready',
+      'xds-connected',
+      'workload-certificate',
+      'vm-to-mesh',
+      'mesh-to-vm-mtls',
+    ] as const) {
       results.set(name, skippedResult(ctx, name, reason));
     }
   } else {
@@ -151,7 +190,14 @@ export async function verifyVm(ctx: VerifyContext): Promise<CheckResult[]> {
       const earlierPlaintextJobs: VerificationJobResult[] = [];
       let plaintextJob = firstPlaintextJob;
       const sleep = ctx.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
-      for (let pauseMs = 1000; target && plaintextJob && acceptsPlaintext(plaintextJob) && now() + pauseMs <= started + options.policyPropagationMs; pauseMs *= 2) {
+      for (
+        let pauseMs = 1000;
+        target &&
+        plaintextJob &&
+        acceptsPlaintext(plaintextJob) &&
+        now() + pauseMs <= started + options.policyPropagationMs;
+        pauseMs *= 2
+      ) {
         earlierPlaintextJobs.push(plaintextJob);
         await sleep(pauseMs);
         plaintextJob = await runJob(ctx, options, target.url, false);
@@ -166,20 +212,44 @@ export async function verifyVm(ctx: VerifyContext): Promise<CheckResult[]> {
           readPrometheus: !!target,
           verifyUrl: ctx.verifyUrl,
           vmToMeshTimeoutMs: options.vmToMeshTimeoutMs,
-          ...(startMs !== undefined ? { restartWindow: { windowMs: options.restartWindowMs, probeStartMs: startMs } } : {}),
+          ...(startMs !== undefined
+            ? { restartWindow: { windowMs: options.restartWindowMs, probeStartMs: startMs } }
+            : {}),
         }),
         options.vmToMeshTimeoutMs + options.restartWindowMs + 20_000,
       );
       results.set('sidecar-running', checkSidecarRunning(ctx, probe, followUp));
       if (!followUp.ok) {
         const evidence = [followUp.error];
-        results.set('vm-to-mesh', failResult(ctx, 'vm-to-mesh', `could not run the request on the VM: ${followUp.error}`, 'probe-failed', { detail: followUp.error }, evidence, followUp.durationMs));
+        results.set(
+          'vm-to-mesh',
+          failResult(
+            ctx,
+            'vm-to-mesh',
+            `could not run the request on the VM: ${followUp.error}`,
+            'probe-failed',
+            { detail: followUp.error },
+            evidence,
+            followUp.durationMs,
+          ),
+        );
       } else {
         results.set('vm-to-mesh', checkVmToMesh(ctx, followUp.output, followUp.durationMs));
       }
 
       if (!target || !mtlsJob) {
-        results.set('mesh-to-vm-mtls', failResult(ctx, 'mesh-to-vm-mtls', `no target for the mesh client: ${targetError}`, 'mtls-calls-failed', { target: '(none)', detail: targetError, address: ctx.workloadAddress }, [], 0));
+        results.set(
+          'mesh-to-vm-mtls',
+          failResult(
+            ctx,
+            'mesh-to-vm-mtls',
+            `no target for the mesh client: ${targetError}`,
+            'mtls-calls-failed',
+            { target: '(none)', detail: targetError, address: ctx.workloadAddress },
+            [],
+            0,
+          ),
+        );
       } else {
         const evidence: MtlsEvidence = { target, strict, mtlsJob, image: ctx.verifyClientImage };
         const before = output.sections.get('prometheus');

@@ -16,7 +16,8 @@
 export const UNIT_NAME = 'istio';
 /** How long readiness is polled at readyPollMs before slowing to once a second. */
 const READY_FAST_MS = 5_000;
-const STATS_FILTER = '^(cluster\\.xds-grpc|cluster_manager\\.cds|listener_manager\\.lds|server\\.state|listener_manager\\.workers_started)';
+const STATS_FILTER =
+  '^(cluster\\.xds-grpc|cluster_manager\\.cds|listener_manager\\.lds|server\\.state|listener_manager\\.workers_started)';
 
 /** Envoy admin / agent URLs the probe reads (localhost on the VM). */
 export const PROBE_URLS = {
@@ -156,8 +157,12 @@ export function buildProbeScript(o: ProbeScriptOptions & { deferWindowWhenReady?
   // second or two), then every second: each failed probe writes a line to the agent's log.
   const fastMs = Math.min(READY_FAST_MS, o.readyTimeoutMs);
   const slowPollMs = Math.max(o.readyPollMs, 1000);
-  const readyAttempts =
-    Math.max(1, Math.ceil(fastMs / Math.max(100, o.readyPollMs)) + Math.ceil(Math.max(0, o.readyTimeoutMs - fastMs) / slowPollMs) + 1);
+  const readyAttempts = Math.max(
+    1,
+    Math.ceil(fastMs / Math.max(100, o.readyPollMs)) +
+      Math.ceil(Math.max(0, o.readyTimeoutMs - fastMs) / slowPollMs) +
+      1,
+  );
   return (
     PRELUDE +
     unitFunctions(unit) +
@@ -231,7 +236,10 @@ export function buildFollowUpScript(o: FollowUpScriptOptions): string {
   if (o.restartWindow) {
     // Last: whatever the calls above took already counts toward the window.
     const unit = shellQuote(UNIT_NAME);
-    script += unitFunctions(unit) + `ivo_start=${Math.max(0, Math.floor(o.restartWindow.probeStartMs))}\n` + windowBlock(unit, o.restartWindow.windowMs);
+    script +=
+      unitFunctions(unit) +
+      `ivo_start=${Math.max(0, Math.floor(o.restartWindow.probeStartMs))}\n` +
+      windowBlock(unit, o.restartWindow.windowMs);
   }
   return script;
 }

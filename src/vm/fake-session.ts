@@ -36,7 +36,9 @@ export function protocolLines(values: Record<string, string | string[]>, encoded
   const lines: string[] = [];
   for (const [key, value] of Object.entries(values)) {
     for (const item of Array.isArray(value) ? value : [value]) {
-      lines.push(encoded.includes(key) ? `@@ivo64 ${key} ${Buffer.from(item).toString('base64')}` : `@@ivo ${key} ${item}`);
+      lines.push(
+        encoded.includes(key) ? `@@ivo64 ${key} ${Buffer.from(item).toString('base64')}` : `@@ivo ${key} ${item}`,
+      );
     }
   }
   return `${lines.join('\n')}\n`;

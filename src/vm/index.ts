@@ -2,7 +2,14 @@
 export type { ExecOptions, ExecResult, SessionCounters, VmSession } from './session.js';
 export { VmConnectionError } from './session.js';
 export { connectVm, type ConnectVmOptions } from './ssh-session.js';
-export { ISTIO_PATHS, ONBOARD_PATHS, MANAGED_FILES, TOKEN_RESTORE_DROP_IN, HOSTS_BEGIN_MARKER, HOSTS_END_MARKER } from './paths.js';
+export {
+  ISTIO_PATHS,
+  ONBOARD_PATHS,
+  MANAGED_FILES,
+  TOKEN_RESTORE_DROP_IN,
+  HOSTS_BEGIN_MARKER,
+  HOSTS_END_MARKER,
+} from './paths.js';
 export {
   inspectVm,
   assertPreflight,

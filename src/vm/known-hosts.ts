@@ -101,7 +101,10 @@ function hashedMatches(pattern: string, name: string): boolean {
 }
 
 function globMatches(glob: string, text: string): boolean {
-  const source = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const source = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${source}$`).test(text);
 }
 

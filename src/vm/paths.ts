@@ -52,13 +52,53 @@ export interface ManagedFile {
 
 /** The plain files we place (the hosts block is handled separately). */
 export const MANAGED_FILES: readonly ManagedFile[] = [
-  { key: 'rootCert', staged: 'root-cert.pem', path: ISTIO_PATHS.rootCert, owner: 'istio-proxy', mode: '0644', restarts: true, secret: false },
-  { key: 'clusterEnv', staged: 'cluster.env', path: ISTIO_PATHS.clusterEnv, owner: 'istio-proxy', mode: '0644', restarts: true, secret: false },
-  { key: 'meshConfig', staged: 'mesh', path: ISTIO_PATHS.meshConfig, owner: 'istio-proxy', mode: '0644', restarts: true, secret: false },
+  {
+    key: 'rootCert',
+    staged: 'root-cert.pem',
+    path: ISTIO_PATHS.rootCert,
+    owner: 'istio-proxy',
+    mode: '0644',
+    restarts: true,
+    secret: false,
+  },
+  {
+    key: 'clusterEnv',
+    staged: 'cluster.env',
+    path: ISTIO_PATHS.clusterEnv,
+    owner: 'istio-proxy',
+    mode: '0644',
+    restarts: true,
+    secret: false,
+  },
+  {
+    key: 'meshConfig',
+    staged: 'mesh',
+    path: ISTIO_PATHS.meshConfig,
+    owner: 'istio-proxy',
+    mode: '0644',
+    restarts: true,
+    secret: false,
+  },
   // A fresh bootstrap token every run must not restart a healthy sidecar (it already holds its
   // certificate); pilot-agent reads the file again when it needs it, and the unit restores it on start.
-  { key: 'token', staged: 'istio-token', path: ONBOARD_PATHS.persistentToken, owner: 'istio-proxy', mode: '0600', restarts: false, secret: true },
-  { key: 'dropIn', staged: 'dropin.conf', path: ONBOARD_PATHS.dropIn, owner: 'root', mode: '0644', restarts: true, secret: false },
+  {
+    key: 'token',
+    staged: 'istio-token',
+    path: ONBOARD_PATHS.persistentToken,
+    owner: 'istio-proxy',
+    mode: '0600',
+    restarts: false,
+    secret: true,
+  },
+  {
+    key: 'dropIn',
+    staged: 'dropin.conf',
+    path: ONBOARD_PATHS.dropIn,
+    owner: 'root',
+    mode: '0644',
+    restarts: true,
+    secret: false,
+  },
 ];
 
 /** Paths the package or our placement create; offboard removes those that did not exist before the first onboarding. */

@@ -14,7 +14,13 @@ import {
 } from './known-hosts.js';
 import { describePrivateKey } from './private-key.js';
 import { shQuote } from './scripts/shell.js';
-import { VmConnectionError, type ExecOptions, type ExecResult, type SessionCounters, type VmSession } from './session.js';
+import {
+  VmConnectionError,
+  type ExecOptions,
+  type ExecResult,
+  type SessionCounters,
+  type VmSession,
+} from './session.js';
 
 export interface ConnectVmOptions {
   vm: VmSpec;
@@ -65,10 +71,14 @@ export async function connectVm(options: ConnectVmOptions): Promise<VmSession> {
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
       const connections = await openChain(options, counters);
-      return new SshVmSession(target, connections, counters, options.execTimeoutMs ?? 600_000, () => openChain(options, counters));
+      return new SshVmSession(target, connections, counters, options.execTimeoutMs ?? 600_000, () =>
+        openChain(options, counters),
+      );
     } catch (error) {
       lastError =
-        error instanceof VmConnectionError ? error : new VmConnectionError(`SSH to ${target} failed: ${String(error)}`, 'other');
+        error instanceof VmConnectionError
+          ? error
+          : new VmConnectionError(`SSH to ${target} failed: ${String(error)}`, 'other');
       if (!RETRIABLE.has(lastError.kind) || attempt === attempts) break;
       await new Promise((resolve) => setTimeout(resolve, backoff * 2 ** (attempt - 1)));
     }
@@ -106,7 +116,12 @@ async function openChain(options: ConnectVmOptions, counters: SessionCounters): 
   }
 }
 
-async function openHop(hop: Hop, options: ConnectVmOptions, counters: SessionCounters, sock?: unknown): Promise<NodeSSH> {
+async function openHop(
+  hop: Hop,
+  options: ConnectVmOptions,
+  counters: SessionCounters,
+  sock?: unknown,
+): Promise<NodeSSH> {
   const { endpoint } = hop;
   const where = `${endpoint.host}:${endpoint.port}`;
   const pinned = hostKeysFor(options.knownHosts, endpoint.host, endpoint.port);
@@ -188,13 +203,22 @@ async function openHop(hop: Hop, options: ConnectVmOptions, counters: SessionCou
   return ssh;
 }
 
-function mapConnectError(error: unknown, hop: Hop, options: ConnectVmOptions, readyTimeoutMs: number): VmConnectionError {
+function mapConnectError(
+  error: unknown,
+  hop: Hop,
+  options: ConnectVmOptions,
+  readyTimeoutMs: number,
+): VmConnectionError {
   const { endpoint } = hop;
   const where = `${endpoint.host}:${endpoint.port}`;
   const err = error as { message?: string; code?: string; level?: string };
   const message = err.message ?? String(error);
   const code = err.code ?? '';
-  if (/encrypted private|passphrase|cannot parse privatekey|unsupported key format|bad decrypt|integrity check failed/i.test(message)) {
+  if (
+    /encrypted private|passphrase|cannot parse privatekey|unsupported key format|bad decrypt|integrity check failed/i.test(
+      message,
+    )
+  ) {
     const encrypted = /encrypted/i.test(message) && !options.passphrase;
     return new VmConnectionError(
       encrypted
@@ -221,7 +245,10 @@ function mapConnectError(error: unknown, hop: Hop, options: ConnectVmOptions, re
     );
   }
   if (code === 'ETIMEDOUT' && /no response/i.test(message)) {
-    return new VmConnectionError(`SSH connection to ${where} (${hop.label}) closed before it was ready: ${message}`, 'connection-lost');
+    return new VmConnectionError(
+      `SSH connection to ${where} (${hop.label}) closed before it was ready: ${message}`,
+      'connection-lost',
+    );
   }
   if (code === 'ETIMEDOUT' || /timed out/i.test(message)) {
     return new VmConnectionError(
@@ -231,10 +258,17 @@ function mapConnectError(error: unknown, hop: Hop, options: ConnectVmOptions, re
     );
   }
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
-    return new VmConnectionError(`no route to ${where} (${hop.label}): ${code}`, 'unreachable', 'check the address and the runner\'s network');
+    return new VmConnectionError(
+      `no route to ${where} (${hop.label}): ${code}`,
+      'unreachable',
+      "check the address and the runner's network",
+    );
   }
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return new VmConnectionError(`cannot resolve ${endpoint.host} (${hop.label}): ${code}`, code === 'EAI_AGAIN' ? 'unreachable' : 'dns');
+    return new VmConnectionError(
+      `cannot resolve ${endpoint.host} (${hop.label}): ${code}`,
+      code === 'EAI_AGAIN' ? 'unreachable' : 'dns',
+    );
   }
   if (code === 'ECONNRESET' || code === 'EPIPE' || /closed|reset|disconnect/i.test(message)) {
     return new VmConnectionError(`SSH connection to ${where} (${hop.label}) was cut: ${message}`, 'connection-lost');
@@ -284,7 +318,12 @@ class SshVmSession implements VmSession {
     try {
       return await this.execOnce(script, options);
     } catch (error) {
-      if (!(error instanceof VmConnectionError) || error.kind !== 'connection-lost' || this.closed || this.reconnects >= MAX_RECONNECTS) {
+      if (
+        !(error instanceof VmConnectionError) ||
+        error.kind !== 'connection-lost' ||
+        this.closed ||
+        this.reconnects >= MAX_RECONNECTS
+      ) {
         throw error;
       }
       this.reconnects += 1;
@@ -301,7 +340,9 @@ class SshVmSession implements VmSession {
   private execOnce(script: string, options: ExecOptions): Promise<ExecResult> {
     const command = `exec /bin/sh -c ${shQuote(script)}`;
     if (Buffer.byteLength(command) > MAX_COMMAND_BYTES) {
-      return Promise.reject(new Error(`script for ${this.target} is too long (${Buffer.byteLength(command)} bytes); send data on stdin`));
+      return Promise.reject(
+        new Error(`script for ${this.target} is too long (${Buffer.byteLength(command)} bytes); send data on stdin`),
+      );
     }
     const connection = this.connections[0]?.connection as unknown as Ssh2Client | null | undefined;
     if (this.closed || !connection) {
@@ -327,9 +368,21 @@ class SshVmSession implements VmSession {
         else resolve(result!);
       };
       const onConnectionError = (...args: unknown[]): void =>
-        finish(new VmConnectionError(`the SSH connection to ${this.target} failed during a remote script: ${(args[0] as Error)?.message ?? 'error'}`, 'connection-lost', LOST_HINT));
+        finish(
+          new VmConnectionError(
+            `the SSH connection to ${this.target} failed during a remote script: ${(args[0] as Error)?.message ?? 'error'}`,
+            'connection-lost',
+            LOST_HINT,
+          ),
+        );
       const onConnectionClose = (): void =>
-        finish(new VmConnectionError(`the SSH connection to ${this.target} was lost during a remote script`, 'connection-lost', LOST_HINT));
+        finish(
+          new VmConnectionError(
+            `the SSH connection to ${this.target} was lost during a remote script`,
+            'connection-lost',
+            LOST_HINT,
+          ),
+        );
       const timer = setTimeout(() => {
         try {
           channel?.signal('KILL');
@@ -350,7 +403,12 @@ class SshVmSession implements VmSession {
       try {
         connection.exec(command, (error, opened) => {
           if (error) {
-            finish(new VmConnectionError(`cannot start a remote script on ${this.target}: ${error.message}`, 'connection-lost'));
+            finish(
+              new VmConnectionError(
+                `cannot start a remote script on ${this.target}: ${error.message}`,
+                'connection-lost',
+              ),
+            );
             return;
           }
           channel = opened;
@@ -361,7 +419,13 @@ class SshVmSession implements VmSession {
           });
           opened.on('close', () => {
             if (exitCode === undefined) {
-              finish(new VmConnectionError(`the remote script on ${this.target} ended without an exit status (connection cut?)`, 'connection-lost', LOST_HINT));
+              finish(
+                new VmConnectionError(
+                  `the remote script on ${this.target} ended without an exit status (connection cut?)`,
+                  'connection-lost',
+                  LOST_HINT,
+                ),
+              );
               return;
             }
             finish(undefined, {
@@ -373,7 +437,12 @@ class SshVmSession implements VmSession {
           opened.end(stdin);
         });
       } catch (error) {
-        finish(new VmConnectionError(`cannot start a remote script on ${this.target}: ${(error as Error).message}`, 'connection-lost'));
+        finish(
+          new VmConnectionError(
+            `cannot start a remote script on ${this.target}: ${(error as Error).message}`,
+            'connection-lost',
+          ),
+        );
       }
     });
   }

@@ -13,7 +13,8 @@ const BLOCK = 512;
 export function createTar(entries: TarEntry[]): Buffer {
   const parts: Buffer[] = [];
   for (const entry of entries) {
-    if (!/^[A-Za-z0-9._-]{1,99}$/.test(entry.name)) throw new Error(`tar: unsupported entry name ${JSON.stringify(entry.name)}`);
+    if (!/^[A-Za-z0-9._-]{1,99}$/.test(entry.name))
+      throw new Error(`tar: unsupported entry name ${JSON.stringify(entry.name)}`);
     parts.push(header(entry), entry.data);
     const padding = (BLOCK - (entry.data.length % BLOCK)) % BLOCK;
     if (padding) parts.push(Buffer.alloc(padding));

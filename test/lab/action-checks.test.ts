@@ -61,8 +61,12 @@ function expectStoppedInInspectFor15012(r: ActionRun, vm: VmName): void {
   const report = vmOf(r.report, vm);
   expect(report.steps.map((s) => `${s.name}:${s.status}`)).toEqual(['connect:ok', 'inspect:failed']);
   expect(report.error?.step).toBe('inspect');
-  expect(report.error?.message).toMatch(/10\.233\.\d+\.1:15012 is not reachable from the VM: no answer within \d+s \(dropped by a firewall\?\)/);
-  expect(report.error?.hint).toMatch(/open the path from the VM to 10\.233\.\d+\.1:15012 \(east-west gateway Service, security group \/ firewall\)/);
+  expect(report.error?.message).toMatch(
+    /10\.233\.\d+\.1:15012 is not reachable from the VM: no answer within \d+s \(dropped by a firewall\?\)/,
+  );
+  expect(report.error?.hint).toMatch(
+    /open the path from the VM to 10\.233\.\d+\.1:15012 \(east-west gateway Service, security group \/ firewall\)/,
+  );
   expect(report.tokenExpiresAt).toBeUndefined();
   expect(r.summary).toContain(`#### \`${vm}\``);
   expect(r.summary).toContain(`- **inspect**: ${escapeCell(report.error!.message)}`);
@@ -84,8 +88,17 @@ const escapeCell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n'
 
 /** A clean verify run: exit 0, every VM reported as verified with all seven checks passing. */
 function expectCleanRun(r: ActionRun): void {
-  const all = r.report?.vms.map((vm) => `${vm.name}: ${vm.outcome}; ${checkLines(vm.checks).filter((l) => !l.endsWith(': pass')).join('; ')}`);
-  expect({ code: r.code, failed: r.outputs.failed, vms: all }).toEqual({ code: 0, failed: '', vms: VMS.map((vm) => `${vm}: verified; `) });
+  const all = r.report?.vms.map(
+    (vm) =>
+      `${vm.name}: ${vm.outcome}; ${checkLines(vm.checks)
+        .filter((l) => !l.endsWith(': pass'))
+        .join('; ')}`,
+  );
+  expect({ code: r.code, failed: r.outputs.failed, vms: all }).toEqual({
+    code: 0,
+    failed: '',
+    vms: VMS.map((vm) => `${vm}: verified; `),
+  });
   for (const vm of VMS) expectAllPass(r, vm);
 }
 
@@ -163,7 +176,9 @@ async function onVm(vm: VmName, script: string, timeoutMs = 45_000): Promise<str
 
 async function unitState(vm: VmName): Promise<Record<string, string>> {
   const out = await onVm(vm, 'systemctl show -p ActiveState -p SubState -p MainPID -p NRestarts istio');
-  return Object.fromEntries(out.split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+  return Object.fromEntries(
+    out.split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
 }
 
 /** Waits (≤ ~30 s) until the sidecar answers /healthz/ready 200 and holds its xDS connection. */
@@ -188,10 +203,13 @@ echo "ready=$c xds_active=\${a:-0}"`,
  */
 async function restartSidecar(vm: VmName): Promise<void> {
   const before = (await unitState(vm)).MainPID;
-  const r = await run([...sshArgs(state, vm), "sudo -n sh -c 'setsid systemctl restart istio </dev/null >/dev/null 2>&1 &'"], {
-    allowFailure: true,
-    timeoutMs: 20_000,
-  });
+  const r = await run(
+    [...sshArgs(state, vm), "sudo -n sh -c 'setsid systemctl restart istio </dev/null >/dev/null 2>&1 &'"],
+    {
+      allowFailure: true,
+      timeoutMs: 20_000,
+    },
+  );
   expect(`ssh ${vm} restart: exit ${r.code} ${r.stderr.trim()}`).toBe(`ssh ${vm} restart: exit 0 `);
   const out = await onVm(
     vm,
@@ -213,7 +231,10 @@ interface WorkloadEntryView {
 }
 
 async function workloadEntryOf(vm: VmName): Promise<WorkloadEntryView | undefined> {
-  const r = await run(['kubectl', '--kubeconfig', state.files.kubeconfig!, '-n', NAMESPACE, 'get', 'workloadentries', '-o', 'json'], { timeoutMs: 20_000 });
+  const r = await run(
+    ['kubectl', '--kubeconfig', state.files.kubeconfig!, '-n', NAMESPACE, 'get', 'workloadentries', '-o', 'json'],
+    { timeoutMs: 20_000 },
+  );
   const items = (JSON.parse(r.stdout) as { items: WorkloadEntryView[] }).items;
   return items.find((we) => we.spec.address === findVm(state, vm).ip);
 }
@@ -233,7 +254,8 @@ find /etc/certs /etc/istio /var/lib/istio /var/lib/istio-vm-onboard /var/run/sec
   );
 }
 
-const healthOf = (we: WorkloadEntryView | undefined) => (we ? (we.status?.conditions?.find((c) => c.type === 'Healthy')?.status ?? 'none') : 'absent');
+const healthOf = (we: WorkloadEntryView | undefined) =>
+  we ? (we.status?.conditions?.find((c) => c.type === 'Healthy')?.status ?? 'none') : 'absent';
 
 /** Polls the VM's WorkloadEntry until its Healthy condition is `want` ('True', 'False' or 'absent'); bounded. */
 async function waitWorkloadEntry(vm: VmName, want: 'True' | 'False' | 'absent', timeoutMs = 30_000): Promise<void> {
@@ -260,7 +282,11 @@ const ipOf = (vm: VmName) => findVm(state, vm).ip.replace(/\./g, '\\.');
 describe('verification through dist/ in a 3-VM lab', () => {
   it('onboards 3 VMs (STRICT PeerAuthentication) and every VM passes all seven checks', async () => {
     const r = await action({ mode: 'onboard', 'peer-authentication': 'strict' });
-    expect({ code: r.code, failed: r.outputs.failed, onboarded: r.outputs.onboarded }).toEqual({ code: 0, failed: '', onboarded: 'vm1,vm2,vm3' });
+    expect({ code: r.code, failed: r.outputs.failed, onboarded: r.outputs.onboarded }).toEqual({
+      code: 0,
+      failed: '',
+      onboarded: 'vm1,vm2,vm3',
+    });
     for (const vm of VMS) {
       expect(vmOf(r.report, vm).outcome).toBe('installed');
       expectAllPass(r, vm);
@@ -274,7 +300,10 @@ describe('verification through dist/ in a 3-VM lab', () => {
     await fault('fault', 'kube-403');
     try {
       const r = await verify();
-      expectFatalBeforeVms(r, /the credentials lack \d+ permissions this run needs:[\s\S]*get configmaps in namespace "vm-app"[\s\S]*list workloadentries\.networking\.istio\.io in namespace "vm-app"/);
+      expectFatalBeforeVms(
+        r,
+        /the credentials lack \d+ permissions this run needs:[\s\S]*get configmaps in namespace "vm-app"[\s\S]*list workloadentries\.networking\.istio\.io in namespace "vm-app"/,
+      );
     } finally {
       await fault('heal', 'kube-403');
     }
@@ -284,7 +313,10 @@ describe('verification through dist/ in a 3-VM lab', () => {
     await fault('fault', 'kube-500');
     try {
       const r = await verify();
-      expectFatalBeforeVms(r, /^Kubernetes API https:\/\/127\.0\.0\.1:\d+ answered 500 after 4 attempts for POST \/apis\/authorization\.k8s\.io\/v1\/selfsubject(access|rules)reviews/);
+      expectFatalBeforeVms(
+        r,
+        /^Kubernetes API https:\/\/127\.0\.0\.1:\d+ answered 500 after 4 attempts for POST \/apis\/authorization\.k8s\.io\/v1\/selfsubject(access|rules)reviews/,
+      );
     } finally {
       await fault('heal', 'kube-500');
     }
@@ -296,11 +328,18 @@ describe('verification through dist/ in a 3-VM lab', () => {
       const r = await verify({ 'peer-authentication': 'strict' });
       // vm2 and vm3 pass everything: the API faults before touched nothing.
       expectFailedRun(r, ['vm1']);
-      const c = expectCheckFails(r, 'vm1', 'mesh-to-vm-mtls', 'plaintext-accepted', /plaintext accepted: PeerAuthentication not STRICT/);
+      const c = expectCheckFails(
+        r,
+        'vm1',
+        'mesh-to-vm-mtls',
+        'plaintext-accepted',
+        /plaintext accepted: PeerAuthentication not STRICT/,
+      );
       expect(c.summary).toMatch(/^plaintext accepted: 3 of 3 plaintext calls answered under STRICT/);
       // The mTLS part itself passed: the calls did arrive over mutual TLS.
       expect(c.evidence.join('\n')).toMatch(/connection_security_policy="mutual_tls"\}: \d+ → \d+ \(\+3\)/);
-      for (const name of CHECK_NAMES.filter((n) => n !== 'mesh-to-vm-mtls')) expect(checkOf(r, 'vm1', name).status).toBe('pass');
+      for (const name of CHECK_NAMES.filter((n) => n !== 'mesh-to-vm-mtls'))
+        expect(checkOf(r, 'vm1', name).status).toBe('pass');
     } finally {
       await fault('heal', 'plaintext-accepted', 'vm1');
     }
@@ -311,8 +350,16 @@ describe('verification through dist/ in a 3-VM lab', () => {
     try {
       const r = await verify();
       expectFailedRun(r, ['vm2']); // vm1 healed by the previous case
-      const c = expectCheckFails(r, 'vm2', 'vm-to-mesh', 'dns-capture-off', /could not resolve echo\.mesh-test\.svc\.cluster\.local[\s\S]*DNS capture is off or broken/);
-      expect(c.evidence.join('\n')).toMatch(/getent hosts echo\.mesh-test\.svc\.cluster\.local → exit \d+ \(not resolved\)/);
+      const c = expectCheckFails(
+        r,
+        'vm2',
+        'vm-to-mesh',
+        'dns-capture-off',
+        /could not resolve echo\.mesh-test\.svc\.cluster\.local[\s\S]*DNS capture is off or broken/,
+      );
+      expect(c.evidence.join('\n')).toMatch(
+        /getent hosts echo\.mesh-test\.svc\.cluster\.local → exit \d+ \(not resolved\)/,
+      );
     } finally {
       await fault('heal', 'dns-capture-broken', 'vm2');
     }
@@ -331,8 +378,20 @@ describe('verification through dist/ in a 3-VM lab', () => {
       expect(`vm3 ${st.SubState}`).toBe('vm3 auto-restart');
       const r = await verify();
       expectFailedRun(r, ['vm3']); // vm2 healed by the previous case
-      expectCheckFails(r, 'vm3', 'sidecar-running', 'crash-loop', /crash-looping[\s\S]*systemd restarted it [1-9]\d* time\(s\)[\s\S]*the log shows: .*(Envoy exited with error|failed to start envoy)/);
-      for (const name of ['sidecar-ready', 'xds-connected', 'workload-certificate', 'vm-to-mesh', 'mesh-to-vm-mtls'] as const) {
+      expectCheckFails(
+        r,
+        'vm3',
+        'sidecar-running',
+        'crash-loop',
+        /crash-looping[\s\S]*systemd restarted it [1-9]\d* time\(s\)[\s\S]*the log shows: .*(Envoy exited with error|failed to start envoy)/,
+      );
+      for (const name of [
+        'sidecar-ready',
+        'xds-connected',
+        'workload-certificate',
+        'vm-to-mesh',
+        'mesh-to-vm-mtls',
+      ] as const) {
         expect(checkOf(r, 'vm3', name).status).toBe('skipped');
       }
     } finally {
@@ -349,8 +408,22 @@ describe('verification through dist/ in a 3-VM lab', () => {
       await waitWorkloadEntry('vm1', 'False');
       const r = await verify();
       expectFailedRun(r, ['vm1']); // vm3 healed by the previous case
-      expectCheckFails(r, 'vm1', 'workload-entry', 'we-unhealthy', new RegExp(`app-${ipOf('vm1')} is not Healthy[\\s\\S]*connection refused[\\s\\S]*the application is down[\\s\\S]*port 8080`));
-      expectCheckFails(r, 'vm1', 'mesh-to-vm-mtls', 'mtls-calls-failed', /0 of 3 calls succeeded, codes 503 503 503[\s\S]*application down/);
+      expectCheckFails(
+        r,
+        'vm1',
+        'workload-entry',
+        'we-unhealthy',
+        new RegExp(
+          `app-${ipOf('vm1')} is not Healthy[\\s\\S]*connection refused[\\s\\S]*the application is down[\\s\\S]*port 8080`,
+        ),
+      );
+      expectCheckFails(
+        r,
+        'vm1',
+        'mesh-to-vm-mtls',
+        'mtls-calls-failed',
+        /0 of 3 calls succeeded, codes 503 503 503[\s\S]*application down/,
+      );
       expect(checkOf(r, 'vm1', 'sidecar-ready').status).toBe('pass');
     } finally {
       await fault('heal', 'app-down', 'vm1');
@@ -367,7 +440,15 @@ describe('verification through dist/ in a 3-VM lab', () => {
       await waitWorkloadEntry('vm2', 'absent', 40_000);
       const r = await verify();
       expectFailedRun(r, ['vm2']); // vm1 healed by the previous case
-      expectCheckFails(r, 'vm2', 'workload-entry', 'we-autoregistration-off', new RegExp(`no WorkloadEntry for ${ipOf('vm2')}[\\s\\S]*PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false on istiod`));
+      expectCheckFails(
+        r,
+        'vm2',
+        'workload-entry',
+        'we-autoregistration-off',
+        new RegExp(
+          `no WorkloadEntry for ${ipOf('vm2')}[\\s\\S]*PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false on istiod`,
+        ),
+      );
       // verify reports it per VM instead of refusing to run; the cluster preflight names it as a warning.
       expect(r.report?.warnings.join('\n')).toMatch(/PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false/);
       expect(r.summary).toContain('### Warnings');
@@ -389,9 +470,23 @@ describe('verification through dist/ in a 3-VM lab', () => {
       for (const vm of ['vm1', 'vm3'] as const) {
         expect(checkOf(r, vm, 'sidecar-ready').summary).toMatch(/(over|for) 1[234]\.\d s\b/);
       }
-      expectCheckFails(r, 'vm3', 'sidecar-ready', 'port-15012-blocked', /503[\s\S]*15012 unreachable from VM \(connection timed out\)[\s\S]*open TCP 15012/);
-      expect(checkOf(r, 'vm3', 'sidecar-ready').evidence.join('\n')).toMatch(/dial tcp istiod\.istio-system\.svc:15012: i\/o timeout/);
-      expectCheckFails(r, 'vm1', 'sidecar-ready', 'token-rejected', /token rejected: istiod refused the bootstrap token \(audience must be istio-ca/);
+      expectCheckFails(
+        r,
+        'vm3',
+        'sidecar-ready',
+        'port-15012-blocked',
+        /503[\s\S]*15012 unreachable from VM \(connection timed out\)[\s\S]*open TCP 15012/,
+      );
+      expect(checkOf(r, 'vm3', 'sidecar-ready').evidence.join('\n')).toMatch(
+        /dial tcp istiod\.istio-system\.svc:15012: i\/o timeout/,
+      );
+      expectCheckFails(
+        r,
+        'vm1',
+        'sidecar-ready',
+        'token-rejected',
+        /token rejected: istiod refused the bootstrap token \(audience must be istio-ca/,
+      );
       expect(checkOf(r, 'vm1', 'sidecar-ready').evidence.join('\n')).toMatch(/Unauthenticated/);
       for (const vm of ['vm1', 'vm3'] as const) {
         expectCheckFails(r, vm, 'xds-connected', 'xds-not-connected', /upstream_cx_active = 0/);
@@ -420,7 +515,8 @@ describe('verification through dist/ in a 3-VM lab', () => {
       for (const vm of VMS) {
         expectCheckFails(r, vm, 'vm-to-mesh', 'mesh-service-http-error', /answered HTTP 503[\s\S]*mesh service down/);
         // Only the mesh service is down: everything about the VM itself still passes.
-        for (const name of CHECK_NAMES.filter((n) => n !== 'vm-to-mesh')) expect(`${vm} ${name} ${checkOf(r, vm, name).status}`).toBe(`${vm} ${name} pass`);
+        for (const name of CHECK_NAMES.filter((n) => n !== 'vm-to-mesh'))
+          expect(`${vm} ${name} ${checkOf(r, vm, name).status}`).toBe(`${vm} ${name} pass`);
       }
     } finally {
       await fault('heal', 'mesh-service-down');
@@ -433,11 +529,22 @@ describe('verification through dist/ in a 3-VM lab', () => {
       const r = await verify();
       expectFailedRun(r, [...VMS], { othersPass: false });
       for (const vm of VMS) {
-        const c = expectCheckFails(r, vm, 'workload-certificate', 'cert-root-mismatch', /does not chain to the root cert the action installed[\s\S]*istio-ca-root-cert changed/);
-        expect(c.evidence.join('\n')).toMatch(/\/etc\/certs\/root-cert\.pem on the VM differs from the mesh root cert \(istio-ca-root-cert\)/);
-        expect(c.hint).toMatch(/compare istio-ca-root-cert in namespace vm-app with \/etc\/certs\/root-cert\.pem on the VM; rerun onboard/);
+        const c = expectCheckFails(
+          r,
+          vm,
+          'workload-certificate',
+          'cert-root-mismatch',
+          /does not chain to the root cert the action installed[\s\S]*istio-ca-root-cert changed/,
+        );
+        expect(c.evidence.join('\n')).toMatch(
+          /\/etc\/certs\/root-cert\.pem on the VM differs from the mesh root cert \(istio-ca-root-cert\)/,
+        );
+        expect(c.hint).toMatch(
+          /compare istio-ca-root-cert in namespace vm-app with \/etc\/certs\/root-cert\.pem on the VM; rerun onboard/,
+        );
         // Everything else passes, vm-to-mesh included: the mesh service is back (previous case healed).
-        for (const name of CHECK_NAMES.filter((n) => n !== 'workload-certificate')) expect(`${vm} ${name} ${checkOf(r, vm, name).status}`).toBe(`${vm} ${name} pass`);
+        for (const name of CHECK_NAMES.filter((n) => n !== 'workload-certificate'))
+          expect(`${vm} ${name} ${checkOf(r, vm, name).status}`).toBe(`${vm} ${name} pass`);
       }
     } finally {
       await fault('heal', 'wrong-root-cert');
@@ -477,13 +584,27 @@ describe('verification through dist/ in a 3-VM lab', () => {
       await restartSidecar('vm2');
       const r = await verify();
       expectFailedRun(r, [...VMS], { othersPass: false });
-      expectCheckFails(r, 'vm2', 'sidecar-ready', 'istiod-refused', /config not received from XDS server[\s\S]*istiod refused the connection on 15012/);
+      expectCheckFails(
+        r,
+        'vm2',
+        'sidecar-ready',
+        'istiod-refused',
+        /config not received from XDS server[\s\S]*istiod refused the connection on 15012/,
+      );
       expect(checkOf(r, 'vm2', 'sidecar-ready').evidence.join('\n')).toMatch(/15012: connect: connection refused/);
-      for (const vm of VMS) expectCheckFails(r, vm, 'xds-connected', 'xds-not-connected', /no live connection to istiod[\s\S]*likely: istiod refused the connection on 15012/);
+      for (const vm of VMS)
+        expectCheckFails(
+          r,
+          vm,
+          'xds-connected',
+          'xds-not-connected',
+          /no live connection to istiod[\s\S]*likely: istiod refused the connection on 15012/,
+        );
       // The running sidecars keep their certificate and last config: only the xDS link is gone. Their
       // mesh-to-vm mTLS passes again: the trust domain is back (previous case healed).
       for (const vm of ['vm1', 'vm3'] as const) {
-        for (const name of CHECK_NAMES.filter((n) => n !== 'xds-connected')) expect(`${vm} ${name} ${checkOf(r, vm, name).status}`).toBe(`${vm} ${name} pass`);
+        for (const name of CHECK_NAMES.filter((n) => n !== 'xds-connected'))
+          expect(`${vm} ${name} ${checkOf(r, vm, name).status}`).toBe(`${vm} ${name} pass`);
       }
     } finally {
       await fault('heal', 'istiod-down');
@@ -494,8 +615,13 @@ describe('verification through dist/ in a 3-VM lab', () => {
 
   it('onboard with 15012 blocked on a new VM (vm2): vm2 fails in inspect with the 15012 hint before anything changes on it; vm1 and vm3 finish', async () => {
     // vm2 becomes a VM the inventory adds: offboard it alone (an inventory with just vm2).
-    const inventory = parseYaml(readFileSync(state.files.inventory, 'utf8')) as { groups: { vms: { name: string }[] }[] };
-    const onlyVm2 = { ...inventory, groups: inventory.groups.map((g) => ({ ...g, vms: g.vms.filter((v) => v.name === 'vm2') })) };
+    const inventory = parseYaml(readFileSync(state.files.inventory, 'utf8')) as {
+      groups: { vms: { name: string }[] }[];
+    };
+    const onlyVm2 = {
+      ...inventory,
+      groups: inventory.groups.map((g) => ({ ...g, vms: g.vms.filter((v) => v.name === 'vm2') })),
+    };
     const off = await action({ mode: 'offboard', inventory: toYaml(onlyVm2) });
     expect({ code: off.code, outcome: vmOf(off.report, 'vm2').outcome }).toEqual({ code: 0, outcome: 'offboarded' });
 
@@ -530,7 +656,9 @@ describe('verification through dist/ in a 3-VM lab', () => {
   // drop to the gateway would read as "reachable". inspect probes as istio-proxy, so it sees the block.
   it('onboard, 15012 blocked on a VM already onboarded (sidecar capturing): inspect still sees the block; nothing changes on it', async () => {
     // An inventory change that would otherwise update vm1 (a VM label: its cluster.env, and a restart).
-    const doc = parseYaml(readFileSync(state.files.inventory, 'utf8')) as { groups: { vms: { name: string; labels?: Record<string, string> }[] }[] };
+    const doc = parseYaml(readFileSync(state.files.inventory, 'utf8')) as {
+      groups: { vms: { name: string; labels?: Record<string, string> }[] }[];
+    };
     for (const vm of doc.groups[0]!.vms) if (vm.name === 'vm1') vm.labels = { zone: 'capture-test' };
     const inventory = toYaml(doc);
     const gateway = state.gatewayIP;
@@ -548,9 +676,12 @@ describe('verification through dist/ in a 3-VM lab', () => {
     try {
       // The trap: as root the capture hands the connection to Envoy, so the blocked port "answers";
       // as istio-proxy the firewall drop is what the VM really sees.
-      const probe = (as: string) => `${as}timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/15012"' probe ${gateway} 2>/dev/null; echo rc=$?`;
+      const probe = (as: string) =>
+        `${as}timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/15012"' probe ${gateway} 2>/dev/null; echo rc=$?`;
       expect(`root: ${await onVm('vm1', probe(''))}`).toBe('root: rc=0');
-      expect(`istio-proxy: ${await onVm('vm1', probe(`setpriv --reuid=${uid} --regid=$(id -g istio-proxy) --clear-groups `))}`).toBe('istio-proxy: rc=124');
+      expect(
+        `istio-proxy: ${await onVm('vm1', probe(`setpriv --reuid=${uid} --regid=$(id -g istio-proxy) --clear-groups `))}`,
+      ).toBe('istio-proxy: rc=124');
 
       const before = await managedState('vm1');
       const unitBefore = await unitState('vm1');
@@ -580,7 +711,11 @@ describe('verification through dist/ in a 3-VM lab', () => {
     // Healed: the same onboard converges; vm1 takes the inventory change and every VM passes every check.
     const again = await action({ mode: 'onboard', 'peer-authentication': 'strict', inventory });
     expect({ code: again.code, failed: again.outputs.failed }).toEqual({ code: 0, failed: '' });
-    expect(VMS.map((vm) => `${vm}: ${vmOf(again.report, vm).outcome}`)).toEqual(['vm1: updated', 'vm2: unchanged', 'vm3: unchanged']);
+    expect(VMS.map((vm) => `${vm}: ${vmOf(again.report, vm).outcome}`)).toEqual([
+      'vm1: updated',
+      'vm2: unchanged',
+      'vm3: unchanged',
+    ]);
     for (const vm of VMS) expectAllPass(again, vm);
   }, 150_000);
 });

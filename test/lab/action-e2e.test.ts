@@ -38,7 +38,8 @@ function inventoryWith(name: string, change: (doc: { groups: { vms: Record<strin
 
 function expectOutcomes(run: ActionRun, expected: Record<string, string>): void {
   const seen = Object.fromEntries(Object.keys(expected).map((name) => [name, vmOf(run.report, name).outcome]));
-  const errors = run.report?.vms.filter((vm) => vm.error).map((vm) => `${vm.name}: ${vm.error!.step}: ${vm.error!.message}`) ?? [];
+  const errors =
+    run.report?.vms.filter((vm) => vm.error).map((vm) => `${vm.name}: ${vm.error!.step}: ${vm.error!.message}`) ?? [];
   expect([seen, errors]).toEqual([expected, expect.anything()]);
 }
 
@@ -122,16 +123,24 @@ describe('the action in the lab, through dist/', () => {
   });
 
   it('a checksum mismatch fails the VM that needs the package, before anything is installed', async () => {
-    const offboard = await runAction(state, { mode: 'offboard', groups: 'app', inventory: inventoryWith('only-vm3', (doc) => {
-      doc.groups[0]!.vms = doc.groups[0]!.vms.filter((vm) => vm.name === 'vm3');
-    }) });
+    const offboard = await runAction(state, {
+      mode: 'offboard',
+      groups: 'app',
+      inventory: inventoryWith('only-vm3', (doc) => {
+        doc.groups[0]!.vms = doc.groups[0]!.vms.filter((vm) => vm.name === 'vm3');
+      }),
+    });
     expect(offboard.code).toBe(0);
     const run = await runAction(state, { 'sidecar-package-sha256': '0'.repeat(64) });
     expect(run.code).toBe(1);
     expect(vmOf(run.report, 'vm3')).toMatchObject({ outcome: 'failed', error: { step: 'apply' } });
     expect(vmOf(run.report, 'vm3').error!.message).toContain('checksum mismatch');
     expect(run.outputs.failed).toBe('vm3');
-    const placed = await ssh(state, 'vm3', 'dpkg-query -W istio-sidecar 2>/dev/null; ls /etc/certs /var/lib/istio/envoy 2>/dev/null; true');
+    const placed = await ssh(
+      state,
+      'vm3',
+      'dpkg-query -W istio-sidecar 2>/dev/null; ls /etc/certs /var/lib/istio/envoy 2>/dev/null; true',
+    );
     expect(placed.stdout).toBe('');
     const again = await runAction(state);
     expect(again.code).toBe(0);
@@ -219,8 +228,11 @@ describe('the action in the lab, through dist/', () => {
       .map((name) => path.join(workDir, name))
       .filter((file) => statSync(file).isFile())
       .map((file) => readFileSync(file, 'utf8'));
-    const seen = [run.log, run.summary, JSON.stringify(run.report), JSON.stringify(run.outputs), ...leftFiles].join('\n');
-    for (const secret of secrets) expect([secret.slice(0, 8), seen.includes(secret)]).toEqual([secret.slice(0, 8), false]);
+    const seen = [run.log, run.summary, JSON.stringify(run.report), JSON.stringify(run.outputs), ...leftFiles].join(
+      '\n',
+    );
+    for (const secret of secrets)
+      expect([secret.slice(0, 8), seen.includes(secret)]).toEqual([secret.slice(0, 8), false]);
     // …and each was handed to the runner's masker.
     for (const secret of [token, kubeToken]) expect(run.raw).toContain(`::add-mask::${secret}`);
   });

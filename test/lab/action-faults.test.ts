@@ -100,14 +100,17 @@ function expectAllPass(r: ActionRun, vm: VmName): void {
 /** Exit code, `failed`/`onboarded` outputs and every VM's outcome, with the errors shown on a mismatch. */
 function expectRun(r: ActionRun, code: number, outcomes: Record<VmName, string>): void {
   const seen = Object.fromEntries(VMS.map((vm) => [vm, vmOf(r.report, vm).outcome]));
-  const errors = r.report?.vms.filter((vm) => vm.error).map((vm) => `${vm.name}: ${vm.error!.step}: ${vm.error!.message}`) ?? [];
+  const errors =
+    r.report?.vms.filter((vm) => vm.error).map((vm) => `${vm.name}: ${vm.error!.step}: ${vm.error!.message}`) ?? [];
   expect({ code: r.code, outcomes: seen, errors, fatal: r.report?.fatal?.message }).toEqual({
     code,
     outcomes,
     errors: expect.anything(),
     fatal: undefined,
   });
-  const failed = VMS.filter((vm) => !['installed', 'updated', 'unchanged', 'verified', 'offboarded'].includes(outcomes[vm]));
+  const failed = VMS.filter(
+    (vm) => !['installed', 'updated', 'unchanged', 'verified', 'offboarded'].includes(outcomes[vm]),
+  );
   expect({ failed: r.outputs.failed, onboarded: r.outputs.onboarded }).toEqual({
     failed: failed.join(','),
     onboarded: VMS.filter((vm) => !failed.includes(vm)).join(','),
@@ -133,7 +136,9 @@ const ISTIO_FILES = [ISTIO_PATHS.clusterEnv, ISTIO_PATHS.meshConfig, ISTIO_PATHS
 async function istioFiles(vm: VmName): Promise<Record<string, string>> {
   const out = await onVm(
     vm,
-    ISTIO_FILES.map((f) => `if [ -f ${f} ]; then echo "${f} $(sha256sum < ${f} | cut -c1-64)"; else echo "${f} absent"; fi`).join('\n'),
+    ISTIO_FILES.map(
+      (f) => `if [ -f ${f} ]; then echo "${f} $(sha256sum < ${f} | cut -c1-64)"; else echo "${f} absent"; fi`,
+    ).join('\n'),
   );
   return Object.fromEntries(out.split('\n').map((line) => line.split(' ') as [string, string]));
 }
@@ -179,12 +184,17 @@ describe('lab faults through dist/ in a 3-VM lab (sshd on port 2222)', () => {
     expect(vm2.error?.step).toBe('connect');
     const where = `${ipOf('vm2')}:${SSH_PORT}`;
     expect(vm2.error?.message).toMatch(
-      new RegExp(`^connection refused by ${escapeRe(where)} \\(vm2\\): is sshd running and listening on port ${SSH_PORT}\\? \\(after 3 attempts\\)$`),
+      new RegExp(
+        `^connection refused by ${escapeRe(where)} \\(vm2\\): is sshd running and listening on port ${SSH_PORT}\\? \\(after 3 attempts\\)$`,
+      ),
     );
     expect(vm2.error?.hint).toBe('start sshd on the host (systemctl start ssh) or fix the port in the inventory');
     expect(vm2.counters).toBeUndefined(); // never connected
     expect(vm2.checks).toEqual([]);
-    const result = JSON.parse(r.outputs.result ?? '{}') as { ok: boolean; failed: { vm: string; step: string; message: string }[] };
+    const result = JSON.parse(r.outputs.result ?? '{}') as {
+      ok: boolean;
+      failed: { vm: string; step: string; message: string }[];
+    };
     expect(result.ok).toBe(false);
     expect(result.failed.map((f) => `${f.vm} ${f.step}`)).toEqual(['vm2 connect']);
     expect(r.summary).toContain(`#### \`vm2\` (app, ${where})`);
@@ -202,12 +212,19 @@ describe('lab faults through dist/ in a 3-VM lab (sshd on port 2222)', () => {
     for (const vm of VMS) {
       const env = await onVm(vm, `grep -E '^ISTIO_(INBOUND|LOCAL_EXCLUDE)_PORTS=' ${ISTIO_PATHS.clusterEnv}`);
       const exclude = /^ISTIO_LOCAL_EXCLUDE_PORTS='([^']*)'$/m.exec(env)?.[1] ?? '';
-      expect([vm, /^ISTIO_INBOUND_PORTS='\*'$/m.test(env), exclude.split(',')]).toEqual([vm, true, expect.arrayContaining([String(SSH_PORT)])]);
+      expect([vm, /^ISTIO_INBOUND_PORTS='\*'$/m.test(env), exclude.split(',')]).toEqual([
+        vm,
+        true,
+        expect.arrayContaining([String(SSH_PORT)]),
+      ]);
       // The sidecar's capture is really on: everything inbound is redirected to Envoy except the
       // excluded ports, 2222 among them.
       const nat = (await onVm(vm, 'iptables -w 5 -t nat -S ISTIO_INBOUND')).split('\n');
       expect([vm, nat.at(-1)]).toEqual([vm, '-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT']);
-      expect([vm, nat]).toEqual([vm, expect.arrayContaining([`-A ISTIO_INBOUND -p tcp -m tcp --dport ${SSH_PORT} -j RETURN`])]);
+      expect([vm, nat]).toEqual([
+        vm,
+        expect.arrayContaining([`-A ISTIO_INBOUND -p tcp -m tcp --dport ${SSH_PORT} -j RETURN`]),
+      ]);
       // A new connection with the real OpenSSH client, opened after the sidecar installed its rules.
       const login = await ssh(state, vm, 'echo ssh-ok');
       expect([vm, login.code, login.stdout.trim()]).toEqual([vm, 0, 'ssh-ok']);
@@ -224,7 +241,9 @@ describe('lab faults through dist/ in a 3-VM lab (sshd on port 2222)', () => {
   it('reboot of vm1 (tmpfs /run emptied, services restarted): the drop-in restores the token and verify passes all seven checks', async () => {
     const pidBefore = await sidecarPid('vm1');
     expect(pidBefore).toMatch(/^[1-9]\d*$/);
-    expect(await onVm('vm1', `touch /run/ivo-before-reboot && test -f ${ISTIO_PATHS.runtimeToken} && echo token-present`)).toBe('token-present');
+    expect(
+      await onVm('vm1', `touch /run/ivo-before-reboot && test -f ${ISTIO_PATHS.runtimeToken} && echo token-present`),
+    ).toBe('token-present');
     const rebootedAt = Math.floor(Date.now() / 1000);
     await fault('fault', 'reboot', 'vm1');
 
@@ -237,21 +256,27 @@ echo "unit=$(systemctl is-active istio) pid=$(systemctl show -p MainPID --value 
 echo "token=$(stat -c '%a %U %Z' ${ISTIO_PATHS.runtimeToken} 2>&1)"
 echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.persistentToken} && echo yes || echo no)"`,
     );
-    const lines = Object.fromEntries(after.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    const lines = Object.fromEntries(
+      after.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
     // /run was emptied (the marker is gone), so the token there was written by this boot: by the
     // unit's ExecStartPre drop-in, from the persistent copy, with its owner and mode.
     expect(lines.marker).toBe('gone');
     expect(lines.unit).toMatch(/^active pid=[1-9]\d*$/);
     expect(lines.unit).not.toBe(`active pid=${pidBefore}`);
     const [mode, owner, ctime] = (lines.token ?? '').split(' ');
-    expect({ mode, owner, rewritten: Number(ctime) >= rebootedAt }).toEqual({ mode: '400', owner: 'istio-proxy', rewritten: true });
+    expect({ mode, owner, rewritten: Number(ctime) >= rebootedAt }).toEqual({
+      mode: '400',
+      owner: 'istio-proxy',
+      rewritten: true,
+    });
     expect(lines['same-as-persistent']).toBe('yes');
 
     const r = await action({ mode: 'verify' });
     expectCleanRun(r, { vm1: 'verified', vm2: 'verified', vm3: 'verified' });
   }, 120_000);
 
-  it('ssh-drop on vm3 (every connection reset after 64 KiB) while its change uploads: vm3 fails in apply after one reconnect, nothing in Istio\'s paths changed; healed, a rerun applies it', async () => {
+  it("ssh-drop on vm3 (every connection reset after 64 KiB) while its change uploads: vm3 fails in apply after one reconnect, nothing in Istio's paths changed; healed, a rerun applies it", async () => {
     // The runner uploads the package (≈130 KiB) in the apply's tar stream, so both the first
     // connection (after inspect) and the reconnected one are cut inside the upload.
     const inventory = vm3Revision('2');
@@ -279,7 +304,9 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
         `^the (SSH connection to|remote script on) vm3 \\(lab@${escapeRe(ipOf('vm3'))}:${SSH_PORT}\\) (failed during a remote script|was lost during a remote script|ended without an exit status)`,
       ),
     );
-    expect(vm3.error?.hint).toMatch(/the VM keeps its previous files when an apply is cut — rerun once the path is stable$/);
+    expect(vm3.error?.hint).toMatch(
+      /the VM keeps its previous files when an apply is cut — rerun once the path is stable$/,
+    );
     // The session reconnected once and ran the apply again (the second connection was cut too).
     expect(vm3.counters?.sshConnections).toBe(2);
     expect(r.log).toContain(`::error::[vm3] apply failed: ${vm3.error!.message}`);
@@ -288,7 +315,11 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     // Healed: the same run converges; only vm3 changes, atomically, and nothing is left behind.
     const again = await action(upload);
     expectCleanRun(again, { vm1: 'unchanged', vm2: 'unchanged', vm3: 'updated' });
-    expect(vmOf(again.report, 'vm3').files.filter((f) => f.changed).map((f) => f.path)).toEqual([ISTIO_PATHS.clusterEnv, ISTIO_PATHS.meshConfig]);
+    expect(
+      vmOf(again.report, 'vm3')
+        .files.filter((f) => f.changed)
+        .map((f) => f.path),
+    ).toEqual([ISTIO_PATHS.clusterEnv, ISTIO_PATHS.meshConfig]);
     const now = await istioFiles('vm3');
     expect(now[ISTIO_PATHS.clusterEnv]).not.toBe(before[ISTIO_PATHS.clusterEnv]);
     expect(now[ISTIO_PATHS.rootCert]).toBe(before[ISTIO_PATHS.rootCert]);
@@ -328,7 +359,9 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
       await fault('heal', 'ssh-drop', 'vm3');
     }
     const r = await running!;
-    expect(partial > 0 ? 'cut mid-upload' : `no partial upload seen (last size ${last} of ${fullSize} bytes)`).toBe('cut mid-upload');
+    expect(partial > 0 ? 'cut mid-upload' : `no partial upload seen (last size ${last} of ${fullSize} bytes)`).toBe(
+      'cut mid-upload',
+    );
 
     expectRun(r, 0, { vm1: 'unchanged', vm2: 'unchanged', vm3: 'updated' });
     for (const vm of VMS) expectAllPass(r, vm);
@@ -337,7 +370,9 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     // rerun would have found the files already in place and restarted nothing).
     expect(stepsOf(r, 'vm3')).toEqual(['connect:ok', 'inspect:ok', 'token:ok', 'render:ok', 'apply:ok', 'verify:ok']);
     expect(vm3.counters?.sshConnections).toBe(2);
-    expect(vm3.steps.find((s) => s.name === 'apply')?.detail).toBe('package unchanged; 2 file(s) changed; sidecar restarted');
+    expect(vm3.steps.find((s) => s.name === 'apply')?.detail).toBe(
+      'package unchanged; 2 file(s) changed; sidecar restarted',
+    );
     expect(await onVm('vm3', `grep -c '"rev":"3"' ${ISTIO_PATHS.clusterEnv}`)).toBe('1');
     expect(await leftovers('vm3')).toBe('');
     current = inventory; // vm3 keeps its labels from here on
@@ -366,7 +401,11 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     // The package went through the rate limit and was held back by it…
     const sent = Number(/Sent (\d+) bytes/.exec(limiter)?.[1] ?? 0);
     const overlimits = Number(/overlimits (\d+)/.exec(limiter)?.[1] ?? 0);
-    expect({ tbf: /qdisc tbf .* rate 1Mbit/.test(limiter), sentAtLeastPackage: sent >= state.package.sizeBytes, throttled: overlimits > 0 }).toEqual({
+    expect({
+      tbf: /qdisc tbf .* rate 1Mbit/.test(limiter),
+      sentAtLeastPackage: sent >= state.package.sizeBytes,
+      throttled: overlimits > 0,
+    }).toEqual({
       tbf: true,
       sentAtLeastPackage: true,
       throttled: true,
@@ -376,7 +415,10 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     expect(vmOf(r.report, 'vm1').steps.find((s) => s.name === 'apply')!.durationMs).toBeGreaterThanOrEqual(minApplyMs);
     // The other VMs' links carry no limit at all.
     for (const vm of ['vm2', 'vm3'] as const) {
-      expect([vm, (await run(['tc', 'qdisc', 'show', 'dev', hostVeth(vm)])).stdout.includes('tbf')]).toEqual([vm, false]);
+      expect([vm, (await run(['tc', 'qdisc', 'show', 'dev', hostVeth(vm)])).stdout.includes('tbf')]).toEqual([
+        vm,
+        false,
+      ]);
     }
   }, 150_000);
 
@@ -394,15 +436,23 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     }
     // The resolved address is the gateway IP the VMs already use: nothing on them changes.
     expectCleanRun(r, { vm1: 'unchanged', vm2: 'unchanged', vm3: 'unchanged' });
-    expect(r.report?.cluster?.eastWest).toEqual({ address: gw, source: 'lb-hostname', hostname: LAB_GATEWAY_HOSTNAME, candidates: [gw] });
+    expect(r.report?.cluster?.eastWest).toEqual({
+      address: gw,
+      source: 'lb-hostname',
+      hostname: LAB_GATEWAY_HOSTNAME,
+      candidates: [gw],
+    });
     expect(r.log).toContain(`east-west gateway ${LAB_GATEWAY_HOSTNAME} resolved to ${gw}; using ${gw}`);
 
     expect(noDns.code).toBe(1);
     expect(noDns.report?.fatal?.stage).toBe('cluster');
     expect(noDns.report?.fatal?.message).toMatch(
-      new RegExp(`^DNS name ${escapeRe(LAB_GATEWAY_HOSTNAME)} of the east-west gateway did not resolve via 127\\.0\\.0\\.1:9 `),
+      new RegExp(
+        `^DNS name ${escapeRe(LAB_GATEWAY_HOSTNAME)} of the east-west gateway did not resolve via 127\\.0\\.0\\.1:9 `,
+      ),
     );
-    for (const vm of VMS) expect([vm, vmOf(noDns.report, vm).outcome, vmOf(noDns.report, vm).steps]).toEqual([vm, 'skipped-preflight', []]);
+    for (const vm of VMS)
+      expect([vm, vmOf(noDns.report, vm).outcome, vmOf(noDns.report, vm).steps]).toEqual([vm, 'skipped-preflight', []]);
   }, 120_000);
 
   it('WorkloadGroup/WorkloadEntry CRDs missing: the run stops at the cluster preflight naming them, and no VM is even connected to', async () => {
@@ -425,7 +475,12 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     );
     for (const vm of VMS) {
       const report = vmOf(r.report, vm);
-      expect({ vm, outcome: report.outcome, steps: report.steps, counters: report.counters }).toEqual({ vm, outcome: 'skipped-preflight', steps: [], counters: undefined });
+      expect({ vm, outcome: report.outcome, steps: report.steps, counters: report.counters }).toEqual({
+        vm,
+        outcome: 'skipped-preflight',
+        steps: [],
+        counters: undefined,
+      });
     }
     expect({ failed: r.outputs.failed, onboarded: r.outputs.onboarded }).toEqual({ failed: '', onboarded: '' });
     expect(r.summary).toContain(`**cluster**: ${message}`);
@@ -436,15 +491,22 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     // unchanged) sidecars so that they register again; every check then passes.
     const again = await action();
     expectCleanRun(again, { vm1: 'unchanged', vm2: 'unchanged', vm3: 'unchanged' });
-    expect(again.report?.cluster?.objects).toEqual(expect.arrayContaining([{ kind: 'WorkloadGroup', namespace: NAMESPACE, name: 'app', action: 'created' }]));
+    expect(again.report?.cluster?.objects).toEqual(
+      expect.arrayContaining([{ kind: 'WorkloadGroup', namespace: NAMESPACE, name: 'app', action: 'created' }]),
+    );
     for (const vm of VMS) {
       expect({ vm, restarted: vmOf(again.report, vm).restarted }).toEqual({ vm, restarted: true });
-      expect(again.log).toMatch(new RegExp(`\\[${vm}\\] no WorkloadEntry with address \\S+ in ${NAMESPACE}: the sidecar will be restarted so that it registers again`));
+      expect(again.log).toMatch(
+        new RegExp(
+          `\\[${vm}\\] no WorkloadEntry with address \\S+ in ${NAMESPACE}: the sidecar will be restarted so that it registers again`,
+        ),
+      );
     }
     // And the next run has nothing to do.
     const settled = await action();
     expectCleanRun(settled, { vm1: 'unchanged', vm2: 'unchanged', vm3: 'unchanged' });
-    for (const vm of VMS) expect({ vm, restarted: vmOf(settled.report, vm).restarted }).toEqual({ vm, restarted: false });
+    for (const vm of VMS)
+      expect({ vm, restarted: vmOf(settled.report, vm).restarted }).toEqual({ vm, restarted: false });
   }, 150_000);
 
   it('plan on the onboarded fleet: nothing would change; a label change shows as a diff on vm3 only, and nothing is touched', async () => {
@@ -452,20 +514,36 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     const quiet = await action({ mode: 'plan' });
     expect(quiet.code).toBe(0);
     for (const vm of VMS) {
-      expect({ vm, outcome: planned(quiet, vm).outcome, changed: planned(quiet, vm).files.filter((f) => f.changed).map((f) => f.path) }).toEqual({ vm, outcome: 'planned', changed: [] });
+      expect({
+        vm,
+        outcome: planned(quiet, vm).outcome,
+        changed: planned(quiet, vm)
+          .files.filter((f) => f.changed)
+          .map((f) => f.path),
+      }).toEqual({ vm, outcome: 'planned', changed: [] });
       expect(quiet.log).toContain(`[${vm}] plan: package would be left as is; no file would change`);
     }
 
-    const onDisk = () => onVm('vm3', `sha256sum ${ISTIO_PATHS.clusterEnv} ${ISTIO_PATHS.meshConfig} /etc/hosts; systemctl show -p MainPID istio`);
+    const onDisk = () =>
+      onVm(
+        'vm3',
+        `sha256sum ${ISTIO_PATHS.clusterEnv} ${ISTIO_PATHS.meshConfig} /etc/hosts; systemctl show -p MainPID istio`,
+      );
     const before = await onDisk();
     const r = await action({ mode: 'plan', inventory: vm3Revision('plan') });
     expect(r.code).toBe(0);
     const vm3 = planned(r, 'vm3');
-    expect(vm3.files.filter((f) => f.changed).map((f) => f.path)).toEqual(['/var/lib/istio/envoy/cluster.env', '/etc/istio/config/mesh']);
+    expect(vm3.files.filter((f) => f.changed).map((f) => f.path)).toEqual([
+      '/var/lib/istio/envoy/cluster.env',
+      '/etc/istio/config/mesh',
+    ]);
     expect(vm3.files.find((f) => f.path === '/var/lib/istio/envoy/cluster.env')?.diff).toMatch(/^\+.*rev.*plan/m);
-    for (const vm of ['vm1', 'vm2'] as const) expect({ vm, changed: planned(r, vm).files.filter((f) => f.changed) }).toEqual({ vm, changed: [] });
+    for (const vm of ['vm1', 'vm2'] as const)
+      expect({ vm, changed: planned(r, vm).files.filter((f) => f.changed) }).toEqual({ vm, changed: [] });
     // Plan writes nothing and restarts nothing.
     expect(await onDisk()).toBe(before);
-    expect(r.report?.cluster?.objects.every((o) => o.action === 'unchanged' || o.action.startsWith('would-'))).toBe(true);
+    expect(r.report?.cluster?.objects.every((o) => o.action === 'unchanged' || o.action.startsWith('would-'))).toBe(
+      true,
+    );
   }, 120_000);
 });

@@ -70,7 +70,8 @@ export async function snapshotDist(targetDir: string, options: { waitMs?: number
       await new Promise((r) => setTimeout(r, 1_000));
       if (existsSync(path.join(source, 'index.js')) && existsSync(path.join(source, 'package.json'))) break;
     }
-    if (Date.now() > deadline) throw new Error(`no complete ${source}/index.js within ${options.waitMs ?? 120_000} ms (run npm run build)`);
+    if (Date.now() > deadline)
+      throw new Error(`no complete ${source}/index.js within ${options.waitMs ?? 120_000} ms (run npm run build)`);
     await new Promise((r) => setTimeout(r, 500));
   }
   const target = path.join(targetDir, 'dist');
@@ -81,7 +82,10 @@ export async function snapshotDist(targetDir: string, options: { waitMs?: number
 export async function runAction(
   state: LabState,
   inputs: Record<string, string> = {},
-  options: { timeoutMs?: number; /** Bundle to run (default REPO_ROOT/dist/index.js); see snapshotDist. */ entry?: string } = {},
+  options: {
+    timeoutMs?: number;
+    /** Bundle to run (default REPO_ROOT/dist/index.js); see snapshotDist. */ entry?: string;
+  } = {},
 ): Promise<ActionRun> {
   const work = mkdtempSync(path.join(state.dir, 'action-'));
   const outputFile = path.join(work, 'output');
@@ -105,7 +109,9 @@ export async function runAction(
   const outputs = parseOutputFile(readFileSync(outputFile, 'utf8'));
   let report: RunReport | undefined;
   try {
-    report = JSON.parse(readFileSync(outputs['report-path'] ?? path.join(work, 'istio-vm-onboard-report.json'), 'utf8')) as RunReport;
+    report = JSON.parse(
+      readFileSync(outputs['report-path'] ?? path.join(work, 'istio-vm-onboard-report.json'), 'utf8'),
+    ) as RunReport;
   } catch {
     report = undefined;
   }
@@ -126,6 +132,9 @@ export async function runAction(
 /** One VM's entry in a report, or a clear failure naming what was there. */
 export function vmOf(report: RunReport | undefined, name: string): RunReport['vms'][number] {
   const vm = report?.vms.find((entry) => entry.name === name);
-  if (!vm) throw new Error(`no VM ${name} in the report (${report?.vms.map((entry) => entry.name).join(', ') ?? 'no report'})`);
+  if (!vm)
+    throw new Error(
+      `no VM ${name} in the report (${report?.vms.map((entry) => entry.name).join(', ') ?? 'no report'})`,
+    );
   return vm;
 }

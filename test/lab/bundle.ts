@@ -13,6 +13,8 @@ export async function bundleForVm(entry: string, outfile: string): Promise<void>
     logLevel: 'error',
     legalComments: 'none',
     // CommonJS dependencies inside an ESM bundle still call require() for Node built-ins.
-    banner: { js: "import { createRequire as __labCreateRequire } from 'node:module'; const require = __labCreateRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __labCreateRequire } from 'node:module'; const require = __labCreateRequire(import.meta.url);",
+    },
   });
 }

@@ -67,7 +67,15 @@ interface StatusResult {
   gatewayIP: string;
   daemonPid: number;
   package: { url: string; sha256: string; simulator: string };
-  vms: { name: string; ip: string; sshPort: number; netns: string; anchorPid: number; sshdPid: number | null; processes: { pid: number; cmd: string }[] }[];
+  vms: {
+    name: string;
+    ip: string;
+    sshPort: number;
+    netns: string;
+    anchorPid: number;
+    sshdPid: number | null;
+    processes: { pid: number; cmd: string }[];
+  }[];
   faults: { name: string; vm?: string; since: string }[];
   availableFaults: { name: string; scope: string; description: string }[];
 }
@@ -77,10 +85,14 @@ function printStatus(s: StatusResult): void {
   out.push(`lab ${s.labIndex} (${s.phase}), gateway ${s.gatewayIP}, daemon pid ${s.daemonPid}`);
   out.push(`package ${s.package.url} sha256 ${s.package.sha256} (simulator: ${s.package.simulator})`);
   for (const vm of s.vms) {
-    out.push(`${vm.name}  ${vm.ip}:${vm.sshPort}  netns ${vm.netns}  sshd ${vm.sshdPid ?? 'DOWN'}  ${vm.processes.length} processes`);
+    out.push(
+      `${vm.name}  ${vm.ip}:${vm.sshPort}  netns ${vm.netns}  sshd ${vm.sshdPid ?? 'DOWN'}  ${vm.processes.length} processes`,
+    );
     for (const p of vm.processes) out.push(`    ${p.pid}  ${p.cmd}`);
   }
-  out.push(`active faults: ${s.faults.length ? s.faults.map((f) => `${f.name}${f.vm ? `@${f.vm}` : ''}`).join(', ') : 'none'}`);
+  out.push(
+    `active faults: ${s.faults.length ? s.faults.map((f) => `${f.name}${f.vm ? `@${f.vm}` : ''}`).join(', ') : 'none'}`,
+  );
   out.push(`faults: ${s.availableFaults.map((f) => f.name).join(', ')}`);
   process.stdout.write(out.join('\n') + '\n');
 }

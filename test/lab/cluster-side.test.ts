@@ -51,7 +51,13 @@ afterAll(async () => {
 });
 
 function vm(i: number, group = 'app'): VmSpec {
-  return { name: `${group}-vm${i}`, group, ssh: { host: `10.0.0.${i}`, port: 22, user: 'ops' }, internalIP: `10.0.0.${i}`, labels: {} };
+  return {
+    name: `${group}-vm${i}`,
+    group,
+    ssh: { host: `10.0.0.${i}`, port: 22, user: 'ops' },
+    internalIP: `10.0.0.${i}`,
+    labels: {},
+  };
 }
 
 function group(overrides: Partial<GroupSpec> = {}, vmCount = 2): GroupSpec {
@@ -75,18 +81,29 @@ function group(overrides: Partial<GroupSpec> = {}, vmCount = 2): GroupSpec {
 function inventoryOf(...groups: GroupSpec[]): Inventory {
   return {
     source: 'test',
-    mesh: { revision: '', istioNamespace: 'istio-system', eastWestGateway: { service: 'istio-eastwestgateway', namespace: 'istio-system' } },
+    mesh: {
+      revision: '',
+      istioNamespace: 'istio-system',
+      eastWestGateway: { service: 'istio-eastwestgateway', namespace: 'istio-system' },
+    },
     groups,
   };
 }
 
 function clientFor(kube: KubeApiDouble, options: ClusterClientOptions = {}): ClusterClient {
   const { kubeConfig } = loadKubeConfig({ kubeconfigPath: kube.kubeconfigPath });
-  return createClusterClient(kubeConfig, { retry: { attempts: 4, baseDelayMs: 20 }, rootCertWaitMs: 3000, jobPollMs: 50, ...options });
+  return createClusterClient(kubeConfig, {
+    retry: { attempts: 4, baseDelayMs: 20 },
+    rootCertWaitMs: 3000,
+    jobPollMs: 50,
+    ...options,
+  });
 }
 
 function writesOf(kube: KubeApiDouble): string[] {
-  return kube.requests.log.filter((r) => ['PATCH', 'POST', 'PUT', 'DELETE'].includes(r.method)).map((r) => `${r.method} ${r.path}`);
+  return kube.requests.log
+    .filter((r) => ['PATCH', 'POST', 'PUT', 'DELETE'].includes(r.method))
+    .map((r) => `${r.method} ${r.path}`);
 }
 
 const meshInput = (g: GroupSpec, address?: string) => ({
@@ -137,8 +154,22 @@ describe('mesh objects (server-side apply, idempotent)', () => {
 
   it('drift is corrected and reported configured; a field we no longer want is removed', async () => {
     // Someone switches mTLS to PERMISSIVE and edits the Service selector with kubectl.
-    kube.store.patch(KINDS.peerAuthentications, 'vm-ns', 'app-vm-mtls', 'merge', { spec: { mtls: { mode: 'PERMISSIVE' } } }, { manager: 'kubectl-edit' });
-    kube.store.patch(KINDS.services, 'vm-ns', 'app', 'merge', { spec: { selector: { app: 'other' } } }, { manager: 'kubectl-edit' });
+    kube.store.patch(
+      KINDS.peerAuthentications,
+      'vm-ns',
+      'app-vm-mtls',
+      'merge',
+      { spec: { mtls: { mode: 'PERMISSIVE' } } },
+      { manager: 'kubectl-edit' },
+    );
+    kube.store.patch(
+      KINDS.services,
+      'vm-ns',
+      'app',
+      'merge',
+      { spec: { selector: { app: 'other' } } },
+      { manager: 'kubectl-edit' },
+    );
     kube.requests.reset();
     const applied = await clientFor(kube).applyMeshObjects(g, { peerAuthentication: 'strict' });
     const byKind = Object.fromEntries(applied.map((a) => [a.kind, a]));
@@ -191,7 +222,11 @@ describe('mesh objects (server-side apply, idempotent)', () => {
     expect(kube.requests.count).toBe(1); // one LIST for the namespace, not one GET per VM
     expect((await rerun.applyStaticWorkloadEntry(sg, vm1, '10.0.0.99')).action).toBe('configured');
 
-    const found = await rerun.findWorkloadEntryFor('vm-ns', { name: 'static', vmNames: ['static-vm1', 'static-vm2'] }, '10.0.0.99');
+    const found = await rerun.findWorkloadEntryFor(
+      'vm-ns',
+      { name: 'static', vmNames: ['static-vm1', 'static-vm2'] },
+      '10.0.0.99',
+    );
     expect(found?.name).toBe('static-vm1');
     expect(found?.autoRegistered).toBe(false);
     expect(await rerun.findWorkloadEntryFor('vm-ns', 'static', '10.9.9.9')).toBeUndefined();
@@ -214,7 +249,13 @@ describe('mesh objects (server-side apply, idempotent)', () => {
     kube.requests.reset();
     const entry = await c.findWorkloadEntryFor('vm-ns', 'app', '10.0.0.7');
     expect(kube.requests.count).toBe(1);
-    expect(entry).toMatchObject({ name: 'app-10.0.0.7', autoRegistered: true, group: 'app', healthy: 'False', healthMessage: 'probe failed' });
+    expect(entry).toMatchObject({
+      name: 'app-10.0.0.7',
+      autoRegistered: true,
+      group: 'app',
+      healthy: 'False',
+      healthMessage: 'probe failed',
+    });
     expect((await c.listWorkloadEntries('vm-ns', 'app')).map((e) => e.name)).toEqual(['app-10.0.0.7']);
   });
 
@@ -225,7 +266,11 @@ describe('mesh objects (server-side apply, idempotent)', () => {
       source: 'vm-ns/app-vm-mtls',
       scope: 'workload',
     });
-    expect(await c.getPeerAuthenticationMode('vm-ns', { app: 'unrelated' })).toEqual({ mode: 'PERMISSIVE', source: 'default', scope: 'default' });
+    expect(await c.getPeerAuthenticationMode('vm-ns', { app: 'unrelated' })).toEqual({
+      mode: 'PERMISSIVE',
+      source: 'default',
+      scope: 'default',
+    });
   });
 });
 
@@ -254,7 +299,10 @@ describe('values istioctl reads', () => {
   it('an explicit cluster ID and address input are used as given (no Service read)', async () => {
     const c = clientFor(kube);
     kube.requests.reset();
-    const mesh = await c.readMeshContext({ ...meshInput(group({ namespace: 'fresh-ns' }), '192.0.2.10'), clusterID: 'given' });
+    const mesh = await c.readMeshContext({
+      ...meshInput(group({ namespace: 'fresh-ns' }), '192.0.2.10'),
+      clusterID: 'given',
+    });
     expect(mesh.eastWest).toEqual({ address: '192.0.2.10', source: 'input', candidates: ['192.0.2.10'] });
     expect(mesh.clusterID).toBe('given');
     expect(kube.requests.log.some((r) => r.path.includes('istio-eastwestgateway'))).toBe(false);
@@ -280,7 +328,9 @@ describe('east-west gateway by load-balancer hostname (lab DNS)', () => {
   let dnsServer = '';
   beforeAll(async () => {
     kube = await newDouble({ eastWestMode: 'hostname', gatewayIP: '127.0.0.1', namespaces: ['vm-ns'] });
-    const server = await startLabDns({ records: { 'eastwest.lab.example': ['127.0.0.9', '127.0.0.1', '127.0.0.30', '::1'] } });
+    const server = await startLabDns({
+      records: { 'eastwest.lab.example': ['127.0.0.9', '127.0.0.1', '127.0.0.30', '::1'] },
+    });
     stopDns = () => server.stop();
     dnsServer = server.address;
   });
@@ -303,7 +353,9 @@ describe('east-west gateway by load-balancer hostname (lab DNS)', () => {
     kube.setGatewayAddress({ hostname: 'missing.lab.example' });
     const c = clientFor(kube, { dnsServers: [dnsServer] });
     await expect(c.readMeshContext(meshInput(group()))).rejects.toThrow(
-      new RegExp(`DNS name missing\\.lab\\.example of the east-west gateway did not resolve via ${dnsServer.replace(/\./g, '\\.')}`),
+      new RegExp(
+        `DNS name missing\\.lab\\.example of the east-west gateway did not resolve via ${dnsServer.replace(/\./g, '\\.')}`,
+      ),
     );
     kube.setGatewayAddress({ hostname: 'eastwest.lab.example' });
   });
@@ -322,7 +374,11 @@ describe('preflight', () => {
   const inv = inventoryOf(group());
 
   it('passes on an Istio cluster and reports version, flags and CRDs', async () => {
-    const report = await clientFor(kube).preflight(inv, { needsAutoRegistration: true, mode: 'onboard', peerAuthentication: 'strict' });
+    const report = await clientFor(kube).preflight(inv, {
+      needsAutoRegistration: true,
+      mode: 'onboard',
+      peerAuthentication: 'strict',
+    });
     expect(report.istioVersion).toBe('1.24.0');
     expect(report.istiod?.name).toBe('istiod');
     expect(report.meshConfigMap).toEqual({ namespace: 'istio-system', name: 'istio', present: true });
@@ -334,16 +390,24 @@ describe('preflight', () => {
 
   it('missing CRD: names the CRD', async () => {
     kube.setWorkloadCrdsInstalled(false);
-    const err = await clientFor(kube).preflight(inv, { needsAutoRegistration: true, mode: 'onboard' }).catch((e) => e);
+    const err = await clientFor(kube)
+      .preflight(inv, { needsAutoRegistration: true, mode: 'onboard' })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(PreflightError);
-    expect(err.message).toMatch(/Istio CRDs not served: workloadgroups\.networking\.istio\.io \(networking\.istio\.io\/v1\), workloadentries\.networking\.istio\.io/);
+    expect(err.message).toMatch(
+      /Istio CRDs not served: workloadgroups\.networking\.istio\.io \(networking\.istio\.io\/v1\), workloadentries\.networking\.istio\.io/,
+    );
   });
 
   it('autoregistration off: fails for registration auto, passes for static groups', async () => {
     kube.setAutoregistration(false);
-    const err = await clientFor(kube).preflight(inv, { needsAutoRegistration: true, mode: 'onboard' }).catch((e) => e);
+    const err = await clientFor(kube)
+      .preflight(inv, { needsAutoRegistration: true, mode: 'onboard' })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(PreflightError);
-    expect(err.message).toMatch(/PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false, but the inventory has groups with registration: auto/);
+    expect(err.message).toMatch(
+      /PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false, but the inventory has groups with registration: auto/,
+    );
     const staticInv = inventoryOf(group({ registration: 'static' }));
     const report = await clientFor(kube).preflight(staticInv, { needsAutoRegistration: false, mode: 'onboard' });
     expect(report.autoRegistration?.enabled).toBe(false);
@@ -351,12 +415,16 @@ describe('preflight', () => {
 
   it('autoregistration off: blocks plan too, but verify only warns (the workload-entry check reports it per VM)', async () => {
     kube.setAutoregistration(false);
-    const plan = await clientFor(kube).preflight(inv, { needsAutoRegistration: true, mode: 'plan' }).catch((e) => e);
+    const plan = await clientFor(kube)
+      .preflight(inv, { needsAutoRegistration: true, mode: 'plan' })
+      .catch((e) => e);
     expect(plan).toBeInstanceOf(PreflightError);
     const report = await clientFor(kube).preflight(inv, { needsAutoRegistration: true, mode: 'verify' });
     expect(report.autoRegistration?.enabled).toBe(false);
     expect(report.problems).toEqual([]);
-    expect(report.warnings.join('\n')).toMatch(/PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false, but the inventory has groups with registration: auto/);
+    expect(report.warnings.join('\n')).toMatch(
+      /PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false, but the inventory has groups with registration: auto/,
+    );
   });
 
   const reviewsOf = (paths: string[]) => ({
@@ -382,12 +450,17 @@ describe('preflight', () => {
     const kubeconfig = { kubeconfigPath: kube.kubeconfigPath, context: 'lab-restricted' };
     const paths: string[] = [];
     const { kubeConfig } = loadKubeConfig(kubeconfig);
-    const err = await createClusterClient(kubeConfig, { retry: { attempts: 2, baseDelayMs: 20 }, onRequest: (info) => paths.push(info.path) })
+    const err = await createClusterClient(kubeConfig, {
+      retry: { attempts: 2, baseDelayMs: 20 },
+      onRequest: (info) => paths.push(info.path),
+    })
       .preflight(inv, { needsAutoRegistration: true, mode: 'onboard' })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PreflightError);
     const report = (err as PreflightError).report;
-    const missing = report.permissions.missing.map((m) => `${m.verb} ${m.resource}${m.subresource ? `/${m.subresource}` : ''}`);
+    const missing = report.permissions.missing.map(
+      (m) => `${m.verb} ${m.resource}${m.subresource ? `/${m.subresource}` : ''}`,
+    );
     expect(missing).toContain('create namespaces');
     expect(missing).toContain('patch workloadgroups');
     expect(missing).toContain('create serviceaccounts/token');
@@ -402,22 +475,33 @@ describe('preflight', () => {
     const { paths, outcome } = await preflightPaths({}, 'verify');
     expect(outcome).toBeInstanceOf(PreflightError);
     const report = (outcome as PreflightError).report;
-    expect(report.permissions.missing.map((m) => `${m.verb} ${m.resource} ${m.namespace}`)).toEqual(['delete jobs vm-ns']);
-    expect(reviewsOf(paths)).toEqual({ rules: 2, access: report.permissions.checked.filter((m) => m.namespace).length });
+    expect(report.permissions.missing.map((m) => `${m.verb} ${m.resource} ${m.namespace}`)).toEqual([
+      'delete jobs vm-ns',
+    ]);
+    expect(reviewsOf(paths)).toEqual({
+      rules: 2,
+      access: report.permissions.checked.filter((m) => m.namespace).length,
+    });
   });
 
   it('missing RBAC permission: one error listing exactly the missing ones', async () => {
     kube.denyPermission({ verb: 'create', group: '', resource: 'serviceaccounts', subresource: 'token' });
     kube.denyPermission({ verb: 'delete', group: 'batch', resource: 'jobs' });
-    const err = await clientFor(kube).preflight(inv, { needsAutoRegistration: true, mode: 'onboard' }).catch((e) => e);
+    const err = await clientFor(kube)
+      .preflight(inv, { needsAutoRegistration: true, mode: 'onboard' })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(PreflightError);
-    const missing = (err as PreflightError).report.permissions.missing.map((m) => `${m.verb} ${m.resource}${m.subresource ? `/${m.subresource}` : ''} ${m.namespace}`);
+    const missing = (err as PreflightError).report.permissions.missing.map(
+      (m) => `${m.verb} ${m.resource}${m.subresource ? `/${m.subresource}` : ''} ${m.namespace}`,
+    );
     expect(missing).toEqual(['create serviceaccounts/token vm-ns', 'delete jobs vm-ns']);
     expect(err.message).toContain('create serviceaccounts/token in namespace "vm-ns"');
     expect(err.message).toContain('delete jobs.batch in namespace "vm-ns"');
     expect(err.message).toMatch(/lack 2 permissions/);
     // Not needed in verify mode? delete jobs is (verification); the token is not.
-    const verifyErr = await clientFor(kube).preflight(inv, { needsAutoRegistration: true, mode: 'verify' }).catch((e) => e);
+    const verifyErr = await clientFor(kube)
+      .preflight(inv, { needsAutoRegistration: true, mode: 'verify' })
+      .catch((e) => e);
     expect((verifyErr as PreflightError).report.permissions.missing.map((m) => m.resource)).toEqual(['jobs']);
   });
 
@@ -455,7 +539,9 @@ describe('API errors: retries with backoff, then a clear failure', () => {
     const err = await c.readMeshContext(meshInput(group(), '192.0.2.1')).catch((e) => e);
     expect(err).toBeInstanceOf(KubeRequestError);
     expect(err.message).toMatch(
-      new RegExp(`^Kubernetes API ${kube.url.replace(/[.]/g, '\\.')} answered 500 after 4 attempts for GET /api/v1/namespaces/istio-system/configmaps/istio`),
+      new RegExp(
+        `^Kubernetes API ${kube.url.replace(/[.]/g, '\\.')} answered 500 after 4 attempts for GET /api/v1/namespaces/istio-system/configmaps/istio`,
+      ),
     );
     // Three parallel reads, 4 attempts each.
     expect(c.requestCount).toBe(12);
@@ -484,7 +570,9 @@ describe('API errors: retries with backoff, then a clear failure', () => {
     const times: number[] = [];
     const c = clientFor(kube, { retry: { attempts: 4, baseDelayMs: 60 }, onRequest: () => times.push(Date.now()) });
     kube.failNextRequests();
-    await expect(c.requestBootstrapToken({ namespace: 'default', serviceAccount: 'default' })).rejects.toThrow(/answered 500 after 4 attempts for POST/);
+    await expect(c.requestBootstrapToken({ namespace: 'default', serviceAccount: 'default' })).rejects.toThrow(
+      /answered 500 after 4 attempts for POST/,
+    );
     expect(times).toHaveLength(4);
     const gaps = times.slice(1).map((t, i) => t - times[i]!);
     expect(gaps[0]!).toBeGreaterThanOrEqual(55);
@@ -503,7 +591,9 @@ describe('API errors: retries with backoff, then a clear failure', () => {
     const { kubeConfig } = loadKubeConfig({ kubeconfig: text });
     const c = createClusterClient(kubeConfig, { retry: { attempts: 3, baseDelayMs: 10 } });
     await expect(c.preflight(inventoryOf(group()), { needsAutoRegistration: false, mode: 'plan' })).rejects.toThrow(
-      new RegExp(`Kubernetes API https://127\\.0\\.0\\.1:${port} was unreachable \\(ECONNREFUSED\\) after 3 attempts for POST /apis/authorization`),
+      new RegExp(
+        `Kubernetes API https://127\\.0\\.0\\.1:${port} was unreachable \\(ECONNREFUSED\\) after 3 attempts for POST /apis/authorization`,
+      ),
     );
   });
 });
@@ -591,7 +681,11 @@ describe('requests per run: O(groups) + 1 per VM', () => {
       const key = `${r.method} ${r.path.replace(/count-\d+/, 'NS').replace(/\/g\d+/, '/G')}`;
       perPath.set(key, (perPath.get(key) ?? 0) + 1);
     }
-    return { total: kube.requests.count, tokens: kube.requests.log.filter((r) => r.path.endsWith('/token')).length, perPath };
+    return {
+      total: kube.requests.count,
+      tokens: kube.requests.log.filter((r) => r.path.endsWith('/token')).length,
+      perPath,
+    };
   }
 
   it('1 group × 10 VMs costs exactly 5 token requests more than 1 group × 5 VMs', async () => {
@@ -615,28 +709,41 @@ describe('verification Jobs (ADR 0002)', () => {
   beforeAll(async () => {
     kube = await newDouble({ namespaces: ['vm-ns'] });
     // A stand-in for the lab's Job runner (test/lab/mesh): pod, log lines of ADR 0002, status.
-    kube.addController((event, api) => {
-      if (event.type !== 'ADDED') return;
-      const job = event.object;
-      seenJobs.push(job);
-      const pod = api.store.create('pods', podFromJob(job));
-      const ns = job.metadata.namespace as string;
-      api.store.patchStatus(JOBS, ns, job.metadata.name, jobActiveStatus());
-      if (behaviour === 'hang') return;
-      const env = (job.spec.template.spec.containers[0].env as Array<{ name: string; value: string }>) ?? [];
-      const n = Number(env.find((e) => e.name === 'IVO_REQUESTS')?.value ?? '0');
-      const code = behaviour === 'succeed' ? '200' : '000';
-      const lines = Array.from({ length: n }, (_, i) => `ivo-call ${i + 1} ${code}`);
-      api.setPodLog(ns, pod.metadata.name, 'ivo-client', `${lines.join('\n')}\n${behaviour === 'succeed' ? 'ivo-done\n' : ''}`);
-      setTimeout(() => {
-        try {
-          api.store.patchStatus('pods', ns, pod.metadata.name, podStatus(pod, behaviour === 'succeed' ? 'Succeeded' : 'Failed'));
-          api.store.patchStatus(JOBS, ns, job.metadata.name, jobFinishedStatus(behaviour === 'succeed'));
-        } catch {
-          // the Job may already be deleted
-        }
-      }, 100);
-    }, [JOBS]);
+    kube.addController(
+      (event, api) => {
+        if (event.type !== 'ADDED') return;
+        const job = event.object;
+        seenJobs.push(job);
+        const pod = api.store.create('pods', podFromJob(job));
+        const ns = job.metadata.namespace as string;
+        api.store.patchStatus(JOBS, ns, job.metadata.name, jobActiveStatus());
+        if (behaviour === 'hang') return;
+        const env = (job.spec.template.spec.containers[0].env as Array<{ name: string; value: string }>) ?? [];
+        const n = Number(env.find((e) => e.name === 'IVO_REQUESTS')?.value ?? '0');
+        const code = behaviour === 'succeed' ? '200' : '000';
+        const lines = Array.from({ length: n }, (_, i) => `ivo-call ${i + 1} ${code}`);
+        api.setPodLog(
+          ns,
+          pod.metadata.name,
+          'ivo-client',
+          `${lines.join('\n')}\n${behaviour === 'succeed' ? 'ivo-done\n' : ''}`,
+        );
+        setTimeout(() => {
+          try {
+            api.store.patchStatus(
+              'pods',
+              ns,
+              pod.metadata.name,
+              podStatus(pod, behaviour === 'succeed' ? 'Succeeded' : 'Failed'),
+            );
+            api.store.patchStatus(JOBS, ns, job.metadata.name, jobFinishedStatus(behaviour === 'succeed'));
+          } catch {
+            // the Job may already be deleted
+          }
+        }, 100);
+      },
+      [JOBS],
+    );
   });
 
   const input = (name: string, injectSidecar = true) => ({
@@ -673,7 +780,9 @@ describe('verification Jobs (ADR 0002)', () => {
     const del = kube.requests.log.find((r) => r.method === 'DELETE');
     expect(del?.path).toBe('/apis/batch/v1/namespaces/vm-ns/jobs/ivo-verify-vm1-abc123');
     expect(kube.store.get(JOBS, 'vm-ns', 'ivo-verify-vm1-abc123')).toBeUndefined();
-    expect(kube.requests.log.some((r) => r.path.endsWith('/log') && r.query.includes('container=ivo-client'))).toBe(true);
+    expect(kube.requests.log.some((r) => r.path.endsWith('/log') && r.query.includes('container=ivo-client'))).toBe(
+      true,
+    );
   });
 
   it('plaintext Job: inject=false; a failed Job is reported with its reason and still deleted', async () => {
@@ -703,8 +812,12 @@ describe('kubeconfig loading errors', () => {
     expect(() => loadKubeConfig({ kubeconfigPath: kube.kubeconfigPath, context: 'nope' })).toThrow(
       'has no context "nope"; available contexts: "lab", "lab-restricted"',
     );
-    expect(loadKubeConfig({ kubeconfigPath: kube.kubeconfigPath, context: 'lab-restricted' }).context).toBe('lab-restricted');
+    expect(loadKubeConfig({ kubeconfigPath: kube.kubeconfigPath, context: 'lab-restricted' }).context).toBe(
+      'lab-restricted',
+    );
     expect(() => loadKubeConfig({ kubeconfigPath: '/nonexistent/kubeconfig' })).toThrow(ClusterConfigError);
-    expect(() => loadKubeConfig({ kubeconfigPath: '/nonexistent/kubeconfig' })).toThrow('cannot read kubeconfig file /nonexistent/kubeconfig (ENOENT)');
+    expect(() => loadKubeConfig({ kubeconfigPath: '/nonexistent/kubeconfig' })).toThrow(
+      'cannot read kubeconfig file /nonexistent/kubeconfig (ENOENT)',
+    );
   });
 });

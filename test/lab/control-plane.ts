@@ -78,9 +78,17 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const log = options.log ?? (() => undefined);
   const trustDomain = options.trustDomain ?? 'cluster.local';
   const ca = new MeshCa({ trustDomain });
-  const kube = await startKubeApi({ dir: options.dir, seed: { gatewayIP: options.gatewayIP, rootCertPem: ca.rootCertPem, trustDomain } });
+  const kube = await startKubeApi({
+    dir: options.dir,
+    seed: { gatewayIP: options.gatewayIP, rootCertPem: ca.rootCertPem, trustDomain },
+  });
   const dns = await startLabDns({ records: { [LAB_GATEWAY_HOSTNAME]: [options.gatewayIP] } });
-  const echo = new EchoService({ ca, host: options.gatewayIP, port: options.echoPort ?? 8080, vip: meshVip(options.gatewayIP) });
+  const echo = new EchoService({
+    ca,
+    host: options.gatewayIP,
+    port: options.echoPort ?? 8080,
+    vip: meshVip(options.gatewayIP),
+  });
   const istiod = new IstiodServer({
     host: options.gatewayIP,
     port: options.istiodPort ?? 15012,
@@ -128,7 +136,28 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     },
   });
   const block15012 = (op: '-I' | '-D', vm: LabVm) =>
-    run('ip', ['netns', 'exec', vm.netns, 'iptables', '-w', '5', op, 'OUTPUT', '-p', 'tcp', '-d', options.gatewayIP, '--dport', String(istiod.boundPort), '-j', 'DROP'], { timeout: 15_000 });
+    run(
+      'ip',
+      [
+        'netns',
+        'exec',
+        vm.netns,
+        'iptables',
+        '-w',
+        '5',
+        op,
+        'OUTPUT',
+        '-p',
+        'tcp',
+        '-d',
+        options.gatewayIP,
+        '--dport',
+        String(istiod.boundPort),
+        '-j',
+        'DROP',
+      ],
+      { timeout: 15_000 },
+    );
   const blocked = new Set<string>();
   let unrelatedRoot: string | undefined;
 
@@ -165,7 +194,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     {
       name: 'wrong-root-cert',
       scope: 'lab',
-      description: 'istio-ca-root-cert configmaps carry a root that does not sign istiod\'s certificate (CA re-keyed)',
+      description: "istio-ca-root-cert configmaps carry a root that does not sign istiod's certificate (CA re-keyed)",
       apply: async () => {
         unrelatedRoot ??= MeshCa.makeUnrelatedRootPem(trustDomain);
         kube.setRootCert(unrelatedRoot);
@@ -194,7 +223,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         istiod.tokenRejected = false;
       },
     },
-    vmFlag('sidecar-crash-loop', PATHS.crashLoopFlag, 'the sidecar simulator exits right after it starts (the unit restarts it, it exits again)'),
+    vmFlag(
+      'sidecar-crash-loop',
+      PATHS.crashLoopFlag,
+      'the sidecar simulator exits right after it starts (the unit restarts it, it exits again)',
+    ),
     {
       name: 'mesh-service-down',
       scope: 'lab',
@@ -202,8 +235,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       apply: async () => echo.stop(),
       heal: async () => echo.start(),
     },
-    vmFlag('dns-capture-broken', PATHS.dnsBrokenFlag, "the sidecar's DNS proxy stops answering mesh names (forwards them upstream)"),
-    vmFlag('plaintext-accepted', PATHS.plaintextFlag, 'the VM sidecar accepts plaintext on its inbound listener even under STRICT'),
+    vmFlag(
+      'dns-capture-broken',
+      PATHS.dnsBrokenFlag,
+      "the sidecar's DNS proxy stops answering mesh names (forwards them upstream)",
+    ),
+    vmFlag(
+      'plaintext-accepted',
+      PATHS.plaintextFlag,
+      'the VM sidecar accepts plaintext on its inbound listener even under STRICT',
+    ),
   ];
 
   return {

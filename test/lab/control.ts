@@ -9,7 +9,11 @@ export type ControlRequest =
 
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
 
-export function controlRequest(socketPath: string, request: ControlRequest, timeoutMs = 120_000): Promise<ControlReply> {
+export function controlRequest(
+  socketPath: string,
+  request: ControlRequest,
+  timeoutMs = 120_000,
+): Promise<ControlReply> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(socketPath);
     let data = '';
@@ -38,7 +42,10 @@ export function controlRequest(socketPath: string, request: ControlRequest, time
   });
 }
 
-export function startControlServer(socketPath: string, handle: (req: ControlRequest) => Promise<unknown>): Promise<net.Server> {
+export function startControlServer(
+  socketPath: string,
+  handle: (req: ControlRequest) => Promise<unknown>,
+): Promise<net.Server> {
   const server = net.createServer((socket) => {
     let data = '';
     socket.on('data', (b) => {

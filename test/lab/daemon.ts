@@ -29,7 +29,11 @@ function cmdline(pid: number): string {
   }
 }
 
-async function statusOf(state: LabState, registry: FaultRegistry | undefined, packages: PackageServer | undefined): Promise<unknown> {
+async function statusOf(
+  state: LabState,
+  registry: FaultRegistry | undefined,
+  packages: PackageServer | undefined,
+): Promise<unknown> {
   const vms = await Promise.all(
     state.vms.map(async (vm) => {
       const pids = await vmPids(vm);
@@ -50,7 +54,12 @@ async function statusOf(state: LabState, registry: FaultRegistry | undefined, pa
     labIndex: state.labIndex,
     gatewayIP: state.gatewayIP,
     daemonPid: process.pid,
-    package: { url: state.package.url, sha256: state.package.sha256, simulator: state.package.simulator, requests: Object.fromEntries(packages?.requests ?? []) },
+    package: {
+      url: state.package.url,
+      sha256: state.package.sha256,
+      simulator: state.package.simulator,
+      requests: Object.fromEntries(packages?.requests ?? []),
+    },
     actionInputs: state.actionInputs,
     vms,
     faults: state.faults,
@@ -100,8 +109,13 @@ async function main(): Promise<void> {
       case 'fault':
       case 'heal': {
         if (!registry) throw new Error('the lab is still starting');
-        log(`${req.op} ${req.name}${req.vm ? ` --vm ${req.vm}` : ''}${req.options ? ` ${JSON.stringify(req.options)}` : ''}`);
-        const active = req.op === 'fault' ? await registry.apply(req.name, req.vm, req.options) : await registry.heal(req.name, req.vm, req.options);
+        log(
+          `${req.op} ${req.name}${req.vm ? ` --vm ${req.vm}` : ''}${req.options ? ` ${JSON.stringify(req.options)}` : ''}`,
+        );
+        const active =
+          req.op === 'fault'
+            ? await registry.apply(req.name, req.vm, req.options)
+            : await registry.heal(req.name, req.vm, req.options);
         return { faults: active };
       }
       case 'shutdown':
@@ -115,7 +129,15 @@ async function main(): Promise<void> {
   packages = await startPackageServer(
     state.gatewayIP,
     PACKAGE_PORT,
-    [{ version: state.package.version, fileName: state.package.path.split('/').pop() as string, path: state.package.path, sha256: state.package.sha256, sizeBytes: state.package.sizeBytes }],
+    [
+      {
+        version: state.package.version,
+        fileName: state.package.path.split('/').pop() as string,
+        path: state.package.path,
+        sha256: state.package.sha256,
+        sizeBytes: state.package.sizeBytes,
+      },
+    ],
     log,
   );
   log(`sidecar package served at ${state.package.url}`);

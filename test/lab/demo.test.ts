@@ -8,7 +8,11 @@ import { node24, REPO_ROOT } from './testing.js';
 
 describe('npm run demo', () => {
   it('onboards the lab, shows the summary, fails only the faulty VM, and removes the lab', async () => {
-    const demo = await run([node24(), 'node_modules/tsx/dist/cli.mjs', 'scripts/demo.ts'], { cwd: REPO_ROOT, timeoutMs: 240_000, allowFailure: true });
+    const demo = await run([node24(), 'node_modules/tsx/dist/cli.mjs', 'scripts/demo.ts'], {
+      cwd: REPO_ROOT,
+      timeoutMs: 240_000,
+      allowFailure: true,
+    });
     const out = demo.stdout;
     expect({ code: demo.code, tail: out.slice(-1500) }).toMatchObject({ code: 0 });
     expect(out).toMatch(/exit code 0, outputs onboarded=vm1,vm2,vm3 failed=-/);

@@ -63,7 +63,11 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight; rejects with the first error after all settle. */
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
   let firstError: unknown;

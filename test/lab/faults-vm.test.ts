@@ -61,7 +61,9 @@ describe('VM faults', () => {
     const r = await ssh(state, 'vm2', 'sudo -n true');
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('a password is required');
-    const withPassword = await ssh(state, 'vm2', 'sudo -S -p "" true && echo root-ok', { input: `${LAB_SUDO_PASSWORD}\n` });
+    const withPassword = await ssh(state, 'vm2', 'sudo -S -p "" true && echo root-ok', {
+      input: `${LAB_SUDO_PASSWORD}\n`,
+    });
     expect(withPassword.stdout.trim()).toBe('root-ok');
     await faultCli(dir, 'heal', 'sudo-password', 'vm2');
     await expectHealthy('vm2');
@@ -84,7 +86,11 @@ describe('VM faults', () => {
     expect(lines.slice(0, 4)).toEqual(['0', '0', '0', '0']);
     expect((r.stdout + r.stderr).match(/No space left on device/g)?.length).toBeGreaterThanOrEqual(3);
     await faultCli(dir, 'heal', 'disk-full', 'vm1');
-    const after = await ssh(state, 'vm1', 'echo data > /tmp/x && sudo mkdir -p /var/lib/istio-test && df -B1 --output=avail /tmp | tail -1');
+    const after = await ssh(
+      state,
+      'vm1',
+      'echo data > /tmp/x && sudo mkdir -p /var/lib/istio-test && df -B1 --output=avail /tmp | tail -1',
+    );
     expect(after.code).toBe(0);
     expect(Number(after.stdout.trim())).toBeGreaterThan(1024 * 1024 * 1024);
   });
@@ -125,7 +131,10 @@ describe('VM faults', () => {
     expect(ok.stdout.trim()).toBe(String(payload.length));
 
     // At once: an open session dies.
-    const session = run([...sshArgs(state, 'vm1'), 'sleep 30; echo finished'], { allowFailure: true, timeoutMs: 60_000 });
+    const session = run([...sshArgs(state, 'vm1'), 'sleep 30; echo finished'], {
+      allowFailure: true,
+      timeoutMs: 60_000,
+    });
     await new Promise((r) => setTimeout(r, 1000));
     const t0 = Date.now();
     await faultCli(dir, 'fault', 'ssh-drop', 'vm1', ['--after-bytes', '0']);
@@ -139,7 +148,9 @@ describe('VM faults', () => {
 
   it('app-down: the workload port refuses connections, heal brings the app back', async () => {
     await faultCli(dir, 'fault', 'app-down', 'vm2');
-    const down = await run(['curl', '-sS', '--max-time', '5', `http://${state.vms[1]?.ip}:8080/`], { allowFailure: true });
+    const down = await run(['curl', '-sS', '--max-time', '5', `http://${state.vms[1]?.ip}:8080/`], {
+      allowFailure: true,
+    });
     expect(down.code).toBe(7); // curl: failed to connect
     const status = await ssh(state, 'vm2', 'systemctl is-active lab-app');
     expect(status.stdout.trim()).toBe('inactive');

@@ -145,7 +145,11 @@ export function vmFaults(state: LabState): FaultDefinition[] {
         );
       },
       async (vm) => {
-        await execInVm(state, vm, `mount -o remount,size=${vm.diskBytes},nr_inodes=${VM_DISK_INODES} /tmp && rm -f /tmp/.lab-disk-full`);
+        await execInVm(
+          state,
+          vm,
+          `mount -o remount,size=${vm.diskBytes},nr_inodes=${VM_DISK_INODES} /tmp && rm -f /tmp/.lab-disk-full`,
+        );
       },
     ),
     vmFault(
@@ -186,9 +190,46 @@ export function vmFaults(state: LabState): FaultDefinition[] {
         await netnsIptables(vm, ['-F', SSH_DROP_CHAIN]);
         const port = String(vm.sshPort);
         // RSTs are never matched: the resets these rules send must pass the rule of the other direction.
-        const conn = ['!', '--tcp-flags', 'RST', 'RST', '-m', 'connbytes', '--connbytes', `${bytes}:`, '--connbytes-dir', 'original', '--connbytes-mode', 'bytes'];
-        await netnsIptables(vm, ['-A', SSH_DROP_CHAIN, '-p', 'tcp', '--dport', port, ...conn, '-j', 'REJECT', '--reject-with', 'tcp-reset']);
-        await netnsIptables(vm, ['-A', SSH_DROP_CHAIN, '-p', 'tcp', '--sport', port, ...conn, '-j', 'REJECT', '--reject-with', 'tcp-reset']);
+        const conn = [
+          '!',
+          '--tcp-flags',
+          'RST',
+          'RST',
+          '-m',
+          'connbytes',
+          '--connbytes',
+          `${bytes}:`,
+          '--connbytes-dir',
+          'original',
+          '--connbytes-mode',
+          'bytes',
+        ];
+        await netnsIptables(vm, [
+          '-A',
+          SSH_DROP_CHAIN,
+          '-p',
+          'tcp',
+          '--dport',
+          port,
+          ...conn,
+          '-j',
+          'REJECT',
+          '--reject-with',
+          'tcp-reset',
+        ]);
+        await netnsIptables(vm, [
+          '-A',
+          SSH_DROP_CHAIN,
+          '-p',
+          'tcp',
+          '--sport',
+          port,
+          ...conn,
+          '-j',
+          'REJECT',
+          '--reject-with',
+          'tcp-reset',
+        ]);
         for (const chain of ['INPUT', 'OUTPUT']) {
           if ((await netnsIptables(vm, ['-C', chain, '-j', SSH_DROP_CHAIN], true)) !== 0) {
             await netnsIptables(vm, ['-I', chain, '1', '-j', SSH_DROP_CHAIN]);
@@ -197,7 +238,8 @@ export function vmFaults(state: LabState): FaultDefinition[] {
       },
       async (vm) => {
         for (const chain of ['INPUT', 'OUTPUT']) {
-          for (let i = 0; i < 5; i++) if ((await netnsIptables(vm, ['-D', chain, '-j', SSH_DROP_CHAIN], true)) !== 0) break;
+          for (let i = 0; i < 5; i++)
+            if ((await netnsIptables(vm, ['-D', chain, '-j', SSH_DROP_CHAIN], true)) !== 0) break;
         }
         await netnsIptables(vm, ['-F', SSH_DROP_CHAIN], true);
         await netnsIptables(vm, ['-X', SSH_DROP_CHAIN], true);
@@ -221,13 +263,16 @@ export function vmFaults(state: LabState): FaultDefinition[] {
       `The VM's link is rate-limited in both directions (tc tbf, --rate, default ${DEFAULT_SLOW_RATE}; packets queue up to 2 s). tc netem is not available in this kernel, so there is no fixed added latency: delay comes from queueing behind the rate limit. Heal removes the qdiscs.`,
       async (vm, t) => {
         const rate = t.options?.rate ?? DEFAULT_SLOW_RATE;
-        if (!/^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps)$/.test(rate)) throw new Error(`slow-network: bad --rate ${rate}`);
+        if (!/^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps)$/.test(rate))
+          throw new Error(`slow-network: bad --rate ${rate}`);
         const tbf = ['root', 'tbf', 'rate', rate, 'burst', '16kb', 'latency', '2s'];
         await run(['ip', 'netns', 'exec', vm.netns, 'tc', 'qdisc', 'replace', 'dev', 'eth0', ...tbf]);
         await run(['tc', 'qdisc', 'replace', 'dev', vm.hostVeth, ...tbf]);
       },
       async (vm) => {
-        await run(['ip', 'netns', 'exec', vm.netns, 'tc', 'qdisc', 'del', 'dev', 'eth0', 'root'], { allowFailure: true });
+        await run(['ip', 'netns', 'exec', vm.netns, 'tc', 'qdisc', 'del', 'dev', 'eth0', 'root'], {
+          allowFailure: true,
+        });
         await run(['tc', 'qdisc', 'del', 'dev', vm.hostVeth, 'root'], { allowFailure: true });
       },
     ),

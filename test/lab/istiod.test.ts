@@ -17,7 +17,10 @@ function opensslVerify(rootPem: string, certPem: string): string {
   writeFileSync(path.join(tmp, 'root.pem'), rootPem);
   writeFileSync(path.join(tmp, 'leaf.pem'), certPem);
   try {
-    return execFileSync('openssl', ['verify', '-CAfile', path.join(tmp, 'root.pem'), path.join(tmp, 'leaf.pem')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    return execFileSync('openssl', ['verify', '-CAfile', path.join(tmp, 'root.pem'), path.join(tmp, 'leaf.pem')], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim();
   } catch (e) {
     return String((e as { stdout?: string }).stdout ?? '') + String((e as { stderr?: string }).stderr ?? '');
   }
@@ -66,8 +69,26 @@ describe('istiod helpers', () => {
   it('resolves PeerAuthentication: workload > namespace > mesh > PERMISSIVE', () => {
     expect(resolveMtlsMode([], 'ns', {})).toBe('PERMISSIVE');
     expect(resolveMtlsMode([{ namespace: 'istio-system', mode: 'STRICT' }], 'ns', {})).toBe('STRICT');
-    expect(resolveMtlsMode([{ namespace: 'istio-system', mode: 'STRICT' }, { namespace: 'ns', mode: 'PERMISSIVE' }], 'ns', {})).toBe('PERMISSIVE');
-    expect(resolveMtlsMode([{ namespace: 'ns', mode: 'PERMISSIVE' }, { namespace: 'ns', selector: { app: 'a' }, mode: 'STRICT' }], 'ns', { app: 'a' })).toBe('STRICT');
+    expect(
+      resolveMtlsMode(
+        [
+          { namespace: 'istio-system', mode: 'STRICT' },
+          { namespace: 'ns', mode: 'PERMISSIVE' },
+        ],
+        'ns',
+        {},
+      ),
+    ).toBe('PERMISSIVE');
+    expect(
+      resolveMtlsMode(
+        [
+          { namespace: 'ns', mode: 'PERMISSIVE' },
+          { namespace: 'ns', selector: { app: 'a' }, mode: 'STRICT' },
+        ],
+        'ns',
+        { app: 'a' },
+      ),
+    ).toBe('STRICT');
   });
 });
 
@@ -79,7 +100,11 @@ describe('istiod CA service (gRPC CreateCertificate + TokenReview of the Kuberne
     mesh = await startLoopbackMesh();
     addr = `127.0.0.1:${mesh.istiod.boundPort}`;
     mesh.kube.store.create('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'vm-ns' } });
-    mesh.kube.store.create('serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'vm-sa', namespace: 'vm-ns' } });
+    mesh.kube.store.create('serviceaccounts', {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: 'vm-sa', namespace: 'vm-ns' },
+    });
   });
   afterAll(async () => mesh?.stop());
 
@@ -90,42 +115,75 @@ describe('istiod CA service (gRPC CreateCertificate + TokenReview of the Kuberne
     expect(opensslVerify(mesh.ca.rootCertPem, chain[0]!)).toMatch(/: OK$/);
   });
   it('rejects a token for another audience: audience mismatch', async () => {
-    const token = mesh.kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['https://kubernetes.default.svc.cluster.local'], 3600).token;
-    await expect(requestCertificate(addr, mesh.ca.rootCertPem, token, createKeyAndCsr(id).csrPem, 3600)).rejects.toThrow(
-      /code = Unauthenticated desc = authentication failure: .*audience mismatch/,
-    );
+    const token = mesh.kube.issueServiceAccountToken(
+      'vm-ns',
+      'vm-sa',
+      ['https://kubernetes.default.svc.cluster.local'],
+      3600,
+    ).token;
+    await expect(
+      requestCertificate(addr, mesh.ca.rootCertPem, token, createKeyAndCsr(id).csrPem, 3600),
+    ).rejects.toThrow(/code = Unauthenticated desc = authentication failure: .*audience mismatch/);
   });
   it('rejects a garbage token and a token whose ServiceAccount was deleted', async () => {
-    await expect(requestCertificate(addr, mesh.ca.rootCertPem, 'not-a-jwt', createKeyAndCsr(id).csrPem, 3600)).rejects.toThrow(/Unauthenticated/);
-    mesh.kube.store.create('serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'gone', namespace: 'vm-ns' } });
+    await expect(
+      requestCertificate(addr, mesh.ca.rootCertPem, 'not-a-jwt', createKeyAndCsr(id).csrPem, 3600),
+    ).rejects.toThrow(/Unauthenticated/);
+    mesh.kube.store.create('serviceaccounts', {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: 'gone', namespace: 'vm-ns' },
+    });
     const token = mesh.kube.issueServiceAccountToken('vm-ns', 'gone', ['istio-ca'], 3600).token;
     mesh.kube.store.delete('serviceaccounts', 'vm-ns', 'gone');
     await expect(
-      requestCertificate(addr, mesh.ca.rootCertPem, token, createKeyAndCsr('spiffe://cluster.local/ns/vm-ns/sa/gone').csrPem, 3600),
+      requestCertificate(
+        addr,
+        mesh.ca.rootCertPem,
+        token,
+        createKeyAndCsr('spiffe://cluster.local/ns/vm-ns/sa/gone').csrPem,
+        3600,
+      ),
     ).rejects.toThrow(/Unauthenticated desc = authentication failure/);
   });
   it('rejects a CSR for another identity than the token', async () => {
     const token = mesh.kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['istio-ca'], 3600).token;
     await expect(
-      requestCertificate(addr, mesh.ca.rootCertPem, token, createKeyAndCsr('spiffe://cluster.local/ns/vm-ns/sa/admin').csrPem, 3600),
+      requestCertificate(
+        addr,
+        mesh.ca.rootCertPem,
+        token,
+        createKeyAndCsr('spiffe://cluster.local/ns/vm-ns/sa/admin').csrPem,
+        3600,
+      ),
     ).rejects.toThrow(/InvalidArgument desc = csr identity .* does not match/);
   });
   it('token-rejected switch: TokenReview answers not authenticated, and heals', async () => {
     const token = mesh.kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['istio-ca'], 3600).token;
     mesh.istiod.tokenRejected = true;
-    await expect(requestCertificate(addr, mesh.ca.rootCertPem, token, createKeyAndCsr(id).csrPem, 3600)).rejects.toThrow(/not authenticated/);
+    await expect(
+      requestCertificate(addr, mesh.ca.rootCertPem, token, createKeyAndCsr(id).csrPem, 3600),
+    ).rejects.toThrow(/not authenticated/);
     mesh.istiod.tokenRejected = false;
-    await expect(requestCertificate(addr, mesh.ca.rootCertPem, token, createKeyAndCsr(id).csrPem, 3600)).resolves.toHaveLength(2);
+    await expect(
+      requestCertificate(addr, mesh.ca.rootCertPem, token, createKeyAndCsr(id).csrPem, 3600),
+    ).resolves.toHaveLength(2);
   });
   it('a client with the wrong root cannot talk to istiod (x509 unknown authority)', async () => {
     const token = mesh.kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['istio-ca'], 3600).token;
-    await expect(requestCertificate(addr, MeshCa.makeUnrelatedRootPem(), token, createKeyAndCsr(id).csrPem, 3600)).rejects.toThrow(/certificate signed by unknown authority/);
+    await expect(
+      requestCertificate(addr, MeshCa.makeUnrelatedRootPem(), token, createKeyAndCsr(id).csrPem, 3600),
+    ).rejects.toThrow(/certificate signed by unknown authority/);
   });
   it('istiod down: connection refused', async () => {
     await mesh.istiod.stop();
     const token = mesh.kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['istio-ca'], 3600).token;
-    await expect(requestCertificate(addr, mesh.ca.rootCertPem, token, createKeyAndCsr(id).csrPem, 3600)).rejects.toThrow(/connection refused/);
+    await expect(
+      requestCertificate(addr, mesh.ca.rootCertPem, token, createKeyAndCsr(id).csrPem, 3600),
+    ).rejects.toThrow(/connection refused/);
     await mesh.istiod.start();
-    await expect(requestCertificate(addr, mesh.ca.rootCertPem, token, createKeyAndCsr(id).csrPem, 3600)).resolves.toHaveLength(2);
+    await expect(
+      requestCertificate(addr, mesh.ca.rootCertPem, token, createKeyAndCsr(id).csrPem, 3600),
+    ).resolves.toHaveLength(2);
   });
 });

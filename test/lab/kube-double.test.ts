@@ -17,10 +17,19 @@ interface Run {
 
 function kubectl(d: KubeApiDouble, args: string[], timeoutMs = 30_000): Promise<Run> {
   return new Promise((resolve) => {
-    execFile('/usr/bin/kubectl', ['--kubeconfig', d.kubeconfigPath, ...args], { timeout: timeoutMs, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root' } }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
+    execFile(
+      '/usr/bin/kubectl',
+      ['--kubeconfig', d.kubeconfigPath, ...args],
+      { timeout: timeoutMs, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root' } },
+      (err, stdout, stderr) => {
+        const code = err
+          ? typeof (err as { code?: unknown }).code === 'number'
+            ? (err as { code: number }).code
+            : 1
+          : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+      },
+    );
   });
 }
 
@@ -50,7 +59,13 @@ let kube: KubeApiDouble;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ivo-kube-'));
-  kube = await startKubeApi({ dir, seed: { gatewayIP: '10.233.0.1', rootCertPem: '-----BEGIN CERTIFICATE-----\nlab-root\n-----END CERTIFICATE-----\n' } });
+  kube = await startKubeApi({
+    dir,
+    seed: {
+      gatewayIP: '10.233.0.1',
+      rootCertPem: '-----BEGIN CERTIFICATE-----\nlab-root\n-----END CERTIFICATE-----\n',
+    },
+  });
 });
 
 afterAll(async () => {
@@ -69,15 +84,21 @@ describe('kubectl against the double', () => {
 
   it('creates a namespace and service account (protobuf bodies), applies a WorkloadGroup, reads it back, deletes it', async () => {
     expect((await kubectl(kube, ['create', 'ns', 'vm-ns'])).stdout).toContain('namespace/vm-ns created');
-    expect((await kubectl(kube, ['create', 'sa', 'vm-sa', '-n', 'vm-ns'])).stdout).toContain('serviceaccount/vm-sa created');
+    expect((await kubectl(kube, ['create', 'sa', 'vm-sa', '-n', 'vm-ns'])).stdout).toContain(
+      'serviceaccount/vm-sa created',
+    );
     const file = join(dir, 'wg.yaml');
     await writeFile(file, WORKLOAD_GROUP(8080));
     const applied = await kubectl(kube, ['apply', '-f', file]);
     expect(applied.stderr).toBe('');
     expect(applied.stdout.trim()).toBe('workloadgroup.networking.istio.io/vm-app created');
-    expect((await kubectl(kube, ['apply', '-f', file])).stdout.trim()).toBe('workloadgroup.networking.istio.io/vm-app unchanged');
+    expect((await kubectl(kube, ['apply', '-f', file])).stdout.trim()).toBe(
+      'workloadgroup.networking.istio.io/vm-app unchanged',
+    );
     await writeFile(file, WORKLOAD_GROUP(9090));
-    expect((await kubectl(kube, ['apply', '-f', file])).stdout.trim()).toBe('workloadgroup.networking.istio.io/vm-app configured');
+    expect((await kubectl(kube, ['apply', '-f', file])).stdout.trim()).toBe(
+      'workloadgroup.networking.istio.io/vm-app configured',
+    );
 
     const got = await kubectl(kube, ['get', 'workloadgroup', '-n', 'vm-ns', 'vm-app', '-o', 'yaml']);
     expect(got.code).toBe(0);
@@ -90,7 +111,9 @@ describe('kubectl against the double', () => {
     expect(del.stdout.trim()).toBe('workloadgroup.networking.istio.io "vm-app" deleted');
     const gone = await kubectl(kube, ['get', 'wg', '-n', 'vm-ns', 'vm-app']);
     expect(gone.code).not.toBe(0);
-    expect(gone.stderr).toContain('Error from server (NotFound): workloadgroups.networking.istio.io "vm-app" not found');
+    expect(gone.stderr).toContain(
+      'Error from server (NotFound): workloadgroups.networking.istio.io "vm-app" not found',
+    );
   });
 
   it('apply --server-side creates, then an identical apply writes nothing', async () => {
@@ -109,13 +132,34 @@ describe('kubectl against the double', () => {
   });
 
   it('auth can-i answers from the user allow-list and the deny switch', async () => {
-    expect((await kubectl(kube, ['auth', 'can-i', 'create', 'workloadgroups.networking.istio.io', '-n', 'vm-ns'])).stdout.trim()).toBe('yes');
-    const restricted = await kubectl(kube, ['auth', 'can-i', 'create', 'workloadgroups.networking.istio.io', '-n', 'vm-ns', '--context', 'lab-restricted']);
+    expect(
+      (
+        await kubectl(kube, ['auth', 'can-i', 'create', 'workloadgroups.networking.istio.io', '-n', 'vm-ns'])
+      ).stdout.trim(),
+    ).toBe('yes');
+    const restricted = await kubectl(kube, [
+      'auth',
+      'can-i',
+      'create',
+      'workloadgroups.networking.istio.io',
+      '-n',
+      'vm-ns',
+      '--context',
+      'lab-restricted',
+    ]);
     expect(restricted.stdout.trim()).toBe('no');
-    expect((await kubectl(kube, ['auth', 'can-i', 'list', 'configmaps', '-n', 'vm-ns', '--context', 'lab-restricted'])).stdout.trim()).toBe('yes');
+    expect(
+      (
+        await kubectl(kube, ['auth', 'can-i', 'list', 'configmaps', '-n', 'vm-ns', '--context', 'lab-restricted'])
+      ).stdout.trim(),
+    ).toBe('yes');
     const undo = kube.denyPermission({ verb: 'create', group: '', resource: 'serviceaccounts', subresource: 'token' });
     try {
-      expect((await kubectl(kube, ['auth', 'can-i', 'create', 'serviceaccounts', '--subresource=token', '-n', 'vm-ns'])).stdout.trim()).toBe('no');
+      expect(
+        (
+          await kubectl(kube, ['auth', 'can-i', 'create', 'serviceaccounts', '--subresource=token', '-n', 'vm-ns'])
+        ).stdout.trim(),
+      ).toBe('no');
       const denied = await kubectl(kube, ['create', 'token', 'vm-sa', '-n', 'vm-ns']);
       expect(denied.stderr).toContain(
         'failed to create token: serviceaccounts "vm-sa" is forbidden: User "lab-admin" cannot create resource "serviceaccounts/token" in API group "" in the namespace "vm-ns"',
@@ -123,7 +167,11 @@ describe('kubectl against the double', () => {
     } finally {
       undo();
     }
-    expect((await kubectl(kube, ['auth', 'can-i', 'create', 'serviceaccounts', '--subresource=token', '-n', 'vm-ns'])).stdout.trim()).toBe('yes');
+    expect(
+      (
+        await kubectl(kube, ['auth', 'can-i', 'create', 'serviceaccounts', '--subresource=token', '-n', 'vm-ns'])
+      ).stdout.trim(),
+    ).toBe('yes');
   });
 
   it('auth can-i --list (a SelfSubjectRulesReview) prints the rules kubectl reads from the double', async () => {
@@ -140,11 +188,23 @@ describe('kubectl against the double', () => {
   it('restricted user cannot delete (403 with the RBAC message)', async () => {
     const r = await kubectl(kube, ['delete', 'cm', 'kube-root-ca.crt', '-n', 'vm-ns', '--context', 'lab-restricted']);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain('configmaps "kube-root-ca.crt" is forbidden: User "lab-restricted" cannot delete resource "configmaps" in API group "" in the namespace "vm-ns"');
+    expect(r.stderr).toContain(
+      'configmaps "kube-root-ca.crt" is forbidden: User "lab-restricted" cannot delete resource "configmaps" in API group "" in the namespace "vm-ns"',
+    );
   });
 
   it('kubectl create token returns a JWT with the bound-token claims', async () => {
-    const r = await kubectl(kube, ['create', 'token', 'vm-sa', '-n', 'vm-ns', '--audience', 'istio-ca', '--duration', '1h']);
+    const r = await kubectl(kube, [
+      'create',
+      'token',
+      'vm-sa',
+      '-n',
+      'vm-ns',
+      '--audience',
+      'istio-ca',
+      '--duration',
+      '1h',
+    ]);
     expect(r.code).toBe(0);
     const token = r.stdout.trim();
     const review = kube.reviewToken(token, ['istio-ca']);
@@ -157,8 +217,14 @@ describe('kubectl against the double', () => {
 describe('@kubernetes/client-node against the double', () => {
   beforeAll(() => {
     // Independent of the kubectl tests (which may be filtered out with -t).
-    if (!kube.store.get('namespaces', undefined, 'vm-ns')) kube.store.create('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'vm-ns' } });
-    if (!kube.store.get('serviceaccounts', 'vm-ns', 'vm-sa')) kube.store.create('serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'vm-sa', namespace: 'vm-ns' } });
+    if (!kube.store.get('namespaces', undefined, 'vm-ns'))
+      kube.store.create('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'vm-ns' } });
+    if (!kube.store.get('serviceaccounts', 'vm-ns', 'vm-sa'))
+      kube.store.create('serviceaccounts', {
+        apiVersion: 'v1',
+        kind: 'ServiceAccount',
+        metadata: { name: 'vm-sa', namespace: 'vm-ns' },
+      });
   });
 
   async function client() {
@@ -190,16 +256,32 @@ describe('@kubernetes/client-node against the double', () => {
     expect(kube.requests.writes().length).toBe(writesBefore + 1); // one PATCH request was made
 
     // Another manager changing a field owned by "ivo" conflicts unless forced.
-    const err = await api.patch(group(9090, 'other'), undefined, undefined, 'other', false, k8s.PatchStrategy.ServerSideApply).catch((e: unknown) => e);
+    const err = await api
+      .patch(group(9090, 'other'), undefined, undefined, 'other', false, k8s.PatchStrategy.ServerSideApply)
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(k8s.ApiException);
     const apiErr = err as InstanceType<typeof k8s.ApiException<string>>;
     expect(apiErr.code).toBe(409);
-    const body = JSON.parse(apiErr.body) as { reason: string; message: string; details: { causes: Array<{ field: string }> } };
+    const body = JSON.parse(apiErr.body) as {
+      reason: string;
+      message: string;
+      details: { causes: Array<{ field: string }> };
+    };
     expect(body.reason).toBe('Conflict');
     expect(body.message).toContain('conflict with "ivo" using networking.istio.io/v1');
-    expect(body.details.causes.map((c) => c.field).sort()).toEqual(['.metadata.labels.owner', '.spec.template.ports.http']);
+    expect(body.details.causes.map((c) => c.field).sort()).toEqual([
+      '.metadata.labels.owner',
+      '.spec.template.ports.http',
+    ]);
 
-    const forced = await api.patch(group(9090, 'other'), undefined, undefined, 'other', true, k8s.PatchStrategy.ServerSideApply);
+    const forced = await api.patch(
+      group(9090, 'other'),
+      undefined,
+      undefined,
+      'other',
+      true,
+      k8s.PatchStrategy.ServerSideApply,
+    );
     expect(forced.spec).toMatchObject({ template: { ports: { http: 9090 } } });
     const managers = (forced.metadata?.managedFields ?? []).map((m) => m.manager).sort();
     expect(managers).toEqual(['ivo', 'other']);
@@ -214,10 +296,14 @@ describe('@kubernetes/client-node against the double', () => {
   it('SSA without fieldManager is a 400, apply to a missing namespace is a 404', async () => {
     const { k8s, kc } = await client();
     const api = k8s.KubernetesObjectApi.makeApiClient(kc);
-    const noManager = await api.patch(group(1), undefined, undefined, undefined, undefined, k8s.PatchStrategy.ServerSideApply).catch((e: unknown) => e);
+    const noManager = await api
+      .patch(group(1), undefined, undefined, undefined, undefined, k8s.PatchStrategy.ServerSideApply)
+      .catch((e: unknown) => e);
     expect((noManager as { code: number }).code).toBe(400);
     const wrongNs = { ...group(1), metadata: { ...group(1).metadata, namespace: 'no-such-ns' } } as KubernetesObject;
-    const missing = await api.patch(wrongNs, undefined, undefined, 'ivo', true, k8s.PatchStrategy.ServerSideApply).catch((e: unknown) => e);
+    const missing = await api
+      .patch(wrongNs, undefined, undefined, 'ivo', true, k8s.PatchStrategy.ServerSideApply)
+      .catch((e: unknown) => e);
     expect((missing as { code: number }).code).toBe(404);
     expect(JSON.parse((missing as { body: string }).body).message).toBe('namespaces "no-such-ns" not found');
   });
@@ -233,12 +319,21 @@ describe('@kubernetes/client-node against the double', () => {
     const token = tr.status?.token ?? '';
     const [h, p, s] = token.split('.') as [string, string, string];
     const { createVerify } = await import('node:crypto');
-    expect(createVerify('RSA-SHA256').update(`${h}.${p}`).verify(kube.signingKey, Buffer.from(s, 'base64url'))).toBe(true);
+    expect(createVerify('RSA-SHA256').update(`${h}.${p}`).verify(kube.signingKey, Buffer.from(s, 'base64url'))).toBe(
+      true,
+    );
     expect(JSON.parse(Buffer.from(h, 'base64url').toString())).toMatchObject({ alg: 'RS256' });
     const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
-    expect(claims).toMatchObject({ aud: ['istio-ca'], iss: kube.issuer, sub: 'system:serviceaccount:vm-ns:vm-sa', 'kubernetes.io': { namespace: 'vm-ns', serviceaccount: { name: 'vm-sa' } } });
+    expect(claims).toMatchObject({
+      aud: ['istio-ca'],
+      iss: kube.issuer,
+      sub: 'system:serviceaccount:vm-ns:vm-sa',
+      'kubernetes.io': { namespace: 'vm-ns', serviceaccount: { name: 'vm-sa' } },
+    });
     expect(claims.exp - claims.iat).toBe(3600);
-    expect(Math.abs(new Date(tr.status?.expirationTimestamp ?? 0).getTime() / 1000 - claims.exp)).toBeLessThanOrEqual(1);
+    expect(Math.abs(new Date(tr.status?.expirationTimestamp ?? 0).getTime() / 1000 - claims.exp)).toBeLessThanOrEqual(
+      1,
+    );
 
     expect(kube.reviewToken(token, ['istio-ca']).authenticated).toBe(true);
     const wrongAud = kube.reviewToken(token, ['https://kubernetes.default.svc.cluster.local']);
@@ -246,18 +341,31 @@ describe('@kubernetes/client-node against the double', () => {
     expect(wrongAud.error).toContain('token audiences ["istio-ca"] is invalid for the target audiences');
     expect(kube.reviewToken(token.slice(0, -4) + 'AAAA', ['istio-ca']).authenticated).toBe(false);
     const expired = kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['istio-ca'], -10);
-    expect(kube.reviewToken(expired.token, ['istio-ca'])).toMatchObject({ authenticated: false, error: expect.stringContaining('expired') });
+    expect(kube.reviewToken(expired.token, ['istio-ca'])).toMatchObject({
+      authenticated: false,
+      error: expect.stringContaining('expired'),
+    });
 
     // TokenReview over HTTP gives the same answer.
     const authn = kc.makeApiClient(k8s.AuthenticationV1Api);
     const review = await authn.createTokenReview({ body: { spec: { token, audiences: ['istio-ca'] } } });
-    expect(review.status).toMatchObject({ authenticated: true, user: { username: 'system:serviceaccount:vm-ns:vm-sa' }, audiences: ['istio-ca'] });
+    expect(review.status).toMatchObject({
+      authenticated: true,
+      user: { username: 'system:serviceaccount:vm-ns:vm-sa' },
+      audiences: ['istio-ca'],
+    });
 
     const tooShort = await core
-      .createNamespacedServiceAccountToken({ name: 'vm-sa', namespace: 'vm-ns', body: { spec: { audiences: ['istio-ca'], expirationSeconds: 60 } } })
+      .createNamespacedServiceAccountToken({
+        name: 'vm-sa',
+        namespace: 'vm-ns',
+        body: { spec: { audiences: ['istio-ca'], expirationSeconds: 60 } },
+      })
       .catch((e: unknown) => e);
     expect((tooShort as { code: number }).code).toBe(422);
-    const noSa = await core.createNamespacedServiceAccountToken({ name: 'ghost', namespace: 'vm-ns', body: { spec: {} } }).catch((e: unknown) => e);
+    const noSa = await core
+      .createNamespacedServiceAccountToken({ name: 'ghost', namespace: 'vm-ns', body: { spec: {} } })
+      .catch((e: unknown) => e);
     expect((noSa as { code: number }).code).toBe(404);
   });
 
@@ -266,7 +374,9 @@ describe('@kubernetes/client-node against the double', () => {
     const ask = async (context: string, verb: string, resource: string, grp: string) => {
       kc.setCurrentContext(context);
       const authz = kc.makeApiClient(k8s.AuthorizationV1Api);
-      const r = await authz.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: { namespace: 'vm-ns', verb, resource, group: grp } } } });
+      const r = await authz.createSelfSubjectAccessReview({
+        body: { spec: { resourceAttributes: { namespace: 'vm-ns', verb, resource, group: grp } } },
+      });
       return r.status?.allowed;
     };
     expect(await ask('lab', 'create', 'workloadgroups', 'networking.istio.io')).toBe(true);
@@ -283,7 +393,9 @@ describe('@kubernetes/client-node against the double', () => {
     };
     const admin = await rules('lab', 'vm-ns');
     expect(admin.status?.incomplete).toBe(false);
-    expect(admin.status?.resourceRules).toContainEqual(expect.objectContaining({ verbs: ['*'], apiGroups: ['*'], resources: ['*'] }));
+    expect(admin.status?.resourceRules).toContainEqual(
+      expect.objectContaining({ verbs: ['*'], apiGroups: ['*'], resources: ['*'] }),
+    );
     const restricted = await rules('lab-restricted', 'vm-ns');
     expect(restricted.status?.resourceRules.flatMap((r) => r.verbs).sort()).toEqual(['create', 'get', 'list', 'watch']);
     const undo = kube.denyPermission({ verb: 'delete', group: 'batch', resource: 'jobs' });
@@ -304,21 +416,30 @@ describe('@kubernetes/client-node against the double', () => {
     const seen: Array<{ type: string; name: string; rv: string }> = [];
     let req: AbortController | undefined;
     try {
-    req = await watch.watch(
-      '/api/v1/namespaces/vm-ns/configmaps',
-      { labelSelector: 'watched=yes', resourceVersion: kube.store.resourceVersion },
-      (type: string, obj: { metadata: { name: string; resourceVersion: string } }) => {
-        seen.push({ type, name: obj.metadata.name, rv: obj.metadata.resourceVersion });
-      },
-      () => undefined,
-    );
-    const core = kc.makeApiClient(k8s.CoreV1Api);
-    await core.createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'w1', labels: { watched: 'yes' } }, data: { a: '1' } } });
-    await core.createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'w2', labels: { watched: 'no' } } } });
-    await core.patchNamespacedConfigMap({ namespace: 'vm-ns', name: 'w1', body: { data: { a: '2' } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
-    await core.deleteNamespacedConfigMap({ namespace: 'vm-ns', name: 'w1' });
-    const deadline = Date.now() + 5000;
-    while (seen.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      req = await watch.watch(
+        '/api/v1/namespaces/vm-ns/configmaps',
+        { labelSelector: 'watched=yes', resourceVersion: kube.store.resourceVersion },
+        (type: string, obj: { metadata: { name: string; resourceVersion: string } }) => {
+          seen.push({ type, name: obj.metadata.name, rv: obj.metadata.resourceVersion });
+        },
+        () => undefined,
+      );
+      const core = kc.makeApiClient(k8s.CoreV1Api);
+      await core.createNamespacedConfigMap({
+        namespace: 'vm-ns',
+        body: { metadata: { name: 'w1', labels: { watched: 'yes' } }, data: { a: '1' } },
+      });
+      await core.createNamespacedConfigMap({
+        namespace: 'vm-ns',
+        body: { metadata: { name: 'w2', labels: { watched: 'no' } } },
+      });
+      await core.patchNamespacedConfigMap(
+        { namespace: 'vm-ns', name: 'w1', body: { data: { a: '2' } } },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      );
+      await core.deleteNamespacedConfigMap({ namespace: 'vm-ns', name: 'w1' });
+      const deadline = Date.now() + 5000;
+      while (seen.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     } finally {
       req?.abort();
     }
@@ -332,7 +453,10 @@ describe('@kubernetes/client-node against the double', () => {
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const all = await core.listConfigMapForAllNamespaces({ fieldSelector: 'metadata.name=kube-root-ca.crt' });
     expect(all.items.length).toBe(kube.store.list('namespaces').length);
-    const istio = await core.listNamespacedConfigMap({ namespace: 'istio-system', labelSelector: 'istio.io/rev=default,release' });
+    const istio = await core.listNamespacedConfigMap({
+      namespace: 'istio-system',
+      labelSelector: 'istio.io/rev=default,release',
+    });
     expect(istio.items.map((i) => i.metadata?.name).sort()).toEqual(['istio', 'istio-sidecar-injector']);
     expect(istio.kind).toBe('ConfigMapList');
     expect(istio.items[0]?.kind).toBeUndefined();
@@ -349,23 +473,44 @@ describe('@kubernetes/client-node against the double', () => {
       r.end();
     });
     expect(res.code).toBe(401);
-    expect(JSON.parse(res.body)).toEqual({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
+    expect(JSON.parse(res.body)).toEqual({
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: 'Unauthorized',
+      reason: 'Unauthorized',
+      code: 401,
+    });
   });
 
   it('PUT with a stale resourceVersion is 409 Conflict', async () => {
     const { k8s, kc } = await client();
     const core = kc.makeApiClient(k8s.CoreV1Api);
-    const cm = await core.createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'rv-test' }, data: { v: '1' } } });
+    const cm = await core.createNamespacedConfigMap({
+      namespace: 'vm-ns',
+      body: { metadata: { name: 'rv-test' }, data: { v: '1' } },
+    });
     await core.replaceNamespacedConfigMap({ namespace: 'vm-ns', name: 'rv-test', body: { ...cm, data: { v: '2' } } });
-    const stale = await core.replaceNamespacedConfigMap({ namespace: 'vm-ns', name: 'rv-test', body: { ...cm, data: { v: '3' } } }).catch((e: unknown) => e);
+    const stale = await core
+      .replaceNamespacedConfigMap({ namespace: 'vm-ns', name: 'rv-test', body: { ...cm, data: { v: '3' } } })
+      .catch((e: unknown) => e);
     expect((stale as { code: number }).code).toBe(409);
     expect(JSON.parse((stale as { body: string }).body).message).toBe(
       'Operation cannot be fulfilled on configmaps "rv-test": the object has been modified; please apply your changes to the latest version and try again',
     );
-    const dup = await core.createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'rv-test' } } }).catch((e: unknown) => e);
+    const dup = await core
+      .createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'rv-test' } } })
+      .catch((e: unknown) => e);
     expect(JSON.parse((dup as { body: string }).body)).toMatchObject({ reason: 'AlreadyExists', code: 409 });
-    const bad = await core.createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'Bad_Name' } } }).catch((e: unknown) => e);
-    expect(JSON.parse((bad as { body: string }).body)).toMatchObject({ reason: 'Invalid', code: 422, details: { causes: [{ field: 'metadata.name' }] } });
+    const bad = await core
+      .createNamespacedConfigMap({ namespace: 'vm-ns', body: { metadata: { name: 'Bad_Name' } } })
+      .catch((e: unknown) => e);
+    expect(JSON.parse((bad as { body: string }).body)).toMatchObject({
+      reason: 'Invalid',
+      code: 422,
+      details: { causes: [{ field: 'metadata.name' }] },
+    });
   });
 });
 
@@ -397,7 +542,10 @@ describe('seeded cluster, controllers and faults', () => {
     const c = istiod.spec?.template.spec?.containers[0];
     expect(c?.image).toBe('docker.io/istio/pilot:1.24.0');
     const env = Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value]));
-    expect(env).toMatchObject({ PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION: 'true', PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS: 'true' });
+    expect(env).toMatchObject({
+      PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION: 'true',
+      PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS: 'true',
+    });
     const svc = await api.readNamespacedService({ namespace: 'istio-system', name: 'istio-eastwestgateway' });
     expect(svc.spec?.type).toBe('LoadBalancer');
     expect(svc.spec?.ports?.map((p) => p.port)).toEqual(expect.arrayContaining([15012, 15017, 15443]));
@@ -432,7 +580,9 @@ describe('seeded cluster, controllers and faults', () => {
         'namespaces "vm-ns" is forbidden: User "lab-admin" cannot get resource "namespaces" in API group "" at the cluster scope',
       );
       const authz = kc.makeApiClient(k8s.AuthorizationV1Api);
-      const r = await authz.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: { verb: 'get', resource: 'namespaces' } } } });
+      const r = await authz.createSelfSubjectAccessReview({
+        body: { spec: { resourceAttributes: { verb: 'get', resource: 'namespaces' } } },
+      });
       expect(r.status?.allowed).toBe(false);
     } finally {
       await fault('kube-403').heal({});
@@ -451,7 +601,10 @@ describe('seeded cluster, controllers and faults', () => {
     expect((await api.readNamespace({ name: 'vm-ns' })).metadata?.name).toBe('vm-ns');
     await fault('kube-500').apply({});
     try {
-      for (let i = 0; i < 3; i++) expect(((await api.readNamespace({ name: 'vm-ns' }).catch((e: unknown) => e)) as { code: number }).code).toBe(500);
+      for (let i = 0; i < 3; i++)
+        expect(((await api.readNamespace({ name: 'vm-ns' }).catch((e: unknown) => e)) as { code: number }).code).toBe(
+          500,
+        );
     } finally {
       await fault('kube-500').heal({});
     }
@@ -509,14 +662,17 @@ describe('seeded cluster, controllers and faults', () => {
 
   it('controller hook: sees a created Job, creates its Pod, writes logs and status; Background delete removes the Pod', async () => {
     const { podFromJob, podStatus, jobFinishedStatus, KINDS } = await import('./kube/index.js');
-    const stopController = kube.addController(async (event, api) => {
-      if (event.type !== 'ADDED') return;
-      const job = event.object;
-      const pod = api.store.create(KINDS.pods, podFromJob(job));
-      api.setPodLog(job.metadata.namespace as string, pod.metadata.name, 'ivo-client', 'ivo-call 1 200\nivo-done\n');
-      api.store.patchStatus(KINDS.pods, pod.metadata.namespace, pod.metadata.name, podStatus(pod, 'Succeeded'));
-      api.store.patchStatus(KINDS.jobs, job.metadata.namespace, job.metadata.name, jobFinishedStatus(true));
-    }, [KINDS.jobs]);
+    const stopController = kube.addController(
+      async (event, api) => {
+        if (event.type !== 'ADDED') return;
+        const job = event.object;
+        const pod = api.store.create(KINDS.pods, podFromJob(job));
+        api.setPodLog(job.metadata.namespace as string, pod.metadata.name, 'ivo-client', 'ivo-call 1 200\nivo-done\n');
+        api.store.patchStatus(KINDS.pods, pod.metadata.namespace, pod.metadata.name, podStatus(pod, 'Succeeded'));
+        api.store.patchStatus(KINDS.jobs, job.metadata.namespace, job.metadata.name, jobFinishedStatus(true));
+      },
+      [KINDS.jobs],
+    );
     try {
       const { k8s, kc, core: api } = await core();
       const batch = kc.makeApiClient(k8s.BatchV1Api);
@@ -524,7 +680,13 @@ describe('seeded cluster, controllers and faults', () => {
         namespace: 'vm-ns',
         body: {
           metadata: { name: 'ivo-verify-vm1-abcde', labels: { 'app.kubernetes.io/managed-by': 'istio-vm-onboard' } },
-          spec: { backoffLimit: 0, template: { metadata: { labels: { 'sidecar.istio.io/inject': 'true' } }, spec: { restartPolicy: 'Never', containers: [{ name: 'ivo-client', image: 'curlimages/curl:8.11.1' }] } } },
+          spec: {
+            backoffLimit: 0,
+            template: {
+              metadata: { labels: { 'sidecar.istio.io/inject': 'true' } },
+              spec: { restartPolicy: 'Never', containers: [{ name: 'ivo-client', image: 'curlimages/curl:8.11.1' }] },
+            },
+          },
         },
       });
       const job = await batch.readNamespacedJob({ namespace: 'vm-ns', name: 'ivo-verify-vm1-abcde' });
@@ -535,7 +697,11 @@ describe('seeded cluster, controllers and faults', () => {
       const podName = pods.items[0]?.metadata?.name as string;
       const log = await api.readNamespacedPodLog({ namespace: 'vm-ns', name: podName, container: 'ivo-client' });
       expect(log).toBe('ivo-call 1 200\nivo-done\n');
-      await batch.deleteNamespacedJob({ namespace: 'vm-ns', name: 'ivo-verify-vm1-abcde', propagationPolicy: 'Background' });
+      await batch.deleteNamespacedJob({
+        namespace: 'vm-ns',
+        name: 'ivo-verify-vm1-abcde',
+        propagationPolicy: 'Background',
+      });
       expect((await api.listNamespacedPod({ namespace: 'vm-ns' })).items).toHaveLength(0);
       expect(kube.controllerErrors).toEqual([]);
     } finally {

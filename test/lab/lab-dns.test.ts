@@ -7,7 +7,11 @@ let dns: LabDns;
 let resolver: Resolver;
 
 beforeAll(async () => {
-  dns = await startLabDns({ host: '127.0.0.1', port: 0, records: { 'eastwest.lab.example': ['10.233.0.1', 'fd00:abc::1'] } });
+  dns = await startLabDns({
+    host: '127.0.0.1',
+    port: 0,
+    records: { 'eastwest.lab.example': ['10.233.0.1', 'fd00:abc::1'] },
+  });
   resolver = new Resolver({ timeout: 1000, tries: 1 });
   resolver.setServers([dns.address]);
 });

@@ -1,7 +1,17 @@
 // `up` and `down` of a lab: network, VM roots and boots, the sidecar package, the files in DIR, and the
 // detached daemon (control plane, package server, faults). Used by cli.ts and directly by tests.
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleForVm } from './bundle.js';
@@ -49,7 +59,9 @@ function defaultLog(line: string): void {
 function ensureDirAllowed(dir: string): void {
   for (const d of OVERLAID_DIRS) {
     if (dir === `/${d}` || dir.startsWith(`/${d}/`)) {
-      throw new Error(`--dir ${dir} is inside /${d}, which every lab VM overlays; use a directory under ${'/tmp'} or /work`);
+      throw new Error(
+        `--dir ${dir} is inside /${d}, which every lab VM overlays; use a directory under ${'/tmp'} or /work`,
+      );
     }
   }
 }
@@ -105,10 +117,14 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const log = options.log ?? defaultLog;
   const dir = path.resolve(options.dir);
   ensureDirAllowed(dir);
-  if (!Number.isInteger(options.vms) || options.vms < 1 || options.vms > 200) throw new Error(`--vms must be 1..200, got ${options.vms}`);
+  if (!Number.isInteger(options.vms) || options.vms < 1 || options.vms > 200)
+    throw new Error(`--vms must be 1..200, got ${options.vms}`);
   mkdirSync(dir, { recursive: true });
   const previous = tryReadState(dir);
-  if (previous) throw new Error(`a lab is already up in ${dir} (lab ${previous.labIndex}); run \`npm run lab -- down --dir ${dir}\` first`);
+  if (previous)
+    throw new Error(
+      `a lab is already up in ${dir} (lab ${previous.labIndex}); run \`npm run lab -- down --dir ${dir}\` first`,
+    );
   const t0 = Date.now();
   const timings: Record<string, number> = {};
   const k = allocateLabIndex(dir);
@@ -168,7 +184,9 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     timings,
   };
   writeState(state);
-  writeFileSync(state.files.log, `${new Date().toISOString()} lab ${k} up: ${options.vms} VMs in ${dir}\n`, { flag: 'a' });
+  writeFileSync(state.files.log, `${new Date().toISOString()} lab ${k} up: ${options.vms} VMs in ${dir}\n`, {
+    flag: 'a',
+  });
   try {
     const binDir = path.join(dir, 'bin');
     mkdirSync(binDir, { recursive: true });
@@ -191,9 +209,15 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         nodePath: process.execPath,
         sizeMb: options.packageSizeMb,
       });
-      Object.assign(state.package, { path: built.path, sha256: built.sha256, sizeBytes: built.sizeBytes, simulator: built.simulator });
+      Object.assign(state.package, {
+        path: built.path,
+        sha256: built.sha256,
+        sizeBytes: built.sizeBytes,
+        simulator: built.simulator,
+      });
       timings.packageMs = Date.now() - t;
-      if (built.simulator === 'placeholder') log('sidecar simulator (test/lab/sidecar/main.ts) not found: the package carries a placeholder that exits 1');
+      if (built.simulator === 'placeholder')
+        log('sidecar simulator (test/lab/sidecar/main.ts) not found: the package carries a placeholder that exits 1');
     })();
     const netTask = (async () => {
       const t = Date.now();
@@ -223,7 +247,11 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         seedDir,
         systemIds: systemIdRange(k, vm.index),
       });
-      const fp = await run(['ssh-keygen', '-lf', path.join(seedDir, 'upper', 'etc', 'ssh', 'ssh_host_ed25519_key.pub')]);
+      const fp = await run([
+        'ssh-keygen',
+        '-lf',
+        path.join(seedDir, 'upper', 'etc', 'ssh', 'ssh_host_ed25519_key.pub'),
+      ]);
       vm.hostKeyFingerprint = fp.stdout.trim().split(/\s+/)[1] ?? '';
       const anchor = await startAnchor(vm, seedDir);
       vm.anchorPid = anchor.pid;
@@ -234,7 +262,10 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     });
     timings.vmsMs = Date.now() - tVms;
     await packageTask;
-    writeLabFile(state.files.knownHosts, state.vms.map((vm, i) => knownHostsLine(vm.ip, vm.sshPort, hostKeys[i] as string)).join('\n') + '\n');
+    writeLabFile(
+      state.files.knownHosts,
+      state.vms.map((vm, i) => knownHostsLine(vm.ip, vm.sshPort, hostKeys[i] as string)).join('\n') + '\n',
+    );
     writeLabFile(state.files.inventory, inventoryYaml(state));
     writeState(state);
     const tDaemon = Date.now();
@@ -244,7 +275,9 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     // The daemon owns state.json from now on (one writer); the last timings are only returned and logged.
     const ready = readState(dir);
     timings.totalMs = Date.now() - t0;
-    log(`lab ${k} up: ${options.vms} VMs in ${Date.now() - t0} ms (network ${timings.networkMs} ms, VMs ${timings.vmsMs} ms, package ${timings.packageMs} ms, daemon ${timings.daemonMs} ms)`);
+    log(
+      `lab ${k} up: ${options.vms} VMs in ${Date.now() - t0} ms (network ${timings.networkMs} ms, VMs ${timings.vmsMs} ms, package ${timings.packageMs} ms, daemon ${timings.daemonMs} ms)`,
+    );
     return { ...ready, timings: { ...ready.timings, ...timings } };
   } catch (e) {
     log(`up failed: ${(e as Error).message}`);
@@ -344,21 +377,46 @@ export async function labDown(dirArg: string, options: DownOptions = {}): Promis
       problems.push((e as Error).message);
     }
   }
-  problems.push(...(await destroyNetwork(state.labIndex, state.vms.map((v) => v.netns), state.hostIptablesRules)));
+  problems.push(
+    ...(await destroyNetwork(
+      state.labIndex,
+      state.vms.map((v) => v.netns),
+      state.hostIptablesRules,
+    )),
+  );
   for (const vm of state.vms) {
     if (existsSync(`/sys/class/net/${vm.hostVeth}`)) {
       const r = await run(['ip', 'link', 'del', vm.hostVeth], { allowFailure: true });
       // The kernel removes a veth with its peer's namespace, asynchronously: gone meanwhile is fine.
-      if (r.code !== 0 && existsSync(`/sys/class/net/${vm.hostVeth}`)) problems.push(`ip link del ${vm.hostVeth}: ${r.stderr.trim()}`);
+      if (r.code !== 0 && existsSync(`/sys/class/net/${vm.hostVeth}`))
+        problems.push(`ip link del ${vm.hostVeth}: ${r.stderr.trim()}`);
     }
   }
   releaseLabIndex(state.labIndex, dir);
-  for (const name of ['vms', 'bin', 'package', 'control.sock', 'daemon.pid', 'id_ed25519', 'id_ed25519.pub', 'action.env', 'known_hosts', 'inventory.yaml', 'kubeconfig']) {
+  for (const name of [
+    'vms',
+    'bin',
+    'package',
+    'control.sock',
+    'daemon.pid',
+    'id_ed25519',
+    'id_ed25519.pub',
+    'action.env',
+    'known_hosts',
+    'inventory.yaml',
+    'kubeconfig',
+  ]) {
     rmSync(path.join(dir, name), { recursive: true, force: true });
   }
   if (problems.length === 0) rmSync(statePath(dir), { force: true });
   else writeState(state);
-  writeFileSync(state.files.log, `${new Date().toISOString()} lab ${state.labIndex} down (${killed.length} processes ended)${problems.length ? `; problems: ${problems.join('; ')}` : ''}\n`, { flag: 'a' });
-  log(`lab ${state.labIndex} down: ${killed.length} processes ended${problems.length ? `, problems: ${problems.join('; ')}` : ''}`);
+  writeFileSync(
+    state.files.log,
+    `${new Date().toISOString()} lab ${state.labIndex} down (${killed.length} processes ended)${problems.length ? `; problems: ${problems.join('; ')}` : ''}\n`,
+    { flag: 'a' },
+  );
+  log(
+    `lab ${state.labIndex} down: ${killed.length} processes ended${problems.length ? `, problems: ${problems.join('; ')}` : ''}`,
+  );
   return { alreadyDown: false, killed, problems };
 }

@@ -39,7 +39,16 @@ function job(name: string, inject: 'true' | 'false', url: string, managed = true
         spec: {
           serviceAccountName: 'default',
           restartPolicy: 'Never',
-          containers: [{ name: 'ivo-client', image: 'curlimages/curl:8.11.1', env: [{ name: 'IVO_TARGET_URL', value: url }, { name: 'IVO_REQUESTS', value: '3' }] }],
+          containers: [
+            {
+              name: 'ivo-client',
+              image: 'curlimages/curl:8.11.1',
+              env: [
+                { name: 'IVO_TARGET_URL', value: url },
+                { name: 'IVO_REQUESTS', value: '3' },
+              ],
+            },
+          ],
         },
       },
     },
@@ -50,7 +59,9 @@ async function runJob(name: string, inject: 'true' | 'false', url: string) {
   mesh.kube.store.create(KINDS.jobs, job(name, inject, url));
   const done = await waitFor(() => {
     const j = mesh.kube.store.get(KINDS.jobs, 'vm-ns', name);
-    return j?.status?.conditions?.some((c: { type: string }) => c.type === 'Complete' || c.type === 'Failed') ? j : undefined;
+    return j?.status?.conditions?.some((c: { type: string }) => c.type === 'Complete' || c.type === 'Failed')
+      ? j
+      : undefined;
   });
   const pod = mesh.kube.store.list(KINDS.pods, { namespace: 'vm-ns', labelSelector: `job-name=${name}` })[0]!;
   const res = await fetchLog(pod.metadata.name);
@@ -64,11 +75,20 @@ async function fetchLog(pod: string): Promise<string> {
   const u = new URL(`/api/v1/namespaces/vm-ns/pods/${pod}/log?container=ivo-client`, o.server);
   return new Promise((resolve, reject) => {
     https
-      .get({ hostname: u.hostname, port: u.port, path: u.pathname + u.search, ca: o.caPem, headers: { authorization: `Bearer ${o.token}` } }, (r) => {
-        let b = '';
-        r.on('data', (c) => (b += c));
-        r.on('end', () => resolve(b));
-      })
+      .get(
+        {
+          hostname: u.hostname,
+          port: u.port,
+          path: u.pathname + u.search,
+          ca: o.caPem,
+          headers: { authorization: `Bearer ${o.token}` },
+        },
+        (r) => {
+          let b = '';
+          r.on('data', (c) => (b += c));
+          r.on('end', () => resolve(b));
+        },
+      )
       .on('error', reject);
   });
 }
@@ -89,13 +109,19 @@ describe('verification Job runner', () => {
   });
   it('mesh-service-down: injected calls fail with 000, and succeed again after heal', async () => {
     await echo.stop();
-    expect((await runJob('ivo-verify-vm1-cccc', 'true', `http://127.0.0.1:${echo.boundPort}/`)).log).toContain('ivo-call 1 000');
+    expect((await runJob('ivo-verify-vm1-cccc', 'true', `http://127.0.0.1:${echo.boundPort}/`)).log).toContain(
+      'ivo-call 1 000',
+    );
     await echo.start();
-    expect((await runJob('ivo-verify-vm1-dddd', 'true', `http://127.0.0.1:${echo.boundPort}/`)).log).toContain('ivo-call 3 200');
+    expect((await runJob('ivo-verify-vm1-dddd', 'true', `http://127.0.0.1:${echo.boundPort}/`)).log).toContain(
+      'ivo-call 3 200',
+    );
   });
   it('ignores Jobs without the managed-by label (stored, no Pod)', async () => {
     mesh.kube.store.create(KINDS.jobs, job('someone-elses', 'true', 'http://127.0.0.1:1/', false));
     await new Promise((r) => setTimeout(r, 300));
-    expect(mesh.kube.store.list(KINDS.pods, { namespace: 'vm-ns', labelSelector: 'job-name=someone-elses' })).toHaveLength(0);
+    expect(
+      mesh.kube.store.list(KINDS.pods, { namespace: 'vm-ns', labelSelector: 'job-name=someone-elses' }),
+    ).toHaveLength(0);
   });
 });

@@ -17,13 +17,21 @@ let dns: Awaited<ReturnType<typeof startLabDns>>;
 function capture() {
   const out: string[] = [];
   const err: string[] = [];
-  return { out, err, io: { stdout: { write: (t: string) => out.push(t) }, stderr: { write: (t: string) => err.push(t) }, cwd: dir } };
+  return {
+    out,
+    err,
+    io: { stdout: { write: (t: string) => out.push(t) }, stderr: { write: (t: string) => err.push(t) }, cwd: dir },
+  };
 }
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ivo-render-live-'));
   kube = await startKubeApi({ dir, seed: { gatewayIP: '127.0.0.9', rootCertPem: ROOT, namespaces: ['vm-ns'] } });
-  kube.store.create('serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'vm-sa', namespace: 'vm-ns' } });
+  kube.store.create('serviceaccounts', {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name: 'vm-sa', namespace: 'vm-ns' },
+  });
   dns = await startLabDns({ records: { 'eastwest.lab.example': ['127.0.0.9', '127.0.0.8'] } });
   writeFileSync(
     join(dir, 'wg.yaml'),
@@ -40,7 +48,20 @@ afterAll(async () => {
 describe('render --kubeconfig', () => {
   it('reads mesh config, root cert, cluster ID, gateway IP and a fresh token, like istioctl', async () => {
     const run = capture();
-    const code = await runRenderCommand(['-f', 'wg.yaml', '--kubeconfig', kube.kubeconfigPath, '--internalIP', '10.1.2.3', '--autoregister', '-o', 'live'], run.io);
+    const code = await runRenderCommand(
+      [
+        '-f',
+        'wg.yaml',
+        '--kubeconfig',
+        kube.kubeconfigPath,
+        '--internalIP',
+        '10.1.2.3',
+        '--autoregister',
+        '-o',
+        'live',
+      ],
+      run.io,
+    );
     expect([code, run.err.join('')]).toEqual([0, '']);
     const read = (name: string) => readFileSync(join(dir, 'live', name), 'utf8');
     expect(read('hosts')).toBe('127.0.0.9 istiod.istio-system.svc\n');
@@ -53,14 +74,32 @@ describe('render --kubeconfig', () => {
     expect(run.out.join('')).not.toContain(token);
 
     // The offline render, given the same values as files, writes the same bytes.
-    const meshText = (kube.store.get('configmaps', 'istio-system', 'istio') as unknown as { data: { mesh: string } }).data.mesh;
+    const meshText = (kube.store.get('configmaps', 'istio-system', 'istio') as unknown as { data: { mesh: string } })
+      .data.mesh;
     writeFileSync(join(dir, 'mesh.txt'), meshText);
     writeFileSync(join(dir, 'root.pem'), ROOT);
     writeFileSync(join(dir, 'token'), token);
     const offline = capture();
     const offlineCode = await runRenderCommand(
-      ['-f', 'wg.yaml', '--mesh-config', 'mesh.txt', '--root-cert', 'root.pem', '--token', 'token', '--clusterID', 'Kubernetes',
-        '--ingressIP', '127.0.0.9', '--internalIP', '10.1.2.3', '--autoregister', '-o', 'offline'],
+      [
+        '-f',
+        'wg.yaml',
+        '--mesh-config',
+        'mesh.txt',
+        '--root-cert',
+        'root.pem',
+        '--token',
+        'token',
+        '--clusterID',
+        'Kubernetes',
+        '--ingressIP',
+        '127.0.0.9',
+        '--internalIP',
+        '10.1.2.3',
+        '--autoregister',
+        '-o',
+        'offline',
+      ],
       offline.io,
     );
     expect(offlineCode).toBe(0);
@@ -73,9 +112,25 @@ describe('render --kubeconfig', () => {
     kube.setEastWestMode('hostname');
     try {
       const run = capture();
-      const code = await runRenderCommand(['-f', 'wg.yaml', '--kubeconfig', kube.kubeconfigPath, '--dns-servers', dns.address, '--internalIP', '10.1.2.3', '-o', 'hostname'], run.io);
+      const code = await runRenderCommand(
+        [
+          '-f',
+          'wg.yaml',
+          '--kubeconfig',
+          kube.kubeconfigPath,
+          '--dns-servers',
+          dns.address,
+          '--internalIP',
+          '10.1.2.3',
+          '-o',
+          'hostname',
+        ],
+        run.io,
+      );
       expect(code).toBe(0);
-      expect(run.err.join('')).toContain('east-west gateway eastwest.lab.example resolved to 127.0.0.8, 127.0.0.9; using 127.0.0.8');
+      expect(run.err.join('')).toContain(
+        'east-west gateway eastwest.lab.example resolved to 127.0.0.8, 127.0.0.9; using 127.0.0.8',
+      );
       expect(readFileSync(join(dir, 'hostname', 'hosts'), 'utf8')).toBe('127.0.0.8 istiod.istio-system.svc\n');
     } finally {
       kube.setEastWestMode('ip');
@@ -85,9 +140,12 @@ describe('render --kubeconfig', () => {
   it('fails clearly when the cluster refuses the token request', async () => {
     const undo = kube.denyPermission({ verb: 'create', group: '', resource: 'serviceaccounts', subresource: 'token' });
     try {
-      await expect(runRenderCommand(['-f', 'wg.yaml', '--kubeconfig', kube.kubeconfigPath, '--internalIP', '10.1.2.3', '-o', 'denied'], capture().io)).rejects.toThrow(
-        /forbidden|403/i,
-      );
+      await expect(
+        runRenderCommand(
+          ['-f', 'wg.yaml', '--kubeconfig', kube.kubeconfigPath, '--internalIP', '10.1.2.3', '-o', 'denied'],
+          capture().io,
+        ),
+      ).rejects.toThrow(/forbidden|403/i);
     } finally {
       undo();
     }

@@ -8,7 +8,18 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { EchoService } from './mesh/echo.js';
-import { httpGet, randomOffset, removeBundledSimulator, runSimulator, startLoopbackMesh, waitFor, writeVmRoot, type LoopbackMesh, waitSimulatorReady, type RunningSimulator } from './sidecar/testing.js';
+import {
+  httpGet,
+  randomOffset,
+  removeBundledSimulator,
+  runSimulator,
+  startLoopbackMesh,
+  waitFor,
+  writeVmRoot,
+  type LoopbackMesh,
+  waitSimulatorReady,
+  type RunningSimulator,
+} from './sidecar/testing.js';
 
 const REF = path.resolve(new URL('.', import.meta.url).pathname, '../../../shared/envoy-reference');
 const ref = (p: string) => readFileSync(path.join(REF, p), 'utf8');
@@ -40,12 +51,20 @@ let sim: RunningSimulator;
 beforeAll(async () => {
   mesh = await startLoopbackMesh();
   mesh.kube.store.create('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'vm-ns' } });
-  mesh.kube.store.create('serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'vm-sa', namespace: 'vm-ns' } });
+  mesh.kube.store.create('serviceaccounts', {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name: 'vm-sa', namespace: 'vm-ns' },
+  });
   mesh.kube.store.create('workloadgroups.networking.istio.io', {
     apiVersion: 'networking.istio.io/v1',
     kind: 'WorkloadGroup',
     metadata: { name: 'vm-app', namespace: 'vm-ns' },
-    spec: { metadata: { labels: { app: 'vm-app', class: 'vm' } }, template: { serviceAccount: 'vm-sa' }, probe: { httpGet: { port: 8080 } } },
+    spec: {
+      metadata: { labels: { app: 'vm-app', class: 'vm' } },
+      template: { serviceAccount: 'vm-sa' },
+      probe: { httpGet: { port: 8080 } },
+    },
   });
   app = http.createServer((_q, r) => r.end('ok'));
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
@@ -58,7 +77,15 @@ beforeAll(async () => {
   const id = mesh.ca.issueWorkloadCert('default', 'sleep');
   await new Promise<void>((resolve) => {
     const s = tls.connect(
-      { host: '127.0.0.1', port: sim.port(15006), servername: `outbound_.${(app.address() as AddressInfo).port}_._.vm-app.vm-ns.svc.cluster.local`, key: id.keyPem, cert: id.certPem, ca: mesh.ca.rootCertPem, checkServerIdentity: () => undefined },
+      {
+        host: '127.0.0.1',
+        port: sim.port(15006),
+        servername: `outbound_.${(app.address() as AddressInfo).port}_._.vm-app.vm-ns.svc.cluster.local`,
+        key: id.keyPem,
+        cert: id.certPem,
+        ca: mesh.ca.rootCertPem,
+        checkServerIdentity: () => undefined,
+      },
       () => s.write('GET / HTTP/1.1\r\nHost: vm-app.vm-ns.svc.cluster.local\r\nConnection: close\r\n\r\n'),
     );
     s.on('data', () => undefined);
@@ -93,7 +120,10 @@ describe('/certs', () => {
     expect(text).not.toContain('<inline>');
     expect(text.split('\n')[1]).toMatch(/^ "certificates": \[$/);
     expect(refText.split('\n')[1]).toMatch(/^ "certificates": \[$/);
-    const c = (mine.certificates[0] as { cert_chain: Array<Record<string, string>>; ca_cert: Array<Record<string, unknown>> });
+    const c = mine.certificates[0] as {
+      cert_chain: Array<Record<string, string>>;
+      ca_cert: Array<Record<string, unknown>>;
+    };
     expect(c.cert_chain[0]!.serial_number).toMatch(/^[0-9a-f]{32}$/);
     expect(c.cert_chain[0]!.valid_from).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     expect(typeof c.cert_chain[0]!.days_until_expiration).toBe('string');
@@ -105,8 +135,12 @@ describe('/certs', () => {
 
 describe('/config_dump', () => {
   it('dynamic_active_secrets entries have the reference keys; the private key is redacted like Envoy', async () => {
-    const mine = JSON.parse((await httpGet(sim.port(15000), '/config_dump?resource=dynamic_active_secrets')).body) as { configs: Array<Record<string, unknown>> };
-    const theirs = JSON.parse(ref('config_dump/secrets_config_dump.istio-testdata.json')) as { configs: Array<{ dynamic_active_secrets: Array<Record<string, unknown>> }> };
+    const mine = JSON.parse((await httpGet(sim.port(15000), '/config_dump?resource=dynamic_active_secrets')).body) as {
+      configs: Array<Record<string, unknown>>;
+    };
+    const theirs = JSON.parse(ref('config_dump/secrets_config_dump.istio-testdata.json')) as {
+      configs: Array<{ dynamic_active_secrets: Array<Record<string, unknown>> }>;
+    };
     const refSecrets = theirs.configs[0]!.dynamic_active_secrets;
     expect(mine.configs.map((c) => c.name)).toEqual(refSecrets.map((s) => s.name));
     mine.configs.forEach((c, i) => {
@@ -116,11 +150,17 @@ describe('/config_dump', () => {
     });
     const def = mine.configs[0] as { secret: { tls_certificate: { private_key: { inline_bytes: string } } } };
     const refDef = refSecrets[0] as { secret: { tls_certificate: { private_key: { inline_bytes: string } } } };
-    expect(def.secret.tls_certificate.private_key.inline_bytes).toBe(refDef.secret.tls_certificate.private_key.inline_bytes);
+    expect(def.secret.tls_certificate.private_key.inline_bytes).toBe(
+      refDef.secret.tls_certificate.private_key.inline_bytes,
+    );
   });
   it('the full dump lists the sections in Envoy order, ending with SecretsConfigDump', async () => {
-    const mine = JSON.parse((await httpGet(sim.port(15000), '/config_dump')).body) as { configs: Array<{ '@type': string }> };
-    const theirs = JSON.parse(ref('config_dump/waypoint_full_config_dump.istio-testdata.json')) as { configs: Array<{ '@type': string }> };
+    const mine = JSON.parse((await httpGet(sim.port(15000), '/config_dump')).body) as {
+      configs: Array<{ '@type': string }>;
+    };
+    const theirs = JSON.parse(ref('config_dump/waypoint_full_config_dump.istio-testdata.json')) as {
+      configs: Array<{ '@type': string }>;
+    };
     expect(mine.configs.map((c) => c['@type'])).toEqual(theirs.configs.map((c) => c['@type']));
   });
 });
@@ -157,7 +197,13 @@ describe('/stats', () => {
     }
   });
   it('filter= (regex) and usedonly as pilot-agent queries them', async () => {
-    const text = (await httpGet(sim.port(15000), '/stats?usedonly&filter=' + encodeURIComponent('^(cluster_manager\\.cds|listener_manager\\.lds)\\.(update_success|update_rejected)$'))).body;
+    const text = (
+      await httpGet(
+        sim.port(15000),
+        '/stats?usedonly&filter=' +
+          encodeURIComponent('^(cluster_manager\\.cds|listener_manager\\.lds)\\.(update_success|update_rejected)$'),
+      )
+    ).body;
     expect(statNames(text)).toEqual(['cluster_manager.cds.update_success', 'listener_manager.lds.update_success']);
   });
   it('proxyStatsMatcher inclusionPrefixes adds control_plane.* (absent by default)', async () => {
@@ -192,10 +238,14 @@ describe('/stats/prometheus', () => {
     const text = (await httpGet(sim.port(15090), '/stats/prometheus')).body;
     const labelsOf = (line: string) => [...line.matchAll(/([a-z_]+)="/g)].map((m) => m[1]);
     const mine = text.split('\n').find((l) => l.startsWith('istio_requests_total{reporter="destination"'))!;
-    const theirs = ref('stats/stats_prometheus.constructed.txt').split('\n').find((l) => l.startsWith('istio_requests_total{'))!;
+    const theirs = ref('stats/stats_prometheus.constructed.txt')
+      .split('\n')
+      .find((l) => l.startsWith('istio_requests_total{'))!;
     expect(labelsOf(mine)).toEqual(labelsOf(theirs));
     expect(mine).toContain('connection_security_policy="mutual_tls"');
-    const tmplOrder = [...ref('stats/istio_requests_total.server_side.istio-proxy-testdata.yaml.tmpl').matchAll(/- name: (\S+)/g)].map((m) => m[1]);
+    const tmplOrder = [
+      ...ref('stats/istio_requests_total.server_side.istio-proxy-testdata.yaml.tmpl').matchAll(/- name: (\S+)/g),
+    ].map((m) => m[1]);
     // The constructed exposition has no destination_port (the istio/proxy test config adds it): compare the common labels' order.
     const mineOrder = labelsOf(mine).filter((l) => tmplOrder.includes(l));
     expect(mineOrder).toEqual(tmplOrder.filter((l) => labelsOf(mine).includes(l)));
@@ -210,14 +260,24 @@ describe('/clusters', () => {
       t
         .split('\n')
         .filter((l) => l.startsWith(`${cluster}::`))
-        .map((l) => l.slice(cluster.length + 2).replace(/^[^:]*:\d+::|^\.\/etc\/istio\/proxy\/XDS::/, 'HOST::').replace(/::[^:]*$/, ''));
+        .map((l) =>
+          l
+            .slice(cluster.length + 2)
+            .replace(/^[^:]*:\d+::|^\.\/etc\/istio\/proxy\/XDS::/, 'HOST::')
+            .replace(/::[^:]*$/, ''),
+        );
     const refText = ref('clusters/clusters_text.constructed.txt');
     expect(shape(text, 'xds-grpc')).toEqual(shape(refText, 'xds-grpc'));
     const refOne = shape(refText, 'outbound|9080||reviews.default.svc.cluster.local');
     const perHost = refOne.filter((l) => l.startsWith('HOST::')).length / 2;
-    const refSingleHost = [...refOne.filter((l) => !l.startsWith('HOST::')), ...refOne.filter((l) => l.startsWith('HOST::')).slice(0, perHost)];
+    const refSingleHost = [
+      ...refOne.filter((l) => !l.startsWith('HOST::')),
+      ...refOne.filter((l) => l.startsWith('HOST::')).slice(0, perHost),
+    ];
     expect(shape(text, 'outbound|8080||echo.mesh-test.svc.cluster.local')).toEqual(refSingleHost);
-    expect(text).toContain('outbound|8080||echo.mesh-test.svc.cluster.local::observability_name::outbound|8080||echo.mesh-test.svc.cluster.local;');
+    expect(text).toContain(
+      'outbound|8080||echo.mesh-test.svc.cluster.local::observability_name::outbound|8080||echo.mesh-test.svc.cluster.local;',
+    );
   });
 });
 
@@ -233,8 +293,14 @@ describe('WorkloadEntry (auto-registered) vs the reference', () => {
       return e?.status?.conditions?.length ? e : undefined;
     });
     expect(Object.keys(we.metadata.annotations ?? {}).sort()).toEqual(Object.keys(theirs.metadata.annotations).sort());
-    expect(Object.keys(we.metadata.ownerReferences?.[0] ?? {}).sort()).toEqual(Object.keys(theirs.metadata.ownerReferences[0]!).sort());
-    expect(Object.keys(we.spec).sort()).toEqual(Object.keys(theirs.spec).filter((k) => k !== 'network').sort());
+    expect(Object.keys(we.metadata.ownerReferences?.[0] ?? {}).sort()).toEqual(
+      Object.keys(theirs.metadata.ownerReferences[0]!).sort(),
+    );
+    expect(Object.keys(we.spec).sort()).toEqual(
+      Object.keys(theirs.spec)
+        .filter((k) => k !== 'network')
+        .sort(),
+    );
     expect(Object.keys(we.status.conditions[0]).sort()).toEqual(Object.keys(theirs.status.conditions[0]!).sort());
   });
 });

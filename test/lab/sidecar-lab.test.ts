@@ -15,10 +15,18 @@ let vmIp = '';
 let gw = '';
 
 function sh(script: string, timeoutMs = 120_000): string {
-  return execFileSync('bash', ['-c', script], { cwd: repo, encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, D: dir, KUBECONFIG: path.join(dir, 'kubeconfig') } });
+  return execFileSync('bash', ['-c', script], {
+    cwd: repo,
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    env: { ...process.env, D: dir, KUBECONFIG: path.join(dir, 'kubeconfig') },
+  });
 }
 const ssh = (cmd: string, t = 60_000) =>
-  sh(`ssh -o ConnectTimeout=5 -o BatchMode=yes -i $D/id_ed25519 -o UserKnownHostsFile=$D/known_hosts -o StrictHostKeyChecking=yes lab@${vmIp} ${JSON.stringify(cmd)}`, t);
+  sh(
+    `ssh -o ConnectTimeout=5 -o BatchMode=yes -i $D/id_ed25519 -o UserKnownHostsFile=$D/known_hosts -o StrictHostKeyChecking=yes lab@${vmIp} ${JSON.stringify(cmd)}`,
+    t,
+  );
 const lab = (args: string) => sh(`npm run -s lab -- ${args} --dir $D`);
 
 function job(name: string, inject: string): string {
@@ -49,12 +57,20 @@ function runJob(name: string, inject: string): string {
 const mtlsCounter = () =>
   ssh('curl -s -m 5 http://localhost:15090/stats/prometheus')
     .split('\n')
-    .filter((l) => l.startsWith('istio_requests_total{reporter="destination"') && l.includes('connection_security_policy="mutual_tls"'))
+    .filter(
+      (l) =>
+        l.startsWith('istio_requests_total{reporter="destination"') &&
+        l.includes('connection_security_policy="mutual_tls"'),
+    )
     .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
 
 beforeAll(() => {
   sh('npm run -s lab -- up --vms 1 --dir $D', 240_000);
-  const st = JSON.parse(readFileSync(path.join(dir, 'state.json'), 'utf8')) as { vms: Array<{ ip: string }>; gatewayIP: string; package: { url: string } };
+  const st = JSON.parse(readFileSync(path.join(dir, 'state.json'), 'utf8')) as {
+    vms: Array<{ ip: string }>;
+    gatewayIP: string;
+    package: { url: string };
+  };
   vmIp = st.vms[0]!.ip;
   gw = st.gatewayIP;
   sh(`mkdir -p ${files}`);
@@ -110,7 +126,9 @@ spec:
     'defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n  proxyMetadata:\n    ISTIO_META_DNS_CAPTURE: "true"\n  readinessProbe:\n    httpGet:\n      path: /\n      port: 8080\n    periodSeconds: 2\n',
   );
   writeFileSync(path.join(files, 'hosts'), `${gw} istiod.istio-system.svc\n`);
-  sh(`scp -q -o BatchMode=yes -i $D/id_ed25519 -o UserKnownHostsFile=$D/known_hosts -o StrictHostKeyChecking=yes ${files}/istio-token ${files}/root-cert.pem ${files}/cluster.env ${files}/mesh.yaml ${files}/hosts lab@${vmIp}:/tmp/`);
+  sh(
+    `scp -q -o BatchMode=yes -i $D/id_ed25519 -o UserKnownHostsFile=$D/known_hosts -o StrictHostKeyChecking=yes ${files}/istio-token ${files}/root-cert.pem ${files}/cluster.env ${files}/mesh.yaml ${files}/hosts lab@${vmIp}:/tmp/`,
+  );
   ssh(
     `set -e; cd /tmp; curl -sSf -o istio-sidecar.deb ${st.package.url}; sudo dpkg -i istio-sidecar.deb >/dev/null; ` +
       'sudo mkdir -p /etc/certs /var/run/secrets/tokens /etc/istio/config /var/lib/istio/envoy; ' +
@@ -141,18 +159,30 @@ const waitReady = (want: string, tries = 60) => {
 describe('a VM onboarded by hand', () => {
   it('becomes ready, with a workload cert that openssl verify accepts and the right SAN', () => {
     expect(waitReady('200')).toBe('200');
-    const dump = JSON.parse(ssh('curl -s -m 5 "http://localhost:15000/config_dump?resource=dynamic_active_secrets"')) as {
+    const dump = JSON.parse(
+      ssh('curl -s -m 5 "http://localhost:15000/config_dump?resource=dynamic_active_secrets"'),
+    ) as {
       configs: Array<{ name: string; secret: { tls_certificate?: { certificate_chain: { inline_bytes: string } } } }>;
     };
-    const chain = Buffer.from(dump.configs.find((c) => c.name === 'default')!.secret.tls_certificate!.certificate_chain.inline_bytes, 'base64').toString();
-    writeFileSync(path.join(dir, 'leaf.pem'), /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n/.exec(chain)![0]);
+    const chain = Buffer.from(
+      dump.configs.find((c) => c.name === 'default')!.secret.tls_certificate!.certificate_chain.inline_bytes,
+      'base64',
+    ).toString();
+    writeFileSync(
+      path.join(dir, 'leaf.pem'),
+      /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n/.exec(chain)![0],
+    );
     expect(sh(`openssl verify -CAfile ${files}/root-cert.pem $D/leaf.pem`).trim()).toMatch(/: OK$/);
-    expect(sh('openssl x509 -in $D/leaf.pem -noout -ext subjectAltName')).toContain('URI:spiffe://cluster.local/ns/vm-app/sa/vm-app');
+    expect(sh('openssl x509 -in $D/leaf.pem -noout -ext subjectAltName')).toContain(
+      'URI:spiffe://cluster.local/ns/vm-app/sa/vm-app',
+    );
   });
   it('shows up as a Healthy auto-registered WorkloadEntry', () => {
     let out = '';
     for (let i = 0; i < 40 && !out.includes('True'); i++) {
-      out = sh(`kubectl -n vm-app get workloadentry app-${vmIp} -o jsonpath='{.spec.address} {.status.conditions[?(@.type=="Healthy")].status}' 2>/dev/null || true`);
+      out = sh(
+        `kubectl -n vm-app get workloadentry app-${vmIp} -o jsonpath='{.spec.address} {.status.conditions[?(@.type=="Healthy")].status}' 2>/dev/null || true`,
+      );
       if (!out.includes('True')) sh('sleep 0.5');
     }
     expect(out).toBe(`${vmIp} True`);
@@ -164,7 +194,10 @@ describe('a VM onboarded by hand', () => {
     const before = mtlsCounter();
     expect(runJob('ivo-verify-vm1-e2e1', 'true')).toBe('ivo-call 1 200\nivo-call 2 200\nivo-call 3 200\nivo-done\n');
     expect(mtlsCounter() - before).toBe(3);
-    writeFileSync(path.join(dir, 'pa.yaml'), 'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: vm-app}\nspec: {mtls: {mode: STRICT}}\n');
+    writeFileSync(
+      path.join(dir, 'pa.yaml'),
+      'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: vm-app}\nspec: {mtls: {mode: STRICT}}\n',
+    );
     sh('kubectl apply -f $D/pa.yaml >/dev/null && sleep 2');
     expect(runJob('ivo-verify-vm1-e2e2', 'false')).toBe('ivo-call 1 000\nivo-call 2 000\nivo-call 3 000\nivo-done\n');
     lab('fault plaintext-accepted --vm vm1');
@@ -173,7 +206,8 @@ describe('a VM onboarded by hand', () => {
     expect(runJob('ivo-verify-vm1-e2e4', 'false')).toContain('ivo-call 1 000');
   });
   it('dns-capture-broken and mesh-service-down break VM→mesh; heal restores it', () => {
-    const call = () => ssh('curl -s -m 5 -o /dev/null -w "%{http_code}" http://echo.mesh-test.svc.cluster.local:8080/ || true');
+    const call = () =>
+      ssh('curl -s -m 5 -o /dev/null -w "%{http_code}" http://echo.mesh-test.svc.cluster.local:8080/ || true');
     lab('fault dns-capture-broken --vm vm1');
     expect(call()).toBe('000');
     lab('heal dns-capture-broken --vm vm1');

@@ -11,7 +11,18 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { MeshCa } from './istiod/ca.js';
 import { EchoService } from './mesh/echo.js';
-import { httpGet, randomOffset, removeBundledSimulator, runSimulator, startLoopbackMesh, waitFor, writeVmRoot, type LoopbackMesh, waitSimulatorReady, type RunningSimulator } from './sidecar/testing.js';
+import {
+  httpGet,
+  randomOffset,
+  removeBundledSimulator,
+  runSimulator,
+  startLoopbackMesh,
+  waitFor,
+  writeVmRoot,
+  type LoopbackMesh,
+  waitSimulatorReady,
+  type RunningSimulator,
+} from './sidecar/testing.js';
 import { PATHS } from './sidecar/config.js';
 import { certFacts } from './sidecar/identity.js';
 
@@ -51,12 +62,20 @@ function meshYaml(): string {
   return `defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:${mesh.istiod.boundPort}\n  readinessProbe:\n    httpGet:\n      port: ${appPort}\n    periodSeconds: 1\n`;
 }
 
-async function startVm(opts: { token?: string | null; rootCert?: string; group?: string; extraEnv?: string } = {}): Promise<RunningSimulator> {
+async function startVm(
+  opts: { token?: string | null; rootCert?: string; group?: string; extraEnv?: string } = {},
+): Promise<RunningSimulator> {
   const root = mkdtempSync(path.join(tmpdir(), 'ivo-vmroot-'));
   roots.push(root);
-  const token = opts.token === null ? undefined : (opts.token ?? mesh.kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['istio-ca'], 3600).token);
+  const token =
+    opts.token === null
+      ? undefined
+      : (opts.token ?? mesh.kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['istio-ca'], 3600).token);
   writeVmRoot(root, {
-    clusterEnv: clusterEnv(opts.extraEnv ?? '').replace("'vm-app'\nISTIO_META_CLUSTER_ID", `'${opts.group ?? 'vm-app'}'\nISTIO_META_CLUSTER_ID`),
+    clusterEnv: clusterEnv(opts.extraEnv ?? '').replace(
+      "'vm-app'\nISTIO_META_CLUSTER_ID",
+      `'${opts.group ?? 'vm-app'}'\nISTIO_META_CLUSTER_ID`,
+    ),
     mesh: meshYaml(),
     hosts: `127.0.0.1 localhost\n127.0.0.1 istiod.istio-system.svc\n`,
     token,
@@ -75,12 +94,20 @@ beforeAll(async () => {
   mesh = await startLoopbackMesh({ cleanupGraceMs: 60_000 });
   const s = mesh.kube.store;
   s.create('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'vm-ns' } });
-  s.create('serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'vm-sa', namespace: 'vm-ns' } });
+  s.create('serviceaccounts', {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name: 'vm-sa', namespace: 'vm-ns' },
+  });
   s.create('workloadgroups.networking.istio.io', {
     apiVersion: 'networking.istio.io/v1',
     kind: 'WorkloadGroup',
     metadata: { name: 'vm-app', namespace: 'vm-ns' },
-    spec: { metadata: { labels: { app: 'vm-app', class: 'vm' } }, template: { serviceAccount: 'vm-sa', ports: { http: 8080 } }, probe: { httpGet: { port: 8080 } } },
+    spec: {
+      metadata: { labels: { app: 'vm-app', class: 'vm' } },
+      template: { serviceAccount: 'vm-sa', ports: { http: 8080 } },
+      probe: { httpGet: { port: 8080 } },
+    },
   });
   app = http.createServer((_q, r) => {
     r.writeHead(appHealthy ? 200 : 503);
@@ -118,7 +145,19 @@ function mtlsCall(sim: RunningSimulator, clientNs = 'mesh-test', plaintext = fal
       onSock(s);
       s.connect(sim.port(15006), '127.0.0.1', () => s.write(reqText));
     } else {
-      const s = tls.connect({ host: '127.0.0.1', port: sim.port(15006), servername: `outbound_.${appPort}_._.vm-app.vm-ns.svc.cluster.local`, key: id.keyPem, cert: id.certPem, ca: mesh.ca.rootCertPem, checkServerIdentity: () => undefined, ALPNProtocols: ['istio-http/1.1'] }, () => s.write(reqText));
+      const s = tls.connect(
+        {
+          host: '127.0.0.1',
+          port: sim.port(15006),
+          servername: `outbound_.${appPort}_._.vm-app.vm-ns.svc.cluster.local`,
+          key: id.keyPem,
+          cert: id.certPem,
+          ca: mesh.ca.rootCertPem,
+          checkServerIdentity: () => undefined,
+          ALPNProtocols: ['istio-http/1.1'],
+        },
+        () => s.write(reqText),
+      );
       onSock(s);
     }
   });
@@ -131,7 +170,12 @@ function require_net(): typeof netModule {
 function mtlsCount(prom: string, policy: string): number {
   return prom
     .split('\n')
-    .filter((l) => l.startsWith('istio_requests_total{reporter="destination"') && l.includes(`connection_security_policy="${policy}"`) && l.includes('response_code="200"'))
+    .filter(
+      (l) =>
+        l.startsWith('istio_requests_total{reporter="destination"') &&
+        l.includes(`connection_security_policy="${policy}"`) &&
+        l.includes('response_code="200"'),
+    )
     .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
 }
 
@@ -139,7 +183,11 @@ function dnsQuery(port: number, name: string): Promise<string[] | null> {
   return new Promise((resolve) => {
     const s = dgram.createSocket('udp4');
     const labels = name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
-    const q = Buffer.concat([Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]), ...labels, Buffer.from([0, 0, 1, 0, 1])]);
+    const q = Buffer.concat([
+      Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]),
+      ...labels,
+      Buffer.from([0, 0, 1, 0, 1]),
+    ]);
     const t = setTimeout(() => {
       s.close();
       resolve(null);
@@ -149,7 +197,8 @@ function dnsQuery(port: number, name: string): Promise<string[] | null> {
       s.close();
       const an = m.readUInt16BE(6);
       const ips: string[] = [];
-      for (let i = 0; i < an; i++) ips.push([...m.subarray(m.length - 4 * (an - i), m.length - 4 * (an - i) + 4)].join('.'));
+      for (let i = 0; i < an; i++)
+        ips.push([...m.subarray(m.length - 4 * (an - i), m.length - 4 * (an - i) + 4)].join('.'));
       resolve(ips);
     });
     s.send(q, port, '127.0.0.1');
@@ -172,10 +221,19 @@ describe('simulator against istiod (standalone, loopback)', () => {
   });
 
   it('holds a workload cert with the SA SPIFFE SAN that chains to the root (/certs, /config_dump)', async () => {
-    const certs = JSON.parse((await httpGet(sim.port(15000), '/certs')).body) as { certificates: Array<{ cert_chain: Array<{ subject_alt_names: Array<{ uri: string }> }> }> };
-    expect(certs.certificates[0]!.cert_chain[0]!.subject_alt_names).toEqual([{ uri: 'spiffe://cluster.local/ns/vm-ns/sa/vm-sa' }]);
+    const certs = JSON.parse((await httpGet(sim.port(15000), '/certs')).body) as {
+      certificates: Array<{ cert_chain: Array<{ subject_alt_names: Array<{ uri: string }> }> }>;
+    };
+    expect(certs.certificates[0]!.cert_chain[0]!.subject_alt_names).toEqual([
+      { uri: 'spiffe://cluster.local/ns/vm-ns/sa/vm-sa' },
+    ]);
     const dump = JSON.parse((await httpGet(sim.port(15000), '/config_dump?resource=dynamic_active_secrets')).body) as {
-      configs: Array<{ name: string; secret: { tls_certificate?: { certificate_chain: { inline_bytes: string }; private_key: { inline_bytes: string } } } }>;
+      configs: Array<{
+        name: string;
+        secret: {
+          tls_certificate?: { certificate_chain: { inline_bytes: string }; private_key: { inline_bytes: string } };
+        };
+      }>;
     };
     const def = dump.configs.find((c) => c.name === 'default')!;
     expect(Buffer.from(def.secret.tls_certificate!.private_key.inline_bytes, 'base64').toString()).toBe('[redacted]');
@@ -203,20 +261,34 @@ describe('simulator against istiod (standalone, loopback)', () => {
     expect(we.metadata.annotations?.['istio.io/workloadController']).toBe(mesh.istiod.podName);
     expect(we.metadata.annotations?.['istio.io/connectedAt']).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
     expect(we.metadata.annotations?.['proxy.istio.io/health-checks-enabled']).toBe('true');
-    expect(we.metadata.ownerReferences?.[0]).toMatchObject({ apiVersion: 'networking.istio.io/v1', kind: 'WorkloadGroup', name: 'vm-app', controller: true });
-    expect(we.spec).toMatchObject({ address: '10.1.2.3', serviceAccount: 'vm-sa', labels: { app: 'vm-app', class: 'vm' } });
+    expect(we.metadata.ownerReferences?.[0]).toMatchObject({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'WorkloadGroup',
+      name: 'vm-app',
+      controller: true,
+    });
+    expect(we.spec).toMatchObject({
+      address: '10.1.2.3',
+      serviceAccount: 'vm-sa',
+      labels: { app: 'vm-app', class: 'vm' },
+    });
     expect(we.status.conditions[0]).toMatchObject({ type: 'Healthy', status: 'True' });
   });
 
   it('app down: Healthy becomes False with the probe error; back up: True', async () => {
     appHealthy = false;
     const bad = await waitFor(() => {
-      const c = mesh.kube.store.get('workloadentries.networking.istio.io', 'vm-ns', 'vm-app-10.1.2.3')?.status?.conditions?.[0];
+      const c = mesh.kube.store.get('workloadentries.networking.istio.io', 'vm-ns', 'vm-app-10.1.2.3')?.status
+        ?.conditions?.[0];
       return c?.status === 'False' ? c : undefined;
     });
     expect(bad.message).toBe('HTTP probe failed with statuscode: 503');
     appHealthy = true;
-    await waitFor(() => mesh.kube.store.get('workloadentries.networking.istio.io', 'vm-ns', 'vm-app-10.1.2.3')?.status?.conditions?.[0]?.status === 'True');
+    await waitFor(
+      () =>
+        mesh.kube.store.get('workloadentries.networking.istio.io', 'vm-ns', 'vm-app-10.1.2.3')?.status?.conditions?.[0]
+          ?.status === 'True',
+    );
   });
 
   it('inbound mTLS is terminated, forwarded to the app port from the SNI, and counted as mutual_tls', async () => {
@@ -247,11 +319,19 @@ describe('simulator against istiod (standalone, loopback)', () => {
 
   it('outbound: HTTP by mesh name goes over mTLS to the mesh service', async () => {
     const r = await new Promise<{ status: number; body: string }>((resolve) => {
-      const q = http.request({ host: '127.0.0.1', port: sim.port(15001), path: '/', headers: { host: 'echo.mesh-test.svc.cluster.local:8080' } }, (res) => {
-        let b = '';
-        res.on('data', (c) => (b += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
-      });
+      const q = http.request(
+        {
+          host: '127.0.0.1',
+          port: sim.port(15001),
+          path: '/',
+          headers: { host: 'echo.mesh-test.svc.cluster.local:8080' },
+        },
+        (res) => {
+          let b = '';
+          res.on('data', (c) => (b += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+        },
+      );
       q.on('error', () => resolve({ status: 0, body: '' }));
       q.end();
     });
@@ -259,7 +339,8 @@ describe('simulator against istiod (standalone, loopback)', () => {
   });
 
   it('DNS proxy answers mesh names from the NameTable; dns-capture-broken stops it', async () => {
-    for (const n of ['echo.mesh-test.svc.cluster.local', 'echo.mesh-test.svc', 'echo.mesh-test']) expect(await dnsQuery(sim.port(15053), n)).toEqual(['127.0.0.250']);
+    for (const n of ['echo.mesh-test.svc.cluster.local', 'echo.mesh-test.svc', 'echo.mesh-test'])
+      expect(await dnsQuery(sim.port(15053), n)).toEqual(['127.0.0.250']);
     writeFileSync(path.join(sim.root, PATHS.dnsBrokenFlag), 'x');
     expect(await dnsQuery(sim.port(15053), 'echo.mesh-test.svc.cluster.local')).toBeNull();
     rmSync(path.join(sim.root, PATHS.dnsBrokenFlag));
@@ -294,7 +375,9 @@ describe('simulator failure modes', () => {
   });
 
   it('token for the wrong audience: the CA rejects it (audience mismatch), NOT ready', async () => {
-    const sim = await startVm({ token: mesh.kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['wrong-aud'], 3600).token });
+    const sim = await startVm({
+      token: mesh.kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['wrong-aud'], 3600).token,
+    });
     await waitFor(() => sim.output().includes('audience mismatch'));
     expect((await httpGet(sim.port(15021), '/healthz/ready')).status).toBe(503);
     await sim.stop();
@@ -327,7 +410,13 @@ describe('simulator failure modes', () => {
     try {
       const root = mkdtempSync(path.join(tmpdir(), 'ivo-vmroot-'));
       roots.push(root);
-      writeVmRoot(root, { clusterEnv: clusterEnv(), mesh: meshYaml(), hosts: '127.0.0.1 istiod.istio-system.svc\n', token: mesh.kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['istio-ca'], 3600).token, rootCert: mesh.ca.rootCertPem });
+      writeVmRoot(root, {
+        clusterEnv: clusterEnv(),
+        mesh: meshYaml(),
+        hosts: '127.0.0.1 istiod.istio-system.svc\n',
+        token: mesh.kube.issueServiceAccountToken('vm-ns', 'vm-sa', ['istio-ca'], 3600).token,
+        rootCert: mesh.ca.rootCertPem,
+      });
       const sim = await runSimulator(root, offset);
       sims.push(sim);
       expect(sim.offset).not.toBe(offset);

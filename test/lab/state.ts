@@ -111,7 +111,8 @@ export function writeState(state: LabState): void {
 
 export function findVm(state: LabState, name: string): LabVmState {
   const vm = state.vms.find((v) => v.name === name);
-  if (!vm) throw new Error(`no VM named ${name} in lab ${state.dir} (have: ${state.vms.map((v) => v.name).join(', ')})`);
+  if (!vm)
+    throw new Error(`no VM named ${name} in lab ${state.dir} (have: ${state.vms.map((v) => v.name).join(', ')})`);
   return vm;
 }
 

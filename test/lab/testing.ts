@@ -43,7 +43,13 @@ export async function downLab(dir: string): Promise<RunResult> {
   return r;
 }
 
-export async function faultCli(dir: string, verb: 'fault' | 'heal', name: string, vm?: string, extra: string[] = []): Promise<void> {
+export async function faultCli(
+  dir: string,
+  verb: 'fault' | 'heal',
+  name: string,
+  vm?: string,
+  extra: string[] = [],
+): Promise<void> {
   const r = await labCli([verb, name, ...(vm ? ['--vm', vm] : []), '--dir', dir, ...extra]);
   if (r.code !== 0) throw new Error(`lab ${verb} ${name} failed:\n${r.stdout}\n${r.stderr}`);
 }
@@ -72,8 +78,17 @@ export function sshArgs(state: LabState, vmName: string, extraOptions: string[] 
 }
 
 /** Runs `command` on a VM over the real ssh client as the lab user. Never rejects. */
-export function ssh(state: LabState, vmName: string, command: string, options: { input?: string | Buffer; timeoutMs?: number } = {}): Promise<RunResult> {
-  return run([...sshArgs(state, vmName), command], { allowFailure: true, timeoutMs: options.timeoutMs ?? 30_000, input: options.input });
+export function ssh(
+  state: LabState,
+  vmName: string,
+  command: string,
+  options: { input?: string | Buffer; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return run([...sshArgs(state, vmName), command], {
+    allowFailure: true,
+    timeoutMs: options.timeoutMs ?? 30_000,
+    input: options.input,
+  });
 }
 
 /** True when the process is gone or a zombie. */

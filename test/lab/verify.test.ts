@@ -66,14 +66,21 @@ const byName = (results: CheckResult[], name: CheckName) => results.find((r) => 
 
 function natRulesPresent(netns: string): boolean {
   try {
-    return execFileSync('ip', ['netns', 'exec', netns, 'iptables', '-w', '5', '-t', 'nat', '-S', 'ISTIO_OUTPUT'], { encoding: 'utf8', timeout: 10_000 }).includes('ISTIO_REDIRECT');
+    return execFileSync('ip', ['netns', 'exec', netns, 'iptables', '-w', '5', '-t', 'nat', '-S', 'ISTIO_OUTPUT'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    }).includes('ISTIO_REDIRECT');
   } catch {
     return false;
   }
 }
 
 function connect(): Promise<VmSession> {
-  return connectVm({ vm, privateKey: readFileSync(state.files.privateKey, 'utf8'), knownHosts: readFileSync(state.files.knownHosts, 'utf8') });
+  return connectVm({
+    vm,
+    privateKey: readFileSync(state.files.privateKey, 'utf8'),
+    knownHosts: readFileSync(state.files.knownHosts, 'utf8'),
+  });
 }
 
 async function sudo(script: string): Promise<void> {
@@ -150,7 +157,13 @@ describe('verification in the lab (VM side, no control plane)', () => {
       const running = byName(results, 'sidecar-running');
       expect(running).toMatchObject({ status: 'fail', hintId: 'unit-inactive' });
       expect(running.summary).toMatch(/unit istio is (inactive|failed)/);
-      for (const name of ['sidecar-ready', 'xds-connected', 'workload-certificate', 'vm-to-mesh', 'mesh-to-vm-mtls'] as const) {
+      for (const name of [
+        'sidecar-ready',
+        'xds-connected',
+        'workload-certificate',
+        'vm-to-mesh',
+        'mesh-to-vm-mtls',
+      ] as const) {
         expect(byName(results, name).status).toBe('skipped');
       }
       expect(byName(results, 'workload-entry').status).toBe('fail');
@@ -159,7 +172,7 @@ describe('verification in the lab (VM side, no control plane)', () => {
     }
   }, 60_000);
 
-  it('a root cert on the VM that does not sign istiod\'s certificate: sidecar-ready fails with root-cert-rejected-by-agent', async () => {
+  it("a root cert on the VM that does not sign istiod's certificate: sidecar-ready fails with root-cert-rejected-by-agent", async () => {
     // istiod back on 15012; the VM still holds the hand-placed root of another CA. Restart the sidecar
     // from the host (a session open across the restart of its traffic capture can be cut), then reconnect.
     await faultCli(dir, 'heal', 'istiod-down');

@@ -32,7 +32,9 @@ function shAsync(script: string): Promise<ExecResult> {
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+    child.on('close', (code) =>
+      resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
+    );
     child.stdin.end();
   });
 }
@@ -53,17 +55,47 @@ ivo_emit rc "$?"
       const result = await shAsync(asRoot(body));
       expect([user, shadow, result.code, result.stderr]).toEqual([user, shadow, 0, '']);
       const out = new ScriptOutput(result.stdout);
-      return { as: out.get('ew.as'), who: out.get('who'), groups: out.get('groups'), cwd: out.get('cwd'), shellCwd: out.get('shell.cwd'), rc: out.get('rc') };
+      return {
+        as: out.get('ew.as'),
+        who: out.get('who'),
+        groups: out.get('groups'),
+        cwd: out.get('cwd'),
+        shellCwd: out.get('shell.cwd'),
+        rc: out.get('rc'),
+      };
     };
     const nobodyGid = sh('id -g nobody').stdout.trim();
     const seen = await probe('nobody');
-    expect(seen).toEqual({ as: 'nobody (setpriv)', who: 'nobody', groups: nobodyGid, cwd: '/', shellCwd: work, rc: '124' });
+    expect(seen).toEqual({
+      as: 'nobody (setpriv)',
+      who: 'nobody',
+      groups: nobodyGid,
+      cwd: '/',
+      shellCwd: work,
+      rc: '124',
+    });
     expect((await probe('nobody', ['setpriv'])).as).toBe('nobody (runuser)');
     expect((await probe('nobody', ['setpriv'])).who).toBe('nobody');
-    expect(await probe('nobody', ['setpriv', 'runuser'])).toMatchObject({ as: 'nobody (sudo)', who: 'nobody', cwd: '/', rc: '124' });
-    expect(await probe('nobody', ['setpriv', 'runuser', 'sudo'])).toMatchObject({ as: 'root: cannot switch to nobody', who: 'root', rc: '124' });
+    expect(await probe('nobody', ['setpriv', 'runuser'])).toMatchObject({
+      as: 'nobody (sudo)',
+      who: 'nobody',
+      cwd: '/',
+      rc: '124',
+    });
+    expect(await probe('nobody', ['setpriv', 'runuser', 'sudo'])).toMatchObject({
+      as: 'root: cannot switch to nobody',
+      who: 'root',
+      rc: '124',
+    });
     // A VM without the user (never onboarded: no sidecar, no capture) probes as root.
-    expect(await probe('ivo-no-such-user')).toEqual({ as: 'root', who: 'root', groups: sh('id -G root').stdout.trim(), cwd: '/', shellCwd: work, rc: '124' });
+    expect(await probe('ivo-no-such-user')).toEqual({
+      as: 'root',
+      who: 'root',
+      groups: sh('id -G root').stdout.trim(),
+      cwd: '/',
+      shellCwd: work,
+      rc: '124',
+    });
   }, 30_000);
 
   it('probes a local port for real as the proxy user: connected, refused, and the user it ran as', async () => {
@@ -72,12 +104,33 @@ ivo_emit rc "$?"
     try {
       const open = (server.address() as { port: number }).port;
       const local = new FakeVmSession(({ script }) => shAsync(script));
-      const up = await inspectVm(local, { eastWestAddress: '127.0.0.1', discoveryPort: open, proxyUser: 'nobody', timeoutMs: 20_000 });
-      expect(up.eastWest).toEqual({ address: '127.0.0.1', port: open, reachable: true, detail: 'connected', probedAs: 'nobody (setpriv)' });
-      const down = await inspectVm(local, { eastWestAddress: '127.0.0.1', discoveryPort: 1, proxyUser: 'nobody', timeoutMs: 20_000 });
+      const up = await inspectVm(local, {
+        eastWestAddress: '127.0.0.1',
+        discoveryPort: open,
+        proxyUser: 'nobody',
+        timeoutMs: 20_000,
+      });
+      expect(up.eastWest).toEqual({
+        address: '127.0.0.1',
+        port: open,
+        reachable: true,
+        detail: 'connected',
+        probedAs: 'nobody (setpriv)',
+      });
+      const down = await inspectVm(local, {
+        eastWestAddress: '127.0.0.1',
+        discoveryPort: 1,
+        proxyUser: 'nobody',
+        timeoutMs: 20_000,
+      });
       expect(down.eastWest).toMatchObject({ reachable: false, probedAs: 'nobody (setpriv)' });
       expect(down.eastWest.detail).toMatch(/connection refused/);
-      const fresh = await inspectVm(local, { eastWestAddress: '127.0.0.1', discoveryPort: open, proxyUser: 'ivo-no-such-user', timeoutMs: 20_000 });
+      const fresh = await inspectVm(local, {
+        eastWestAddress: '127.0.0.1',
+        discoveryPort: open,
+        proxyUser: 'ivo-no-such-user',
+        timeoutMs: 20_000,
+      });
       expect(fresh.eastWest).toMatchObject({ reachable: true, detail: 'connected', probedAs: 'root' });
     } finally {
       server.close();
@@ -101,12 +154,22 @@ ipt -t nat -A ISTIO_OUTPUT -p tcp -j REDIRECT --to-ports 15001
 ipt -A OUTPUT -p tcp -d 10.99.0.1 --dport 15012 -j DROP
 sh -c "$1"
 `;
-    const captured = new FakeVmSession(({ script }) => shAsync(`exec unshare -n sh -c ${shQuote(setup)} sh ${shQuote(script)}`));
+    const captured = new FakeVmSession(({ script }) =>
+      shAsync(`exec unshare -n sh -c ${shQuote(setup)} sh ${shQuote(script)}`),
+    );
     const asProxy = await inspectVm(captured, { eastWestAddress: '10.99.0.1', proxyUser: 'nobody', timeoutMs: 30_000 });
-    expect(asProxy.eastWest).toMatchObject({ reachable: false, probedAs: 'nobody (setpriv)', detail: 'no answer within 3s (dropped by a firewall?)' });
+    expect(asProxy.eastWest).toMatchObject({
+      reachable: false,
+      probedAs: 'nobody (setpriv)',
+      detail: 'no answer within 3s (dropped by a firewall?)',
+    });
     expect(asProxy.problems.map((p) => p.code)).toContain('east-west-unreachable');
     // The old behaviour, for contrast: as root (no such proxy user) the stand-in Envoy answers.
-    const asRootProbe = await inspectVm(captured, { eastWestAddress: '10.99.0.1', proxyUser: 'ivo-no-such-user', timeoutMs: 30_000 });
+    const asRootProbe = await inspectVm(captured, {
+      eastWestAddress: '10.99.0.1',
+      proxyUser: 'ivo-no-such-user',
+      timeoutMs: 30_000,
+    });
     expect(asRootProbe.eastWest).toMatchObject({ reachable: true, probedAs: 'root', detail: 'connected' });
   }, 60_000);
 

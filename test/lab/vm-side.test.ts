@@ -59,7 +59,8 @@ async function connect(name: string, overrides: Partial<ConnectVmOptions> = {}):
   return session;
 }
 
-const CLUSTER_ENV = "CANONICAL_REVISION='latest'\nISTIO_INBOUND_PORTS='*'\nISTIO_LOCAL_EXCLUDE_PORTS='22,15090,15021'\nISTIO_NAMESPACE='vm-app'\n";
+const CLUSTER_ENV =
+  "CANONICAL_REVISION='latest'\nISTIO_INBOUND_PORTS='*'\nISTIO_LOCAL_EXCLUDE_PORTS='22,15090,15021'\nISTIO_NAMESPACE='vm-app'\n";
 const clusterEnvWith = (revision: string): string => CLUSTER_ENV.replace("'latest'", `'${revision}'`);
 
 function change(overrides: { clusterEnv?: string; token?: string; sha256?: string; upload?: boolean } = {}): VmChange {
@@ -74,7 +75,12 @@ function change(overrides: { clusterEnv?: string; token?: string; sha256?: strin
     sshPort: 22,
     package: overrides.upload
       ? { version: state.package.version, format: 'deb', upload: readFileSync(state.package.path) }
-      : { url: state.package.url, sha256: overrides.sha256 ?? state.package.sha256, version: state.package.version, format: 'deb' },
+      : {
+          url: state.package.url,
+          sha256: overrides.sha256 ?? state.package.sha256,
+          version: state.package.version,
+          format: 'deb',
+        },
   };
 }
 
@@ -92,7 +98,10 @@ async function tree(name: string): Promise<string> {
 }
 
 async function istioPathsPresent(name: string): Promise<string> {
-  return onVm(name, 'for p in /etc/certs /etc/istio /var/lib/istio /etc/systemd/system/istio.service.d /var/run/secrets/tokens/istio-token; do [ -e $p ] && echo $p; done; dpkg-query -W istio-sidecar 2>/dev/null; true');
+  return onVm(
+    name,
+    'for p in /etc/certs /etc/istio /var/lib/istio /etc/systemd/system/istio.service.d /var/run/secrets/tokens/istio-token; do [ -e $p ] && echo $p; done; dpkg-query -W istio-sidecar 2>/dev/null; true',
+  );
 }
 
 const treeBefore: Record<string, string> = {};
@@ -112,7 +121,9 @@ describe('VM side against lab VMs', () => {
     await faultCli(dir, 'fault', 'host-key-changed', 'vm1');
     try {
       const started = Date.now();
-      const error = (await connect('vm1', { connectAttempts: 3, retryBackoffMs: 2000 }).catch((e: unknown) => e)) as VmConnectionError;
+      const error = (await connect('vm1', { connectAttempts: 3, retryBackoffMs: 2000 }).catch(
+        (e: unknown) => e,
+      )) as VmConnectionError;
       expect(error).toBeInstanceOf(VmConnectionError);
       expect(error.kind).toBe('host-key-mismatch');
       expect(error.message).toMatch(
@@ -133,10 +144,16 @@ describe('VM side against lab VMs', () => {
     expect(unknown.kind).toBe('host-key-unknown');
     expect(unknown.message).toMatch(/host key for vm2 \(10\.233\.\d+\.12:22\) is not in known_hosts/);
     const learned: string[] = [];
-    const session = await connect('vm2', { knownHosts: '', trustOnFirstUse: true, onLearnedHostKey: (line) => learned.push(line) });
+    const session = await connect('vm2', {
+      knownHosts: '',
+      trustOnFirstUse: true,
+      onLearnedHostKey: (line) => learned.push(line),
+    });
     await session.close();
     expect(learned).toHaveLength(1);
-    const pinned = readFileSync(state.files.knownHosts, 'utf8').split('\n').find((line) => line.startsWith(`${state.vms[1]!.ip} `));
+    const pinned = readFileSync(state.files.knownHosts, 'utf8')
+      .split('\n')
+      .find((line) => line.startsWith(`${state.vms[1]!.ip} `));
     expect(learned[0]).toBe(pinned!.split(' ').slice(0, 3).join(' '));
   });
 
@@ -144,19 +161,29 @@ describe('VM side against lab VMs', () => {
     const keyDir = mkdtempSync(path.join(tmpdir(), 'vm-side-key-'));
     try {
       execFileSync('ssh-keygen', ['-t', 'ed25519', '-q', '-N', '', '-f', path.join(keyDir, 'k')]);
-      const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', path.join(keyDir, 'k.pub')], { encoding: 'utf8' }).split(' ')[1];
-      const auth = (await connect('vm1', { privateKey: readFileSync(path.join(keyDir, 'k'), 'utf8') }).catch((e: unknown) => e)) as VmConnectionError;
+      const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', path.join(keyDir, 'k.pub')], {
+        encoding: 'utf8',
+      }).split(' ')[1];
+      const auth = (await connect('vm1', { privateKey: readFileSync(path.join(keyDir, 'k'), 'utf8') }).catch(
+        (e: unknown) => e,
+      )) as VmConnectionError;
       expect(auth.kind).toBe('auth');
-      expect(auth.message).toBe(`SSH authentication failed for lab@${state.vms[0]!.ip}:22 (vm1) with key ssh-ed25519 ${fingerprint}`);
+      expect(auth.message).toBe(
+        `SSH authentication failed for lab@${state.vms[0]!.ip}:22 (vm1) with key ssh-ed25519 ${fingerprint}`,
+      );
       expect(auth.hint).toContain('~lab/.ssh/authorized_keys');
     } finally {
       rmSync(keyDir, { recursive: true, force: true });
     }
     await faultCli(dir, 'fault', 'sshd-down', 'vm2');
     try {
-      const refused = (await connect('vm2', { connectAttempts: 2, retryBackoffMs: 200 }).catch((e: unknown) => e)) as VmConnectionError;
+      const refused = (await connect('vm2', { connectAttempts: 2, retryBackoffMs: 200 }).catch(
+        (e: unknown) => e,
+      )) as VmConnectionError;
       expect(refused.kind).toBe('refused');
-      expect(refused.message).toMatch(/^connection refused by 10\.233\.\d+\.12:22 \(vm2\): is sshd running and listening on port 22\? \(after 2 attempts\)$/);
+      expect(refused.message).toMatch(
+        /^connection refused by 10\.233\.\d+\.12:22 \(vm2\): is sshd running and listening on port 22\? \(after 2 attempts\)$/,
+      );
     } finally {
       await faultCli(dir, 'heal', 'sshd-down', 'vm2');
     }
@@ -169,7 +196,9 @@ describe('VM side against lab VMs', () => {
       const facts = await inspectVm(session, { eastWestAddress: state.gatewayIP, discoveryPort: probePort });
       expect(facts.sudo.ok).toBe(false);
       expect(facts.arch).toBe('amd64');
-      expect(facts.problems[0]!.message).toMatch(/sudo -n does not work on vm2 .* for user lab: .*password is required/);
+      expect(facts.problems[0]!.message).toMatch(
+        /sudo -n does not work on vm2 .* for user lab: .*password is required/,
+      );
       expect(facts.problems[0]!.hint).toContain('lab ALL=(ALL) NOPASSWD: ALL');
       const error = (await applyVmChanges(session, change()).catch((e: unknown) => e)) as VmScriptError;
       expect(error.code).toBe('sudo');
@@ -181,18 +210,30 @@ describe('VM side against lab VMs', () => {
 
   it('a package checksum mismatch fails before anything is installed or placed', async () => {
     const session = await connect('vm1');
-    const error = (await applyVmChanges(session, change({ sha256: '0'.repeat(64) })).catch((e: unknown) => e)) as VmScriptError;
+    const error = (await applyVmChanges(session, change({ sha256: '0'.repeat(64) })).catch(
+      (e: unknown) => e,
+    )) as VmScriptError;
     expect(error).toBeInstanceOf(VmScriptError);
     expect(error.code).toBe('checksum');
-    expect(error.message).toContain(`sidecar package checksum mismatch: expected ${'0'.repeat(64)}, got ${state.package.sha256}`);
+    expect(error.message).toContain(
+      `sidecar package checksum mismatch: expected ${'0'.repeat(64)}, got ${state.package.sha256}`,
+    );
     expect(error.message).toContain('nothing was installed');
     expect(await istioPathsPresent('vm1')).toBe('');
-    expect(await onVm('vm1', 'grep -c istio-vm-onboard /etc/hosts; ls /var/lib/istio-vm-onboard')).toBe('0\nbaseline\npackage\n');
+    expect(await onVm('vm1', 'grep -c istio-vm-onboard /etc/hosts; ls /var/lib/istio-vm-onboard')).toBe(
+      '0\nbaseline\npackage\n',
+    );
   });
 
   it('onboards in ≤ 4 round trips on one connection; a rerun changes and restarts nothing', async () => {
     const session = await connect('vm1');
-    const facts = await inspectVm(session, { eastWestAddress: state.gatewayIP, discoveryPort: probePort, needsRouteSource: true, downloads: true, packageFormat: 'deb' });
+    const facts = await inspectVm(session, {
+      eastWestAddress: state.gatewayIP,
+      discoveryPort: probePort,
+      needsRouteSource: true,
+      downloads: true,
+      packageFormat: 'deb',
+    });
     expect(facts.problems).toEqual([]);
     expect(facts.routeSourceIP).toBe(state.vms[0]!.ip);
     expect(facts.eastWest.reachable).toBe(true);
@@ -200,14 +241,21 @@ describe('VM side against lab VMs', () => {
     expect(first.package).toMatchObject({ action: 'installed', version: state.package.version, source: 'download' });
     expect(Object.values(first.files).every((outcome) => outcome === 'changed')).toBe(true);
     expect(first.service).toBe('restarted');
-    const reads = await fetchLocalUrl(session, ['http://localhost:15021/healthz/ready', 'http://localhost:15000/stats?filter=xds-grpc', 'http://localhost:15090/stats/prometheus']);
+    const reads = await fetchLocalUrl(session, [
+      'http://localhost:15021/healthz/ready',
+      'http://localhost:15000/stats?filter=xds-grpc',
+      'http://localhost:15090/stats/prometheus',
+    ]);
     expect(reads).toHaveLength(3);
     expect(session.counters).toMatchObject({ connections: 1, execRoundTrips: 3 });
     // the runner did not upload the package: the VM downloaded it
     expect(session.counters.bytesUploaded).toBeLessThan(100_000);
     expect(state.package.sizeBytes).toBeGreaterThan(100_000);
 
-    const placed = await onVm('vm1', "stat -c '%n %U %a' /etc/certs/root-cert.pem /var/lib/istio/envoy/cluster.env /etc/istio/config/mesh /var/run/secrets/tokens/istio-token /var/lib/istio/tokens/istio-token /etc/istio/proxy; grep -A1 'BEGIN istio-vm-onboard' /etc/hosts");
+    const placed = await onVm(
+      'vm1',
+      "stat -c '%n %U %a' /etc/certs/root-cert.pem /var/lib/istio/envoy/cluster.env /etc/istio/config/mesh /var/run/secrets/tokens/istio-token /var/lib/istio/tokens/istio-token /etc/istio/proxy; grep -A1 'BEGIN istio-vm-onboard' /etc/hosts",
+    );
     expect(placed).toBe(
       `/etc/certs/root-cert.pem istio-proxy 644\n/var/lib/istio/envoy/cluster.env istio-proxy 644\n/etc/istio/config/mesh istio-proxy 644\n/var/run/secrets/tokens/istio-token istio-proxy 400\n/var/lib/istio/tokens/istio-token istio-proxy 600\n/etc/istio/proxy istio-proxy 755\n# BEGIN istio-vm-onboard\n${state.gatewayIP} istiod.istio-system.svc\n`,
     );
@@ -229,11 +277,22 @@ describe('VM side against lab VMs', () => {
     expect(tokenOnly.files.token).toBe('changed');
     expect(tokenOnly.service).not.toBe('restarted');
     expect(await onVm('vm1', 'cat /var/run/secrets/tokens/istio-token')).toBe('lab-bootstrap-token-2');
-    const changed = await applyVmChanges(session, change({ token: 'lab-bootstrap-token-2', clusterEnv: clusterEnvWith('v2') }));
-    expect(changed.files).toMatchObject({ clusterEnv: 'changed', meshConfig: 'unchanged', rootCert: 'unchanged', token: 'unchanged', hosts: 'unchanged' });
+    const changed = await applyVmChanges(
+      session,
+      change({ token: 'lab-bootstrap-token-2', clusterEnv: clusterEnvWith('v2') }),
+    );
+    expect(changed.files).toMatchObject({
+      clusterEnv: 'changed',
+      meshConfig: 'unchanged',
+      rootCert: 'unchanged',
+      token: 'unchanged',
+      hosts: 'unchanged',
+    });
     expect(changed.service).toBe('restarted');
     expect(changed.snapshotId).not.toBeNull();
-    const stale = (await rollbackVm(session, { reason: 'test', expectSnapshotId: 'someone-else' }).catch((e: unknown) => e)) as VmScriptError;
+    const stale = (await rollbackVm(session, { reason: 'test', expectSnapshotId: 'someone-else' }).catch(
+      (e: unknown) => e,
+    )) as VmScriptError;
     expect(stale.code).toBe('snapshot-mismatch');
     const rolled = await rollbackVm(session, { reason: 'checks failed', expectSnapshotId: changed.snapshotId! });
     expect(rolled.action).toBe('rolled-back');
@@ -253,12 +312,16 @@ describe('VM side against lab VMs', () => {
     expect(['c1', 'c2'].map(clusterEnvWith)).toContain(await onVm('vm1', 'cat /var/lib/istio/envoy/cluster.env'));
 
     const holder = await connect('vm1');
-    const held = holder.exec("sudo -n flock /var/lock/istio-vm-onboard.lock sleep 6");
+    const held = holder.exec('sudo -n flock /var/lock/istio-vm-onboard.lock sleep 6');
     await new Promise((resolve) => setTimeout(resolve, 700));
     const started = Date.now();
-    const error = (await applyVmChanges(a!, { ...change(), lockWaitSeconds: 2 }).catch((e: unknown) => e)) as VmScriptError;
+    const error = (await applyVmChanges(a!, { ...change(), lockWaitSeconds: 2 }).catch(
+      (e: unknown) => e,
+    )) as VmScriptError;
     expect(error.code).toBe('lock-busy');
-    expect(error.message).toMatch(/another istio-vm-onboard run holds \/var\/lock\/istio-vm-onboard.lock on this VM \(waited 2s\); nothing was changed/);
+    expect(error.message).toMatch(
+      /another istio-vm-onboard run holds \/var\/lock\/istio-vm-onboard.lock on this VM \(waited 2s\); nothing was changed/,
+    );
     expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
     await held;
   });
@@ -277,7 +340,10 @@ describe('VM side against lab VMs', () => {
 
   it('a cut upload changes nothing in Istio paths; a full disk fails clearly; the runner can upload the package', async () => {
     // cut once about half of the package has gone up
-    await faultCli(dir, 'fault', 'ssh-drop', 'vm2', ['--after-bytes', String(Math.floor(state.package.sizeBytes / 2) + 20_000)]);
+    await faultCli(dir, 'fault', 'ssh-drop', 'vm2', [
+      '--after-bytes',
+      String(Math.floor(state.package.sizeBytes / 2) + 20_000),
+    ]);
     try {
       const session = await connect('vm2');
       const error = await applyVmChanges(session, change({ upload: true })).catch((e: unknown) => e);
@@ -295,7 +361,10 @@ describe('VM side against lab VMs', () => {
       expect(facts.problems.map((problem) => problem.code)).toContain('disk-low');
       const error = (await applyVmChanges(session, change()).catch((e: unknown) => e)) as VmScriptError;
       expect(error).toBeInstanceOf(VmScriptError);
-      expect({ code: error.code, message: error.message }).toMatchObject({ code: 'disk-full', message: expect.stringMatching(/no space left/) });
+      expect({ code: error.code, message: error.message }).toMatchObject({
+        code: 'disk-full',
+        message: expect.stringMatching(/no space left/),
+      });
       expect(error.hint).toMatch(/free disk space/);
     } finally {
       await faultCli(dir, 'heal', 'disk-full', 'vm2');
@@ -330,7 +399,8 @@ describe('VM side against lab VMs', () => {
       const result = await offboardVm(session);
       expect(result.packageRemoved).toBe(state.package.version);
       expect(result.hostsBlockRemoved).toBe(true);
-      if (result.endedProcesses.length > 0) console.warn(`${name}: istio-proxy processes outlived systemctl stop: ${result.endedProcesses.join(' ')}`);
+      if (result.endedProcesses.length > 0)
+        console.warn(`${name}: istio-proxy processes outlived systemctl stop: ${result.endedProcesses.join(' ')}`);
       expect(await tree(name)).toBe(treeBefore[name]);
       expect(await onVm(name, 'grep -c istio /etc/hosts; getent passwd istio-proxy; true')).toBe('0\n');
     }

@@ -26,7 +26,12 @@ describe('lab VMs', () => {
   it('writes inventory, key, known_hosts and action.env that describe the lab', () => {
     const inv = parse(readFileSync(state.files.inventory, 'utf8')) as {
       mesh: { istioNamespace: string };
-      groups: { name: string; ports: Record<string, number>; registration: string; vms: { name: string; address: string; user: string; internalIP: string }[] }[];
+      groups: {
+        name: string;
+        ports: Record<string, number>;
+        registration: string;
+        vms: { name: string; address: string; user: string; internalIP: string }[];
+      }[];
     };
     expect(inv.mesh.istioNamespace).toBe('istio-system');
     expect(inv.groups[0]?.ports).toEqual({ http: 8080 });
@@ -38,7 +43,9 @@ describe('lab VMs', () => {
     expect(readFileSync(state.files.knownHosts, 'utf8').trim().split('\n')).toHaveLength(3);
     const env = parseActionEnv(readFileSync(state.files.actionEnv, 'utf8'));
     expect(env.INPUT_INVENTORY).toBe(state.files.inventory);
-    expect(env['INPUT_SIDECAR-PACKAGE-URL']).toBe(`http://${state.gatewayIP}:8081/releases/{version}/{format}/istio-sidecar.{format}`);
+    expect(env['INPUT_SIDECAR-PACKAGE-URL']).toBe(
+      `http://${state.gatewayIP}:8081/releases/{version}/{format}/istio-sidecar.{format}`,
+    );
     expect(env['INPUT_SIDECAR-PACKAGE-SHA256']).toMatch(/^[0-9a-f]{64}$/);
     expect(env['INPUT_ISTIO-VERSION']).toBe('1.24.0');
     expect(readFileSync(state.files.actionEnv, 'utf8')).not.toContain('PRIVATE');
@@ -59,7 +66,9 @@ describe('lab VMs', () => {
     const swapped = `${state.vms[0]?.ip} ${lines[1]?.split(' ').slice(1).join(' ')}\n`;
     const file = `${dir}/known_hosts.swapped`;
     await run(['sh', '-c', `printf '%s' "$1" > "$2"`, 'sh', swapped, file]);
-    const args = sshArgs(state, 'vm1').map((a) => (a === `UserKnownHostsFile=${state.files.knownHosts}` ? `UserKnownHostsFile=${file}` : a));
+    const args = sshArgs(state, 'vm1').map((a) =>
+      a === `UserKnownHostsFile=${state.files.knownHosts}` ? `UserKnownHostsFile=${file}` : a,
+    );
     const r = await run([...args, 'true'], { allowFailure: true });
     expect(r.code).toBe(255);
     expect(r.stderr).toMatch(/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/);
@@ -67,7 +76,11 @@ describe('lab VMs', () => {
 
   it('a file written to /etc/istio on one VM is seen neither on the host nor on another VM', async () => {
     const marker = `/etc/istio/lab-isolation-${process.pid}`;
-    const w = await ssh(state, 'vm1', `sudo mkdir -p /etc/istio && echo vm1 | sudo tee ${marker} >/dev/null && cat ${marker}`);
+    const w = await ssh(
+      state,
+      'vm1',
+      `sudo mkdir -p /etc/istio && echo vm1 | sudo tee ${marker} >/dev/null && cat ${marker}`,
+    );
     expect(w.code).toBe(0);
     expect(w.stdout.trim()).toBe('vm1');
     expect(existsSync(marker)).toBe(false);
@@ -78,7 +91,11 @@ describe('lab VMs', () => {
   });
 
   it('each VM has its own hostname, /etc/hosts, resolver, /tmp and /run; the lab DIR is not visible inside', async () => {
-    const r = await ssh(state, 'vm3', `hostname; grep -c vm3 /etc/hosts; cat /etc/resolv.conf | head -1; test -e ${state.files.privateKey} && echo key-visible || echo key-hidden; df --output=fstype /run | tail -1`);
+    const r = await ssh(
+      state,
+      'vm3',
+      `hostname; grep -c vm3 /etc/hosts; cat /etc/resolv.conf | head -1; test -e ${state.files.privateKey} && echo key-visible || echo key-hidden; df --output=fstype /run | tail -1`,
+    );
     expect(r.stdout.trim().split('\n')).toEqual(['vm3', '1', `nameserver ${state.gatewayIP}`, 'key-hidden', 'tmpfs']);
     expect(readFileSync('/etc/hostname', 'utf8').trim()).not.toBe('vm3');
   });
@@ -93,12 +110,26 @@ describe('lab VMs', () => {
   });
 
   it('serves the sidecar package at the Istio URL layout with its sha256; unknown versions are 404', async () => {
-    const sha = await ssh(state, 'vm1', `curl -sSf --max-time 10 -o /tmp/sidecar.deb ${state.package.url} && sha256sum /tmp/sidecar.deb`);
+    const sha = await ssh(
+      state,
+      'vm1',
+      `curl -sSf --max-time 10 -o /tmp/sidecar.deb ${state.package.url} && sha256sum /tmp/sidecar.deb`,
+    );
     expect(sha.code).toBe(0);
     expect(sha.stdout.split(' ')[0]).toBe(state.package.sha256);
     const shaFile = await run(['curl', '-sS', '--max-time', '5', `${state.package.url}.sha256`]);
     expect(shaFile.stdout).toBe(`${state.package.sha256}  istio-sidecar.deb\n`);
-    const missing = await run(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', `http://${state.gatewayIP}:8081/releases/9.9.9/deb/istio-sidecar.deb`]);
+    const missing = await run([
+      'curl',
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '--max-time',
+      '5',
+      `http://${state.gatewayIP}:8081/releases/9.9.9/deb/istio-sidecar.deb`,
+    ]);
     expect(missing.stdout).toBe('404');
   });
 
@@ -145,10 +176,18 @@ describe('lab VMs', () => {
     // Only on vm3 (vm1 got its own /etc/istio directory in the isolation test, so it would keep it).
     expect(readFileSync('/etc/passwd', 'utf8')).not.toMatch(/^istio-proxy:/m);
     expect(existsSync('/usr/local/bin/pilot-agent')).toBe(false);
-    const vm2 = await ssh(state, 'vm2', 'getent passwd istio-proxy || echo none; dpkg-query -W istio-sidecar 2>&1 | head -1');
+    const vm2 = await ssh(
+      state,
+      'vm2',
+      'getent passwd istio-proxy || echo none; dpkg-query -W istio-sidecar 2>&1 | head -1',
+    );
     expect(vm2.stdout).toMatch(/^none\n.*no packages found matching istio-sidecar/);
     // The unit's ExecStartPre (+, as root) runs on start; then the unit is stopped and removed again.
-    const unit = await ssh(state, 'vm3', 'sudo systemctl start istio; stat -c "%U %a" /var/run/secrets; sudo systemctl stop istio; systemctl is-active istio; sudo dpkg -r istio-sidecar >/dev/null && echo removed');
+    const unit = await ssh(
+      state,
+      'vm3',
+      'sudo systemctl start istio; stat -c "%U %a" /var/run/secrets; sudo systemctl stop istio; systemctl is-active istio; sudo dpkg -r istio-sidecar >/dev/null && echo removed',
+    );
     expect(unit.stdout.trim().split('\n')).toEqual(['istio-proxy 755', 'inactive', 'removed']);
   }, 90_000);
 
@@ -156,9 +195,14 @@ describe('lab VMs', () => {
     // VMs share the host's PID namespace: with one uid 999 everywhere, an offboard on one VM (it ends
     // leftover istio-proxy processes by user) ended the sidecars of every lab. vm3 kept its istio-proxy
     // account from the dpkg test above; vm2 gets one now.
-    const install = await ssh(state, 'vm2', `curl -sSf --max-time 10 -o /tmp/sidecar.deb ${state.package.url} && sudo dpkg -i /tmp/sidecar.deb >/dev/null && id -u istio-proxy`, {
-      timeoutMs: 60_000,
-    });
+    const install = await ssh(
+      state,
+      'vm2',
+      `curl -sSf --max-time 10 -o /tmp/sidecar.deb ${state.package.url} && sudo dpkg -i /tmp/sidecar.deb >/dev/null && id -u istio-proxy`,
+      {
+        timeoutMs: 60_000,
+      },
+    );
     expect(install.code).toBe(0);
     const uid2 = Number(install.stdout.trim());
     const uid3 = Number((await ssh(state, 'vm3', 'id -u istio-proxy')).stdout.trim());
@@ -168,7 +212,11 @@ describe('lab VMs', () => {
     expect(uid3).toBeGreaterThanOrEqual(range(3).min);
     expect(uid3).toBeLessThanOrEqual(range(3).max);
     // A process of vm3's istio-proxy is invisible to vm2's `ps -u istio-proxy`, and vice versa.
-    const sleeper = await execInVm(state, 'vm3', 'setsid sudo -u istio-proxy sleep 60 </dev/null >/dev/null 2>&1 & sleep 0.5; ps -o pid= -u istio-proxy');
+    const sleeper = await execInVm(
+      state,
+      'vm3',
+      'setsid sudo -u istio-proxy sleep 60 </dev/null >/dev/null 2>&1 & sleep 0.5; ps -o pid= -u istio-proxy',
+    );
     const pids3 = sleeper.stdout.trim().split(/\s+/).filter(Boolean);
     try {
       expect(pids3.length).toBeGreaterThan(0);
@@ -179,7 +227,7 @@ describe('lab VMs', () => {
       await ssh(state, 'vm2', 'sudo dpkg -r istio-sidecar >/dev/null', { timeoutMs: 60_000 });
     }
     expect(loginDefsWithSystemIds('SYS_UID_MIN 100\n#SYS_UID_MAX 999\n', { min: 5, max: 9 })).toBe(
-      '#SYS_UID_MAX 999\n\n# Lab VM: system accounts get uids/gids no other lab VM uses (VMs share the host\'s PID namespace).\nSYS_UID_MIN 5\nSYS_UID_MAX 9\nSYS_GID_MIN 5\nSYS_GID_MAX 9\n',
+      "#SYS_UID_MAX 999\n\n# Lab VM: system accounts get uids/gids no other lab VM uses (VMs share the host's PID namespace).\nSYS_UID_MIN 5\nSYS_UID_MAX 9\nSYS_GID_MIN 5\nSYS_GID_MAX 9\n",
     );
   }, 90_000);
 
@@ -243,7 +291,9 @@ describe('lab VMs', () => {
     const arm = await buildSidecarPackage({ ...base, arch: 'arm64', outDir: `${dir}/pkg-arm` });
     expect(arm.fileName).toBe('istio-sidecar-arm64.deb');
     const info = await run(['dpkg-deb', '-f', arm.path, 'Package', 'Architecture', 'Depends']);
-    expect(info.stdout).toBe('Package: istio-sidecar\nArchitecture: arm64\nDepends: iproute2, iptables, sudo, hostname\n');
+    expect(info.stdout).toBe(
+      'Package: istio-sidecar\nArchitecture: arm64\nDepends: iproute2, iptables, sudo, hostname\n',
+    );
     // An amd64 VM refuses it, as dpkg does for a wrong-architecture package.
     await run(['cp', arm.path, vmPath(state, 'vm2', '/tmp/arm.deb')]);
     const refused = await ssh(state, 'vm2', 'sudo dpkg -i /tmp/arm.deb');

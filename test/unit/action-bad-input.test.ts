@@ -59,11 +59,15 @@ function runAction(inputs: Record<string, string>) {
   for (const [name, value] of Object.entries(inputs)) env[`INPUT_${name.toUpperCase()}`] = value;
   const result = spawnSync(process.execPath, [ACTION], { env, cwd: dir, encoding: 'utf8', timeout: 60_000 });
   // ::add-mask:: lines are how secrets reach the runner's masker; the runner never shows them.
-  const shown = result.stdout.split('\n').filter((line) => !line.startsWith('::add-mask::')).join('\n');
+  const shown = result.stdout
+    .split('\n')
+    .filter((line) => !line.startsWith('::add-mask::'))
+    .join('\n');
   return { ...result, shown, outputs: readFileSync(output, 'utf8') };
 }
 
-const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nc3NoLXNlY3JldC1rZXktbWF0ZXJpYWw=\n-----END OPENSSH PRIVATE KEY-----\n';
+const KEY =
+  '-----BEGIN OPENSSH PRIVATE KEY-----\nc3NoLXNlY3JldC1rZXktbWF0ZXJpYWw=\n-----END OPENSSH PRIVATE KEY-----\n';
 
 describe('the action with bad input', () => {
   it.each([
@@ -101,7 +105,10 @@ describe('the action with bad input', () => {
   });
 
   it('names a bad input and touches nothing', () => {
-    writeFileSync(join(dir, 'inventory.yaml'), `groups:\n  - name: web\n    namespace: vm-web\n    vms:\n      - {name: vm1, address: 127.0.0.1, port: ${port}, user: lab}\n`);
+    writeFileSync(
+      join(dir, 'inventory.yaml'),
+      `groups:\n  - name: web\n    namespace: vm-web\n    vms:\n      - {name: vm1, address: 127.0.0.1, port: ${port}, user: lab}\n`,
+    );
     const before = connections;
     const result = runAction({ inventory: 'inventory.yaml', mode: 'deploy', kubeconfig: kubeconfigFor(port) });
     expect(result.status).toBe(1);

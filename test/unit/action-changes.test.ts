@@ -40,15 +40,25 @@ beforeAll(() => {
 afterAll(() => rmSync(repo, { recursive: true, force: true }));
 
 describe('groupsChangedByPush', () => {
-  it('names the groups the push changed, from the inventory at the push\'s before commit', async () => {
+  it("names the groups the push changed, from the inventory at the push's before commit", async () => {
     const decision = await groupsChangedByPush(parseInventory(V2, 'vms.yaml'), repo, push('push', first));
     expect(decision).toEqual({ groups: ['db'], reason: `changed since ${first.slice(0, 12)}: db` });
   });
   it('falls back to every group, saying why, when it cannot tell', async () => {
     const inventory = parseInventory(V2, 'vms.yaml');
-    expect(await groupsChangedByPush(inventory, repo, push('workflow_dispatch', first))).toMatchObject({ groups: 'all', reason: "event 'workflow_dispatch' is not a push" });
-    expect(await groupsChangedByPush(inventory, repo, push('push', '0'.repeat(40)))).toMatchObject({ groups: 'all', reason: 'the push has no previous commit (new branch)' });
-    expect((await groupsChangedByPush(inventory, repo, push('push', 'f'.repeat(40)))).reason).toBe('commit ffffffffffff is not in the checkout (use fetch-depth: 2 or more)');
-    expect((await groupsChangedByPush(parseInventory(V2, 'new.yaml'), repo, push('push', first))).reason).toBe(`new.yaml did not exist at ${first.slice(0, 12)}`);
+    expect(await groupsChangedByPush(inventory, repo, push('workflow_dispatch', first))).toMatchObject({
+      groups: 'all',
+      reason: "event 'workflow_dispatch' is not a push",
+    });
+    expect(await groupsChangedByPush(inventory, repo, push('push', '0'.repeat(40)))).toMatchObject({
+      groups: 'all',
+      reason: 'the push has no previous commit (new branch)',
+    });
+    expect((await groupsChangedByPush(inventory, repo, push('push', 'f'.repeat(40)))).reason).toBe(
+      'commit ffffffffffff is not in the checkout (use fetch-depth: 2 or more)',
+    );
+    expect((await groupsChangedByPush(parseInventory(V2, 'new.yaml'), repo, push('push', first))).reason).toBe(
+      `new.yaml did not exist at ${first.slice(0, 12)}`,
+    );
   });
 });

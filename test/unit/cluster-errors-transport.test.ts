@@ -1,16 +1,46 @@
 import { describe, expect, it } from '@jest/globals';
 import { ApiException } from '@kubernetes/client-node';
-import { describeRequest, formatForbidden, formatRetriesExhausted, KubeRequestError, redact } from '../../src/cluster/errors.js';
+import {
+  describeRequest,
+  formatForbidden,
+  formatRetriesExhausted,
+  KubeRequestError,
+  redact,
+} from '../../src/cluster/errors.js';
 import { backoffDelayMs, classifyFailure, KubeTransport } from '../../src/cluster/transport.js';
 
 describe('describeRequest (REST path → RBAC target)', () => {
   it.each([
-    ['GET', '/api/v1/namespaces/ns/configmaps/istio', { verb: 'get', group: '', resource: 'configmaps', namespace: 'ns', name: 'istio' }],
-    ['GET', '/apis/apps/v1/namespaces/istio-system/deployments?labelSelector=app%3Distiod', { verb: 'list', group: 'apps', resource: 'deployments', namespace: 'istio-system' }],
-    ['POST', '/api/v1/namespaces/ns/serviceaccounts/sa/token', { verb: 'create', group: '', resource: 'serviceaccounts', subresource: 'token', namespace: 'ns', name: 'sa' }],
-    ['PATCH', '/api/v1/namespaces/vm-ns?fieldManager=x', { verb: 'patch', group: '', resource: 'namespaces', name: 'vm-ns' }],
-    ['DELETE', '/apis/batch/v1/namespaces/ns/jobs/j', { verb: 'delete', group: 'batch', resource: 'jobs', namespace: 'ns', name: 'j' }],
-    ['GET', '/api/v1/namespaces/ns/pods/p/log?container=ivo-client', { verb: 'get', group: '', resource: 'pods', subresource: 'log', namespace: 'ns', name: 'p' }],
+    [
+      'GET',
+      '/api/v1/namespaces/ns/configmaps/istio',
+      { verb: 'get', group: '', resource: 'configmaps', namespace: 'ns', name: 'istio' },
+    ],
+    [
+      'GET',
+      '/apis/apps/v1/namespaces/istio-system/deployments?labelSelector=app%3Distiod',
+      { verb: 'list', group: 'apps', resource: 'deployments', namespace: 'istio-system' },
+    ],
+    [
+      'POST',
+      '/api/v1/namespaces/ns/serviceaccounts/sa/token',
+      { verb: 'create', group: '', resource: 'serviceaccounts', subresource: 'token', namespace: 'ns', name: 'sa' },
+    ],
+    [
+      'PATCH',
+      '/api/v1/namespaces/vm-ns?fieldManager=x',
+      { verb: 'patch', group: '', resource: 'namespaces', name: 'vm-ns' },
+    ],
+    [
+      'DELETE',
+      '/apis/batch/v1/namespaces/ns/jobs/j',
+      { verb: 'delete', group: 'batch', resource: 'jobs', namespace: 'ns', name: 'j' },
+    ],
+    [
+      'GET',
+      '/api/v1/namespaces/ns/pods/p/log?container=ivo-client',
+      { verb: 'get', group: '', resource: 'pods', subresource: 'log', namespace: 'ns', name: 'p' },
+    ],
     ['GET', '/api/v1/namespaces/ns/pods?watch=true', { verb: 'watch', group: '', resource: 'pods', namespace: 'ns' }],
   ])('%s %s', (method, path, expected) => {
     expect(describeRequest(method, path)).toEqual(expected);
@@ -23,16 +53,21 @@ describe('describeRequest (REST path → RBAC target)', () => {
 
 describe('messages', () => {
   it('403 names verb, resource, namespace and the kubectl check', () => {
-    const m = formatForbidden('https://k:6443', 'PATCH', '/apis/networking.istio.io/v1/namespaces/vm-ns/workloadgroups/app?force=true', 'nope');
+    const m = formatForbidden(
+      'https://k:6443',
+      'PATCH',
+      '/apis/networking.istio.io/v1/namespaces/vm-ns/workloadgroups/app?force=true',
+      'nope',
+    );
     expect(m).toContain('refused (403 Forbidden) to patch workloadgroups.networking.istio.io in namespace "vm-ns"');
     expect(m).toContain('(PATCH /apis/networking.istio.io/v1/namespaces/vm-ns/workloadgroups/app)');
     expect(m).toContain('kubectl auth can-i patch workloadgroups.networking.istio.io -n vm-ns');
     expect(m).toContain('Server said: nope');
   });
   it('retries exhausted: status or connection code, attempts, request without query', () => {
-    expect(formatRetriesExhausted('https://k', 'PATCH', '/api/v1/namespaces/x?fieldManager=a', 4, { status: 500 })).toBe(
-      'Kubernetes API https://k answered 500 after 4 attempts for PATCH /api/v1/namespaces/x',
-    );
+    expect(
+      formatRetriesExhausted('https://k', 'PATCH', '/api/v1/namespaces/x?fieldManager=a', 4, { status: 500 }),
+    ).toBe('Kubernetes API https://k answered 500 after 4 attempts for PATCH /api/v1/namespaces/x');
     expect(formatRetriesExhausted('https://k', 'GET', '/api', 1, { code: 'ECONNREFUSED' })).toBe(
       'Kubernetes API https://k was unreachable (ECONNREFUSED) after 1 attempt for GET /api',
     );
@@ -44,9 +79,20 @@ describe('messages', () => {
 
 describe('classifyFailure and backoff', () => {
   it('5xx and 429 retry; 4xx do not; connection errors retry', () => {
-    expect(classifyFailure(new ApiException(500, 'x', '{"message":"etcd down"}', {}))).toMatchObject({ kind: 'server', retryable: true, serverMessage: 'etcd down' });
-    expect(classifyFailure(new ApiException(429, 'x', {}, { 'retry-after': '2' }))).toMatchObject({ kind: 'throttled', retryable: true, retryAfterSeconds: 2 });
-    expect(classifyFailure(new ApiException(403, 'x', { message: 'forbidden' }, {}))).toMatchObject({ kind: 'forbidden', retryable: false });
+    expect(classifyFailure(new ApiException(500, 'x', '{"message":"etcd down"}', {}))).toMatchObject({
+      kind: 'server',
+      retryable: true,
+      serverMessage: 'etcd down',
+    });
+    expect(classifyFailure(new ApiException(429, 'x', {}, { 'retry-after': '2' }))).toMatchObject({
+      kind: 'throttled',
+      retryable: true,
+      retryAfterSeconds: 2,
+    });
+    expect(classifyFailure(new ApiException(403, 'x', { message: 'forbidden' }, {}))).toMatchObject({
+      kind: 'forbidden',
+      retryable: false,
+    });
     expect(classifyFailure(new ApiException(404, 'x', {}, {}))).toMatchObject({ kind: 'not-found', retryable: false });
     const refused = Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
     expect(classifyFailure(refused)).toMatchObject({ kind: 'unreachable', retryable: true, code: 'ECONNREFUSED' });
@@ -69,7 +115,11 @@ describe('KubeTransport.call', () => {
     setSignal: () => undefined,
   });
   /** Runs the pre middleware like client-node does, then the outcome. */
-  function endpoint(outcomes: Array<() => unknown>, method = 'GET', url = 'https://k/api/v1/namespaces/ns/configmaps/c') {
+  function endpoint(
+    outcomes: Array<() => unknown>,
+    method = 'GET',
+    url = 'https://k/api/v1/namespaces/ns/configmaps/c',
+  ) {
     let i = 0;
     return async (options: { middleware?: Array<{ pre(c: unknown): { toPromise(): Promise<unknown> } }> }) => {
       for (const m of options.middleware ?? []) await m.pre(fakeCtx(method, url)).toPromise();
@@ -97,13 +147,41 @@ describe('KubeTransport.call', () => {
   it('gives up after the attempts with a clear error; 404 is undefined for callOptional; 403 is not retried', async () => {
     const t = new KubeTransport('https://k', { retry: { attempts: 3, baseDelayMs: 1 }, sleep: async () => undefined });
     const err = (await t
-      .call(endpoint([() => { throw new ApiException(503, 'x', {}, {}); }], 'POST', 'https://k/api/v1/namespaces/ns/serviceaccounts/sa/token') as never)
+      .call(
+        endpoint(
+          [
+            () => {
+              throw new ApiException(503, 'x', {}, {});
+            },
+          ],
+          'POST',
+          'https://k/api/v1/namespaces/ns/serviceaccounts/sa/token',
+        ) as never,
+      )
       .catch((e: unknown) => e)) as KubeRequestError;
     expect(err).toBeInstanceOf(KubeRequestError);
-    expect(err.message).toBe('Kubernetes API https://k answered 503 after 3 attempts for POST /api/v1/namespaces/ns/serviceaccounts/sa/token');
-    expect(await t.callOptional(endpoint([() => { throw new ApiException(404, 'x', {}, {}); }]) as never)).toBeUndefined();
+    expect(err.message).toBe(
+      'Kubernetes API https://k answered 503 after 3 attempts for POST /api/v1/namespaces/ns/serviceaccounts/sa/token',
+    );
+    expect(
+      await t.callOptional(
+        endpoint([
+          () => {
+            throw new ApiException(404, 'x', {}, {});
+          },
+        ]) as never,
+      ),
+    ).toBeUndefined();
     const before = t.requestCount;
-    await expect(t.call(endpoint([() => { throw new ApiException(403, 'x', {}, {}); }]) as never)).rejects.toThrow(/403 Forbidden\) to get configmaps in namespace "ns"/);
+    await expect(
+      t.call(
+        endpoint([
+          () => {
+            throw new ApiException(403, 'x', {}, {});
+          },
+        ]) as never,
+      ),
+    ).rejects.toThrow(/403 Forbidden\) to get configmaps in namespace "ns"/);
     expect(t.requestCount - before).toBe(1);
   });
 });

@@ -1,20 +1,54 @@
 import { describe, expect, it } from '@jest/globals';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { chooseFromService, describeEastWest, orderResolvedAddresses, resolveHostnameChoice } from '../../src/cluster/east-west.js';
-import { featureFlag, imageTag, parseIstioVersion, selectIstiod, type DeploymentLike } from '../../src/cluster/istiod.js';
+import {
+  chooseFromService,
+  describeEastWest,
+  orderResolvedAddresses,
+  resolveHostnameChoice,
+} from '../../src/cluster/east-west.js';
+import {
+  featureFlag,
+  imageTag,
+  parseIstioVersion,
+  selectIstiod,
+  type DeploymentLike,
+} from '../../src/cluster/istiod.js';
 import { clusterNameFromInjectorValues, trustDomainOf } from '../../src/cluster/mesh-context.js';
-import { driftOf, fieldsV1Paths, peerAuthenticationManifest, serviceManifest, subsetDifferences } from '../../src/cluster/mesh-objects.js';
+import {
+  driftOf,
+  fieldsV1Paths,
+  peerAuthenticationManifest,
+  serviceManifest,
+  subsetDifferences,
+} from '../../src/cluster/mesh-objects.js';
 import { ruleGrants } from '../../src/cluster/access-rules.js';
 import { REQUIRED_PERMISSIONS, permissionsForRun } from '../../src/cluster/permissions.js';
 import { formatMissingPermissions } from '../../src/cluster/preflight.js';
 import { renderMinimalRbacYaml } from '../../src/cluster/rbac.js';
-import { buildVerificationJob, jobPhase, parseVerificationLog, verificationJobName } from '../../src/cluster/verification-job.js';
-import { autoRegisteredWorkloadEntryName, effectivePeerAuthenticationMode, toWorkloadEntryInfo } from '../../src/cluster/workload-entries.js';
+import {
+  buildVerificationJob,
+  jobPhase,
+  parseVerificationLog,
+  verificationJobName,
+} from '../../src/cluster/verification-job.js';
+import {
+  autoRegisteredWorkloadEntryName,
+  effectivePeerAuthenticationMode,
+  toWorkloadEntryInfo,
+} from '../../src/cluster/workload-entries.js';
 import type { GroupSpec, Inventory } from '../../src/inventory/types.js';
 
 const group = (o: Partial<GroupSpec> = {}): GroupSpec => ({
-  name: 'app', namespace: 'vm-ns', serviceAccount: 'sa', labels: { app: 'app' }, annotations: {}, ports: { http: 8080 },
-  network: '', registration: 'auto', vms: [], ...o,
+  name: 'app',
+  namespace: 'vm-ns',
+  serviceAccount: 'sa',
+  labels: { app: 'app' },
+  annotations: {},
+  ports: { http: 8080 },
+  network: '',
+  registration: 'auto',
+  vms: [],
+  ...o,
 });
 
 describe('Istio version and istiod', () => {
@@ -45,36 +79,88 @@ describe('Istio version and istiod', () => {
     expect(selectIstiod([dep('istiod')], '')?.metadata?.name).toBe('istiod');
   });
   it('feature flags: env (Go ParseBool), default true, unknown for valueFrom', () => {
-    expect(featureFlag(dep('i', undefined, [{ name: 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION', value: 'false' }]), 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION')).toEqual({
-      name: 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION', enabled: false, source: 'env', raw: 'false',
+    expect(
+      featureFlag(
+        dep('i', undefined, [{ name: 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION', value: 'false' }]),
+        'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION',
+      ),
+    ).toEqual({
+      name: 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION',
+      enabled: false,
+      source: 'env',
+      raw: 'false',
     });
-    expect(featureFlag(dep('i', undefined, [{ name: 'PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS', value: '1' }]), 'PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS').enabled).toBe(true);
-    expect(featureFlag(dep('i'), 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION')).toMatchObject({ enabled: true, source: 'default' });
-    expect(featureFlag(dep('i', undefined, [{ name: 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION' }]), 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION').source).toBe('unknown');
+    expect(
+      featureFlag(
+        dep('i', undefined, [{ name: 'PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS', value: '1' }]),
+        'PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS',
+      ).enabled,
+    ).toBe(true);
+    expect(featureFlag(dep('i'), 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION')).toMatchObject({
+      enabled: true,
+      source: 'default',
+    });
+    expect(
+      featureFlag(
+        dep('i', undefined, [{ name: 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION' }]),
+        'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION',
+      ).source,
+    ).toBe('unknown');
   });
 });
 
 describe('east-west selection', () => {
   it('LB ip first, then externalIPs, then LB hostname, else none', () => {
-    expect(chooseFromService({ status: { loadBalancer: { ingress: [{ hostname: 'h' }, { ip: '1.2.3.4' }, { ip: '5.6.7.8' }] } }, spec: { externalIPs: ['9.9.9.9'] } })).toEqual({
-      kind: 'address', address: '1.2.3.4', source: 'lb-ip', candidates: ['1.2.3.4', '5.6.7.8'],
+    expect(
+      chooseFromService({
+        status: { loadBalancer: { ingress: [{ hostname: 'h' }, { ip: '1.2.3.4' }, { ip: '5.6.7.8' }] } },
+        spec: { externalIPs: ['9.9.9.9'] },
+      }),
+    ).toEqual({
+      kind: 'address',
+      address: '1.2.3.4',
+      source: 'lb-ip',
+      candidates: ['1.2.3.4', '5.6.7.8'],
     });
-    expect(chooseFromService({ spec: { externalIPs: ['9.9.9.9'] }, status: { loadBalancer: { ingress: [{ hostname: 'elb.aws' }] } } })).toMatchObject({ source: 'external-ip', address: '9.9.9.9' });
-    expect(chooseFromService({ status: { loadBalancer: { ingress: [{ hostname: 'elb.aws' }, { hostname: 'b' }] } } })).toEqual({
-      kind: 'hostname', hostname: 'elb.aws', source: 'lb-hostname', otherHostnames: ['b'],
+    expect(
+      chooseFromService({
+        spec: { externalIPs: ['9.9.9.9'] },
+        status: { loadBalancer: { ingress: [{ hostname: 'elb.aws' }] } },
+      }),
+    ).toMatchObject({ source: 'external-ip', address: '9.9.9.9' });
+    expect(
+      chooseFromService({ status: { loadBalancer: { ingress: [{ hostname: 'elb.aws' }, { hostname: 'b' }] } } }),
+    ).toEqual({
+      kind: 'hostname',
+      hostname: 'elb.aws',
+      source: 'lb-hostname',
+      otherHostnames: ['b'],
     });
     expect(chooseFromService({})).toEqual({ kind: 'none' });
     expect(chooseFromService(undefined)).toEqual({ kind: 'none' });
   });
   it('orders DNS answers stably: IPv4 numerically, then IPv6', () => {
     expect(orderResolvedAddresses(['10.0.0.10', '2001:db8::1', '10.0.0.9', '9.255.0.1', '10.0.0.9', '::1'])).toEqual([
-      '9.255.0.1', '10.0.0.9', '10.0.0.10', '::1', '2001:db8::1',
+      '9.255.0.1',
+      '10.0.0.9',
+      '10.0.0.10',
+      '::1',
+      '2001:db8::1',
     ]);
   });
   it('resolves a hostname to the first ordered address and says which', async () => {
-    const e = await resolveHostnameChoice('elb.aws', 'lb-hostname', { resolve: async () => ['3.3.3.3', '1.1.1.1', '2001:db8::2'] });
-    expect(e).toEqual({ address: '1.1.1.1', source: 'lb-hostname', hostname: 'elb.aws', candidates: ['1.1.1.1', '3.3.3.3', '2001:db8::2'] });
-    expect(describeEastWest(e)).toBe('east-west gateway 1.1.1.1 from the gateway Service load-balancer hostname; elb.aws resolved; other candidates: 3.3.3.3, 2001:db8::2');
+    const e = await resolveHostnameChoice('elb.aws', 'lb-hostname', {
+      resolve: async () => ['3.3.3.3', '1.1.1.1', '2001:db8::2'],
+    });
+    expect(e).toEqual({
+      address: '1.1.1.1',
+      source: 'lb-hostname',
+      hostname: 'elb.aws',
+      candidates: ['1.1.1.1', '3.3.3.3', '2001:db8::2'],
+    });
+    expect(describeEastWest(e)).toBe(
+      'east-west gateway 1.1.1.1 from the gateway Service load-balancer hostname; elb.aws resolved; other candidates: 3.3.3.3, 2001:db8::2',
+    );
     const v6 = await resolveHostnameChoice('x', 'input', { resolve: async () => ['2001:db8::2'] });
     expect(v6.address).toBe('2001:db8::2');
   });
@@ -99,7 +185,10 @@ describe('mesh objects and drift', () => {
     expect(serviceManifest(group())).toBeUndefined();
     expect(serviceManifest(group({ service: { name: 'svc', ports: { web: 80, grpc: 9090 } } }))?.spec).toEqual({
       selector: { app: 'app' },
-      ports: [{ name: 'grpc', port: 9090, targetPort: 9090, protocol: 'TCP' }, { name: 'web', port: 80, targetPort: 80, protocol: 'TCP' }],
+      ports: [
+        { name: 'grpc', port: 9090, targetPort: 9090, protocol: 'TCP' },
+        { name: 'web', port: 80, targetPort: 80, protocol: 'TCP' },
+      ],
     });
     expect(peerAuthenticationManifest(group(), 'unchanged')).toBeUndefined();
     expect(peerAuthenticationManifest(group(), 'permissive')).toMatchObject({
@@ -115,59 +204,128 @@ describe('mesh objects and drift', () => {
     expect(subsetDifferences({ a: 1 }, {})).toEqual(['.a']);
   });
   it('fieldsV1 paths stop at list entries', () => {
-    expect([...fieldsV1Paths({ 'f:spec': { 'f:ports': { 'k:{"port":80}': { 'f:name': {} } }, '.': {} } })]).toEqual(['spec', 'spec.ports']);
+    expect([...fieldsV1Paths({ 'f:spec': { 'f:ports': { 'k:{"port":80}': { 'f:name': {} } }, '.': {} } })]).toEqual([
+      'spec',
+      'spec.ports',
+    ]);
   });
   it('driftOf: unchanged, differing, and owned-but-no-longer-wanted fields', () => {
-    const desired = { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'sa', namespace: 'ns', labels: { a: '1' } } };
+    const desired = {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: 'sa', namespace: 'ns', labels: { a: '1' } },
+    };
     const managed = (fields: object) => [{ manager: 'istio-vm-onboard', operation: 'Apply', fieldsV1: fields }];
     const live = {
-      metadata: { name: 'sa', namespace: 'ns', labels: { a: '1', other: 'x' }, managedFields: managed({ 'f:metadata': { 'f:labels': { 'f:a': {} } } }) },
+      metadata: {
+        name: 'sa',
+        namespace: 'ns',
+        labels: { a: '1', other: 'x' },
+        managedFields: managed({ 'f:metadata': { 'f:labels': { 'f:a': {} } } }),
+      },
     };
     expect(driftOf(desired, live)).toEqual([]);
     expect(driftOf(desired, { metadata: { labels: { a: '2' } } })).toEqual(['.metadata.labels.a differs']);
-    const owningMore = { metadata: { labels: { a: '1', b: '2' }, managedFields: managed({ 'f:metadata': { 'f:labels': { 'f:a': {}, 'f:b': {} } } }) } };
+    const owningMore = {
+      metadata: {
+        labels: { a: '1', b: '2' },
+        managedFields: managed({ 'f:metadata': { 'f:labels': { 'f:a': {}, 'f:b': {} } } }),
+      },
+    };
     expect(driftOf(desired, owningMore)).toEqual(['.metadata.labels.b no longer wanted']);
     // Another manager's fields are not ours to remove.
-    expect(driftOf(desired, { ...owningMore, metadata: { ...owningMore.metadata, managedFields: [{ manager: 'kubectl', operation: 'Update', fieldsV1: {} }] } })).toEqual([]);
+    expect(
+      driftOf(desired, {
+        ...owningMore,
+        metadata: {
+          ...owningMore.metadata,
+          managedFields: [{ manager: 'kubectl', operation: 'Update', fieldsV1: {} }],
+        },
+      }),
+    ).toEqual([]);
   });
 });
 
 describe('permissions and RBAC', () => {
   const inv = (groups: GroupSpec[]): Inventory => ({
-    source: 't', mesh: { revision: '', istioNamespace: 'istio-system', eastWestGateway: { service: 'gw', namespace: 'gw-ns' } }, groups,
+    source: 't',
+    mesh: { revision: '', istioNamespace: 'istio-system', eastWestGateway: { service: 'gw', namespace: 'gw-ns' } },
+    groups,
   });
   it('the generated RBAC covers every required permission in the right object', () => {
-    const docs = parseAllDocuments(renderMinimalRbacYaml({ istioNamespace: 'istio-system', gatewayNamespace: 'gw-ns' })).map((d) => d.toJS());
-    const grants = (doc: { rules: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }> }, p: (typeof REQUIRED_PERMISSIONS)[number]) =>
-      doc.rules.some((r) => r.apiGroups.includes(p.group) && r.resources.includes(p.subresource ? `${p.resource}/${p.subresource}` : p.resource) && r.verbs.includes(p.verb));
+    const docs = parseAllDocuments(
+      renderMinimalRbacYaml({ istioNamespace: 'istio-system', gatewayNamespace: 'gw-ns' }),
+    ).map((d) => d.toJS());
+    const grants = (
+      doc: { rules: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }> },
+      p: (typeof REQUIRED_PERMISSIONS)[number],
+    ) =>
+      doc.rules.some(
+        (r) =>
+          r.apiGroups.includes(p.group) &&
+          r.resources.includes(p.subresource ? `${p.resource}/${p.subresource}` : p.resource) &&
+          r.verbs.includes(p.verb),
+      );
     const clusterRole = docs.find((d) => d.kind === 'ClusterRole');
     const istioRole = docs.find((d) => d.kind === 'Role' && d.metadata.namespace === 'istio-system');
     const gwRole = docs.find((d) => d.kind === 'Role' && d.metadata.namespace === 'gw-ns');
     for (const p of REQUIRED_PERMISSIONS) {
-      const doc = p.scope === 'cluster' || p.scope === 'group-namespace' ? clusterRole : p.scope === 'istio-namespace' ? istioRole : gwRole;
-      expect({ perm: `${p.verb} ${p.resource}`, granted: grants(doc, p) }).toEqual({ perm: `${p.verb} ${p.resource}`, granted: true });
+      const doc =
+        p.scope === 'cluster' || p.scope === 'group-namespace'
+          ? clusterRole
+          : p.scope === 'istio-namespace'
+            ? istioRole
+            : gwRole;
+      expect({ perm: `${p.verb} ${p.resource}`, granted: grants(doc, p) }).toEqual({
+        perm: `${p.verb} ${p.resource}`,
+        granted: true,
+      });
     }
     // And nothing beyond: every granted (group, resource, verb) is required.
-    const required = new Set(REQUIRED_PERMISSIONS.map((p) => `${p.group}|${p.subresource ? `${p.resource}/${p.subresource}` : p.resource}|${p.verb}`));
-    for (const d of docs) for (const r of d.rules) for (const res of r.resources) for (const v of r.verbs) expect(required.has(`${r.apiGroups[0]}|${res}|${v}`)).toBe(true);
+    const required = new Set(
+      REQUIRED_PERMISSIONS.map(
+        (p) => `${p.group}|${p.subresource ? `${p.resource}/${p.subresource}` : p.resource}|${p.verb}`,
+      ),
+    );
+    for (const d of docs)
+      for (const r of d.rules)
+        for (const res of r.resources)
+          for (const v of r.verbs) expect(required.has(`${r.apiGroups[0]}|${res}|${v}`)).toBe(true);
   });
   it('permissions depend on mode and on what the inventory uses', () => {
     const auto = inv([group()]);
-    const keys = (ps: ReturnType<typeof permissionsForRun>) => ps.map((p) => `${p.verb} ${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.namespace ? ` ${p.namespace}` : ''}`);
+    const keys = (ps: ReturnType<typeof permissionsForRun>) =>
+      ps.map(
+        (p) =>
+          `${p.verb} ${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.namespace ? ` ${p.namespace}` : ''}`,
+      );
     const onboard = keys(permissionsForRun(auto, { mode: 'onboard', peerAuthentication: 'unchanged' }));
     expect(onboard).toContain('create serviceaccounts/token vm-ns');
     expect(onboard).not.toContain('create workloadentries vm-ns');
     expect(onboard).not.toContain('patch services vm-ns');
     expect(onboard).not.toContain('patch peerauthentications vm-ns');
     expect(onboard).toContain('get services gw-ns');
-    const full = keys(permissionsForRun(inv([group({ registration: 'static', service: { name: 's', ports: {} } })]), { mode: 'onboard', peerAuthentication: 'strict' }));
-    expect(full).toEqual(expect.arrayContaining(['create workloadentries vm-ns', 'patch services vm-ns', 'patch peerauthentications vm-ns']));
+    const full = keys(
+      permissionsForRun(inv([group({ registration: 'static', service: { name: 's', ports: {} } })]), {
+        mode: 'onboard',
+        peerAuthentication: 'strict',
+      }),
+    );
+    expect(full).toEqual(
+      expect.arrayContaining([
+        'create workloadentries vm-ns',
+        'patch services vm-ns',
+        'patch peerauthentications vm-ns',
+      ]),
+    );
     const plan = keys(permissionsForRun(auto, { mode: 'plan' }));
     expect(plan.some((k) => /^(create|patch|delete) /.test(k))).toBe(false);
     expect(keys(permissionsForRun(auto, { mode: 'offboard' }))).toContain('delete workloadentries vm-ns');
   });
   it('missing permissions message lists each with its purpose', () => {
-    const m = formatMissingPermissions([{ verb: 'create', group: '', resource: 'serviceaccounts', subresource: 'token', namespace: 'ns', why: 'tokens' }]);
+    const m = formatMissingPermissions([
+      { verb: 'create', group: '', resource: 'serviceaccounts', subresource: 'token', namespace: 'ns', why: 'tokens' },
+    ]);
     expect(m).toBe(
       'the credentials lack 1 permission this run needs:\n  - create serviceaccounts/token in namespace "ns" — tokens\n  (the README\'s minimal RBAC grants exactly these; generated by renderMinimalRbacYaml)',
     );
@@ -188,27 +346,56 @@ metadata: {name: vm-app-10.128.0.27, namespace: vm-ns, annotations: {istio.io/au
 spec: {address: 10.128.0.27, serviceAccount: vm-sa, network: n1, labels: {app: vm-app}}
 status: {conditions: [{type: Healthy, status: "True"}]}`);
     expect(toWorkloadEntryInfo(wle)).toEqual({
-      name: 'vm-app-10.128.0.27', namespace: 'vm-ns', address: '10.128.0.27', network: 'n1', serviceAccount: 'vm-sa',
-      labels: { app: 'vm-app' }, autoRegistered: true, group: 'vm-app', healthy: 'True', connectedAt: '2024-05-02T10:15:30Z',
+      name: 'vm-app-10.128.0.27',
+      namespace: 'vm-ns',
+      address: '10.128.0.27',
+      network: 'n1',
+      serviceAccount: 'vm-sa',
+      labels: { app: 'vm-app' },
+      autoRegistered: true,
+      group: 'vm-app',
+      healthy: 'True',
+      connectedAt: '2024-05-02T10:15:30Z',
     });
   });
   it('effective mTLS mode: workload > namespace > mesh > PERMISSIVE; UNSET inherits; oldest wins', () => {
-    const pa = (name: string, ns: string, mode: string, labels?: Record<string, string>, ts = '2024-01-01T00:00:00Z') => ({
+    const pa = (
+      name: string,
+      ns: string,
+      mode: string,
+      labels?: Record<string, string>,
+      ts = '2024-01-01T00:00:00Z',
+    ) => ({
       metadata: { name, namespace: ns, creationTimestamp: ts },
       spec: { ...(labels ? { selector: { matchLabels: labels } } : {}), mtls: { mode } },
     });
     const labels = { app: 'a', v: '1' };
-    expect(effectivePeerAuthenticationMode([], [], labels)).toEqual({ mode: 'PERMISSIVE', source: 'default', scope: 'default' });
-    expect(effectivePeerAuthenticationMode([], [pa('mesh', 'istio-system', 'STRICT')], labels)).toMatchObject({ mode: 'STRICT', scope: 'mesh' });
-    expect(effectivePeerAuthenticationMode([pa('ns', 'n', 'PERMISSIVE')], [pa('mesh', 'istio-system', 'STRICT')], labels)).toMatchObject({ mode: 'PERMISSIVE', scope: 'namespace' });
+    expect(effectivePeerAuthenticationMode([], [], labels)).toEqual({
+      mode: 'PERMISSIVE',
+      source: 'default',
+      scope: 'default',
+    });
+    expect(effectivePeerAuthenticationMode([], [pa('mesh', 'istio-system', 'STRICT')], labels)).toMatchObject({
+      mode: 'STRICT',
+      scope: 'mesh',
+    });
+    expect(
+      effectivePeerAuthenticationMode([pa('ns', 'n', 'PERMISSIVE')], [pa('mesh', 'istio-system', 'STRICT')], labels),
+    ).toMatchObject({ mode: 'PERMISSIVE', scope: 'namespace' });
     expect(
       effectivePeerAuthenticationMode(
-        [pa('new', 'n', 'DISABLE', { app: 'a' }, '2024-02-01T00:00:00Z'), pa('old', 'n', 'STRICT', { app: 'a' }, '2024-01-01T00:00:00Z'), pa('other', 'n', 'DISABLE', { app: 'b' })],
+        [
+          pa('new', 'n', 'DISABLE', { app: 'a' }, '2024-02-01T00:00:00Z'),
+          pa('old', 'n', 'STRICT', { app: 'a' }, '2024-01-01T00:00:00Z'),
+          pa('other', 'n', 'DISABLE', { app: 'b' }),
+        ],
         [],
         labels,
       ),
     ).toEqual({ mode: 'STRICT', source: 'n/old', scope: 'workload' });
-    expect(effectivePeerAuthenticationMode([pa('unset', 'n', 'UNSET', { app: 'a' }), pa('ns', 'n', 'STRICT')], [], labels)).toMatchObject({ mode: 'STRICT', scope: 'namespace' });
+    expect(
+      effectivePeerAuthenticationMode([pa('unset', 'n', 'UNSET', { app: 'a' }), pa('ns', 'n', 'STRICT')], [], labels),
+    ).toMatchObject({ mode: 'STRICT', scope: 'namespace' });
   });
 });
 
@@ -221,7 +408,14 @@ describe('verification Job (ADR 0002)', () => {
     expect(verificationJobName('vm')).toMatch(/^ivo-verify-vm-[0-9a-f]{6}$/);
   });
   it('the Job spec is the ADR one', () => {
-    const job = buildVerificationJob({ namespace: 'ns', name: 'j', image: 'img', targetUrl: 'http://10.0.0.1:8080/', requests: 3, injectSidecar: true });
+    const job = buildVerificationJob({
+      namespace: 'ns',
+      name: 'j',
+      image: 'img',
+      targetUrl: 'http://10.0.0.1:8080/',
+      requests: 3,
+      injectSidecar: true,
+    });
     expect(job.spec).toMatchObject({ ttlSecondsAfterFinished: 300, backoffLimit: 0, activeDeadlineSeconds: 60 });
     expect(job.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'istio-vm-onboard' });
     const pod = job.spec!.template;
@@ -235,17 +429,42 @@ describe('verification Job (ADR 0002)', () => {
       '-c',
       `i=0; while [ "$i" -lt "$IVO_REQUESTS" ]; do i=$((i+1)); c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$IVO_TARGET_URL" || true); echo "ivo-call $i \${c:-000}"; done; echo ivo-done`,
     ]);
-    expect(buildVerificationJob({ namespace: 'ns', name: 'j', image: 'img', targetUrl: 'u', requests: 1, injectSidecar: false }).spec!.template.metadata?.labels?.['sidecar.istio.io/inject']).toBe('false');
+    expect(
+      buildVerificationJob({
+        namespace: 'ns',
+        name: 'j',
+        image: 'img',
+        targetUrl: 'u',
+        requests: 1,
+        injectSidecar: false,
+      }).spec!.template.metadata?.labels?.['sidecar.istio.io/inject'],
+    ).toBe('false');
   });
   it('parses the log lines and the Job phase', () => {
     expect(parseVerificationLog('noise\nivo-call 1 200\nivo-call 2 000\r\nivo-call x 1\nivo-done\n')).toEqual({
-      calls: [{ n: 1, code: '200' }, { n: 2, code: '000' }],
+      calls: [
+        { n: 1, code: '200' },
+        { n: 2, code: '000' },
+      ],
       done: true,
     });
     expect(parseVerificationLog('ivo-call 1 503\n').done).toBe(false);
     expect(jobPhase(undefined)).toEqual({ state: 'running' });
     expect(jobPhase({ status: { succeeded: 1 } })).toEqual({ state: 'complete' });
-    expect(jobPhase({ status: { conditions: [{ type: 'Failed', status: 'True', reason: 'DeadlineExceeded', message: 'Job was active longer than specified deadline' }] } })).toEqual({
+    expect(
+      jobPhase({
+        status: {
+          conditions: [
+            {
+              type: 'Failed',
+              status: 'True',
+              reason: 'DeadlineExceeded',
+              message: 'Job was active longer than specified deadline',
+            },
+          ],
+        },
+      }),
+    ).toEqual({
       state: 'failed',
       reason: 'DeadlineExceeded: Job was active longer than specified deadline',
     });
@@ -253,23 +472,70 @@ describe('verification Job (ADR 0002)', () => {
 });
 
 describe('ruleGrants (a SelfSubjectRulesReview rule, matched as RBAC matches it)', () => {
-  const perm = (verb: string, group: string, resource: string, subresource?: string) => ({ verb, group, resource, why: '', namespace: 'ns', ...(subresource ? { subresource } : {}) });
+  const perm = (verb: string, group: string, resource: string, subresource?: string) => ({
+    verb,
+    group,
+    resource,
+    why: '',
+    namespace: 'ns',
+    ...(subresource ? { subresource } : {}),
+  });
   it('verbs, API groups and resources, with * for all', () => {
-    expect(ruleGrants({ verbs: ['*'], apiGroups: ['*'], resources: ['*'] }, perm('patch', 'networking.istio.io', 'workloadgroups'))).toBe(true);
-    expect(ruleGrants({ verbs: ['get', 'list'], apiGroups: [''], resources: ['configmaps'] }, perm('get', '', 'configmaps'))).toBe(true);
-    expect(ruleGrants({ verbs: ['get', 'list'], apiGroups: [''], resources: ['configmaps'] }, perm('create', '', 'configmaps'))).toBe(false);
-    expect(ruleGrants({ verbs: ['get'], apiGroups: ['apps'], resources: ['configmaps'] }, perm('get', '', 'configmaps'))).toBe(false);
+    expect(
+      ruleGrants(
+        { verbs: ['*'], apiGroups: ['*'], resources: ['*'] },
+        perm('patch', 'networking.istio.io', 'workloadgroups'),
+      ),
+    ).toBe(true);
+    expect(
+      ruleGrants({ verbs: ['get', 'list'], apiGroups: [''], resources: ['configmaps'] }, perm('get', '', 'configmaps')),
+    ).toBe(true);
+    expect(
+      ruleGrants(
+        { verbs: ['get', 'list'], apiGroups: [''], resources: ['configmaps'] },
+        perm('create', '', 'configmaps'),
+      ),
+    ).toBe(false);
+    expect(
+      ruleGrants({ verbs: ['get'], apiGroups: ['apps'], resources: ['configmaps'] }, perm('get', '', 'configmaps')),
+    ).toBe(false);
     expect(ruleGrants({ verbs: ['get'], resources: ['configmaps'] }, perm('get', '', 'configmaps'))).toBe(false);
   });
   it('subresources: named exactly, */sub, or *; the parent resource alone does not grant them', () => {
-    expect(ruleGrants({ verbs: ['create'], apiGroups: [''], resources: ['serviceaccounts/token'] }, perm('create', '', 'serviceaccounts', 'token'))).toBe(true);
-    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['*/log'] }, perm('get', '', 'pods', 'log'))).toBe(true);
-    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['*'] }, perm('get', '', 'pods', 'log'))).toBe(true);
-    expect(ruleGrants({ verbs: ['create'], apiGroups: [''], resources: ['serviceaccounts'] }, perm('create', '', 'serviceaccounts', 'token'))).toBe(false);
-    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['pods/*'] }, perm('get', '', 'pods', 'log'))).toBe(false);
+    expect(
+      ruleGrants(
+        { verbs: ['create'], apiGroups: [''], resources: ['serviceaccounts/token'] },
+        perm('create', '', 'serviceaccounts', 'token'),
+      ),
+    ).toBe(true);
+    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['*/log'] }, perm('get', '', 'pods', 'log'))).toBe(
+      true,
+    );
+    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['*'] }, perm('get', '', 'pods', 'log'))).toBe(
+      true,
+    );
+    expect(
+      ruleGrants(
+        { verbs: ['create'], apiGroups: [''], resources: ['serviceaccounts'] },
+        perm('create', '', 'serviceaccounts', 'token'),
+      ),
+    ).toBe(false);
+    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['pods/*'] }, perm('get', '', 'pods', 'log'))).toBe(
+      false,
+    );
   });
   it('a rule limited to resourceNames proves nothing about other objects', () => {
-    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['configmaps'], resourceNames: ['istio-ca-root-cert'] }, perm('get', '', 'configmaps'))).toBe(false);
-    expect(ruleGrants({ verbs: ['get'], apiGroups: [''], resources: ['configmaps'], resourceNames: [] }, perm('get', '', 'configmaps'))).toBe(true);
+    expect(
+      ruleGrants(
+        { verbs: ['get'], apiGroups: [''], resources: ['configmaps'], resourceNames: ['istio-ca-root-cert'] },
+        perm('get', '', 'configmaps'),
+      ),
+    ).toBe(false);
+    expect(
+      ruleGrants(
+        { verbs: ['get'], apiGroups: [''], resources: ['configmaps'], resourceNames: [] },
+        perm('get', '', 'configmaps'),
+      ),
+    ).toBe(true);
   });
 });

@@ -20,7 +20,9 @@ beforeAll(async () => {
     received.push(`${req.method} ${req.url}`);
     const kind = req.url?.includes('/deployments') ? 'DeploymentList' : 'PodList';
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ kind, apiVersion: kind === 'DeploymentList' ? 'apps/v1' : 'v1', metadata: {}, items: [] }));
+    res.end(
+      JSON.stringify({ kind, apiVersion: kind === 'DeploymentList' ? 'apps/v1' : 'v1', metadata: {}, items: [] }),
+    );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -31,7 +33,10 @@ beforeAll(async () => {
     contexts: [{ name: 'lab', cluster: 'lab', user: 'u' }],
     currentContext: 'lab',
   });
-  const transport = new KubeTransport(url, { onRequest: (r) => observed.push(`${r.method} ${r.path}`), retry: { attempts: 1, baseDelayMs: 1 } });
+  const transport = new KubeTransport(url, {
+    onRequest: (r) => observed.push(`${r.method} ${r.path}`),
+    retry: { attempts: 1, baseDelayMs: 1 },
+  });
   ctx = createClusterContext(kc, transport, 'istio-vm-onboard');
 });
 
@@ -43,14 +48,20 @@ describe('query strings reach the API server encoded once', () => {
   it('labelSelector values with = are sent as %3D, decoded by the server to the selector, and reported as sent', async () => {
     received.length = 0;
     observed.length = 0;
-    await ctx.transport.call((o) => ctx.apps.listNamespacedDeployment({ namespace: 'istio-system', labelSelector: 'app=istiod' }, o));
-    await ctx.transport.call((o) => ctx.core.listNamespacedPod({ namespace: 'vm-app', labelSelector: 'job-name=ivo-verify-vm1-ab12c' }, o));
+    await ctx.transport.call((o) =>
+      ctx.apps.listNamespacedDeployment({ namespace: 'istio-system', labelSelector: 'app=istiod' }, o),
+    );
+    await ctx.transport.call((o) =>
+      ctx.core.listNamespacedPod({ namespace: 'vm-app', labelSelector: 'job-name=ivo-verify-vm1-ab12c' }, o),
+    );
 
     expect(received).toEqual([
       'GET /apis/apps/v1/namespaces/istio-system/deployments?labelSelector=app%3Distiod',
       'GET /api/v1/namespaces/vm-app/pods?labelSelector=job-name%3Divo-verify-vm1-ab12c',
     ]);
-    const selectors = received.map((line) => new URL(line.split(' ')[1]!, 'http://x').searchParams.get('labelSelector'));
+    const selectors = received.map((line) =>
+      new URL(line.split(' ')[1]!, 'http://x').searchParams.get('labelSelector'),
+    );
     expect(selectors).toEqual(['app=istiod', 'job-name=ivo-verify-vm1-ab12c']);
     // What `kube GET …` debug lines print is the request as it went on the wire.
     expect(observed).toEqual(received);
@@ -68,7 +79,9 @@ describe('query strings reach the API server encoded once', () => {
       spy.mockRestore();
     }
     const line = written.join('').trim();
-    expect(line).toBe('::debug::kube GET /apis/apps/v1/namespaces/istio-system/deployments?labelSelector=app%253Distiod');
+    expect(line).toBe(
+      '::debug::kube GET /apis/apps/v1/namespaces/istio-system/deployments?labelSelector=app%253Distiod',
+    );
     // The runner unescapes workflow-command data (%25 → %) before it shows the line.
     expect(line.replace('::debug::', '').replace(/%25/g, '%')).toBe(`kube ${observed[0]}`);
   });

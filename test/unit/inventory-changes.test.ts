@@ -17,10 +17,17 @@ describe('changedGroups', () => {
   it('names only the groups whose resolved content changed', () => {
     expect(changedGroups(inv(base), inv(base))).toEqual([]);
     expect(changedGroups(inv(base), inv(base.replace('10.0.0.2', '10.0.0.3')))).toEqual(['db']);
-    expect(changedGroups(inv(base), inv(base.replace('- name: web\n', '# a comment moves every line\n  - name: web\n')))).toEqual([]);
+    expect(
+      changedGroups(inv(base), inv(base.replace('- name: web\n', '# a comment moves every line\n  - name: web\n'))),
+    ).toEqual([]);
   });
   it('treats a new group, a default that reaches VMs, and mesh changes as changes', () => {
-    expect(changedGroups(inv(base), inv(`${base}  - name: cache\n    namespace: vm\n    vms: [{name: c-1, address: 10.0.0.9}]\n`))).toEqual(['cache']);
+    expect(
+      changedGroups(
+        inv(base),
+        inv(`${base}  - name: cache\n    namespace: vm\n    vms: [{name: c-1, address: 10.0.0.9}]\n`),
+      ),
+    ).toEqual(['cache']);
     expect(changedGroups(inv(base), inv(base.replace('user: ops', 'user: admin')))).toEqual(['web', 'db']);
     expect(changedGroups(inv(base), inv(`mesh: {revision: canary}\n${base}`))).toEqual(['web', 'db']);
     expect(changedGroups(undefined, inv(base))).toEqual(['web', 'db']);

@@ -25,7 +25,9 @@ describe('malformed inventories', () => {
     if (!issue) throw new Error(`no issue at ${c.path}; got:\n${error.message}`);
     expect(issue.line).toBe(expectedLine(c));
     if (c.message) expect(issue.message).toMatch(c.message);
-    expect(error.message).toContain(`inventory.yaml:${issue.line}:${issue.column} ${c.path === '' ? '(root)' : c.path}: `);
+    expect(error.message).toContain(
+      `inventory.yaml:${issue.line}:${issue.column} ${c.path === '' ? '(root)' : c.path}: `,
+    );
   });
 });
 

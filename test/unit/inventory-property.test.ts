@@ -11,9 +11,28 @@ const labels = fc.dictionary(fc.stringMatching(/^[a-z]([a-z0-9.-]{0,6}[a-z0-9])?
 const port = fc.integer({ min: 1, max: 65535 });
 const user = fc.stringMatching(/^[a-z][a-z0-9]{0,7}$/);
 
-interface RawVm { name: string; address: string; port?: number; user?: string; internalIP?: string; labels?: Record<string, string> }
-interface RawGroup { name: string; namespace: string; serviceAccount?: string; ports?: Record<string, number>; registration?: 'auto' | 'static'; labels?: Record<string, string>; defaults?: { user?: string; port?: number }; vms: RawVm[] }
-interface RawInv { defaults?: { user?: string; port?: number }; groups: RawGroup[] }
+interface RawVm {
+  name: string;
+  address: string;
+  port?: number;
+  user?: string;
+  internalIP?: string;
+  labels?: Record<string, string>;
+}
+interface RawGroup {
+  name: string;
+  namespace: string;
+  serviceAccount?: string;
+  ports?: Record<string, number>;
+  registration?: 'auto' | 'static';
+  labels?: Record<string, string>;
+  defaults?: { user?: string; port?: number };
+  vms: RawVm[];
+}
+interface RawInv {
+  defaults?: { user?: string; port?: number };
+  groups: RawGroup[];
+}
 
 /** Valid inventories: unique VM names, addresses and internal IPs by construction (indices). */
 const validInventory: fc.Arbitrary<RawInv> = fc
@@ -31,7 +50,12 @@ const validInventory: fc.Arbitrary<RawInv> = fc
         groupUser: fc.option(user, { nil: undefined }),
         groupPort: fc.option(port, { nil: undefined }),
         vms: fc.array(
-          fc.record({ port: fc.option(port, { nil: undefined }), user: fc.option(user, { nil: undefined }), withIP: fc.boolean(), labels: fc.option(labels, { nil: undefined }) }),
+          fc.record({
+            port: fc.option(port, { nil: undefined }),
+            user: fc.option(user, { nil: undefined }),
+            withIP: fc.boolean(),
+            labels: fc.option(labels, { nil: undefined }),
+          }),
           { minLength: 1, maxLength: 4 },
         ),
       }),
@@ -41,14 +65,19 @@ const validInventory: fc.Arbitrary<RawInv> = fc
   .map(({ fileUser, filePort, groups }) => {
     let n = 0;
     const out: RawInv = { groups: [] };
-    if (fileUser !== undefined || filePort !== undefined) out.defaults = { ...(fileUser ? { user: fileUser } : {}), ...(filePort ? { port: filePort } : {}) };
+    if (fileUser !== undefined || filePort !== undefined)
+      out.defaults = { ...(fileUser ? { user: fileUser } : {}), ...(filePort ? { port: filePort } : {}) };
     groups.forEach((g, gi) => {
       const group: RawGroup = { name: `${g.name}-${gi}`, namespace: g.namespace, vms: [] };
       if (g.serviceAccount) group.serviceAccount = g.serviceAccount;
       if (g.ports) group.ports = g.ports;
       if (g.registration) group.registration = g.registration;
       if (g.labels) group.labels = g.labels;
-      if (g.groupUser || g.groupPort) group.defaults = { ...(g.groupUser ? { user: g.groupUser } : {}), ...(g.groupPort ? { port: g.groupPort } : {}) };
+      if (g.groupUser || g.groupPort)
+        group.defaults = {
+          ...(g.groupUser ? { user: g.groupUser } : {}),
+          ...(g.groupPort ? { port: g.groupPort } : {}),
+        };
       for (const v of g.vms) {
         n++;
         const vm: RawVm = { name: `vm-${n}`, address: `10.0.${Math.floor(n / 250)}.${(n % 250) + 1}` };
@@ -77,7 +106,11 @@ function expectedModel(raw: RawInv): Inventory['groups'] {
     vms: g.vms.map((v) => ({
       name: v.name,
       group: g.name,
-      ssh: { host: v.address, port: v.port ?? g.defaults?.port ?? raw.defaults?.port ?? 22, user: (v.user ?? g.defaults?.user ?? raw.defaults?.user)! },
+      ssh: {
+        host: v.address,
+        port: v.port ?? g.defaults?.port ?? raw.defaults?.port ?? 22,
+        user: (v.user ?? g.defaults?.user ?? raw.defaults?.user)!,
+      },
       labels: v.labels ?? {},
       ...(v.internalIP ? { internalIP: v.internalIP } : {}),
     })),
@@ -102,15 +135,23 @@ describe('inventory parser properties', () => {
   });
 
   const junk = fc.oneof(
-    fc.constant(null), fc.integer({ min: -5, max: 100000 }), fc.string({ maxLength: 6 }), fc.boolean(),
-    fc.constant([]), fc.constant({}), fc.constant({ x: 1 }), fc.constant('Bad_Name'), fc.constant('10.0.0.1'),
+    fc.constant(null),
+    fc.integer({ min: -5, max: 100000 }),
+    fc.string({ maxLength: 6 }),
+    fc.boolean(),
+    fc.constant([]),
+    fc.constant({}),
+    fc.constant({ x: 1 }),
+    fc.constant('Bad_Name'),
+    fc.constant('10.0.0.1'),
   );
 
   /** Every path (list of keys/indices) inside a JSON value. */
   function paths(value: unknown, prefix: (string | number)[] = []): (string | number)[][] {
     const out: (string | number)[][] = [prefix];
     if (Array.isArray(value)) value.forEach((v, i) => out.push(...paths(v, [...prefix, i])));
-    else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) out.push(...paths(v, [...prefix, k]));
+    else if (value && typeof value === 'object')
+      for (const [k, v] of Object.entries(value)) out.push(...paths(v, [...prefix, k]));
     return out;
   }
 
@@ -121,33 +162,43 @@ describe('inventory parser properties', () => {
     let parent = copy as Record<string | number, unknown>;
     for (const seg of target.slice(0, -1)) parent = parent[seg] as Record<string | number, unknown>;
     const last = target[target.length - 1]!;
-    if (kind === 0) parent[last] = value; // replace with junk
-    else if (kind === 1) { // delete
+    if (kind === 0)
+      parent[last] = value; // replace with junk
+    else if (kind === 1) {
+      // delete
       if (Array.isArray(parent)) parent.splice(Number(last), 1);
       else delete parent[last];
-    } else if (kind === 2 && parent && typeof parent === 'object' && !Array.isArray(parent)) parent['unknownField'] = value; // add unknown key
+    } else if (kind === 2 && parent && typeof parent === 'object' && !Array.isArray(parent))
+      parent['unknownField'] = value; // add unknown key
     else if (kind === 3 && Array.isArray(parent)) parent.push(structuredClone(parent[0])); // duplicate an entry
     return copy;
   }
 
   it('mutated inventories parse or fail with InventoryError carrying paths and lines — never anything else', () => {
     fc.assert(
-      fc.property(validInventory, fc.nat(), fc.integer({ min: 0, max: 3 }), junk, fc.boolean(), (raw, pick, kind, value, asJson) => {
-        const mutated = mutate(raw, pick, kind, value);
-        const text = asJson ? JSON.stringify(mutated, null, 2) : stringify(mutated);
-        try {
-          parseInventory(text, 'mut.yaml');
-        } catch (error) {
-          if (!(error instanceof InventoryError)) throw error;
-          expect(error.issues.length).toBeGreaterThan(0);
-          for (const issue of error.issues) {
-            expect(typeof issue.path).toBe('string');
-            expect(issue.message.length).toBeGreaterThan(0);
-            expect(issue.line).toBeGreaterThanOrEqual(1);
+      fc.property(
+        validInventory,
+        fc.nat(),
+        fc.integer({ min: 0, max: 3 }),
+        junk,
+        fc.boolean(),
+        (raw, pick, kind, value, asJson) => {
+          const mutated = mutate(raw, pick, kind, value);
+          const text = asJson ? JSON.stringify(mutated, null, 2) : stringify(mutated);
+          try {
+            parseInventory(text, 'mut.yaml');
+          } catch (error) {
+            if (!(error instanceof InventoryError)) throw error;
+            expect(error.issues.length).toBeGreaterThan(0);
+            for (const issue of error.issues) {
+              expect(typeof issue.path).toBe('string');
+              expect(issue.message.length).toBeGreaterThan(0);
+              expect(issue.line).toBeGreaterThanOrEqual(1);
+            }
+            expect(error.message).toContain('mut.yaml:');
           }
-          expect(error.message).toContain('mut.yaml:');
-        }
-      }),
+        },
+      ),
       { numRuns: 400 },
     );
   });

@@ -68,19 +68,26 @@ describe('parseInventory: model and defaults', () => {
   });
 
   it('reads JSON as well as YAML', () => {
-    const json = JSON.stringify({ defaults: { user: 'ops' }, groups: [{ name: 'a', namespace: 'b', vms: [{ name: 'v', address: 'h.example' }] }] });
+    const json = JSON.stringify({
+      defaults: { user: 'ops' },
+      groups: [{ name: 'a', namespace: 'b', vms: [{ name: 'v', address: 'h.example' }] }],
+    });
     const inv = parseInventory(json, 'inv.json');
     expect(inv.groups[0]!.vms[0]!.ssh).toEqual({ host: 'h.example', port: 22, user: 'ops' });
     expect(inv.mesh.eastWestGateway.namespace).toBe('istio-system');
   });
 
   it('eastWestGateway.namespace defaults to the istio namespace', () => {
-    const inv = parseInventory('mesh: {istioNamespace: mesh}\ngroups: [{name: a, namespace: b, vms: [{name: v, address: h, user: u}]}]\n', 'x');
+    const inv = parseInventory(
+      'mesh: {istioNamespace: mesh}\ngroups: [{name: a, namespace: b, vms: [{name: v, address: h, user: u}]}]\n',
+      'x',
+    );
     expect(inv.mesh.eastWestGateway).toEqual({ service: 'istio-eastwestgateway', namespace: 'mesh' });
   });
 
   it('lists all problems at once, sorted by line', () => {
-    const text = 'groups:\n  - name: A\n    namespace: b\n    vms:\n      - name: v\n        address: h\n        port: 0\n';
+    const text =
+      'groups:\n  - name: A\n    namespace: b\n    vms:\n      - name: v\n        address: h\n        port: 0\n';
     try {
       parseInventory(text, 'inv.yaml');
       throw new Error('expected failure');
@@ -97,7 +104,10 @@ describe('parseInventory: model and defaults', () => {
 
 describe('loadInventory', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'inv-'));
-  writeFileSync(path.join(dir, 'inv.yaml'), 'groups: [{name: a, namespace: b, vms: [{name: v, address: h, user: u}]}]\n');
+  writeFileSync(
+    path.join(dir, 'inv.yaml'),
+    'groups: [{name: a, namespace: b, vms: [{name: v, address: h, user: u}]}]\n',
+  );
 
   it('treats text with a newline, or starting with { or groups:, as inline', () => {
     expect(isInlineInventory('inv.yaml')).toBe(false);
@@ -114,12 +124,17 @@ describe('loadInventory', () => {
   });
 
   it('parses inline YAML with source <inline>', async () => {
-    const inv = await loadInventory('groups:\n  - {name: a, namespace: b, vms: [{name: v, address: h, user: u}]}\n', dir);
+    const inv = await loadInventory(
+      'groups:\n  - {name: a, namespace: b, vms: [{name: v, address: h, user: u}]}\n',
+      dir,
+    );
     expect(inv.source).toBe('<inline>');
   });
 
   it('reports a missing file clearly', async () => {
-    await expect(loadInventory('missing.yaml', dir)).rejects.toThrow(/cannot read inventory file .*missing\.yaml \(no such file\)/);
+    await expect(loadInventory('missing.yaml', dir)).rejects.toThrow(
+      /cannot read inventory file .*missing\.yaml \(no such file\)/,
+    );
   });
 });
 

@@ -10,7 +10,10 @@ describe('README.md', () => {
     expect(fillGeneratedSections(readme)).toBe(readme);
   });
   it('documents every input and output of action.yml', () => {
-    const action = parse(readFileSync('action.yml', 'utf8')) as { inputs: Record<string, unknown>; outputs: Record<string, unknown> };
+    const action = parse(readFileSync('action.yml', 'utf8')) as {
+      inputs: Record<string, unknown>;
+      outputs: Record<string, unknown>;
+    };
     for (const name of [...Object.keys(action.inputs), ...Object.keys(action.outputs)]) {
       expect([name, readme.includes(`| \`${name}\` |`)]).toEqual([name, true]);
     }

@@ -12,7 +12,11 @@ function capture(): { io: Parameters<typeof runRenderCommand>[1]; out: () => str
   let out = '';
   let err = '';
   return {
-    io: { stdout: { write: (t: string) => (out += t) }, stderr: { write: (t: string) => (err += t) }, cwd: process.cwd() },
+    io: {
+      stdout: { write: (t: string) => (out += t) },
+      stderr: { write: (t: string) => (err += t) },
+      cwd: process.cwd(),
+    },
     out: () => out,
     err: () => err,
   };
@@ -40,19 +44,30 @@ describe('render -f (istioctl golden cases)', () => {
       const { io, err } = capture();
       const code = await runRenderCommand(
         [
-          '-f', path.join(GOLDEN, c.dir, 'workloadgroup.yaml'),
-          '--mesh-config', path.join(inputs, 'mesh.txt'),
-          '--root-cert', path.join(inputs, 'root-cert.pem'),
-          '--token', path.join(inputs, 'token'),
-          '--clusterID', 'Kubernetes',
+          '-f',
+          path.join(GOLDEN, c.dir, 'workloadgroup.yaml'),
+          '--mesh-config',
+          path.join(inputs, 'mesh.txt'),
+          '--root-cert',
+          path.join(inputs, 'root-cert.pem'),
+          '--token',
+          path.join(inputs, 'token'),
+          '--clusterID',
+          'Kubernetes',
           ...c.args,
-          '-o', out,
+          '-o',
+          out,
         ],
         io,
       );
-      expect([code, err()]).toEqual([0, c.dir === 'vmconfig-nil-proxy-metadata' ? expect.stringContaining('--ingressIP') : '']);
+      expect([code, err()]).toEqual([
+        0,
+        c.dir === 'vmconfig-nil-proxy-metadata' ? expect.stringContaining('--ingressIP') : '',
+      ]);
       for (const f of FILES) {
-        expect(readFileSync(path.join(out, f)).equals(readFileSync(path.join(GOLDEN, c.dir, `${f}.golden`)))).toBe(true);
+        expect(readFileSync(path.join(out, f)).equals(readFileSync(path.join(GOLDEN, c.dir, `${f}.golden`)))).toBe(
+          true,
+        );
       }
       expect(statSync(path.join(out, 'istio-token')).mode & 0o777).toBe(0o600);
     });
@@ -63,9 +78,22 @@ describe('render -f (istioctl golden cases)', () => {
     const out = mkdtempSync(path.join(tmpdir(), 'render-out-'));
     const { io } = capture();
     const code = await runRenderCommand(
-      ['-f', path.join(GOLDEN, 'ipv4', 'workloadgroup.yaml'), '--mesh-config', path.join(inputs, 'mesh.txt'),
-        '--root-cert', path.join(inputs, 'root-cert.pem'), '--token', path.join(inputs, 'token'), '--clusterID', 'c',
-        '--autoregister', '--capture-dns=false', '-o', out],
+      [
+        '-f',
+        path.join(GOLDEN, 'ipv4', 'workloadgroup.yaml'),
+        '--mesh-config',
+        path.join(inputs, 'mesh.txt'),
+        '--root-cert',
+        path.join(inputs, 'root-cert.pem'),
+        '--token',
+        path.join(inputs, 'token'),
+        '--clusterID',
+        'c',
+        '--autoregister',
+        '--capture-dns=false',
+        '-o',
+        out,
+      ],
       io,
     );
     expect(code).toBe(0);
@@ -78,15 +106,30 @@ describe('render -f (istioctl golden cases)', () => {
 describe('render usage errors', () => {
   const base = (): string[] => {
     const inputs = inputsDir('');
-    return ['--mesh-config', path.join(inputs, 'mesh.txt'), '--root-cert', path.join(inputs, 'root-cert.pem'), '--token', path.join(inputs, 'token'), '-o', path.join(inputs, 'out')];
+    return [
+      '--mesh-config',
+      path.join(inputs, 'mesh.txt'),
+      '--root-cert',
+      path.join(inputs, 'root-cert.pem'),
+      '--token',
+      path.join(inputs, 'token'),
+      '-o',
+      path.join(inputs, 'out'),
+    ];
   };
   it.each([
     [['--bogus'], /Unknown option '--bogus'/],
     [[], /exactly one of -f\/--file .* or --inventory/],
     [['-f', 'wg.yaml'], /missing required flag\(s\): --mesh-config, --root-cert, --token, --output, --clusterID/],
-    [['-f', 'wg.yaml', '--clusterID', 'c', '--internalIP', '1.1.1.1', '--externalIP', '2.2.2.2', 'BASE'], /mutually exclusive/],
+    [
+      ['-f', 'wg.yaml', '--clusterID', 'c', '--internalIP', '1.1.1.1', '--externalIP', '2.2.2.2', 'BASE'],
+      /mutually exclusive/,
+    ],
     [['-f', 'wg.yaml', '--clusterID', 'c', '--capture-dns=maybe', 'BASE'], /--capture-dns must be true or false/],
-    [['-f', 'missing-wg.yaml', '--clusterID', 'c', 'BASE'], /cannot read --file file .*missing-wg\.yaml \(no such file\)/],
+    [
+      ['-f', 'missing-wg.yaml', '--clusterID', 'c', 'BASE'],
+      /cannot read --file file .*missing-wg\.yaml \(no such file\)/,
+    ],
     [['--inventory', 'groups: []', '--internalIP', '1.1.1.1', 'BASE'], /--internalIP cannot be used with --inventory/],
   ] as const)('%j → exit 2', async (args, message) => {
     const argv = args.flatMap((a) => (a === 'BASE' ? base() : [a]));
@@ -131,13 +174,25 @@ describe('render --inventory', () => {
     const out = path.join(inputs, 'out');
     const { io, err } = capture();
     const code = await runRenderCommand(
-      ['--inventory', path.join(inputs, 'inv.yaml'), '--mesh-config', path.join(inputs, 'mesh.txt'),
-        '--root-cert', path.join(inputs, 'root-cert.pem'), '--token', path.join(inputs, 'token'), '-o', out],
+      [
+        '--inventory',
+        path.join(inputs, 'inv.yaml'),
+        '--mesh-config',
+        path.join(inputs, 'mesh.txt'),
+        '--root-cert',
+        path.join(inputs, 'root-cert.pem'),
+        '--token',
+        path.join(inputs, 'token'),
+        '-o',
+        out,
+      ],
       io,
     );
     expect([code, err()]).toEqual([0, '']);
     for (const f of FILES) {
-      expect(readFileSync(path.join(out, 'vm-a', f), 'utf8')).toBe(readFileSync(path.join(GOLDEN, 'ipv4', `${f}.golden`), 'utf8'));
+      expect(readFileSync(path.join(out, 'vm-a', f), 'utf8')).toBe(
+        readFileSync(path.join(GOLDEN, 'ipv4', `${f}.golden`), 'utf8'),
+      );
     }
     const envB = readFileSync(path.join(out, 'vm-b', 'cluster.env'), 'utf8');
     expect(envB).toContain("ISTIO_LOCAL_EXCLUDE_PORTS='22,15090,15021,15020,2222'\n");
@@ -151,8 +206,18 @@ describe('render --inventory', () => {
     writeFileSync(path.join(inputs, 'inv.yaml'), inventory.replace('port: 2222', 'port: 99999'));
     const { io, err } = capture();
     const code = await runRenderCommand(
-      ['--inventory', path.join(inputs, 'inv.yaml'), '--mesh-config', path.join(inputs, 'mesh.txt'),
-        '--root-cert', path.join(inputs, 'root-cert.pem'), '--token', path.join(inputs, 'token'), '-o', out],
+      [
+        '--inventory',
+        path.join(inputs, 'inv.yaml'),
+        '--mesh-config',
+        path.join(inputs, 'mesh.txt'),
+        '--root-cert',
+        path.join(inputs, 'root-cert.pem'),
+        '--token',
+        path.join(inputs, 'token'),
+        '-o',
+        out,
+      ],
       io,
     );
     expect(code).toBe(1);

@@ -60,17 +60,25 @@ describe('istioctl golden files', () => {
 });
 
 function envMap(clusterEnv: string): Map<string, string> {
-  return new Map(clusterEnv.trimEnd().split('\n').map((line) => {
-    const i = line.indexOf('=');
-    return [line.slice(0, i), line.slice(i + 1)] as [string, string];
-  }));
+  return new Map(
+    clusterEnv
+      .trimEnd()
+      .split('\n')
+      .map((line) => {
+        const i = line.indexOf('=');
+        return [line.slice(0, i), line.slice(i + 1)] as [string, string];
+      }),
+  );
 }
 
 const WG_BASE = {
   apiVersion: 'networking.istio.io/v1',
   kind: 'WorkloadGroup',
   metadata: { name: 'pay', namespace: 'shop' },
-  spec: { metadata: { labels: { app: 'pegasus-pay', version: 'v2' }, annotations: {} }, template: { serviceAccount: 'pay-sa' } },
+  spec: {
+    metadata: { labels: { app: 'pegasus-pay', version: 'v2' }, annotations: {} },
+    template: { serviceAccount: 'pay-sa' },
+  },
 };
 
 function baseInput(extra: Partial<VmFilesInput> = {}): VmFilesInput {
@@ -143,7 +151,8 @@ describe('flag combinations beyond the goldens', () => {
     wg.spec.template.ports = { http: 8080, grpc: 9090, admin: 9000 };
     const out = renderVmFiles(baseInput({ workloadGroup: wg }));
     const env = envMap(out.clusterEnv);
-    const podPorts = '[{"name":"admin","containerPort":9000,"protocol":""},{"name":"grpc","containerPort":9090,"protocol":""},{"name":"http","containerPort":8080,"protocol":""}]';
+    const podPorts =
+      '[{"name":"admin","containerPort":9000,"protocol":""},{"name":"grpc","containerPort":9090,"protocol":""},{"name":"http","containerPort":8080,"protocol":""}]';
     expect(env.get('ISTIO_META_POD_PORTS')).toBe(`'${podPorts}'`);
     expect(env.get('ISTIO_INBOUND_PORTS')).toBe("'9000,9090,8080'");
     expect(out.meshYaml).toContain(`    ISTIO_META_POD_PORTS: '${podPorts}'\n`);
@@ -186,8 +195,11 @@ describe('flag combinations beyond the goldens', () => {
     const withSsh = renderVmFiles(goldenInput('ipv4', { extraLocalExcludePorts: [2222] }));
     expect(envMap(withSsh.clusterEnv).get('ISTIO_LOCAL_EXCLUDE_PORTS')).toBe("'22,15090,15021,15020,2222'");
     expect(withSsh.meshYaml).toBe(plain.meshYaml);
-    expect(envMap(renderVmFiles(goldenInput('ipv4', { extraLocalExcludePorts: [22] })).clusterEnv).get('ISTIO_LOCAL_EXCLUDE_PORTS'))
-      .toBe("'22,15090,15021,15020'");
+    expect(
+      envMap(renderVmFiles(goldenInput('ipv4', { extraLocalExcludePorts: [22] })).clusterEnv).get(
+        'ISTIO_LOCAL_EXCLUDE_PORTS',
+      ),
+    ).toBe("'22,15090,15021,15020'");
   });
 
   it('unknown mesh config fields are dropped; the whole known defaultConfig is written', () => {
@@ -215,6 +227,8 @@ describe('flag combinations beyond the goldens', () => {
     expect(() => renderVmFiles(baseInput({ meshConfigText: 'defaultConfig:\n  proxyMetadata:\n    X: 1\n' }))).toThrow(
       /proxyMetadata\.X: expected a string/,
     );
-    expect(() => renderVmFiles(baseInput({ meshConfigText: 'defaultConfig:\n  drainDuration: soon\n' }))).toThrow(/bad Duration/);
+    expect(() => renderVmFiles(baseInput({ meshConfigText: 'defaultConfig:\n  drainDuration: soon\n' }))).toThrow(
+      /bad Duration/,
+    );
   });
 });

@@ -15,7 +15,12 @@ const group: GroupSpec = {
   probe: { httpGet: { port: 8080, path: '/ready' }, periodSeconds: 5 },
   vms: [],
 };
-const vm: VmSpec = { name: 'pay-1', group: 'pay', ssh: { host: '192.0.2.1', port: 22, user: 'ops' }, labels: { version: 'v1-canary', zone: 'a' } };
+const vm: VmSpec = {
+  name: 'pay-1',
+  group: 'pay',
+  ssh: { host: '192.0.2.1', port: 22, user: 'ops' },
+  labels: { version: 'v1-canary', zone: 'a' },
+};
 
 describe('buildWorkloadGroup', () => {
   it('maps the group to networking.istio.io/v1 WorkloadGroup', () => {
@@ -24,7 +29,10 @@ describe('buildWorkloadGroup', () => {
       kind: 'WorkloadGroup',
       metadata: { name: 'pay', namespace: 'shop', labels: { 'app.kubernetes.io/managed-by': 'istio-vm-onboard' } },
       spec: {
-        metadata: { labels: { app: 'pay', version: 'v1' }, annotations: { 'proxy.istio.io/config': 'holdApplicationUntilProxyStarts: true' } },
+        metadata: {
+          labels: { app: 'pay', version: 'v1' },
+          annotations: { 'proxy.istio.io/config': 'holdApplicationUntilProxyStarts: true' },
+        },
         template: { serviceAccount: 'pay-sa', network: 'vm-net', ports: { http: 8080 } },
         probe: { httpGet: { port: 8080, path: '/ready' }, periodSeconds: 5 },
       },
@@ -37,9 +45,18 @@ describe('buildWorkloadGroup', () => {
     expect(wg.spec).not.toHaveProperty('probe');
   });
   it('feeds renderVmFiles: annotation and probe reach mesh.yaml', () => {
-    const files = renderVmFiles({ workloadGroup: buildWorkloadGroup(group), meshConfigText: 'defaultConfig:\n  proxyMetadata:\n    DATE_LIKE: 2001-12-14\n', rootCert: '', token: '', clusterID: 'c', autoregister: false });
+    const files = renderVmFiles({
+      workloadGroup: buildWorkloadGroup(group),
+      meshConfigText: 'defaultConfig:\n  proxyMetadata:\n    DATE_LIKE: 2001-12-14\n',
+      rootCert: '',
+      token: '',
+      clusterID: 'c',
+      autoregister: false,
+    });
     expect(files.meshYaml).toContain('  holdApplicationUntilProxyStarts: true\n');
-    expect(files.meshYaml).toContain('  readinessProbe:\n    httpGet:\n      path: /ready\n      port: 8080\n    periodSeconds: 5\n');
+    expect(files.meshYaml).toContain(
+      '  readinessProbe:\n    httpGet:\n      path: /ready\n      port: 8080\n    periodSeconds: 5\n',
+    );
     expect(files.meshYaml).toContain('    DATE_LIKE: "2001-12-14"\n');
     expect(files.clusterEnv).toContain("ISTIO_META_NETWORK='vm-net'\n");
   });
@@ -50,8 +67,18 @@ describe('buildWorkloadEntry', () => {
     expect(buildWorkloadEntry(group, vm, '10.1.0.1')).toEqual({
       apiVersion: 'networking.istio.io/v1',
       kind: 'WorkloadEntry',
-      metadata: { name: 'pay-1', namespace: 'shop', labels: { app: 'pay', version: 'v1-canary', zone: 'a', 'app.kubernetes.io/managed-by': 'istio-vm-onboard' } },
-      spec: { address: '10.1.0.1', labels: { app: 'pay', version: 'v1-canary', zone: 'a' }, serviceAccount: 'pay-sa', network: 'vm-net', ports: { http: 8080 } },
+      metadata: {
+        name: 'pay-1',
+        namespace: 'shop',
+        labels: { app: 'pay', version: 'v1-canary', zone: 'a', 'app.kubernetes.io/managed-by': 'istio-vm-onboard' },
+      },
+      spec: {
+        address: '10.1.0.1',
+        labels: { app: 'pay', version: 'v1-canary', zone: 'a' },
+        serviceAccount: 'pay-sa',
+        network: 'vm-net',
+        ports: { http: 8080 },
+      },
     });
   });
 });

@@ -72,20 +72,66 @@ describe('agreement with real yaml.v2 (kubectl -o yaml)', () => {
   const run = existsSync(KUBECTL) ? it : it.skip;
   run('writes the same bytes as kubectl for tricky values and keys', () => {
     const values = [
-      'true', 'on', '', ' a', 'a ', '0x1F', '017', '08', '1e5', '.5', '- a', 'a: b', 'a #b', '#a', '{x}', "it's",
-      'tab\there', 'l1\nl2', 'l1\nl2\n', '\nlead', '2001-12-14', '1:2:3', 'ü ñ', '😀', '---', '@foo', '? x', '<<',
+      'true',
+      'on',
+      '',
+      ' a',
+      'a ',
+      '0x1F',
+      '017',
+      '08',
+      '1e5',
+      '.5',
+      '- a',
+      'a: b',
+      'a #b',
+      '#a',
+      '{x}',
+      "it's",
+      'tab\there',
+      'l1\nl2',
+      'l1\nl2\n',
+      '\nlead',
+      '2001-12-14',
+      '1:2:3',
+      'ü ñ',
+      '😀',
+      '---',
+      '@foo',
+      '? x',
+      '<<',
       'the quick brown fox jumps over the lazy dog and keeps running far far away from the hunter who chases it',
       "it's a long single quoted value 'with a leading quote' and many spaces so it must fold somewhere ok yes",
       'a long double quoted value because of a tab\there and spaces to be folded at the width of eighty chars ok',
       'word  double  spaces  all  along  the  way  to  make  sure  folding  handles  two  spaces  properly  yes',
-      `${'x'.repeat(79)} y z`, 'ctrl\x01char', 'bom\ufeffx',
+      `${'x'.repeat(79)} y z`,
+      'ctrl\x01char',
+      'bom\ufeffx',
     ];
     const data: Record<string, string> = {};
     values.forEach((v, i) => (data[`k${i}`] = v));
-    for (const k of ['10', '9', 'a10', 'a9', 'a09', '_x', '.x', 'X', 'x', 'a-b', 'a.b', 'ISTIO_META_X', 'ISTIO_METAJSON']) data[k] = 'v';
+    for (const k of [
+      '10',
+      '9',
+      'a10',
+      'a9',
+      'a09',
+      '_x',
+      '.x',
+      'X',
+      'x',
+      'a-b',
+      'a.b',
+      'ISTIO_META_X',
+      'ISTIO_METAJSON',
+    ])
+      data[k] = 'v';
     const args = ['create', 'configmap', 'x', '--dry-run=client', '-o', 'yaml'];
     for (const [k, v] of Object.entries(data)) args.push(`--from-literal=${k}=${v}`);
-    const real = execFileSync(KUBECTL, args, { encoding: 'utf8', timeout: 20000 }).replace('  creationTimestamp: null\n', '');
+    const real = execFileSync(KUBECTL, args, { encoding: 'utf8', timeout: 20000 }).replace(
+      '  creationTimestamp: null\n',
+      '',
+    );
     expect(marshalYamlV2({ apiVersion: 'v1', data, kind: 'ConfigMap', metadata: { name: 'x' } })).toBe(real);
   });
 });

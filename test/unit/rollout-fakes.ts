@@ -1,7 +1,14 @@
 // Fake ports for the orchestrator's unit tests: a world that records what the rollout asked of it.
 import { parseInventory } from '../../src/inventory/index.js';
 import type { CheckResult } from '../../src/report/model.js';
-import type { ClusterPort, RunLogger, VerifierPort, VmApplyRequest, VmConnectorPort, VmPort } from '../../src/rollout/ports.js';
+import type {
+  ClusterPort,
+  RunLogger,
+  VerifierPort,
+  VmApplyRequest,
+  VmConnectorPort,
+  VmPort,
+} from '../../src/rollout/ports.js';
 import { runRollout, type RolloutDependencies } from '../../src/rollout/run.js';
 import { readSettings, type InputName } from '../../src/settings.js';
 
@@ -31,8 +38,21 @@ export function settingsOf(inputs: Partial<Record<InputName, string>> = {}) {
   return readSettings({ get: (name) => all[name] ?? '' }, {});
 }
 
-export const pass = (name: CheckResult['name']): CheckResult => ({ name, status: 'pass', summary: 'ok', evidence: [], durationMs: 1 });
-export const fail = (name: CheckResult['name']): CheckResult => ({ name, status: 'fail', summary: 'bad', evidence: ['seen'], hint: 'fix it', durationMs: 1 });
+export const pass = (name: CheckResult['name']): CheckResult => ({
+  name,
+  status: 'pass',
+  summary: 'ok',
+  evidence: [],
+  durationMs: 1,
+});
+export const fail = (name: CheckResult['name']): CheckResult => ({
+  name,
+  status: 'fail',
+  summary: 'bad',
+  evidence: ['seen'],
+  hint: 'fix it',
+  durationMs: 1,
+});
 
 export interface World {
   events: string[];
@@ -67,7 +87,14 @@ export function fakes(world: World) {
     preflight: async () => ({ istioVersion: '1.24.0', revision: '', warnings: [] }),
     applyGroup: async (group, options) => {
       world.events.push(`applyGroup ${group.name}${options.dryRun ? ' (dry-run)' : ''}`);
-      return [{ kind: 'WorkloadGroup', namespace: group.namespace, name: group.name, action: options.dryRun ? 'would-create' : 'created' }];
+      return [
+        {
+          kind: 'WorkloadGroup',
+          namespace: group.namespace,
+          name: group.name,
+          action: options.dryRun ? 'would-create' : 'created',
+        },
+      ];
     },
     meshContext: async () => ({
       meshConfig: 'defaultConfig:\n  proxyMetadata: {}\n',
@@ -80,14 +107,22 @@ export function fakes(world: World) {
     }),
     bootstrapToken: async () => ({ token: 'token-value-123', expiresAt: new Date('2030-01-01T00:00:00Z') }),
     hasWorkloadEntry: async (_group, address) => world.workloadEntries?.has(address) ?? true,
-    applyStaticWorkloadEntry: async (group, vm) => ({ kind: 'WorkloadEntry', namespace: group.namespace, name: vm.name, action: 'created' }),
-    removeWorkloadEntries: async (group, vm) => [{ kind: 'WorkloadEntry', namespace: group.namespace, name: vm.name, action: 'deleted' }],
+    applyStaticWorkloadEntry: async (group, vm) => ({
+      kind: 'WorkloadEntry',
+      namespace: group.namespace,
+      name: vm.name,
+      action: 'created',
+    }),
+    removeWorkloadEntries: async (group, vm) => [
+      { kind: 'WorkloadEntry', namespace: group.namespace, name: vm.name, action: 'deleted' },
+    ],
     requestCount: () => 7,
   };
   const connector: VmConnectorPort = {
     async connect(vm) {
       world.events.push(`connect ${vm.name}`);
-      if (world.failingConnect.has(vm.name)) throw Object.assign(new Error(`connection refused by ${vm.ssh.host}:22`), { hint: 'is sshd running?' });
+      if (world.failingConnect.has(vm.name))
+        throw Object.assign(new Error(`connection refused by ${vm.ssh.host}:22`), { hint: 'is sshd running?' });
       world.inFlight += 1;
       world.maxInFlight = Math.max(world.maxInFlight, world.inFlight);
       const group = vm.group;
@@ -143,7 +178,13 @@ export function fakes(world: World) {
   return { cluster, connector, verifier };
 }
 
-export const silent: RunLogger = { info: () => {}, warning: () => {}, error: () => {}, debug: () => {}, group: () => {} };
+export const silent: RunLogger = {
+  info: () => {},
+  warning: () => {},
+  error: () => {},
+  debug: () => {},
+  group: () => {},
+};
 
 export async function run(
   world: World,
@@ -162,4 +203,3 @@ export async function run(
     ...extra,
   });
 }
-

@@ -21,9 +21,14 @@ describe('runRollout', () => {
 
   it('reports progress as VMs start and finish', async () => {
     const seen: string[] = [];
-    await run(makeWorld(), inventoryOf([2]), { concurrency: '1', 'max-unavailable': '100%' }, {
-      progress: (state) => seen.push(`${state.done}/${state.total} [${state.inFlight.join(',')}]`),
-    });
+    await run(
+      makeWorld(),
+      inventoryOf([2]),
+      { concurrency: '1', 'max-unavailable': '100%' },
+      {
+        progress: (state) => seen.push(`${state.done}/${state.total} [${state.inFlight.join(',')}]`),
+      },
+    );
     expect(seen).toEqual(['0/2 [vm-0-0]', '1/2 []', '1/2 [vm-0-1]', '2/2 []']);
   });
 
@@ -86,7 +91,11 @@ describe('runRollout', () => {
   it('stops starting VMs once the failure budget is spent', async () => {
     const world = makeWorld();
     for (let i = 0; i < 3; i += 1) world.failingConnect.add(`vm-0-${i}`);
-    const report = await run(world, inventoryOf([8]), { concurrency: '1', 'max-unavailable': '100%', 'failure-budget': '2' });
+    const report = await run(world, inventoryOf([8]), {
+      concurrency: '1',
+      'max-unavailable': '100%',
+      'failure-budget': '2',
+    });
     expect(report.vms.filter((vm) => vm.outcome === 'failed')).toHaveLength(3);
     expect(report.vms.filter((vm) => vm.outcome === 'skipped-budget')).toHaveLength(5);
     expect(report.vms[0]?.error).toMatchObject({ step: 'connect', hint: 'is sshd running?' });
@@ -97,7 +106,9 @@ describe('runRollout', () => {
     const report = await run(world, inventoryOf([2]), { mode: 'plan' });
     expect(world.events.filter((e) => !/^(connect|close) /.test(e))).toEqual(['applyGroup g0 (dry-run)']);
     expect(report.vms.map((vm) => vm.outcome)).toEqual(['planned', 'planned']);
-    expect(report.vms[0]?.files.find((file) => file.path.endsWith('cluster.env'))?.diff).toContain("+ISTIO_SVC_IP='10.0.0.10'");
+    expect(report.vms[0]?.files.find((file) => file.path.endsWith('cluster.env'))?.diff).toContain(
+      "+ISTIO_SVC_IP='10.0.0.10'",
+    );
     expect(report.vms[0]?.tokenExpiresAt).toBeUndefined();
   });
 
@@ -122,9 +133,17 @@ describe('runRollout', () => {
   it('touches no VM when the cluster preflight fails', async () => {
     const world = makeWorld();
     const cluster = fakes(world).cluster;
-    const report = await run(world, inventoryOf([2]), {}, {
-      cluster: async () => ({ ...cluster, preflight: async () => Promise.reject(new Error('Cluster preflight failed: CRD missing')) }),
-    });
+    const report = await run(
+      world,
+      inventoryOf([2]),
+      {},
+      {
+        cluster: async () => ({
+          ...cluster,
+          preflight: async () => Promise.reject(new Error('Cluster preflight failed: CRD missing')),
+        }),
+      },
+    );
     expect(report.fatal).toMatchObject({ stage: 'cluster', message: 'Cluster preflight failed: CRD missing' });
     expect(world.applied.size).toBe(0);
     expect(report.vms.map((vm) => vm.outcome)).toEqual(['skipped-preflight', 'skipped-preflight']);
@@ -135,36 +154,62 @@ describe('runRollout', () => {
     const cluster = fakes(world).cluster;
     let releaseMesh: () => void = () => undefined;
     const meshGate = new Promise<void>((resolve) => (releaseMesh = resolve));
-    const running = run(world, inventoryOf([3, 2]), { concurrency: '3', 'max-unavailable': '1' }, {
-      cluster: async () => ({
-        ...cluster,
-        preflight: async () => {
-          world.events.push('preflight');
-          return cluster.preflight({} as never);
-        },
-        meshContext: async (group) => {
-          await meshGate;
-          return cluster.meshContext(group);
-        },
-      }),
-    });
+    const running = run(
+      world,
+      inventoryOf([3, 2]),
+      { concurrency: '3', 'max-unavailable': '1' },
+      {
+        cluster: async () => ({
+          ...cluster,
+          preflight: async () => {
+            world.events.push('preflight');
+            return cluster.preflight({} as never);
+          },
+          meshContext: async (group) => {
+            await meshGate;
+            return cluster.meshContext(group);
+          },
+        }),
+      },
+    );
     // the root certificate is still on its way: the first wave (one VM per group: max-unavailable 1) is logging in
-    for (let i = 0; i < 20 && world.events.filter((e) => e.startsWith('connect')).length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 20 && world.events.filter((e) => e.startsWith('connect')).length < 2; i++)
+      await new Promise((r) => setTimeout(r, 5));
     expect(world.events).toEqual(['preflight', 'connect vm-0-0', 'connect vm-1-0', 'applyGroup g0']);
     releaseMesh();
     const report = await running;
-    expect(report.vms.map((vm) => vm.outcome)).toEqual(['installed', 'installed', 'installed', 'installed', 'installed']);
+    expect(report.vms.map((vm) => vm.outcome)).toEqual([
+      'installed',
+      'installed',
+      'installed',
+      'installed',
+      'installed',
+    ]);
     // one login per VM: the early ones were used, not opened again
-    expect(world.events.filter((e) => e.startsWith('connect')).sort()).toEqual(['connect vm-0-0', 'connect vm-0-1', 'connect vm-0-2', 'connect vm-1-0', 'connect vm-1-1']);
+    expect(world.events.filter((e) => e.startsWith('connect')).sort()).toEqual([
+      'connect vm-0-0',
+      'connect vm-0-1',
+      'connect vm-0-2',
+      'connect vm-1-0',
+      'connect vm-1-1',
+    ]);
     expect(world.maxInFlightByGroup.get('g0')).toBe(1);
   });
 
   it('closes the early logins when the cluster side fails after the preflight, and touches nothing', async () => {
     const world = makeWorld();
     const cluster = fakes(world).cluster;
-    const report = await run(world, inventoryOf([2]), { 'max-unavailable': '100%' }, {
-      cluster: async () => ({ ...cluster, applyGroup: async () => Promise.reject(new Error('WorkloadGroup g0: 409 conflict')) }),
-    });
+    const report = await run(
+      world,
+      inventoryOf([2]),
+      { 'max-unavailable': '100%' },
+      {
+        cluster: async () => ({
+          ...cluster,
+          applyGroup: async () => Promise.reject(new Error('WorkloadGroup g0: 409 conflict')),
+        }),
+      },
+    );
     expect(report.fatal).toMatchObject({ stage: 'cluster', message: 'WorkloadGroup g0: 409 conflict' });
     expect(report.vms.map((vm) => vm.outcome)).toEqual(['skipped-preflight', 'skipped-preflight']);
     expect(world.applied.size).toBe(0);
@@ -175,7 +220,12 @@ describe('runRollout', () => {
   it('opens no early login when the preflight fails', async () => {
     const world = makeWorld();
     const cluster = fakes(world).cluster;
-    await run(world, inventoryOf([2]), {}, { cluster: async () => ({ ...cluster, preflight: async () => Promise.reject(new Error('no')) }) });
+    await run(
+      world,
+      inventoryOf([2]),
+      {},
+      { cluster: async () => ({ ...cluster, preflight: async () => Promise.reject(new Error('no')) }) },
+    );
     expect(world.events.some((e) => e.startsWith('connect'))).toBe(false);
   });
 

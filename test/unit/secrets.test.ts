@@ -6,7 +6,9 @@ describe('SecretRegistry', () => {
     const secrets = new SecretRegistry();
     const seen: string[] = [];
     secrets.onAdd((value) => seen.push(value));
-    secrets.add('-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nQUJDREVGR0hJSktMTU5P\n-----END OPENSSH PRIVATE KEY-----\n');
+    secrets.add(
+      '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nQUJDREVGR0hJSktMTU5P\n-----END OPENSSH PRIVATE KEY-----\n',
+    );
     expect(seen).toContain('b3BlbnNzaC1rZXktdjEAAAAA');
     expect(seen).not.toContain('-----END OPENSSH PRIVATE KEY-----');
     expect(secrets.scrub('key line QUJDREVGR0hJSktMTU5P here')).toBe('key line *** here');

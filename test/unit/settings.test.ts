@@ -1,7 +1,14 @@
 import { describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { INPUT_DEFAULTS, packageUrlFor, readSettings, resolveShare, SettingsError, type InputName } from '../../src/settings.js';
+import {
+  INPUT_DEFAULTS,
+  packageUrlFor,
+  readSettings,
+  resolveShare,
+  SettingsError,
+  type InputName,
+} from '../../src/settings.js';
 
 const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n';
 const base: Partial<Record<InputName, string>> = {

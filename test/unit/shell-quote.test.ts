@@ -36,7 +36,7 @@ describe('shellQuote (istio shellescape semantics)', () => {
     expect(shellQuote(input)).toBe(expected);
   });
 
-  it('leaves a value unquoted exactly when every character is one of istio\'s safe characters', () => {
+  it("leaves a value unquoted exactly when every character is one of istio's safe characters", () => {
     fc.assert(
       fc.property(fc.string({ unit: fc.constantFrom('\\', 'w', '@', 'a', '1', '-', '.', "'", ' ', '*') }), (s) => {
         const safe = s.length > 0 && Array.from(s).every((c) => SAFE.has(c));
@@ -59,7 +59,28 @@ describe('shellQuote (istio shellescape semantics)', () => {
   });
 
   it('round-trips strings made of shell metacharacters through /bin/sh', () => {
-    const meta = fc.constantFrom("'", '"', '$', '`', '\\n', '\n', ' ', '*', '?', '!', '&', ';', '|', '(', ')', '#', '~', '{', '}', 'a');
+    const meta = fc.constantFrom(
+      "'",
+      '"',
+      '$',
+      '`',
+      '\\n',
+      '\n',
+      ' ',
+      '*',
+      '?',
+      '!',
+      '&',
+      ';',
+      '|',
+      '(',
+      ')',
+      '#',
+      '~',
+      '{',
+      '}',
+      'a',
+    );
     fc.assert(
       fc.property(fc.string({ unit: meta, maxLength: 20 }), (s) => {
         const quoted = shellQuote(s);
@@ -70,7 +91,7 @@ describe('shellQuote (istio shellescape semantics)', () => {
     );
   });
 
-  it('keeps istio\'s quirk: an unquoted value with a backslash does not survive sh (\\w → w)', () => {
+  it("keeps istio's quirk: an unquoted value with a backslash does not survive sh (\\w → w)", () => {
     expect(shellQuote('\\w')).toBe('\\w');
     expect(shellEvaluate(shellQuote('\\w')).toString()).toBe('w');
   });

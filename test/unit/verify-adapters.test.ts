@@ -14,16 +14,24 @@ describe('verification adapters', () => {
       healthMessage: 'connection refused',
     });
     expect(view).toEqual({
-      metadata: { name: 'vm-app-10.0.0.5', namespace: 'vm-ns', annotations: { 'istio.io/autoRegistrationGroup': 'vm-app' } },
+      metadata: {
+        name: 'vm-app-10.0.0.5',
+        namespace: 'vm-ns',
+        annotations: { 'istio.io/autoRegistrationGroup': 'vm-app' },
+      },
       spec: { address: '10.0.0.5', labels: { app: 'vm-app' } },
       status: { conditions: [{ type: 'Healthy', status: 'False', message: 'connection refused' }] },
     });
-    expect(workloadEntryViewOf({ name: 's', namespace: 'n', address: 'a', labels: {}, autoRegistered: false }).status).toBeUndefined();
+    expect(
+      workloadEntryViewOf({ name: 's', namespace: 'n', address: 'a', labels: {}, autoRegistered: false }).status,
+    ).toBeUndefined();
   });
 
   it('passes calls through to the session and the cluster client', async () => {
     const execs: unknown[] = [];
-    const vm = vmProbeFromSession({ exec: async (script, o) => (execs.push([script, o]), { code: 0, stdout: 'x', stderr: '' }) });
+    const vm = vmProbeFromSession({
+      exec: async (script, o) => (execs.push([script, o]), { code: 0, stdout: 'x', stderr: '' }),
+    });
     expect(await vm.runScript('echo', { timeoutMs: 5 })).toEqual({ code: 0, stdout: 'x', stderr: '' });
     expect(execs).toEqual([['echo', { timeoutMs: 5 }]]);
     const asked: unknown[] = [];

@@ -8,7 +8,12 @@ import { verifyVm, verificationJobName } from '../../src/verify/verify-vm.js';
 import { describeFailure, defaultMtlsTarget } from '../../src/verify/checks.js';
 import { HINTS, renderHintsMarkdown } from '../../src/verify/hints.js';
 import { buildProbeScript } from '../../src/verify/vm-script.js';
-import type { MeshProbe, VerificationJobResult, VerificationJobSpec, WorkloadEntryView } from '../../src/verify/ports.js';
+import type {
+  MeshProbe,
+  VerificationJobResult,
+  VerificationJobSpec,
+  WorkloadEntryView,
+} from '../../src/verify/ports.js';
 import type { CheckName, CheckResult, VerifyContext } from '../../src/verify/types.js';
 import { TEST_EPOCH_MS, makeCa, makeWorkloadCert, secretsDumpJson } from './verify-fixtures.js';
 
@@ -37,7 +42,11 @@ function frame(name: string, s: Section): string {
   return `\n@@ivo-section ${name} rc=${s.rc ?? 0} http=${s.http ?? '000'} err=${b64(s.stderr ?? '')}@@\n${b64(s.body ?? '')}\n@@ivo-end ${name}@@\n`;
 }
 const ok = (body: string): Section => ({ rc: 0, http: '200', body });
-const refused = (port: number): Section => ({ rc: 7, http: '000', stderr: `curl: (7) Failed to connect to localhost port ${port} after 0 ms: Couldn't connect to server\n` });
+const refused = (port: number): Section => ({
+  rc: 7,
+  http: '000',
+  stderr: `curl: (7) Failed to connect to localhost port ${port} after 0 ms: Couldn't connect to server\n`,
+});
 
 interface VmState {
   tools: string;
@@ -87,9 +96,15 @@ interface MeshState {
 
 function healthyEntry(healthy: 'True' | 'False' | 'none' = 'True', message?: string): WorkloadEntryView {
   return {
-    metadata: { name: 'vm-app-10.233.0.11', namespace: 'vm-ns', annotations: { 'istio.io/autoRegistrationGroup': 'vm-app' } },
+    metadata: {
+      name: 'vm-app-10.233.0.11',
+      namespace: 'vm-ns',
+      annotations: { 'istio.io/autoRegistrationGroup': 'vm-app' },
+    },
     spec: { address: '10.233.0.11', serviceAccount: 'vm-sa' },
-    ...(healthy !== 'none' ? { status: { conditions: [{ type: 'Healthy', status: healthy, ...(message ? { message } : {}) }] } } : {}),
+    ...(healthy !== 'none'
+      ? { status: { conditions: [{ type: 'Healthy', status: healthy, ...(message ? { message } : {}) }] } }
+      : {}),
   };
 }
 
@@ -98,7 +113,11 @@ function healthyMesh(): MeshState {
     entry: healthyEntry(),
     autoRegistration: true,
     groupExists: true,
-    mtlsJob: { succeeded: true, calls: callsOf('200', '200', '200'), logs: 'ivo-call 1 200\nivo-call 2 200\nivo-call 3 200\nivo-done\n' },
+    mtlsJob: {
+      succeeded: true,
+      calls: callsOf('200', '200', '200'),
+      logs: 'ivo-call 1 200\nivo-call 2 200\nivo-call 3 200\nivo-done\n',
+    },
     plaintextJob: { succeeded: true, calls: callsOf('000', '000', '000'), logs: 'ivo-call 1 000\n' },
     mode: 'STRICT',
   };
@@ -160,7 +179,16 @@ function harness(vm: VmState, mesh: MeshState, overrides: Partial<VerifyContext>
         scripts.push(script);
         if (vm.execError) throw new Error(vm.execError);
         const sections = script.includes('unit-before') ? vm.sections1 : vm.sections2;
-        return { code: 0, stdout: 'Welcome to the VM\n' + vm.tools + Object.entries(sections).map(([n, s]) => frame(n, s)).join(''), stderr: '' };
+        return {
+          code: 0,
+          stdout:
+            'Welcome to the VM\n' +
+            vm.tools +
+            Object.entries(sections)
+              .map(([n, s]) => frame(n, s))
+              .join(''),
+          stderr: '',
+        };
       },
     },
     meshProbe,
@@ -192,17 +220,40 @@ describe('verifyVm on a healthy VM', () => {
       'vm-to-mesh',
       'mesh-to-vm-mtls',
     ]);
-    for (const r of results) expect({ name: r.name, status: r.status, hint: r.hint }).toEqual({ name: r.name, status: 'pass', hint: undefined });
+    for (const r of results)
+      expect({ name: r.name, status: r.status, hint: r.hint }).toEqual({
+        name: r.name,
+        status: 'pass',
+        hint: undefined,
+      });
     expect(h.scripts).toHaveLength(2);
     expect(h.jobs).toEqual([
-      { namespace: 'vm-ns', name: 'ivo-verify-vm-1-abcde', image: 'curlimages/curl:8.11.1', targetUrl: 'http://10.233.0.11:8080/healthz', requests: 3, injectSidecar: true, timeoutMs: 90000 },
-      { namespace: 'vm-ns', name: 'ivo-verify-vm-1-abcde', image: 'curlimages/curl:8.11.1', targetUrl: 'http://10.233.0.11:8080/healthz', requests: 3, injectSidecar: false, timeoutMs: 90000 },
+      {
+        namespace: 'vm-ns',
+        name: 'ivo-verify-vm-1-abcde',
+        image: 'curlimages/curl:8.11.1',
+        targetUrl: 'http://10.233.0.11:8080/healthz',
+        requests: 3,
+        injectSidecar: true,
+        timeoutMs: 90000,
+      },
+      {
+        namespace: 'vm-ns',
+        name: 'ivo-verify-vm-1-abcde',
+        image: 'curlimages/curl:8.11.1',
+        targetUrl: 'http://10.233.0.11:8080/healthz',
+        requests: 3,
+        injectSidecar: false,
+        timeoutMs: 90000,
+      },
     ]);
     expect(byName(results, 'mesh-to-vm-mtls').evidence).toContain(
       'istio_requests_total{reporter="destination",connection_security_policy="mutual_tls"}: 37 → 40 (+3)',
     );
     expect(byName(results, 'xds-connected').evidence).toContain('cluster.xds-grpc.upstream_cx_active: 1');
-    expect(byName(results, 'workload-certificate').summary).toMatch(/^SAN spiffe:\/\/cluster.local\/ns\/vm-ns\/sa\/vm-sa, chains to the installed root/);
+    expect(byName(results, 'workload-certificate').summary).toMatch(
+      /^SAN spiffe:\/\/cluster.local\/ns\/vm-ns\/sa\/vm-sa, chains to the installed root/,
+    );
   });
 
   it('does not run the plaintext Job under PERMISSIVE, and asks the cluster when the input is unchanged', async () => {
@@ -225,7 +276,8 @@ describe('STRICT applied moments ago: plaintext accepted while the policy travel
     const h = harness(healthyVm(), mesh);
     const runJob = h.ctx.meshProbe.runVerificationJob.bind(h.ctx.meshProbe);
     h.ctx.meshProbe.runVerificationJob = async (spec) => {
-      if (!spec.injectSidecar) mesh.plaintextJob = { succeeded: true, calls: answers.shift() ?? callsOf('000', '000', '000'), logs: '' };
+      if (!spec.injectSidecar)
+        mesh.plaintextJob = { succeeded: true, calls: answers.shift() ?? callsOf('000', '000', '000'), logs: '' };
       return runJob(spec);
     };
     const result = byName(await verifyVm(h.ctx), 'mesh-to-vm-mtls');
@@ -249,7 +301,9 @@ describe('STRICT applied moments ago: plaintext accepted while the policy travel
     expect(result.hint).toMatch(/PeerAuthentication not STRICT for this workload/);
     // 1 + 2 + 4 s of pauses fit in 10 s; 8 more would not.
     expect(h.jobs.filter((j) => !j.injectSidecar)).toHaveLength(4);
-    expect(result.summary).toMatch(/^plaintext accepted: 3 of 3 plaintext calls answered under STRICT \(on each of 4 attempts within 10 s/);
+    expect(result.summary).toMatch(
+      /^plaintext accepted: 3 of 3 plaintext calls answered under STRICT \(on each of 4 attempts within 10 s/,
+    );
   });
 });
 
@@ -274,15 +328,19 @@ const notReady = (reason: string, log: string) => (s: VmState) => {
   s.sections1['not-ready-line'] = { body: `2026-11-26T10:00:05Z\twarn\tEnvoy proxy is NOT ready: ${reason}\n` };
   s.sections1['agent-log'] = { body: log };
 };
-const NOT_RECEIVED = 'config not received from XDS server (is Istiod running?): cds updates: 0 successful, 0 rejected; lds updates: 0 successful, 0 rejected';
+const NOT_RECEIVED =
+  'config not received from XDS server (is Istiod running?): cds updates: 0 successful, 0 rejected; lds updates: 0 successful, 0 rejected';
 const statsWith = (replace: Record<string, string>) => (s: VmState) => {
   let body = STATS_OK;
-  for (const [k, v] of Object.entries(replace)) body = body.replace(new RegExp(`^${k.replace(/[.|]/g, '\\$&')}: .*$`, 'm'), `${k}: ${v}`);
+  for (const [k, v] of Object.entries(replace))
+    body = body.replace(new RegExp(`^${k.replace(/[.|]/g, '\\$&')}: .*$`, 'm'), `${k}: ${v}`);
   s.sections1.stats = ok(body);
 };
-const withLeaf = (leaf: string, root = CA.certPem) => (s: VmState) => {
-  s.sections1.secrets = ok(secretsDumpJson(leaf + root, root));
-};
+const withLeaf =
+  (leaf: string, root = CA.certPem) =>
+  (s: VmState) => {
+    s.sections1.secrets = ok(secretsDumpJson(leaf + root, root));
+  };
 
 const CASES: FailureCase[] = [
   {
@@ -292,7 +350,9 @@ const CASES: FailureCase[] = [
     vm: (s) => {
       s.sections1['unit-before'] = { body: UNIT_OK.replace('NRestarts=0', 'NRestarts=3') };
       s.sections1['unit-after'] = { body: UNIT_OK.replace('NRestarts=0', 'NRestarts=4').replace('4242', '4300') };
-      s.sections1['agent-err-log'] = { body: 'error\tfailed to read token s3cr3t-token-value: Unauthenticated eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl\n' };
+      s.sections1['agent-err-log'] = {
+        body: 'error\tfailed to read token s3cr3t-token-value: Unauthenticated eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl\n',
+      };
     },
     summary: /^crash-looping: NRestarts 3 → 4 within 2\.0 s/,
     hint: /crash-looping/,
@@ -304,8 +364,12 @@ const CASES: FailureCase[] = [
     check: 'sidecar-running',
     hintId: 'crash-loop',
     vm: (s) => {
-      s.sections1['unit-after'] = { body: 'LoadState=loaded\nActiveState=activating\nSubState=auto-restart\nNRestarts=0\nMainPID=0\nis-active=activating\n' };
-      s.sections1['agent-log'] = { body: '2026-11-26T10:00:01Z\tinfo\tStarting proxy agent\n2026-11-26T10:00:02Z\terror\tEnvoy exited with error: signal: segmentation fault\n' };
+      s.sections1['unit-after'] = {
+        body: 'LoadState=loaded\nActiveState=activating\nSubState=auto-restart\nNRestarts=0\nMainPID=0\nis-active=activating\n',
+      };
+      s.sections1['agent-log'] = {
+        body: '2026-11-26T10:00:01Z\tinfo\tStarting proxy agent\n2026-11-26T10:00:02Z\terror\tEnvoy exited with error: signal: segmentation fault\n',
+      };
     },
     summary: /auto-restart/,
     // The exit counts as a restart under way, and the agent's last error line is named when no known cause matches.
@@ -316,7 +380,8 @@ const CASES: FailureCase[] = [
     check: 'sidecar-running',
     hintId: 'unit-inactive',
     vm: (s) => {
-      const inactive = 'LoadState=loaded\nActiveState=inactive\nSubState=dead\nNRestarts=0\nMainPID=0\nis-active=inactive\n';
+      const inactive =
+        'LoadState=loaded\nActiveState=inactive\nSubState=dead\nNRestarts=0\nMainPID=0\nis-active=inactive\n';
       s.sections1['unit-before'] = { body: inactive };
       s.sections1['unit-after'] = { body: inactive };
     },
@@ -353,7 +418,10 @@ const CASES: FailureCase[] = [
     title: 'istiod down (connection refused)',
     check: 'sidecar-ready',
     hintId: 'istiod-refused',
-    vm: notReady(NOT_RECEIVED, 'warn\tca\tca request failed: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 10.233.0.1:15012: connect: connection refused"\n'),
+    vm: notReady(
+      NOT_RECEIVED,
+      'warn\tca\tca request failed: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 10.233.0.1:15012: connect: connection refused"\n',
+    ),
     summary: /answered 503 .* config not received from XDS server/,
     evidence: /Envoy proxy is NOT ready: config not received/,
     skipped: ['vm-to-mesh', 'mesh-to-vm-mtls'],
@@ -366,7 +434,7 @@ const CASES: FailureCase[] = [
     hint: /15012 unreachable from VM/,
   },
   {
-    title: 'istiod down now, a token rejected by an earlier run of the sidecar: only the current run\'s lines count',
+    title: "istiod down now, a token rejected by an earlier run of the sidecar: only the current run's lines count",
     check: 'sidecar-ready',
     hintId: 'istiod-refused',
     vm: (s) => {
@@ -390,20 +458,29 @@ const CASES: FailureCase[] = [
     title: 'wrong root cert (agent cannot verify istiod)',
     check: 'sidecar-ready',
     hintId: 'root-cert-rejected-by-agent',
-    vm: notReady(NOT_RECEIVED, 'warn\tca\ttransport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority\n'),
+    vm: notReady(
+      NOT_RECEIVED,
+      'warn\tca\ttransport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority\n',
+    ),
   },
   {
     title: 'token rejected',
     check: 'sidecar-ready',
     hintId: 'token-rejected',
-    vm: notReady(NOT_RECEIVED, 'error\tcache\tresource:default failed to sign: rpc error: code = Unauthenticated desc = request authenticate failure\n'),
+    vm: notReady(
+      NOT_RECEIVED,
+      'error\tcache\tresource:default failed to sign: rpc error: code = Unauthenticated desc = request authenticate failure\n',
+    ),
     hint: /token rejected: .*audience must be istio-ca/,
   },
   {
     title: 'config rejected by Envoy',
     check: 'sidecar-ready',
     hintId: 'config-rejected',
-    vm: notReady('config received from XDS server, but was rejected: cds updates: 1 successful, 2 rejected; lds updates: 0 successful, 1 rejected', ''),
+    vm: notReady(
+      'config received from XDS server, but was rejected: cds updates: 1 successful, 2 rejected; lds updates: 0 successful, 1 rejected',
+      '',
+    ),
   },
   {
     title: 'Envoy not live',
@@ -438,7 +515,11 @@ const CASES: FailureCase[] = [
     check: 'xds-connected',
     hintId: 'xds-not-connected',
     vm: (s) => {
-      s.sections1.stats = ok(STATS_OK.split('\n').filter((l) => !l.startsWith('cluster.xds-grpc')).join('\n'));
+      s.sections1.stats = ok(
+        STATS_OK.split('\n')
+          .filter((l) => !l.startsWith('cluster.xds-grpc'))
+          .join('\n'),
+      );
     },
   },
   {
@@ -496,13 +577,23 @@ const CASES: FailureCase[] = [
     title: 'expired cert',
     check: 'workload-certificate',
     hintId: 'cert-expired',
-    vm: withLeaf(makeWorkloadCert(CA, SPIFFE, { notBefore: new Date('2026-11-25T00:00:00Z'), notAfter: new Date('2026-11-26T11:00:00Z') })),
+    vm: withLeaf(
+      makeWorkloadCert(CA, SPIFFE, {
+        notBefore: new Date('2026-11-25T00:00:00Z'),
+        notAfter: new Date('2026-11-26T11:00:00Z'),
+      }),
+    ),
   },
   {
     title: 'cert expiring within the threshold',
     check: 'workload-certificate',
     hintId: 'cert-expiring',
-    vm: withLeaf(makeWorkloadCert(CA, SPIFFE, { notBefore: new Date('2026-11-25T00:00:00Z'), notAfter: new Date('2026-11-26T12:30:00Z') })),
+    vm: withLeaf(
+      makeWorkloadCert(CA, SPIFFE, {
+        notBefore: new Date('2026-11-25T00:00:00Z'),
+        notAfter: new Date('2026-11-26T12:30:00Z'),
+      }),
+    ),
     summary: /in 30 min/,
   },
   {
@@ -558,7 +649,10 @@ const CASES: FailureCase[] = [
     check: 'workload-entry',
     hintId: 'we-unhealthy',
     mesh: (m) => {
-      m.entry = healthyEntry('False', 'Get "http://10.233.0.11:8080/healthz": dial tcp 10.233.0.11:8080: connect: connection refused');
+      m.entry = healthyEntry(
+        'False',
+        'Get "http://10.233.0.11:8080/healthz": dial tcp 10.233.0.11:8080: connect: connection refused',
+      );
     },
     hint: /application is down.*start the application on the VM \(port 8080\)/,
   },
@@ -584,7 +678,11 @@ const CASES: FailureCase[] = [
     hintId: 'dns-capture-off',
     vm: (s) => {
       s.sections2.resolve = { rc: 2, body: '' };
-      s.sections2['vm-to-mesh'] = { rc: 6, http: '000', stderr: 'curl: (6) Could not resolve host: mesh-echo.lab.svc.cluster.local\n' };
+      s.sections2['vm-to-mesh'] = {
+        rc: 6,
+        http: '000',
+        stderr: 'curl: (6) Could not resolve host: mesh-echo.lab.svc.cluster.local\n',
+      };
     },
     summary: /could not resolve mesh-echo\.lab\.svc\.cluster\.local/,
     hint: /ISTIO_META_DNS_CAPTURE/,
@@ -594,7 +692,11 @@ const CASES: FailureCase[] = [
     check: 'vm-to-mesh',
     hintId: 'mesh-service-unreachable',
     vm: (s) => {
-      s.sections2['vm-to-mesh'] = { rc: 56, http: '000', stderr: 'curl: (56) Recv failure: Connection reset by peer\n' };
+      s.sections2['vm-to-mesh'] = {
+        rc: 56,
+        http: '000',
+        stderr: 'curl: (56) Recv failure: Connection reset by peer\n',
+      };
     },
   },
   {
@@ -715,7 +817,10 @@ describe('verification details', () => {
     };
     const steady = harness(deferred(healthyVm(), UNIT_OK, 'window_ms=2100 up_ms=2100\n'), healthyMesh());
     const results = await verifyVm(steady.ctx);
-    expect(byName(results, 'sidecar-running')).toMatchObject({ status: 'pass', summary: 'active, NRestarts=0 stable (current run up 2.1 s)' });
+    expect(byName(results, 'sidecar-running')).toMatchObject({
+      status: 'pass',
+      summary: 'active, NRestarts=0 stable (current run up 2.1 s)',
+    });
     // Round trip 2 carries the window, anchored where round trip 1 began (VM clock).
     expect(steady.scripts).toHaveLength(2);
     expect(steady.scripts[1]).toContain('ivo_start=1795660000000');
@@ -736,8 +841,16 @@ describe('verification details', () => {
   });
 
   it('a sidecar that is not ready keeps the window in round trip 1 (no deferral)', () => {
-    const script = buildProbeScript({ restartWindowMs: 2000, readyTimeoutMs: 30000, readyPollMs: 250, logTailLines: 5, deferWindowWhenReady: true });
-    expect(script).toMatch(/if \[ "\$ivo_why" = ready \]; then[\s\S]*deferred=1[\s\S]*else[\s\S]*ivo_run_ms=\$\(ivo_started\)[\s\S]*fi\n$/);
+    const script = buildProbeScript({
+      restartWindowMs: 2000,
+      readyTimeoutMs: 30000,
+      readyPollMs: 250,
+      logTailLines: 5,
+      deferWindowWhenReady: true,
+    });
+    expect(script).toMatch(
+      /if \[ "\$ivo_why" = ready \]; then[\s\S]*deferred=1[\s\S]*else[\s\S]*ivo_run_ms=\$\(ivo_started\)[\s\S]*fi\n$/,
+    );
   });
 
   it('workload-entry passes without a Healthy condition when health checks are off, and for static entries', async () => {
@@ -759,13 +872,16 @@ describe('verification details', () => {
 
   it('uses istio_tcp_connections_opened_total for TCP targets', async () => {
     const vm = healthyVm();
-    const tcpLine = (n: number) => `# TYPE istio_tcp_connections_opened_total counter\nistio_tcp_connections_opened_total{reporter="destination",connection_security_policy="mutual_tls"} ${n}\n`;
+    const tcpLine = (n: number) =>
+      `# TYPE istio_tcp_connections_opened_total counter\nistio_tcp_connections_opened_total{reporter="destination",connection_security_policy="mutual_tls"} ${n}\n`;
     vm.sections1.prometheus = ok(tcpLine(5));
     vm.sections2.prometheus = ok(tcpLine(8));
     const h = harness(vm, healthyMesh(), { mtlsTarget: { url: 'http://10.233.0.11:5672/', protocol: 'tcp' } });
     const r = byName(await verifyVm(h.ctx), 'mesh-to-vm-mtls');
     expect(r.status).toBe('pass');
-    expect(r.evidence).toContain('istio_tcp_connections_opened_total{reporter="destination",connection_security_policy="mutual_tls"}: 5 → 8 (+3)');
+    expect(r.evidence).toContain(
+      'istio_tcp_connections_opened_total{reporter="destination",connection_security_policy="mutual_tls"}: 5 → 8 (+3)',
+    );
   });
 
   it('names Jobs as DNS-1123 labels', () => {

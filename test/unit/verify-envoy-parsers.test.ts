@@ -51,7 +51,9 @@ describe('Envoy /stats text', () => {
     expect(statValue(stats, 'listener_manager.workers_started')).toBe(1);
     expect(stats.byName.get('foo.hist')).toEqual({ kind: 'histogram', quantiles: [], raw: 'No recorded values' });
     expect(stats.unparsed).toEqual(['garbage line']);
-    expect(canonicalStatName('cluster.outbound|80||a.b;.upstream_rq_200')).toBe('cluster.outbound|80||a.b.upstream_rq_200');
+    expect(canonicalStatName('cluster.outbound|80||a.b;.upstream_rq_200')).toBe(
+      'cluster.outbound|80||a.b.upstream_rq_200',
+    );
   });
 });
 
@@ -61,12 +63,18 @@ describe('Prometheus exposition (/stats/prometheus)', () => {
     expect(expo.errors).toEqual([]);
     expect(expo.types.get('istio_requests_total')).toBe('counter');
     expect(expo.types.get('envoy_server_state')).toBe('gauge');
-    expect(sumMetric(expo, 'istio_requests_total', { reporter: 'destination', connection_security_policy: 'mutual_tls' })).toBe(37);
+    expect(
+      sumMetric(expo, 'istio_requests_total', { reporter: 'destination', connection_security_policy: 'mutual_tls' }),
+    ).toBe(37);
     expect(sumMetric(expo, 'istio_requests_total', { connection_security_policy: 'none' })).toBe(0);
     const [sample] = selectSamples(expo, 'istio_requests_total');
     expect(sample?.labels.source_principal).toBe('spiffe://cluster.local/ns/default/sa/sleep');
     expect(sample?.labels.grpc_response_status).toBe('');
-    expect(selectSamples(expo, 'envoy_cluster_upstream_cx_total', { cluster_name: 'outbound|9080||reviews.default.svc.cluster.local' })[0]?.value).toBe(12);
+    expect(
+      selectSamples(expo, 'envoy_cluster_upstream_cx_total', {
+        cluster_name: 'outbound|9080||reviews.default.svc.cluster.local',
+      })[0]?.value,
+    ).toBe(12);
     expect(selectSamples(expo, 'envoy_server_live')[0]).toEqual({ name: 'envoy_server_live', labels: {}, value: 1 });
   });
 
@@ -84,7 +92,9 @@ describe('Prometheus exposition (/stats/prometheus)', () => {
       'bad-name 1',
     ].join('\n');
     const expo = parsePrometheusText(text);
-    expect(sumMetric(expo, 'istio_requests_total', { reporter: 'destination', connection_security_policy: 'mutual_tls' })).toBe(7);
+    expect(
+      sumMetric(expo, 'istio_requests_total', { reporter: 'destination', connection_security_policy: 'mutual_tls' }),
+    ).toBe(7);
     expect(selectSamples(expo, 'istio_requests_total', { response_code: '200' })[0]?.labels.path).toBe('a"b\\c\nd');
     expect(selectSamples(expo, 'istio_requests_total', { response_code: '503' })[0]?.timestampMs).toBe(1700000000000);
     expect(Number.isNaN(selectSamples(expo, 'envoy_x')[0]?.value)).toBe(true);
@@ -95,11 +105,16 @@ describe('Prometheus exposition (/stats/prometheus)', () => {
   it('reads the label order of istio/proxy server_request_total testdata when rendered as exposition', () => {
     // The .yaml.tmpl is Prometheus-proto-as-YAML; render its label list as one exposition line.
     const tmpl = ref('stats/istio_requests_total.server_side.istio-proxy-testdata.yaml.tmpl');
-    const pairs = [...tmpl.matchAll(/- name: (\w+)\n\s+value: (.*)/g)].map(([, k, v]) => [k!, v!.replace(/^['"]|['"]$/g, '')]);
+    const pairs = [...tmpl.matchAll(/- name: (\w+)\n\s+value: (.*)/g)].map(([, k, v]) => [
+      k!,
+      v!.replace(/^['"]|['"]$/g, ''),
+    ]);
     const line = `istio_requests_total{${pairs.map(([k, v]) => `${k}="${v}"`).join(',')}} 3`;
     const expo = parsePrometheusText(line);
     expect(expo.errors).toEqual([]);
-    expect(sumMetric(expo, 'istio_requests_total', { reporter: 'destination', connection_security_policy: 'none' })).toBe(3);
+    expect(
+      sumMetric(expo, 'istio_requests_total', { reporter: 'destination', connection_security_policy: 'none' }),
+    ).toBe(3);
   });
 });
 
@@ -149,7 +164,10 @@ describe('/config_dump secrets and /certs', () => {
   it('accepts the ?resource=dynamic_active_secrets form and inline_string', () => {
     const full = JSON.parse(dump) as { configs: [{ dynamic_active_secrets: object[] }] };
     const resourceForm = {
-      configs: full.configs[0].dynamic_active_secrets.map((s) => ({ '@type': 'type.googleapis.com/envoy.admin.v3.SecretsConfigDump.DynamicSecret', ...s })),
+      configs: full.configs[0].dynamic_active_secrets.map((s) => ({
+        '@type': 'type.googleapis.com/envoy.admin.v3.SecretsConfigDump.DynamicSecret',
+        ...s,
+      })),
     };
     const secrets = parseSecretsConfigDump(JSON.stringify(resourceForm));
     expect(secrets.workloadChainPem).toHaveLength(2);
@@ -180,14 +198,23 @@ describe('/config_dump secrets and /certs', () => {
     const contexts = parseCertsJson(ref('certs/certs.constructed.json'));
     expect(contexts).toHaveLength(2);
     const [first] = contexts;
-    expect(first?.caCert[0]).toMatchObject({ path: '<inline>', serialNumber: '0193a543fe2b0d9cd4847675394dfc54', uriSans: [], daysUntilExpiration: 3649 });
+    expect(first?.caCert[0]).toMatchObject({
+      path: '<inline>',
+      serialNumber: '0193a543fe2b0d9cd4847675394dfc54',
+      uriSans: [],
+      daysUntilExpiration: 3649,
+    });
     expect(first?.certChain[0]?.uriSans).toEqual(['spiffe://cluster.local/ns/ambient/sa/namespace-istio-waypoint']);
     expect(first?.certChain[0]?.expirationTime?.toISOString()).toBe('2023-05-16T01:32:52.000Z');
     expect(first?.certChain[0]?.daysUntilExpiration).toBe(0);
   });
 
   it('parses SPIFFE ids and node SAN strings (quoted values included)', () => {
-    expect(parseSpiffeId('spiffe://corp.example/ns/vm-ns/sa/vm-sa')).toEqual({ trustDomain: 'corp.example', namespace: 'vm-ns', serviceAccount: 'vm-sa' });
+    expect(parseSpiffeId('spiffe://corp.example/ns/vm-ns/sa/vm-sa')).toEqual({
+      trustDomain: 'corp.example',
+      namespace: 'vm-ns',
+      serviceAccount: 'vm-sa',
+    });
     expect(parseSpiffeId('spiffe://corp.example/workload')).toBeUndefined();
     expect(parseSubjectAltName('URI:spiffe://a/ns/b/sa/c, DNS:x.example, URI:"spiffe://odd,name/ns/b/sa/c"')).toEqual([
       { type: 'URI', value: 'spiffe://a/ns/b/sa/c' },

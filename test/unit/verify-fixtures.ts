@@ -85,7 +85,10 @@ export function secretsDumpJson(chainPem: string, rootPem: string): string {
         secret: {
           '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
           name: 'default',
-          tls_certificate: { certificate_chain: { inline_bytes: b64(chainPem) }, private_key: { inline_bytes: 'W3JlZGFjdGVkXQ==' } },
+          tls_certificate: {
+            certificate_chain: { inline_bytes: b64(chainPem) },
+            private_key: { inline_bytes: 'W3JlZGFjdGVkXQ==' },
+          },
         },
       },
       {

@@ -112,11 +112,18 @@ const systemctlCalls = () => readFileSync(`${dir}/systemctl-calls`, 'utf8').spli
 describe('probe script (round trip 1)', () => {
   it('polls readiness until 200, keeps the restart window, frames every body losslessly', () => {
     reset('active', ['503', '503', '200']);
-    const stats = readFileSync(path.join(REF, 'stats/stats_text.constructed.txt'), 'utf8') + '@@ivo-end stats@@\n\u0000\u00ff ünïcode\n';
+    const stats =
+      readFileSync(path.join(REF, 'stats/stats_text.constructed.txt'), 'utf8') +
+      '@@ivo-end stats@@\n\u0000\u00ff ünïcode\n';
     respond(PROBE_URLS.stats, 0, '200', stats);
     const dump = readFileSync(path.join(REF, 'config_dump/secrets_config_dump.istio-testdata.json'), 'utf8');
     respond(PROBE_URLS.secrets, 0, '200', dump);
-    respond(PROBE_URLS.prometheus, 0, '200', readFileSync(path.join(REF, 'stats/stats_prometheus.constructed.txt'), 'utf8'));
+    respond(
+      PROBE_URLS.prometheus,
+      0,
+      '200',
+      readFileSync(path.join(REF, 'stats/stats_prometheus.constructed.txt'), 'utf8'),
+    );
     const r = run(buildProbeScript(OPTIONS));
     expect(r.status).toBe(0);
     const s = r.output.sections;
@@ -130,7 +137,9 @@ describe('probe script (round trip 1)', () => {
     // Only the mTLS counters travel back.
     expect(s.get('prometheus')?.body.split('\n').filter(Boolean)).toEqual([
       '# TYPE istio_requests_total counter',
-      expect.stringMatching(/^istio_requests_total\{reporter="destination",.*connection_security_policy="mutual_tls"\} 37$/),
+      expect.stringMatching(
+        /^istio_requests_total\{reporter="destination",.*connection_security_policy="mutual_tls"\} 37$/,
+      ),
     ]);
     // The current run had lasted at least the restart window when the window ended.
     expect(Number(/up_ms=(\d+)/.exec(s.get('window')!.body)![1])).toBeGreaterThanOrEqual(600);
@@ -144,7 +153,12 @@ describe('probe script (round trip 1)', () => {
 
   it('looks at the unit with one systemctl call per look: 2 in round trip 1 for a ready sidecar, 2 in round trip 2', () => {
     reset('active', ['200']);
-    const r = spawnSync('sh', ['-s'], { input: buildProbeScript({ ...OPTIONS, deferWindowWhenReady: true }), env: { ...env(), FAKE_MAINPID: '1' }, encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync('sh', ['-s'], {
+      input: buildProbeScript({ ...OPTIONS, deferWindowWhenReady: true }),
+      env: { ...env(), FAKE_MAINPID: '1' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     const s = parseScriptOutput(r.stdout).sections;
     expect(s.get('window')?.body).toMatch(/deferred=1/);
     expect(s.get('unit-before')?.body).toMatch(/^ActiveState=active$/m);
@@ -156,14 +170,28 @@ describe('probe script (round trip 1)', () => {
     ]);
     writeFileSync(`${dir}/systemctl-calls`, '');
     const startMs = /start_ms=(\d+)/.exec(s.get('ready')!.body)![1]!;
-    const f = spawnSync('sh', ['-s'], { input: buildFollowUpScript({ readPrometheus: false, vmToMeshTimeoutMs: 1000, restartWindow: { windowMs: 300, probeStartMs: Number(startMs) } }), env: { ...env(), FAKE_MAINPID: '1' }, encoding: 'utf8', timeout: 30_000 });
+    const f = spawnSync('sh', ['-s'], {
+      input: buildFollowUpScript({
+        readPrometheus: false,
+        vmToMeshTimeoutMs: 1000,
+        restartWindow: { windowMs: 300, probeStartMs: Number(startMs) },
+      }),
+      env: { ...env(), FAKE_MAINPID: '1' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     expect(parseScriptOutput(f.stdout).sections.get('unit-after')?.body).toMatch(/^is-active=active$/m);
     expect(systemctlCalls()).toHaveLength(2);
   });
 
   it('dates the current run by its main process start (/proc), to the tick', () => {
     reset('active', ['200']);
-    const r = spawnSync('sh', ['-s'], { input: buildProbeScript(OPTIONS), env: { ...env(), FAKE_MAINPID: String(process.pid) }, encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync('sh', ['-s'], {
+      input: buildProbeScript(OPTIONS),
+      env: { ...env(), FAKE_MAINPID: String(process.pid) },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     const body = parseScriptOutput(r.stdout).sections.get('unit-started')?.body.trim() ?? '';
     expect(body).toMatch(/^ms=\d+$/);
     // This jest worker is that "main process": the script's answer is its start time.
@@ -176,7 +204,12 @@ describe('probe script (round trip 1)', () => {
     const slow = { ...OPTIONS, restartWindowMs: 5_000 };
     const started = Date.now();
     // pid 1 has run since boot: its run is far older than the window.
-    const r = spawnSync('sh', ['-s'], { input: buildProbeScript(slow), env: { ...env(), FAKE_MAINPID: '1' }, encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync('sh', ['-s'], {
+      input: buildProbeScript(slow),
+      env: { ...env(), FAKE_MAINPID: '1' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     const elapsed = Date.now() - started;
     const window = parseScriptOutput(r.stdout).sections.get('window')!.body;
     expect(Number(/up_ms=(\d+)/.exec(window)![1])).toBeGreaterThan(5_000);
@@ -188,7 +221,12 @@ describe('probe script (round trip 1)', () => {
     const fresh = spawn('sleep', ['30'], { stdio: 'ignore' });
     try {
       const started = Date.now();
-      const r = spawnSync('sh', ['-s'], { input: buildProbeScript({ ...OPTIONS, restartWindowMs: 1_500 }), env: { ...env(), FAKE_MAINPID: String(fresh.pid) }, encoding: 'utf8', timeout: 30_000 });
+      const r = spawnSync('sh', ['-s'], {
+        input: buildProbeScript({ ...OPTIONS, restartWindowMs: 1_500 }),
+        env: { ...env(), FAKE_MAINPID: String(fresh.pid) },
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
       const elapsed = Date.now() - started;
       const window = parseScriptOutput(r.stdout).sections.get('window')!.body;
       expect(Number(/up_ms=(\d+)/.exec(window)![1])).toBeGreaterThanOrEqual(1_500);
@@ -236,11 +274,17 @@ describe('follow-up script (round trip 2)', () => {
     expect(readFileSync(`${dir}/calls`, 'utf8')).toContain('getent hosts mesh-echo.lab.svc.cluster.local');
     expect(s.get('prometheus')?.rc).toBe(7);
     respond(url, 0, '200', 'ok');
-    expect(run(buildFollowUpScript({ readPrometheus: false, verifyUrl: url, vmToMeshTimeoutMs: 2000 })).output.sections.get('vm-to-mesh')).toMatchObject({ rc: 0, http: '200', body: 'ok' });
+    expect(
+      run(buildFollowUpScript({ readPrometheus: false, verifyUrl: url, vmToMeshTimeoutMs: 2000 })).output.sections.get(
+        'vm-to-mesh',
+      ),
+    ).toMatchObject({ rc: 0, http: '200', body: 'ok' });
   });
 
   it('ignores noise and truncated sections in the output', () => {
-    const out = parseScriptOutput('motd\n@@ivo-section a rc=0 http=200 err=@@\naGk=\n@@ivo-end a@@\n@@ivo-section b rc=0 http=200 err=@@\naGk=\n');
+    const out = parseScriptOutput(
+      'motd\n@@ivo-section a rc=0 http=200 err=@@\naGk=\n@@ivo-end a@@\n@@ivo-section b rc=0 http=200 err=@@\naGk=\n',
+    );
     expect([...out.sections.keys()]).toEqual(['a']);
     expect(out.sections.get('a')?.body).toBe('hi');
   });

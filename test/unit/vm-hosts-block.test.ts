@@ -1,7 +1,17 @@
 // The /etc/hosts managed block logic, run through the real `sh` and `awk` on temp files.
 import { describe, expect, it, beforeAll, afterAll } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, linkSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  linkSync,
+  lstatSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { HOSTS_FUNCTIONS, hostsBlockContent } from '../../src/vm/scripts/hosts-block.js';
@@ -53,7 +63,9 @@ describe('hosts managed block', () => {
   it('collapses duplicated blocks into one and tolerates CRLF / trailing spaces on markers', () => {
     const messy = `${BASE}# BEGIN istio-vm-onboard \r\nold1\n# END istio-vm-onboard\r\nkeep me\n${BLOCK}`;
     const after = applyBlock(messy, '10.233.0.3 istiod.istio-system.svc');
-    expect(after.text).toBe(`${BASE}# BEGIN istio-vm-onboard\n10.233.0.3 istiod.istio-system.svc\n# END istio-vm-onboard\nkeep me\n`);
+    expect(after.text).toBe(
+      `${BASE}# BEGIN istio-vm-onboard\n10.233.0.3 istiod.istio-system.svc\n# END istio-vm-onboard\nkeep me\n`,
+    );
   });
 
   it('refuses an unclosed block instead of dropping the rest of the file', () => {
@@ -64,7 +76,9 @@ describe('hosts managed block', () => {
   });
 
   it('adds a final newline to a file without one before appending', () => {
-    expect(applyBlock('127.0.0.1 localhost', '10.0.0.1 a').text).toBe('127.0.0.1 localhost\n# BEGIN istio-vm-onboard\n10.0.0.1 a\n# END istio-vm-onboard\n');
+    expect(applyBlock('127.0.0.1 localhost', '10.0.0.1 a').text).toBe(
+      '127.0.0.1 localhost\n# BEGIN istio-vm-onboard\n10.0.0.1 a\n# END istio-vm-onboard\n',
+    );
   });
 
   it('extracts the current block lines (only the first block)', () => {

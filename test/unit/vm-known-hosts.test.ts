@@ -18,12 +18,18 @@ const keys: Record<string, { pub: string; blob: Buffer; fingerprint: string; pri
 
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'vm-known-hosts-'));
-  for (const [name, args] of Object.entries({ ed25519: ['-t', 'ed25519'], ecdsa: ['-t', 'ecdsa', '-b', '256'], rsa: ['-t', 'rsa', '-b', '2048'] })) {
+  for (const [name, args] of Object.entries({
+    ed25519: ['-t', 'ed25519'],
+    ecdsa: ['-t', 'ecdsa', '-b', '256'],
+    rsa: ['-t', 'rsa', '-b', '2048'],
+  })) {
     const file = path.join(dir, name);
     execFileSync('ssh-keygen', [...args, '-q', '-N', '', '-f', file]);
     const pub = readFileSync(`${file}.pub`, 'utf8').trim();
     const blob = Buffer.from(pub.split(' ')[1]!, 'base64');
-    const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${file}.pub`], { encoding: 'utf8' }).split(' ')[1]!;
+    const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${file}.pub`], {
+      encoding: 'utf8',
+    }).split(' ')[1]!;
     keys[name] = { pub, blob, fingerprint, privateKey: readFileSync(file, 'utf8') };
   }
 });
@@ -38,7 +44,9 @@ describe('known_hosts', () => {
   });
 
   it('matches plain hosts on port 22 and [host]:port otherwise, never across ports', () => {
-    const text = [entry('10.0.0.1', 'ed25519'), entry('[10.0.0.1]:2222', 'rsa'), '# comment', '', 'garbage line'].join('\n');
+    const text = [entry('10.0.0.1', 'ed25519'), entry('[10.0.0.1]:2222', 'rsa'), '# comment', '', 'garbage line'].join(
+      '\n',
+    );
     expect(hostKeysFor(text, '10.0.0.1', 22).keys.map((key) => key.type)).toEqual(['ssh-ed25519']);
     expect(hostKeysFor(text, '10.0.0.1', 2222).keys.map((key) => key.type)).toEqual(['ssh-rsa']);
     expect(hostKeysFor(text, '10.0.0.2', 22).keys).toHaveLength(0);
@@ -81,7 +89,12 @@ describe('known_hosts', () => {
   });
 
   it('offers host key algorithms for the pinned types (rsa with its sha2 variants)', () => {
-    expect(hostKeyAlgorithmsFor(['ssh-rsa', 'ssh-ed25519', 'ssh-rsa'])).toEqual(['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa', 'ssh-ed25519']);
+    expect(hostKeyAlgorithmsFor(['ssh-rsa', 'ssh-ed25519', 'ssh-rsa'])).toEqual([
+      'rsa-sha2-512',
+      'rsa-sha2-256',
+      'ssh-rsa',
+      'ssh-ed25519',
+    ]);
   });
 });
 
@@ -102,7 +115,9 @@ describe('private key description (for messages only)', () => {
     expect(describePrivateKey(readFileSync(file, 'utf8'))?.encrypted).toBe(true);
     const pem = path.join(dir, 'pem');
     execFileSync('ssh-keygen', ['-t', 'rsa', '-b', '2048', '-m', 'PEM', '-q', '-N', '', '-f', pem]);
-    const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${pem}.pub`], { encoding: 'utf8' }).split(' ')[1];
+    const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${pem}.pub`], {
+      encoding: 'utf8',
+    }).split(' ')[1];
     expect(describePrivateKey(readFileSync(pem, 'utf8'))?.fingerprint).toBe(fingerprint);
     expect(describePrivateKey('not a key')).toBeUndefined();
   });

@@ -8,9 +8,24 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { FakeVmSession, protocolLines } from '../../src/vm/fake-session.js';
-import { applyPayload, applyScript, applyVmChanges, sshCaptureProblem, type VmChange } from '../../src/vm/scripts/apply.js';
+import {
+  applyPayload,
+  applyScript,
+  applyVmChanges,
+  sshCaptureProblem,
+  type VmChange,
+} from '../../src/vm/scripts/apply.js';
 import { fetchLocalScript, fetchLocalUrl } from '../../src/vm/scripts/fetch-local.js';
-import { archFromMachine, assertPreflight, inspectScript, inspectVm, parseOsRelease, parseRouteSource, probeAsProxyShell, VmPreflightError } from '../../src/vm/scripts/inspect.js';
+import {
+  archFromMachine,
+  assertPreflight,
+  inspectScript,
+  inspectVm,
+  parseOsRelease,
+  parseRouteSource,
+  probeAsProxyShell,
+  VmPreflightError,
+} from '../../src/vm/scripts/inspect.js';
 import { offboardScript } from '../../src/vm/scripts/offboard.js';
 import { runScript, ScriptOutput, VmScriptError } from '../../src/vm/scripts/protocol.js';
 import { rollbackScript } from '../../src/vm/scripts/rollback.js';
@@ -24,9 +39,20 @@ const HOSTILE = `x'; touch ${work}/pwned; echo '$(touch ${work}/pwned2)\`touch $
 
 function change(overrides: Partial<VmChange['package']> = {}): VmChange {
   return {
-    files: { clusterEnv: "ISTIO_SERVICE='x'\n", meshYaml: 'defaultConfig: {}\n', rootCert: 'CERT\n', token: 'secret-token-value' },
+    files: {
+      clusterEnv: "ISTIO_SERVICE='x'\n",
+      meshYaml: 'defaultConfig: {}\n',
+      rootCert: 'CERT\n',
+      token: 'secret-token-value',
+    },
     hostsEntries: '10.233.0.1 istiod.istio-system.svc\n',
-    package: { url: 'http://10.233.0.1:8081/istio-sidecar.deb', sha256: 'a'.repeat(64), version: '1.24.0', format: 'deb', ...overrides },
+    package: {
+      url: 'http://10.233.0.1:8081/istio-sidecar.deb',
+      sha256: 'a'.repeat(64),
+      version: '1.24.0',
+      format: 'deb',
+      ...overrides,
+    },
   };
 }
 
@@ -44,7 +70,9 @@ function shAsync(script: string): Promise<ExecResult> {
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+    child.on('close', (code) =>
+      resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
+    );
     child.stdin.end();
   });
 }
@@ -61,10 +89,13 @@ function innerOf(script: string): string {
 describe('shell quoting', () => {
   it('round-trips any text through sh (property)', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'binary', maxLength: 40 }).filter((s) => !s.includes('\0')), (value) => {
-        const result = sh(`printf '%s' ${shQuote(value)}`);
-        return result.code === 0 && result.stdout === value;
-      }),
+      fc.property(
+        fc.string({ unit: 'binary', maxLength: 40 }).filter((s) => !s.includes('\0')),
+        (value) => {
+          const result = sh(`printf '%s' ${shQuote(value)}`);
+          return result.code === 0 && result.stdout === value;
+        },
+      ),
       { numRuns: 150 },
     );
   });
@@ -104,7 +135,9 @@ describe('generated scripts', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(`http://h/${HOSTILE}\n---\n${HOSTILE}\n---\n`);
     const rollbackInner = innerOf(scripts.rollback!);
-    const rb = sh(`${rollbackInner.slice(0, rollbackInner.indexOf('if command -v dpkg-query >/dev/null 2>&1; then FMT=deb'))}\nprintf '%s' "$EXPECT"`);
+    const rb = sh(
+      `${rollbackInner.slice(0, rollbackInner.indexOf('if command -v dpkg-query >/dev/null 2>&1; then FMT=deb'))}\nprintf '%s' "$EXPECT"`,
+    );
     expect(rb.stdout).toBe(HOSTILE);
     for (const file of ['pwned', 'pwned2', 'pwned3']) expect(existsSync(path.join(work, file))).toBe(false);
   });
@@ -125,16 +158,27 @@ describe('generated scripts', () => {
 
 describe('apply upload stream', () => {
   it('is a tar that real tar extracts and whose manifest sha256sum -c accepts; a cut stream is refused', () => {
-    const payload = applyPayload({ ...change(), package: { version: '1', format: 'deb', upload: Buffer.alloc(70_000, 7) } });
+    const payload = applyPayload({
+      ...change(),
+      package: { version: '1', format: 'deb', upload: Buffer.alloc(70_000, 7) },
+    });
     const dir = path.join(work, 'stage');
     rmSync(dir, { recursive: true, force: true });
-    const ok = sh(`mkdir -p "$1" && tar -xf - -C "$1" && cd "$1" && sha256sum -c MANIFEST && cat istio-token && echo && cat hosts-block && head -c 3 dropin.conf`, [dir], payload);
+    const ok = sh(
+      `mkdir -p "$1" && tar -xf - -C "$1" && cd "$1" && sha256sum -c MANIFEST && cat istio-token && echo && cat hosts-block && head -c 3 dropin.conf`,
+      [dir],
+      payload,
+    );
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain('package.deb: OK');
     expect(ok.stdout).toContain('secret-token-value\n10.233.0.1 istiod.istio-system.svc\n# M');
     const cutDir = path.join(work, 'cut');
     rmSync(cutDir, { recursive: true, force: true });
-    const cut = sh(`mkdir -p "$1" && tar -xf - -C "$1" 2>/dev/null; cd "$1" && [ -f MANIFEST ] && sha256sum -c MANIFEST`, [cutDir], payload.subarray(0, 40_000));
+    const cut = sh(
+      `mkdir -p "$1" && tar -xf - -C "$1" 2>/dev/null; cd "$1" && [ -f MANIFEST ] && sha256sum -c MANIFEST`,
+      [cutDir],
+      payload.subarray(0, 40_000),
+    );
     expect(cut.code).not.toBe(0);
   });
 
@@ -150,16 +194,24 @@ describe('apply upload stream', () => {
 describe('SSH port guard (istio#36870)', () => {
   it('refuses a cluster.env whose capture would take the SSH port, before any round trip', async () => {
     const session = new FakeVmSession(() => ({ code: 0, stdout: '', stderr: '' }));
-    const env = (text: string): VmChange => ({ ...change(), files: { ...change().files, clusterEnv: text }, sshPort: 2222 });
-    await expect(applyVmChanges(session, env("ISTIO_INBOUND_PORTS='*'\nISTIO_LOCAL_EXCLUDE_PORTS='22,15090,15021'\n"))).rejects.toThrow(
-      /does not exclude the SSH port 2222: the sidecar would cut SSH/,
+    const env = (text: string): VmChange => ({
+      ...change(),
+      files: { ...change().files, clusterEnv: text },
+      sshPort: 2222,
+    });
+    await expect(
+      applyVmChanges(session, env("ISTIO_INBOUND_PORTS='*'\nISTIO_LOCAL_EXCLUDE_PORTS='22,15090,15021'\n")),
+    ).rejects.toThrow(/does not exclude the SSH port 2222: the sidecar would cut SSH/);
+    await expect(applyVmChanges(session, env("ISTIO_INBOUND_PORTS='8080,2222'\n"))).rejects.toThrow(
+      /captures the SSH port 2222/,
     );
-    await expect(applyVmChanges(session, env("ISTIO_INBOUND_PORTS='8080,2222'\n"))).rejects.toThrow(/captures the SSH port 2222/);
     expect(session.counters.execRoundTrips).toBe(0);
   });
 
   it('accepts the port excluded, or a port list without it', () => {
-    expect(sshCaptureProblem("ISTIO_INBOUND_PORTS='*'\nISTIO_LOCAL_EXCLUDE_PORTS='22,15090,15021,2222'\n", 2222)).toBeUndefined();
+    expect(
+      sshCaptureProblem("ISTIO_INBOUND_PORTS='*'\nISTIO_LOCAL_EXCLUDE_PORTS='22,15090,15021,2222'\n", 2222),
+    ).toBeUndefined();
     expect(sshCaptureProblem("ISTIO_INBOUND_PORTS='8080'\n", 2222)).toBeUndefined();
     expect(sshCaptureProblem("ISTIO_LOCAL_EXCLUDE_PORTS='22'\n", 22)).toBeUndefined();
     expect(sshCaptureProblem('', 22)).toMatch(/ISTIO_INBOUND_PORTS='\*'/);
@@ -173,27 +225,37 @@ describe('apply result parsing', () => {
       stderr: '',
       stdout:
         'Welcome banner\n' +
-        protocolLines({
-          'file.rootCert': 'unchanged',
-          'file.clusterEnv': 'changed',
-          'file.meshConfig': 'unchanged',
-          'file.token': 'changed',
-          'file.dropIn': 'unchanged',
-          'file.hosts': 'unchanged',
-          'package.action': 'upgraded',
-          'package.source': 'download',
-          'package.version': '1.24.1',
-          'package.previous': '1.24.0',
-          snapshot: 'snap-9',
-          'lock.acquired': '1700000000.5',
-          'lock.released': '1700000001.25',
-          service: 'restarted',
-          done: 'yes',
-        }, ['package.version', 'package.previous']),
+        protocolLines(
+          {
+            'file.rootCert': 'unchanged',
+            'file.clusterEnv': 'changed',
+            'file.meshConfig': 'unchanged',
+            'file.token': 'changed',
+            'file.dropIn': 'unchanged',
+            'file.hosts': 'unchanged',
+            'package.action': 'upgraded',
+            'package.source': 'download',
+            'package.version': '1.24.1',
+            'package.previous': '1.24.0',
+            snapshot: 'snap-9',
+            'lock.acquired': '1700000000.5',
+            'lock.released': '1700000001.25',
+            service: 'restarted',
+            done: 'yes',
+          },
+          ['package.version', 'package.previous'],
+        ),
     }));
     const result = await applyVmChanges(session, change());
     expect(result).toEqual({
-      files: { rootCert: 'unchanged', clusterEnv: 'changed', meshConfig: 'unchanged', token: 'changed', dropIn: 'unchanged', hosts: 'unchanged' },
+      files: {
+        rootCert: 'unchanged',
+        clusterEnv: 'changed',
+        meshConfig: 'unchanged',
+        token: 'changed',
+        dropIn: 'unchanged',
+        hosts: 'unchanged',
+      },
       package: { action: 'upgraded', version: '1.24.1', previousVersion: '1.24.0', source: 'download' },
       service: 'restarted',
       restarted: true,
@@ -209,7 +271,10 @@ describe('apply result parsing', () => {
     const checksum = new FakeVmSession(() => ({
       code: 1,
       stderr: '',
-      stdout: protocolLines({ user: 'lab', 'error:checksum': 'sidecar package checksum mismatch: expected aaa, got bbb' }, ['error:checksum']),
+      stdout: protocolLines(
+        { user: 'lab', 'error:checksum': 'sidecar package checksum mismatch: expected aaa, got bbb' },
+        ['error:checksum'],
+      ),
     }));
     const error = await applyVmChanges(checksum, change()).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(VmScriptError);
@@ -217,17 +282,33 @@ describe('apply result parsing', () => {
     expect((error as VmScriptError).message).toMatch(/^checksum failed on vm1 .*expected aaa, got bbb/);
     expect((error as VmScriptError).hint).toMatch(/sidecar-package-sha256/);
     const silent = new FakeVmSession(() => ({ code: 2, stdout: '', stderr: 'sh: 1: syntax error\n' }));
-    await expect(runScript(silent, asUser('true'), { what: 'probe' })).rejects.toThrow(/probe on vm1 .* exited 2: sh: 1: syntax error/);
+    await expect(runScript(silent, asUser('true'), { what: 'probe' })).rejects.toThrow(
+      /probe on vm1 .* exited 2: sh: 1: syntax error/,
+    );
   });
 });
 
 describe('inspect parsing', () => {
-  const osRelease = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n';
+  const osRelease =
+    'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n';
   const base = {
     user: 'lab',
     uname: 'x86_64',
     'os-release': osRelease,
-    tool: ['dpkg-query', 'systemctl', 'tar', 'flock', 'sha256sum', 'base64', 'curl', 'timeout', 'bash', 'ip', 'awk', 'install'],
+    tool: [
+      'dpkg-query',
+      'systemctl',
+      'tar',
+      'flock',
+      'sha256sum',
+      'base64',
+      'curl',
+      'timeout',
+      'bash',
+      'ip',
+      'awk',
+      'install',
+    ],
     root: 'yes',
     'df.root': '8000000',
     'df.varlib': '4000000',
@@ -248,10 +329,20 @@ describe('inspect parsing', () => {
     done: 'yes',
   };
   const encoded = ['user', 'uname', 'os-release', 'pkg.version', 'hosts.block', 'ew.as', 'ew.detail', 'route'];
-  const answer = (values: Record<string, string | string[]>, code = 0) => () => ({ code, stderr: '', stdout: protocolLines(values, encoded.concat(Object.keys(values).filter((k) => k.startsWith('error:')))) });
+  const answer =
+    (values: Record<string, string | string[]>, code = 0) =>
+    () => ({
+      code,
+      stderr: '',
+      stdout: protocolLines(values, encoded.concat(Object.keys(values).filter((k) => k.startsWith('error:')))),
+    });
 
   it('reads the facts the rollout needs', async () => {
-    const facts = await inspectVm(new FakeVmSession(answer(base)), { eastWestAddress: '10.233.0.1', needsRouteSource: true, downloads: true });
+    const facts = await inspectVm(new FakeVmSession(answer(base)), {
+      eastWestAddress: '10.233.0.1',
+      needsRouteSource: true,
+      downloads: true,
+    });
     expect(facts).toMatchObject({
       user: 'lab',
       arch: 'amd64',
@@ -285,27 +376,44 @@ describe('inspect parsing', () => {
       ),
       { eastWestAddress: '10.233.0.1', needsRouteSource: true, downloads: true },
     );
-    expect(facts.problems.map((p) => p.code).sort()).toEqual(['disk-low', 'east-west-unreachable', 'missing-tool', 'no-route-source', 'unsupported-arch']);
-    expect(facts.problems.find((p) => p.code === 'east-west-unreachable')!.message).toMatch(/10\.233\.0\.1:15012 .*no answer within 3s/);
+    expect(facts.problems.map((p) => p.code).sort()).toEqual([
+      'disk-low',
+      'east-west-unreachable',
+      'missing-tool',
+      'no-route-source',
+      'unsupported-arch',
+    ]);
+    expect(facts.problems.find((p) => p.code === 'east-west-unreachable')!.message).toMatch(
+      /10\.233\.0\.1:15012 .*no answer within 3s/,
+    );
     expect(facts.problems.find((p) => p.code === 'no-route-source')!.message).toMatch(/link-local/);
     expect(() => assertPreflight(facts)).toThrow(VmPreflightError);
   });
 
   it('reports a sudo that wants a password as a problem naming the user, keeping OS and arch', async () => {
     const facts = await inspectVm(
-      new FakeVmSession(answer({ user: 'deploy', uname: 'aarch64', 'os-release': osRelease, 'error:sudo': 'sudo: a password is required' }, 3)),
+      new FakeVmSession(
+        answer(
+          { user: 'deploy', uname: 'aarch64', 'os-release': osRelease, 'error:sudo': 'sudo: a password is required' },
+          3,
+        ),
+      ),
       { eastWestAddress: '10.233.0.1' },
     );
     expect(facts.sudo.ok).toBe(false);
     expect(facts.arch).toBe('arm64');
     expect(facts.problems).toHaveLength(1);
-    expect(facts.problems[0]!.message).toMatch(/sudo -n does not work on vm1 .* for user deploy: sudo: a password is required/);
+    expect(facts.problems[0]!.message).toMatch(
+      /sudo -n does not work on vm1 .* for user deploy: sudo: a password is required/,
+    );
     expect(facts.problems[0]!.hint).toMatch(/deploy ALL=\(ALL\) NOPASSWD: ALL/);
   });
 
   it('fails loudly on a truncated answer (no end marker)', async () => {
     const { done: _done, ...partial } = base;
-    await expect(inspectVm(new FakeVmSession(answer(partial)), { eastWestAddress: 'x' })).rejects.toThrow(/did not complete/);
+    await expect(inspectVm(new FakeVmSession(answer(partial)), { eastWestAddress: 'x' })).rejects.toThrow(
+      /did not complete/,
+    );
   });
 
   it('maps machines, os-release and route lines', () => {
@@ -331,10 +439,10 @@ describe('inspect parsing', () => {
       '  ivo_ew_out=$(ivo_probe_as nc -z -w 3 "$ivo_ew_host" "$ivo_ew_port" 2>&1 </dev/null)',
     ]);
     // The user is a quoted value like any other.
-    expect(innerOf(inspectScript({ eastWestAddress: 'x', proxyUser: HOSTILE }))).toContain(`ivo_px_user=${shQuote(HOSTILE)}`);
+    expect(innerOf(inspectScript({ eastWestAddress: 'x', proxyUser: HOSTILE }))).toContain(
+      `ivo_px_user=${shQuote(HOSTILE)}`,
+    );
   });
-
-
 
   // The bug this pins, with real iptables in a private network namespace (root only): an
   // istio-iptables-like capture (nat OUTPUT → a stand-in Envoy on 127.0.0.1:15001, sparing the proxy's
@@ -342,17 +450,22 @@ describe('inspect parsing', () => {
   // block reads as reachable; probed as the proxy user (`nobody` here), the DROP is seen.
 
   it('says so when it had to probe as root although the proxy user exists (a sidecar may have answered)', async () => {
-    const facts = await inspectVm(new FakeVmSession(answer({ ...base, 'ew.as': 'root: cannot switch to istio-proxy' })), { eastWestAddress: '10.233.0.1' });
+    const facts = await inspectVm(
+      new FakeVmSession(answer({ ...base, 'ew.as': 'root: cannot switch to istio-proxy' })),
+      { eastWestAddress: '10.233.0.1' },
+    );
     expect(facts.eastWest).toMatchObject({
       reachable: true,
       probedAs: 'root: cannot switch to istio-proxy',
-      detail: "connected as root (cannot switch to istio-proxy): a running sidecar's capture may have answered for the gateway",
+      detail:
+        "connected as root (cannot switch to istio-proxy): a running sidecar's capture may have answered for the gateway",
     });
-    const blocked = await inspectVm(new FakeVmSession(answer({ ...base, 'ew.rc': '124' })), { eastWestAddress: '10.233.0.1' });
+    const blocked = await inspectVm(new FakeVmSession(answer({ ...base, 'ew.rc': '124' })), {
+      eastWestAddress: '10.233.0.1',
+    });
     expect(blocked.eastWest).toMatchObject({ reachable: false, probedAs: 'istio-proxy (setpriv)' });
     expect(blocked.problems.map((p) => p.code)).toEqual(['east-west-unreachable']);
   });
-
 });
 
 describe('fetchLocalUrl', () => {

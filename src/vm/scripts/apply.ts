@@ -4,7 +4,14 @@
 // Files are staged, compared, the previous state is kept for rollback, then each file is renamed into
 // place; the unit is (re)started only when something that matters changed.
 import { createHash } from 'node:crypto';
-import { BASELINE_PATHS, ISTIO_PATHS, MANAGED_FILES, ONBOARD_PATHS, TOKEN_RESTORE_DROP_IN, type ManagedFileKey } from '../paths.js';
+import {
+  BASELINE_PATHS,
+  ISTIO_PATHS,
+  MANAGED_FILES,
+  ONBOARD_PATHS,
+  TOKEN_RESTORE_DROP_IN,
+  type ManagedFileKey,
+} from '../paths.js';
 import type { VmSession } from '../session.js';
 import { createTar, type TarEntry } from '../tar.js';
 import { lockFunctions, STEP_FUNCTIONS } from './common.js';
@@ -74,7 +81,8 @@ export function readClusterEnv(text: string): Record<string, string> {
     const match = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
     if (!match) continue;
     let value = match[2]!.trim();
-    if (value.startsWith("'") && value.endsWith("'") && value.length >= 2) value = value.slice(1, -1).replace(/'\\''/g, "'");
+    if (value.startsWith("'") && value.endsWith("'") && value.length >= 2)
+      value = value.slice(1, -1).replace(/'\\''/g, "'");
     else if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
     values[match[1]!] = value;
   }
@@ -85,7 +93,11 @@ export function readClusterEnv(text: string): Record<string, string> {
 export function sshCaptureProblem(clusterEnv: string, sshPort: number): string | undefined {
   const env = readClusterEnv(clusterEnv);
   const inbound = (env.ISTIO_INBOUND_PORTS ?? '*').trim();
-  const list = (value: string | undefined): string[] => (value ?? '').split(',').map((port) => port.trim()).filter(Boolean);
+  const list = (value: string | undefined): string[] =>
+    (value ?? '')
+      .split(',')
+      .map((port) => port.trim())
+      .filter(Boolean);
   if (inbound === '*') {
     if (!list(env.ISTIO_LOCAL_EXCLUDE_PORTS).includes(String(sshPort))) {
       return `cluster.env captures all inbound ports (ISTIO_INBOUND_PORTS='*') but ISTIO_LOCAL_EXCLUDE_PORTS does not exclude the SSH port ${sshPort}: the sidecar would cut SSH to the VM (istio#36870)`;
@@ -102,11 +114,16 @@ function validateChange(change: VmChange): void {
     if (problem) throw new Error(problem);
   }
   const pkg = change.package;
-  if (pkg.format !== 'deb' && pkg.format !== 'rpm') throw new Error(`package format must be deb or rpm, got ${String(pkg.format)}`);
-  if (pkg.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(pkg.sha256)) throw new Error('sidecar package sha256 must be 64 hex digits');
-  if (pkg.url !== undefined && !/^https?:\/\/[^\s]+$/.test(pkg.url)) throw new Error(`sidecar package URL must be http(s): ${pkg.url}`);
-  if (pkg.url && !pkg.upload && !pkg.sha256) throw new Error('a sidecar package URL needs its sha256 (the VM verifies the download)');
-  if (!pkg.version && !pkg.sha256) throw new Error('the sidecar package needs a version or a sha256 to know when it is already installed');
+  if (pkg.format !== 'deb' && pkg.format !== 'rpm')
+    throw new Error(`package format must be deb or rpm, got ${String(pkg.format)}`);
+  if (pkg.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(pkg.sha256))
+    throw new Error('sidecar package sha256 must be 64 hex digits');
+  if (pkg.url !== undefined && !/^https?:\/\/[^\s]+$/.test(pkg.url))
+    throw new Error(`sidecar package URL must be http(s): ${pkg.url}`);
+  if (pkg.url && !pkg.upload && !pkg.sha256)
+    throw new Error('a sidecar package URL needs its sha256 (the VM verifies the download)');
+  if (!pkg.version && !pkg.sha256)
+    throw new Error('the sidecar package needs a version or a sha256 to know when it is already installed');
 }
 
 /** Free space (KiB) wanted on /var/lib before a package install: the package, its unpacked files and the kept copies. */
@@ -139,22 +156,33 @@ export function applyScript(change: VmChange, snapshotId: string): string {
   const pkg = change.package;
   const S = ONBOARD_PATHS.stateDir;
   const q = shQuote;
-  const temps = [...MANAGED_FILES.map((file) => `${file.path}.ivo-new`), `${ISTIO_PATHS.runtimeToken}.ivo-new`, `${ISTIO_PATHS.hosts}.ivo-new`];
+  const temps = [
+    ...MANAGED_FILES.map((file) => `${file.path}.ivo-new`),
+    `${ISTIO_PATHS.runtimeToken}.ivo-new`,
+    `${ISTIO_PATHS.hosts}.ivo-new`,
+  ];
   const checks = MANAGED_FILES.map(
-    (file) => `ivo_check ${file.key} ${q(file.staged)} ${q(file.path)} ${file.key === 'token' ? '"$RESTART_ON_TOKEN"' : file.restarts ? 1 : 0}`,
+    (file) =>
+      `ivo_check ${file.key} ${q(file.staged)} ${q(file.path)} ${file.key === 'token' ? '"$RESTART_ON_TOKEN"' : file.restarts ? 1 : 0}`,
   ).join('\n');
   const snapshotFiles = MANAGED_FILES.map(
     (file) =>
       `if [ -f ${q(file.path)} ]; then ivo_run snapshot cp -p ${q(file.path)} "$SNAP/${file.staged}"; else : > "$SNAP/${file.staged}.absent"; fi`,
   ).join('\n  ');
   const stageChanged = MANAGED_FILES.map(
-    (file) => `ivo_changed ${file.key} && ivo_stage_file "$STG/${file.staged}" ${q(file.path)} ${file.owner} ${file.mode}`,
+    (file) =>
+      `ivo_changed ${file.key} && ivo_stage_file "$STG/${file.staged}" ${q(file.path)} ${file.owner} ${file.mode}`,
   ).join('\n');
-  const commitChanged = MANAGED_FILES.map((file) => `ivo_changed ${file.key} && ivo_commit_file ${q(file.path)}`).join('\n');
+  const commitChanged = MANAGED_FILES.map((file) => `ivo_changed ${file.key} && ivo_commit_file ${q(file.path)}`).join(
+    '\n',
+  );
   const fixModes = MANAGED_FILES.map(
-    (file) => `[ -f ${q(file.path)} ] && { chown ${file.owner}:${file.owner} ${q(file.path)}; chmod ${file.mode} ${q(file.path)}; } >/dev/null 2>&1`,
+    (file) =>
+      `[ -f ${q(file.path)} ] && { chown ${file.owner}:${file.owner} ${q(file.path)}; chmod ${file.mode} ${q(file.path)}; } >/dev/null 2>&1`,
   ).join('\n');
-  const baseline = BASELINE_PATHS.map((path) => `if [ -e ${q(path)} ] || [ -L ${q(path)} ]; then echo "path ${path}"; fi`).join('\n    ');
+  const baseline = BASELINE_PATHS.map(
+    (path) => `if [ -e ${q(path)} ] || [ -L ${q(path)} ]; then echo "path ${path}"; fi`,
+  ).join('\n    ');
   const inner = `${HOSTS_FUNCTIONS}
 ${lockFunctions(change.lockWaitSeconds ?? 30)}
 ${STEP_FUNCTIONS}
@@ -429,6 +457,9 @@ export async function applyVmChanges(session: VmSession, change: VmChange): Prom
     restarted: service !== 'unchanged',
     changed: action !== 'unchanged' || Object.values(files).some((value) => value === 'changed'),
     snapshotId: output.get('snapshot') ?? null,
-    lock: { acquiredAt: Number(output.get('lock.acquired') ?? 'NaN'), releasedAt: Number(output.get('lock.released') ?? 'NaN') },
+    lock: {
+      acquiredAt: Number(output.get('lock.acquired') ?? 'NaN'),
+      releasedAt: Number(output.get('lock.released') ?? 'NaN'),
+    },
   };
 }

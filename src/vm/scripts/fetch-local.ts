@@ -53,7 +53,11 @@ ivo_emit done yes
 `);
 }
 
-export async function fetchLocalUrl(session: VmSession, urls: string[], options: FetchLocalOptions = {}): Promise<LocalUrlResult[]> {
+export async function fetchLocalUrl(
+  session: VmSession,
+  urls: string[],
+  options: FetchLocalOptions = {},
+): Promise<LocalUrlResult[]> {
   if (urls.length === 0) return [];
   const timeout = options.timeoutSeconds ?? 5;
   const output = await runScript(session, fetchLocalScript(urls, options), {

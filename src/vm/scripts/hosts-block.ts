@@ -55,7 +55,10 @@ ivo_hosts_write() {
 
 /** Normalises istioctl's `hosts` file into block lines: no trailing blank lines, no marker lookalikes. */
 export function hostsBlockContent(hostsFile: string): string {
-  const lines = hostsFile.replace(/\r\n/g, '\n').split('\n').map((line) => line.replace(/\s+$/, ''));
+  const lines = hostsFile
+    .replace(/\r\n/g, '\n')
+    .split('\n')
+    .map((line) => line.replace(/\s+$/, ''));
   for (const line of lines) {
     if (line === HOSTS_BEGIN_MARKER || line === HOSTS_END_MARKER) {
       throw new Error(`the hosts entries contain the marker line "${line}"`);

@@ -39,7 +39,13 @@ export interface VmFacts {
   /** Remote login user (`id -un`). */
   user: string;
   sudo: { ok: boolean; detail?: string };
-  os: { id: string; idLike: string[]; versionId: string; prettyName: string; family: 'debian' | 'rhel' | 'suse' | 'other' };
+  os: {
+    id: string;
+    idLike: string[];
+    versionId: string;
+    prettyName: string;
+    family: 'debian' | 'rhel' | 'suse' | 'other';
+  };
   /** `uname -m`. */
   machine: string;
   /** Istio's package arch for `machine`; null = no Istio package exists for it (istio#41595). */
@@ -209,7 +215,10 @@ export async function inspectVm(session: VmSession, options: InspectOptions): Pr
   let output: ScriptOutput | undefined;
   let sudoFailure: VmScriptError | undefined;
   try {
-    output = await runScript(session, inspectScript(options), { what: 'inspect', timeoutMs: options.timeoutMs ?? 60_000 });
+    output = await runScript(session, inspectScript(options), {
+      what: 'inspect',
+      timeoutMs: options.timeoutMs ?? 60_000,
+    });
   } catch (error) {
     if (!(error instanceof VmScriptError) || error.code !== 'sudo') throw error;
     sudoFailure = error;
@@ -219,7 +228,11 @@ export async function inspectVm(session: VmSession, options: InspectOptions): Pr
     return factsWithoutRoot(session.target, options, sudoFailure!);
   }
   if (output.get('done') !== 'yes') {
-    throw new VmScriptError(session.target, 'inspect', `inspect on ${session.target} did not complete (no end marker in its output)`);
+    throw new VmScriptError(
+      session.target,
+      'inspect',
+      `inspect on ${session.target} did not complete (no end marker in its output)`,
+    );
   }
   return parseFacts(session.target, output, options);
 }
@@ -293,8 +306,10 @@ export function parseRouteSource(routeLine: string): { ip: string | null; detail
   if (!match?.[1]) return { ip: null, detail: `no source address in "${routeLine.trim()}"` };
   const ip = match[1];
   if (isIP(ip) === 0) return { ip: null, detail: `"${ip}" is not an IP address` };
-  if (/^169\.254\./.test(ip) || /^fe[89ab][0-9a-f]:/i.test(ip)) return { ip: null, detail: `route source ${ip} is link-local` };
-  if (/^127\./.test(ip) || ip === '::1') return { ip: null, detail: `route source ${ip} is loopback (the gateway address is local?)` };
+  if (/^169\.254\./.test(ip) || /^fe[89ab][0-9a-f]:/i.test(ip))
+    return { ip: null, detail: `route source ${ip} is link-local` };
+  if (/^127\./.test(ip) || ip === '::1')
+    return { ip: null, detail: `route source ${ip} is loopback (the gateway address is local?)` };
   return { ip, detail: routeLine.trim() };
 }
 
@@ -331,7 +346,12 @@ function parseFacts(target: string, output: ScriptOutput, options: InspectOption
   const port = options.discoveryPort ?? 15012;
   const probedAs = output.get('ew.as');
   if (rc === undefined) {
-    facts.eastWest = { address: options.eastWestAddress, port, reachable: null, detail: 'no bash+timeout or nc on the VM to test it' };
+    facts.eastWest = {
+      address: options.eastWestAddress,
+      port,
+      reachable: null,
+      detail: 'no bash+timeout or nc on the VM to test it',
+    };
   } else {
     const reachable = rc === '0';
     const why =
@@ -341,7 +361,10 @@ function parseFacts(target: string, output: ScriptOutput, options: InspectOption
           ? 'connection refused (nothing listens there, or a firewall rejects it)'
           : /unreachable/i.test(detail)
             ? 'no route to host'
-            : detail.split('\n').pop()?.replace(/^ivo: (line \d+: )?/, '') || `exit ${rc}`;
+            : detail
+                .split('\n')
+                .pop()
+                ?.replace(/^ivo: (line \d+: )?/, '') || `exit ${rc}`;
     // As root while the proxy user exists, a running sidecar's capture may have answered for the gateway.
     const connected = probedAs?.startsWith('root: ')
       ? `connected as root (${probedAs.slice('root: '.length)}): a running sidecar's capture may have answered for the gateway`
@@ -366,32 +389,66 @@ function parseFacts(target: string, output: ScriptOutput, options: InspectOption
 /** What stops (error) or should worry (warning) an onboarding of this VM. */
 export function preflightProblems(facts: VmFacts, options: InspectOptions): PreflightProblem[] {
   const problems: PreflightProblem[] = [];
-  const add = (code: PreflightProblem['code'], message: string, hint: string, severity: PreflightProblem['severity'] = 'error'): void => {
+  const add = (
+    code: PreflightProblem['code'],
+    message: string,
+    hint: string,
+    severity: PreflightProblem['severity'] = 'error',
+  ): void => {
     problems.push({ code, severity, message: `${facts.target}: ${message}`, hint });
   };
   if (!facts.arch) {
-    add('unsupported-arch', `architecture "${facts.machine || 'unknown'}" has no istio-sidecar package (Istio ships amd64 and arm64)`, 'run the sidecar on an amd64 or arm64 VM (istio#41595)');
+    add(
+      'unsupported-arch',
+      `architecture "${facts.machine || 'unknown'}" has no istio-sidecar package (Istio ships amd64 and arm64)`,
+      'run the sidecar on an amd64 or arm64 VM (istio#41595)',
+    );
   }
   if (!facts.packageFormat) {
-    add('no-package-manager', 'neither dpkg nor rpm found', 'the istio-sidecar package needs a dpkg- or rpm-based Linux');
+    add(
+      'no-package-manager',
+      'neither dpkg nor rpm found',
+      'the istio-sidecar package needs a dpkg- or rpm-based Linux',
+    );
   } else if (options.packageFormat && options.packageFormat !== facts.packageFormat) {
-    add('package-format', `the VM uses ${facts.packageFormat} packages but a ${options.packageFormat} package was given`, `use the .${facts.packageFormat} package for this VM`);
+    add(
+      'package-format',
+      `the VM uses ${facts.packageFormat} packages but a ${options.packageFormat} package was given`,
+      `use the .${facts.packageFormat} package for this VM`,
+    );
   }
   if (facts.init !== 'systemd') {
-    add('no-systemd', 'systemctl not found: the istio unit cannot be managed', 'the sidecar package ships a systemd unit (istio.service); use a systemd VM');
+    add(
+      'no-systemd',
+      'systemctl not found: the istio unit cannot be managed',
+      'the sidecar package ships a systemd unit (istio.service); use a systemd VM',
+    );
   }
   const needed = ['tar', 'flock', 'sha256sum', 'base64', 'awk', 'install'];
   if (options.downloads) {
     if (!facts.tools.includes('curl') && !facts.tools.includes('wget')) {
-      add('missing-tool', 'neither curl nor wget is installed to download the sidecar package', 'install curl on the VM, or let the runner upload the package');
+      add(
+        'missing-tool',
+        'neither curl nor wget is installed to download the sidecar package',
+        'install curl on the VM, or let the runner upload the package',
+      );
     }
   }
   const missing = needed.filter((tool) => !facts.tools.includes(tool));
-  if (missing.length > 0) add('missing-tool', `missing commands: ${missing.join(', ')}`, 'install coreutils, tar, util-linux (flock) and awk on the VM');
+  if (missing.length > 0)
+    add(
+      'missing-tool',
+      `missing commands: ${missing.join(', ')}`,
+      'install coreutils, tar, util-linux (flock) and awk on the VM',
+    );
   const minKiB = (options.minFreeMiB ?? 150) * 1024;
   const free = facts.diskFreeKiB.varLib ?? facts.diskFreeKiB.root;
   if (free !== null && free < minKiB) {
-    add('disk-low', `not enough disk space: only ${Math.floor(free / 1024)} MiB free on /var/lib (need ${Math.round(minKiB / 1024)} MiB for the package and files)`, 'free disk space on the VM, then rerun');
+    add(
+      'disk-low',
+      `not enough disk space: only ${Math.floor(free / 1024)} MiB free on /var/lib (need ${Math.round(minKiB / 1024)} MiB for the package and files)`,
+      'free disk space on the VM, then rerun',
+    );
   }
   if (facts.eastWest.reachable === false) {
     add(
@@ -401,10 +458,19 @@ export function preflightProblems(facts: VmFacts, options: InspectOptions): Pref
     );
   }
   if (options.needsRouteSource && !facts.routeSourceIP) {
-    add('no-route-source', `no usable source address towards ${facts.eastWest.address}: ${facts.routeDetail}`, 'set internalIP for this VM in the inventory');
+    add(
+      'no-route-source',
+      `no usable source address towards ${facts.eastWest.address}: ${facts.routeDetail}`,
+      'set internalIP for this VM in the inventory',
+    );
   }
   if (facts.lockHeld) {
-    add('locked', 'another istio-vm-onboard run holds the VM lock right now', 'the apply will wait for it (up to 30 s) and then fail', 'warning');
+    add(
+      'locked',
+      'another istio-vm-onboard run holds the VM lock right now',
+      'the apply will wait for it (up to 30 s) and then fail',
+      'warning',
+    );
   }
   return problems;
 }
@@ -419,7 +485,10 @@ export class VmPreflightError extends Error {
     this.name = 'VmPreflightError';
   }
   get hint(): string {
-    return this.problems.map((problem) => problem.hint).filter(Boolean).join('; ');
+    return this.problems
+      .map((problem) => problem.hint)
+      .filter(Boolean)
+      .join('; ');
   }
 }
 

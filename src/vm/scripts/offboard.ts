@@ -106,7 +106,10 @@ ivo_emit done yes
 }
 
 export async function offboardVm(session: VmSession, options: OffboardOptions = {}): Promise<VmOffboardResult> {
-  const output = await runScript(session, offboardScript(options), { what: 'offboard', timeoutMs: options.timeoutMs ?? 10 * 60_000 });
+  const output = await runScript(session, offboardScript(options), {
+    what: 'offboard',
+    timeoutMs: options.timeoutMs ?? 10 * 60_000,
+  });
   if (output.get('done') !== 'yes') throw new Error(`offboard on ${session.target} did not complete`);
   return {
     packageRemoved: output.get('package.removed') ?? null,

@@ -66,7 +66,13 @@ export async function runScript(session: VmSession, script: string, options: Run
   const output = new ScriptOutput(result.stdout);
   const error = output.error();
   if (error) {
-    throw new VmScriptError(session.target, error.code, describeFailure(session.target, error.code, error.message, output), hintFor(error.code, output), output);
+    throw new VmScriptError(
+      session.target,
+      error.code,
+      describeFailure(session.target, error.code, error.message, output),
+      hintFor(error.code, output),
+      output,
+    );
   }
   if (result.code !== 0) {
     const tail = result.stderr.trim().split('\n').slice(-5).join(' | ');
@@ -114,7 +120,7 @@ function hintFor(code: string, output: ScriptOutput): string | undefined {
     case 'hosts-corrupt':
       return 'fix /etc/hosts by hand: the "# BEGIN istio-vm-onboard" block has no "# END istio-vm-onboard" line';
     case 'upload':
-      return 'the upload to the VM was cut or corrupted; rerun (nothing was changed in Istio\'s paths)';
+      return "the upload to the VM was cut or corrupted; rerun (nothing was changed in Istio's paths)";
     case 'snapshot-mismatch':
       return 'the previous state kept on the VM belongs to another run; inspect /var/lib/istio-vm-onboard/previous before restoring by hand';
     default:

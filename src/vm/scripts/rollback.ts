@@ -38,7 +38,11 @@ elif [ -f "$P/${file.staged}" ] && ! ivo_same "$P/${file.staged}" ${q(file.path)
   ivo_emit restored ${file.key}
 fi`,
   ).join('\n');
-  const temps = [...MANAGED_FILES.map((file) => `${file.path}.ivo-new`), `${ISTIO_PATHS.runtimeToken}.ivo-new`, `${ISTIO_PATHS.hosts}.ivo-new`];
+  const temps = [
+    ...MANAGED_FILES.map((file) => `${file.path}.ivo-new`),
+    `${ISTIO_PATHS.runtimeToken}.ivo-new`,
+    `${ISTIO_PATHS.hosts}.ivo-new`,
+  ];
   const inner = `${HOSTS_FUNCTIONS}
 ${lockFunctions(options.lockWaitSeconds ?? 30)}
 ${STEP_FUNCTIONS}
@@ -104,8 +108,14 @@ ivo_emit done yes
   return asRoot(inner);
 }
 
-export async function rollbackVm(session: VmSession, options: RollbackOptions = { reason: 'rolled back' }): Promise<VmRollbackResult> {
-  const output = await runScript(session, rollbackScript(options), { what: 'rollback', timeoutMs: options.timeoutMs ?? 10 * 60_000 });
+export async function rollbackVm(
+  session: VmSession,
+  options: RollbackOptions = { reason: 'rolled back' },
+): Promise<VmRollbackResult> {
+  const output = await runScript(session, rollbackScript(options), {
+    what: 'rollback',
+    timeoutMs: options.timeoutMs ?? 10 * 60_000,
+  });
   if (output.get('done') !== 'yes') throw new Error(`rollback on ${session.target} did not complete`);
   return {
     action: output.get('result') === 'stopped-and-marked' ? 'stopped-and-marked' : 'rolled-back',

@@ -33,7 +33,8 @@ function normalize(name: string): string {
 function toTable(records: Record<string, string[]>): Map<string, string[]> {
   const m = new Map<string, string[]>();
   for (const [name, addrs] of Object.entries(records)) {
-    for (const a of addrs) if (!isIPv4(a) && !isIPv6(a)) throw new Error(`lab DNS: ${a} (for ${name}) is not an IP address`);
+    for (const a of addrs)
+      if (!isIPv4(a) && !isIPv6(a)) throw new Error(`lab DNS: ${a} (for ${name}) is not an IP address`);
     m.set(normalize(name), [...addrs]);
   }
   return m;
@@ -63,8 +64,10 @@ export async function startLabDns(opts: LabDnsOptions): Promise<LabDns> {
       if (!addrs) rcode = 'NXDOMAIN';
       else {
         for (const a of addrs) {
-          if (question.type === 'A' && isIPv4(a)) answers.push({ type: 'A', name: question.name, ttl, class: 'IN', data: a });
-          if (question.type === 'AAAA' && isIPv6(a)) answers.push({ type: 'AAAA', name: question.name, ttl, class: 'IN', data: a });
+          if (question.type === 'A' && isIPv4(a))
+            answers.push({ type: 'A', name: question.name, ttl, class: 'IN', data: a });
+          if (question.type === 'AAAA' && isIPv6(a))
+            answers.push({ type: 'AAAA', name: question.name, ttl, class: 'IN', data: a });
         }
       }
       // A known name without records of the asked type: NOERROR with no answers (NODATA).
@@ -72,7 +75,10 @@ export async function startLabDns(opts: LabDnsOptions): Promise<LabDns> {
     const response = dnsPacket.encode({
       id: query.id ?? 0,
       type: 'response',
-      flags: dnsPacket.AUTHORITATIVE_ANSWER | ((query.flags ?? 0) & dnsPacket.RECURSION_DESIRED) | (rcode === 'NXDOMAIN' ? 3 : rcode === 'FORMERR' ? 1 : 0),
+      flags:
+        dnsPacket.AUTHORITATIVE_ANSWER |
+        ((query.flags ?? 0) & dnsPacket.RECURSION_DESIRED) |
+        (rcode === 'NXDOMAIN' ? 3 : rcode === 'FORMERR' ? 1 : 0),
       questions: query.questions ?? [],
       answers,
     });

@@ -25,7 +25,10 @@ export function fastRsaSigner(keyPem: string): { sign(md: forge.md.MessageDigest
   return {
     sign(md: forge.md.MessageDigest): string {
       const digest = Buffer.from(md.digest().getBytes(), 'binary');
-      const sig = privateEncrypt({ key: keyPem, padding: constants.RSA_PKCS1_PADDING }, Buffer.concat([sha256DigestInfoPrefix, digest]));
+      const sig = privateEncrypt(
+        { key: keyPem, padding: constants.RSA_PKCS1_PADDING },
+        Buffer.concat([sha256DigestInfoPrefix, digest]),
+      );
       return sig.toString('binary');
     },
   };
@@ -78,9 +81,9 @@ export function spiffeId(trustDomain: string, namespace: string, serviceAccount:
 /** The URI SANs of a CSR (from its extensionRequest attribute). */
 export function csrUriSans(csrPem: string): string[] {
   const csr = pki.certificationRequestFromPem(csrPem);
-  const ext = csr.getAttribute({ name: 'extensionRequest' }) as
-    | { extensions?: Array<{ name: string; altNames?: Array<{ type: number; value: string }> }> }
-    | null;
+  const ext = csr.getAttribute({ name: 'extensionRequest' }) as {
+    extensions?: Array<{ name: string; altNames?: Array<{ type: number; value: string }> }>;
+  } | null;
   const san = ext?.extensions?.find((e) => e.name === 'subjectAltName');
   return (san?.altNames ?? []).filter((n) => n.type === 6).map((n) => n.value);
 }
@@ -151,7 +154,12 @@ export class MeshCa {
     }
     // The CA issues for ITS trust domain (the wrong-trust-domain fault changes this.trustDomain).
     const issuedId = expectedSpiffeId.replace(/^spiffe:\/\/[^/]+/, `spiffe://${this.trustDomain}`);
-    const leaf = this.sign(csr.publicKey as forge.pki.PublicKey, [{ type: 6, value: issuedId }], ttlSeconds ?? this.workloadTtlSeconds, false);
+    const leaf = this.sign(
+      csr.publicKey as forge.pki.PublicKey,
+      [{ type: 6, value: issuedId }],
+      ttlSeconds ?? this.workloadTtlSeconds,
+      false,
+    );
     return [leaf, this.root.certPem];
   }
 
@@ -172,10 +180,7 @@ export class MeshCa {
   issueServerCert(dnsNames: string[], ips: string[] = []): IssuedCert {
     const keyPem = newRsaKeyPem();
     const key = pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
-    const altNames = [
-      ...dnsNames.map((value) => ({ type: 2, value })),
-      ...ips.map((ip) => ({ type: 7, ip })),
-    ];
+    const altNames = [...dnsNames.map((value) => ({ type: 2, value })), ...ips.map((ip) => ({ type: 7, ip }))];
     const certPem = this.sign(pki.setRsaPublicKey(key.n, key.e), altNames, 365 * 24 * 3600, true);
     return { certPem, keyPem };
   }

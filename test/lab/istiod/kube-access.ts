@@ -4,7 +4,14 @@ import { KubeRest, type KubeRestOptions } from './kube-rest.js';
 export interface KubeObjectLike {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; namespace?: string; uid?: string; labels?: Record<string, string>; annotations?: Record<string, string>; [k: string]: unknown };
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    [k: string]: unknown;
+  };
   spec?: Record<string, unknown>;
   status?: Record<string, unknown>;
 }
@@ -30,18 +37,23 @@ export interface IstiodKube {
 
 const NET = '/apis/networking.istio.io/v1';
 
-export function istiodKubeOverRest(o: KubeRestOptions, opts: { systemNamespace?: string; istiodDeployment?: string } = {}): IstiodKube {
+export function istiodKubeOverRest(
+  o: KubeRestOptions,
+  opts: { systemNamespace?: string; istiodDeployment?: string } = {},
+): IstiodKube {
   const k = new KubeRest(o);
   const sys = opts.systemNamespace ?? 'istio-system';
   const dep = opts.istiodDeployment ?? 'istiod';
   const merge = 'application/merge-patch+json';
   return {
     async reviewToken(token, audiences) {
-      const r = await k.request<{ status?: { authenticated?: boolean; user?: { username?: string }; audiences?: string[]; error?: string } }>(
-        'POST',
-        '/apis/authentication.k8s.io/v1/tokenreviews',
-        { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences } },
-      );
+      const r = await k.request<{
+        status?: { authenticated?: boolean; user?: { username?: string }; audiences?: string[]; error?: string };
+      }>('POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        spec: { token, audiences },
+      });
       return {
         authenticated: !!r.status?.authenticated,
         username: r.status?.user?.username,
@@ -50,11 +62,15 @@ export function istiodKubeOverRest(o: KubeRestOptions, opts: { systemNamespace?:
       };
     },
     async istiodEnv() {
-      const d = await k.getOrUndefined<{ spec?: { template?: { spec?: { containers?: Array<{ name: string; env?: Array<{ name: string; value?: string }> }> } } } }>(
-        `/apis/apps/v1/namespaces/${sys}/deployments/${dep}`,
-      );
+      const d = await k.getOrUndefined<{
+        spec?: {
+          template?: { spec?: { containers?: Array<{ name: string; env?: Array<{ name: string; value?: string }> }> } };
+        };
+      }>(`/apis/apps/v1/namespaces/${sys}/deployments/${dep}`);
       const env: Record<string, string> = {};
-      const c = d?.spec?.template?.spec?.containers?.find((x) => x.name === 'discovery') ?? d?.spec?.template?.spec?.containers?.[0];
+      const c =
+        d?.spec?.template?.spec?.containers?.find((x) => x.name === 'discovery') ??
+        d?.spec?.template?.spec?.containers?.[0];
       for (const e of c?.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
       return env;
     },

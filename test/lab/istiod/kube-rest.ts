@@ -40,7 +40,12 @@ export function kubeRestFromKubeconfig(path: string): KubeRestOptions {
 export class KubeRest {
   constructor(private readonly o: KubeRestOptions) {}
 
-  request<T = Record<string, unknown>>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+  request<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+    contentType = 'application/json',
+  ): Promise<T> {
     const url = new URL(path, this.o.server);
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {

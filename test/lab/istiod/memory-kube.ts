@@ -4,7 +4,10 @@
 import type { IstiodKube, KubeObjectLike, TokenReviewOutcome } from './kube-access.js';
 
 export class MemoryKube implements IstiodKube {
-  env: Record<string, string> = { PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION: 'true', PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS: 'true' };
+  env: Record<string, string> = {
+    PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION: 'true',
+    PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS: 'true',
+  };
   groups = new Map<string, KubeObjectLike>();
   entries = new Map<string, KubeObjectLike>();
   peerAuthentications: KubeObjectLike[] = [];
@@ -18,8 +21,13 @@ export class MemoryKube implements IstiodKube {
     const [kind, ns, sa, aud, exp] = token.split(':');
     if (kind !== 'sa' || !ns || !sa) return { authenticated: false, error: 'invalid bearer token' };
     if (Number(exp) < Date.now() / 1000) return { authenticated: false, error: 'service account token has expired' };
-    if (!audiences.includes(aud ?? '')) return { authenticated: false, error: 'token audiences ["' + aud + '"] is invalid for the target audiences ["istio-ca"]' };
-    if (!this.serviceAccounts.has(`${ns}/${sa}`)) return { authenticated: false, error: `serviceaccounts "${sa}" not found` };
+    if (!audiences.includes(aud ?? ''))
+      return {
+        authenticated: false,
+        error: 'token audiences ["' + aud + '"] is invalid for the target audiences ["istio-ca"]',
+      };
+    if (!this.serviceAccounts.has(`${ns}/${sa}`))
+      return { authenticated: false, error: `serviceaccounts "${sa}" not found` };
     return { authenticated: true, username: `system:serviceaccount:${ns}:${sa}`, audiences: [aud!] };
   }
   async istiodEnv() {
@@ -33,7 +41,10 @@ export class MemoryKube implements IstiodKube {
     return e ? (JSON.parse(JSON.stringify(e)) as KubeObjectLike) : undefined;
   }
   async createWorkloadEntry(obj: KubeObjectLike) {
-    this.entries.set(`${obj.metadata.namespace}/${obj.metadata.name}`, JSON.parse(JSON.stringify(obj)) as KubeObjectLike);
+    this.entries.set(
+      `${obj.metadata.namespace}/${obj.metadata.name}`,
+      JSON.parse(JSON.stringify(obj)) as KubeObjectLike,
+    );
   }
   private merge(target: Record<string, unknown>, patch: Record<string, unknown>): void {
     for (const [k, v] of Object.entries(patch)) {
@@ -46,7 +57,11 @@ export class MemoryKube implements IstiodKube {
   }
   async patchWorkloadEntry(ns: string, name: string, patch: unknown) {
     const e = this.entries.get(`${ns}/${name}`);
-    if (e) this.merge(e as unknown as Record<string, unknown>, { ...(patch as Record<string, unknown>), status: undefined } as Record<string, unknown>);
+    if (e)
+      this.merge(
+        e as unknown as Record<string, unknown>,
+        { ...(patch as Record<string, unknown>), status: undefined } as Record<string, unknown>,
+      );
     if (e && 'status' in e && e.status === undefined) delete e.status;
   }
   async patchWorkloadEntryStatus(ns: string, name: string, patch: unknown) {

@@ -70,7 +70,15 @@ function rfc3339Nano(d = new Date()): string {
 function grpcError(stream: http2.ServerHttp2Stream, code: number, message: string): void {
   if (stream.destroyed || stream.closed) return;
   if (!stream.headersSent) {
-    stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURIComponent(message) }, { endStream: true });
+    stream.respond(
+      {
+        ':status': 200,
+        'content-type': 'application/grpc',
+        'grpc-status': String(code),
+        'grpc-message': encodeURIComponent(message),
+      },
+      { endStream: true },
+    );
   } else {
     stream.end();
   }
@@ -98,7 +106,10 @@ export function resolveMtlsMode(
 ): 'STRICT' | 'PERMISSIVE' | 'DISABLE' {
   const norm = (m?: string) => (m === 'STRICT' || m === 'DISABLE' || m === 'PERMISSIVE' ? m : undefined);
   const inNs = policies.filter((p) => p.namespace === namespace);
-  const wl = inNs.find((p) => p.selector && Object.keys(p.selector).length && Object.entries(p.selector).every(([k, v]) => labels[k] === v));
+  const wl = inNs.find(
+    (p) =>
+      p.selector && Object.keys(p.selector).length && Object.entries(p.selector).every(([k, v]) => labels[k] === v),
+  );
   const nsWide = inNs.find((p) => !p.selector || !Object.keys(p.selector).length);
   const mesh = policies.find((p) => p.namespace === rootNamespace && (!p.selector || !Object.keys(p.selector).length));
   return norm(wl?.mode) ?? norm(nsWide?.mode) ?? norm(mesh?.mode) ?? 'PERMISSIVE';
@@ -116,7 +127,8 @@ export class IstiodServer {
   private serving: { certPem: string; keyPem: string };
 
   constructor(private readonly o: IstiodOptions) {
-    this.podName = o.podName ?? `istiod-${randomBytes(5).toString('hex').slice(0, 9)}-${randomBytes(3).toString('hex').slice(0, 5)}`;
+    this.podName =
+      o.podName ?? `istiod-${randomBytes(5).toString('hex').slice(0, 9)}-${randomBytes(3).toString('hex').slice(0, 5)}`;
     this.serving = o.ca.issueServerCert(istiodDnsNames(o.revision, o.systemNamespace), [o.host]);
   }
 
@@ -175,23 +187,35 @@ export class IstiodServer {
   }
 
   /** Authenticates a bearer token the way istiod's KubeJWTAuthenticator does. Returns ns/sa. */
-  private async authenticate(authorization: string | undefined): Promise<{ namespace: string; serviceAccount: string }> {
+  private async authenticate(
+    authorization: string | undefined,
+  ): Promise<{ namespace: string; serviceAccount: string }> {
     const m = /^Bearer\s+(.+)$/i.exec(authorization ?? '');
     if (!m) throw new Error('authentication failure: no bearer token in the request');
-    if (this.tokenRejected) throw new Error('authentication failure: [KubeJWTAuthenticator] the token is not authenticated (TokenReview status.authenticated=false)');
+    if (this.tokenRejected)
+      throw new Error(
+        'authentication failure: [KubeJWTAuthenticator] the token is not authenticated (TokenReview status.authenticated=false)',
+      );
     const r = await this.o.kube.reviewToken(m[1]!, ['istio-ca']);
     if (!r.authenticated) {
       const err = r.error ?? 'the token is not authenticated';
       const reason = /audience/i.test(err) ? 'audience mismatch' : err;
       throw new Error(`authentication failure: [KubeJWTAuthenticator] ${reason}`);
     }
-    if (r.audiences && !r.audiences.includes('istio-ca')) throw new Error('authentication failure: [KubeJWTAuthenticator] audience mismatch');
+    if (r.audiences && !r.audiences.includes('istio-ca'))
+      throw new Error('authentication failure: [KubeJWTAuthenticator] audience mismatch');
     const um = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(r.username ?? '');
-    if (!um) throw new Error(`authentication failure: [KubeJWTAuthenticator] not a service account token: ${r.username ?? ''}`);
+    if (!um)
+      throw new Error(
+        `authentication failure: [KubeJWTAuthenticator] not a service account token: ${r.username ?? ''}`,
+      );
     return { namespace: um[1]!, serviceAccount: um[2]! };
   }
 
-  private async handleCreateCertificate(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+  private async handleCreateCertificate(
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+  ): Promise<void> {
     const reader = new GrpcFrameReader();
     const messages: Buffer[] = [];
     stream.on('data', (c: Buffer) => {
@@ -229,14 +253,26 @@ export class IstiodServer {
     stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
     stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': '' }));
     stream.end(grpcFrame(encodeCertificateResponse(chain)));
-    this.log(`CA: issued certificate for spiffe://${this.o.ca.trustDomain}/ns/${who.namespace}/sa/${who.serviceAccount}`);
+    this.log(
+      `CA: issued certificate for spiffe://${this.o.ca.trustDomain}/ns/${who.namespace}/sa/${who.serviceAccount}`,
+    );
   }
 
-  private buildConfig(namespace: string, mtls: LabListener['mtls_mode']): { cds: LabCluster[]; lds: LabListener[]; nds: NameTable } {
+  private buildConfig(
+    namespace: string,
+    mtls: LabListener['mtls_mode'],
+  ): { cds: LabCluster[]; lds: LabListener[]; nds: NameTable } {
     const services = this.o.services();
     const cds: LabCluster[] = services.map((s) => {
       const host = `${s.name}.${s.namespace}.svc.cluster.local`;
-      return { name: `outbound|${s.port}||${host}`, host, port: s.port, vip: s.vip, endpoints: s.endpoints, tls_mode: 'istio' };
+      return {
+        name: `outbound|${s.port}||${host}`,
+        host,
+        port: s.port,
+        vip: s.vip,
+        endpoints: s.endpoints,
+        tls_mode: 'istio',
+      };
     });
     const lds: LabListener[] = [
       { name: 'virtualOutbound', port: 15001 },
@@ -246,7 +282,12 @@ export class IstiodServer {
     const table: NameTable['table'] = {};
     for (const s of services) {
       const entry = { ips: [s.vip], registry: 'Kubernetes', shortname: s.name, namespace: s.namespace };
-      for (const n of [`${s.name}.${s.namespace}.svc.cluster.local`, `${s.name}.${s.namespace}.svc`, `${s.name}.${s.namespace}`]) table[n] = entry;
+      for (const n of [
+        `${s.name}.${s.namespace}.svc.cluster.local`,
+        `${s.name}.${s.namespace}.svc`,
+        `${s.name}.${s.namespace}`,
+      ])
+        table[n] = entry;
       if (s.namespace === namespace) table[s.name] = entry;
     }
     return { cds, lds, nds: { table } };
@@ -269,12 +310,25 @@ export class IstiodServer {
   private async handleAds(stream: http2.ServerHttp2Stream): Promise<void> {
     const socket = stream.session?.socket as TLSSocket | undefined;
     const peer = socket?.getPeerCertificate?.();
-    const san = (peer?.subjectaltname ?? '').split(', ').find((s) => s.startsWith('URI:'))?.slice(4) ?? '';
+    const san =
+      (peer?.subjectaltname ?? '')
+        .split(', ')
+        .find((s) => s.startsWith('URI:'))
+        ?.slice(4) ?? '';
     if (!socket?.authorized || !san) {
-      return grpcError(stream, GRPC.UNAUTHENTICATED, `authentication failure: no verified client certificate (${socket?.authorizationError ?? 'none presented'})`);
+      return grpcError(
+        stream,
+        GRPC.UNAUTHENTICATED,
+        `authentication failure: no verified client certificate (${socket?.authorizationError ?? 'none presented'})`,
+      );
     }
     const idm = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(san);
-    if (!idm) return grpcError(stream, GRPC.UNAUTHENTICATED, `authentication failure: identity ${san} is not a SPIFFE workload identity`);
+    if (!idm)
+      return grpcError(
+        stream,
+        GRPC.UNAUTHENTICATED,
+        `authentication failure: identity ${san} is not a SPIFFE workload identity`,
+      );
     const reader = new GrpcFrameReader();
     let proxy: ConnectedProxy | undefined;
     let labels: Record<string, string> = {};
@@ -289,7 +343,14 @@ export class IstiodServer {
       if (!force && lastSent[key] === json) return;
       lastSent[key] = json;
       version++;
-      stream.write(encodeJsonMessage({ version_info: `${new Date().toISOString()}/${version}`, type_url: type, nonce: randomBytes(8).toString('hex'), resources }));
+      stream.write(
+        encodeJsonMessage({
+          version_info: `${new Date().toISOString()}/${version}`,
+          type_url: type,
+          nonce: randomBytes(8).toString('hex'),
+          resources,
+        }),
+      );
     };
     const push = async (force = false) => {
       if (!proxy || closed) return;
@@ -306,7 +367,11 @@ export class IstiodServer {
       const ip = String(md.INSTANCE_IPS ?? '').split(',')[0] ?? '';
       const namespace = String(md.NAMESPACE ?? idm[1]);
       labels = (md.LABELS ?? {}) as Record<string, string>;
-      if (namespace !== idm[1]) throw Object.assign(new Error(`authorization failure: proxy namespace ${namespace} does not match the identity ${san}`), { grpc: GRPC.PERMISSION_DENIED });
+      if (namespace !== idm[1])
+        throw Object.assign(
+          new Error(`authorization failure: proxy namespace ${namespace} does not match the identity ${san}`),
+          { grpc: GRPC.PERMISSION_DENIED },
+        );
       proxy = { id: req.node?.id ?? '', ip, namespace, identity: san, connectedAt: new Date() };
       const group = md.AUTO_REGISTER_GROUP ? String(md.AUTO_REGISTER_GROUP) : '';
       if (group) {
@@ -356,7 +421,9 @@ export class IstiodServer {
         } else if (req.type_url === TYPE_HEALTH) {
           void first.then(() => {
             if (proxy?.workloadEntry && healthEnabled) {
-              void this.writeHealth(proxy.workloadEntry, !req.error_detail, req.error_detail?.message ?? '').catch((e) => this.log(`health: ${(e as Error).message}`));
+              void this.writeHealth(proxy.workloadEntry, !req.error_detail, req.error_detail?.message ?? '').catch(
+                (e) => this.log(`health: ${(e as Error).message}`),
+              );
             }
           });
         }
@@ -383,14 +450,21 @@ export class IstiodServer {
   ): Promise<{ entry: { namespace: string; name: string }; healthChecks: boolean } | undefined> {
     const env = await this.o.kube.istiodEnv();
     if ((env.PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION ?? 'true') === 'false') {
-      this.log(`autoregistration: disabled (PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false); not registering ${proxy.id}`);
+      this.log(
+        `autoregistration: disabled (PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false); not registering ${proxy.id}`,
+      );
       return undefined;
     }
     const group = await this.o.kube.getWorkloadGroup(proxy.namespace, groupName);
     if (!group) {
-      throw Object.assign(new Error(`auto-registration WorkloadEntry of ${proxy.id} failed: cannot find WorkloadGroup ${proxy.namespace}/${groupName}`), {
-        grpc: GRPC.INTERNAL,
-      });
+      throw Object.assign(
+        new Error(
+          `auto-registration WorkloadEntry of ${proxy.id} failed: cannot find WorkloadGroup ${proxy.namespace}/${groupName}`,
+        ),
+        {
+          grpc: GRPC.INTERNAL,
+        },
+      );
     }
     const spec = (group.spec ?? {}) as {
       metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
@@ -422,7 +496,15 @@ export class IstiodServer {
           namespace: proxy.namespace,
           annotations,
           labels,
-          ownerReferences: [{ apiVersion: 'networking.istio.io/v1', kind: 'WorkloadGroup', name: groupName, uid: group.metadata.uid ?? '', controller: true }],
+          ownerReferences: [
+            {
+              apiVersion: 'networking.istio.io/v1',
+              kind: 'WorkloadGroup',
+              name: groupName,
+              uid: group.metadata.uid ?? '',
+              controller: true,
+            },
+          ],
         },
         spec: {
           ...(spec.template ?? {}),
@@ -439,14 +521,18 @@ export class IstiodServer {
 
   private async onDisconnect(proxy: ConnectedProxy): Promise<void> {
     const we = proxy.workloadEntry!;
-    const still = [...this.proxies.values()].some((p) => p.workloadEntry?.name === we.name && p.workloadEntry.namespace === we.namespace);
+    const still = [...this.proxies.values()].some(
+      (p) => p.workloadEntry?.name === we.name && p.workloadEntry.namespace === we.namespace,
+    );
     if (still) return;
     await this.o.kube.patchWorkloadEntry(we.namespace, we.name, {
       metadata: { annotations: { 'istio.io/connectedAt': null, 'istio.io/disconnectedAt': rfc3339Nano() } },
     });
     const t = setTimeout(() => {
       this.timers.delete(t);
-      const back = [...this.proxies.values()].some((p) => p.workloadEntry?.name === we.name && p.workloadEntry.namespace === we.namespace);
+      const back = [...this.proxies.values()].some(
+        (p) => p.workloadEntry?.name === we.name && p.workloadEntry.namespace === we.namespace,
+      );
       if (!back && this.server) void this.o.kube.deleteWorkloadEntry(we.namespace, we.name).catch(() => undefined);
     }, this.o.cleanupGraceMs ?? 10_000);
     this.timers.add(t);
@@ -455,7 +541,9 @@ export class IstiodServer {
   private async writeHealth(we: { namespace: string; name: string }, healthy: boolean, message: string): Promise<void> {
     const current = await this.o.kube.getWorkloadEntry(we.namespace, we.name);
     if (!current) return;
-    const conds = ((current.status as { conditions?: Array<Record<string, string>> } | undefined)?.conditions ?? []).filter(Boolean);
+    const conds = (
+      (current.status as { conditions?: Array<Record<string, string>> } | undefined)?.conditions ?? []
+    ).filter(Boolean);
     const prev = conds.find((c) => c.type === 'Healthy');
     const now = rfc3339Nano();
     const status = healthy ? 'True' : 'False';
@@ -463,7 +551,7 @@ export class IstiodServer {
       type: 'Healthy',
       status,
       lastProbeTime: now,
-      lastTransitionTime: prev && prev.status === status ? prev.lastTransitionTime ?? now : now,
+      lastTransitionTime: prev && prev.status === status ? (prev.lastTransitionTime ?? now) : now,
     };
     if (!healthy) {
       cond.reason = 'HealthCheckFailed';

@@ -44,7 +44,11 @@ export const ADMIN_USER = 'lab-admin';
 export const RESTRICTED_USER = 'lab-restricted';
 
 export const READ_ONLY_RULES: PolicyRule[] = [
-  { verbs: ['get', 'list', 'watch'], apiGroups: ['', 'apps', 'batch', 'apiextensions.k8s.io', 'networking.istio.io', 'security.istio.io'], resources: ['*'] },
+  {
+    verbs: ['get', 'list', 'watch'],
+    apiGroups: ['', 'apps', 'batch', 'apiextensions.k8s.io', 'networking.istio.io', 'security.istio.io'],
+    resources: ['*'],
+  },
 ];
 
 export const ADMIN_RULES: PolicyRule[] = [{ verbs: ['*'], apiGroups: ['*'], resources: ['*'] }];
@@ -64,7 +68,13 @@ function ruleMatches(rule: PolicyRule, a: ResourceAttributes): boolean {
 
 function denyMatches(d: DenyRule, user: string, a: ResourceAttributes): boolean {
   const any = (x: string | undefined, y: string | undefined): boolean => x === undefined || x === '*' || x === y;
-  return any(d.user, user) && any(d.verb, a.verb) && any(d.group, a.group) && any(d.resource, a.resource) && (d.subresource === undefined || d.subresource === a.subresource);
+  return (
+    any(d.user, user) &&
+    any(d.verb, a.verb) &&
+    any(d.group, a.group) &&
+    any(d.resource, a.resource) &&
+    (d.subresource === undefined || d.subresource === a.subresource)
+  );
 }
 
 export class Authorizer {
@@ -87,7 +97,9 @@ export class Authorizer {
   }
 
   removeDeny(match: Partial<DenyRule>): void {
-    this.denies = this.denies.filter((d) => !Object.entries(match).every(([k, v]) => (d as unknown as Record<string, unknown>)[k] === v));
+    this.denies = this.denies.filter(
+      (d) => !Object.entries(match).every(([k, v]) => (d as unknown as Record<string, unknown>)[k] === v),
+    );
   }
 
   clearDenies(): void {
@@ -101,17 +113,43 @@ export class Authorizer {
    * incomplete — as the API server marks it when another authorizer (a webhook) also decides.
    */
   rulesFor(user: UserInfo, namespace: string, forbidden: boolean): RulesReviewStatus {
-    const own = forbidden ? [] : (this.rules.get(user.username) ?? []).filter((r) => !r.namespaces || r.namespaces.includes(namespace));
+    const own = forbidden
+      ? []
+      : (this.rules.get(user.username) ?? []).filter((r) => !r.namespaces || r.namespaces.includes(namespace));
     const resourceRules = [
-      { verbs: ['create'], apiGroups: ['authorization.k8s.io'], resources: ['selfsubjectaccessreviews', 'selfsubjectrulesreviews'] },
+      {
+        verbs: ['create'],
+        apiGroups: ['authorization.k8s.io'],
+        resources: ['selfsubjectaccessreviews', 'selfsubjectrulesreviews'],
+      },
       ...own.map((r) => ({ verbs: [...r.verbs], apiGroups: [...r.apiGroups], resources: [...r.resources] })),
     ];
     const nonResourceRules = [
-      { verbs: ['get'], nonResourceURLs: ['/api', '/api/*', '/apis', '/apis/*', '/healthz', '/livez', '/openapi', '/openapi/*', '/readyz', '/version', '/version/'] },
+      {
+        verbs: ['get'],
+        nonResourceURLs: [
+          '/api',
+          '/api/*',
+          '/apis',
+          '/apis/*',
+          '/healthz',
+          '/livez',
+          '/openapi',
+          '/openapi/*',
+          '/readyz',
+          '/version',
+          '/version/',
+        ],
+      },
     ];
     const denied = this.denies.filter((d) => d.user === undefined || d.user === user.username);
     return denied.length > 0
-      ? { resourceRules, nonResourceRules, incomplete: true, evaluationError: `lab: ${denied.length} deny rule(s) apply to ${user.username}; ask a SelfSubjectAccessReview` }
+      ? {
+          resourceRules,
+          nonResourceRules,
+          incomplete: true,
+          evaluationError: `lab: ${denied.length} deny rule(s) apply to ${user.username}; ask a SelfSubjectAccessReview`,
+        }
       : { resourceRules, nonResourceRules, incomplete: false };
   }
 
@@ -120,11 +158,18 @@ export class Authorizer {
     if (this.denies.some((d) => denyMatches(d, user.username, a))) return { allowed: false, reason: '' };
     // Everyone may ask about themselves and review access (system:basic-user).
     if (a.group === 'authorization.k8s.io' && a.resource.startsWith('selfsubject') && a.verb === 'create') {
-      return { allowed: true, reason: 'RBAC: allowed by ClusterRoleBinding "system:basic-user" of ClusterRole "system:basic-user" to Group "system:authenticated"' };
+      return {
+        allowed: true,
+        reason:
+          'RBAC: allowed by ClusterRoleBinding "system:basic-user" of ClusterRole "system:basic-user" to Group "system:authenticated"',
+      };
     }
     const rules = this.rules.get(user.username) ?? [];
     if (rules.some((r) => ruleMatches(r, a))) {
-      return { allowed: true, reason: `RBAC: allowed by ClusterRoleBinding "${user.username}" of ClusterRole "${user.username}" to User "${user.username}"` };
+      return {
+        allowed: true,
+        reason: `RBAC: allowed by ClusterRoleBinding "${user.username}" of ClusterRole "${user.username}" to User "${user.username}"`,
+      };
     }
     return { allowed: false, reason: '' };
   }

@@ -4,7 +4,17 @@ import type { ResourceType } from './resources.js';
 import type { KubeObject, ObjectStore } from './store.js';
 import { getAt, type JsonObject } from './merge.js';
 
-export const KUBE_VERSION = { major: '1', minor: '32', gitVersion: 'v1.32.0', gitCommit: '70d3cc986aa8221cd1dfb1121852688902d3bf53', gitTreeState: 'clean', buildDate: '2024-12-11T17:59:15Z', goVersion: 'go1.23.3', compiler: 'gc', platform: 'linux/amd64' };
+export const KUBE_VERSION = {
+  major: '1',
+  minor: '32',
+  gitVersion: 'v1.32.0',
+  gitCommit: '70d3cc986aa8221cd1dfb1121852688902d3bf53',
+  gitTreeState: 'clean',
+  buildDate: '2024-12-11T17:59:15Z',
+  goVersion: 'go1.23.3',
+  compiler: 'gc',
+  platform: 'linux/amd64',
+};
 
 /** Kubernetes version priority: GA > beta > alpha, higher numbers first (v1 > v1beta1 > v1alpha3). */
 export function sortVersions(versions: string[]): string[] {
@@ -22,7 +32,11 @@ export function sortVersions(versions: string[]): string[] {
 }
 
 export function apiVersions(serverAddress: string): object {
-  return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress }] };
+  return {
+    kind: 'APIVersions',
+    versions: ['v1'],
+    serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress }],
+  };
 }
 
 interface GroupInfo {
@@ -60,9 +74,25 @@ function storageVersionHash(t: ResourceType): string {
 }
 
 function subresourceEntry(t: ResourceType, sub: string): object {
-  if (sub === 'token') return { name: `${t.resource}/token`, singularName: '', namespaced: true, group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest', verbs: ['create'] };
-  if (sub === 'log') return { name: `${t.resource}/log`, singularName: '', namespaced: true, kind: 'Pod', verbs: ['get'] };
-  return { name: `${t.resource}/${sub}`, singularName: '', namespaced: t.namespaced, kind: t.kind, verbs: ['get', 'patch', 'update'] };
+  if (sub === 'token')
+    return {
+      name: `${t.resource}/token`,
+      singularName: '',
+      namespaced: true,
+      group: 'authentication.k8s.io',
+      version: 'v1',
+      kind: 'TokenRequest',
+      verbs: ['create'],
+    };
+  if (sub === 'log')
+    return { name: `${t.resource}/log`, singularName: '', namespaced: true, kind: 'Pod', verbs: ['get'] };
+  return {
+    name: `${t.resource}/${sub}`,
+    singularName: '',
+    namespaced: t.namespaced,
+    kind: t.kind,
+    verbs: ['get', 'patch', 'update'],
+  };
 }
 
 export function apiResourceList(types: ResourceType[], group: string, version: string): object | undefined {
@@ -82,7 +112,12 @@ export function apiResourceList(types: ResourceType[], group: string, version: s
     });
     for (const sub of t.subresources) resources.push(subresourceEntry(t, sub));
   }
-  return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version, resources };
+  return {
+    kind: 'APIResourceList',
+    apiVersion: 'v1',
+    groupVersion: group ? `${group}/${version}` : version,
+    resources,
+  };
 }
 
 // ---------- Tables (Accept: application/json;as=Table;v=v1;g=meta.k8s.io) ----------
@@ -112,8 +147,21 @@ export function humanAge(from: string | undefined, now = Date.now()): string {
   return `${d}d`;
 }
 
-const nameCol: Column = { name: 'Name', type: 'string', format: 'name', description: 'Name must be unique within a namespace.', priority: 0, cell: (o) => o.metadata.name };
-const ageCol: Column = { name: 'Age', type: 'string', description: 'CreationTimestamp is a timestamp representing the server time when this object was created.', priority: 0, cell: (o) => humanAge(o.metadata.creationTimestamp) };
+const nameCol: Column = {
+  name: 'Name',
+  type: 'string',
+  format: 'name',
+  description: 'Name must be unique within a namespace.',
+  priority: 0,
+  cell: (o) => o.metadata.name,
+};
+const ageCol: Column = {
+  name: 'Age',
+  type: 'string',
+  description: 'CreationTimestamp is a timestamp representing the server time when this object was created.',
+  priority: 0,
+  cell: (o) => humanAge(o.metadata.creationTimestamp),
+};
 
 function str(v: unknown, dflt = '<none>'): string {
   if (v === undefined || v === null || v === '') return dflt;
@@ -122,7 +170,9 @@ function str(v: unknown, dflt = '<none>'): string {
 
 function servicePorts(o: KubeObject): string {
   const ports = (o.spec?.ports ?? []) as Array<{ port: number; protocol?: string; nodePort?: number }>;
-  return ports.length ? ports.map((p) => `${p.port}${p.nodePort ? ':' + p.nodePort : ''}/${p.protocol ?? 'TCP'}`).join(',') : '<none>';
+  return ports.length
+    ? ports.map((p) => `${p.port}${p.nodePort ? ':' + p.nodePort : ''}/${p.protocol ?? 'TCP'}`).join(',')
+    : '<none>';
 }
 
 function serviceExternal(o: KubeObject): string {
@@ -137,36 +187,109 @@ function serviceExternal(o: KubeObject): string {
 function columnsFor(t: ResourceType): Column[] {
   switch (`${t.resource}.${t.group}`) {
     case 'namespaces.':
-      return [nameCol, { name: 'Status', type: 'string', description: 'The status of the namespace', priority: 0, cell: (o) => str(o.status?.phase) }, ageCol];
+      return [
+        nameCol,
+        {
+          name: 'Status',
+          type: 'string',
+          description: 'The status of the namespace',
+          priority: 0,
+          cell: (o) => str(o.status?.phase),
+        },
+        ageCol,
+      ];
     case 'configmaps.':
-      return [nameCol, { name: 'Data', type: 'string', description: 'Data contains the configuration data.', priority: 0, cell: (o) => Object.keys(o.data ?? {}).length + Object.keys(o.binaryData ?? {}).length }, ageCol];
+      return [
+        nameCol,
+        {
+          name: 'Data',
+          type: 'string',
+          description: 'Data contains the configuration data.',
+          priority: 0,
+          cell: (o) => Object.keys(o.data ?? {}).length + Object.keys(o.binaryData ?? {}).length,
+        },
+        ageCol,
+      ];
     case 'serviceaccounts.':
-      return [nameCol, { name: 'Secrets', type: 'string', description: 'Secrets', priority: 0, cell: (o) => (o.secrets ?? []).length }, ageCol];
+      return [
+        nameCol,
+        { name: 'Secrets', type: 'string', description: 'Secrets', priority: 0, cell: (o) => (o.secrets ?? []).length },
+        ageCol,
+      ];
     case 'services.':
       return [
         nameCol,
-        { name: 'Type', type: 'string', description: 'type of the service', priority: 0, cell: (o) => str(o.spec?.type, 'ClusterIP') },
-        { name: 'Cluster-IP', type: 'string', description: 'clusterIP', priority: 0, cell: (o) => str(o.spec?.clusterIP) },
+        {
+          name: 'Type',
+          type: 'string',
+          description: 'type of the service',
+          priority: 0,
+          cell: (o) => str(o.spec?.type, 'ClusterIP'),
+        },
+        {
+          name: 'Cluster-IP',
+          type: 'string',
+          description: 'clusterIP',
+          priority: 0,
+          cell: (o) => str(o.spec?.clusterIP),
+        },
         { name: 'External-IP', type: 'string', description: 'external addresses', priority: 0, cell: serviceExternal },
         { name: 'Port(s)', type: 'string', description: 'ports', priority: 0, cell: servicePorts },
         ageCol,
       ];
     case 'pods.': {
-      const statuses = (o: KubeObject): Array<{ ready?: boolean; restartCount?: number }> => o.status?.containerStatuses ?? [];
+      const statuses = (o: KubeObject): Array<{ ready?: boolean; restartCount?: number }> =>
+        o.status?.containerStatuses ?? [];
       return [
         nameCol,
-        { name: 'Ready', type: 'string', description: 'ready containers', priority: 0, cell: (o) => `${statuses(o).filter((c) => c.ready).length}/${(o.spec?.containers ?? []).length}` },
-        { name: 'Status', type: 'string', description: 'pod phase', priority: 0, cell: (o) => str(o.status?.phase, 'Pending') },
-        { name: 'Restarts', type: 'string', description: 'restarts', priority: 0, cell: (o) => statuses(o).reduce((n, c) => n + (c.restartCount ?? 0), 0) },
+        {
+          name: 'Ready',
+          type: 'string',
+          description: 'ready containers',
+          priority: 0,
+          cell: (o) => `${statuses(o).filter((c) => c.ready).length}/${(o.spec?.containers ?? []).length}`,
+        },
+        {
+          name: 'Status',
+          type: 'string',
+          description: 'pod phase',
+          priority: 0,
+          cell: (o) => str(o.status?.phase, 'Pending'),
+        },
+        {
+          name: 'Restarts',
+          type: 'string',
+          description: 'restarts',
+          priority: 0,
+          cell: (o) => statuses(o).reduce((n, c) => n + (c.restartCount ?? 0), 0),
+        },
         ageCol,
       ];
     }
     case 'deployments.apps':
       return [
         nameCol,
-        { name: 'Ready', type: 'string', description: 'ready replicas', priority: 0, cell: (o) => `${o.status?.readyReplicas ?? 0}/${o.spec?.replicas ?? 1}` },
-        { name: 'Up-to-date', type: 'integer', description: 'updated replicas', priority: 0, cell: (o) => o.status?.updatedReplicas ?? 0 },
-        { name: 'Available', type: 'integer', description: 'available replicas', priority: 0, cell: (o) => o.status?.availableReplicas ?? 0 },
+        {
+          name: 'Ready',
+          type: 'string',
+          description: 'ready replicas',
+          priority: 0,
+          cell: (o) => `${o.status?.readyReplicas ?? 0}/${o.spec?.replicas ?? 1}`,
+        },
+        {
+          name: 'Up-to-date',
+          type: 'integer',
+          description: 'updated replicas',
+          priority: 0,
+          cell: (o) => o.status?.updatedReplicas ?? 0,
+        },
+        {
+          name: 'Available',
+          type: 'integer',
+          description: 'available replicas',
+          priority: 0,
+          cell: (o) => o.status?.availableReplicas ?? 0,
+        },
         ageCol,
       ];
     case 'jobs.batch':
@@ -183,11 +306,26 @@ function columnsFor(t: ResourceType): Column[] {
             return c ? c.type : 'Running';
           },
         },
-        { name: 'Completions', type: 'string', description: 'completions', priority: 0, cell: (o) => `${o.status?.succeeded ?? 0}/${o.spec?.completions ?? 1}` },
+        {
+          name: 'Completions',
+          type: 'string',
+          description: 'completions',
+          priority: 0,
+          cell: (o) => `${o.status?.succeeded ?? 0}/${o.spec?.completions ?? 1}`,
+        },
         ageCol,
       ];
     case 'customresourcedefinitions.apiextensions.k8s.io':
-      return [nameCol, { name: 'Created At', type: 'date', description: 'creation time', priority: 0, cell: (o) => str(o.metadata.creationTimestamp) }];
+      return [
+        nameCol,
+        {
+          name: 'Created At',
+          type: 'date',
+          description: 'creation time',
+          priority: 0,
+          cell: (o) => str(o.metadata.creationTimestamp),
+        },
+      ];
     default: {
       const extra: Column[] = (t.printerColumns ?? []).map((c) => ({
         name: c.name,
@@ -204,17 +342,29 @@ function columnsFor(t: ResourceType): Column[] {
   }
 }
 
-export function toTable(t: ResourceType, objects: KubeObject[], includeObject: string | null, resourceVersion: string): object {
+export function toTable(
+  t: ResourceType,
+  objects: KubeObject[],
+  includeObject: string | null,
+  resourceVersion: string,
+): object {
   const cols = columnsFor(t);
   return {
     kind: 'Table',
     apiVersion: 'meta.k8s.io/v1',
     metadata: { resourceVersion },
-    columnDefinitions: cols.map((c) => ({ name: c.name, type: c.type, format: c.format ?? '', description: c.description, priority: c.priority })),
+    columnDefinitions: cols.map((c) => ({
+      name: c.name,
+      type: c.type,
+      format: c.format ?? '',
+      description: c.description,
+      priority: c.priority,
+    })),
     rows: objects.map((o) => {
       const row: { cells: Array<string | number>; object?: object } = { cells: cols.map((c) => c.cell(o)) };
       if (includeObject === 'Object') row.object = o;
-      else if (includeObject !== 'None') row.object = { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata };
+      else if (includeObject !== 'None')
+        row.object = { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata };
       return row;
     }),
   };

@@ -20,7 +20,14 @@ export interface KubeFaultOptions {
   latencyMs?: number;
 }
 
-export const KUBE_FAULT_NAMES = ['kube-403', 'kube-500', 'kube-slow', 'autoregistration-off', 'crd-missing', 'eastwest-hostname'] as const;
+export const KUBE_FAULT_NAMES = [
+  'kube-403',
+  'kube-500',
+  'kube-slow',
+  'autoregistration-off',
+  'crd-missing',
+  'eastwest-hostname',
+] as const;
 
 export function kubeFaults(c: KubeFaultControls, o: KubeFaultOptions = {}): FaultDefinition[] {
   const lab = (name: string, description: string, apply: () => void, heal: () => void): FaultDefinition => ({
@@ -39,11 +46,18 @@ export function kubeFaults(c: KubeFaultControls, o: KubeFaultOptions = {}): Faul
     ),
     lab(
       'kube-500',
-      o.serverErrorCount === undefined ? 'every API request fails with 500 InternalError until healed' : `the next ${o.serverErrorCount} API requests fail with 500 InternalError`,
+      o.serverErrorCount === undefined
+        ? 'every API request fails with 500 InternalError until healed'
+        : `the next ${o.serverErrorCount} API requests fail with 500 InternalError`,
       () => c.failNextRequests(o.serverErrorCount ?? Number.POSITIVE_INFINITY),
       () => c.healServerErrors(),
     ),
-    lab('kube-slow', `every API request takes ${o.latencyMs ?? 2000} ms longer`, () => c.setLatency(o.latencyMs ?? 2000), () => c.setLatency(0)),
+    lab(
+      'kube-slow',
+      `every API request takes ${o.latencyMs ?? 2000} ms longer`,
+      () => c.setLatency(o.latencyMs ?? 2000),
+      () => c.setLatency(0),
+    ),
     lab(
       'autoregistration-off',
       'istiod Deployment env PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false (the istiod double reads it)',

@@ -8,9 +8,24 @@ import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { createServingPki, generateRsaKeyPair } from './pki.js';
 import { ObjectStore, type KubeObject, type StoreEvent } from './store.js';
-import { Authorizer, ADMIN_RULES, ADMIN_USER, READ_ONLY_RULES, RESTRICTED_USER, type DenyRule, type PolicyRule, type UserInfo } from './auth.js';
+import {
+  Authorizer,
+  ADMIN_RULES,
+  ADMIN_USER,
+  READ_ONLY_RULES,
+  RESTRICTED_USER,
+  type DenyRule,
+  type PolicyRule,
+  type UserInfo,
+} from './auth.js';
 import { API_AUDIENCE, ServiceAccountTokenSigner, type IssuedToken } from './tokens.js';
-import { createRequestHandler, RequestRecorder, type RequestFaultState, type RequestLog, type TokenReviewResult } from './server.js';
+import {
+  createRequestHandler,
+  RequestRecorder,
+  type RequestFaultState,
+  type RequestLog,
+  type TokenReviewResult,
+} from './server.js';
 import { errors } from './status.js';
 import {
   DEFAULT_GATEWAY_HOSTNAME,
@@ -93,7 +108,12 @@ export interface KubeApiDouble {
   restrictedUser: string;
   controllerErrors: unknown[];
   /** TokenRequest without HTTP. Throws KubeApiError 404 when the ServiceAccount does not exist. */
-  issueServiceAccountToken(namespace: string, serviceAccount: string, audiences: string[], expirationSeconds: number): IssuedToken;
+  issueServiceAccountToken(
+    namespace: string,
+    serviceAccount: string,
+    audiences: string[],
+    expirationSeconds: number,
+  ): IssuedToken;
   /**
    * TokenReview without HTTP: signature, issuer, expiry, the ServiceAccount still existing (same uid),
    * and — when `audiences` is given — an intersection with the token's `aud`.
@@ -133,7 +153,12 @@ function kubeconfigText(url: string, caCertPem: string, adminToken: string, rest
   return toYaml({
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name: 'lab', cluster: { server: url, 'certificate-authority-data': Buffer.from(caCertPem).toString('base64') } }],
+    clusters: [
+      {
+        name: 'lab',
+        cluster: { server: url, 'certificate-authority-data': Buffer.from(caCertPem).toString('base64') },
+      },
+    ],
     users: [
       { name: ADMIN_USER, user: { token: adminToken } },
       { name: RESTRICTED_USER, user: { token: restrictedToken } },
@@ -149,7 +174,8 @@ function kubeconfigText(url: string, caCertPem: string, adminToken: string, rest
 
 export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble> {
   const host = opts.host ?? '127.0.0.1';
-  const seed: Required<Omit<SeedOptions, 'rootCertPem' | 'namespaces'>> & Pick<SeedOptions, 'rootCertPem' | 'namespaces'> = {
+  const seed: Required<Omit<SeedOptions, 'rootCertPem' | 'namespaces'>> &
+    Pick<SeedOptions, 'rootCertPem' | 'namespaces'> = {
     istio: true,
     workloadCrds: true,
     istioVersion: '1.24.0',
@@ -173,8 +199,16 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
   const newToken = (): string => randomBytes(32).toString('base64url');
   const adminToken = newToken();
   const restrictedToken = newToken();
-  staticTokens.set(adminToken, { username: ADMIN_USER, uid: 'lab-admin-uid', groups: ['system:masters', 'system:authenticated'] });
-  staticTokens.set(restrictedToken, { username: RESTRICTED_USER, uid: 'lab-restricted-uid', groups: ['system:authenticated'] });
+  staticTokens.set(adminToken, {
+    username: ADMIN_USER,
+    uid: 'lab-admin-uid',
+    groups: ['system:masters', 'system:authenticated'],
+  });
+  staticTokens.set(restrictedToken, {
+    username: RESTRICTED_USER,
+    uid: 'lab-restricted-uid',
+    groups: ['system:authenticated'],
+  });
   authorizer.setRules(ADMIN_USER, ADMIN_RULES);
   authorizer.setRules(RESTRICTED_USER, READ_ONLY_RULES);
 
@@ -196,7 +230,12 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
     timers.add(t);
   };
 
-  function issueServiceAccountToken(namespace: string, serviceAccount: string, audiences: string[], expirationSeconds: number): IssuedToken {
+  function issueServiceAccountToken(
+    namespace: string,
+    serviceAccount: string,
+    audiences: string[],
+    expirationSeconds: number,
+  ): IssuedToken {
     const sa = store.mustGet('serviceaccounts', namespace, serviceAccount);
     return signer.issue({ namespace, name: serviceAccount, uid: sa.metadata.uid ?? '', audiences, expirationSeconds });
   }
@@ -208,7 +247,10 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
     const k = c['kubernetes.io'];
     const sa = store.get('serviceaccounts', k.namespace, k.serviceaccount.name);
     if (!sa || sa.metadata.uid !== k.serviceaccount.uid) {
-      return { authenticated: false, error: `[invalid bearer token, service account ${k.namespace}/${k.serviceaccount.name} has been deleted or recreated: token has been invalidated]` };
+      return {
+        authenticated: false,
+        error: `[invalid bearer token, service account ${k.namespace}/${k.serviceaccount.name} has been deleted or recreated: token has been invalidated]`,
+      };
     }
     let granted = c.aud;
     if (audiences) {
@@ -253,7 +295,8 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
   };
 
   function writeRootCert(ns: string): void {
-    if (!rootCertPem || !seed.istio || ISTIO_IGNORED_NAMESPACES.has(ns) || !store.get('namespaces', undefined, ns)) return;
+    if (!rootCertPem || !seed.istio || ISTIO_IGNORED_NAMESPACES.has(ns) || !store.get('namespaces', undefined, ns))
+      return;
     const cm: KubeObject = {
       apiVersion: 'v1',
       kind: 'ConfigMap',
@@ -269,14 +312,30 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
     if (e.type !== 'ADDED') return;
     const ns = e.object.metadata.name;
     try {
-      if (!store.get('serviceaccounts', ns, 'default')) store.create('serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: ns } });
-      if (!store.get('configmaps', ns, 'kube-root-ca.crt')) {
-        store.create('configmaps', {
+      if (!store.get('serviceaccounts', ns, 'default'))
+        store.create('serviceaccounts', {
           apiVersion: 'v1',
-          kind: 'ConfigMap',
-          metadata: { name: 'kube-root-ca.crt', namespace: ns, annotations: { 'kubernetes.io/description': 'Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.' } },
-          data: { 'ca.crt': pki.caCertPem },
-        }, { manager: 'kube-controller-manager' });
+          kind: 'ServiceAccount',
+          metadata: { name: 'default', namespace: ns },
+        });
+      if (!store.get('configmaps', ns, 'kube-root-ca.crt')) {
+        store.create(
+          'configmaps',
+          {
+            apiVersion: 'v1',
+            kind: 'ConfigMap',
+            metadata: {
+              name: 'kube-root-ca.crt',
+              namespace: ns,
+              annotations: {
+                'kubernetes.io/description':
+                  'Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.',
+              },
+            },
+            data: { 'ca.crt': pki.caCertPem },
+          },
+          { manager: 'kube-controller-manager' },
+        );
       }
     } catch (err) {
       reportError(err);
@@ -290,12 +349,18 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
     });
   });
 
-  for (const ns of ['default', 'kube-system', 'kube-public', 'kube-node-lease']) system({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  for (const ns of ['default', 'kube-system', 'kube-public', 'kube-node-lease'])
+    system({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
   store.create('services', {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: { name: 'kubernetes', namespace: 'default', labels: { component: 'apiserver', provider: 'kubernetes' } },
-    spec: { type: 'ClusterIP', clusterIP: '10.96.0.1', clusterIPs: ['10.96.0.1'], ports: [{ name: 'https', port: 443, protocol: 'TCP', targetPort: 6443 }] },
+    spec: {
+      type: 'ClusterIP',
+      clusterIP: '10.96.0.1',
+      clusterIPs: ['10.96.0.1'],
+      ports: [{ name: 'https', port: 443, protocol: 'TCP', targetPort: 6443 }],
+    },
   });
 
   function setWorkloadCrdsInstalled(installed: boolean): void {
@@ -303,9 +368,15 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
       const exists = store.get('customresourcedefinitions.apiextensions.k8s.io', undefined, c.metadata.name);
       if (installed && !exists) {
         const created = system(c);
-        store.patchStatus('customresourcedefinitions.apiextensions.k8s.io', undefined, created.metadata.name, crdStatus(c));
+        store.patchStatus(
+          'customresourcedefinitions.apiextensions.k8s.io',
+          undefined,
+          created.metadata.name,
+          crdStatus(c),
+        );
       }
-      if (!installed && exists) store.delete('customresourcedefinitions.apiextensions.k8s.io', undefined, c.metadata.name);
+      if (!installed && exists)
+        store.delete('customresourcedefinitions.apiextensions.k8s.io', undefined, c.metadata.name);
     }
   }
 
@@ -313,37 +384,95 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
     system({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'istio-system' } });
     for (const c of otherIstioCrds()) {
       const created = system(c);
-      store.patchStatus('customresourcedefinitions.apiextensions.k8s.io', undefined, created.metadata.name, crdStatus(c));
+      store.patchStatus(
+        'customresourcedefinitions.apiextensions.k8s.io',
+        undefined,
+        created.metadata.name,
+        crdStatus(c),
+      );
     }
     if (seed.workloadCrds) setWorkloadCrdsInstalled(true);
     system({
       apiVersion: 'v1',
       kind: 'ConfigMap',
-      metadata: { name: 'istio', namespace: 'istio-system', labels: { 'install.operator.istio.io/owning-resource': 'unknown', 'istio.io/rev': 'default', 'operator.istio.io/component': 'Pilot', release: 'istio' } },
+      metadata: {
+        name: 'istio',
+        namespace: 'istio-system',
+        labels: {
+          'install.operator.istio.io/owning-resource': 'unknown',
+          'istio.io/rev': 'default',
+          'operator.istio.io/component': 'Pilot',
+          release: 'istio',
+        },
+      },
       data: { mesh: meshConfigText(seed.trustDomain), meshNetworks: 'networks: {}' },
     });
     system({
       apiVersion: 'v1',
       kind: 'ConfigMap',
-      metadata: { name: 'istio-sidecar-injector', namespace: 'istio-system', labels: { 'install.operator.istio.io/owning-resource': 'unknown', 'istio.io/rev': 'default', 'operator.istio.io/component': 'Pilot', release: 'istio' } },
+      metadata: {
+        name: 'istio-sidecar-injector',
+        namespace: 'istio-system',
+        labels: {
+          'install.operator.istio.io/owning-resource': 'unknown',
+          'istio.io/rev': 'default',
+          'operator.istio.io/component': 'Pilot',
+          release: 'istio',
+        },
+      },
       data: {
-        values: injectorValues({ clusterName: seed.clusterName, network: seed.network, istioVersion: seed.istioVersion }),
-        config: 'defaultTemplates: [sidecar]\npolicy: enabled\nalwaysInjectSelector:\n  []\nneverInjectSelector:\n  []\ninjectedAnnotations:\ntemplate: "{{ Template_Version_And_Istio_Version_Mismatched_Check_Installation }}"\ntemplates:\n  sidecar: |\n    # (lab) injection templates are not rendered by the double\n',
+        values: injectorValues({
+          clusterName: seed.clusterName,
+          network: seed.network,
+          istioVersion: seed.istioVersion,
+        }),
+        config:
+          'defaultTemplates: [sidecar]\npolicy: enabled\nalwaysInjectSelector:\n  []\nneverInjectSelector:\n  []\ninjectedAnnotations:\ntemplate: "{{ Template_Version_And_Istio_Version_Mismatched_Check_Installation }}"\ntemplates:\n  sidecar: |\n    # (lab) injection templates are not rendered by the double\n',
       },
     });
-    system({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'istiod', namespace: 'istio-system', labels: { app: 'istiod', release: 'istio' } } });
-    system(istiodDeployment({ istioVersion: seed.istioVersion, autoregistration: seed.autoregistration, healthChecks: seed.healthChecks, trustDomain: seed.trustDomain, clusterName: seed.clusterName }));
-    store.patchStatus('deployments.apps', 'istio-system', 'istiod', istiodDeploymentStatus(), 'kube-controller-manager');
+    system({
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: 'istiod', namespace: 'istio-system', labels: { app: 'istiod', release: 'istio' } },
+    });
+    system(
+      istiodDeployment({
+        istioVersion: seed.istioVersion,
+        autoregistration: seed.autoregistration,
+        healthChecks: seed.healthChecks,
+        trustDomain: seed.trustDomain,
+        clusterName: seed.clusterName,
+      }),
+    );
+    store.patchStatus(
+      'deployments.apps',
+      'istio-system',
+      'istiod',
+      istiodDeploymentStatus(),
+      'kube-controller-manager',
+    );
     system(istiodService());
     system(eastWestService(seed.network));
-    store.patchStatus('services', 'istio-system', 'istio-eastwestgateway', loadBalancerStatus(eastWestMode, gatewayIP, gatewayHostname), 'cloud-controller-manager');
+    store.patchStatus(
+      'services',
+      'istio-system',
+      'istio-eastwestgateway',
+      loadBalancerStatus(eastWestMode, gatewayIP, gatewayHostname),
+      'cloud-controller-manager',
+    );
   }
   for (const ns of seed.namespaces ?? []) system({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
 
   function refreshLoadBalancer(): void {
     if (!store.get('services', 'istio-system', 'istio-eastwestgateway')) return;
     // Replace (not merge) the ingress list: a merge patch replaces lists anyway.
-    store.patchStatus('services', 'istio-system', 'istio-eastwestgateway', loadBalancerStatus(eastWestMode, gatewayIP, gatewayHostname), 'cloud-controller-manager');
+    store.patchStatus(
+      'services',
+      'istio-system',
+      'istio-eastwestgateway',
+      loadBalancerStatus(eastWestMode, gatewayIP, gatewayHostname),
+      'cloud-controller-manager',
+    );
   }
 
   function setIstiodEnv(name: string, value: string): void {
@@ -360,7 +489,10 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
 
   function istiodEnv(name: string): string | undefined {
     const d = store.get('deployments.apps', 'istio-system', 'istiod');
-    const containers = (d?.spec?.template?.spec?.containers ?? []) as Array<{ name: string; env?: Array<{ name: string; value?: string }> }>;
+    const containers = (d?.spec?.template?.spec?.containers ?? []) as Array<{
+      name: string;
+      env?: Array<{ name: string; value?: string }>;
+    }>;
     return containers.find((c) => c.name === 'discovery')?.env?.find((e) => e.name === name)?.value;
   }
 
@@ -417,7 +549,8 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
 
   const controls = {
     actionUser: ADMIN_USER,
-    forbidUser: (user: string, forbidden: boolean) => (forbidden ? faultState.forbiddenUsers.add(user) : faultState.forbiddenUsers.delete(user)),
+    forbidUser: (user: string, forbidden: boolean) =>
+      forbidden ? faultState.forbiddenUsers.add(user) : faultState.forbiddenUsers.delete(user),
     failNextRequests: (count: number) => {
       faultState.serverErrorsRemaining = count;
     },
@@ -427,7 +560,8 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
     setLatency: (ms: number) => {
       faultState.latencyMs = ms;
     },
-    setAutoregistration: (enabled: boolean) => setIstiodEnv('PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION', String(enabled)),
+    setAutoregistration: (enabled: boolean) =>
+      setIstiodEnv('PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION', String(enabled)),
     setWorkloadCrdsInstalled,
     setEastWestMode: (mode: 'ip' | 'hostname') => {
       eastWestMode = mode;
@@ -507,10 +641,29 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
 function crdStatus(c: KubeObject): Record<string, unknown> {
   const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
   return {
-    acceptedNames: { kind: c.spec.names.kind, listKind: c.spec.names.listKind, plural: c.spec.names.plural, singular: c.spec.names.singular, ...(c.spec.names.shortNames ? { shortNames: c.spec.names.shortNames } : {}), categories: c.spec.names.categories },
+    acceptedNames: {
+      kind: c.spec.names.kind,
+      listKind: c.spec.names.listKind,
+      plural: c.spec.names.plural,
+      singular: c.spec.names.singular,
+      ...(c.spec.names.shortNames ? { shortNames: c.spec.names.shortNames } : {}),
+      categories: c.spec.names.categories,
+    },
     conditions: [
-      { type: 'NamesAccepted', status: 'True', reason: 'NoConflicts', message: 'no conflicts found', lastTransitionTime: now },
-      { type: 'Established', status: 'True', reason: 'InitialNamesAccepted', message: 'the initial names have been accepted', lastTransitionTime: now },
+      {
+        type: 'NamesAccepted',
+        status: 'True',
+        reason: 'NoConflicts',
+        message: 'no conflicts found',
+        lastTransitionTime: now,
+      },
+      {
+        type: 'Established',
+        status: 'True',
+        reason: 'InitialNamesAccepted',
+        message: 'the initial names have been accepted',
+        lastTransitionTime: now,
+      },
     ],
     storedVersions: ['v1'],
   };

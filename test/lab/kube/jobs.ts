@@ -12,9 +12,15 @@ function now(): string {
 
 /** The Pod the Job controller creates for `job`: template + job labels + controller ownerReference. */
 export function podFromJob(job: KubeObject): KubeObject {
-  const template = (job.spec?.template ?? {}) as { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: Record<string, unknown> };
+  const template = (job.spec?.template ?? {}) as {
+    metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
+    spec?: Record<string, unknown>;
+  };
   const uid = job.metadata.uid ?? '';
-  const suffix = randomBytes(4).toString('hex').replace(/[^a-z0-9]/g, '').slice(0, 5);
+  const suffix = randomBytes(4)
+    .toString('hex')
+    .replace(/[^a-z0-9]/g, '')
+    .slice(0, 5);
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -29,14 +35,27 @@ export function podFromJob(job: KubeObject): KubeObject {
         'job-name': job.metadata.name,
       },
       ...(template.metadata?.annotations ? { annotations: template.metadata.annotations } : {}),
-      ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: job.metadata.name, uid, controller: true, blockOwnerDeletion: true }],
+      ownerReferences: [
+        {
+          apiVersion: 'batch/v1',
+          kind: 'Job',
+          name: job.metadata.name,
+          uid,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
     },
     spec: { restartPolicy: 'Never', serviceAccountName: 'default', ...(template.spec ?? {}) },
   };
 }
 
 /** Pod status for a phase (Running, Succeeded, Failed) with per-container states. */
-export function podStatus(pod: KubeObject, phase: 'Pending' | 'Running' | 'Succeeded' | 'Failed', exitCode = phase === 'Failed' ? 1 : 0): Record<string, unknown> {
+export function podStatus(
+  pod: KubeObject,
+  phase: 'Pending' | 'Running' | 'Succeeded' | 'Failed',
+  exitCode = phase === 'Failed' ? 1 : 0,
+): Record<string, unknown> {
   const t = now();
   const containers = ((pod.spec?.containers ?? []) as Array<{ name: string; image?: string }>).map((c) => ({
     name: c.name,
@@ -50,9 +69,23 @@ export function podStatus(pod: KubeObject, phase: 'Pending' | 'Running' | 'Succe
         ? { running: { startedAt: t } }
         : phase === 'Pending'
           ? { waiting: { reason: 'ContainerCreating' } }
-          : { terminated: { exitCode, reason: phase === 'Succeeded' ? 'Completed' : 'Error', startedAt: t, finishedAt: t } },
+          : {
+              terminated: {
+                exitCode,
+                reason: phase === 'Succeeded' ? 'Completed' : 'Error',
+                startedAt: t,
+                finishedAt: t,
+              },
+            },
   }));
-  return { phase, startTime: t, podIP: '10.244.0.50', hostIP: '172.18.0.2', containerStatuses: containers, qosClass: 'BestEffort' };
+  return {
+    phase,
+    startTime: t,
+    podIP: '10.244.0.50',
+    hostIP: '172.18.0.2',
+    containerStatuses: containers,
+    qosClass: 'BestEffort',
+  };
 }
 
 /** Job status after its one pod finished. */
@@ -64,8 +97,22 @@ export function jobFinishedStatus(succeeded: boolean, message = ''): Record<stri
         { type: 'Complete', status: 'True', lastProbeTime: t, lastTransitionTime: t },
       ]
     : [
-        { type: 'FailureTarget', status: 'True', reason: 'BackoffLimitExceeded', message: message || 'Job has reached the specified backoff limit', lastProbeTime: t, lastTransitionTime: t },
-        { type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: message || 'Job has reached the specified backoff limit', lastProbeTime: t, lastTransitionTime: t },
+        {
+          type: 'FailureTarget',
+          status: 'True',
+          reason: 'BackoffLimitExceeded',
+          message: message || 'Job has reached the specified backoff limit',
+          lastProbeTime: t,
+          lastTransitionTime: t,
+        },
+        {
+          type: 'Failed',
+          status: 'True',
+          reason: 'BackoffLimitExceeded',
+          message: message || 'Job has reached the specified backoff limit',
+          lastProbeTime: t,
+          lastTransitionTime: t,
+        },
       ];
   return {
     startTime: t,

@@ -21,7 +21,9 @@ export function deepEqual(a: unknown, b: unknown): boolean {
   if (isObject(a) && isObject(b)) {
     const ka = Object.keys(a);
     const kb = Object.keys(b);
-    return ka.length === kb.length && ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && deepEqual(a[k], b[k]));
+    return (
+      ka.length === kb.length && ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && deepEqual(a[k], b[k]))
+    );
   }
   return false;
 }
@@ -116,7 +118,9 @@ export function strategicMergePatch(target: Json | undefined, patch: Json): Json
     if (!Array.isArray(cur)) continue;
     const key = mergeKeyFor(field, cur);
     const pos = (x: Json): number => {
-      const i = order.findIndex((o) => (key && isObject(o) && isObject(x) ? deepEqual(o[key], x[key]) : deepEqual(o, x)));
+      const i = order.findIndex((o) =>
+        key && isObject(o) && isObject(x) ? deepEqual(o[key], x[key]) : deepEqual(o, x),
+      );
       return i < 0 ? order.length : i;
     };
     result[field] = [...cur].sort((a, b) => pos(a) - pos(b));

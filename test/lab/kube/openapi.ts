@@ -25,19 +25,49 @@ export function openApiGroupVersionDoc(types: ResourceType[], group: string, ver
     if (!t.verbs.includes('patch')) {
       const collection = `/${gvPath(group, version)}/${t.resource}`;
       paths[collection] = {
-        post: { operationId: `create${t.kind}`, parameters: [QUERY('dryRun'), QUERY('fieldManager'), QUERY('fieldValidation')], 'x-kubernetes-action': 'post', 'x-kubernetes-group-version-kind': { group, version, kind: t.kind }, responses: { '201': { description: 'Created' } } },
+        post: {
+          operationId: `create${t.kind}`,
+          parameters: [QUERY('dryRun'), QUERY('fieldManager'), QUERY('fieldValidation')],
+          'x-kubernetes-action': 'post',
+          'x-kubernetes-group-version-kind': { group, version, kind: t.kind },
+          responses: { '201': { description: 'Created' } },
+        },
       };
       continue;
     }
-    const base = t.namespaced ? `/${gvPath(group, version)}/namespaces/{namespace}/${t.resource}` : `/${gvPath(group, version)}/${t.resource}`;
+    const base = t.namespaced
+      ? `/${gvPath(group, version)}/namespaces/{namespace}/${t.resource}`
+      : `/${gvPath(group, version)}/${t.resource}`;
     const gvk = { group, version, kind: t.kind };
     paths[base] = {
-      get: { operationId: `list${t.kind}`, 'x-kubernetes-action': 'list', 'x-kubernetes-group-version-kind': gvk, responses: { '200': { description: 'OK' } } },
-      post: { operationId: `create${t.kind}`, parameters: [QUERY('dryRun'), QUERY('fieldManager'), QUERY('fieldValidation')], 'x-kubernetes-action': 'post', 'x-kubernetes-group-version-kind': gvk, responses: { '201': { description: 'Created' } } },
+      get: {
+        operationId: `list${t.kind}`,
+        'x-kubernetes-action': 'list',
+        'x-kubernetes-group-version-kind': gvk,
+        responses: { '200': { description: 'OK' } },
+      },
+      post: {
+        operationId: `create${t.kind}`,
+        parameters: [QUERY('dryRun'), QUERY('fieldManager'), QUERY('fieldValidation')],
+        'x-kubernetes-action': 'post',
+        'x-kubernetes-group-version-kind': gvk,
+        responses: { '201': { description: 'Created' } },
+      },
     };
     paths[`${base}/{name}`] = {
-      get: { operationId: `read${t.kind}`, 'x-kubernetes-action': 'get', 'x-kubernetes-group-version-kind': gvk, responses: { '200': { description: 'OK' } } },
-      put: { operationId: `replace${t.kind}`, parameters: [QUERY('dryRun'), QUERY('fieldManager'), QUERY('fieldValidation')], 'x-kubernetes-action': 'put', 'x-kubernetes-group-version-kind': gvk, responses: { '200': { description: 'OK' } } },
+      get: {
+        operationId: `read${t.kind}`,
+        'x-kubernetes-action': 'get',
+        'x-kubernetes-group-version-kind': gvk,
+        responses: { '200': { description: 'OK' } },
+      },
+      put: {
+        operationId: `replace${t.kind}`,
+        parameters: [QUERY('dryRun'), QUERY('fieldManager'), QUERY('fieldValidation')],
+        'x-kubernetes-action': 'put',
+        'x-kubernetes-group-version-kind': gvk,
+        responses: { '200': { description: 'OK' } },
+      },
       patch: {
         operationId: `patch${t.kind}`,
         parameters: [QUERY('dryRun'), QUERY('fieldManager'), QUERY('fieldValidation'), QUERY('force', 'boolean')],
@@ -45,7 +75,12 @@ export function openApiGroupVersionDoc(types: ResourceType[], group: string, ver
         'x-kubernetes-group-version-kind': gvk,
         responses: { '200': { description: 'OK' } },
       },
-      delete: { operationId: `delete${t.kind}`, 'x-kubernetes-action': 'delete', 'x-kubernetes-group-version-kind': gvk, responses: { '200': { description: 'OK' } } },
+      delete: {
+        operationId: `delete${t.kind}`,
+        'x-kubernetes-action': 'delete',
+        'x-kubernetes-group-version-kind': gvk,
+        responses: { '200': { description: 'OK' } },
+      },
     };
   }
   return { openapi: '3.0.0', info: { title: 'Kubernetes', version: 'v1.32.0' }, paths, components: { schemas: {} } };

@@ -74,7 +74,12 @@ export function createServingPki(host: string): ServingPki {
     days: 30,
   });
   const ipNames = new Set(['127.0.0.1', '::1']);
-  const dnsNames = new Set(['localhost', 'kubernetes', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local']);
+  const dnsNames = new Set([
+    'localhost',
+    'kubernetes',
+    'kubernetes.default.svc',
+    'kubernetes.default.svc.cluster.local',
+  ]);
   if (/^[0-9.]+$/.test(host) || host.includes(':')) ipNames.add(host);
   else dnsNames.add(host);
   const serverCertPem = buildCert({
@@ -94,9 +99,6 @@ export function createServingPki(host: string): ServingPki {
 
 /** Key id as kube-apiserver computes it: base64url(sha256(DER SubjectPublicKeyInfo)). */
 export function keyIdOf(publicKeyPem: string): string {
-  const der = Buffer.from(
-    publicKeyPem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''),
-    'base64',
-  );
+  const der = Buffer.from(publicKeyPem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
   return createHash('sha256').update(der).digest('base64url');
 }

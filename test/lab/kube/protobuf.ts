@@ -13,7 +13,14 @@ type Schema = Record<number, FieldSpec>;
 const S = (name: string): FieldSpec => ({ name, type: 'string' });
 const M = (name: string, schema: Schema, repeated = false): FieldSpec => ({ name, type: 'message', schema, repeated });
 
-const OWNER_REF: Schema = { 1: S('kind'), 2: S('name'), 3: S('uid'), 5: S('apiVersion'), 6: { name: 'controller', type: 'bool' }, 7: { name: 'blockOwnerDeletion', type: 'bool' } };
+const OWNER_REF: Schema = {
+  1: S('kind'),
+  2: S('name'),
+  3: S('uid'),
+  5: S('apiVersion'),
+  6: { name: 'controller', type: 'bool' },
+  7: { name: 'blockOwnerDeletion', type: 'bool' },
+};
 const OBJECT_META: Schema = {
   1: S('name'),
   2: S('generateName'),
@@ -30,7 +37,12 @@ const OBJECT_REF: Schema = { 1: S('kind'), 2: S('namespace'), 3: S('name'), 4: S
 
 const SCHEMAS: Record<string, Schema> = {
   Namespace: { 1: M('metadata', OBJECT_META), 2: M('spec', { 1: { name: 'finalizers', type: 'strings' } }) },
-  ConfigMap: { 1: M('metadata', OBJECT_META), 2: { name: 'data', type: 'map' }, 3: { name: 'binaryData', type: 'bytesmap' }, 4: { name: 'immutable', type: 'bool' } },
+  ConfigMap: {
+    1: M('metadata', OBJECT_META),
+    2: { name: 'data', type: 'map' },
+    3: { name: 'binaryData', type: 'bytesmap' },
+    4: { name: 'immutable', type: 'bool' },
+  },
   ServiceAccount: {
     1: M('metadata', OBJECT_META),
     2: M('secrets', OBJECT_REF, true),
@@ -53,7 +65,15 @@ const SCHEMAS: Record<string, Schema> = {
   SelfSubjectAccessReview: {
     1: M('metadata', OBJECT_META),
     2: M('spec', {
-      1: M('resourceAttributes', { 1: S('namespace'), 2: S('verb'), 3: S('group'), 4: S('version'), 5: S('resource'), 6: S('subresource'), 7: S('name') }),
+      1: M('resourceAttributes', {
+        1: S('namespace'),
+        2: S('verb'),
+        3: S('group'),
+        4: S('version'),
+        5: S('resource'),
+        6: S('subresource'),
+        7: S('name'),
+      }),
       2: M('nonResourceAttributes', { 1: S('path'), 2: S('verb') }),
     }),
   },
@@ -158,7 +178,8 @@ export function decodeKubeProtobuf(body: Buffer): Record<string, unknown> {
   }) as { typeMeta?: { apiVersion?: string; kind?: string }; raw?: string };
   const kind = unknown.typeMeta?.kind ?? '';
   const schema = SCHEMAS[kind];
-  if (!schema) throw new Error(`protobuf decoding of kind "${kind}" is not supported by the lab's API double; send JSON`);
+  if (!schema)
+    throw new Error(`protobuf decoding of kind "${kind}" is not supported by the lab's API double; send JSON`);
   const obj = decodeMessage(Buffer.from(unknown.raw ?? '', 'base64'), schema);
   return { apiVersion: unknown.typeMeta?.apiVersion ?? '', kind, ...obj };
 }

@@ -50,12 +50,24 @@ function builtin(
 }
 
 export const BUILTIN_TYPES: ResourceType[] = [
-  builtin('', 'v1', 'namespaces', 'Namespace', false, { shortNames: ['ns'], subresources: ['status'], verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'] }),
+  builtin('', 'v1', 'namespaces', 'Namespace', false, {
+    shortNames: ['ns'],
+    subresources: ['status'],
+    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
+  }),
   builtin('', 'v1', 'serviceaccounts', 'ServiceAccount', true, { shortNames: ['sa'], subresources: ['token'] }),
   builtin('', 'v1', 'configmaps', 'ConfigMap', true, { shortNames: ['cm'] }),
-  builtin('', 'v1', 'services', 'Service', true, { shortNames: ['svc'], subresources: ['status'], categories: ['all'] }),
+  builtin('', 'v1', 'services', 'Service', true, {
+    shortNames: ['svc'],
+    subresources: ['status'],
+    categories: ['all'],
+  }),
   builtin('', 'v1', 'pods', 'Pod', true, { shortNames: ['po'], subresources: ['log', 'status'], categories: ['all'] }),
-  builtin('apps', 'v1', 'deployments', 'Deployment', true, { shortNames: ['deploy'], subresources: ['status'], categories: ['all'] }),
+  builtin('apps', 'v1', 'deployments', 'Deployment', true, {
+    shortNames: ['deploy'],
+    subresources: ['status'],
+    categories: ['all'],
+  }),
   builtin('batch', 'v1', 'jobs', 'Job', true, { subresources: ['status'], categories: ['all'] }),
   builtin('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', 'CustomResourceDefinition', false, {
     shortNames: ['crd', 'crds'],
@@ -63,8 +75,12 @@ export const BUILTIN_TYPES: ResourceType[] = [
     categories: ['api-extensions'],
   }),
   builtin('authentication.k8s.io', 'v1', 'tokenreviews', 'TokenReview', false, { verbs: ['create'] }),
-  builtin('authorization.k8s.io', 'v1', 'selfsubjectaccessreviews', 'SelfSubjectAccessReview', false, { verbs: ['create'] }),
-  builtin('authorization.k8s.io', 'v1', 'selfsubjectrulesreviews', 'SelfSubjectRulesReview', false, { verbs: ['create'] }),
+  builtin('authorization.k8s.io', 'v1', 'selfsubjectaccessreviews', 'SelfSubjectAccessReview', false, {
+    verbs: ['create'],
+  }),
+  builtin('authorization.k8s.io', 'v1', 'selfsubjectrulesreviews', 'SelfSubjectRulesReview', false, {
+    verbs: ['create'],
+  }),
 ];
 
 /** Group versions of built-in groups (for discovery), preferred first. */

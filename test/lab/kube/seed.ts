@@ -119,7 +119,18 @@ export function injectorValues(o: { clusterName: string; network: string; istioV
   return JSON.stringify(values, null, 2);
 }
 
-function crd(group: string, kind: string, plural: string, singular: string, versions: string[], opts: { shortNames?: string[]; status?: boolean; columns?: Array<{ name: string; type: string; jsonPath: string; description?: string }> } = {}): Obj {
+function crd(
+  group: string,
+  kind: string,
+  plural: string,
+  singular: string,
+  versions: string[],
+  opts: {
+    shortNames?: string[];
+    status?: boolean;
+    columns?: Array<{ name: string; type: string; jsonPath: string; description?: string }>;
+  } = {},
+): Obj {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
@@ -130,7 +141,14 @@ function crd(group: string, kind: string, plural: string, singular: string, vers
     },
     spec: {
       group,
-      names: { categories: ['istio-io', group.split('.')[0] + '-istio-io'], kind, listKind: `${kind}List`, plural, singular, ...(opts.shortNames ? { shortNames: opts.shortNames } : {}) },
+      names: {
+        categories: ['istio-io', group.split('.')[0] + '-istio-io'],
+        kind,
+        listKind: `${kind}List`,
+        plural,
+        singular,
+        ...(opts.shortNames ? { shortNames: opts.shortNames } : {}),
+      },
       scope: 'Namespaced',
       versions: versions.map((v) => ({
         name: v,
@@ -139,7 +157,12 @@ function crd(group: string, kind: string, plural: string, singular: string, vers
         schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
         ...(opts.status !== false ? { subresources: { status: {} } } : {}),
         additionalPrinterColumns: opts.columns ?? [
-          { description: 'CreationTimestamp is a timestamp representing the server time when this object was created.', jsonPath: '.metadata.creationTimestamp', name: 'Age', type: 'date' },
+          {
+            description: 'CreationTimestamp is a timestamp representing the server time when this object was created.',
+            jsonPath: '.metadata.creationTimestamp',
+            name: 'Age',
+            type: 'date',
+          },
         ],
       })),
     },
@@ -150,12 +173,24 @@ const NETWORKING_VERSIONS = ['v1', 'v1alpha3', 'v1beta1'];
 
 export function workloadCrds(): Obj[] {
   return [
-    crd('networking.istio.io', 'WorkloadGroup', 'workloadgroups', 'workloadgroup', NETWORKING_VERSIONS, { shortNames: ['wg'] }),
+    crd('networking.istio.io', 'WorkloadGroup', 'workloadgroups', 'workloadgroup', NETWORKING_VERSIONS, {
+      shortNames: ['wg'],
+    }),
     crd('networking.istio.io', 'WorkloadEntry', 'workloadentries', 'workloadentry', NETWORKING_VERSIONS, {
       shortNames: ['we'],
       columns: [
-        { description: 'CreationTimestamp is a timestamp representing the server time when this object was created.', jsonPath: '.metadata.creationTimestamp', name: 'Age', type: 'date' },
-        { description: 'Address associated with the network endpoint.', jsonPath: '.spec.address', name: 'Address', type: 'string' },
+        {
+          description: 'CreationTimestamp is a timestamp representing the server time when this object was created.',
+          jsonPath: '.metadata.creationTimestamp',
+          name: 'Age',
+          type: 'date',
+        },
+        {
+          description: 'Address associated with the network endpoint.',
+          jsonPath: '.spec.address',
+          name: 'Address',
+          type: 'string',
+        },
       ],
     }),
   ];
@@ -170,16 +205,40 @@ export function otherIstioCrds(): Obj[] {
     crd('security.istio.io', 'PeerAuthentication', 'peerauthentications', 'peerauthentication', ['v1', 'v1beta1'], {
       shortNames: ['pa'],
       columns: [
-        { description: 'Defines the mTLS mode used for peer authentication.', jsonPath: '.spec.mtls.mode', name: 'Mode', type: 'string' },
-        { description: 'CreationTimestamp is a timestamp representing the server time when this object was created.', jsonPath: '.metadata.creationTimestamp', name: 'Age', type: 'date' },
+        {
+          description: 'Defines the mTLS mode used for peer authentication.',
+          jsonPath: '.spec.mtls.mode',
+          name: 'Mode',
+          type: 'string',
+        },
+        {
+          description: 'CreationTimestamp is a timestamp representing the server time when this object was created.',
+          jsonPath: '.metadata.creationTimestamp',
+          name: 'Age',
+          type: 'date',
+        },
       ],
     }),
-    crd('security.istio.io', 'AuthorizationPolicy', 'authorizationpolicies', 'authorizationpolicy', ['v1', 'v1beta1'], { shortNames: ['ap'] }),
+    crd('security.istio.io', 'AuthorizationPolicy', 'authorizationpolicies', 'authorizationpolicy', ['v1', 'v1beta1'], {
+      shortNames: ['ap'],
+    }),
   ];
 }
 
-export function istiodDeployment(o: { istioVersion: string; autoregistration: boolean; healthChecks: boolean; trustDomain: string; clusterName: string }): Obj {
-  const labels = { app: 'istiod', 'istio.io/rev': 'default', 'install.operator.istio.io/owning-resource': 'unknown', istio: 'pilot', 'operator.istio.io/component': 'Pilot' };
+export function istiodDeployment(o: {
+  istioVersion: string;
+  autoregistration: boolean;
+  healthChecks: boolean;
+  trustDomain: string;
+  clusterName: string;
+}): Obj {
+  const labels = {
+    app: 'istiod',
+    'istio.io/rev': 'default',
+    'install.operator.istio.io/owning-resource': 'unknown',
+    istio: 'pilot',
+    'operator.istio.io/component': 'Pilot',
+  };
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -189,14 +248,29 @@ export function istiodDeployment(o: { istioVersion: string; autoregistration: bo
       selector: { matchLabels: { istio: 'pilot' } },
       strategy: { rollingUpdate: { maxSurge: '100%', maxUnavailable: '25%' }, type: 'RollingUpdate' },
       template: {
-        metadata: { annotations: { 'prometheus.io/port': '15014', 'prometheus.io/scrape': 'true', 'sidecar.istio.io/inject': 'false' }, labels: { ...labels, 'sidecar.istio.io/inject': 'false' } },
+        metadata: {
+          annotations: {
+            'prometheus.io/port': '15014',
+            'prometheus.io/scrape': 'true',
+            'sidecar.istio.io/inject': 'false',
+          },
+          labels: { ...labels, 'sidecar.istio.io/inject': 'false' },
+        },
         spec: {
           serviceAccountName: 'istiod',
           containers: [
             {
               name: 'discovery',
               image: `docker.io/istio/pilot:${o.istioVersion}`,
-              args: ['discovery', '--monitoringAddr=:15014', '--log_output_level=default:info', '--domain', 'cluster.local', '--keepaliveMaxServerConnectionAge', '30m'],
+              args: [
+                'discovery',
+                '--monitoringAddr=:15014',
+                '--log_output_level=default:info',
+                '--domain',
+                'cluster.local',
+                '--keepaliveMaxServerConnectionAge',
+                '30m',
+              ],
               ports: [
                 { containerPort: 8080, name: 'http-debug', protocol: 'TCP' },
                 { containerPort: 15010, name: 'grpc-xds', protocol: 'TCP' },
@@ -208,8 +282,14 @@ export function istiodDeployment(o: { istioVersion: string; autoregistration: bo
                 { name: 'REVISION', value: 'default' },
                 { name: 'PILOT_CERT_PROVIDER', value: 'istiod' },
                 { name: 'POD_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
-                { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } } },
-                { name: 'SERVICE_ACCOUNT', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'spec.serviceAccountName' } } },
+                {
+                  name: 'POD_NAMESPACE',
+                  valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } },
+                },
+                {
+                  name: 'SERVICE_ACCOUNT',
+                  valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'spec.serviceAccountName' } },
+                },
                 { name: 'KUBECONFIG', value: '/var/run/secrets/remote/config' },
                 { name: 'CA_TRUSTED_NODE_ACCOUNTS', value: 'istio-system/ztunnel' },
                 { name: 'PILOT_TRACE_SAMPLING', value: '1' },
@@ -221,7 +301,12 @@ export function istiodDeployment(o: { istioVersion: string; autoregistration: bo
                 { name: 'PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION', value: String(o.autoregistration) },
                 { name: 'PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS', value: String(o.healthChecks) },
               ],
-              readinessProbe: { httpGet: { path: '/ready', port: 8080 }, initialDelaySeconds: 1, periodSeconds: 3, timeoutSeconds: 5 },
+              readinessProbe: {
+                httpGet: { path: '/ready', port: 8080 },
+                initialDelaySeconds: 1,
+                periodSeconds: 3,
+                timeoutSeconds: 5,
+              },
               resources: { requests: { cpu: '500m', memory: '2048Mi' } },
             },
           ],
@@ -240,14 +325,32 @@ export function istiodDeploymentStatus(): Record<string, unknown> {
     updatedReplicas: 1,
     observedGeneration: 1,
     conditions: [
-      { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'Deployment has minimum availability.', lastTransitionTime: now, lastUpdateTime: now },
-      { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: 'ReplicaSet "istiod-6d5b8c7f9" has successfully progressed.', lastTransitionTime: now, lastUpdateTime: now },
+      {
+        type: 'Available',
+        status: 'True',
+        reason: 'MinimumReplicasAvailable',
+        message: 'Deployment has minimum availability.',
+        lastTransitionTime: now,
+        lastUpdateTime: now,
+      },
+      {
+        type: 'Progressing',
+        status: 'True',
+        reason: 'NewReplicaSetAvailable',
+        message: 'ReplicaSet "istiod-6d5b8c7f9" has successfully progressed.',
+        lastTransitionTime: now,
+        lastUpdateTime: now,
+      },
     ],
   };
 }
 
 export function eastWestService(network: string): Obj {
-  const labels = { app: 'istio-eastwestgateway', istio: 'eastwestgateway', 'topology.istio.io/network': network || 'network1' };
+  const labels = {
+    app: 'istio-eastwestgateway',
+    istio: 'eastwestgateway',
+    'topology.istio.io/network': network || 'network1',
+  };
   return {
     apiVersion: 'v1',
     kind: 'Service',
@@ -260,7 +363,11 @@ export function eastWestService(network: string): Obj {
       internalTrafficPolicy: 'Cluster',
       ipFamilies: ['IPv4'],
       ipFamilyPolicy: 'SingleStack',
-      selector: { app: 'istio-eastwestgateway', istio: 'eastwestgateway', 'topology.istio.io/network': network || 'network1' },
+      selector: {
+        app: 'istio-eastwestgateway',
+        istio: 'eastwestgateway',
+        'topology.istio.io/network': network || 'network1',
+      },
       sessionAffinity: 'None',
       ports: [
         { name: 'status-port', port: 15021, protocol: 'TCP', targetPort: 15021, nodePort: 31021 },
@@ -281,7 +388,11 @@ export function istiodService(): Obj {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name: 'istiod', namespace: 'istio-system', labels: { app: 'istiod', istio: 'pilot', 'istio.io/rev': 'default' } },
+    metadata: {
+      name: 'istiod',
+      namespace: 'istio-system',
+      labels: { app: 'istiod', istio: 'pilot', 'istio.io/rev': 'default' },
+    },
     spec: {
       type: 'ClusterIP',
       clusterIP: '10.96.12.10',

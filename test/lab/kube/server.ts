@@ -8,7 +8,14 @@ import { openApiGroupVersionDoc, openApiRoot } from './openapi.js';
 import { apiGroupDoc, apiGroupList, apiResourceList, apiVersions, KUBE_VERSION, toTable } from './discovery.js';
 import { kindKeyOf, type ResourceType } from './resources.js';
 import type { Authorizer, ResourceAttributes, UserInfo } from './auth.js';
-import { matchesFieldSelector, matchesLabelSelector, type KubeObject, type ObjectStore, type PatchType, type StoreEvent } from './store.js';
+import {
+  matchesFieldSelector,
+  matchesLabelSelector,
+  type KubeObject,
+  type ObjectStore,
+  type PatchType,
+  type StoreEvent,
+} from './store.js';
 import { clone, isObject, type Json } from './merge.js';
 import { API_AUDIENCE, type IssuedToken } from './tokens.js';
 
@@ -189,7 +196,10 @@ function verbOf(method: string, route: Route, q: URLSearchParams): string {
   }
 }
 
-export function createRequestHandler(deps: ApiServerDeps): { handle: (req: IncomingMessage, res: ServerResponse) => void; closeWatches: () => void } {
+export function createRequestHandler(deps: ApiServerDeps): {
+  handle: (req: IncomingMessage, res: ServerResponse) => void;
+  closeWatches: () => void;
+} {
   const openWatches = new Set<() => void>();
 
   function route(pathname: string): Route | { kind: 'discovery'; doc: () => object | undefined } | undefined {
@@ -198,8 +208,10 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
     if (pathname === '/version' || pathname === '/version/') return { kind: 'discovery', doc: () => KUBE_VERSION };
     if (segs[0] === 'openapi' && segs[1] === 'v3') {
       if (segs.length === 2) return { kind: 'discovery', doc: () => openApiRoot(types) };
-      if (segs[2] === 'api' && segs.length === 4) return { kind: 'discovery', doc: () => openApiGroupVersionDoc(types, '', segs[3] as string) };
-      if (segs[2] === 'apis' && segs.length === 5) return { kind: 'discovery', doc: () => openApiGroupVersionDoc(types, segs[3] as string, segs[4] as string) };
+      if (segs[2] === 'api' && segs.length === 4)
+        return { kind: 'discovery', doc: () => openApiGroupVersionDoc(types, '', segs[3] as string) };
+      if (segs[2] === 'apis' && segs.length === 5)
+        return { kind: 'discovery', doc: () => openApiGroupVersionDoc(types, segs[3] as string, segs[4] as string) };
       return undefined;
     }
     if (segs[0] === 'api') {
@@ -211,7 +223,8 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
     if (segs[0] === 'apis') {
       if (segs.length === 1) return { kind: 'discovery', doc: () => apiGroupList(types) };
       if (segs.length === 2) return { kind: 'discovery', doc: () => apiGroupDoc(types, segs[1] as string) };
-      if (segs.length === 3) return { kind: 'discovery', doc: () => apiResourceList(types, segs[1] as string, segs[2] as string) };
+      if (segs.length === 3)
+        return { kind: 'discovery', doc: () => apiResourceList(types, segs[1] as string, segs[2] as string) };
       return resourceRoute(segs[1] as string, segs[2] as string, segs.slice(3), types);
     }
     return undefined;
@@ -224,22 +237,45 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
       const t = find(rest[2]);
       if (t?.namespaced) {
         if (rest.length > 5) return undefined;
-        return { kind: 'resource', group, version, type: t, namespace: rest[1], ...(rest[3] ? { name: rest[3] } : {}), ...(rest[4] ? { subresource: rest[4] } : {}) };
+        return {
+          kind: 'resource',
+          group,
+          version,
+          type: t,
+          namespace: rest[1],
+          ...(rest[3] ? { name: rest[3] } : {}),
+          ...(rest[4] ? { subresource: rest[4] } : {}),
+        };
       }
     }
     const t = find(rest[0]);
     if (!t || rest.length > 3) return undefined;
     // A namespaced resource listed across all namespaces: /api/v1/pods.
     if (t.namespaced && rest.length > 1) return undefined;
-    return { kind: 'resource', group, version, type: t, ...(rest[1] ? { name: rest[1] } : {}), ...(rest[2] ? { subresource: rest[2] } : {}) };
+    return {
+      kind: 'resource',
+      group,
+      version,
+      type: t,
+      ...(rest[1] ? { name: rest[1] } : {}),
+      ...(rest[2] ? { subresource: rest[2] } : {}),
+    };
   }
 
-  async function handleResource(req: IncomingMessage, res: ServerResponse, r: Route, q: URLSearchParams, verb: string, user: UserInfo): Promise<number> {
+  async function handleResource(
+    req: IncomingMessage,
+    res: ServerResponse,
+    r: Route,
+    q: URLSearchParams,
+    verb: string,
+    user: UserInfo,
+  ): Promise<number> {
     const t = r.type;
     const kindKey = kindKeyOf(t);
     const store = deps.store;
     const bodyType = String(req.headers['content-type'] ?? '');
-    if (/cbor/.test(bodyType) || (/protobuf/.test(bodyType) && req.method !== 'POST')) throw errors.unsupportedMediaType(bodyType);
+    if (/cbor/.test(bodyType) || (/protobuf/.test(bodyType) && req.method !== 'POST'))
+      throw errors.unsupportedMediaType(bodyType);
     if (r.subresource && !t.subresources.includes(r.subresource)) throw errors.pathNotFound();
     if (!t.verbs.includes(verb) && !r.subresource) throw errors.methodNotSupported(t.group, t.resource, verb);
     const dryRun = q.get('dryRun') === 'All';
@@ -247,8 +283,13 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
     const defaultManager = userAgent.split('/')[0] || 'unknown';
     const manager = q.get('fieldManager') ?? undefined;
     const out = (code: number, obj: KubeObject): number => {
-      if (wantsTable(req.headers.accept) && (verb === 'get')) {
-        send(res, code, toTable(t, [served(obj, t, r.version)], q.get('includeObject'), obj.metadata.resourceVersion ?? ''), 'application/json;as=Table;v=v1;g=meta.k8s.io');
+      if (wantsTable(req.headers.accept) && verb === 'get') {
+        send(
+          res,
+          code,
+          toTable(t, [served(obj, t, r.version)], q.get('includeObject'), obj.metadata.resourceVersion ?? ''),
+          'application/json;as=Table;v=v1;g=meta.k8s.io',
+        );
       } else send(res, code, served(obj, t, r.version));
       return code;
     };
@@ -258,16 +299,25 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
       if (verb !== 'create') throw errors.methodNotSupported(t.group, 'serviceaccounts/token', verb);
       const body = await readObjectBody(req);
       const spec = isObject(body) && isObject(body.spec) ? body.spec : {};
-      const audiences = Array.isArray(spec.audiences) && spec.audiences.length ? (spec.audiences as string[]) : ['https://kubernetes.default.svc.cluster.local'];
+      const audiences =
+        Array.isArray(spec.audiences) && spec.audiences.length
+          ? (spec.audiences as string[])
+          : ['https://kubernetes.default.svc.cluster.local'];
       const expirationSeconds = typeof spec.expirationSeconds === 'number' ? spec.expirationSeconds : 3600;
       if (expirationSeconds < 600) {
         throw errors.invalid('authentication.k8s.io', 'TokenRequest', r.name as string, [
-          { field: 'spec.expirationSeconds', message: `Invalid value: ${expirationSeconds}: may not specify a duration less than 10 minutes` },
+          {
+            field: 'spec.expirationSeconds',
+            message: `Invalid value: ${expirationSeconds}: may not specify a duration less than 10 minutes`,
+          },
         ]);
       }
       if (expirationSeconds > 2 ** 32) {
         throw errors.invalid('authentication.k8s.io', 'TokenRequest', r.name as string, [
-          { field: 'spec.expirationSeconds', message: `Invalid value: ${expirationSeconds}: may not specify a duration larger than 2^32 seconds` },
+          {
+            field: 'spec.expirationSeconds',
+            message: `Invalid value: ${expirationSeconds}: may not specify a duration larger than 2^32 seconds`,
+          },
         ]);
       }
       const issued = deps.issueToken(r.namespace as string, r.name as string, audiences, expirationSeconds);
@@ -275,7 +325,11 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
         kind: 'TokenRequest',
         apiVersion: 'authentication.k8s.io/v1',
         metadata: { name: r.name, namespace: r.namespace, creationTimestamp: null },
-        spec: { audiences, expirationSeconds, boundObjectRef: isObject(spec.boundObjectRef) ? spec.boundObjectRef : null },
+        spec: {
+          audiences,
+          expirationSeconds,
+          boundObjectRef: isObject(spec.boundObjectRef) ? spec.boundObjectRef : null,
+        },
         status: { token: issued.token, expirationTimestamp: issued.expirationTimestamp },
       });
       return 201;
@@ -286,20 +340,33 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
       let container = q.get('container') ?? undefined;
       if (!container) {
         if (containers.length !== 1) {
-          throw errors.badRequest(`a container name must be specified for pod ${pod.metadata.name}, choose one of: [${containers.join(' ')}]`);
+          throw errors.badRequest(
+            `a container name must be specified for pod ${pod.metadata.name}, choose one of: [${containers.join(' ')}]`,
+          );
         }
         container = containers[0] as string;
       }
-      if (!containers.includes(container) && !((pod.spec?.initContainers ?? []) as Array<{ name: string }>).some((c) => c.name === container)) {
+      if (
+        !containers.includes(container) &&
+        !((pod.spec?.initContainers ?? []) as Array<{ name: string }>).some((c) => c.name === container)
+      ) {
         throw errors.badRequest(`container ${container} is not valid for pod ${pod.metadata.name}`);
       }
       const text = deps.podLog(r.namespace as string, pod.metadata.name, container);
       if (text === undefined && (pod.status?.phase ?? 'Pending') === 'Pending') {
-        throw errors.badRequest(`container "${container}" in pod "${pod.metadata.name}" is waiting to start: ContainerCreating`);
+        throw errors.badRequest(
+          `container "${container}" in pod "${pod.metadata.name}" is waiting to start: ContainerCreating`,
+        );
       }
       let lines = text ?? '';
       const tail = q.get('tailLines');
-      if (tail) lines = lines.split('\n').filter((l, i, a) => !(i === a.length - 1 && l === '')).slice(-Number(tail)).join('\n') + (lines ? '\n' : '');
+      if (tail)
+        lines =
+          lines
+            .split('\n')
+            .filter((l, i, a) => !(i === a.length - 1 && l === ''))
+            .slice(-Number(tail))
+            .join('\n') + (lines ? '\n' : '');
       send(res, 200, lines, 'text/plain');
       return 200;
     }
@@ -310,12 +377,21 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
       const spec = (isObject(body) && isObject(body.spec) ? body.spec : {}) as { namespace?: string };
       if (!spec.namespace) throw errors.badRequest('no namespace on request');
       const status = deps.authorizer.rulesFor(user, spec.namespace, deps.faults.forbiddenUsers.has(user.username));
-      send(res, 201, { kind: 'SelfSubjectRulesReview', apiVersion: 'authorization.k8s.io/v1', metadata: { creationTimestamp: null }, spec, status });
+      send(res, 201, {
+        kind: 'SelfSubjectRulesReview',
+        apiVersion: 'authorization.k8s.io/v1',
+        metadata: { creationTimestamp: null },
+        spec,
+        status,
+      });
       return 201;
     }
     if (t.group === 'authorization.k8s.io' && t.resource === 'selfsubjectaccessreviews') {
       const body = await readObjectBody(req);
-      const spec = (isObject(body) && isObject(body.spec) ? body.spec : {}) as { resourceAttributes?: Record<string, string>; nonResourceAttributes?: Record<string, string> };
+      const spec = (isObject(body) && isObject(body.spec) ? body.spec : {}) as {
+        resourceAttributes?: Record<string, string>;
+        nonResourceAttributes?: Record<string, string>;
+      };
       let status: { allowed: boolean; reason?: string; denied?: boolean };
       if (spec.resourceAttributes) {
         const a = spec.resourceAttributes;
@@ -327,14 +403,31 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
           ...(a.namespace ? { namespace: a.namespace } : {}),
           ...(a.name ? { name: a.name } : {}),
         };
-        const d = deps.faults.forbiddenUsers.has(user.username) ? { allowed: false, reason: '' } : deps.authorizer.authorize(user, attrs);
+        const d = deps.faults.forbiddenUsers.has(user.username)
+          ? { allowed: false, reason: '' }
+          : deps.authorizer.authorize(user, attrs);
         status = { allowed: d.allowed, ...(d.reason ? { reason: d.reason } : {}) };
       } else if (spec.nonResourceAttributes) {
-        status = { allowed: true, reason: 'RBAC: allowed by ClusterRoleBinding "system:discovery" of ClusterRole "system:discovery" to Group "system:authenticated"' };
+        status = {
+          allowed: true,
+          reason:
+            'RBAC: allowed by ClusterRoleBinding "system:discovery" of ClusterRole "system:discovery" to Group "system:authenticated"',
+        };
       } else {
-        throw errors.invalid('authorization.k8s.io', 'SelfSubjectAccessReview', '', [{ field: 'spec.resourceAttributes', message: 'Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified' }]);
+        throw errors.invalid('authorization.k8s.io', 'SelfSubjectAccessReview', '', [
+          {
+            field: 'spec.resourceAttributes',
+            message: 'Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified',
+          },
+        ]);
       }
-      send(res, 201, { kind: 'SelfSubjectAccessReview', apiVersion: 'authorization.k8s.io/v1', metadata: { creationTimestamp: null }, spec, status });
+      send(res, 201, {
+        kind: 'SelfSubjectAccessReview',
+        apiVersion: 'authorization.k8s.io/v1',
+        metadata: { creationTimestamp: null },
+        spec,
+        status,
+      });
       return 201;
     }
     if (t.group === 'authentication.k8s.io' && t.resource === 'tokenreviews') {
@@ -350,7 +443,13 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
         status.user = {};
         status.error = result.error;
       }
-      send(res, 201, { kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', metadata: { creationTimestamp: null }, spec, status });
+      send(res, 201, {
+        kind: 'TokenReview',
+        apiVersion: 'authentication.k8s.io/v1',
+        metadata: { creationTimestamp: null },
+        spec,
+        status,
+      });
       return 201;
     }
 
@@ -366,7 +465,17 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
         });
         const rv = store.resourceVersion;
         if (wantsTable(req.headers.accept)) {
-          send(res, 200, toTable(t, items.map((o) => served(o, t, r.version)), q.get('includeObject'), rv), 'application/json;as=Table;v=v1;g=meta.k8s.io');
+          send(
+            res,
+            200,
+            toTable(
+              t,
+              items.map((o) => served(o, t, r.version)),
+              q.get('includeObject'),
+              rv,
+            ),
+            'application/json;as=Table;v=v1;g=meta.k8s.io',
+          );
           return 200;
         }
         const apiVersion = t.group ? `${t.group}/${r.version}` : r.version;
@@ -396,11 +505,14 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
         obj.metadata = obj.metadata ?? ({} as KubeObject['metadata']);
         if (t.namespaced) {
           if (obj.metadata.namespace && obj.metadata.namespace !== r.namespace) {
-            throw errors.badRequest('the namespace of the provided object does not match the namespace sent on the request');
+            throw errors.badRequest(
+              'the namespace of the provided object does not match the namespace sent on the request',
+            );
           }
           obj.metadata.namespace = r.namespace as string;
         }
-        if (obj.kind && obj.kind !== t.kind) throw errors.badRequest(`the kind of the object (${obj.kind}) does not match the resource (${t.resource})`);
+        if (obj.kind && obj.kind !== t.kind)
+          throw errors.badRequest(`the kind of the object (${obj.kind}) does not match the resource (${t.resource})`);
         if (t.subresources.includes('status')) delete obj.status;
         const created = store.create(kindKey, obj, { manager: manager ?? defaultManager, dryRun });
         return out(201, created);
@@ -409,7 +521,8 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
         const body = await readObjectBody(req);
         if (!isObject(body)) throw errors.badRequest('the body must be a JSON object');
         const obj = body as unknown as KubeObject;
-        if (obj.metadata?.name !== r.name) throw errors.badRequest('the name of the object does not match the name on the URL');
+        if (obj.metadata?.name !== r.name)
+          throw errors.badRequest('the name of the object does not match the name on the URL');
         if (t.namespaced) obj.metadata.namespace = r.namespace as string;
         const updated = store.update(kindKey, obj, {
           manager: manager ?? defaultManager,
@@ -419,11 +532,17 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
         return out(200, updated);
       }
       case 'patch': {
-        const contentType = String(req.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
+        const contentType =
+          String(req.headers['content-type'] ?? '')
+            .split(';')[0]
+            ?.trim() ?? '';
         const text = (await readBody(req)).toString('utf8');
         const sub = r.subresource === 'status' ? { subresource: 'status' as const } : {};
         if (contentType === 'application/apply-patch+yaml' || contentType === 'application/apply-patch+cbor') {
-          if (!manager) throw errors.badRequest('PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch');
+          if (!manager)
+            throw errors.badRequest(
+              'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+            );
           let applied: unknown;
           try {
             applied = parseYaml(text);
@@ -433,10 +552,17 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
           if (!isObject(applied as Json)) throw errors.badRequest('apply patch must be an object');
           const obj = applied as KubeObject;
           if (t.namespaced && obj.metadata?.namespace && obj.metadata.namespace !== r.namespace) {
-            throw errors.badRequest('the namespace of the provided object does not match the namespace sent on the request');
+            throw errors.badRequest(
+              'the namespace of the provided object does not match the namespace sent on the request',
+            );
           }
           const existed = store.get(kindKey, r.namespace, r.name as string) !== undefined;
-          const result = store.apply(kindKey, r.namespace, r.name as string, obj, { manager, force: boolParam(q, 'force'), dryRun, ...sub });
+          const result = store.apply(kindKey, r.namespace, r.name as string, obj, {
+            manager,
+            force: boolParam(q, 'force'),
+            dryRun,
+            ...sub,
+          });
           return out(existed ? 200 : 201, result.object);
         }
         const types: Record<string, PatchType> = {
@@ -446,14 +572,20 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
         };
         const pt = types[contentType];
         if (!pt) throw errors.unsupportedMediaType(contentType);
-        if (boolParam(q, 'force')) throw errors.badRequest('force: Forbidden: may not be specified for non-apply patch');
-        const patched = store.patch(kindKey, r.namespace, r.name as string, pt, parseJsonBody(text), { manager: manager ?? defaultManager, dryRun, ...sub });
+        if (boolParam(q, 'force'))
+          throw errors.badRequest('force: Forbidden: may not be specified for non-apply patch');
+        const patched = store.patch(kindKey, r.namespace, r.name as string, pt, parseJsonBody(text), {
+          manager: manager ?? defaultManager,
+          dryRun,
+          ...sub,
+        });
         return out(200, patched);
       }
       case 'delete': {
         const text = (await readBody(req)).toString('utf8');
         const body = text.trim() ? parseJsonBody(text) : {};
-        const policy = (q.get('propagationPolicy') ?? (isObject(body) ? body.propagationPolicy : undefined)) as 'Orphan' | 'Background' | 'Foreground' | undefined;
+        const policy = (q.get('propagationPolicy') ?? (isObject(body) ? body.propagationPolicy : undefined)) as
+          'Orphan' | 'Background' | 'Foreground' | undefined;
         const orphan = q.get('orphanDependents') === 'true' || (isObject(body) && body.orphanDependents === true);
         const deleted = store.delete(kindKey, r.namespace, r.name as string, {
           ...(policy ? { propagationPolicy: policy } : orphan ? { propagationPolicy: 'Orphan' as const } : {}),
@@ -471,7 +603,12 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
           apiVersion: 'v1',
           metadata: {},
           status: 'Success',
-          details: { name: deleted.metadata.name, ...(t.group ? { group: t.group } : {}), kind: t.resource, uid: deleted.metadata.uid },
+          details: {
+            name: deleted.metadata.name,
+            ...(t.group ? { group: t.group } : {}),
+            kind: t.resource,
+            uid: deleted.metadata.uid,
+          },
         });
         return 200;
       }
@@ -482,7 +619,12 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
           ...(q.get('fieldSelector') ? { fieldSelector: q.get('fieldSelector') as string } : {}),
         });
         for (const o of items) store.delete(kindKey, o.metadata.namespace, o.metadata.name, { dryRun });
-        send(res, 200, { kind: `${t.kind}List`, apiVersion: t.group ? `${t.group}/${r.version}` : r.version, metadata: { resourceVersion: store.resourceVersion }, items: items.map((o) => served(o, t, r.version)) });
+        send(res, 200, {
+          kind: `${t.kind}List`,
+          apiVersion: t.group ? `${t.group}/${r.version}` : r.version,
+          metadata: { resourceVersion: store.resourceVersion },
+          items: items.map((o) => served(o, t, r.version)),
+        });
         return 200;
       }
       default:
@@ -490,11 +632,20 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
     }
   }
 
-  function startWatch(req: IncomingMessage, res: ServerResponse, r: Route, q: URLSearchParams, kindKey: string): number {
+  function startWatch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    r: Route,
+    q: URLSearchParams,
+    kindKey: string,
+  ): number {
     const t = r.type;
     const table = wantsTable(req.headers.accept);
     const requested = Number(q.get('timeoutSeconds') ?? deps.maxWatchSeconds);
-    const seconds = Math.max(1, Math.min(Number.isFinite(requested) ? requested : deps.maxWatchSeconds, deps.maxWatchSeconds));
+    const seconds = Math.max(
+      1,
+      Math.min(Number.isFinite(requested) ? requested : deps.maxWatchSeconds, deps.maxWatchSeconds),
+    );
     const opts = {
       ...(q.get('labelSelector') ? { labelSelector: q.get('labelSelector') as string } : {}),
       ...(q.get('fieldSelector') ? { fieldSelector: q.get('fieldSelector') as string } : {}),
@@ -504,7 +655,11 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
       (r.name === undefined || o.metadata.name === r.name) &&
       matchesLabelSelector(o.metadata.labels, opts.labelSelector) &&
       matchesFieldSelector(o, opts.fieldSelector);
-    res.writeHead(200, { 'Content-Type': table ? 'application/json;as=Table;v=v1;g=meta.k8s.io' : JSON_TYPE, 'Transfer-Encoding': 'chunked', 'Cache-Control': 'no-cache, private' });
+    res.writeHead(200, {
+      'Content-Type': table ? 'application/json;as=Table;v=v1;g=meta.k8s.io' : JSON_TYPE,
+      'Transfer-Encoding': 'chunked',
+      'Cache-Control': 'no-cache, private',
+    });
     // Clients (client-node's Watch) wait for the headers before they start reading.
     res.flushHeaders();
     const writeEvent = (type: string, o: KubeObject): void => {
@@ -514,13 +669,21 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
     };
     const rvParam = q.get('resourceVersion');
     if (!rvParam || rvParam === '0') {
-      for (const o of deps.store.list(kindKey, { ...(r.namespace !== undefined ? { namespace: r.namespace } : {}), ...opts })) {
+      for (const o of deps.store.list(kindKey, {
+        ...(r.namespace !== undefined ? { namespace: r.namespace } : {}),
+        ...opts,
+      })) {
         if (r.name === undefined || o.metadata.name === r.name) writeEvent('ADDED', o);
       }
     } else {
       const since = deps.store.eventsSince(kindKey, Number(rvParam));
       if (!since) {
-        res.write(JSON.stringify({ type: 'ERROR', object: errors.gone(`too old resource version: ${rvParam} (${deps.store.resourceVersion})`).status }) + '\n');
+        res.write(
+          JSON.stringify({
+            type: 'ERROR',
+            object: errors.gone(`too old resource version: ${rvParam} (${deps.store.resourceVersion})`).status,
+          }) + '\n',
+        );
         res.end();
         return 200;
       }
@@ -546,7 +709,15 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
     const url = new URL(req.url ?? '/', 'https://localhost');
     const q = url.searchParams;
     const method = req.method ?? 'GET';
-    const rec: RequestRecord = { time: new Date().toISOString(), method, path: url.pathname, query: url.search, verb: method.toLowerCase(), user: '', status: 0 };
+    const rec: RequestRecord = {
+      time: new Date().toISOString(),
+      method,
+      path: url.pathname,
+      query: url.search,
+      verb: method.toLowerCase(),
+      user: '',
+      status: 0,
+    };
     deps.recorder.add(rec);
     let code = 200;
     try {
@@ -568,7 +739,8 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
       const rt = route(url.pathname);
       if (!rt) throw errors.pathNotFound();
       if (rt.kind === 'discovery') {
-        if (method !== 'GET' && method !== 'HEAD') throw errors.methodNotSupported('', url.pathname, method.toLowerCase());
+        if (method !== 'GET' && method !== 'HEAD')
+          throw errors.methodNotSupported('', url.pathname, method.toLowerCase());
         const doc = rt.doc();
         if (!doc) throw errors.pathNotFound();
         rec.verb = 'get';
@@ -589,8 +761,12 @@ export function createRequestHandler(deps: ApiServerDeps): { handle: (req: Incom
         ...(rt.namespace ? { namespace: rt.namespace } : {}),
         ...(rt.name ? { name: rt.name } : {}),
       };
-      const isSelfReview = rt.type.group === 'authorization.k8s.io' && (rt.type.resource === 'selfsubjectaccessreviews' || rt.type.resource === 'selfsubjectrulesreviews');
-      const allowed = isSelfReview || (!deps.faults.forbiddenUsers.has(user.username) && deps.authorizer.authorize(user, attrs).allowed);
+      const isSelfReview =
+        rt.type.group === 'authorization.k8s.io' &&
+        (rt.type.resource === 'selfsubjectaccessreviews' || rt.type.resource === 'selfsubjectrulesreviews');
+      const allowed =
+        isSelfReview ||
+        (!deps.faults.forbiddenUsers.has(user.username) && deps.authorizer.authorize(user, attrs).allowed);
       if (!allowed) throw errors.forbidden(user.username, attrs);
       code = await handleResource(req, res, rt, q, verb, user);
     } catch (e) {

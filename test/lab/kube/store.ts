@@ -32,7 +32,14 @@ export interface ObjectMeta {
   generateName?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
-  ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }>;
+  ownerReferences?: Array<{
+    apiVersion: string;
+    kind: string;
+    name: string;
+    uid: string;
+    controller?: boolean;
+    blockOwnerDeletion?: boolean;
+  }>;
   managedFields?: ManagedFieldsEntry[];
   finalizers?: string[];
 }
@@ -91,7 +98,10 @@ function nsName(namespace: string | undefined, name: string): string {
 }
 
 /** Parses `a=b,c!=d,e,!f,g in (x,y),h notin (z)` and matches labels against it. */
-export function matchesLabelSelector(labels: Record<string, string> | undefined, selector: string | undefined): boolean {
+export function matchesLabelSelector(
+  labels: Record<string, string> | undefined,
+  selector: string | undefined,
+): boolean {
   if (!selector) return true;
   const l = labels ?? {};
   const terms: string[] = [];
@@ -110,12 +120,12 @@ export function matchesLabelSelector(labels: Record<string, string> | undefined,
     let m: RegExpMatchArray | null;
     if ((m = t.match(/^([^\s!=]+)\s+(in|notin)\s+\((.*)\)$/))) {
       const values = (m[3] ?? '').split(',').map((s) => s.trim());
-      const has = m[1] as string in l && values.includes(l[m[1] as string] as string);
+      const has = (m[1] as string) in l && values.includes(l[m[1] as string] as string);
       return m[2] === 'in' ? has : !has;
     }
     if ((m = t.match(/^([^!=\s]+)\s*!=\s*(.*)$/))) return l[m[1] as string] !== m[2];
     if ((m = t.match(/^([^!=\s]+)\s*==?\s*(.*)$/))) return l[m[1] as string] === m[2];
-    if ((m = t.match(/^!\s*(\S+)$/))) return !(m[1] as string in l);
+    if ((m = t.match(/^!\s*(\S+)$/))) return !((m[1] as string) in l);
     return t in l;
   });
 }
@@ -186,13 +196,19 @@ export class ObjectStore {
       .filter((o) => matchesLabelSelector(o.metadata.labels, opts.labelSelector))
       .filter((o) => matchesFieldSelector(o, opts.fieldSelector))
       .map((o) => clone(o));
-    items.sort((a, b) => nsName(a.metadata.namespace, a.metadata.name).localeCompare(nsName(b.metadata.namespace, b.metadata.name)));
+    items.sort((a, b) =>
+      nsName(a.metadata.namespace, a.metadata.name).localeCompare(nsName(b.metadata.namespace, b.metadata.name)),
+    );
     return items;
   }
 
   // ---------- writes ----------
 
-  create(kindKey: string, input: KubeObject, opts: WriteOptions & { initialManagedFields?: ManagedFieldsEntry[] } = {}): KubeObject {
+  create(
+    kindKey: string,
+    input: KubeObject,
+    opts: WriteOptions & { initialManagedFields?: ManagedFieldsEntry[] } = {},
+  ): KubeObject {
     const t = this.typeOf(kindKey);
     const obj = clone(input);
     obj.metadata = obj.metadata ?? ({} as ObjectMeta);
@@ -215,7 +231,11 @@ export class ObjectStore {
     delete meta.resourceVersion;
     meta.uid = randomUUID();
     meta.creationTimestamp = rfc3339();
-    if (t.custom || ['deployments.apps', 'jobs.batch', 'customresourcedefinitions.apiextensions.k8s.io'].includes(kindKey)) meta.generation = 1;
+    if (
+      t.custom ||
+      ['deployments.apps', 'jobs.batch', 'customresourcedefinitions.apiextensions.k8s.io'].includes(kindKey)
+    )
+      meta.generation = 1;
     meta.managedFields = opts.initialManagedFields ?? [];
     if (opts.manager) this.recordUpdate(t, obj, undefined, opts.manager);
     if (!meta.managedFields.length) delete meta.managedFields;
@@ -245,7 +265,14 @@ export class ObjectStore {
   }
 
   /** PATCH with a merge, strategic merge or JSON patch body. */
-  patch(kindKey: string, namespace: string | undefined, name: string, type: PatchType, patchBody: Json, opts: WriteOptions & { subresource?: 'status' } = {}): KubeObject {
+  patch(
+    kindKey: string,
+    namespace: string | undefined,
+    name: string,
+    type: PatchType,
+    patchBody: Json,
+    opts: WriteOptions & { subresource?: 'status' } = {},
+  ): KubeObject {
     const t = this.typeOf(kindKey);
     const current = this.mustGet(kindKey, namespace, name);
     let patched: Json;
@@ -255,7 +282,8 @@ export class ObjectStore {
       patched = strategicMergePatch(current as unknown as JsonObject, patchBody);
     } else patched = jsonMergePatch(current as unknown as JsonObject, patchBody);
     const next = patched as unknown as KubeObject;
-    const rvInPatch = isObject(patchBody) && isObject(patchBody.metadata) ? patchBody.metadata.resourceVersion : undefined;
+    const rvInPatch =
+      isObject(patchBody) && isObject(patchBody.metadata) ? patchBody.metadata.resourceVersion : undefined;
     if (typeof rvInPatch === 'string' && rvInPatch !== current.metadata.resourceVersion) {
       throw errors.staleResourceVersion(t.group, t.resource, name);
     }
@@ -273,8 +301,21 @@ export class ObjectStore {
   }
 
   /** Convenience for controllers: JSON-merge `status` into the object's status (status subresource). */
-  patchStatus(kindKey: string, namespace: string | undefined, name: string, status: object, manager = 'lab-controller'): KubeObject {
-    return this.patch(kindKey, namespace, name, 'merge', { status: status as Json }, { manager, subresource: 'status' });
+  patchStatus(
+    kindKey: string,
+    namespace: string | undefined,
+    name: string,
+    status: object,
+    manager = 'lab-controller',
+  ): KubeObject {
+    return this.patch(
+      kindKey,
+      namespace,
+      name,
+      'merge',
+      { status: status as Json },
+      { manager, subresource: 'status' },
+    );
   }
 
   /**
@@ -296,11 +337,16 @@ export class ObjectStore {
       throw errors.badRequest(`the kind of the object (${applied.kind}) does not match the resource (${t.resource})`);
     }
     if (applied.metadata?.name && applied.metadata.name !== name) {
-      throw errors.badRequest(`the name of the object (${applied.metadata.name}) does not match the name on the URL (${name})`);
+      throw errors.badRequest(
+        `the name of the object (${applied.metadata.name}) does not match the name on the URL (${name})`,
+      );
     }
-    const ignoreStatus = opts.subresource !== 'status' && (t.subresources.includes('status') || kindKey === 'namespaces');
+    const ignoreStatus =
+      opts.subresource !== 'status' && (t.subresources.includes('status') || kindKey === 'namespaces');
     const appliedSet = new Set(
-      [...leafPaths(applied as unknown as JsonObject, { ignoreStatus })].filter((k) => (opts.subresource === 'status' ? keyPath(k)[0] === 'status' : true)),
+      [...leafPaths(applied as unknown as JsonObject, { ignoreStatus })].filter((k) =>
+        opts.subresource === 'status' ? keyPath(k)[0] === 'status' : true,
+      ),
     );
     const existing = this.get(kindKey, namespace, name);
     if (!existing) {
@@ -314,7 +360,10 @@ export class ObjectStore {
       return { object: created, changed: true };
     }
     const entries = clone(existing.metadata.managedFields ?? []);
-    const mine = entries.find((e) => e.manager === opts.manager && e.operation === 'Apply' && (e.subresource ?? '') === (opts.subresource ?? ''));
+    const mine = entries.find(
+      (e) =>
+        e.manager === opts.manager && e.operation === 'Apply' && (e.subresource ?? '') === (opts.subresource ?? ''),
+    );
     const previouslyMine = mine ? fromFieldsV1(mine.fieldsV1) : new Set<string>();
     const conflicts: Array<{ manager: string; field: string; version: string }> = [];
     const others = entries.filter((e) => e !== mine);
@@ -323,7 +372,8 @@ export class ObjectStore {
       const newValue = getAt(applied as unknown as JsonObject, keyPath(k));
       if (deepEqual(liveValue, newValue)) continue;
       for (const e of others) {
-        if (fromFieldsV1(e.fieldsV1).has(k)) conflicts.push({ manager: e.manager, field: displayPath(k), version: e.apiVersion });
+        if (fromFieldsV1(e.fieldsV1).has(k))
+          conflicts.push({ manager: e.manager, field: displayPath(k), version: e.apiVersion });
       }
     }
     if (conflicts.length && !opts.force) throw errors.applyConflict(t.group, t.resource, name, conflicts);
@@ -333,30 +383,46 @@ export class ObjectStore {
     for (const k of previouslyMine) {
       if (!appliedSet.has(k) && !ownedByOthers.has(k)) deleteAt(next as unknown as JsonObject, keyPath(k));
     }
-    for (const k of appliedSet) setAt(next as unknown as JsonObject, keyPath(k), getAt(applied as unknown as JsonObject, keyPath(k)) as Json);
+    for (const k of appliedSet)
+      setAt(next as unknown as JsonObject, keyPath(k), getAt(applied as unknown as JsonObject, keyPath(k)) as Json);
     // Ownership: forced fields leave their old managers; the applier's set is replaced.
     const conflicted = new Set(conflicts.map((c) => c.field));
     const newEntries: ManagedFieldsEntry[] = [];
     for (const e of others) {
       const set = fromFieldsV1(e.fieldsV1);
       for (const k of [...set]) if (conflicted.has(displayPath(k))) set.delete(k);
-      if (set.size) newEntries.push(set.size === fromFieldsV1(e.fieldsV1).size ? e : { ...e, fieldsV1: toFieldsV1(set) });
+      if (set.size)
+        newEntries.push(set.size === fromFieldsV1(e.fieldsV1).size ? e : { ...e, fieldsV1: toFieldsV1(set) });
     }
-    const unchangedOwnership = mine !== undefined && deepEqual(mine.fieldsV1, toFieldsV1(appliedSet)) && mine.apiVersion === apiVersion;
-    const mineEntry = unchangedOwnership && mine ? mine : this.managedEntry(opts.manager, 'Apply', apiVersion, appliedSet, opts.subresource);
+    const unchangedOwnership =
+      mine !== undefined && deepEqual(mine.fieldsV1, toFieldsV1(appliedSet)) && mine.apiVersion === apiVersion;
+    const mineEntry =
+      unchangedOwnership && mine
+        ? mine
+        : this.managedEntry(opts.manager, 'Apply', apiVersion, appliedSet, opts.subresource);
     const mineIndex = mine ? entries.indexOf(mine) : entries.length;
     newEntries.splice(Math.min(mineIndex, newEntries.length), 0, mineEntry);
     next.metadata.managedFields = newEntries;
     const contentSame = deepEqual(stripVolatile(existing), stripVolatile(next));
-    if (contentSame && unchangedOwnership && newEntries.length === entries.length) return { object: existing, changed: false };
+    if (contentSame && unchangedOwnership && newEntries.length === entries.length)
+      return { object: existing, changed: false };
     if (opts.dryRun) return { object: next, changed: true };
-    if (!deepEqual(withoutMetaAndStatus(existing), withoutMetaAndStatus(next)) && next.metadata.generation !== undefined) next.metadata.generation += 1;
+    if (
+      !deepEqual(withoutMetaAndStatus(existing), withoutMetaAndStatus(next)) &&
+      next.metadata.generation !== undefined
+    )
+      next.metadata.generation += 1;
     this.validate(t, next);
     return { object: this.write(kindKey, nsName(next.metadata.namespace, name), next), changed: true };
   }
 
   /** Deletes one object; cascades to namespaced content (namespaces) and owner-referenced dependents. */
-  delete(kindKey: string, namespace: string | undefined, name: string, opts: { propagationPolicy?: 'Orphan' | 'Background' | 'Foreground'; dryRun?: boolean } = {}): KubeObject {
+  delete(
+    kindKey: string,
+    namespace: string | undefined,
+    name: string,
+    opts: { propagationPolicy?: 'Orphan' | 'Background' | 'Foreground'; dryRun?: boolean } = {},
+  ): KubeObject {
     const t = this.typeOf(kindKey);
     const current = this.mustGet(kindKey, namespace, name);
     if (opts.dryRun) return current;
@@ -368,7 +434,8 @@ export class ObjectStore {
     if (kindKey === 'namespaces') {
       for (const other of this.types().filter((x) => x.namespaced)) {
         const k = kindKeyOf(other);
-        for (const o of this.list(k, { namespace: name })) this.delete(k, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Orphan' });
+        for (const o of this.list(k, { namespace: name }))
+          this.delete(k, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Orphan' });
       }
     }
     if (kindKey === 'customresourcedefinitions.apiextensions.k8s.io') {
@@ -394,8 +461,11 @@ export class ObjectStore {
   /** Events after `resourceVersion`, or undefined when the history no longer reaches back that far. */
   eventsSince(kindKey: string, resourceVersion: number): StoreEvent[] | undefined {
     const first = this.history[0];
-    if (first && Number(first.resourceVersion) > resourceVersion + 1 && this.history.length >= HISTORY_LIMIT) return undefined;
-    return this.history.filter((e) => e.kindKey === kindKey && Number(e.resourceVersion) > resourceVersion).map((e) => ({ ...e, object: clone(e.object) }));
+    if (first && Number(first.resourceVersion) > resourceVersion + 1 && this.history.length >= HISTORY_LIMIT)
+      return undefined;
+    return this.history
+      .filter((e) => e.kindKey === kindKey && Number(e.resourceVersion) > resourceVersion)
+      .map((e) => ({ ...e, object: clone(e.object) }));
   }
 
   // ---------- internals ----------
@@ -438,7 +508,12 @@ export class ObjectStore {
   private validate(t: ResourceType, obj: KubeObject): void {
     const name = obj.metadata?.name ?? '';
     const causes: Array<{ field: string; message: string; reason?: string }> = [];
-    if (!name) causes.push({ field: 'metadata.name', message: 'Required value: name or generateName is required', reason: 'FieldValueRequired' });
+    if (!name)
+      causes.push({
+        field: 'metadata.name',
+        message: 'Required value: name or generateName is required',
+        reason: 'FieldValueRequired',
+      });
     else if (t.resource === 'namespaces' || t.resource === 'services') {
       if (!DNS1123_LABEL.test(name) || name.length > 63) {
         causes.push({
@@ -453,7 +528,8 @@ export class ObjectStore {
       });
     }
     for (const [k, v] of Object.entries(obj.metadata?.labels ?? {})) {
-      if (typeof v !== 'string') causes.push({ field: `metadata.labels.${k}`, message: 'Invalid value: label values must be strings' });
+      if (typeof v !== 'string')
+        causes.push({ field: `metadata.labels.${k}`, message: 'Invalid value: label values must be strings' });
     }
     if (t.resource === 'configmaps' && obj.data !== undefined) {
       if (!isObject(obj.data) || Object.values(obj.data).some((v) => typeof v !== 'string')) {
@@ -462,41 +538,70 @@ export class ObjectStore {
     }
     if (t.resource === 'workloadentries' && t.group === 'networking.istio.io') {
       const spec = obj.spec as JsonObject | undefined;
-      if (spec && typeof spec.address === 'string' && spec.address.length > 256) causes.push({ field: 'spec.address', message: 'Too long: must have at most 256 bytes' });
+      if (spec && typeof spec.address === 'string' && spec.address.length > 256)
+        causes.push({ field: 'spec.address', message: 'Too long: must have at most 256 bytes' });
     }
     if (causes.length) throw errors.invalid(t.group, t.kind, name, causes);
   }
 
-  private commitUpdate(t: ResourceType, kindKey: string, current: KubeObject, next: KubeObject, opts: WriteOptions & { subresource?: 'status' }): KubeObject {
+  private commitUpdate(
+    t: ResourceType,
+    kindKey: string,
+    current: KubeObject,
+    next: KubeObject,
+    opts: WriteOptions & { subresource?: 'status' },
+  ): KubeObject {
     for (const f of ['uid', 'creationTimestamp', 'generation', 'managedFields'] as const) {
-      if (current.metadata[f] !== undefined) (next.metadata as unknown as Record<string, unknown>)[f] = clone(current.metadata[f]);
+      if (current.metadata[f] !== undefined)
+        (next.metadata as unknown as Record<string, unknown>)[f] = clone(current.metadata[f]);
       else delete next.metadata[f];
     }
     next.apiVersion = current.apiVersion;
     next.kind = current.kind;
     this.validate(t, next);
     if (opts.manager) this.recordUpdate(t, next, current, opts.manager, opts.subresource);
-    if (deepEqual(stripVolatile(current), stripVolatile(next)) && deepEqual(current.metadata.managedFields, next.metadata.managedFields)) return current;
+    if (
+      deepEqual(stripVolatile(current), stripVolatile(next)) &&
+      deepEqual(current.metadata.managedFields, next.metadata.managedFields)
+    )
+      return current;
     if (opts.dryRun) return next;
-    if (opts.subresource !== 'status' && next.metadata.generation !== undefined && !deepEqual(withoutMetaAndStatus(current), withoutMetaAndStatus(next))) {
+    if (
+      opts.subresource !== 'status' &&
+      next.metadata.generation !== undefined &&
+      !deepEqual(withoutMetaAndStatus(current), withoutMetaAndStatus(next))
+    ) {
       next.metadata.generation += 1;
     }
     return this.write(kindKey, nsName(next.metadata.namespace, next.metadata.name), next);
   }
 
   /** An Update operation: the manager takes the fields whose values it changed. */
-  private recordUpdate(t: ResourceType, next: KubeObject, before: KubeObject | undefined, manager: string, subresource?: string): void {
+  private recordUpdate(
+    t: ResourceType,
+    next: KubeObject,
+    before: KubeObject | undefined,
+    manager: string,
+    subresource?: string,
+  ): void {
     const ignoreStatus = subresource !== 'status' && (t.subresources.includes('status') || t.resource === 'namespaces');
     const nextSet = leafPaths(next as unknown as JsonObject, { ignoreStatus: false });
     const changed = [...leafPaths(next as unknown as JsonObject, { ignoreStatus })].filter(
-      (k) => !before || !deepEqual(getAt(before as unknown as JsonObject, keyPath(k)), getAt(next as unknown as JsonObject, keyPath(k))),
+      (k) =>
+        !before ||
+        !deepEqual(
+          getAt(before as unknown as JsonObject, keyPath(k)),
+          getAt(next as unknown as JsonObject, keyPath(k)),
+        ),
     );
     const entries = clone(before?.metadata.managedFields ?? []);
     const result: ManagedFieldsEntry[] = [];
     let mineSet = new Set<string>();
     for (const e of entries) {
       const set = fromFieldsV1(e.fieldsV1);
-      for (const k of [...set]) if (!nextSet.has(k) || (changed.includes(k) && !(e.manager === manager && e.operation === 'Update'))) set.delete(k);
+      for (const k of [...set])
+        if (!nextSet.has(k) || (changed.includes(k) && !(e.manager === manager && e.operation === 'Update')))
+          set.delete(k);
       if (e.manager === manager && e.operation === 'Update' && (e.subresource ?? '') === (subresource ?? '')) {
         mineSet = set;
         continue;
@@ -505,7 +610,9 @@ export class ObjectStore {
     }
     for (const k of changed) mineSet.add(k);
     if (mineSet.size) {
-      const old = entries.find((e) => e.manager === manager && e.operation === 'Update' && (e.subresource ?? '') === (subresource ?? ''));
+      const old = entries.find(
+        (e) => e.manager === manager && e.operation === 'Update' && (e.subresource ?? '') === (subresource ?? ''),
+      );
       const same = old && deepEqual(old.fieldsV1, toFieldsV1(mineSet)) && changed.length === 0;
       result.push(same && old ? old : this.managedEntry(manager, 'Update', next.apiVersion, mineSet, subresource));
     }
@@ -513,8 +620,22 @@ export class ObjectStore {
     if (!result.length) delete next.metadata.managedFields;
   }
 
-  private managedEntry(manager: string, operation: 'Apply' | 'Update', apiVersion: string, set: Set<string>, subresource?: string): ManagedFieldsEntry {
-    return { manager, operation, apiVersion, time: rfc3339(), fieldsType: 'FieldsV1', fieldsV1: toFieldsV1(set), ...(subresource ? { subresource } : {}) };
+  private managedEntry(
+    manager: string,
+    operation: 'Apply' | 'Update',
+    apiVersion: string,
+    set: Set<string>,
+    subresource?: string,
+  ): ManagedFieldsEntry {
+    return {
+      manager,
+      operation,
+      apiVersion,
+      time: rfc3339(),
+      fieldsType: 'FieldsV1',
+      fieldsV1: toFieldsV1(set),
+      ...(subresource ? { subresource } : {}),
+    };
   }
 
   private write(kindKey: string, key: string, obj: KubeObject): KubeObject {
@@ -544,7 +665,8 @@ export class ObjectStore {
     for (const [k, bucket] of [...this.objects.entries()]) {
       for (const o of [...bucket.values()]) {
         if (o.metadata.ownerReferences?.some((r) => r.uid === ownerUid)) {
-          if (this.bucket(k).has(nsName(o.metadata.namespace, o.metadata.name))) this.delete(k, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Background' });
+          if (this.bucket(k).has(nsName(o.metadata.namespace, o.metadata.name)))
+            this.delete(k, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Background' });
         }
       }
     }
@@ -570,12 +692,19 @@ function withoutMetaAndStatus(o: KubeObject): JsonObject {
 function applyJsonPatch(target: JsonObject, ops: Json, t: ResourceType): Json {
   if (!Array.isArray(ops)) throw errors.badRequest('json patch must be an array of operations');
   let doc: Json = clone(target);
-  const parse = (p: string): string[] => p.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const parse = (p: string): string[] =>
+    p
+      .split('/')
+      .slice(1)
+      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
   const parentOf = (path: string[]): { parent: Json; key: string } => {
     let cur: Json = doc;
     for (const seg of path.slice(0, -1)) {
       cur = Array.isArray(cur) ? (cur[Number(seg)] as Json) : isObject(cur) ? (cur[seg] as Json) : null;
-      if (cur === undefined || cur === null) throw errors.badRequest(`the server rejected our request due to an error in our request: path ${path.join('/')} not found`);
+      if (cur === undefined || cur === null)
+        throw errors.badRequest(
+          `the server rejected our request due to an error in our request: path ${path.join('/')} not found`,
+        );
     }
     return { parent: cur, key: path[path.length - 1] as string };
   };
@@ -620,7 +749,10 @@ function applyJsonPatch(target: JsonObject, ops: Json, t: ResourceType): Json {
         break;
       }
       case 'test':
-        if (!deepEqual(read(path), op.value)) throw errors.invalid(t.group, t.kind, String(getAt(target, ['metadata', 'name'])), [{ field: op.path, message: 'test operation failed' }]);
+        if (!deepEqual(read(path), op.value))
+          throw errors.invalid(t.group, t.kind, String(getAt(target, ['metadata', 'name'])), [
+            { field: op.path, message: 'test operation failed' },
+          ]);
         break;
       default:
         throw errors.badRequest(`unknown json patch operation ${String(op.op)}`);

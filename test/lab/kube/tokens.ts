@@ -50,7 +50,14 @@ export class ServiceAccountTokenSigner {
     return this.keys.publicKeyPem;
   }
 
-  issue(opts: { namespace: string; name: string; uid: string; audiences: string[]; expirationSeconds: number; now?: number }): IssuedToken {
+  issue(opts: {
+    namespace: string;
+    name: string;
+    uid: string;
+    audiences: string[];
+    expirationSeconds: number;
+    now?: number;
+  }): IssuedToken {
     const now = Math.floor((opts.now ?? Date.now()) / 1000);
     const claims: ServiceAccountTokenClaims = {
       aud: opts.audiences,
@@ -64,7 +71,11 @@ export class ServiceAccountTokenSigner {
     };
     const signingInput = `${b64url({ alg: 'RS256', kid: this.keyId })}.${b64url(claims)}`;
     const signature = createSign('RSA-SHA256').update(signingInput).sign(this.keys.privateKeyPem).toString('base64url');
-    return { token: `${signingInput}.${signature}`, expirationTimestamp: new Date(claims.exp * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'), claims };
+    return {
+      token: `${signingInput}.${signature}`,
+      expirationTimestamp: new Date(claims.exp * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      claims,
+    };
   }
 
   /** Signature, issuer, time window; audiences are checked by the caller (they differ per use). */
@@ -80,13 +91,18 @@ export class ServiceAccountTokenSigner {
     } catch {
       return { ok: false, error: 'invalid bearer token, malformed JWT' };
     }
-    if (header.alg !== 'RS256') return { ok: false, error: `invalid bearer token, unexpected signing algorithm ${String(header.alg)}` };
-    const valid = createVerify('RSA-SHA256').update(`${h}.${p}`).verify(this.keys.publicKeyPem, Buffer.from(sig, 'base64url'));
+    if (header.alg !== 'RS256')
+      return { ok: false, error: `invalid bearer token, unexpected signing algorithm ${String(header.alg)}` };
+    const valid = createVerify('RSA-SHA256')
+      .update(`${h}.${p}`)
+      .verify(this.keys.publicKeyPem, Buffer.from(sig, 'base64url'));
     if (!valid) return { ok: false, error: 'invalid bearer token, square/go-jose: error in cryptographic primitive' };
     if (claims.iss !== this.issuer) return { ok: false, error: 'invalid bearer token, token issuer is not trusted' };
     const t = Math.floor(now / 1000);
-    if (typeof claims.exp !== 'number' || t > claims.exp) return { ok: false, claims, error: 'invalid bearer token, service account token has expired' };
-    if (typeof claims.nbf === 'number' && t + 60 < claims.nbf) return { ok: false, claims, error: 'invalid bearer token, service account token is not valid yet' };
+    if (typeof claims.exp !== 'number' || t > claims.exp)
+      return { ok: false, claims, error: 'invalid bearer token, service account token has expired' };
+    if (typeof claims.nbf === 'number' && t + 60 < claims.nbf)
+      return { ok: false, claims, error: 'invalid bearer token, service account token is not valid yet' };
     return { ok: true, claims };
   }
 }

@@ -40,10 +40,21 @@ export class EchoService {
     if (this.server) return;
     const id = this.o.ca.issueWorkloadCert('mesh-test', 'echo');
     const server = https.createServer(
-      { key: id.keyPem, cert: id.certPem, ca: this.o.ca.rootCertPem, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['istio-http/1.1', 'http/1.1'] },
+      {
+        key: id.keyPem,
+        cert: id.certPem,
+        ca: this.o.ca.rootCertPem,
+        requestCert: true,
+        rejectUnauthorized: true,
+        ALPNProtocols: ['istio-http/1.1', 'http/1.1'],
+      },
       (req, res) => {
         const peer = (req.socket as TLSSocket).getPeerCertificate();
-        const san = (peer?.subjectaltname ?? '').split(', ').find((s) => s.startsWith('URI:'))?.slice(4) ?? '';
+        const san =
+          (peer?.subjectaltname ?? '')
+            .split(', ')
+            .find((s) => s.startsWith('URI:'))
+            ?.slice(4) ?? '';
         if (!san.startsWith('spiffe://')) {
           res.writeHead(403);
           return res.end('RBAC: access denied\n');

@@ -17,7 +17,11 @@ export interface CallResult {
 }
 
 /** One call like `curl -s -o /dev/null -w '%{http_code}' --max-time 5 URL`. */
-export function callOnce(url: string, mtls: { keyPem: string; certPem: string; caPem: string } | undefined, timeoutMs = 5000): Promise<CallResult> {
+export function callOnce(
+  url: string,
+  mtls: { keyPem: string; certPem: string; caPem: string } | undefined,
+  timeoutMs = 5000,
+): Promise<CallResult> {
   const u = new URL(url);
   const port = Number(u.port || 80);
   return new Promise((resolve) => {
@@ -39,7 +43,14 @@ export function callOnce(url: string, mtls: { keyPem: string; certPem: string; c
         finish(String(res.statusCode ?? 0).padStart(3, '0'));
       });
     };
-    const common = { host: u.hostname, port, path: u.pathname + u.search, method: 'GET', headers: { host: u.host, 'user-agent': 'curl/8.11.1', accept: '*/*' }, agent: false as const };
+    const common = {
+      host: u.hostname,
+      port,
+      path: u.pathname + u.search,
+      method: 'GET',
+      headers: { host: u.host, 'user-agent': 'curl/8.11.1', accept: '*/*' },
+      agent: false as const,
+    };
     const req = mtls
       ? https.request(
           {
@@ -63,7 +74,8 @@ export function callOnce(url: string, mtls: { keyPem: string; certPem: string; c
 }
 
 function envOf(job: KubeObject): Record<string, string> {
-  const c = (job.spec?.template?.spec?.containers ?? [])[0] as { env?: Array<{ name: string; value?: string }> } | undefined;
+  const c = (job.spec?.template?.spec?.containers ?? [])[0] as
+    { env?: Array<{ name: string; value?: string }> } | undefined;
   const env: Record<string, string> = {};
   for (const e of c?.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
   return env;
@@ -77,37 +89,50 @@ export interface JobRunnerOptions {
 
 export function startJobRunner(api: KubeApiDouble, o: JobRunnerOptions): () => void {
   const seen = new Set<string>();
-  return api.addController(async (event: StoreEvent, a: KubeApiDouble) => {
-    if (event.type !== 'ADDED') return;
-    const job = event.object;
-    if (job.metadata.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE) return;
-    const key = `${job.metadata.namespace}/${job.metadata.name}/${job.metadata.uid}`;
-    if (seen.has(key)) return;
-    seen.add(key);
-    const ns = job.metadata.namespace as string;
-    const pod = a.store.create(KINDS.pods, podFromJob(job));
-    const podName = pod.metadata.name;
-    a.store.patchStatus(KINDS.pods, ns, podName, podStatus(pod, 'Running'));
-    a.store.patchStatus(KINDS.jobs, ns, job.metadata.name, jobActiveStatus());
-    const env = envOf(job);
-    const injected = (job.spec?.template?.metadata?.labels?.['sidecar.istio.io/inject'] ?? 'true') !== 'false';
-    const container = ((job.spec?.template?.spec?.containers ?? [])[0] as { name?: string } | undefined)?.name ?? 'ivo-client';
-    const n = Math.min(Math.max(0, Number(env.IVO_REQUESTS ?? 3) || 0), o.maxRequests ?? 20);
-    const id = injected ? o.ca.issueWorkloadCert(ns, String(job.spec?.template?.spec?.serviceAccountName ?? 'default')) : undefined;
-    const lines: string[] = [];
-    for (let i = 1; i <= n; i++) {
-      const r = env.IVO_TARGET_URL ? await callOnce(env.IVO_TARGET_URL, id && { keyPem: id.keyPem, certPem: id.certPem, caPem: o.ca.rootCertPem }) : { code: '000' };
-      lines.push(`ivo-call ${i} ${r.code}`);
+  return api.addController(
+    async (event: StoreEvent, a: KubeApiDouble) => {
+      if (event.type !== 'ADDED') return;
+      const job = event.object;
+      if (job.metadata.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE) return;
+      const key = `${job.metadata.namespace}/${job.metadata.name}/${job.metadata.uid}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+      const ns = job.metadata.namespace as string;
+      const pod = a.store.create(KINDS.pods, podFromJob(job));
+      const podName = pod.metadata.name;
+      a.store.patchStatus(KINDS.pods, ns, podName, podStatus(pod, 'Running'));
+      a.store.patchStatus(KINDS.jobs, ns, job.metadata.name, jobActiveStatus());
+      const env = envOf(job);
+      const injected = (job.spec?.template?.metadata?.labels?.['sidecar.istio.io/inject'] ?? 'true') !== 'false';
+      const container =
+        ((job.spec?.template?.spec?.containers ?? [])[0] as { name?: string } | undefined)?.name ?? 'ivo-client';
+      const n = Math.min(Math.max(0, Number(env.IVO_REQUESTS ?? 3) || 0), o.maxRequests ?? 20);
+      const id = injected
+        ? o.ca.issueWorkloadCert(ns, String(job.spec?.template?.spec?.serviceAccountName ?? 'default'))
+        : undefined;
+      const lines: string[] = [];
+      for (let i = 1; i <= n; i++) {
+        const r = env.IVO_TARGET_URL
+          ? await callOnce(
+              env.IVO_TARGET_URL,
+              id && { keyPem: id.keyPem, certPem: id.certPem, caPem: o.ca.rootCertPem },
+            )
+          : { code: '000' };
+        lines.push(`ivo-call ${i} ${r.code}`);
+        a.setPodLog(ns, podName, container, lines.join('\n') + '\n');
+      }
+      lines.push('ivo-done');
       a.setPodLog(ns, podName, container, lines.join('\n') + '\n');
-    }
-    lines.push('ivo-done');
-    a.setPodLog(ns, podName, container, lines.join('\n') + '\n');
-    // The script always exits 0 (curl failures print 000), so the Job completes.
-    try {
-      if (a.store.get(KINDS.pods, ns, podName)) a.store.patchStatus(KINDS.pods, ns, podName, podStatus(pod, 'Succeeded'));
-      if (a.store.get(KINDS.jobs, ns, job.metadata.name)) a.store.patchStatus(KINDS.jobs, ns, job.metadata.name, jobFinishedStatus(true));
-    } catch {
-      /* the Job or Pod was deleted while running: nothing left to update */
-    }
-  }, [KINDS.jobs]);
+      // The script always exits 0 (curl failures print 000), so the Job completes.
+      try {
+        if (a.store.get(KINDS.pods, ns, podName))
+          a.store.patchStatus(KINDS.pods, ns, podName, podStatus(pod, 'Succeeded'));
+        if (a.store.get(KINDS.jobs, ns, job.metadata.name))
+          a.store.patchStatus(KINDS.jobs, ns, job.metadata.name, jobFinishedStatus(true));
+      } catch {
+        /* the Job or Pod was deleted while running: nothing left to update */
+      }
+    },
+    [KINDS.jobs],
+  );
 }

@@ -33,7 +33,9 @@ export function allocateLabIndex(dir: string): number {
       return k;
     }
   }
-  throw new Error(`no free lab index in ${LAB_RUN_DIR} (0..${MAX_LABS - 1} all taken; run \`npm run lab -- down --dir DIR\` for old labs)`);
+  throw new Error(
+    `no free lab index in ${LAB_RUN_DIR} (0..${MAX_LABS - 1} all taken; run \`npm run lab -- down --dir DIR\` for old labs)`,
+  );
 }
 
 export function releaseLabIndex(k: number, dir: string): void {

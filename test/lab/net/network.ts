@@ -44,12 +44,13 @@ export async function createNetwork(k: number, vms: VmNetwork[]): Promise<void> 
   await Promise.all(
     vms.map((vm) =>
       run(['ip', '-n', vm.netns, '-batch', '-'], {
-        input: [
-          'link set lo up',
-          `addr add ${vm.ip}/24 dev eth0`,
-          'link set eth0 up',
-          `route add default via ${gatewayIP(k)}`,
-        ].join('\n') + '\n',
+        input:
+          [
+            'link set lo up',
+            `addr add ${vm.ip}/24 dev eth0`,
+            'link set eth0 up',
+            `route add default via ${gatewayIP(k)}`,
+          ].join('\n') + '\n',
       }),
     ),
   );

@@ -2,7 +2,18 @@
 // `istio` unit (see ../../../../shared/envoy-reference/packaging/istio-sidecar-deb.md), with the
 // Envoy/pilot-agent simulator (test/lab/sidecar/main.ts, bundled) behind /usr/local/bin/{envoy,pilot-agent}.
 import { createCipheriv, createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, createReadStream, existsSync, mkdirSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleForVm } from '../bundle.js';
@@ -129,7 +140,11 @@ export async function buildSidecarPackage(o: BuildPackageOptions): Promise<Built
       '',
     ].join('\n'),
   );
-  put(staging, 'DEBIAN/conffiles', '/var/lib/istio/envoy/envoy_bootstrap_tmpl.json\n/var/lib/istio/envoy/sidecar.env\n');
+  put(
+    staging,
+    'DEBIAN/conffiles',
+    '/var/lib/istio/envoy/envoy_bootstrap_tmpl.json\n/var/lib/istio/envoy/sidecar.env\n',
+  );
   copy(staging, 'DEBIAN/postinst', path.join(FILES, 'postinst'), 0o755);
   touchTree(staging);
 

@@ -24,7 +24,12 @@ export interface PackageServer {
   close(): Promise<void>;
 }
 
-export function startPackageServer(host: string, port: number, packages: ServedPackage[], log: (line: string) => void): Promise<PackageServer> {
+export function startPackageServer(
+  host: string,
+  port: number,
+  packages: ServedPackage[],
+  log: (line: string) => void,
+): Promise<PackageServer> {
   const byPath = new Map<string, ServedPackage>();
   for (const p of packages) byPath.set(packageUrlPath(p.version, p.fileName), p);
   const requests = new Map<string, number>();

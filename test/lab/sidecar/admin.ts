@@ -9,14 +9,20 @@ import { log } from './log.js';
 
 /** Envoy/protobuf JSON: 1-space indent, `<`, `>`, `&` escaped as \u003c \u003e \u0026. */
 export function envoyJson(value: unknown): string {
-  return JSON.stringify(value, null, 1).replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026') + '\n';
+  return (
+    JSON.stringify(value, null, 1).replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026') + '\n'
+  );
 }
 
 function certDetails(pem: string, now: Date, isCa: boolean): Record<string, unknown> {
   const f: CertFacts = certFacts(pem);
   const sans = isCa
     ? []
-    : [...f.uriSans.map((uri) => ({ uri })), ...f.dnsSans.map((dns) => ({ dns })), ...f.ipSans.map((ip_address) => ({ ip_address }))];
+    : [
+        ...f.uriSans.map((uri) => ({ uri })),
+        ...f.dnsSans.map((dns) => ({ dns })),
+        ...f.ipSans.map((ip_address) => ({ ip_address })),
+      ];
   const days = Math.max(0, Math.floor((f.expiration.getTime() - now.getTime()) / 86_400_000));
   return {
     path: '<inline>',
@@ -76,7 +82,12 @@ function clustersDump(agent: Agent): Record<string, unknown> {
     '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump',
     version_info: agent.state.clusters.length ? '1' : undefined,
     static_clusters: ['prometheus_stats', 'agent', 'sds-grpc', 'xds-grpc'].map((name) => ({
-      cluster: { '@type': 'type.googleapis.com/envoy.config.cluster.v3.Cluster', name, alt_stat_name: `${name};`, type: 'STATIC' },
+      cluster: {
+        '@type': 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
+        name,
+        alt_stat_name: `${name};`,
+        type: 'STATIC',
+      },
       last_updated: agent.state.startedAt.toISOString(),
     })),
     dynamic_active_clusters: agent.state.clusters.map((c) => ({
@@ -86,7 +97,10 @@ function clustersDump(agent: Agent): Record<string, unknown> {
         name: c.name,
         alt_stat_name: `${c.name};`,
         type: 'EDS',
-        eds_cluster_config: { eds_config: { ads: {}, initial_fetch_timeout: '0s', resource_api_version: 'V3' }, service_name: c.name },
+        eds_cluster_config: {
+          eds_config: { ads: {}, initial_fetch_timeout: '0s', resource_api_version: 'V3' },
+          service_name: c.name,
+        },
       },
       last_updated: agent.state.startedAt.toISOString(),
     })),
@@ -122,11 +136,19 @@ function listenersDump(agent: Agent): Record<string, unknown> {
 export function renderConfigDump(deps: AdminDeps, resource: string | null): string {
   const a = deps.agent;
   if (resource === 'dynamic_active_secrets') {
-    return envoyJson({ configs: secretsDump(a).map((s) => ({ '@type': 'type.googleapis.com/envoy.admin.v3.SecretsConfigDump.DynamicSecret', ...s })) });
+    return envoyJson({
+      configs: secretsDump(a).map((s) => ({
+        '@type': 'type.googleapis.com/envoy.admin.v3.SecretsConfigDump.DynamicSecret',
+        ...s,
+      })),
+    });
   }
   if (resource === 'dynamic_active_clusters') {
     return envoyJson({
-      configs: (clustersDump(a).dynamic_active_clusters as object[]).map((c) => ({ '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump.DynamicCluster', ...c })),
+      configs: (clustersDump(a).dynamic_active_clusters as object[]).map((c) => ({
+        '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump.DynamicCluster',
+        ...c,
+      })),
     });
   }
   const configs = [
@@ -153,7 +175,10 @@ export function renderCerts(deps: AdminDeps, now = new Date()): string {
   if (!s.secret || !s.rootCertPem) return envoyJson({ certificates: [] });
   const ca = [certDetails(s.rootCertPem, now, true)];
   const chain = [certDetails(s.secret.chainPem[0]!, now, false)];
-  const certificates = Array.from({ length: Math.max(1, deps.tlsContextCount()) }, () => ({ ca_cert: ca, cert_chain: chain }));
+  const certificates = Array.from({ length: Math.max(1, deps.tlsContextCount()) }, () => ({
+    ca_cert: ca,
+    cert_chain: chain,
+  }));
   return envoyJson({ certificates });
 }
 
@@ -170,7 +195,14 @@ export interface HostStats {
 
 export function renderClusters(deps: AdminDeps, hostStats: (cluster: string, host: string) => HostStats): string {
   const lines: string[] = [];
-  const block = (name: string, addedViaApi: boolean, edsName: string | undefined, hosts: Array<{ host: string; healthy: boolean }>, defaults: number[], high: number[]) => {
+  const block = (
+    name: string,
+    addedViaApi: boolean,
+    edsName: string | undefined,
+    hosts: Array<{ host: string; healthy: boolean }>,
+    defaults: number[],
+    high: number[],
+  ) => {
     lines.push(`${name}::observability_name::${name};`);
     const keys = ['max_connections', 'max_pending_requests', 'max_requests', 'max_retries'];
     keys.forEach((k, i) => lines.push(`${name}::default_priority::${k}::${defaults[i]}`));
@@ -179,31 +211,65 @@ export function renderClusters(deps: AdminDeps, hostStats: (cluster: string, hos
     if (edsName) lines.push(`${name}::eds_service_name::${edsName}`);
     for (const h of hosts) {
       const st = hostStats(name, h.host);
-      for (const [k, v] of Object.entries(st).sort(([x], [y]) => (x < y ? -1 : 1))) lines.push(`${name}::${h.host}::${k}::${v}`);
+      for (const [k, v] of Object.entries(st).sort(([x], [y]) => (x < y ? -1 : 1)))
+        lines.push(`${name}::${h.host}::${k}::${v}`);
       lines.push(`${name}::${h.host}::hostname::`);
       lines.push(`${name}::${h.host}::health_flags::${h.healthy ? 'healthy' : '/failed_active_hc'}`);
       lines.push(`${name}::${h.host}::weight::1`);
       for (const k of ['region', 'zone', 'sub_zone']) lines.push(`${name}::${h.host}::${k}::`);
-      lines.push(`${name}::${h.host}::canary::false`, `${name}::${h.host}::priority::0`, `${name}::${h.host}::success_rate::-1`, `${name}::${h.host}::local_origin_success_rate::-1`);
+      lines.push(
+        `${name}::${h.host}::canary::false`,
+        `${name}::${h.host}::priority::0`,
+        `${name}::${h.host}::success_rate::-1`,
+        `${name}::${h.host}::local_origin_success_rate::-1`,
+      );
     }
   };
   const big = 4294967295;
   for (const c of deps.agent.state.clusters) {
-    block(c.name, true, c.name, c.endpoints.map((e) => ({ host: `${e.address}:${e.port}`, healthy: true })), [big, big, big, big], [1024, 1024, 1024, 3]);
+    block(
+      c.name,
+      true,
+      c.name,
+      c.endpoints.map((e) => ({ host: `${e.address}:${e.port}`, healthy: true })),
+      [big, big, big, big],
+      [1024, 1024, 1024, 3],
+    );
   }
-  block('xds-grpc', false, undefined, [{ host: './etc/istio/proxy/XDS', healthy: true }], [100000, 100000, 100000, 3], [100000, 100000, 100000, 3]);
+  block(
+    'xds-grpc',
+    false,
+    undefined,
+    [{ host: './etc/istio/proxy/XDS', healthy: true }],
+    [100000, 100000, 100000, 3],
+    [100000, 100000, 100000, 3],
+  );
   for (const name of ['agent', 'prometheus_stats']) {
-    block(name, false, undefined, [{ host: name === 'agent' ? '127.0.0.1:15020' : '127.0.0.1:15000', healthy: true }], [1024, 1024, 1024, 3], [1024, 1024, 1024, 3]);
+    block(
+      name,
+      false,
+      undefined,
+      [{ host: name === 'agent' ? '127.0.0.1:15020' : '127.0.0.1:15000', healthy: true }],
+      [1024, 1024, 1024, 3],
+      [1024, 1024, 1024, 3],
+    );
   }
   return lines.join('\n') + '\n';
 }
 
 function send(res: http.ServerResponse, code: number, body: string, type = 'text/plain; charset=UTF-8'): void {
-  res.writeHead(code, { 'content-type': type, 'cache-control': 'no-cache, max-age=0', 'x-content-type-options': 'nosniff' });
+  res.writeHead(code, {
+    'content-type': type,
+    'cache-control': 'no-cache, max-age=0',
+    'x-content-type-options': 'nosniff',
+  });
   res.end(body);
 }
 
-export function createAdminServer(deps: AdminDeps, hostStats: (cluster: string, host: string) => HostStats): http.Server {
+export function createAdminServer(
+  deps: AdminDeps,
+  hostStats: (cluster: string, host: string) => HostStats,
+): http.Server {
   return http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const p = url.pathname;
@@ -221,7 +287,8 @@ export function createAdminServer(deps: AdminDeps, hostStats: (cluster: string, 
       }
       if (p === '/stats/prometheus') return send(res, 200, deps.stats.renderPrometheus(), 'text/plain; charset=UTF-8');
       if (p === '/certs') return send(res, 200, renderCerts(deps), 'application/json');
-      if (p === '/config_dump') return send(res, 200, renderConfigDump(deps, url.searchParams.get('resource')), 'application/json');
+      if (p === '/config_dump')
+        return send(res, 200, renderConfigDump(deps, url.searchParams.get('resource')), 'application/json');
       if (p === '/clusters') return send(res, 200, renderClusters(deps, hostStats));
       if (p === '/ready') return send(res, 200, 'LIVE\n');
       if (p === '/server_info') {
@@ -246,7 +313,11 @@ export function createAdminServer(deps: AdminDeps, hostStats: (cluster: string, 
         setTimeout(() => deps.quit(), 50);
         return;
       }
-      return send(res, 404, 'invalid path. admin commands are:\n  /certs\n  /clusters\n  /config_dump\n  /quitquitquit\n  /ready\n  /server_info\n  /stats\n  /stats/prometheus\n');
+      return send(
+        res,
+        404,
+        'invalid path. admin commands are:\n  /certs\n  /clusters\n  /config_dump\n  /quitquitquit\n  /ready\n  /server_info\n  /stats\n  /stats/prometheus\n',
+      );
     } catch (e) {
       send(res, 500, `${(e as Error).message}\n`);
     }
@@ -275,7 +346,12 @@ export async function checkReady(adminPort: number): Promise<string | null> {
   };
   let s: Map<string, number>;
   try {
-    s = parse(await get('/stats?usedonly&filter=' + encodeURIComponent('^(cluster_manager\\.cds|listener_manager\\.lds)\\.(update_success|update_rejected)$')));
+    s = parse(
+      await get(
+        '/stats?usedonly&filter=' +
+          encodeURIComponent('^(cluster_manager\\.cds|listener_manager\\.lds)\\.(update_success|update_rejected)$'),
+      ),
+    );
   } catch (e) {
     return `failed to get readiness stats: ${(e as Error).message}`;
   }
@@ -285,15 +361,21 @@ export async function checkReady(adminPort: number): Promise<string | null> {
   const lr = s.get('listener_manager.lds.update_rejected') ?? 0;
   const detail = `cds updates: ${cs} successful, ${cr} rejected; lds updates: ${ls} successful, ${lr} rejected`;
   if (cs === 0 && ls === 0) return `config not received from XDS server (is Istiod running?): ${detail}`;
-  if (cs === 0 || ls === 0) return cr > 0 || lr > 0 ? `config received from XDS server, but was rejected: ${detail}` : `config not fully received from XDS server: ${detail}`;
+  if (cs === 0 || ls === 0)
+    return cr > 0 || lr > 0
+      ? `config received from XDS server, but was rejected: ${detail}`
+      : `config not fully received from XDS server: ${detail}`;
   let live: Map<string, number>;
   try {
-    live = parse(await get('/stats?usedonly&filter=' + encodeURIComponent('^(server\\.state|listener_manager\\.workers_started)')));
+    live = parse(
+      await get('/stats?usedonly&filter=' + encodeURIComponent('^(server\\.state|listener_manager\\.workers_started)')),
+    );
   } catch (e) {
     return `failed to get readiness stats: ${(e as Error).message}`;
   }
   const state = live.get('server.state');
-  if (state !== 0) return `server is not live, current state is: ${['LIVE', 'DRAINING', 'PRE_INITIALIZING', 'INITIALIZING'][state ?? 2]}`;
+  if (state !== 0)
+    return `server is not live, current state is: ${['LIVE', 'DRAINING', 'PRE_INITIALIZING', 'INITIALIZING'][state ?? 2]}`;
   if (live.get('listener_manager.workers_started') !== 1) return 'workers have not yet started';
   return null;
 }

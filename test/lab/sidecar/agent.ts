@@ -24,7 +24,16 @@ import {
   type LabListener,
   type NameTable,
 } from './wire.js';
-import { ConfigError, PATHS, rooted, nodeId, nodeMetadata, readRootCert, readToken, type SidecarConfig } from './config.js';
+import {
+  ConfigError,
+  PATHS,
+  rooted,
+  nodeId,
+  nodeMetadata,
+  readRootCert,
+  readToken,
+  type SidecarConfig,
+} from './config.js';
 import { createKeyAndCsr } from './identity.js';
 import { log } from './log.js';
 import type { StatsStore } from './stats.js';
@@ -81,7 +90,11 @@ function describeConnectError(err: Error & { code?: string }, addr: string): str
 /** With --root, names resolve from <root>/etc/hosts first (on a VM, getaddrinfo reads its /etc/hosts). */
 export function rootedLookup(root: string): net.LookupFunction | undefined {
   if (!root) return undefined;
-  return ((hostname: string, options: dns.LookupOptions, callback: (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void) => {
+  return ((
+    hostname: string,
+    options: dns.LookupOptions,
+    callback: (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void,
+  ) => {
     let text = '';
     try {
       text = readFileSync(rooted(root, PATHS.hosts), 'utf8');
@@ -149,7 +162,9 @@ export async function requestCertificate(
   try {
     session = await connect(caAddr, { ca: rootPem });
   } catch (e) {
-    throw new CaRequestError(`rpc error: code = Unavailable desc = connection error: desc = "${describeConnectError(e as Error, caAddr)}"`);
+    throw new CaRequestError(
+      `rpc error: code = Unavailable desc = connection error: desc = "${describeConnectError(e as Error, caAddr)}"`,
+    );
   }
   try {
     return await new Promise<string[]>((resolve, reject) => {
@@ -159,7 +174,7 @@ export async function requestCertificate(
         'content-type': 'application/grpc',
         te: 'trailers',
         authorization: `Bearer ${token}`,
-        'clusterid': 'Kubernetes',
+        clusterid: 'Kubernetes',
       });
       const reader = new GrpcFrameReader();
       const messages: Buffer[] = [];
@@ -185,7 +200,14 @@ export async function requestCertificate(
         clearTimeout(timer);
         if (status === 0 && messages[0]) resolve(decodeCertificateResponse(messages[0]));
         else {
-          const codeName = status === 16 ? 'Unauthenticated' : status === 3 ? 'InvalidArgument' : status === 7 ? 'PermissionDenied' : `Code(${status ?? 'unknown'})`;
+          const codeName =
+            status === 16
+              ? 'Unauthenticated'
+              : status === 3
+                ? 'InvalidArgument'
+                : status === 7
+                  ? 'PermissionDenied'
+                  : `Code(${status ?? 'unknown'})`;
           reject(new CaRequestError(`rpc error: code = ${codeName} desc = ${message || 'no response'}`, status));
         }
       });
@@ -201,7 +223,13 @@ export interface AgentHooks {
 }
 
 export class Agent {
-  readonly state: ProxyState = { clusters: [], listeners: [], nameTable: {}, xdsConnected: false, startedAt: new Date() };
+  readonly state: ProxyState = {
+    clusters: [],
+    listeners: [],
+    nameTable: {},
+    xdsConnected: false,
+    startedAt: new Date(),
+  };
   private stopped = false;
   private session?: http2.ClientHttp2Session;
   private stream?: http2.ClientHttp2Stream;
@@ -213,8 +241,10 @@ export class Agent {
     private readonly stats: StatsStore,
     private readonly hooks: AgentHooks = {},
   ) {
-    for (const n of ['upstream_cx_active', 'upstream_cx_connect_fail', 'upstream_cx_total']) stats.define(`cluster.xds-grpc;.${n}`, n === 'upstream_cx_active' ? 'gauge' : 'counter');
-    for (const p of ['cluster_manager.cds', 'listener_manager.lds']) for (const n of ['update_attempt', 'update_rejected', 'update_success']) stats.define(`${p}.${n}`, 'counter');
+    for (const n of ['upstream_cx_active', 'upstream_cx_connect_fail', 'upstream_cx_total'])
+      stats.define(`cluster.xds-grpc;.${n}`, n === 'upstream_cx_active' ? 'gauge' : 'counter');
+    for (const p of ['cluster_manager.cds', 'listener_manager.lds'])
+      for (const n of ['update_attempt', 'update_rejected', 'update_success']) stats.define(`${p}.${n}`, 'counter');
     stats.define('cluster_manager.cds.version', 'gauge');
     stats.define('control_plane.connected_state', 'gauge');
     stats.define('control_plane.pending_requests', 'gauge');
@@ -235,7 +265,8 @@ export class Agent {
       } catch (e) {
         const msg = (e as Error).message;
         if (e instanceof ConfigError) log('error', msg, 'cache');
-        else if (e instanceof CaRequestError) log('warn', `ca request failed, starting attempt ${attempt} in ${backoff}ms: ${msg}`, 'ca');
+        else if (e instanceof CaRequestError)
+          log('warn', `ca request failed, starting attempt ${attempt} in ${backoff}ms: ${msg}`, 'ca');
         else log('warn', `XDS client connection error: ${msg}`, 'xds');
       }
       if (this.stopped) break;
@@ -273,7 +304,11 @@ export class Agent {
     this.stats.inc('cluster.xds-grpc;.upstream_cx_total');
     let session: http2.ClientHttp2Session;
     try {
-      session = await connect(this.cfg.discoveryAddress, { ca: rootPem, key: secret.keyPem, cert: secret.chainPem.join('') });
+      session = await connect(this.cfg.discoveryAddress, {
+        ca: rootPem,
+        key: secret.keyPem,
+        cert: secret.chainPem.join(''),
+      });
     } catch (e) {
       this.stats.inc('cluster.xds-grpc;.upstream_cx_connect_fail');
       throw new Error(`connection error: desc = "${describeConnectError(e as Error, this.cfg.discoveryAddress)}"`);
@@ -283,7 +318,10 @@ export class Agent {
     log('info', `connected to upstream XDS server: ${this.cfg.discoveryAddress}`, 'xdsproxy');
     try {
       await new Promise<void>((resolve, reject) => {
-        const stream = session.request({ ':method': 'POST', ':path': ADS_PATH, 'content-type': 'application/grpc+json', te: 'trailers' }, { endStream: false });
+        const stream = session.request(
+          { ':method': 'POST', ':path': ADS_PATH, 'content-type': 'application/grpc+json', te: 'trailers' },
+          { endStream: false },
+        );
         this.stream = stream;
         const reader = new GrpcFrameReader();
         let grpcStatus: number | undefined;
@@ -307,12 +345,17 @@ export class Agent {
         });
         stream.on('error', (e) => reject(e));
         stream.on('close', () => {
-          if (grpcStatus !== undefined && grpcStatus !== 0) reject(new Error(`rpc error: code = ${grpcStatus} desc = ${grpcMessage}`));
+          if (grpcStatus !== undefined && grpcStatus !== 0)
+            reject(new Error(`rpc error: code = ${grpcStatus} desc = ${grpcMessage}`));
           else if (this.stopped) resolve();
           else reject(new Error('rpc error: code = Unavailable desc = stream closed by istiod'));
         });
         session.on('close', () => resolve());
-        const node = { id: nodeId(this.cfg), cluster: `${this.cfg.env.CANONICAL_SERVICE || 'istio-proxy'}.${this.cfg.namespace}`, metadata: nodeMetadata(this.cfg) };
+        const node = {
+          id: nodeId(this.cfg),
+          cluster: `${this.cfg.env.CANONICAL_SERVICE || 'istio-proxy'}.${this.cfg.namespace}`,
+          metadata: nodeMetadata(this.cfg),
+        };
         this.send({ node, type_url: TYPE_CDS });
         this.send({ type_url: TYPE_LDS });
         this.send({ type_url: TYPE_NDS });
@@ -331,14 +374,20 @@ export class Agent {
   }
 
   private onResponse(res: DiscoveryResponse): void {
-    const prefix = res.type_url === TYPE_CDS ? 'cluster_manager.cds' : res.type_url === TYPE_LDS ? 'listener_manager.lds' : undefined;
+    const prefix =
+      res.type_url === TYPE_CDS
+        ? 'cluster_manager.cds'
+        : res.type_url === TYPE_LDS
+          ? 'listener_manager.lds'
+          : undefined;
     if (prefix) this.stats.inc(`${prefix}.update_attempt`);
     let ok = true;
     let error = '';
     try {
       if (res.type_url === TYPE_CDS) {
         const clusters = res.resources as LabCluster[];
-        if (!Array.isArray(clusters) || clusters.some((c) => !c.name || !Array.isArray(c.endpoints))) throw new Error('malformed cluster');
+        if (!Array.isArray(clusters) || clusters.some((c) => !c.name || !Array.isArray(c.endpoints)))
+          throw new Error('malformed cluster');
         this.state.clusters = clusters;
         this.stats.set('cluster_manager.cds.version', Number(BigInt.asUintN(63, BigInt(hashString(res.version_info)))));
       } else if (res.type_url === TYPE_LDS) {

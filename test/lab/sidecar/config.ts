@@ -109,7 +109,8 @@ export function loadSidecarConfig(root: string, processEnv: NodeJS.ProcessEnv): 
   }
   const defaultConfig = (mesh.defaultConfig ?? {}) as Record<string, unknown>;
   const proxyMetadata: Record<string, string> = {};
-  for (const [k, v] of Object.entries((defaultConfig.proxyMetadata ?? {}) as Record<string, unknown>)) proxyMetadata[k] = String(v ?? '');
+  for (const [k, v] of Object.entries((defaultConfig.proxyMetadata ?? {}) as Record<string, unknown>))
+    proxyMetadata[k] = String(v ?? '');
   const fileEnv = {
     ...parseEnvFile(readText(root, PATHS.sidecarEnv) ?? ''),
     ...parseEnvFile(readText(root, PATHS.clusterEnv) ?? ''),
@@ -132,7 +133,11 @@ export function loadSidecarConfig(root: string, processEnv: NodeJS.ProcessEnv): 
     }
   }
   const matcher = (defaultConfig.proxyStatsMatcher ?? {}) as StatsMatcherConfig;
-  const probe = (defaultConfig.readinessProbe ?? {}) as { periodSeconds?: number; httpGet?: { port?: number; path?: string; host?: string }; tcpSocket?: { port?: number } };
+  const probe = (defaultConfig.readinessProbe ?? {}) as {
+    periodSeconds?: number;
+    httpGet?: { port?: number; path?: string; host?: string };
+    tcpSocket?: { port?: number };
+  };
   const instanceIp = env.INSTANCE_IP || env.ISTIO_SVC_IP || '';
   return {
     root,
@@ -146,7 +151,9 @@ export function loadSidecarConfig(root: string, processEnv: NodeJS.ProcessEnv): 
     podName: env.POD_NAME || processEnv.HOSTNAME || 'vm',
     labels,
     proxyStatsMatcher: matcher,
-    readinessProbe: probe.httpGet?.port ? { port: Number(probe.httpGet.port), path: probe.httpGet.path ?? '/', host: probe.httpGet.host } : undefined,
+    readinessProbe: probe.httpGet?.port
+      ? { port: Number(probe.httpGet.port), path: probe.httpGet.path ?? '/', host: probe.httpGet.host }
+      : undefined,
     tcpProbePort: probe.tcpSocket?.port ? Number(probe.tcpSocket.port) : undefined,
     probePeriodSeconds: Number(probe.periodSeconds ?? 10) || 10,
     inboundPorts: env.ISTIO_INBOUND_PORTS ?? '*',
@@ -161,13 +168,17 @@ export function loadSidecarConfig(root: string, processEnv: NodeJS.ProcessEnv): 
 
 export function readToken(root: string): string {
   const p = rooted(root, PATHS.token);
-  if (!existsSync(p)) throw new ConfigError(`failed to read token file "${PATHS.token}": open ${PATHS.token}: no such file or directory`);
+  if (!existsSync(p))
+    throw new ConfigError(`failed to read token file "${PATHS.token}": open ${PATHS.token}: no such file or directory`);
   return readFileSync(p, 'utf8').trim();
 }
 
 export function readRootCert(root: string): string {
   const p = rooted(root, PATHS.rootCert);
-  if (!existsSync(p)) throw new ConfigError(`failed to read root cert "${PATHS.rootCert}": open ${PATHS.rootCert}: no such file or directory`);
+  if (!existsSync(p))
+    throw new ConfigError(
+      `failed to read root cert "${PATHS.rootCert}": open ${PATHS.rootCert}: no such file or directory`,
+    );
   return readFileSync(p, 'utf8');
 }
 

@@ -29,7 +29,12 @@ function readName(buf: Buffer, offset: number): { name: string; end: number } {
 export function parseQuestion(msg: Buffer): Question | undefined {
   if (msg.length < 12 || msg.readUInt16BE(4) < 1) return undefined;
   const { name, end } = readName(msg, 12);
-  return { name: name.toLowerCase().replace(/\.$/, ''), type: msg.readUInt16BE(end), qclass: msg.readUInt16BE(end + 2), end: end + 4 };
+  return {
+    name: name.toLowerCase().replace(/\.$/, ''),
+    type: msg.readUInt16BE(end),
+    qclass: msg.readUInt16BE(end + 2),
+    end: end + 4,
+  };
 }
 
 export function buildAnswer(query: Buffer, q: Question, ips: string[]): Buffer {

@@ -46,7 +46,11 @@ export function certFacts(pem: string): CertFacts {
 }
 
 export function splitPemChain(pem: string): string[] {
-  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g)?.map((s) => (s.endsWith('\n') ? s : s + '\n')) ?? [];
+  return (
+    pem
+      .match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g)
+      ?.map((s) => (s.endsWith('\n') ? s : s + '\n')) ?? []
+  );
 }
 
 /** RFC3339 in UTC without fractional seconds (Envoy /certs valid_from / expiration_time). */

@@ -22,14 +22,21 @@ export interface ProxyOwner {
  * istio-iptables' defaults: PROXY_UID (or `-u`), else the uid of ENVOY_USER (default istio-proxy),
  * else 1337; PROXY_GID (or `-g`), else the same value as the uid.
  */
-export function proxyOwnerFromEnv(env: NodeJS.ProcessEnv, lookupUid: (user: string) => string | undefined = lookupUserUid): ProxyOwner {
+export function proxyOwnerFromEnv(
+  env: NodeJS.ProcessEnv,
+  lookupUid: (user: string) => string | undefined = lookupUserUid,
+): ProxyOwner {
   const uid = env.PROXY_UID || lookupUid(env.ENVOY_USER || 'istio-proxy') || DEFAULT_PROXY_UID;
   return { uid, gid: env.PROXY_GID || uid };
 }
 
 function lookupUserUid(user: string): string | undefined {
   try {
-    const out = execFileSync('id', ['-u', '--', user], { stdio: ['ignore', 'pipe', 'ignore'], timeout: 5_000, encoding: 'utf8' }).trim();
+    const out = execFileSync('id', ['-u', '--', user], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 5_000,
+      encoding: 'utf8',
+    }).trim();
     return /^\d+$/.test(out) ? out : undefined;
   } catch {
     return undefined;
@@ -50,10 +57,14 @@ export function buildNatRules(cfg: SidecarConfig, owner: ProxyOwner): string[][]
   if (inbound) {
     r.push(['-A', 'PREROUTING', '-p', 'tcp', '-j', 'ISTIO_INBOUND']);
     if (inbound === '*') {
-      for (const p of [15008, 15090, 15021, 15020, ...cfg.localExcludePorts]) r.push(['-A', 'ISTIO_INBOUND', '-p', 'tcp', '--dport', String(p), '-j', 'RETURN']);
+      for (const p of [15008, 15090, 15021, 15020, ...cfg.localExcludePorts])
+        r.push(['-A', 'ISTIO_INBOUND', '-p', 'tcp', '--dport', String(p), '-j', 'RETURN']);
       r.push(['-A', 'ISTIO_INBOUND', '-p', 'tcp', '-j', 'ISTIO_IN_REDIRECT']);
     } else {
-      for (const p of inbound.split(',').map((s) => s.trim()).filter(Boolean)) {
+      for (const p of inbound
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)) {
         r.push(['-A', 'ISTIO_INBOUND', '-p', 'tcp', '--dport', p, '-j', 'ISTIO_IN_REDIRECT']);
       }
     }
@@ -68,7 +79,20 @@ export function buildNatRules(cfg: SidecarConfig, owner: ProxyOwner): string[][]
   else for (const c of cidr.split(',').filter(Boolean)) r.push(['-A', 'ISTIO_OUTPUT', '-d', c, '-j', 'ISTIO_REDIRECT']);
   if (cfg.dnsCapture) {
     r.push(['-A', 'OUTPUT', '-p', 'udp', '--dport', '53', ...notProxy(owner), '-j', 'REDIRECT', '--to-ports', '15053']);
-    r.push(['-I', 'ISTIO_OUTPUT', '1', '-p', 'tcp', '--dport', '53', ...notProxy(owner), '-j', 'REDIRECT', '--to-ports', '15053']);
+    r.push([
+      '-I',
+      'ISTIO_OUTPUT',
+      '1',
+      '-p',
+      'tcp',
+      '--dport',
+      '53',
+      ...notProxy(owner),
+      '-j',
+      'REDIRECT',
+      '--to-ports',
+      '15053',
+    ]);
   }
   return r;
 }
@@ -84,7 +108,10 @@ function ipt(args: string[], allowFail = false): void {
 export function cleanupIptables(owner: ProxyOwner): void {
   ipt(['-D', 'PREROUTING', '-p', 'tcp', '-j', 'ISTIO_INBOUND'], true);
   ipt(['-D', 'OUTPUT', '-p', 'tcp', '-j', 'ISTIO_OUTPUT'], true);
-  ipt(['-D', 'OUTPUT', '-p', 'udp', '--dport', '53', ...notProxy(owner), '-j', 'REDIRECT', '--to-ports', '15053'], true);
+  ipt(
+    ['-D', 'OUTPUT', '-p', 'udp', '--dport', '53', ...notProxy(owner), '-j', 'REDIRECT', '--to-ports', '15053'],
+    true,
+  );
   for (const c of CHAINS) ipt(['-F', c], true);
   for (const c of CHAINS) ipt(['-X', c], true);
 }

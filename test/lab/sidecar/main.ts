@@ -7,7 +7,14 @@ import net from 'node:net';
 import { existsSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { Agent, rootedLookup, setLookup } from './agent.js';
-import { createAdminServer, createReadinessListener, createStatusServer, checkReady, listen, type HostStats } from './admin.js';
+import {
+  createAdminServer,
+  createReadinessListener,
+  createStatusServer,
+  checkReady,
+  listen,
+  type HostStats,
+} from './admin.js';
 import { ConfigError, PATHS, loadSidecarConfig, rooted, type SidecarConfig } from './config.js';
 import { startDnsProxy } from './dns-proxy.js';
 import { applyIptables, cleanupIptables, proxyOwnerFromEnv } from './iptables.js';
@@ -24,7 +31,13 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { command: argv[0] ?? '', root: process.env.ISTIO_LAB_ROOT ?? '', portOffset: 0, bind: '0.0.0.0', cleanupOnly: false };
+  const a: Args = {
+    command: argv[0] ?? '',
+    root: process.env.ISTIO_LAB_ROOT ?? '',
+    portOffset: 0,
+    bind: '0.0.0.0',
+    cleanupOnly: false,
+  };
   for (let i = 1; i < argv.length; i++) {
     const v = argv[i]!;
     if (v === '--root') a.root = argv[++i] ?? '';
@@ -44,7 +57,11 @@ function probeOnce(cfg: SidecarConfig): Promise<{ healthy: boolean; message: str
       const r = http.get({ host, port, path, timeout: 1000 }, (res) => {
         res.resume();
         const code = res.statusCode ?? 0;
-        resolve(code >= 200 && code < 400 ? { healthy: true, message: '' } : { healthy: false, message: `HTTP probe failed with statuscode: ${code}` });
+        resolve(
+          code >= 200 && code < 400
+            ? { healthy: true, message: '' }
+            : { healthy: false, message: `HTTP probe failed with statuscode: ${code}` },
+        );
       });
       r.on('timeout', () => r.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
       r.on('error', (e: Error & { code?: string }) =>
@@ -62,7 +79,12 @@ function probeOnce(cfg: SidecarConfig): Promise<{ healthy: boolean; message: str
       resolve({ healthy: true, message: '' });
     });
     s.once('timeout', () => s.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
-    s.once('error', (e: Error & { code?: string }) => resolve({ healthy: false, message: `dial tcp 127.0.0.1:${port}: ${e.code === 'ECONNREFUSED' ? 'connect: connection refused' : 'i/o timeout'}` }));
+    s.once('error', (e: Error & { code?: string }) =>
+      resolve({
+        healthy: false,
+        message: `dial tcp 127.0.0.1:${port}: ${e.code === 'ECONNREFUSED' ? 'connect: connection refused' : 'i/o timeout'}`,
+      }),
+    );
   });
 }
 
@@ -114,7 +136,16 @@ async function runProxy(args: Args): Promise<void> {
   };
   process.on('SIGTERM', quit);
   process.on('SIGINT', quit);
-  const hostStats = (): HostStats => ({ cx_active: 0, cx_connect_fail: 0, cx_total: 0, rq_active: 0, rq_error: 0, rq_success: 0, rq_timeout: 0, rq_total: 0 });
+  const hostStats = (): HostStats => ({
+    cx_active: 0,
+    cx_connect_fail: 0,
+    cx_total: 0,
+    rq_active: 0,
+    rq_error: 0,
+    rq_success: 0,
+    rq_timeout: 0,
+    rq_total: 0,
+  });
   const deps = { agent, stats, tlsContextCount: () => 1 + agent.state.clusters.length, quit };
   const admin = createAdminServer(deps, hostStats);
   const status = createStatusServer({ adminPort: port(15000), stats, quit });
@@ -141,7 +172,11 @@ async function runProxy(args: Args): Promise<void> {
     if (cfg.dnsCapture) {
       servers.push(
         await startDnsProxy(
-          { nameTable: () => agent.state.nameTable, broken: fault(PATHS.dnsBrokenFlag), resolvConf: rooted(args.root, PATHS.resolvConf) },
+          {
+            nameTable: () => agent.state.nameTable,
+            broken: fault(PATHS.dnsBrokenFlag),
+            resolvConf: rooted(args.root, PATHS.resolvConf),
+          },
           port(15053),
           '127.0.0.1',
         ),
@@ -155,7 +190,10 @@ async function runProxy(args: Args): Promise<void> {
   stats.set('server.live', 1);
   stats.set('listener_manager.workers_started', 1);
   stats.recordInitializationTime(Date.now() - started);
-  log('info', `Starting proxy agent: discovery ${cfg.discoveryAddress}, CA ${cfg.caAddress}, namespace ${cfg.namespace}, service account ${cfg.serviceAccount}`);
+  log(
+    'info',
+    `Starting proxy agent: discovery ${cfg.discoveryAddress}, CA ${cfg.caAddress}, namespace ${cfg.namespace}, service account ${cfg.serviceAccount}`,
+  );
 
   const crashWatch = setInterval(() => {
     if (existsSync(rooted(args.root, PATHS.crashLoopFlag))) {
@@ -167,7 +205,11 @@ async function runProxy(args: Args): Promise<void> {
   const uptime = setInterval(() => {
     stats.set('server.uptime', Math.floor((Date.now() - started) / 1000));
     const leaf = agent.state.secret?.chainPem[0];
-    if (leaf) stats.set('server.days_until_first_cert_expiring', Math.max(0, Math.floor((Date.parse(new X509Certificate(leaf).validTo) - Date.now()) / 86_400_000)));
+    if (leaf)
+      stats.set(
+        'server.days_until_first_cert_expiring',
+        Math.max(0, Math.floor((Date.parse(new X509Certificate(leaf).validTo) - Date.now()) / 86_400_000)),
+      );
   }, 1000);
   uptime.unref();
   // The agent notices readiness itself too (logs the real NOT ready lines while it waits).

@@ -86,7 +86,8 @@ export function parseMiniYaml(source: string): Yaml {
   }
 
   function valueAfterKey(rest: string, indent: number): Yaml {
-    if (rest === '|' || rest === '|-' || rest === '>' || rest === '>-') return literalBlock(indent, !rest.endsWith('-'));
+    if (rest === '|' || rest === '|-' || rest === '>' || rest === '>-')
+      return literalBlock(indent, !rest.endsWith('-'));
     if (rest !== '') return scalar(rest);
     const next = nextLine();
     if (!next || next.indent < indent || (next.indent === indent && !next.text.startsWith('- '))) return null;

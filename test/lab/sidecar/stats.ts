@@ -18,12 +18,23 @@ export interface StatsMatcherConfig {
 }
 
 /** Istio's default bootstrap stats_matcher inclusion list (bootstrap golden). */
-const DEFAULT_PREFIXES = ['reporter=', 'cluster_manager', 'listener_manager', 'server', 'cluster.xds-grpc', 'wasm', 'component', 'istio'];
+const DEFAULT_PREFIXES = [
+  'reporter=',
+  'cluster_manager',
+  'listener_manager',
+  'server',
+  'cluster.xds-grpc',
+  'wasm',
+  'component',
+  'istio',
+];
 const DEFAULT_SUFFIXES = ['rbac.allowed', 'rbac.denied', 'shadow_allowed', 'shadow_denied'];
 const DEFAULT_REGEXPS = [/^vhost\..*\.route\..*$/];
 
 /** Envoy's default histogram bucket bounds. */
-const BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
+const BUCKETS = [
+  0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
+];
 
 export class StatsMatcher {
   private prefixes: string[];
@@ -101,7 +112,8 @@ export function extractTags(statName: string): Extracted {
   let m = /^cluster\.(.+?);\.(.*)$/.exec(statName);
   if (m) return { name: `cluster.${m[2]}`, labels: [['cluster_name', m[1]!]] };
   m = /^listener\.([_.0-9]*|[_[\]a-fA-F0-9:]*)\.(.*)$/.exec(statName);
-  if (m && !statName.startsWith('listener_manager')) return { name: `listener.${m[2]}`, labels: [['listener_address', m[1]!]] };
+  if (m && !statName.startsWith('listener_manager'))
+    return { name: `listener.${m[2]}`, labels: [['listener_address', m[1]!]] };
   return { name: statName, labels: [] };
 }
 
@@ -156,7 +168,9 @@ export class StatsStore {
   }
 
   private visible(): Array<[string, Stat]> {
-    return [...this.stats.entries()].filter(([n]) => this.matcher.includes(n)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return [...this.stats.entries()]
+      .filter(([n]) => this.matcher.includes(n))
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
   /** Envoy `/stats` text: `name: value`, sorted; histograms after. `usedonly` and `filter` (regex, search). */
@@ -193,7 +207,9 @@ export class StatsStore {
     }
     const out: string[] = [];
     for (const kind of ['counter', 'gauge'] as const) {
-      for (const [fam, f] of [...families.entries()].filter(([, f]) => f.kind === kind).sort(([a], [b]) => (a < b ? -1 : 1))) {
+      for (const [fam, f] of [...families.entries()]
+        .filter(([, f]) => f.kind === kind)
+        .sort(([a], [b]) => (a < b ? -1 : 1))) {
         out.push(`# TYPE ${fam} ${kind}`, ...f.rows);
       }
     }

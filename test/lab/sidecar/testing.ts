@@ -75,7 +75,14 @@ export interface VmFiles {
 }
 
 export function writeVmRoot(root: string, f: VmFiles): void {
-  for (const d of ['var/lib/istio/envoy', 'etc/istio/config', 'var/run/secrets/tokens', 'etc/certs', 'var/lib/istio/lab']) mkdirSync(path.join(root, d), { recursive: true });
+  for (const d of [
+    'var/lib/istio/envoy',
+    'etc/istio/config',
+    'var/run/secrets/tokens',
+    'etc/certs',
+    'var/lib/istio/lab',
+  ])
+    mkdirSync(path.join(root, d), { recursive: true });
   writeFileSync(path.join(root, 'var/lib/istio/envoy/cluster.env'), f.clusterEnv);
   writeFileSync(path.join(root, 'etc/istio/config/mesh'), f.mesh);
   writeFileSync(path.join(root, 'etc/hosts'), f.hosts);
@@ -110,11 +117,18 @@ export async function runSimulator(root: string, offset: number, attempts = 5): 
   }
 }
 
-async function spawnSimulator(root: string, offset: number): Promise<RunningSimulator & { started: Promise<'listening' | 'exited'> }> {
+async function spawnSimulator(
+  root: string,
+  offset: number,
+): Promise<RunningSimulator & { started: Promise<'listening' | 'exited'> }> {
   const sim = await bundledSimulator();
   const logFile = path.join(root, 'sim.log');
   writeFileSync(logFile, '');
-  const child = spawn(process.execPath, [sim, 'proxy', '--root', root, '--port-offset', String(offset), '--bind', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [sim, 'proxy', '--root', root, '--port-offset', String(offset), '--bind', '127.0.0.1'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let markListening: () => void = () => undefined;
@@ -148,7 +162,11 @@ async function spawnSimulator(root: string, offset: number): Promise<RunningSimu
   };
 }
 
-export function httpGet(port: number, p: string, host = '127.0.0.1'): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+export function httpGet(
+  port: number,
+  p: string,
+  host = '127.0.0.1',
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve) => {
     const r = http.get({ host, port, path: p, timeout: 5000 }, (res) => {
       let b = '';
@@ -161,7 +179,11 @@ export function httpGet(port: number, p: string, host = '127.0.0.1'): Promise<{ 
 }
 
 /** Polls until fn() is truthy; bounded by timeoutMs. */
-export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, stepMs = 200): Promise<T> {
+export async function waitFor<T>(
+  fn: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 15_000,
+  stepMs = 200,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: T | undefined | false;
   while (Date.now() < end) {
@@ -186,7 +208,9 @@ export async function waitSimulatorReady(sim: RunningSimulator, timeoutMs = 45_0
     await waitFor(async () => (await httpGet(sim.port(15021), '/healthz/ready')).status === 200, timeoutMs);
   } catch (e) {
     const exited = sim.child.exitCode !== null ? ` (exited with ${sim.child.exitCode})` : '';
-    throw new Error(`simulator at offset ${sim.offset} not ready${exited}: ${(e as Error).message}\n--- its output ---\n${sim.output().slice(-3000)}`);
+    throw new Error(
+      `simulator at offset ${sim.offset} not ready${exited}: ${(e as Error).message}\n--- its output ---\n${sim.output().slice(-3000)}`,
+    );
   }
 }
 

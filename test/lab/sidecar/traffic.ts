@@ -93,7 +93,7 @@ export function createInboundServer(o: TrafficOptions): net.Server {
     // x-envoy-peer-metadata-id: sidecar~IP~POD.NS~NS.svc.cluster.local
     const idm = /^sidecar~[^~]*~([^.~]+)\.([^~]+)~/.exec(peerId);
     const srcWorkload = String(req.headers['x-istio-lab-source-workload'] ?? '') || (idm?.[1] ?? 'unknown');
-    const srcNs = idm?.[2] ?? (/\/ns\/([^/]+)\//.exec(peer.principal)?.[1] ?? 'unknown');
+    const srcNs = idm?.[2] ?? /\/ns\/([^/]+)\//.exec(peer.principal)?.[1] ?? 'unknown';
     const record = (code: number) => {
       const labels: Record<string, string> = {
         reporter: 'destination',
@@ -124,11 +124,14 @@ export function createInboundServer(o: TrafficOptions): net.Server {
       };
       stats.inc(istioStatName('istio_requests_total', labels, ISTIO_REQUEST_LABEL_ORDER));
     };
-    const up = http.request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers, timeout: 10_000 }, (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      ur.pipe(res);
-      record(ur.statusCode ?? 502);
-    });
+    const up = http.request(
+      { host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers, timeout: 10_000 },
+      (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+        record(ur.statusCode ?? 502);
+      },
+    );
     up.on('timeout', () => up.destroy(new Error('upstream timeout')));
     up.on('error', () => {
       if (!res.headersSent) {
@@ -152,14 +155,22 @@ export function createInboundServer(o: TrafficOptions): net.Server {
   });
   tlsServer.on('secureConnection', (ts: tls.TLSSocket) => {
     const cert = ts.getPeerCertificate();
-    const san = (cert?.subjectaltname ?? '').split(', ').find((s) => s.startsWith('URI:'))?.slice(4) ?? '';
+    const san =
+      (cert?.subjectaltname ?? '')
+        .split(', ')
+        .find((s) => s.startsWith('URI:'))
+        ?.slice(4) ?? '';
     const myTd = trustDomainOf(ownPrincipal(agent));
     if (!ts.authorized || !san.startsWith(`spiffe://${myTd}/`)) {
       log('debug', `inbound TLS rejected: authorized=${ts.authorized} san=${san}`);
       ts.destroy();
       return;
     }
-    (ts as tls.TLSSocket & { labPeer?: PeerInfo }).labPeer = { mtls: true, principal: san, sni: (ts as tls.TLSSocket & { servername?: string }).servername || undefined };
+    (ts as tls.TLSSocket & { labPeer?: PeerInfo }).labPeer = {
+      mtls: true,
+      principal: san,
+      sni: (ts as tls.TLSSocket & { servername?: string }).servername || undefined,
+    };
     httpServer.emit('connection', ts);
   });
   tlsServer.on('tlsClientError', () => undefined);
@@ -236,10 +247,20 @@ export function createOutboundServer(o: TrafficOptions): net.Server {
         res.writeHead(404);
         return res.end();
       }
-      const up = http.request({ host, port: portFromHost(req.headers.host), method: req.method, path: req.url, headers: req.headers, timeout: 10_000 }, (ur) => {
-        res.writeHead(ur.statusCode ?? 502, ur.headers);
-        ur.pipe(res);
-      });
+      const up = http.request(
+        {
+          host,
+          port: portFromHost(req.headers.host),
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+          timeout: 10_000,
+        },
+        (ur) => {
+          res.writeHead(ur.statusCode ?? 502, ur.headers);
+          ur.pipe(res);
+        },
+      );
       up.on('timeout', () => up.destroy());
       up.on('error', () => {
         if (!res.headersSent) res.writeHead(503);
@@ -257,27 +278,28 @@ export function createOutboundServer(o: TrafficOptions): net.Server {
       return;
     }
     const upOptions: https.RequestOptions & tls.ConnectionOptions = {
-        host: ep.address,
-        port: ep.port,
-        method: req.method,
-        path: req.url,
-        headers: { ...req.headers, 'x-envoy-peer-metadata-id': `sidecar~${cfg.instanceIp}~${cfg.podName}.${cfg.namespace}~${cfg.namespace}.svc.cluster.local` },
-        servername: `outbound_.${cluster.port}_._.${cluster.host}`,
-        key: secret.keyPem,
-        cert: secret.chainPem.join(''),
-        ca: agent.state.rootCertPem,
-        ALPNProtocols: ['istio-http/1.1', 'istio', 'http/1.1'],
-        checkServerIdentity: () => undefined, // Istio verifies the SPIFFE SAN, not the hostname
-        timeout: 10_000,
-        agent: false,
-      };
-    const up = https.request(upOptions,
-      (ur) => {
-        res.writeHead(ur.statusCode ?? 502, ur.headers);
-        ur.pipe(res);
-        record(ur.statusCode ?? 502, cluster);
+      host: ep.address,
+      port: ep.port,
+      method: req.method,
+      path: req.url,
+      headers: {
+        ...req.headers,
+        'x-envoy-peer-metadata-id': `sidecar~${cfg.instanceIp}~${cfg.podName}.${cfg.namespace}~${cfg.namespace}.svc.cluster.local`,
       },
-    );
+      servername: `outbound_.${cluster.port}_._.${cluster.host}`,
+      key: secret.keyPem,
+      cert: secret.chainPem.join(''),
+      ca: agent.state.rootCertPem,
+      ALPNProtocols: ['istio-http/1.1', 'istio', 'http/1.1'],
+      checkServerIdentity: () => undefined, // Istio verifies the SPIFFE SAN, not the hostname
+      timeout: 10_000,
+      agent: false,
+    };
+    const up = https.request(upOptions, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+      record(ur.statusCode ?? 502, cluster);
+    });
     up.on('timeout', () => up.destroy(new Error('timeout')));
     up.on('error', () => {
       if (!res.headersSent) {

@@ -100,11 +100,7 @@ export interface CertificateRequest {
 }
 
 export function encodeCertificateRequest(req: CertificateRequest): Buffer {
-  return Buffer.concat([
-    encodeStringField(1, req.csr),
-    encodeVarint((2 << 3) | 0),
-    encodeVarint(req.validitySeconds),
-  ]);
+  return Buffer.concat([encodeStringField(1, req.csr), encodeVarint((2 << 3) | 0), encodeVarint(req.validitySeconds)]);
 }
 
 export function decodeCertificateRequest(buf: Buffer): CertificateRequest {

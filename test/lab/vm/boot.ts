@@ -83,7 +83,9 @@ export async function startAnchor(vm: LabVmState, seedDir: string): Promise<{ pi
     if (child.exitCode !== null || processStartTime(pid) === undefined) break;
     await sleep(20);
   }
-  throw new Error(`VM ${vm.name}: boot failed or timed out (20 s); boot log ${logFile}:\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
+  throw new Error(
+    `VM ${vm.name}: boot failed or timed out (20 s); boot log ${logFile}:\n${readFileSync(logFile, 'utf8').slice(-2000)}`,
+  );
 }
 
 /** Waits (bounded) until an SSH server answers with its banner at ip:port. */
@@ -122,7 +124,14 @@ export async function waitForSshBanner(ip: string, port: number, timeoutMs = 20_
 /** Starts the VM's sshd (Debian's real /usr/sbin/sshd) and waits for its banner. */
 export async function startSshd(state: LabState, vm: LabVmState): Promise<number> {
   await execInVm(state, vm, ['/usr/sbin/sshd', '-t', '-f', '/etc/ssh/sshd_config']);
-  const child = spawnInVm(state, vm, ['/usr/sbin/sshd', '-D', '-f', '/etc/ssh/sshd_config', '-E', '/var/log/sshd-lab.log']);
+  const child = spawnInVm(state, vm, [
+    '/usr/sbin/sshd',
+    '-D',
+    '-f',
+    '/etc/ssh/sshd_config',
+    '-E',
+    '/var/log/sshd-lab.log',
+  ]);
   if (!child.pid) throw new Error(`VM ${vm.name}: sshd did not start`);
   await waitForSshBanner(vm.ip, vm.sshPort);
   return child.pid;
@@ -228,4 +237,3 @@ export async function killVmProcesses(vm: LabVmState, keep: number[] = []): Prom
   if (left.length) throw new Error(`VM ${vm.name}: processes ${left.join(', ')} survive SIGKILL`);
   return killed;
 }
-

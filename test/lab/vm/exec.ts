@@ -13,7 +13,9 @@ function vmOf(state: LabState, vm: string | LabVmState): LabVmState {
 
 function assertAnchor(vm: LabVmState): void {
   if (!vm.anchorPid || !isSameProcess(vm.anchorPid, vm.anchorStartTime)) {
-    throw new Error(`VM ${vm.name} is not running (its anchor process ${vm.anchorPid} is gone); run \`lab down\` and \`up\` again`);
+    throw new Error(
+      `VM ${vm.name} is not running (its anchor process ${vm.anchorPid} is gone); run \`lab down\` and \`up\` again`,
+    );
   }
 }
 

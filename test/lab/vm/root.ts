@@ -152,7 +152,10 @@ export async function buildVmSeed(o: VmRootOptions): Promise<{ hostPublicKey: st
   // /etc: accounts, sudo, names, resolver, sshd.
   const etc = upper('etc');
   const u = o.user;
-  write(path.join(etc, 'passwd'), readFileSync('/etc/passwd', 'utf8').trimEnd() + `\n${u}:x:${o.uid}:${o.uid}:Lab login user:/home/${u}:/bin/bash\n`);
+  write(
+    path.join(etc, 'passwd'),
+    readFileSync('/etc/passwd', 'utf8').trimEnd() + `\n${u}:x:${o.uid}:${o.uid}:Lab login user:/home/${u}:/bin/bash\n`,
+  );
   write(path.join(etc, 'group'), readFileSync('/etc/group', 'utf8').trimEnd() + `\n${u}:x:${o.uid}:\n`);
   const days = Math.floor(Date.now() / 86_400_000);
   write(path.join(etc, 'shadow'), scrubbedShadow('/etc/shadow', `${u}:*:${days}:0:99999:7:::\n`), 0o640);
@@ -205,7 +208,12 @@ export async function buildVmSeed(o: VmRootOptions): Promise<{ hostPublicKey: st
   write(path.join(home, '.profile'), 'export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n');
   chmodSync(path.join(home, '.ssh'), 0o700);
   chmodSync(home, 0o755);
-  for (const p of [home, path.join(home, '.ssh'), path.join(home, '.ssh', 'authorized_keys'), path.join(home, '.profile')]) {
+  for (const p of [
+    home,
+    path.join(home, '.ssh'),
+    path.join(home, '.ssh', 'authorized_keys'),
+    path.join(home, '.profile'),
+  ]) {
     chownSync(p, o.uid, o.uid);
   }
 
@@ -218,7 +226,10 @@ export async function buildVmSeed(o: VmRootOptions): Promise<{ hostPublicKey: st
   const wrapper = `#!/bin/sh\n# systemctl stand-in of the lab (systemd is not PID 1 in a lab VM)\nexec ${o.nodePath} ${LAB_VM_LIB}/systemctl.mjs "$@"\n`;
   write(path.join(usr, 'local', 'sbin', 'systemctl'), wrapper, 0o755);
   write(path.join(usr, 'bin', 'systemctl'), wrapper, 0o755);
-  write(path.join(usr, 'lib', 'systemd', 'system', APP_UNIT), appUnit({ nodePath: o.nodePath, name: o.name, port: o.appPort }));
+  write(
+    path.join(usr, 'lib', 'systemd', 'system', APP_UNIT),
+    appUnit({ nodePath: o.nodePath, name: o.name, port: o.appPort }),
+  );
   return { hostPublicKey };
 }
 

@@ -342,7 +342,11 @@ function serviceEnv(unit: Unit): Record<string, string> {
   return env;
 }
 
-function spawnCommand(unit: Unit, commandLine: string, env: Record<string, string>): { child: ChildProcess; ignoreFailure: boolean } {
+function spawnCommand(
+  unit: Unit,
+  commandLine: string,
+  env: Record<string, string>,
+): { child: ChildProcess; ignoreFailure: boolean } {
   let line = commandLine;
   let ignoreFailure = false;
   while (/^[@\-:+!]/.test(line)) {
@@ -552,7 +556,11 @@ async function supervise(name: string): Promise<void> {
       writeState(name, state);
       break;
     }
-    Object.assign(state, { ActiveState: 'activating', SubState: 'auto-restart', Result: exit.signal ? 'signal' : 'exit-code' });
+    Object.assign(state, {
+      ActiveState: 'activating',
+      SubState: 'auto-restart',
+      Result: exit.signal ? 'signal' : 'exit-code',
+    });
     writeState(name, state);
     journal(name, `${stamp()} systemctl-standin: ${name}: scheduled restart in ${unit.restartSec}s\n`);
     await new Promise<void>((resolve) => {
@@ -620,7 +628,8 @@ async function stop(name: string): Promise<number> {
   const pid = supervisorPid(name);
   if (!pidAlive(pid)) {
     const state = readState(name);
-    if (state && state.ActiveState !== 'failed') writeState(name, { ...state, ActiveState: 'inactive', SubState: 'dead', MainPID: 0 });
+    if (state && state.ActiveState !== 'failed')
+      writeState(name, { ...state, ActiveState: 'inactive', SubState: 'dead', MainPID: 0 });
     return 0;
   }
   try {
@@ -734,7 +743,10 @@ function status(name: string): number {
   if (state.NRestarts) lines.push(`   Restarts: ${state.NRestarts}`);
   let tail: string[] = [];
   try {
-    tail = readFileSync(path.join(JOURNAL_DIR, `${name}.log`), 'utf8').trimEnd().split('\n').slice(-10);
+    tail = readFileSync(path.join(JOURNAL_DIR, `${name}.log`), 'utf8')
+      .trimEnd()
+      .split('\n')
+      .slice(-10);
   } catch {
     // no journal yet
   }
@@ -867,15 +879,19 @@ async function main(argv: string[]): Promise<number> {
       return rc;
     }
     case 'show': {
-      const wanted = props.length ? props : ['Id', 'ActiveState', 'SubState', 'MainPID', 'NRestarts', 'UnitFileState', 'LoadState'];
+      const wanted = props.length
+        ? props
+        : ['Id', 'ActiveState', 'SubState', 'MainPID', 'NRestarts', 'UnitFileState', 'LoadState'];
       const valueOnly = flags.has('--value');
       for (const n of names) {
-        for (const p of wanted) process.stdout.write(valueOnly ? `${showProperty(n, p)}\n` : `${p}=${showProperty(n, p)}\n`);
+        for (const p of wanted)
+          process.stdout.write(valueOnly ? `${showProperty(n, p)}\n` : `${p}=${showProperty(n, p)}\n`);
       }
       return 0;
     }
     case 'list-units': {
-      for (const n of activeUnits()) process.stdout.write(`${n} loaded active running ${loadUnit(n)?.description ?? ''}\n`);
+      for (const n of activeUnits())
+        process.stdout.write(`${n} loaded active running ${loadUnit(n)?.description ?? ''}\n`);
       return 0;
     }
     default:

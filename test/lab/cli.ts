@@ -5,7 +5,7 @@ import { labDown, labUp } from './lab.js';
 import { tryReadState } from './state.js';
 
 const USAGE = `usage: npm run lab -- <command> [options]
-  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P]
+  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P] [--node-path PATH]
   down --dir DIR
   fault NAME [--vm VM] --dir DIR [--after-bytes N] [--rate R]
   heal NAME [--vm VM] --dir DIR
@@ -116,6 +116,7 @@ async function main(argv: string[]): Promise<number> {
         istioVersion: p.flags.get('istio-version'),
         arch,
         appPort: intFlag(p, 'app-port'),
+        nodePath: p.flags.get('node-path'),
       });
       process.stdout.write(
         [

@@ -34,6 +34,7 @@ import {
   type LabVmState,
 } from './state.js';
 import { bootServices, killVmProcesses, startAnchor } from './vm/boot.js';
+import { installCommand, missingRequirements } from '../../scripts/machine/requirements.mjs';
 import { buildVmSeed, OVERLAID_DIRS, pickLabUid, systemIdRange } from './vm/root.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -47,6 +48,8 @@ export interface UpOptions {
   istioVersion?: string;
   arch?: 'amd64' | 'arm64';
   appPort?: number;
+  /** The Node 24 binary the VMs' programs run on (default: this process's); a test moves it to odd paths. */
+  nodePath?: string;
   /** Parallel VM set-ups (default 8). */
   concurrency?: number;
   log?: (line: string) => void;
@@ -54,6 +57,17 @@ export interface UpOptions {
 
 function defaultLog(line: string): void {
   process.stderr.write(`[lab] ${line}\n`);
+}
+
+/** Refuses to start (before anything is made) on a machine without root or the lab's programs. */
+export function assertMachineReady(): void {
+  if (process.getuid?.() !== 0) throw new Error('the lab needs root (network and mount namespaces)');
+  const missing = missingRequirements();
+  if (missing.length > 0) {
+    throw new Error(
+      `the lab needs ${missing.map((r) => r.program).join(', ')}: run \`npm run setup\` as root (it runs: ${installCommand(missing)})`,
+    );
+  }
 }
 
 function ensureDirAllowed(dir: string): void {
@@ -117,6 +131,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const log = options.log ?? defaultLog;
   const dir = path.resolve(options.dir);
   ensureDirAllowed(dir);
+  assertMachineReady();
   if (!Number.isInteger(options.vms) || options.vms < 1 || options.vms > 200)
     throw new Error(`--vms must be 1..200, got ${options.vms}`);
   mkdirSync(dir, { recursive: true });
@@ -146,7 +161,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     user: 'lab',
     appPort: options.appPort ?? 8080,
     istioVersion: version,
-    nodePath: process.execPath,
+    nodePath: options.nodePath ?? process.execPath,
     files: {
       inventory: path.join(dir, 'inventory.yaml'),
       privateKey: path.join(dir, 'id_ed25519'),
@@ -206,7 +221,6 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         outDir: path.join(dir, 'package'),
         version,
         arch,
-        nodePath: process.execPath,
         sizeMb: options.packageSizeMb,
       });
       Object.assign(state.package, {
@@ -240,7 +254,6 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         user: state.user,
         uid,
         authorizedKey,
-        nodePath: process.execPath,
         systemctlBundle: path.join(binDir, 'systemctl.mjs'),
         appBundle: path.join(binDir, 'workload-app.mjs'),
         appPort: state.appPort,
@@ -253,7 +266,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         path.join(seedDir, 'upper', 'etc', 'ssh', 'ssh_host_ed25519_key.pub'),
       ]);
       vm.hostKeyFingerprint = fp.stdout.trim().split(/\s+/)[1] ?? '';
-      const anchor = await startAnchor(vm, seedDir);
+      const anchor = await startAnchor(vm, seedDir, state.nodePath);
       vm.anchorPid = anchor.pid;
       vm.anchorStartTime = anchor.startTime;
       writeState(state);

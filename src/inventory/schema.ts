@@ -3,6 +3,7 @@
 /* eslint-disable */
 export const INVENTORY_SCHEMA = {
   $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://raw.githubusercontent.com/istio-vm-onboard/istio-vm-onboard/v1/inventory.schema.json',
   title: 'istio-vm-onboard inventory',
   description:
     'Groups of virtual machines to onboard into an Istio mesh. Each group becomes one WorkloadGroup; each VM is reached over SSH and gets the sidecar and the files `istioctl x workload entry configure` would produce.',

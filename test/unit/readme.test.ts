@@ -34,6 +34,13 @@ describe('README.md', () => {
     const example = readFileSync('docs/examples/quick-start.yml', 'utf8');
     expect(readme).toContain(`\`\`\`yaml\n${example}\`\`\``);
   });
+  it("points editors at the inventory schema's published, versioned URL (its $id)", () => {
+    const schema = JSON.parse(readFileSync('inventory.schema.json', 'utf8')) as { $id: string };
+    expect(schema.$id).toMatch(
+      /^https:\/\/raw\.githubusercontent\.com\/[\w.-]+\/istio-vm-onboard\/v\d+\/inventory\.schema\.json$/,
+    );
+    expect(readme).toContain(`# yaml-language-server: $schema=${schema.$id}`);
+  });
   it('tells how to turn on debug logging', () => {
     expect(readme).toContain('ACTIONS_STEP_DEBUG');
   });

@@ -1,4 +1,5 @@
-/** Jest runs TypeScript as native ESM through ts-jest (see DEVELOPERS: NODE_OPTIONS=--experimental-vm-modules). */
+// Jest runs TypeScript as native ESM through ts-jest; it needs NODE_OPTIONS=--experimental-vm-modules,
+// which the npm scripts set (see CONTRIBUTING.md).
 const tsJest = ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json', diagnostics: { ignoreCodes: ['TS151001'] } }];
 const common = {
   extensionsToTreatAsEsm: ['.ts'],

@@ -1,10 +1,36 @@
 // The README sections that are generated from code, so the documentation cannot drift from what the
-// action checks: the minimal RBAC and the troubleshooting table. `npm run docs` rewrites them; a
-// unit test fails when README.md is out of date.
+// action accepts and checks: the inputs table (from action.yml), the minimal RBAC and the troubleshooting
+// table. `npm run docs` rewrites them; a unit test fails when README.md is out of date.
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
 import { renderMinimalRbacYaml } from '../src/cluster/rbac.js';
 import { renderHintsMarkdown } from '../src/verify/index.js';
 
+interface ActionInput {
+  description: string;
+  required?: boolean;
+  default?: string;
+  deprecationMessage?: string;
+}
+
+/** One markdown table cell: no line breaks, `|` escaped. */
+function cell(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').replace(/\|/g, '\\|');
+}
+
+/** The inputs table, one row per input of action.yml in its order: name, default, description. */
+export function renderInputsMarkdown(actionYaml: string = readFileSync('action.yml', 'utf8')): string {
+  const action = parse(actionYaml) as { inputs: Record<string, ActionInput> };
+  const rows = Object.entries(action.inputs).map(([name, input]) => {
+    const fallback = input.required ? '(required)' : input.default ? `\`${cell(input.default)}\`` : "`''`";
+    const deprecated = input.deprecationMessage ? ` **Deprecated:** ${cell(input.deprecationMessage)}` : '';
+    return `| \`${name}\` | ${fallback} | ${cell(input.description)}${deprecated} |`;
+  });
+  return ['| input | default | what it does |', '| --- | --- | --- |', ...rows].join('\n');
+}
+
 export const GENERATED_SECTIONS: Record<string, () => string> = {
+  inputs: () => renderInputsMarkdown(),
   rbac: () => `\`\`\`yaml\n${renderMinimalRbacYaml().trimEnd()}\n\`\`\``,
   hints: () => renderHintsMarkdown().trimEnd(),
 };

@@ -1,8 +1,9 @@
 // The inventory JSON Schema. The published copy is /inventory.schema.json (repo root, for editors);
-// test/unit/inventory-schema.test.ts fails when the two differ.
+// test/unit/inventory.test.ts fails when the two differ.
 /* eslint-disable */
 export const INVENTORY_SCHEMA = {
   $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://raw.githubusercontent.com/istio-vm-onboard/istio-vm-onboard/v1/inventory.schema.json',
   title: 'istio-vm-onboard inventory',
   description:
     'Groups of virtual machines to onboard into an Istio mesh. Each group becomes one WorkloadGroup; each VM is reached over SSH and gets the sidecar and the files `istioctl x workload entry configure` would produce.',

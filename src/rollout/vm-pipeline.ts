@@ -52,11 +52,8 @@ class StepFailure extends Error {
 export async function runVmPipeline(context: VmPipelineContext): Promise<VmReport> {
   const { vm, group, settings, logger } = context;
   const started = Date.now();
-  const lines: string[] = [];
-  const say = (line: string): void => {
-    lines.push(line);
-    logger.info(`[${vm.name}] ${line}`);
-  };
+  // Each step line is logged once, as it happens; the VM's name keeps concurrent VMs apart.
+  const say = (line: string): void => logger.info(`[${vm.name}] ${line}`);
   const report: VmReport = {
     name: vm.name,
     group: group.name,
@@ -270,7 +267,9 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
     }
     report.durationMs = Date.now() - started;
   }
-  logger.group(`${vm.name}: ${report.outcome}`, [...lines, ...describeChecks(report.checks)]);
+  // When the VM is done: its outcome, and its checks folded beneath it (the steps are already above).
+  if (report.checks.length > 0) logger.group(`${vm.name}: ${report.outcome}`, describeChecks(report.checks));
+  else logger.info(`[${vm.name}] ${report.outcome}`);
   return report;
 }
 

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { FakeVmSession } from '../../src/vm/fake-session.js';
+import { FakeVmSession } from '../unit/fake-session.js';
 import { inspectVm, probeAsProxyShell } from '../../src/vm/scripts/inspect.js';
 import { ScriptOutput } from '../../src/vm/scripts/protocol.js';
 import { asRoot, shQuote } from '../../src/vm/scripts/shell.js';

@@ -1,5 +1,6 @@
 // The orchestrator against fake ports: what it does with each VM, in which order, and when it stops.
 import { describe, expect, it } from '@jest/globals';
+import type { RunLogger } from '../../src/rollout/ports.js';
 import { fakes, inventoryOf, makeWorld, run } from './rollout-fakes.js';
 
 describe('runRollout', () => {
@@ -231,5 +232,46 @@ describe('runRollout', () => {
 
   it('rejects an unknown group filter', async () => {
     await expect(run(makeWorld(), inventoryOf([1]), { groups: 'nope' })).rejects.toThrow(/no group named 'nope'/);
+  });
+
+  it('logs each step line of a VM once: streamed with its name, then a group of its checks', async () => {
+    const log: string[] = [];
+    const logger: RunLogger = {
+      info: (line) => log.push(line),
+      warning: (line) => log.push(`warning ${line}`),
+      error: (line) => log.push(`error ${line}`),
+      debug: () => {},
+      group: (title, lines) => log.push(`group ${title}`, ...lines.map((line) => `  ${line}`)),
+    };
+    const world = makeWorld();
+    world.failingChecks.add('vm-0-1');
+    await run(world, inventoryOf([2]), {}, { logger });
+    const steps = log.filter((line) => /^\[vm-0-0\] /.test(line));
+    expect(steps.length).toBeGreaterThan(2);
+    for (const line of steps) {
+      const text = line.replace('[vm-0-0] ', '');
+      const mentions = log.filter((other) => !other.startsWith('[vm-0-1]') && other.includes(text));
+      expect([text, mentions.length]).toEqual([text, 1]);
+    }
+    const group = log.indexOf('group vm-0-0: installed');
+    expect(log.slice(group + 1, group + 3)).toEqual(['  ✓ sidecar-running: ok', '  ✓ sidecar-ready: ok']);
+    expect(log).toContain('group vm-0-1: failed');
+    expect(log).toContain('  ✗ sidecar-ready: bad');
+  });
+
+  it('logs the outcome of a VM without checks (plan) as one line', async () => {
+    const log: string[] = [];
+    const groups: string[] = [];
+    const logger: RunLogger = {
+      info: (line) => log.push(line),
+      warning: () => {},
+      error: () => {},
+      debug: () => {},
+      group: (title) => groups.push(title),
+    };
+    await run(makeWorld(), inventoryOf([1]), { mode: 'plan' }, { logger });
+    expect(groups).toEqual([]);
+    expect(log.filter((line) => line.startsWith('[vm-0-0] plan: '))).toHaveLength(1);
+    expect(log.at(-1)).toMatch(/^\[vm-0-0\] \S+$/);
   });
 });

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import { FakeVmSession, protocolLines } from '../../src/vm/fake-session.js';
+import { FakeVmSession, protocolLines } from './fake-session.js';
 import {
   applyPayload,
   applyScript,

@@ -1,6 +1,6 @@
 // A VmSession for tests of code above the VM layer: records every script and answers through a
 // handler. Counts round trips like the real session does.
-import type { ExecOptions, ExecResult, SessionCounters, VmSession } from './session.js';
+import type { ExecOptions, ExecResult, SessionCounters, VmSession } from '../../src/vm/session.js';
 
 export interface RecordedExec {
   script: string;

@@ -38,7 +38,10 @@ export interface ClusterClient {
 
   preflight(inventory: Inventory, options: PreflightOptions): Promise<PreflightReport>;
 
-  /** Namespace, ServiceAccount, WorkloadGroup, optional Service and PeerAuthentication, given static WorkloadEntries. */
+  /**
+   * Namespace, ServiceAccount, WorkloadGroup, optional Service and PeerAuthentication, given static
+   * WorkloadEntries.
+   */
   applyMeshObjects(group: GroupSpec, options: ApplyGroupOptions): Promise<AppliedObject[]>;
   /** One VM's static WorkloadEntry (registration: static), once its address is known. */
   applyStaticWorkloadEntry(

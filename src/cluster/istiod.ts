@@ -51,7 +51,10 @@ export function discoveryContainer(d: DeploymentLike): ContainerLike | undefined
   return containers.find((c) => c.name === 'discovery') ?? containers[0];
 }
 
-/** The tag of an image reference (`reg:5000/istio/pilot:1.24.2-distroless` → `1.24.2-distroless`); undefined for digests only. */
+/**
+ * The tag of an image reference (`reg:5000/istio/pilot:1.24.2-distroless` → `1.24.2-distroless`); undefined for
+ * digests only.
+ */
 export function imageTag(image: string): string | undefined {
   const withoutDigest = image.split('@')[0] ?? '';
   const lastSlash = withoutDigest.lastIndexOf('/');

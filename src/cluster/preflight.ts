@@ -95,7 +95,10 @@ async function checkCrds(ctx: ClusterContext, needPeerAuthentication: boolean): 
   }));
 }
 
-/** Modes in which an istiod feature flag the inventory needs (autoregistration, health checks) being off is blocking. */
+/**
+ * Modes in which an istiod feature flag the inventory needs (autoregistration, health checks) being off is
+ * blocking.
+ */
 const FLAGS_BLOCK_MODES: readonly RunMode[] = ['onboard', 'plan'];
 
 export async function runPreflight(

@@ -1,6 +1,5 @@
 // The inventory JSON Schema. The published copy is /inventory.schema.json (repo root, for editors);
 // test/unit/inventory.test.ts fails when the two differ.
-/* eslint-disable */
 export const INVENTORY_SCHEMA = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://raw.githubusercontent.com/istio-vm-onboard/istio-vm-onboard/v1/inventory.schema.json',

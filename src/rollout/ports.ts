@@ -93,7 +93,10 @@ export interface VmPort {
   readonly learnedHostKey?: string;
   inspect(eastWestAddress: string): Promise<VmFacts>;
   apply(request: VmApplyRequest): Promise<VmApplyOutcome>;
-  /** Restores the previous files/package and restarts; false when there was nothing to restore (first install: stopped and marked). */
+  /**
+   * Restores the previous files/package and restarts; false when there was nothing to restore (first install:
+   * stopped and marked).
+   */
   rollback(reason: string): Promise<boolean>;
   offboard(): Promise<void>;
   /** Runs a read-only script in one round trip (the verification checks use it). */

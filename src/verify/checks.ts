@@ -456,7 +456,6 @@ export function checkWorkloadCertificate(
   const started = Date.now();
   const duration = () => Date.now() - started;
   const now = new Date(ctx.now?.() ?? Date.now());
-  const expected = expectedSpiffeId(ctx);
   const evidence: string[] = [];
 
   const vmRootPem = splitPemCertificates(output.sections.get('root-cert')?.body ?? '');

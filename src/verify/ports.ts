@@ -50,7 +50,10 @@ export interface MeshProbe {
   }): Promise<WorkloadEntryView | undefined>;
   /** Runs an ADR-0002 Job to completion, returns its calls, and deletes it whatever the outcome. */
   runVerificationJob(spec: VerificationJobSpec): Promise<VerificationJobResult>;
-  /** Effective PeerAuthentication mode for workloads with these labels (optional: used when the input is `unchanged`). */
+  /**
+   * Effective PeerAuthentication mode for workloads with these labels (optional: used when the input is
+   * `unchanged`).
+   */
   peerAuthenticationMode?(query: {
     namespace: string;
     labels: Record<string, string>;

@@ -32,7 +32,10 @@ const NAMESPACE = 'vm-app';
 let dir: string;
 let state: LabState;
 let entry: string;
-/** The inventory runs use unless told otherwise: the lab's, without the group's ports (inbound capture of every port). */
+/**
+ * The inventory runs use unless told otherwise: the lab's, without the group's ports (inbound capture of every
+ * port).
+ */
 let current: string;
 
 interface InventoryDoc {

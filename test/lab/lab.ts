@@ -31,7 +31,6 @@ import {
   tryReadState,
   writeState,
   type LabState,
-  type LabVmState,
 } from './state.js';
 import { bootServices, killVmProcesses, startAnchor } from './vm/boot.js';
 import { installCommand, missingRequirements } from '../../scripts/machine/requirements.mjs';

@@ -246,7 +246,8 @@ describe('/stats/prometheus', () => {
     const tmplOrder = [
       ...ref('stats/istio_requests_total.server_side.istio-proxy-testdata.yaml.tmpl').matchAll(/- name: (\S+)/g),
     ].map((m) => m[1]);
-    // The constructed exposition has no destination_port (the istio/proxy test config adds it): compare the common labels' order.
+    // The constructed exposition has no destination_port (the istio/proxy test config adds it): compare the
+    // common labels' order.
     const mineOrder = labelsOf(mine).filter((l) => tmplOrder.includes(l));
     expect(mineOrder).toEqual(tmplOrder.filter((l) => labelsOf(mine).includes(l)));
     expect(tmplOrder.filter((l) => !labelsOf(mine).includes(l))).toEqual(['destination_port']);

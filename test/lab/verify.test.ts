@@ -2,8 +2,9 @@
 // Envoy/pilot-agent simulator from the lab's istio-sidecar.deb.
 //
 // This file calls verifyVm directly on a VM whose sidecar inputs are placed by hand (as the seed runbook
-// does) with istiod stopped (lab fault istiod-down) — a genuine "istiod down" — and covers what that allows. The cases that need the
-// control plane (and the action's onboarding) run through dist/ in test/lab/action-checks.test.ts.
+// does) with istiod stopped (lab fault istiod-down) — a genuine "istiod down" — and covers what that
+// allows. The cases that need the control plane (and the action's onboarding) run through dist/ in
+// test/lab/action-checks.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';

@@ -27,9 +27,9 @@ import {
   VmPreflightError,
 } from '../../src/vm/scripts/inspect.js';
 import { offboardScript } from '../../src/vm/scripts/offboard.js';
-import { runScript, ScriptOutput, VmScriptError } from '../../src/vm/scripts/protocol.js';
+import { runScript, VmScriptError } from '../../src/vm/scripts/protocol.js';
 import { rollbackScript } from '../../src/vm/scripts/rollback.js';
-import { asRoot, asUser, shQuote } from '../../src/vm/scripts/shell.js';
+import { asUser, shQuote } from '../../src/vm/scripts/shell.js';
 import type { ExecResult } from '../../src/vm/session.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vm-scripts-'));

@@ -126,7 +126,10 @@ function validateChange(change: VmChange): void {
     throw new Error('the sidecar package needs a version or a sha256 to know when it is already installed');
 }
 
-/** Free space (KiB) wanted on /var/lib before a package install: the package, its unpacked files and the kept copies. */
+/**
+ * Free space (KiB) wanted on /var/lib before a package install: the package, its unpacked files and the kept
+ * copies.
+ */
 function packageSpaceKiB(change: VmChange): number {
   const upload = change.package.upload?.length ?? 0;
   return Math.max(64 * 1024, Math.ceil((upload * 4) / 1024));

@@ -332,7 +332,7 @@ export class IstiodServer {
     const reader = new GrpcFrameReader();
     let proxy: ConnectedProxy | undefined;
     let labels: Record<string, string> = {};
-    let lastSent = { cds: '', lds: '', nds: '' };
+    const lastSent = { cds: '', lds: '', nds: '' };
     let version = 0;
     let healthEnabled = false;
     let pushTimer: NodeJS.Timeout | undefined;

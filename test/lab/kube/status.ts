@@ -134,7 +134,10 @@ export const errors = {
   unauthorized(): KubeApiError {
     return failure(401, 'Unauthorized', 'Unauthorized');
   },
-  /** RBAC's message: `configmaps "x" is forbidden: User "u" cannot get resource "configmaps" in API group "" in the namespace "ns"`. */
+  /**
+   * RBAC's message: `configmaps "x" is forbidden: User "u" cannot get resource "configmaps" in API group "" in
+   * the namespace "ns"`.
+   */
   forbidden(
     user: string,
     attrs: { verb: string; group: string; resource: string; subresource?: string; namespace?: string; name?: string },

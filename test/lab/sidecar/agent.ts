@@ -311,7 +311,9 @@ export class Agent {
       });
     } catch (e) {
       this.stats.inc('cluster.xds-grpc;.upstream_cx_connect_fail');
-      throw new Error(`connection error: desc = "${describeConnectError(e as Error, this.cfg.discoveryAddress)}"`);
+      throw new Error(`connection error: desc = "${describeConnectError(e as Error, this.cfg.discoveryAddress)}"`, {
+        cause: e,
+      });
     }
     this.session = session;
     this.stats.set('cluster.xds-grpc;.upstream_cx_active', 1);

@@ -210,6 +210,7 @@ export async function waitSimulatorReady(sim: RunningSimulator, timeoutMs = 45_0
     const exited = sim.child.exitCode !== null ? ` (exited with ${sim.child.exitCode})` : '';
     throw new Error(
       `simulator at offset ${sim.offset} not ready${exited}: ${(e as Error).message}\n--- its output ---\n${sim.output().slice(-3000)}`,
+      { cause: e },
     );
   }
 }

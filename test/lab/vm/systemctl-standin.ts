@@ -449,7 +449,10 @@ class UnitMembers {
     this.timer = undefined;
   }
 
-  /** SIGKILL whatever is left of the group: what systemd does after the main process of KillMode=mixed/control-group exits. */
+  /**
+   * SIGKILL whatever is left of the group: what systemd does after the main process of
+   * KillMode=mixed/control-group exits.
+   */
   killRemaining(): void {
     for (const [pid, startTime] of this.members) {
       if (startTimeOf(pid) !== startTime) continue;

@@ -117,6 +117,9 @@ export function sshdConfig(port: number): string {
     'KbdInteractiveAuthentication no',
     'AuthorizedKeysFile .ssh/authorized_keys',
     'UseDNS no',
+    // VERBOSE logs every connection ("Connection from …"), even one that never authenticates: tests
+    // count them in /var/log/sshd-lab.log.
+    'LogLevel VERBOSE',
     'PrintMotd no',
     'X11Forwarding no',
     'AcceptEnv LANG LC_*',

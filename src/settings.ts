@@ -471,7 +471,10 @@ function dns1123Label(input: InputName, value: string): string {
   return value;
 }
 
-/** Istio puts the cluster ID into the topology.istio.io/cluster label (pilot/pkg/serviceregistry/util/label/label.go). */
+/**
+ * Istio puts the cluster ID into the topology.istio.io/cluster label
+ * (pilot/pkg/serviceregistry/util/label/label.go).
+ */
 function clusterId(value: string): string {
   if (checkLabelValue(value)) {
     throw new SettingsError(

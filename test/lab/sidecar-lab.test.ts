@@ -24,7 +24,7 @@ function sh(script: string, timeoutMs = 120_000): string {
 }
 const ssh = (cmd: string, t = 60_000) =>
   sh(
-    `ssh -o ConnectTimeout=5 -o BatchMode=yes -i "$D/id_ed25519" -o UserKnownHostsFile="\"$D/known_hosts\"" -o StrictHostKeyChecking=yes lab@${vmIp} ${JSON.stringify(cmd)}`,
+    `ssh -o ConnectTimeout=5 -o BatchMode=yes -i "$D/id_ed25519" -o "UserKnownHostsFile=\\"$D/known_hosts\\"" -o StrictHostKeyChecking=yes lab@${vmIp} ${JSON.stringify(cmd)}`,
     t,
   );
 const lab = (args: string) => sh(`npm run -s lab -- ${args} --dir "$D"`);
@@ -127,7 +127,7 @@ spec:
   );
   writeFileSync(path.join(files, 'hosts'), `${gw} istiod.istio-system.svc\n`);
   sh(
-    `scp -q -o BatchMode=yes -i "$D/id_ed25519" -o UserKnownHostsFile="\"$D/known_hosts\"" -o StrictHostKeyChecking=yes ${files}/istio-token ${files}/root-cert.pem ${files}/cluster.env ${files}/mesh.yaml ${files}/hosts lab@${vmIp}:/tmp/`,
+    `scp -q -o BatchMode=yes -i "$D/id_ed25519" -o "UserKnownHostsFile=\\"$D/known_hosts\\"" -o StrictHostKeyChecking=yes ${files}/istio-token ${files}/root-cert.pem ${files}/cluster.env ${files}/mesh.yaml ${files}/hosts lab@${vmIp}:/tmp/`,
   );
   ssh(
     `set -e; cd /tmp; curl -sSf -o istio-sidecar.deb ${st.package.url}; sudo dpkg -i istio-sidecar.deb >/dev/null; ` +

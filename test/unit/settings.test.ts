@@ -103,7 +103,7 @@ describe('readSettings', () => {
 
   it('reports every bad input at once, one line each', () => {
     expect(() => settingsFrom({ concurrency: 'ten', shard: '3/2', revision: 'A' })).toThrow(
-      /^3 bad inputs:\n  input 'revision': .*\n  input 'concurrency': .*\n  input 'shard': /,
+      /^3 bad inputs:\n {2}input 'revision': .*\n {2}input 'concurrency': .*\n {2}input 'shard': /,
     );
     try {
       settingsFrom({ concurrency: 'ten', shard: '3/2' });

@@ -36,7 +36,9 @@ export function checkInputs(
         ? new SettingsError('context', `${error.message}; give one of the kubeconfig's contexts`)
         : new SettingsError(
             'kubeconfig',
-            `${error.message}; give a kubeconfig (YAML with clusters, contexts and users, or base64 of it)`,
+            /\bgive\b/.test(error.message)
+              ? error.message
+              : `${error.message}; give a kubeconfig (YAML with clusters, contexts and users, or base64 of it)`,
           ),
     );
   }

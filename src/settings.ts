@@ -55,6 +55,7 @@ export interface RunSettings {
   };
   peerAuthentication: PeerAuthenticationPolicy;
   verify: {
+    /** Mode onboard: run the checks after onboarding (verify-after-onboard). Mode verify always runs them. */
     enabled: boolean;
     /** URL a VM calls to prove VM→mesh traffic; empty = istiod's version endpoint through the mesh. */
     url: string;

@@ -192,7 +192,7 @@ describe('checkInputs', () => {
 
   it('without a kubeconfig input, needs KUBECONFIG, ~/.kube/config or in-cluster credentials', () => {
     expect(problemsOf({ kubeconfig: '' }, { HOME: dir })).toEqual([
-      "input 'kubeconfig': no Kubernetes credentials: give the kubeconfig input (or --kubeconfig), set KUBECONFIG, or run inside a cluster; give a kubeconfig (YAML with clusters, contexts and users, or base64 of it)",
+      "input 'kubeconfig': no Kubernetes credentials: give the kubeconfig input (or --kubeconfig), set KUBECONFIG, or run inside a cluster",
     ]);
     writeFileSync(join(dir, 'kubeconfig'), KUBECONFIG);
     expect(problemsOf({ kubeconfig: '' }, { KUBECONFIG: join(dir, 'kubeconfig') })).toEqual([]);

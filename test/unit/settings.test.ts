@@ -202,6 +202,10 @@ describe('action.yml', () => {
       expect(action.inputs[name]?.description.length).toBeGreaterThan(20);
     }
   });
+  it('keeps the old verify input, deprecated in favour of verify-after-onboard', () => {
+    const verify = action.inputs['verify'] as { deprecationMessage?: string } | undefined;
+    expect(verify?.deprecationMessage).toMatch(/verify-after-onboard/);
+  });
   it('runs the bundle on node24 and declares the outputs', () => {
     expect(action.runs).toEqual({ using: 'node24', main: 'dist/index.js' });
     expect(Object.keys(action.outputs).sort()).toEqual(['failed', 'onboarded', 'report-path', 'result']);

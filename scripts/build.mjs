@@ -5,7 +5,7 @@
 //   node scripts/build.mjs            write dist/
 //   node scripts/build.mjs --out DIR  write the bundles somewhere else (used by check-dist)
 import { createRequire } from 'node:module';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,7 +18,8 @@ export const ENTRIES = [
   // The CLI in two files: the entry (render, rbac, help: no Kubernetes client, no SSH) loads the second
   // bundle (the Kubernetes client, SSH, the run commands) only when a command needs it
   // (src/cli/load-heavy.ts).
-  { source: 'src/cli.ts', output: 'cli/index.js' },
+  // The package's bin: it starts with a shebang so npm can link it as the `istio-vm-onboard` command.
+  { source: 'src/cli.ts', output: 'cli/index.js', bin: true },
   { source: 'src/cli/heavy.ts', output: 'cli/run.js' },
 ];
 
@@ -37,7 +38,8 @@ export async function buildInto(outDir) {
     });
     const target = join(outDir, entry.output);
     await mkdir(dirname(target), { recursive: true });
-    await writeFile(target, code);
+    await writeFile(target, entry.bin && !code.startsWith('#!') ? `#!/usr/bin/env node\n${code}` : code);
+    if (entry.bin) await chmod(target, 0o755);
     for (const [name, asset] of Object.entries(assets)) {
       if (isDroppedAsset(name)) continue;
       const assetPath = join(dirname(target), name);

@@ -427,6 +427,45 @@ describe('preflight', () => {
     );
   });
 
+  it("the mesh config's defaultConfig.proxyMetadata: a key cluster.env must not carry fails, naming the ConfigMap and key", async () => {
+    const original = kube.store.get('configmaps', 'istio-system', 'istio')!;
+    const meshText = (original.data as Record<string, string>).mesh!;
+    const bad = meshText.replace(
+      '  proxyMetadata: {}',
+      '  proxyMetadata:\n    ISTIO_META_DNS_CAPTURE: "true"\n    CA_ADDR: istiod.istio-system.svc:15012\n    EXEC_USER: root\n    "X=1;id>/tmp/pwn;Y": "1"',
+    );
+    const withMesh = (text: string) =>
+      kube.store.apply(
+        'configmaps',
+        'istio-system',
+        'istio',
+        { ...original, data: { ...(original.data as Record<string, string>), mesh: text } },
+        { manager: 'istio-operator', force: true },
+      );
+    withMesh(bad);
+    try {
+      const err = await clientFor(kube)
+        .preflight(inv, { needsAutoRegistration: true, mode: 'onboard' })
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(PreflightError);
+      expect(err.message).toContain(
+        'config map istio-system/istio key "mesh": defaultConfig.proxyMetadata "EXEC_USER": proxyMetadata key EXEC_USER is refused',
+      );
+      expect(err.message).toContain('defaultConfig.proxyMetadata "X=1;id>/tmp/pwn;Y": proxyMetadata key');
+      expect(err.message).not.toContain('proxyMetadata "CA_ADDR"');
+      expect(err.message).not.toContain('proxyMetadata "ISTIO_META_DNS_CAPTURE"');
+    } finally {
+      withMesh(meshText);
+    }
+    // Istio's documented keys pass.
+    withMesh(meshText.replace('  proxyMetadata: {}', '  proxyMetadata:\n    ISTIO_META_DNS_CAPTURE: "true"'));
+    try {
+      await clientFor(kube).preflight(inv, { needsAutoRegistration: true, mode: 'onboard' });
+    } finally {
+      withMesh(meshText);
+    }
+  });
+
   const reviewsOf = (paths: string[]) => ({
     rules: paths.filter((p) => p.endsWith('/selfsubjectrulesreviews')).length,
     access: paths.filter((p) => p.endsWith('/selfsubjectaccessreviews')).length,

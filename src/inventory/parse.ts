@@ -59,6 +59,7 @@ interface RawGroup {
   registration?: 'auto' | 'static';
   probe?: ReadinessProbe;
   service?: boolean | { name?: string; ports?: Record<string, number> };
+  adopt?: boolean;
   defaults?: RawVmDefaults;
   vms: RawVm[];
 }
@@ -304,6 +305,14 @@ function checkEndpoint(endpoint: RawEndpoint | undefined, at: PathSegment[], out
   if (problem) out.push({ segments: [...at, 'host'], message: problem });
 }
 
+/** Namespaces a group may not use: Kubernetes' own and Istio's (whose ServiceAccounts are the control plane's). */
+function systemNamespaceReason(namespace: string, istioNamespace: string): string | undefined {
+  if (namespace === istioNamespace) return 'the Istio namespace (mesh.istioNamespace)';
+  if (namespace === 'kube-system' || namespace === 'kube-public' || namespace === 'kube-node-lease')
+    return 'a Kubernetes system namespace';
+  return undefined;
+}
+
 function semanticIssues(raw: RawInventory): PendingIssue[] {
   const out: PendingIssue[] = [];
   controlCharacterIssues(raw, [], out);
@@ -336,6 +345,20 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
     if (group.service && typeof group.service === 'object')
       checkPortNames(group.service.ports, [...g, 'service', 'ports'], out);
     const serviceRequested = group.service === true || typeof group.service === 'object';
+    const system = systemNamespaceReason(group.namespace, raw.mesh?.istioNamespace ?? DEFAULT_ISTIO_NAMESPACE);
+    if (system !== undefined) {
+      out.push({
+        segments: [...g, 'namespace'],
+        message: `'${group.namespace}' is ${system}: VM groups do not go there (their ServiceAccounts would sit next to the control plane's); pick a namespace of their own`,
+      });
+    }
+    if (serviceRequested && Object.keys(group.labels ?? {}).length === 0) {
+      out.push({
+        segments: [...g, 'service'],
+        message:
+          "a Service selects the group's workloads by the group's labels: add `labels:` to the group (a Service without a selector would not select the VMs, and an empty selector must never reach the namespace)",
+      });
+    }
     if (serviceRequested) {
       const servicePorts =
         typeof group.service === 'object' && group.service.ports ? group.service.ports : (group.ports ?? {});
@@ -466,6 +489,7 @@ function buildModel(raw: RawInventory, source: string, doc: Document, lineCounte
       vms,
     };
     if (group.probe !== undefined) spec.probe = structuredClone(group.probe);
+    if (group.adopt === true) spec.adopt = true;
     if (group.service === true) spec.service = { name: group.name, ports: { ...ports } };
     else if (group.service && typeof group.service === 'object') {
       spec.service = { name: group.service.name ?? group.name, ports: { ...(group.service.ports ?? ports) } };

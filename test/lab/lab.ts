@@ -47,6 +47,8 @@ export interface UpOptions {
   istioVersion?: string;
   arch?: 'amd64' | 'arm64';
   appPort?: number;
+  /** The control plane's istiod: the double (default) or Istio's real one built from the pinned module. */
+  istiod?: 'double' | 'real';
   /** Parallel VM set-ups (default 8). */
   concurrency?: number;
   log?: (line: string) => void;
@@ -146,6 +148,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     user: 'lab',
     appPort: options.appPort ?? 8080,
     istioVersion: version,
+    istiod: { mode: options.istiod ?? 'double' },
     nodePath: process.execPath,
     files: {
       inventory: path.join(dir, 'inventory.yaml'),
@@ -405,6 +408,7 @@ export async function labDown(dirArg: string, options: DownOptions = {}): Promis
     'known_hosts',
     'inventory.yaml',
     'kubeconfig',
+    'istiod',
   ]) {
     rmSync(path.join(dir, name), { recursive: true, force: true });
   }

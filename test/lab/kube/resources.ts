@@ -65,9 +65,16 @@ export const BUILTIN_TYPES: ResourceType[] = [
   builtin('coordination.k8s.io', 'v1', 'leases', 'Lease', true),
   builtin('networking.k8s.io', 'v1', 'ingresses', 'Ingress', true, { shortNames: ['ing'], subresources: ['status'] }),
   builtin('networking.k8s.io', 'v1', 'ingressclasses', 'IngressClass', false),
-  builtin('admissionregistration.k8s.io', 'v1', 'mutatingwebhookconfigurations', 'MutatingWebhookConfiguration', false, {
-    categories: ['api-extensions'],
-  }),
+  builtin(
+    'admissionregistration.k8s.io',
+    'v1',
+    'mutatingwebhookconfigurations',
+    'MutatingWebhookConfiguration',
+    false,
+    {
+      categories: ['api-extensions'],
+    },
+  ),
   builtin(
     'admissionregistration.k8s.io',
     'v1',

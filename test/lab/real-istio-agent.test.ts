@@ -10,7 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { runRenderCommand } from '../../src/commands/render.js';
-import { istioBuild } from './istio/binaries.js';
+import { istioBuild, xdsProbe } from './istio/binaries.js';
 import { execInVm, spawnInVm, vmPath } from './vm/exec.js';
 import { downLab, newLabDir, upLab } from './testing.js';
 import type { LabState } from './state.js';
@@ -131,8 +131,46 @@ async function waitFor(done: () => boolean, attempts = 240, everyMs = 250): Prom
 
 const certChain = () => vmPath(state, 'vm1', '/etc/certs/cert-chain.pem');
 
+/**
+ * The node metadata pilot-agent builds from its environment, here the cluster.env render wrote (istio-start.sh
+ * exports it): ISTIO_META_X → X, ISTIO_METAJSON_X → X parsed as JSON, POD_NAMESPACE → NAMESPACE,
+ * SERVICE_ACCOUNT, ISTIO_METAJSON_LABELS → LABELS, INSTANCE_IP (= ISTIO_SVC_IP) → INSTANCE_IPS
+ * (pkg/bootstrap/config.go: GetNodeMetaData, extractAttributesMetadata; istio-start.sh).
+ */
+function nodeMetadataFrom(clusterEnv: string): Record<string, unknown> {
+  const env = new Map<string, string>();
+  for (const line of clusterEnv.split('\n')) {
+    const m = /^([A-Z0-9_]+)='(.*)'$/.exec(line);
+    if (m) env.set(m[1] as string, m[2] as string);
+  }
+  const meta: Record<string, unknown> = {};
+  for (const [key, value] of env) {
+    if (key.startsWith('ISTIO_METAJSON_')) meta[key.slice('ISTIO_METAJSON_'.length)] = JSON.parse(value);
+    else if (key.startsWith('ISTIO_META_')) meta[key.slice('ISTIO_META_'.length)] = value;
+  }
+  if (env.has('POD_NAMESPACE')) meta.NAMESPACE = env.get('POD_NAMESPACE');
+  if (env.has('SERVICE_ACCOUNT')) meta.SERVICE_ACCOUNT = env.get('SERVICE_ACCOUNT');
+  if (env.has('ISTIO_SVC_IP')) meta.INSTANCE_IPS = env.get('ISTIO_SVC_IP');
+  return meta;
+}
+
+interface WorkloadEntryLite {
+  metadata: {
+    name: string;
+    ownerReferences?: Array<{ kind: string; name: string }>;
+    annotations?: Record<string, string>;
+  };
+  spec: { address?: string; serviceAccount?: string; labels?: Record<string, string> };
+}
+
+async function workloadEntries(): Promise<WorkloadEntryLite[]> {
+  return (JSON.parse(await kubectl('-n', NS, 'get', 'workloadentries', '-o', 'json')) as { items: WorkloadEntryLite[] })
+    .items;
+}
+
 beforeAll(async () => {
   istioBuild();
+  xdsProbe(); // built once here (seconds with Go's build cache warm), not inside a test's time
   dir = newLabDir('real-istio-agent');
   state = await upLab(dir, 1, ['--istiod', 'real']);
   await kubectl('create', 'namespace', NS);
@@ -201,6 +239,103 @@ describe('real pilot-agent against the real istiod', () => {
     expect(verify.stdout.trim()).toBe(`${chain}: OK`);
     const san = await run('openssl', ['x509', '-in', chain, '-noout', '-ext', 'subjectAltName'], { timeout: 30_000 });
     expect(san.stdout).toContain(`URI:spiffe://cluster.local/ns/${NS}/sa/${SA}`);
+  });
+
+  it('auto-registers the VM: istiod creates its WorkloadEntry when the proxy connects with the rendered metadata', async () => {
+    // The certificate the real agent got in the previous case is the proxy's identity on the xDS stream.
+    expect(existsSync(certChain())).toBe(true);
+    const meta = nodeMetadataFrom(readFileSync(path.join(dir, 'render-ok', 'cluster.env'), 'utf8'));
+    expect(meta.AUTO_REGISTER_GROUP).toBe('vm-app');
+    const vmIp = state.vms[0]!.ip;
+    const log = path.join(dir, 'xds-probe.log');
+    const probe = spawnInVm(
+      state,
+      'vm1',
+      [
+        xdsProbe(),
+        '--address',
+        'istiod.istio-system.svc:15012',
+        '--cert-dir',
+        '/etc/certs',
+        '--namespace',
+        NS,
+        '--workload',
+        'vm-app',
+        '--ip',
+        vmIp,
+        '--meta-json',
+        JSON.stringify(meta),
+      ],
+      log,
+    );
+    try {
+      const connected = await waitFor(() => readFileSync(log, 'utf8').includes('connected'), 120);
+      expect({ connected, log: connected ? '' : readFileSync(log, 'utf8').slice(-2000) }).toEqual({
+        connected: true,
+        log: '',
+      });
+      let entry: WorkloadEntryLite | undefined;
+      for (let i = 0; i < 60 && !entry; i += 1) {
+        entry = (await workloadEntries()).find((e) => e.spec.address === vmIp);
+        if (!entry) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(entry?.metadata.name).toBe(`vm-app-${vmIp}`);
+      expect(entry?.metadata.ownerReferences?.map((o) => `${o.kind}/${o.name}`)).toEqual(['WorkloadGroup/vm-app']);
+      expect(entry?.spec.serviceAccount).toBe(SA);
+      expect(entry?.spec.labels?.app).toBe('vm-app');
+      expect(entry?.metadata.annotations?.['istio.io/autoRegistrationGroup']).toBe('vm-app');
+    } finally {
+      try {
+        if (probe.pid) process.kill(probe.pid, 'SIGTERM');
+      } catch {
+        // already gone (it exits when istiod does not answer in time)
+      }
+    }
+    // The proxy went away: istiod marks its entry disconnected (and removes it after its grace period).
+    let disconnected = false;
+    for (let i = 0; i < 120 && !disconnected; i += 1) {
+      const e = (await workloadEntries()).find((x) => x.spec.address === vmIp);
+      disconnected = e === undefined || e.metadata.annotations?.['istio.io/disconnectedAt'] !== undefined;
+      if (!disconnected) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(disconnected).toBe(true);
+  });
+
+  it('is refused auto-registration for a WorkloadGroup that does not exist', async () => {
+    const meta = { ...nodeMetadataFrom(readFileSync(path.join(dir, 'render-ok', 'cluster.env'), 'utf8')) };
+    meta.AUTO_REGISTER_GROUP = 'no-such-group';
+    const log = path.join(dir, 'xds-probe-bad.log');
+    const probe = spawnInVm(
+      state,
+      'vm1',
+      [
+        xdsProbe(),
+        '--address',
+        'istiod.istio-system.svc:15012',
+        '--cert-dir',
+        '/etc/certs',
+        '--namespace',
+        NS,
+        '--workload',
+        'no-such-group',
+        '--ip',
+        '10.233.250.99',
+        '--meta-json',
+        JSON.stringify(meta),
+        '--wait',
+        '10s',
+      ],
+      log,
+    );
+    const exited = await new Promise<number | null>((resolve) => probe.once('exit', (code) => resolve(code)));
+    expect(exited).not.toBe(0);
+    expect(readFileSync(log, 'utf8')).not.toContain('connected');
+    // pilot/pkg/autoregistration/controller.go refuses the connection (FailedPrecondition).
+    expect(readFileSync(state.istiod?.logPath as string, 'utf8')).toMatch(
+      /auto-registration WorkloadEntry of .* failed: cannot find WorkloadGroup vm-ns\/no-such-group/,
+    );
+    expect(readFileSync(log, 'utf8')).toMatch(/cannot find WorkloadGroup vm-ns\/no-such-group/);
+    expect((await workloadEntries()).some((e) => e.spec.address === '10.233.250.99')).toBe(false);
   });
 
   it('is refused a certificate when the token has the wrong audience (istiod rejects it)', async () => {

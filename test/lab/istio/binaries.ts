@@ -1,7 +1,7 @@
 // Istio's own programs for the lab: built from the Go module pinned in scripts/istio/version.env by
 // scripts/istio/build.sh (a no-op when `.istio/<pin>/` is up to date). No stand-ins here.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -66,4 +66,26 @@ export function istioBuild(): IstioBuild {
   }
   built = result;
   return result;
+}
+
+const XDS_PROBE_SRC = path.join(HERE, 'xds-probe');
+
+/**
+ * Builds test/lab/istio/xds-probe (Istio's pkg/adsc as a proxy's ADS connection) into
+ * `.istio/<pin>/bin/xds-probe` unless it is newer than its sources. Seconds with Go's build cache warm
+ * from the Istio build (same module versions).
+ */
+export function xdsProbe(): string {
+  const build = istioBuild();
+  const out = path.join(path.dirname(build.pilotAgent), 'xds-probe');
+  const sources = ['main.go', 'go.mod', 'go.sum'].map((f) => path.join(XDS_PROBE_SRC, f));
+  const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
+  if (existsSync(out) && statSync(out).mtimeMs >= newest) return out;
+  execFileSync('go', ['build', '-o', out, '.'], {
+    cwd: XDS_PROBE_SRC,
+    stdio: ['ignore', 2, 2],
+    timeout: 30 * 60_000,
+    env: { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-buildvcs=false' },
+  });
+  return out;
 }

@@ -157,7 +157,17 @@ async function main(): Promise<void> {
     labIndex: state.labIndex,
     gatewayIP: state.gatewayIP,
     vms: state.vms.map((vm) => ({ name: vm.name, ip: vm.ip, netns: vm.netns, sshPort: vm.sshPort })),
+    istiod: state.istiod?.mode ?? 'double',
+    ...(state.istiod?.mode === 'real' ? { log } : {}),
   });
+  if (controlPlane.istiod) {
+    state.istiod = {
+      mode: 'real',
+      ...(controlPlane.istiod.pid ? { pid: controlPlane.istiod.pid } : {}),
+      binary: controlPlane.istiod.binary,
+      logPath: controlPlane.istiod.logPath,
+    };
+  }
   registry = new FaultRegistry([...vmFaults(state), ...controlPlane.faults], state, () => writeState(state));
 
   state.actionInputs = {

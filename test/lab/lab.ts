@@ -49,6 +49,8 @@ export interface UpOptions {
   appPort?: number;
   /** The Node 24 binary the VMs' programs run on (default: this process's); a test moves it to odd paths. */
   nodePath?: string;
+  /** The control plane's istiod: the double (default) or Istio's real one built from the pinned module. */
+  istiod?: 'double' | 'real';
   /** Parallel VM set-ups (default 8). */
   concurrency?: number;
   log?: (line: string) => void;
@@ -161,6 +163,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     appPort: options.appPort ?? 8080,
     istioVersion: version,
     nodePath: options.nodePath ?? process.execPath,
+    istiod: { mode: options.istiod ?? 'double' },
     files: {
       inventory: path.join(dir, 'inventory.yaml'),
       privateKey: path.join(dir, 'id_ed25519'),
@@ -417,6 +420,7 @@ export async function labDown(dirArg: string, options: DownOptions = {}): Promis
     'known_hosts',
     'inventory.yaml',
     'kubeconfig',
+    'istiod',
   ]) {
     rmSync(path.join(dir, name), { recursive: true, force: true });
   }

@@ -25,6 +25,12 @@ export interface SeedOptions {
   healthChecks?: boolean;
   /** Extra namespaces to create at start. */
   namespaces?: string[];
+  /**
+   * Istio's own install objects (`istioctl manifest generate`, test/lab/istio/install.ts): seeded in place of
+   * the hand-written istio-system objects and CRDs above (the east-west gateway Service stays the lab's).
+   * Kinds the double does not serve (RBAC, HPA, PDB) are skipped and listed in `skippedInstallObjects`.
+   */
+  istioInstall?: KubeObject[];
 }
 
 export const DEFAULT_GATEWAY_HOSTNAME = 'eastwest.lab.example';

@@ -102,6 +102,10 @@ func (m *listenerManager) validate(l *listenerv3.Listener) error {
 	if l.GetInternalListener() != nil {
 		return nil // internal listeners (waypoint/ambient tunnels) are accepted and not run
 	}
+	if l.GetFilterChainMatcher() != nil {
+		// Istio uses the matcher API only for waypoints (listener_waypoint.go); refuse rather than mis-route.
+		return fmt.Errorf("filter_chain_matcher is not supported by the stand-in")
+	}
 	if _, err := listenerAddr(l); err != nil {
 		return err
 	}
@@ -356,8 +360,11 @@ var errInspected = errors.New("client hello inspected")
 
 // inspectTLS parses a ClientHello from the buffered bytes without consuming them.
 func inspectTLS(br *bufio.Reader, c net.Conn) (serverName string, alpn []string, ok bool) {
+	if first, err := br.Peek(1); err != nil || first[0] != 0x16 {
+		return "", nil, false
+	}
 	hdr, err := br.Peek(5)
-	if err != nil || hdr[0] != 0x16 || hdr[1] != 0x03 {
+	if err != nil || hdr[1] != 0x03 {
 		return "", nil, false
 	}
 	n := int(hdr[3])<<8 | int(hdr[4])
@@ -492,20 +499,27 @@ func (s *server) serveOn(al *activeListener, c net.Conn, info *connInfo) {
 	_ = conn.Close()
 }
 
+var httpMethodPrefix = regexp.MustCompile(`^[A-Z]{0,16}$|^[A-Z]+ |^PRI`)
+
+// peekLine returns the first line of the buffered data without consuming it, reading only as much as needed:
+// it gives up as soon as the bytes cannot start an HTTP/1 request line or an HTTP/2 preface (Envoy's
+// http_inspector likewise decides on partial data).
 func peekLine(br *bufio.Reader) (string, error) {
-	for n := 16; n <= 4096; n *= 2 {
-		b, err := br.Peek(n)
+	if _, err := br.Peek(1); err != nil {
+		return "", err
+	}
+	for {
+		b, _ := br.Peek(br.Buffered())
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			return string(b[:i]), nil
 		}
-		if err != nil {
-			if len(b) > 0 && bytes.IndexByte(b, '\n') < 0 {
-				return string(b), nil
-			}
-			return "", err
+		if !httpMethodPrefix.Match(b) || len(b) >= 4096 {
+			return string(b), nil
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
+			return string(b), err
 		}
 	}
-	return "", fmt.Errorf("no line")
 }
 
 // ---- filter chain matching ----

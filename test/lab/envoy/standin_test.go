@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -522,6 +524,23 @@ func TestInboundMTLSByFilterChain(t *testing.T) {
 		t.Errorf("%s shown despite the bootstrap's inclusion list", sslErr)
 	}
 
+	// a non-HTTP protocol to a port without a service chain: the raw_buffer catch-all, tcp_proxy to
+	// InboundPassthroughCluster (original destination), decided on the first 5 bytes (no waiting for more)
+	echo := startTCPEcho(t)
+	c = m.st.dialRedirected(t, m.inPort, echo)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping\n" {
+		t.Fatalf("TCP passthrough echo: %q %v", buf, err)
+	}
+	c.Close()
+	waitFor(t, "istio_tcp_connections_opened_total", func() bool {
+		return hasSample(promText(t, m), "istio_tcp_connections_opened_total", `reporter="destination"`, `connection_security_policy="none"`)
+	})
+
 	// STRICT: istiod drops the plaintext chains; plaintext then matches no chain and is closed.
 	m.strict = true
 	m.push(t)
@@ -728,7 +747,25 @@ func TestOutboundByHostWithAutoMTLS(t *testing.T) {
 	}
 }
 
-type directApp struct{ *app }
+// startTCPEcho echoes bytes back (a non-HTTP workload port).
+func startTCPEcho(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
 
 // startAppOn runs an app on a given loopback port (the "VM by IP" target of a passthrough request).
 func startAppOn(t *testing.T, port int) *app {

@@ -39,6 +39,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpoptsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"golang.org/x/net/http2"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -82,9 +84,25 @@ func (c *closeNotifyConn) Close() error {
 // ---- HTTP ----
 
 func (s *server) serveHTTP(conn net.Conn, h *hcmv3.HttpConnectionManager, fc *listenerv3.FilterChain, info *connInfo) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.routeHTTP(w, r, h, info) })
+	// codec_type AUTO: HTTP/2 when TLS negotiated "h2" or a plaintext connection starts with the HTTP/2
+	// preface (h2c prior knowledge); HTTP/1.1 otherwise.
+	h2 := false
+	if info.tlsConn != nil {
+		h2 = info.tlsConn.ConnectionState().NegotiatedProtocol == "h2"
+	} else if pc, ok := conn.(*peekConn); ok {
+		if line, err := peekLine(pc.r); err == nil && strings.HasPrefix(line, "PRI * HTTP/2.0") {
+			h2 = true
+		}
+	}
+	if h2 && h.GetCodecType() != hcmv3.HttpConnectionManager_HTTP1 {
+		(&http2.Server{IdleTimeout: 5 * time.Minute}).ServeConn(conn, &http2.ServeConnOpts{Handler: handler, BaseConfig: &http.Server{}})
+		_ = conn.Close()
+		return
+	}
 	ln := newOneConnListener(conn)
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.routeHTTP(w, r, h, info) }),
+		Handler:           handler,
 		ReadHeaderTimeout: 60 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ConnState: func(_ net.Conn, st http.ConnState) {
@@ -94,6 +112,29 @@ func (s *server) serveHTTP(conn net.Conn, h *hcmv3.HttpConnectionManager, fc *li
 		},
 	}
 	_ = srv.Serve(ln)
+}
+
+// upstreamHTTP2 says whether a cluster speaks HTTP/2 upstream: explicit http2_protocol_options (or the
+// deprecated cluster field), use_downstream_protocol_config with an HTTP/2 request, or ALPN "h2" negotiated.
+func upstreamHTTP2(c *clusterv3.Cluster, r *http.Request, conn net.Conn) bool {
+	if tc, ok := conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+		return true
+	}
+	if c.GetHttp2ProtocolOptions() != nil {
+		return true
+	}
+	if a, ok := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; ok {
+		o := &httpoptsv3.HttpProtocolOptions{}
+		if a.UnmarshalTo(o) == nil {
+			if o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil {
+				return true
+			}
+			if o.GetUseDownstreamProtocolConfig() != nil && r.ProtoMajor == 2 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *server) routeConfig(h *hcmv3.HttpConnectionManager) *routev3.RouteConfiguration {
@@ -315,22 +356,24 @@ func (s *server) forwardHTTP(w http.ResponseWriter, r *http.Request, c *clusterv
 		_, _ = io.WriteString(w, "no healthy upstream")
 		return
 	}
-	var dialErr error
-	var upConn net.Conn
-	transport := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			conn, err := s.dialUpstream(ctx, c, up)
-			if err != nil {
-				dialErr = err
-				return nil, err
-			}
-			upConn = conn
-			return conn, nil
-		},
-		DisableKeepAlives:  true,
-		DisableCompression: true,
+	upConn, dialErr := s.dialUpstream(r.Context(), c, up)
+	if dialErr != nil {
+		rec.responseCode, rec.responseFlags = 503, "UF"
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, upstreamConnectError+", transport failure reason: "+dialErr.Error())
+		return
 	}
-	defer transport.CloseIdleConnections()
+	defer upConn.Close()
+	var transport http.RoundTripper
+	if upstreamHTTP2(c, r, upConn) {
+		transport = &http2.Transport{AllowHTTP: true, DialTLSContext: func(context.Context, string, string, *tls.Config) (net.Conn, error) { return upConn, nil }}
+	} else {
+		transport = &http.Transport{
+			DialContext:        func(context.Context, string, string) (net.Conn, error) { return upConn, nil },
+			DisableKeepAlives:  true,
+			DisableCompression: true,
+		}
+	}
 	// x-forwarded-client-cert, as Istio configures inbound HCMs (APPEND_FORWARD / SANITIZE_SET with
 	// subject, uri, dns): By=<own identity>;Hash=<peer cert sha256>;Subject="...";URI=<peer identity>.
 	if info.tlsConn != nil && (h.GetForwardClientCertDetails() == hcmv3.HttpConnectionManager_APPEND_FORWARD || h.GetForwardClientCertDetails() == hcmv3.HttpConnectionManager_SANITIZE_SET) {
@@ -373,16 +416,9 @@ func (s *server) forwardHTTP(w http.ResponseWriter, r *http.Request, c *clusterv
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			rec.responseCode, rec.responseFlags = 503, "UF"
-			if dialErr == nil {
-				rec.responseFlags = "UC"
-			}
+			rec.responseCode, rec.responseFlags = 503, "UC"
 			w.WriteHeader(http.StatusServiceUnavailable)
-			msg := upstreamConnectError
-			if dialErr != nil {
-				msg += ", transport failure reason: " + dialErr.Error()
-			}
-			_, _ = io.WriteString(w, msg)
+			_, _ = io.WriteString(w, upstreamConnectError+", transport failure reason: "+err.Error())
 		},
 	}
 	rp.ServeHTTP(w, r)

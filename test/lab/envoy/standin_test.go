@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpoptsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"golang.org/x/net/http2"
+	"google.golang.org/protobuf/types/known/anypb"
 	"io"
 	"net"
 	"net/http"
@@ -724,6 +731,37 @@ func TestOutboundByHostWithAutoMTLS(t *testing.T) {
 	if appOnSvcPort.last().Get("X-Forwarded-Client-Cert") != "" {
 		t.Error("passthrough carried a client certificate")
 	}
+	// 4. HTTP/2: an h2c (prior knowledge) client, a cluster with explicit http2 and istiod's h2 ALPN
+	// (ALPNInMeshH2WithMxc): HTTP/2 over mTLS to the VM's stand-in, HTTP/1.1 to its app.
+	h2Host := "grpc-app.vm-ns.svc.cluster.local"
+	h2Cl := autoMTLSCluster(h2Host, client.svcPort, "spiffe://cluster.local/ns/vm-ns/sa/vm-sa")
+	makeHTTP2Cluster(h2Cl)
+	client.extraRes[resourcev3.ClusterType] = append(client.extraRes[resourcev3.ClusterType], h2Cl)
+	client.extraRes[resourcev3.EndpointType] = append(client.extraRes[resourcev3.EndpointType], edsEndpoints(h2Cl.GetName(), vmInbound, "istio"))
+	client.extraRes[resourcev3.RouteType] = []types.Resource{outboundRoute(client.svcPort, map[string]string{host: cl.GetName(), plainHost: plainCl.GetName(), h2Host: h2Cl.GetName()})}
+	client.push(t)
+	waitFor(t, "h2 cluster applied", func() bool {
+		return client.st.srv.lookupCluster(h2Cl.GetName()) != nil && client.st.srv.lookupRoute(fmt.Sprint(client.svcPort)) != nil && len(client.st.srv.lookupRoute(fmt.Sprint(client.svcPort)).GetVirtualHosts()) == 4
+	})
+	h2c := &http2.Transport{AllowHTTP: true, DialTLSContext: func(context.Context, string, string, *tls.Config) (net.Conn, error) {
+		return client.st.dialRedirected(t, client.outPort, vip), nil
+	}}
+	resp, err := (&http.Client{Transport: h2c, Timeout: 10 * time.Second}).Get("http://" + h2Host + "/")
+	if err != nil {
+		t.Fatalf("h2c request: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.HasPrefix(string(b), "hello from app") {
+		t.Fatalf("h2c request: %d proto %d %q", resp.StatusCode, resp.ProtoMajor, b)
+	}
+	if !strings.Contains(vm.app.last().Get("X-Forwarded-Client-Cert"), "URI=spiffe://cluster.local/ns/default/sa/sleep") {
+		t.Error("HTTP/2 request did not arrive over mTLS")
+	}
+	if vm.st.srv.stats.get(fmt.Sprintf("http.inbound_0.0.0.0_%d.downstream_rq_total", vm.app.port)) == 0 {
+		t.Error("VM inbound HCM saw no request")
+	}
+
 	// source-side stats: reporter=source, unknown security policy, destination principal from the peer cert
 	prom := promText(t, client)
 	if !hasSample(prom, "istio_requests_total", `reporter="source"`, `destination_service="`+host+`"`, `destination_principal="spiffe://cluster.local/ns/vm-ns/sa/vm-sa"`, `connection_security_policy="unknown"`) {
@@ -735,15 +773,29 @@ func TestOutboundByHostWithAutoMTLS(t *testing.T) {
 	// the SAN check of the auto-mTLS context: a peer with another identity is refused
 	wrong := autoMTLSCluster(host, client.svcPort, "spiffe://cluster.local/ns/vm-ns/sa/someone-else")
 	client.extraRes[resourcev3.ClusterType] = []types.Resource{wrong, plainCl}
+	before := client.st.srv.stats.get("cluster_manager.cds.update_success")
 	client.push(t)
-	waitFor(t, "CDS update applied", func() bool {
-		_, s, _ := client.st.get("/stats?filter=cds")
-		v, _ := statValue(s, "cluster_manager.cds.update_success")
-		return v == "2"
-	})
+	waitFor(t, "CDS update applied", func() bool { return client.st.srv.stats.get("cluster_manager.cds.update_success") > before })
 	c = client.st.dialRedirected(t, client.outPort, vip)
 	if code, body := httpOver(t, c, host); code != 503 || !strings.Contains(body, "upstream connect error") {
 		t.Errorf("wrong peer identity: %d %q", code, body)
+	}
+}
+
+// makeHTTP2Cluster: what istiod does for an HTTP2/gRPC port or h2UpgradePolicy UPGRADE (cluster_builder.go,
+// cluster_tls.go): explicit http2 protocol options and ALPN istio-peer-exchange, istio, h2.
+func makeHTTP2Cluster(c *clusterv3.Cluster) {
+	opts := &httpoptsv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpoptsv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpoptsv3.HttpProtocolOptions_ExplicitHttpConfig{
+		ProtocolConfig: &httpoptsv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}}
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": anyOf(opts)}
+	for _, m := range c.GetTransportSocketMatches() {
+		if m.GetName() != "tlsMode-istio" {
+			continue
+		}
+		u := &tlsv3.UpstreamTlsContext{}
+		_ = m.GetTransportSocket().GetTypedConfig().UnmarshalTo(u)
+		u.CommonTlsContext.AlpnProtocols = []string{"istio-peer-exchange", "istio", "h2"}
+		m.TransportSocket.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(u)}
 	}
 }
 

@@ -49,7 +49,7 @@ export function istioBuild(): IstioBuild {
     // Progress and errors go straight to our stderr (a cold build takes minutes).
     execFileSync('bash', [BUILD_SCRIPT], { cwd: REPO_ROOT, stdio: ['ignore', 2, 2], timeout: 60 * 60_000 });
   } catch (e) {
-    throw new Error(`scripts/istio/build.sh failed (${(e as Error).message}); its message is above`);
+    throw new Error(`scripts/istio/build.sh failed (${(e as Error).message}); its message is above`, { cause: e });
   }
   const out = path.join(REPO_ROOT, '.istio', pin.version);
   const result: IstioBuild = {

@@ -10,7 +10,7 @@ import { KubeRequestError } from './errors.js';
 import { MANAGED_BY_LABEL } from './mesh-objects.js';
 
 export const VERIFY_CONTAINER_NAME = 'ivo-client';
-export const DEFAULT_VERIFY_CLIENT_IMAGE = 'curlimages/curl:8.11.1';
+export { DEFAULT_VERIFY_CLIENT_IMAGE } from '../settings.js';
 
 /**
  * The fixed script of ADR 0002/0004; it reads only env vars. With IVO_WAIT_FOR it first polls the pod's
@@ -26,6 +26,21 @@ export const VERIFY_CLIENT_SCRIPT =
   'i=0; while [ "$i" -lt "$IVO_REQUESTS" ]; do i=$((i+1)); ' +
   `c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$IVO_TARGET_URL" || true); ` +
   'echo "ivo-call $i ${c:-000}"; done; echo ivo-done';
+
+/**
+ * The client container runs restricted (Pod Security "restricted" for this container): non-root (uid 100 is
+ * curlimages/curl's `curl_user`; a numeric uid lets the kubelet verify runAsNonRoot), no capabilities, no
+ * privilege escalation, read-only root filesystem (the script writes nothing), seccomp RuntimeDefault.
+ * Set on the container, not the pod: the injected istio-init container needs its own (root, NET_ADMIN).
+ */
+export const VERIFY_CONTAINER_SECURITY_CONTEXT = {
+  runAsNonRoot: true,
+  runAsUser: 100,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+};
 
 /** ServiceEntry API (networking.istio.io/v1 exists from Istio 1.22). */
 export const SERVICE_ENTRY_API = { group: 'networking.istio.io', version: 'v1', plural: 'serviceentries' } as const;
@@ -216,6 +231,7 @@ export function buildVerificationJob(input: Omit<VerificationJobInput, 'timeoutM
               image: input.image,
               command: ['sh', '-c', VERIFY_CLIENT_SCRIPT],
               env,
+              securityContext: VERIFY_CONTAINER_SECURITY_CONTEXT,
             },
           ],
         },

@@ -34,6 +34,7 @@ import {
   buildVerificationServiceEntry,
   envoyEndpointLine,
   VERIFY_CLIENT_SCRIPT,
+  DEFAULT_VERIFY_CLIENT_IMAGE,
   jobPhase,
   parseVerificationLog,
   verificationJobName,
@@ -432,6 +433,17 @@ describe('verification Job (ADR 0002)', () => {
     const c = pod.spec!.containers[0]!;
     expect(c.name).toBe('ivo-client');
     expect(c.command).toEqual(['sh', '-c', VERIFY_CLIENT_SCRIPT]);
+    // Issue 17: a restrictive securityContext on the client container.
+    expect(c.securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: 100,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(c.image).toBe('img');
+    expect(DEFAULT_VERIFY_CLIENT_IMAGE).toMatch(/^curlimages\/curl:8\.11\.1@sha256:[0-9a-f]{64}$/);
     expect(c.env).toEqual([
       { name: 'IVO_TARGET_URL', value: 'http://10.0.0.1:8080/' },
       { name: 'IVO_REQUESTS', value: '3' },

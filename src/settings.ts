@@ -80,7 +80,12 @@ export interface RunSettings {
 
 export const DEFAULT_SIDECAR_PACKAGE_URL =
   'https://storage.googleapis.com/istio-release/releases/{version}/{format}/istio-sidecar{arch-suffix}.{format}';
-export const DEFAULT_VERIFY_CLIENT_IMAGE = 'curlimages/curl:8.11.1';
+/**
+ * The verification Job's image, pinned by digest (the multi-arch index of curlimages/curl:8.11.1; check with
+ * `docker buildx imagetools inspect curlimages/curl:8.11.1`). ADR 0004 says where the digest came from.
+ */
+export const DEFAULT_VERIFY_CLIENT_IMAGE =
+  'curlimages/curl:8.11.1@sha256:c1fe1679c34d9784c1b0d1e5f62ac0a79fca01fb6377cdd33e90473c6f9f9a69';
 
 /** Every input the action declares, with its default (kept in step with action.yml by a test). */
 export const INPUT_DEFAULTS = {

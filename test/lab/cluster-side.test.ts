@@ -918,6 +918,59 @@ describe('verification Jobs (ADR 0002)', () => {
     );
   });
 
+  const service = {
+    host: 'ivo-verify-vm1-se1234.vm-ns.ivo-verify.internal',
+    address: '10.0.0.1',
+    port: 8080,
+    protocol: 'http' as const,
+    serviceAccount: 'vm-sa',
+    labels: { app: 'vm' },
+    vmName: 'vm1',
+    waitAttempts: 3,
+  };
+
+  it('ADR 0004: creates the ServiceEntry before the Job, deletes both after: two more requests per VM', async () => {
+    behaviour = 'succeed';
+    kube.requests.reset();
+    const result = await clientFor(kube).runVerificationJob({ ...input('ivo-verify-vm1-se1234'), service });
+    expect(result).toMatchObject({
+      succeeded: true,
+      serviceEntry: 'ivo-verify-vm1-se1234',
+      calledUrl: 'http://ivo-verify-vm1-se1234.vm-ns.ivo-verify.internal:8080/',
+    });
+    const writes = kube.requests.log
+      .filter((r) => r.method === 'POST' || r.method === 'DELETE')
+      .map((r) => `${r.method} ${r.path}`);
+    expect(writes).toEqual([
+      'POST /apis/networking.istio.io/v1/namespaces/vm-ns/serviceentries',
+      'POST /apis/batch/v1/namespaces/vm-ns/jobs',
+      'DELETE /apis/batch/v1/namespaces/vm-ns/jobs/ivo-verify-vm1-se1234',
+      'DELETE /apis/networking.istio.io/v1/namespaces/vm-ns/serviceentries/ivo-verify-vm1-se1234',
+    ]);
+    expect(kube.store.get('serviceentries.networking.istio.io', 'vm-ns', 'ivo-verify-vm1-se1234')).toBeUndefined();
+    expect(seenJobs.at(-1)!.spec.template.spec.containers[0].env.map((e: { name: string }) => e.name)).toEqual([
+      'IVO_TARGET_URL',
+      'IVO_REQUESTS',
+      'IVO_RESOLVE',
+      'IVO_WAIT_FOR',
+      'IVO_WAIT_ATTEMPTS',
+    ]);
+  });
+
+  it('ADR 0004: without permission to create ServiceEntries the run says so and no Job is created', async () => {
+    behaviour = 'succeed';
+    const undo = kube.denyPermission({ verb: 'create', group: 'networking.istio.io', resource: 'serviceentries' });
+    try {
+      const before = seenJobs.length;
+      await expect(clientFor(kube).runVerificationJob({ ...input('ivo-verify-vm1-se403'), service })).rejects.toThrow(
+        /serviceentries/,
+      );
+      expect(seenJobs.length).toBe(before);
+    } finally {
+      undo();
+    }
+  });
+
   it('plaintext Job: inject=false; a failed Job is reported with its reason and still deleted', async () => {
     behaviour = 'fail';
     const result = await clientFor(kube).runVerificationJob(input('ivo-plain-vm1-abc123', false));

@@ -117,7 +117,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     services: () => (echo.boundPort ? [echo.registryEntry] : []),
     log: (l) => log(`istiod: ${l}`),
   });
-  const stopJobs = startJobRunner(kube, { ca });
+  const stopJobs = startJobRunner(kube, { ca, services: () => (echo.boundPort ? [echo.registryEntry] : []) });
   try {
     await echo.start();
     await istiod.start();

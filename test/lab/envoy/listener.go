@@ -414,7 +414,9 @@ func (s *server) serveOn(al *activeListener, c net.Conn, info *connInfo) {
 	info.listener = al
 	s.stats.inc(al.statPrefix + "downstream_cx_total")
 	s.stats.gaugeAdd(al.statPrefix+"downstream_cx_active", 1)
+	s.stats.gaugeAdd("server.total_connections", 1)
 	defer s.stats.gaugeAdd(al.statPrefix+"downstream_cx_active", -1)
+	defer s.stats.gaugeAdd("server.total_connections", -1)
 	br := bufio.NewReaderSize(c, 32*1024)
 	pc := &peekConn{Conn: c, r: br}
 	info.transportProtocol = "raw_buffer"

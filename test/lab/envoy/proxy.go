@@ -33,7 +33,6 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -644,6 +643,3 @@ func (s *server) dialUpstream(ctx context.Context, c *clusterv3.Cluster, up *ups
 	}
 	return conn, nil
 }
-
-// ensure the endpointv3 import is used for documentation links in godoc
-var _ = endpointv3.LbEndpoint{}

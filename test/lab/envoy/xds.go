@@ -395,9 +395,8 @@ func (c *adsClient) apply(typeURL, nonce, version string, items []namedAny, remo
 		s.stats.set("cluster_manager.active_clusters", uint64(active))
 		s.stats.set("cluster_manager.warming_clusters", 0)
 		s.sds.ensure(sdsNames)
-		edsChanged := c.updateNames(typeEndpoint, wantEDS)
+		c.updateNames(typeEndpoint, wantEDS) // EDS is requested before CDS is ACKed, as Envoy does
 		c.ack(typeURL, nonce, version, nil)
-		_ = edsChanged
 		c.maybeRequestLDS(len(wantEDS) > 0)
 		s.checkInitialized()
 	case typeEndpoint:
@@ -501,7 +500,7 @@ func (c *adsClient) apply(typeURL, nonce, version string, items []namedAny, remo
 }
 
 // updateNames sets the subscribed names of a non-wildcard type and sends the difference.
-func (c *adsClient) updateNames(typeURL string, want map[string]bool) bool {
+func (c *adsClient) updateNames(typeURL string, want map[string]bool) {
 	c.subMu.Lock()
 	sub := c.subs[typeURL]
 	var add, del []string
@@ -519,10 +518,9 @@ func (c *adsClient) updateNames(typeURL string, want map[string]bool) bool {
 	first := !sub.requested
 	c.subMu.Unlock()
 	if len(add) == 0 && len(del) == 0 {
-		return false
+		return
 	}
 	c.request(typeURL, first && !c.delta, add, del)
-	return true
 }
 
 // maybeRequestLDS asks for listeners once clusters are initialised: after the first CDS response when no

@@ -71,7 +71,7 @@ func (c *sdsClient) run(name string) {
 		if ctx.Err() != nil {
 			return
 		}
-		c.s.logf("warning", "config", "SDS stream for secret %s closed: %v", name, err)
+		c.s.logf("warning", "config", "StreamSecrets gRPC config stream to %s closed: %s", c.sdsCluster(), grpcStatusText(err))
 		select {
 		case <-ctx.Done():
 			return

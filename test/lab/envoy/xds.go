@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -138,7 +139,7 @@ func (c *adsClient) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		c.s.logf("warning", "config", "StreamAggregatedResources gRPC config stream to %s closed: %v", c.cluster, err)
+		c.s.logf("warning", "config", "%s gRPC config stream to %s closed: %s", c.streamName(), c.cluster, grpcStatusText(err))
 		select {
 		case <-ctx.Done():
 			return
@@ -148,6 +149,19 @@ func (c *adsClient) run(ctx context.Context) {
 			backoff *= 2
 		}
 	}
+}
+
+func (c *adsClient) streamName() string {
+	if c.delta {
+		return "DeltaAggregatedResources"
+	}
+	return "StreamAggregatedResources"
+}
+
+// grpcStatusText renders an error as Envoy logs a closed config stream: "<code number>, <message>".
+func grpcStatusText(err error) string {
+	st, _ := status.FromError(err)
+	return fmt.Sprintf("%d, %s", int(st.Code()), st.Message())
 }
 
 func (c *adsClient) stream(ctx context.Context) error {

@@ -880,3 +880,54 @@ func TestBinaryStartsWithPilotAgentCommandLine(t *testing.T) {
 		t.Error("a missing bootstrap must exit non-zero")
 	}
 }
+
+// Issue 15 in two stand-ins: a call to the VM by IP leaves the client through PassthroughCluster in plaintext,
+// so the VM's STRICT listener (no plaintext chain) refuses it, while the same VM answers the service host
+// over auto mTLS; under PERMISSIVE the by-IP call succeeds but is reported as connection_security_policy none.
+func TestByIPIsPlaintextAndFailsUnderStrict(t *testing.T) {
+	p := newPKI(t, "cluster.local")
+	for _, strict := range []bool{true, false} {
+		vm := newMesh(t, "", p, "spiffe://cluster.local/ns/vm-ns/sa/vm-sa")
+		vm.strict = strict
+		vm.push(t)
+		vm.waitLive(t)
+		vmAppDst := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", vm.app.port))
+		vm.st.srv.originalDst = func(net.Conn) (netip.AddrPort, error) { return vmAppDst, nil }
+		vmAddr := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", vm.inPort)) // "the VM's IP:port", redirected to its 15006
+
+		client := newMesh(t, "", p, "spiffe://cluster.local/ns/default/sa/sleep")
+		host := "vm-app.vm-ns.svc.cluster.local"
+		cl := autoMTLSCluster(host, client.svcPort, "spiffe://cluster.local/ns/vm-ns/sa/vm-sa")
+		client.extraRes = map[resourcev3.Type][]types.Resource{
+			resourcev3.ClusterType:  {cl},
+			resourcev3.EndpointType: {edsEndpoints(cl.GetName(), vmAddr, "istio")},
+			resourcev3.RouteType:    {outboundRoute(client.svcPort, map[string]string{host: cl.GetName()})},
+		}
+		client.push(t)
+		client.waitLive(t)
+
+		byIP := client.st.dialRedirected(t, client.outPort, vmAddr)
+		code, body := httpOver(t, byIP, vmAddr.String())
+		if strict && code == 200 {
+			t.Errorf("STRICT: the by-IP call was answered (%q); it must be refused (plaintext)", body)
+		}
+		if !strict {
+			if code != 200 {
+				t.Errorf("PERMISSIVE: by-IP call: %d %q", code, body)
+			}
+			if !hasSample(promText(t, vm), "istio_requests_total", `reporter="destination"`, `connection_security_policy="none"`) {
+				t.Errorf("PERMISSIVE: the by-IP call is not reported as plaintext:\n%s", grepLines(promText(t, vm), "istio_requests_total"))
+			}
+			if hasSample(promText(t, vm), "istio_requests_total", `connection_security_policy="mutual_tls"`) {
+				t.Error("PERMISSIVE: the by-IP call counted as mutual_tls")
+			}
+		}
+		byHost := client.st.dialRedirected(t, client.outPort, netip.MustParseAddrPort(fmt.Sprintf("127.0.0.50:%d", client.svcPort)))
+		if code, body := httpOver(t, byHost, host); code != 200 {
+			t.Errorf("strict=%v: the call by service host failed: %d %q", strict, code, body)
+		}
+		if !hasSample(promText(t, vm), "istio_requests_total", `reporter="destination"`, `connection_security_policy="mutual_tls"`) {
+			t.Errorf("strict=%v: the call by service host is not mutual_tls", strict)
+		}
+	}
+}

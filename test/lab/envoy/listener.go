@@ -30,7 +30,9 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	nrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 )
@@ -124,6 +126,30 @@ func (m *listenerManager) validate(l *listenerv3.Listener) error {
 			case tcpProxyType:
 				if err := f.GetTypedConfig().UnmarshalTo(&tcpv3.TcpProxy{}); err != nil {
 					return err
+				}
+			case networkRBACType:
+				n := &nrbacv3.RBAC{}
+				if err := f.GetTypedConfig().UnmarshalTo(n); err != nil {
+					return err
+				}
+				if err := validateNetworkRBAC(n); err != nil {
+					return err
+				}
+			}
+			if f.GetTypedConfig().GetTypeUrl() == hcmType {
+				h := &hcmv3.HttpConnectionManager{}
+				_ = f.GetTypedConfig().UnmarshalTo(h)
+				for _, hf := range h.GetHttpFilters() {
+					if hf.GetTypedConfig().GetTypeUrl() != httpRBACType {
+						continue
+					}
+					hr := &hrbacv3.RBAC{}
+					if err := hf.GetTypedConfig().UnmarshalTo(hr); err != nil {
+						return err
+					}
+					if err := validateHTTPRBAC(hr); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -486,6 +512,17 @@ func (s *server) serveOn(al *activeListener, c net.Conn, info *connInfo) {
 	}
 	for _, f := range fc.GetFilters() {
 		switch f.GetTypedConfig().GetTypeUrl() {
+		case networkRBACType:
+			n := &nrbacv3.RBAC{}
+			_ = f.GetTypedConfig().UnmarshalTo(n)
+			allowed, _ := rbacDecision(n.GetRules(), &rbacInput{info: info})
+			if allowed {
+				s.stats.inc(n.GetStatPrefix() + "rbac.allowed")
+				continue
+			}
+			s.stats.inc(n.GetStatPrefix() + "rbac.denied")
+			_ = conn.Close()
+			return
 		case hcmType:
 			h := &hcmv3.HttpConnectionManager{}
 			_ = f.GetTypedConfig().UnmarshalTo(h)

@@ -35,6 +35,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -264,6 +265,22 @@ func (s *server) routeHTTP(w http.ResponseWriter, r *http.Request, h *hcmv3.Http
 		s.stats.inc(fmt.Sprintf("%sdownstream_rq_%dxx", statPrefix, rec.responseCode/100))
 		s.recordIstioRequest(h, info, r, rec)
 	}()
+	// HTTP filters before the router: RBAC (AuthorizationPolicy) answers 403 "RBAC: access denied".
+	for _, hf := range h.GetHttpFilters() {
+		if hf.GetTypedConfig().GetTypeUrl() != httpRBACType {
+			continue
+		}
+		hr := &hrbacv3.RBAC{}
+		_ = hf.GetTypedConfig().UnmarshalTo(hr)
+		if allowed, _ := rbacDecision(hr.GetRules(), &rbacInput{info: info, req: r}); !allowed {
+			s.stats.inc(statPrefix + hr.GetRulesStatPrefix() + "rbac.denied")
+			rec.responseCode = http.StatusForbidden
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(w, "RBAC: access denied")
+			return
+		}
+		s.stats.inc(statPrefix + hr.GetRulesStatPrefix() + "rbac.allowed")
+	}
 	rc := s.routeConfig(h)
 	if rc == nil {
 		rec.responseCode, rec.responseFlags = 404, "NR"

@@ -457,7 +457,11 @@ func virtualInbound(port, appPort int, strict bool) *listenerv3.Listener {
 
 // virtualOutbound plus one HTTP service-port listener (bind_to_port false) routed by RDS, as for a sidecar.
 func outboundListeners(port, svcPort int) []types.Resource {
-	vo := &listenerv3.Listener{Name: "virtualOutbound", Address: sockAddr("127.0.0.1", port), UseOriginalDst: wrapperspb.Bool(true), TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+	return outboundListenersOn("127.0.0.1", port, svcPort)
+}
+
+func outboundListenersOn(ip string, port, svcPort int) []types.Resource {
+	vo := &listenerv3.Listener{Name: "virtualOutbound", Address: sockAddr(ip, port), UseOriginalDst: wrapperspb.Bool(true), TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		FilterChains: []*listenerv3.FilterChain{
 			{Name: "virtualOutbound-blackhole", FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(uint32(port))}, Filters: tcpProxyFilter("BlackHoleCluster")},
 			{Name: "virtualOutbound-catchall-tcp", Filters: tcpProxyFilter("PassthroughCluster")}}}

@@ -216,7 +216,13 @@ func (m *listenerManager) addOrUpdate(l *listenerv3.Listener, dynamic bool) erro
 	}
 	m.byName[l.GetName()] = al
 	if bindsToPort(l) {
-		ln, err := net.Listen("tcp", addr.String())
+		// one address family per socket, as Envoy binds (a Go "tcp" wildcard socket would be dual-stack AF_INET6,
+		// and SO_ORIGINAL_DST is then asked at the wrong level)
+		network := "tcp4"
+		if addr.Addr().Is6() && !addr.Addr().Is4In6() {
+			network = "tcp6"
+		}
+		ln, err := net.Listen(network, addr.String())
 		if err != nil {
 			delete(m.byName, l.GetName())
 			return fmt.Errorf("cannot bind '%s': %v", addr, err)

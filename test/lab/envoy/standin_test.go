@@ -111,12 +111,14 @@ type mesh struct {
 	version   int
 	extraRes  map[resourcev3.Type][]types.Resource
 	strict    bool
+	// virtualOutbound's bind address: 127.0.0.1, or 0.0.0.0 in a test's own network namespace
+	outboundIP string
 }
 
 func (m *mesh) resources() map[resourcev3.Type][]types.Resource {
 	res := map[resourcev3.Type][]types.Resource{
 		resourcev3.ClusterType:  append(baseClusters(), inboundCluster(m.app.port)),
-		resourcev3.ListenerType: append([]types.Resource{virtualInbound(m.inPort, m.app.port, m.strict)}, outboundListeners(m.outPort, m.svcPort)...),
+		resourcev3.ListenerType: append([]types.Resource{virtualInbound(m.inPort, m.app.port, m.strict)}, outboundListenersOn(m.outboundIP, m.outPort, m.svcPort)...),
 		resourcev3.RouteType:    {outboundRoute(m.svcPort, map[string]string{})},
 		resourcev3.SecretType:   istioSecrets(m.cert, m.key, m.pki.caPEM),
 	}
@@ -139,7 +141,7 @@ func (m *mesh) push(t *testing.T) {
 func newMesh(t *testing.T, apiType string, p *pki, spiffe string) *mesh {
 	t.Helper()
 	dir := t.TempDir()
-	m := &mesh{cp: startControlPlane(t, dir), pki: p, app: startApp(t), inPort: freePort(t), outPort: freePort(t), svcPort: freePort(t)}
+	m := &mesh{cp: startControlPlane(t, dir), pki: p, app: startApp(t), inPort: freePort(t), outPort: freePort(t), svcPort: freePort(t), outboundIP: "127.0.0.1"}
 	m.cert, m.key = p.workload(t, spiffe)
 	m.st = startStandin(t, m.cp, apiType)
 	return m

@@ -52,6 +52,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	alpnv2 "istio.io/api/envoy/config/filter/http/alpn/v2alpha1"
 )
 
 // refDir is ../shared/envoy-reference (beside the repository).
@@ -386,6 +387,10 @@ func hcmFilter(statPrefix string, rc *routev3.RouteConfiguration, rds string, in
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: "istio.stats", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: &anypb.Any{TypeUrl: "type.googleapis.com/stats.PluginConfig"}}},
 			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(&routerv3.Router{})}}}}
+	if !inbound {
+		// istiod puts istio.alpn on outbound sidecar HCMs (pilot/pkg/xds/filters/filters.go, Alpn)
+		h.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "istio.alpn", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(istioALPNFilter())}}}, h.HttpFilters...)
+	}
 	if inbound {
 		h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_APPEND_FORWARD
 		h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Subject: wrapperspb.Bool(true), Uri: true, Dns: true}
@@ -396,6 +401,14 @@ func hcmFilter(statPrefix string, rc *routev3.RouteConfiguration, rds string, in
 		h.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{RouteConfigName: rds, ConfigSource: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}}
 	}
 	return &listenerv3.Filter{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(h)}}
+}
+
+func istioALPNFilter() *alpnv2.FilterConfig {
+	return &alpnv2.FilterConfig{AlpnOverride: []*alpnv2.FilterConfig_AlpnOverride{
+		{UpstreamProtocol: alpnv2.FilterConfig_HTTP10, AlpnOverride: []string{"istio-http/1.0", "istio", "http/1.0"}},
+		{UpstreamProtocol: alpnv2.FilterConfig_HTTP11, AlpnOverride: []string{"istio-http/1.1", "istio", "http/1.1"}},
+		{UpstreamProtocol: alpnv2.FilterConfig_HTTP2, AlpnOverride: []string{"istio-h2", "istio", "h2"}},
+	}}
 }
 
 func tcpProxyFilter(cluster string) []*listenerv3.Filter {

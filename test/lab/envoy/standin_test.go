@@ -8,6 +8,7 @@ import (
 	"fmt"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpoptsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"golang.org/x/net/http2"
@@ -931,5 +932,27 @@ func TestByIPIsPlaintextAndFailsUnderStrict(t *testing.T) {
 		if !hasSample(promText(t, vm), "istio_requests_total", `reporter="destination"`, `connection_security_policy="mutual_tls"`) {
 			t.Errorf("strict=%v: the call by service host is not mutual_tls", strict)
 		}
+	}
+}
+
+func TestIstioALPNOverride(t *testing.T) {
+	h := &hcmv3.HttpConnectionManager{HttpFilters: []*hcmv3.HttpFilter{{Name: "istio.alpn", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(istioALPNFilter())}}}}
+	plain := autoMTLSCluster("a.b.svc.cluster.local", 80, "spiffe://x")
+	h2 := autoMTLSCluster("a.b.svc.cluster.local", 80, "spiffe://x")
+	makeHTTP2Cluster(h2)
+	r11, _ := http.NewRequest("GET", "http://a/", nil)
+	r10 := r11.Clone(r11.Context())
+	r10.ProtoMajor, r10.ProtoMinor = 1, 0
+	for _, c := range []struct {
+		cluster *clusterv3.Cluster
+		req     *http.Request
+		want    string
+	}{{plain, r11, "istio-http/1.1"}, {plain, r10, "istio-http/1.0"}, {h2, r11, "istio-h2"}} {
+		if got := istioALPNOverride(h, c.cluster, c.req); len(got) == 0 || got[0] != c.want {
+			t.Errorf("ALPN override %v, want %s first", got, c.want)
+		}
+	}
+	if got := istioALPNOverride(&hcmv3.HttpConnectionManager{}, plain, r11); got != nil {
+		t.Errorf("no istio.alpn filter, yet override %v", got)
 	}
 }

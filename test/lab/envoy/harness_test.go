@@ -245,6 +245,22 @@ type standin struct {
 	// origDst maps a client's source port to the destination it "dialled" before iptables REDIRECT.
 	origMu  sync.Mutex
 	origDst map[int]netip.AddrPort
+	allTo   *netip.AddrPort // when set, every connection was "sent to" this address
+	realDst bool            // when set, the real SO_ORIGINAL_DST is read (a test in its own netns with iptables)
+}
+
+// redirectAllTo makes every accepted connection look redirected from dst (iptables on the VM sends all inbound
+// ports to 15006; here the VM's app port).
+func (st *standin) redirectAllTo(dst netip.AddrPort) {
+	st.origMu.Lock()
+	defer st.origMu.Unlock()
+	st.allTo = &dst
+}
+
+func (st *standin) useRealOriginalDst() {
+	st.origMu.Lock()
+	defer st.origMu.Unlock()
+	st.realDst = true
 }
 
 func startStandin(t *testing.T, cp *controlPlane, apiType string) *standin {
@@ -267,6 +283,12 @@ func startStandin(t *testing.T, cp *controlPlane, apiType string) *standin {
 		ra := c.RemoteAddr().(*net.TCPAddr)
 		st.origMu.Lock()
 		defer st.origMu.Unlock()
+		if st.realDst {
+			return originalDst(c)
+		}
+		if st.allTo != nil {
+			return *st.allTo, nil
+		}
 		if d, ok := st.origDst[ra.Port]; ok {
 			return d, nil
 		}

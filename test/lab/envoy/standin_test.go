@@ -679,7 +679,7 @@ func TestOutboundByHostWithAutoMTLS(t *testing.T) {
 	vm.waitLive(t)
 	vmAppDst := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", vm.app.port))
 	// every connection arriving at the VM's inbound listener was "sent to" its app port
-	vm.st.srv.originalDst = func(net.Conn) (netip.AddrPort, error) { return vmAppDst, nil }
+	vm.st.redirectAllTo(vmAppDst)
 
 	// client side: a pod's stand-in with a mesh service for the VM
 	client := newMesh(t, "", p, "spiffe://cluster.local/ns/default/sa/sleep")
@@ -895,7 +895,7 @@ func TestByIPIsPlaintextAndFailsUnderStrict(t *testing.T) {
 		vm.push(t)
 		vm.waitLive(t)
 		vmAppDst := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", vm.app.port))
-		vm.st.srv.originalDst = func(net.Conn) (netip.AddrPort, error) { return vmAppDst, nil }
+		vm.st.redirectAllTo(vmAppDst)
 		vmAddr := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", vm.inPort)) // "the VM's IP:port", redirected to its 15006
 
 		client := newMesh(t, "", p, "spiffe://cluster.local/ns/default/sa/sleep")

@@ -172,6 +172,7 @@ func (c *adsClient) stream(ctx context.Context) error {
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer c.setSend(nil) // nothing is sent on a stream that ended
 	client := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	c.subMu.Lock()
 	c.nodeSent = false
@@ -181,7 +182,7 @@ func (c *adsClient) stream(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		c.send = func(m any) error { return st.Send(m.(*discoveryv3.DeltaDiscoveryRequest)) }
+		c.setSend(func(m any) error { return st.Send(m.(*discoveryv3.DeltaDiscoveryRequest)) })
 		c.s.stats.set("control_plane.connected_state", 1)
 		c.resubscribe()
 		for {
@@ -196,7 +197,7 @@ func (c *adsClient) stream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.send = func(m any) error { return st.Send(m.(*discoveryv3.DiscoveryRequest)) }
+	c.setSend(func(m any) error { return st.Send(m.(*discoveryv3.DiscoveryRequest)) })
 	c.s.stats.set("control_plane.connected_state", 1)
 	c.resubscribe()
 	for {
@@ -206,6 +207,12 @@ func (c *adsClient) stream(ctx context.Context) error {
 		}
 		c.handleSotW(resp)
 	}
+}
+
+func (c *adsClient) setSend(f func(any) error) {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	c.send = f
 }
 
 // resubscribe sends the current interest for every requested type on a new stream, CDS first.
@@ -289,6 +296,9 @@ func (c *adsClient) ack(typeURL, nonce, version string, applyErr error) {
 	var detail *statuspb.Status
 	if applyErr != nil {
 		detail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: applyErr.Error()}
+	}
+	if c.send == nil {
+		return
 	}
 	if c.delta {
 		_ = c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL, ResponseNonce: nonce, ErrorDetail: detail})

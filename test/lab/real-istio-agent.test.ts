@@ -12,8 +12,8 @@ import { promisify } from 'node:util';
 import { runRenderCommand } from '../../src/commands/render.js';
 import { istioBuild, xdsProbe } from './istio/binaries.js';
 import { execInVm, spawnInVm, vmPath } from './vm/exec.js';
-import { downLab, newLabDir, upLab } from './testing.js';
-import type { LabState } from './state.js';
+import { downLab, faultCli, newLabDir, upLab } from './testing.js';
+import { readState, type LabState } from './state.js';
 
 const run = promisify(execFile);
 const NS = 'vm-ns';
@@ -336,6 +336,69 @@ describe('real pilot-agent against the real istiod', () => {
     );
     expect(readFileSync(log, 'utf8')).toMatch(/cannot find WorkloadGroup vm-ns\/no-such-group/);
     expect((await workloadEntries()).some((e) => e.spec.address === '10.233.250.99')).toBe(false);
+  });
+
+  it('autoregistration-off: the Deployment says false, the restarted istiod runs with it, and registers nobody', async () => {
+    const before = state.istiod?.pid;
+    await faultCli(dir, 'fault', 'autoregistration-off');
+    try {
+      const after = readState(dir).istiod?.pid;
+      expect(after).toBeDefined();
+      expect(after).not.toBe(before);
+      const deploymentEnv = await kubectl(
+        '-n',
+        'istio-system',
+        'get',
+        'deployment',
+        'istiod',
+        '-o',
+        'jsonpath={.spec.template.spec.containers[0].env[?(@.name=="PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION")].value}',
+      );
+      expect(deploymentEnv).toBe('false');
+      const processEnv = readFileSync(`/proc/${after}/environ`, 'utf8').split('\0');
+      expect(processEnv).toContain('PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false');
+
+      const meta = nodeMetadataFrom(readFileSync(path.join(dir, 'render-ok', 'cluster.env'), 'utf8'));
+      const ip = '10.233.250.98';
+      meta.INSTANCE_IPS = ip;
+      const log = path.join(dir, 'xds-probe-off.log');
+      const probe = spawnInVm(
+        state,
+        'vm1',
+        [
+          xdsProbe(),
+          '--address',
+          'istiod.istio-system.svc:15012',
+          '--cert-dir',
+          '/etc/certs',
+          '--namespace',
+          NS,
+          '--workload',
+          'vm-app',
+          '--ip',
+          ip,
+          '--meta-json',
+          JSON.stringify(meta),
+        ],
+        log,
+      );
+      try {
+        // istiod registers during the connection's initialization, before it answers the first request
+        // (pilot/pkg/xds/ads.go initializeProxy → WorkloadEntryController.OnConnect): once connected, it is decided.
+        const connected = await waitFor(() => readFileSync(log, 'utf8').includes('connected'), 120);
+        expect(connected).toBe(true);
+        expect((await workloadEntries()).some((e) => e.spec.address === ip)).toBe(false);
+      } finally {
+        try {
+          if (probe.pid) process.kill(probe.pid, 'SIGTERM');
+        } catch {
+          // gone
+        }
+      }
+    } finally {
+      await faultCli(dir, 'heal', 'autoregistration-off');
+      state = readState(dir);
+    }
   });
 
   it('is refused a certificate when the token has the wrong audience (istiod rejects it)', async () => {

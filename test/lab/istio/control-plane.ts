@@ -26,6 +26,7 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
   if (kube.kubeconfigPath !== kubeconfigPath)
     throw new Error(`kubeconfig at ${kube.kubeconfigPath}, not ${kubeconfigPath}`);
   const dns = await startLabDns({ records: { [LAB_GATEWAY_HOSTNAME]: [options.gatewayIP] } });
+  const istiodDeploymentNow = () => kube.store.mustGet('deployments.apps', 'istio-system', 'istiod');
   const workDir = path.join(options.dir, 'istiod');
   mkdirSync(workDir, { recursive: true });
   const istiod = new RealIstiod({
@@ -34,8 +35,9 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     host: options.gatewayIP,
     ...(options.istiodPort !== undefined ? { ports: { secureGrpc: options.istiodPort } } : {}),
     trustDomain,
-    deploymentArgs: istiodDeploymentArgs(install),
-    env: istiodProcessEnv(install, kubeconfigPath),
+    // What the Deployment in the cluster says now (the action reads the same object).
+    deploymentArgs: () => istiodDeploymentArgs([istiodDeploymentNow()]),
+    env: () => istiodProcessEnv([istiodDeploymentNow()], kubeconfigPath),
     log: (l) => log(`istiod: ${l}`),
   });
   try {
@@ -46,8 +48,23 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
   }
   log(`istiod ready (pid ${istiod.pid}, ${build.module}@${build.moduleVersion}, ${istiod.readyUrl()})`);
 
+  /** Changes the Deployment's env (as `kubectl set env` would) and rolls istiod out with it. */
+  const rollOut = async (change: () => void): Promise<void> => {
+    change();
+    await istiod.stop();
+    await istiod.start();
+  };
   const faults: FaultDefinition[] = [
-    ...kube.faults,
+    // The double's own autoregistration-off only edits the Deployment; here the process follows it.
+    ...kube.faults.filter((f) => f.name !== 'autoregistration-off'),
+    {
+      name: 'autoregistration-off',
+      scope: 'lab',
+      description:
+        'istiod Deployment env PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false and the real istiod restarted with it',
+      apply: async () => rollOut(() => kube.setAutoregistration(false)),
+      heal: async () => rollOut(() => kube.setAutoregistration(true)),
+    },
     {
       name: 'istiod-down',
       scope: 'lab',

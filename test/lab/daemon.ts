@@ -61,6 +61,7 @@ async function statusOf(
       requests: Object.fromEntries(packages?.requests ?? []),
     },
     actionInputs: state.actionInputs,
+    istiod: state.istiod ?? { mode: 'double' },
     vms,
     faults: state.faults,
     availableFaults: registry?.list() ?? [],

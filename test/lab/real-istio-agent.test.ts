@@ -491,6 +491,23 @@ describe('real pilot-agent against the real istiod', () => {
     }
   });
 
+  it('block-15012: the VM cannot reach the real istiod while the fault is on, and can after heal', async () => {
+    const dial = async (): Promise<number | null> =>
+      (
+        await execInVm(state, 'vm1', ['timeout', '3', 'bash', '-c', `exec 3<>/dev/tcp/${state.gatewayIP}/15012`], {
+          allowFailure: true,
+        })
+      ).code;
+    expect(await dial()).toBe(0);
+    await faultCli(dir, 'fault', 'block-15012', 'vm1');
+    try {
+      expect(await dial()).toBe(124); // dropped: the connect hangs until `timeout` ends it (not refused)
+    } finally {
+      await faultCli(dir, 'heal', 'block-15012', 'vm1');
+    }
+    expect(await dial()).toBe(0);
+  });
+
   it('is refused a certificate when the token has the wrong audience (istiod rejects it)', async () => {
     const out = path.join(dir, 'render-bad');
     await renderFiles(out);

@@ -4,7 +4,12 @@
 // Job runner) and the VM sidecar are not part of this mode yet: they still speak the doubles' protocol.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { LAB_GATEWAY_HOSTNAME, type ControlPlane, type ControlPlaneOptions } from '../control-plane.js';
+import {
+  blockIstiodFault,
+  LAB_GATEWAY_HOSTNAME,
+  type ControlPlane,
+  type ControlPlaneOptions,
+} from '../control-plane.js';
 import type { FaultDefinition } from '../fault-types.js';
 import { startKubeApi } from '../kube/index.js';
 import { startLabDns } from '../dns/index.js';
@@ -54,7 +59,9 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     await istiod.stop();
     await istiod.start();
   };
+  const block15012 = blockIstiodFault(options, () => istiod.ports.secureGrpc);
   const faults: FaultDefinition[] = [
+    block15012.fault,
     // The double's own autoregistration-off only edits the Deployment; here the process follows it.
     ...kube.faults.filter((f) => f.name !== 'autoregistration-off'),
     {
@@ -88,6 +95,7 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     },
     kube,
     async stop() {
+      await block15012.unblockAll();
       await istiod.stop();
       await Promise.allSettled([dns.stop(), kube.stop()]);
     },

@@ -508,6 +508,39 @@ describe('real pilot-agent against the real istiod', () => {
     expect(await dial()).toBe(0);
   });
 
+  it('wrong-root-cert: istiod re-keyed publishes the new root; an agent holding the old root cannot reach it', async () => {
+    const published = () =>
+      kubectl('-n', NS, 'get', 'configmap', 'istio-ca-root-cert', '-o', 'jsonpath={.data.root-cert\\.pem}');
+    const oldRoot = await published();
+    const out = path.join(dir, 'render-ok');
+    expect(readFileSync(path.join(out, 'root-cert.pem'), 'utf8')).toBe(oldRoot);
+    await faultCli(dir, 'fault', 'wrong-root-cert');
+    try {
+      let newRoot = oldRoot;
+      for (let i = 0; i < 80 && newRoot === oldRoot; i += 1) {
+        newRoot = await published();
+        if (newRoot === oldRoot) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(newRoot).not.toBe(oldRoot);
+      await placeFiles(out, readFileSync(path.join(out, 'istio-token'), 'utf8'));
+      const log = path.join(dir, 'agent-old-root.log');
+      agent = startAgent(log);
+      const failed = await waitFor(() => /failed to get certificate/.test(readFileSync(log, 'utf8')));
+      await stopAgent();
+      expect(failed).toBe(true);
+      expect(existsSync(certChain())).toBe(false);
+      expect(readFileSync(log, 'utf8')).toMatch(/certificate signed by unknown authority/);
+    } finally {
+      await faultCli(dir, 'heal', 'wrong-root-cert');
+    }
+    let healed = '';
+    for (let i = 0; i < 80 && healed !== oldRoot; i += 1) {
+      healed = await published();
+      if (healed !== oldRoot) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(healed).toBe(oldRoot);
+  });
+
   it('is refused a certificate when the token has the wrong audience (istiod rejects it)', async () => {
     const out = path.join(dir, 'render-bad');
     await renderFiles(out);

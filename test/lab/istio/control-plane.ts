@@ -2,7 +2,7 @@
 // with what `istioctl manifest generate` renders, the lab DNS, and `pilot-discovery discovery` as a child
 // process of the lab daemon (tracked by pid, stopped on `down`). The mesh side (echo service, verification
 // Job runner) and the VM sidecar are not part of this mode yet: they still speak the doubles' protocol.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import {
   blockIstiodFault,
@@ -15,7 +15,7 @@ import { startKubeApi } from '../kube/index.js';
 import { startLabDns } from '../dns/index.js';
 import { istioBuild } from './binaries.js';
 import { istioInstallObjects, istiodDeploymentArgs, istiodProcessEnv } from './install.js';
-import { RealIstiod } from './istiod.js';
+import { RealIstiod, writePluggedInCa } from './istiod.js';
 
 export async function startRealIstioControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = options.log ?? (() => undefined);
@@ -60,10 +60,31 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     await istiod.start();
   };
   const block15012 = blockIstiodFault(options, () => istiod.ports.secureGrpc);
+  const originalCa = `${istiod.cacertsDir}.original`;
   const faults: FaultDefinition[] = [
     block15012.fault,
     // The double's own autoregistration-off only edits the Deployment; here the process follows it.
     ...kube.faults.filter((f) => f.name !== 'autoregistration-off'),
+    {
+      name: 'wrong-root-cert',
+      scope: 'lab',
+      description:
+        'the plugged-in CA is re-keyed (new root in etc/cacerts) and istiod restarted: it publishes the new root; VMs keep the old one',
+      apply: async () => {
+        if (existsSync(originalCa)) return;
+        await istiod.stop();
+        renameSync(istiod.cacertsDir, originalCa);
+        await writePluggedInCa(istiod.cacertsDir, trustDomain);
+        await istiod.start();
+      },
+      heal: async () => {
+        if (!existsSync(originalCa)) return;
+        await istiod.stop();
+        rmSync(istiod.cacertsDir, { recursive: true, force: true });
+        renameSync(originalCa, istiod.cacertsDir);
+        await istiod.start();
+      },
+    },
     {
       name: 'autoregistration-off',
       scope: 'lab',

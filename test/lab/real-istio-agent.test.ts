@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { runRenderCommand } from '../../src/commands/render.js';
 import { istioBuild, xdsProbe } from './istio/binaries.js';
-import { execInVm, spawnInVm, vmPath } from './vm/exec.js';
+import { execInVm, programInVm, spawnInVm, vmPath } from './vm/exec.js';
 import { downLab, faultCli, newLabDir, upLab } from './testing.js';
 import { readState, type LabState } from './state.js';
 
@@ -110,9 +110,9 @@ function startAgent(logFile: string): ChildProcess {
       'EXEC_USER=root',
       'ISTIO_CUSTOM_IP_TABLES=true',
       'DISABLE_ENVOY=true',
-      `ISTIO_BIN_BASE=${path.dirname(build.pilotAgent)}`,
+      `ISTIO_BIN_BASE=${path.dirname(programInVm(state, 'vm1', build.pilotAgent))}`,
       'bash',
-      path.join(build.packagingDir, 'istio-start.sh'),
+      programInVm(state, 'vm1', path.join(build.packagingDir, 'istio-start.sh')),
     ],
     logFile,
   );
@@ -277,7 +277,7 @@ describe('real pilot-agent against the real istiod', () => {
       state,
       'vm1',
       [
-        xdsProbe(),
+        programInVm(state, 'vm1', xdsProbe()),
         '--address',
         'istiod.istio-system.svc:15012',
         '--cert-dir',
@@ -334,7 +334,7 @@ describe('real pilot-agent against the real istiod', () => {
       state,
       'vm1',
       [
-        xdsProbe(),
+        programInVm(state, 'vm1', xdsProbe()),
         '--address',
         'istiod.istio-system.svc:15012',
         '--cert-dir',
@@ -390,7 +390,7 @@ describe('real pilot-agent against the real istiod', () => {
         state,
         'vm1',
         [
-          xdsProbe(),
+          programInVm(state, 'vm1', xdsProbe()),
           '--address',
           'istiod.istio-system.svc:15012',
           '--cert-dir',
@@ -456,7 +456,7 @@ describe('real pilot-agent against the real istiod', () => {
         state,
         'vm1',
         [
-          xdsProbe(),
+          programInVm(state, 'vm1', xdsProbe()),
           '--address',
           'istiod.istio-system.svc:15012',
           '--cert-dir',

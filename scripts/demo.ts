@@ -4,23 +4,12 @@
 // run, and tear the lab down — whatever happens.
 import { existsSync } from 'node:fs';
 import { runAction, type ActionRun } from '../test/lab/action-harness.js';
+import { assertMachineReady } from '../test/lab/lab.js';
 import { downLab, faultCli, newLabDir, upLab } from '../test/lab/testing.js';
 import { markdownForTerminal } from './markdown-terminal.js';
 
-const REQUIRED = [
-  ['/usr/sbin/sshd', 'openssh-server'],
-  ['/usr/bin/sudo', 'sudo'],
-  ['/usr/sbin/ip', 'iproute2'],
-  ['/usr/sbin/iptables', 'iptables'],
-] as const;
-
 function checkMachine(): void {
-  if (process.getuid?.() !== 0)
-    throw new Error('the lab needs root (network and mount namespaces): run `sudo npm run demo`');
-  const missing = REQUIRED.filter(([file]) => !existsSync(file)).map(([, pkg]) => pkg);
-  if (missing.length > 0) {
-    throw new Error(`the lab needs Debian packages: apt-get install -y ${missing.join(' ')}  (or run: bash .ci/run)`);
-  }
+  assertMachineReady();
   if (!existsSync('dist/index.js')) throw new Error('dist/index.js is missing: run `npm run build` first');
 }
 

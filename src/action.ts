@@ -4,6 +4,7 @@ import * as core from '@actions/core';
 import * as exec from '@actions/exec';
 import * as github from '@actions/github';
 import { groupsChangedByPush } from './action-changes.js';
+import { checkInputs } from './check-inputs.js';
 import { InventoryError, loadInventory } from './inventory/index.js';
 import type { Inventory } from './inventory/types.js';
 import { computeOutputs, writeReport } from './report/outputs.js';
@@ -13,7 +14,14 @@ import type { RunLogger } from './rollout/ports.js';
 import { runRollout } from './rollout/run.js';
 import { createRuntime, redactInputs } from './runtime.js';
 import { registerSecretInputs, SecretRegistry } from './secrets.js';
-import { INPUT_DEFAULTS, readSettings, SettingsError, type InputName, type RunSettings } from './settings.js';
+import {
+  ignoredInputNotices,
+  INPUT_DEFAULTS,
+  readSettings,
+  SettingsError,
+  type InputName,
+  type RunSettings,
+} from './settings.js';
 import { TOOL_VERSION } from './version.js';
 
 export async function run(): Promise<void> {
@@ -31,9 +39,16 @@ export async function run(): Promise<void> {
   try {
     settings = readSettings({ get: (name) => rawInputs[name] ?? '' }, process.env);
     inventory = await loadInventory(settings.inventory, process.env.GITHUB_WORKSPACE ?? process.cwd());
+    // Every input is checked before the first Kubernetes request or SSH connection.
+    checkInputs(settings, inventory, { env: process.env, cwd: process.cwd() });
   } catch (error) {
     reportBadInput(error, logger);
     return;
+  }
+
+  for (const notice of ignoredInputNotices(settings)) core.notice(notice);
+  if (rawInputs.verify.trim() !== '') {
+    core.warning("input 'verify' is deprecated: it is now called verify-after-onboard (same values)");
   }
 
   if (settings.changedGroupsOnly) {

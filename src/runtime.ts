@@ -232,6 +232,7 @@ export async function createRuntime(
         rootCertPem: request.mesh.rootCert,
         verifyUrl: settings.verify.url || defaultVerifyUrl(request.mesh.istioNamespace, revision),
         verifyClientImage: settings.verify.clientImage,
+        revision,
         peerAuthentication: request.peerAuthentication,
         vmProbe: { runScript: (script, options) => request.port.runScript(script, options) },
         meshProbe: meshProbeFromCluster(client, {

@@ -1,6 +1,11 @@
 // One typed settings object made from the action's inputs (or the CLI's flags, which use the same
 // names). Every input is validated here, once, with a message that names it; everything after this
-// reads RunSettings, never the raw inputs.
+// reads RunSettings, never the raw inputs. What needs more than the text (the SSH key parsed, the
+// kubeconfig loaded, the groups looked up in the inventory, the package file) is checked by
+// check-inputs.ts, still before the first connection.
+import { isIP } from 'node:net';
+import { checkDns1123Label, checkHost, checkLabelValue } from './inventory/names.js';
+import { knownHostsProblems } from './vm/known-hosts.js';
 
 export type Mode = 'onboard' | 'verify' | 'offboard' | 'plan';
 export type PeerAuthenticationPolicy = 'strict' | 'permissive' | 'unchanged';
@@ -50,6 +55,7 @@ export interface RunSettings {
   };
   peerAuthentication: PeerAuthenticationPolicy;
   verify: {
+    /** Mode onboard: run the checks after onboarding (verify-after-onboard). Mode verify always runs them. */
     enabled: boolean;
     /** URL a VM calls to prove VM→mesh traffic; empty = istiod's version endpoint through the mesh. */
     url: string;
@@ -68,11 +74,18 @@ export interface RunSettings {
     eastWestAddress?: string;
   };
   reportPath: string;
+  /** Inputs given that this mode does not read: not parsed, and named in a notice. */
+  ignoredInputs: InputName[];
 }
 
 export const DEFAULT_SIDECAR_PACKAGE_URL =
   'https://storage.googleapis.com/istio-release/releases/{version}/{format}/istio-sidecar{arch-suffix}.{format}';
-export const DEFAULT_VERIFY_CLIENT_IMAGE = 'curlimages/curl:8.11.1';
+/**
+ * The verification Job's image, pinned by digest (the multi-arch index of curlimages/curl:8.11.1; check with
+ * `docker buildx imagetools inspect curlimages/curl:8.11.1`). ADR 0004 says where the digest came from.
+ */
+export const DEFAULT_VERIFY_CLIENT_IMAGE =
+  'curlimages/curl:8.11.1@sha256:c1fe1679c34d9784c1b0d1e5f62ac0a79fca01fb6377cdd33e90473c6f9f9a69';
 
 /** Every input the action declares, with its default (kept in step with action.yml by a test). */
 export const INPUT_DEFAULTS = {
@@ -97,7 +110,10 @@ export const INPUT_DEFAULTS = {
   'vm-timeout': '600',
   shard: '',
   'peer-authentication': 'unchanged',
-  verify: 'true',
+  /** Deprecated name of verify-after-onboard (it read like `mode: verify`); honoured when that one is not set. */
+  verify: '',
+  /** '' = true; action.yml gives no default so that the deprecated `verify` can be told apart. */
+  'verify-after-onboard': '',
   'verify-url': '',
   'verify-client-image': DEFAULT_VERIFY_CLIENT_IMAGE,
   'verify-requests': '3',
@@ -116,13 +132,27 @@ export type InputName = keyof typeof INPUT_DEFAULTS;
 /** Inputs whose values are secrets: masked before anything can print them. */
 export const SECRET_INPUTS: readonly InputName[] = ['kubeconfig', 'ssh-private-key', 'ssh-private-key-passphrase'];
 
+/** One or more bad inputs; `problems` holds one message per bad input (each names its input). */
 export class SettingsError extends Error {
+  readonly problems: readonly { input: InputName; message: string }[];
+
   constructor(
     readonly input: InputName,
     detail: string,
   ) {
     super(`input '${input}': ${detail}`);
     this.name = 'SettingsError';
+    this.problems = [{ input, message: this.message }];
+  }
+
+  /** One error for several bad inputs: its message lists each on its own line. */
+  static combine(errors: readonly SettingsError[]): SettingsError {
+    if (errors.length === 1) return errors[0]!;
+    const problems = errors.flatMap((error) => error.problems);
+    const combined = new SettingsError(problems[0]!.input, '');
+    combined.message = `${problems.length} bad inputs:\n${problems.map((problem) => `  ${problem.message}`).join('\n')}`;
+    (combined as { problems: SettingsError['problems'] }).problems = problems;
+    return combined;
   }
 }
 
@@ -135,46 +165,140 @@ const MODES: readonly Mode[] = ['onboard', 'verify', 'offboard', 'plan'];
 const PEER_AUTH: readonly PeerAuthenticationPolicy[] = ['strict', 'permissive', 'unchanged'];
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
+const VERIFICATION_INPUTS: readonly InputName[] = [
+  'verify-url',
+  'verify-client-image',
+  'verify-requests',
+  'verify-ready-timeout',
+  'certificate-min-validity',
+];
+const INSTALL_INPUTS: readonly InputName[] = ['token-lifetime', 'sidecar-package-url', 'sidecar-package-sha256'];
+
+/**
+ * The inputs a mode never reads (what src/rollout does in that mode): given anyway, they are not
+ * parsed, and the run says they are ignored. plan logs in to the VMs to read their files, so the SSH
+ * inputs are read in every mode.
+ */
+export const INPUTS_UNUSED_IN_MODE: Record<Mode, readonly InputName[]> = {
+  onboard: [],
+  // plan renders the files with an empty token and reports the package action without downloading it.
+  plan: [...INSTALL_INPUTS, 'verify', 'verify-after-onboard', ...VERIFICATION_INPUTS],
+  // verify installs nothing and always runs the checks.
+  verify: [...INSTALL_INPUTS, 'istio-version', 'verify', 'verify-after-onboard'],
+  // offboard connects and removes: no mesh values, no package, no checks.
+  offboard: [
+    ...INSTALL_INPUTS,
+    'sidecar-package-path',
+    'istio-version',
+    'verify',
+    'verify-after-onboard',
+    ...VERIFICATION_INPUTS,
+    'cluster-id',
+    'east-west-address',
+    'dns-servers',
+  ],
+};
+
+/** Whether an input was given: not empty and not its default (the runner passes the defaults of action.yml). */
+function given(source: InputSource, name: InputName): boolean {
+  const value = source.get(name).trim();
+  return value !== '' && value !== INPUT_DEFAULTS[name];
+}
+
 export function readSettings(source: InputSource, env: NodeJS.ProcessEnv = {}): RunSettings {
+  const errors: SettingsError[] = [];
+  /** The value of `parse`, or `fallback` after noting its error (every input is checked, each error kept). */
+  const check = <T>(parse: () => T, fallback: T): T => {
+    try {
+      return parse();
+    } catch (error) {
+      if (!(error instanceof SettingsError)) throw error;
+      errors.push(error);
+      return fallback;
+    }
+  };
+  const mode = check(() => oneOf('mode', source.get('mode').trim() || INPUT_DEFAULTS.mode, MODES), 'onboard');
+  const unused = new Set<InputName>(INPUTS_UNUSED_IN_MODE[mode]);
+  // verify-after-onboard, or the deprecated verify when the new name is not set.
+  const verifyName: InputName =
+    source.get('verify-after-onboard').trim() === '' && source.get('verify').trim() !== ''
+      ? 'verify'
+      : 'verify-after-onboard';
+  let verifyEnabled = false;
+  if (!unused.has(verifyName)) {
+    const enabled = check(() => bool(verifyName, source.get(verifyName).trim() || 'true'), true);
+    verifyEnabled = enabled;
+    if (mode === 'onboard' && !enabled) for (const name of VERIFICATION_INPUTS) unused.add(name);
+    if (verifyName === 'verify-after-onboard' && source.get('verify').trim() !== '') {
+      check(() => {
+        if (bool('verify', source.get('verify').trim()) !== enabled) {
+          throw new SettingsError(
+            'verify',
+            `is the deprecated name of verify-after-onboard, and the two disagree; remove verify`,
+          );
+        }
+      }, undefined);
+    }
+  }
+  const ignoredInputs = (Object.keys(INPUT_DEFAULTS) as InputName[]).filter(
+    (name) => unused.has(name) && given(source, name),
+  );
+  /** The trimmed value, or the default; the default for an input this mode does not read. */
   const raw = (name: InputName): string => {
-    const value = source.get(name).trim();
+    const value = unused.has(name) ? '' : source.get(name).trim();
     return value === '' ? INPUT_DEFAULTS[name] : value;
   };
-  const mode = oneOf('mode', raw('mode'), MODES);
+
   const inventory = raw('inventory');
   if (inventory === '')
-    throw new SettingsError('inventory', 'is required: a path to the inventory file, or inline YAML');
+    errors.push(new SettingsError('inventory', 'is required: a path to the inventory file, or inline YAML'));
 
   const privateKey = source.get('ssh-private-key');
   if (mode !== 'plan' && privateKey.trim() === '') {
-    throw new SettingsError('ssh-private-key', `is required in mode '${mode}' (the key that logs in to every VM)`);
-  }
-  if (privateKey.trim() !== '' && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey)) {
-    throw new SettingsError(
-      'ssh-private-key',
-      'is not a PEM/OpenSSH private key (expected a -----BEGIN … PRIVATE KEY----- block)',
+    errors.push(
+      new SettingsError(
+        'ssh-private-key',
+        `is required in mode '${mode}': the private key (OpenSSH or PEM) that logs in to every VM`,
+      ),
     );
   }
   const knownHosts = source.get('ssh-known-hosts');
-  const trustOnFirstUse = bool('ssh-trust-on-first-use', raw('ssh-trust-on-first-use'));
+  const trustOnFirstUse = check(() => bool('ssh-trust-on-first-use', raw('ssh-trust-on-first-use')), false);
   if (mode !== 'plan' && knownHosts.trim() === '' && !trustOnFirstUse) {
-    throw new SettingsError(
-      'ssh-known-hosts',
-      "is required: the VMs' host keys (e.g. the output of `ssh-keyscan`), or set ssh-trust-on-first-use: true to learn them once",
+    errors.push(
+      new SettingsError(
+        'ssh-known-hosts',
+        "is required: the VMs' host keys (e.g. the output of `ssh-keyscan`), or set ssh-trust-on-first-use: true to learn them once",
+      ),
+    );
+  }
+  for (const problem of knownHostsProblems(knownHosts)) {
+    errors.push(
+      new SettingsError(
+        'ssh-known-hosts',
+        `line ${problem.line}: ${problem.message}; write known_hosts lines as \`ssh-keyscan\` prints them: HOSTS KEYTYPE BASE64KEY`,
+      ),
     );
   }
 
-  const sha256 = parseSha256(raw('sidecar-package-sha256'));
-  const urlTemplate = raw('sidecar-package-url');
-  if (!/^https?:\/\//.test(urlTemplate)) {
-    throw new SettingsError('sidecar-package-url', `must be an http(s) URL template, got '${urlTemplate}'`);
-  }
-
   const reportPath = raw('report-path') || `${env.RUNNER_TEMP ?? env.TMPDIR ?? '/tmp'}/istio-vm-onboard-report.json`;
+  const overrides: RunSettings['overrides'] = {};
+  check(() => {
+    const revision = optional(raw('revision'));
+    if (revision !== undefined) overrides.revision = dns1123Label('revision', revision);
+  }, undefined);
+  check(() => {
+    const clusterID = optional(raw('cluster-id'));
+    if (clusterID !== undefined) overrides.clusterID = clusterId(clusterID);
+  }, undefined);
+  check(() => {
+    const address = optional(raw('east-west-address'));
+    if (address !== undefined) overrides.eastWestAddress = host('east-west-address', address);
+  }, undefined);
 
-  return {
+  const settings: RunSettings = {
     mode,
-    changedGroupsOnly: bool('changed-groups-only', raw('changed-groups-only')),
+    changedGroupsOnly: check(() => bool('changed-groups-only', raw('changed-groups-only')), false),
     inventory,
     kube: { kubeconfig: source.get('kubeconfig'), context: raw('context') },
     ssh: {
@@ -182,36 +306,57 @@ export function readSettings(source: InputSource, env: NodeJS.ProcessEnv = {}): 
       passphrase: source.get('ssh-private-key-passphrase'),
       knownHosts,
       trustOnFirstUse,
-      connectTimeoutSeconds: int('ssh-connect-timeout', raw('ssh-connect-timeout'), 1, 600),
+      connectTimeoutSeconds: check(() => int('ssh-connect-timeout', raw('ssh-connect-timeout'), 1, 600), 20),
     },
-    sidecarPackage: { urlTemplate, sha256, uploadPath: raw('sidecar-package-path') },
-    istioVersion: version(raw('istio-version')),
+    sidecarPackage: {
+      urlTemplate: check(() => urlTemplate(raw('sidecar-package-url')), DEFAULT_SIDECAR_PACKAGE_URL),
+      sha256: check(() => parseSha256(raw('sidecar-package-sha256')), {}),
+      uploadPath: raw('sidecar-package-path'),
+    },
+    istioVersion: check(() => version(raw('istio-version')), ''),
     rollout: {
-      concurrency: int('concurrency', raw('concurrency'), 1, 1000),
-      maxUnavailable: share('max-unavailable', raw('max-unavailable')),
-      failureBudget: share('failure-budget', raw('failure-budget'), true),
-      shard: shard(raw('shard')),
+      concurrency: check(() => int('concurrency', raw('concurrency'), 1, 1000), 10),
+      maxUnavailable: check(() => share('max-unavailable', raw('max-unavailable')), { kind: 'percent', value: 25 }),
+      failureBudget: check(() => share('failure-budget', raw('failure-budget'), true), { kind: 'percent', value: 50 }),
+      ...check(() => {
+        const parsed = shard(raw('shard'));
+        return parsed ? { shard: parsed } : {};
+      }, {}),
       groups: list(raw('groups')),
-      vmTimeoutSeconds: int('vm-timeout', raw('vm-timeout'), 10, 86400),
+      vmTimeoutSeconds: check(() => int('vm-timeout', raw('vm-timeout'), 10, 86400), 600),
     },
-    peerAuthentication: oneOf('peer-authentication', raw('peer-authentication'), PEER_AUTH),
+    peerAuthentication: check(
+      () => oneOf('peer-authentication', raw('peer-authentication'), PEER_AUTH),
+      'unchanged' as PeerAuthenticationPolicy,
+    ),
     verify: {
-      enabled: bool('verify', raw('verify')),
-      url: url('verify-url', raw('verify-url')),
-      clientImage: raw('verify-client-image'),
-      requests: int('verify-requests', raw('verify-requests'), 1, 100),
-      readyTimeoutSeconds: int('verify-ready-timeout', raw('verify-ready-timeout'), 5, 900),
-      certificateMinValidityMinutes: int('certificate-min-validity', raw('certificate-min-validity'), 0, 525600),
+      enabled: verifyEnabled,
+      url: check(() => url('verify-url', raw('verify-url')), ''),
+      clientImage: check(() => imageReference(raw('verify-client-image')), DEFAULT_VERIFY_CLIENT_IMAGE),
+      requests: check(() => int('verify-requests', raw('verify-requests'), 1, 100), 3),
+      readyTimeoutSeconds: check(() => int('verify-ready-timeout', raw('verify-ready-timeout'), 5, 900), 30),
+      certificateMinValidityMinutes: check(
+        () => int('certificate-min-validity', raw('certificate-min-validity'), 0, 525600),
+        60,
+      ),
     },
-    tokenLifetimeSeconds: int('token-lifetime', raw('token-lifetime'), 600, 86400 * 7),
-    dnsServers: list(raw('dns-servers')),
-    overrides: {
-      revision: optional(raw('revision')),
-      clusterID: optional(raw('cluster-id')),
-      eastWestAddress: optional(raw('east-west-address')),
-    },
+    tokenLifetimeSeconds: check(() => int('token-lifetime', raw('token-lifetime'), 600, 86400 * 7), 3600),
+    dnsServers: check(() => dnsServers(raw('dns-servers')), []),
+    overrides,
     reportPath,
+    ignoredInputs,
   };
+  if (errors.length > 0) throw SettingsError.combine(errors);
+  return settings;
+}
+
+/** The line a run prints for each input its mode does not read. */
+export function ignoredInputNotices(settings: Pick<RunSettings, 'mode' | 'ignoredInputs'>): string[] {
+  return settings.ignoredInputs.map((name) =>
+    settings.mode === 'onboard'
+      ? `input '${name}' is ignored: verify-after-onboard is false, so no checks run`
+      : `input '${name}' is ignored in mode '${settings.mode}' (that mode does not use it)`,
+  );
 }
 
 /** How many of `total` a share allows, at least `minimum`. */
@@ -296,6 +441,92 @@ function version(value: string): string {
     throw new SettingsError('istio-version', `must be an Istio release like 1.24.0; got '${value}'`);
   }
   return trimmed;
+}
+
+/** The placeholders sidecar-package-url may contain, with a sample value each. */
+const URL_TEMPLATE_SAMPLES: Record<string, string> = {
+  '{version}': '1.24.0',
+  '{format}': 'deb',
+  '{arch}': 'amd64',
+  '{arch-suffix}': '-arm64',
+};
+
+function urlTemplate(value: string): string {
+  const good = `a http(s) URL, optionally with ${Object.keys(URL_TEMPLATE_SAMPLES).join(', ')}`;
+  for (const placeholder of value.match(/\{[^}]*\}?/g) ?? []) {
+    if (!(placeholder in URL_TEMPLATE_SAMPLES)) {
+      throw new SettingsError('sidecar-package-url', `has an unknown placeholder '${placeholder}'; expected ${good}`);
+    }
+  }
+  let expanded = value;
+  for (const [placeholder, sample] of Object.entries(URL_TEMPLATE_SAMPLES))
+    expanded = expanded.replaceAll(placeholder, sample);
+  try {
+    const parsed = new URL(expanded);
+    if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.hostname === '')
+      throw new Error('scheme');
+  } catch {
+    throw new SettingsError('sidecar-package-url', `must be ${good}; got '${value}'`);
+  }
+  return value;
+}
+
+function dns1123Label(input: InputName, value: string): string {
+  const problem = checkDns1123Label(value);
+  if (problem) throw new SettingsError(input, `${problem}; got '${value}'`);
+  return value;
+}
+
+/**
+ * Istio puts the cluster ID into the topology.istio.io/cluster label
+ * (pilot/pkg/serviceregistry/util/label/label.go).
+ */
+function clusterId(value: string): string {
+  if (checkLabelValue(value)) {
+    throw new SettingsError(
+      'cluster-id',
+      `must be a Kubernetes label value (at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit, e.g. cluster1); got '${value}'`,
+    );
+  }
+  return value;
+}
+
+function host(input: InputName, value: string): string {
+  const problem = checkHost(value);
+  if (problem)
+    throw new SettingsError(input, `${problem}; write an IP address (10.0.0.5) or a DNS name (gw.example.com)`);
+  return value;
+}
+
+/** Resolvers as node:dns setServers takes them: IP, IPv4:port or [IPv6]:port. */
+function dnsServers(value: string): string[] {
+  const servers = list(value);
+  for (const server of servers) {
+    const match = /^\[([^\]]+)\]:(\d+)$/.exec(server) ?? /^([^:]+):(\d+)$/.exec(server);
+    const address = match ? match[1]! : server;
+    const port = match ? Number(match[2]) : 53;
+    if (isIP(address) === 0 || port < 1 || port > 65535) {
+      throw new SettingsError(
+        'dns-servers',
+        `'${server}' is not a DNS server address: write IP, IPv4:port or [IPv6]:port, separated by commas (e.g. 10.0.0.2, 127.0.0.1:5353)`,
+      );
+    }
+  }
+  return servers;
+}
+
+/** An image reference as `docker pull` takes it: [registry[:port]/]path[:tag][@sha256:digest]. */
+const IMAGE_REFERENCE =
+  /^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/;
+
+function imageReference(value: string): string {
+  if (!IMAGE_REFERENCE.test(value)) {
+    throw new SettingsError(
+      'verify-client-image',
+      `must be an image reference like registry.example.com/curl:8.11.1 (lowercase path, optional tag or @sha256: digest); got '${value}'`,
+    );
+  }
+  return value;
 }
 
 function url(input: InputName, value: string): string {

@@ -1,5 +1,6 @@
 // `istio-vm-onboard onboard|plan|verify|offboard`: flags and INPUT_* variables → the same settings,
 // rollout and report as the action, printed as a table.
+import { checkInputs } from '../check-inputs.js';
 import { InventoryError, loadInventory } from '../inventory/index.js';
 import { renderTerminalTable } from '../report/table.js';
 import { computeOutputs, writeReport } from '../report/outputs.js';
@@ -8,7 +9,14 @@ import type { RunLogger } from '../rollout/ports.js';
 import { runRollout } from '../rollout/run.js';
 import { createRuntime, redactInputs } from '../runtime.js';
 import { registerSecretInputs, SecretRegistry } from '../secrets.js';
-import { INPUT_DEFAULTS, readSettings, SettingsError, type InputName, type Mode } from '../settings.js';
+import {
+  ignoredInputNotices,
+  INPUT_DEFAULTS,
+  readSettings,
+  SettingsError,
+  type InputName,
+  type Mode,
+} from '../settings.js';
 import { TOOL_VERSION } from '../version.js';
 
 /** Flags whose value is a file to read, because the action's input is the file's content. */
@@ -82,6 +90,7 @@ export async function runCliRun(mode: Mode, argv: string[], io: CliIo): Promise<
   try {
     settings = readSettings({ get: (name) => parsed.inputs[name] ?? '' }, io.env);
     inventory = await loadInventory(settings.inventory, process.cwd());
+    checkInputs(settings, inventory, { env: io.env, cwd: process.cwd() });
   } catch (error) {
     if (error instanceof InventoryError || error instanceof SettingsError) {
       io.stderr.write(`${error.message}\n`);
@@ -89,6 +98,7 @@ export async function runCliRun(mode: Mode, argv: string[], io: CliIo): Promise<
     }
     throw error;
   }
+  for (const notice of ignoredInputNotices(settings)) io.stderr.write(`notice: ${notice}\n`);
   const runtime = await createRuntime(settings, inventory, { secrets, logger });
   const report = await runRollout(settings, inventory, {
     ...runtime,

@@ -7,6 +7,7 @@ import type { GroupSpec, VmSpec } from '../inventory/types.js';
 import type { ClusterContext } from './context.js';
 import {
   driftOf,
+  MANAGED_BY_LABEL,
   namespaceManifest,
   peerAuthenticationManifest,
   serviceAccountManifest,
@@ -106,15 +107,60 @@ async function serverSideApply(ctx: ClusterContext, m: Manifest): Promise<unknow
   }
 }
 
-/** Apply one manifest if (and only if) it differs from the live object. `live` may be given when already read. */
+/**
+ * An object of the same kind and name exists and was not made by this action (no
+ * `app.kubernetes.io/managed-by: istio-vm-onboard` label): server-side apply with force would take
+ * it over — a Service, WorkloadGroup or PeerAuthentication rewritten, or someone else's
+ * ServiceAccount handed to the VMs as their identity. Refused unless the group says `adopt: true`.
+ */
+export class UnmanagedObjectError extends Error {
+  constructor(
+    readonly kind: string,
+    readonly namespace: string,
+    readonly objectName: string,
+    readonly managedBy: string | undefined,
+  ) {
+    super(
+      `${kind} ${namespace ? `${namespace}/` : ''}${objectName} already exists and is not managed by istio-vm-onboard ` +
+        `(label app.kubernetes.io/managed-by is ${managedBy === undefined ? 'absent' : JSON.stringify(managedBy)}); ` +
+        'refusing to take it over. Rename the group (or its service / serviceAccount), delete the object, ' +
+        'or set `adopt: true` on the group to let this action manage it from now on',
+    );
+    this.name = 'UnmanagedObjectError';
+  }
+}
+
+const OUR_MANAGED_BY = MANAGED_BY_LABEL['app.kubernetes.io/managed-by'];
+
+/**
+ * Whether applying over `live` would take over an object someone else made (namespaces are only used, never
+ * changed).
+ */
+function unmanagedBy(manifest: Manifest, live: unknown): { managedBy: string | undefined } | undefined {
+  if (manifest.kind === 'Namespace') return undefined;
+  const labels = (live as { metadata?: { labels?: Record<string, string> } }).metadata?.labels ?? {};
+  const managedBy = labels['app.kubernetes.io/managed-by'];
+  return managedBy === OUR_MANAGED_BY ? undefined : { managedBy };
+}
+
+/**
+ * Apply one manifest if (and only if) it differs from the live object. `live` may be given when
+ * already read. A live object this action does not manage is refused (UnmanagedObjectError) unless
+ * `adopt` is set.
+ */
 export async function applyIfChanged(
   ctx: ClusterContext,
   manifest: Manifest,
   known?: { live: unknown },
   dryRun = false,
+  adopt = false,
 ): Promise<{ applied: AppliedObject; live: unknown }> {
   const live = known ? known.live : await readLive(ctx, manifest);
   const base = { kind: manifest.kind, namespace: manifest.metadata.namespace ?? '', name: manifest.metadata.name };
+  if (live !== undefined && live !== null && !adopt) {
+    const foreign = unmanagedBy(manifest, live);
+    if (foreign) throw new UnmanagedObjectError(base.kind, base.namespace, base.name, foreign.managedBy);
+  }
   if (live === undefined || live === null) {
     if (dryRun) return { applied: { ...base, action: 'would-create' }, live: undefined };
     const created = await serverSideApply(ctx, manifest);
@@ -160,7 +206,13 @@ export async function applyStaticWorkloadEntry(
   const namespace = manifest.metadata.namespace ?? group.namespace;
   manifest.metadata.namespace = namespace;
   const byName = await workloadEntriesByName(ctx, namespace, manifest.apiVersion);
-  const { applied, live } = await applyIfChanged(ctx, manifest, { live: byName.get(manifest.metadata.name) }, dryRun);
+  const { applied, live } = await applyIfChanged(
+    ctx,
+    manifest,
+    { live: byName.get(manifest.metadata.name) },
+    dryRun,
+    group.adopt === true,
+  );
   if (live !== undefined) byName.set(manifest.metadata.name, live);
   return applied;
 }
@@ -177,6 +229,15 @@ export async function applyGroupObjects(
 ): Promise<AppliedObject[]> {
   const out: AppliedObject[] = [];
   const dryRun = options.dryRun === true;
+  if (options.peerAuthentication !== 'unchanged' && Object.keys(group.labels).length === 0) {
+    // An empty selector makes a PeerAuthentication namespace-wide: `permissive` would downgrade every
+    // workload of the namespace.
+    throw new Error(
+      `group ${group.name}: peer-authentication ${options.peerAuthentication} needs the group's labels as the ` +
+        "PeerAuthentication's selector; without labels it would apply to the whole namespace " +
+        `${group.namespace}. Add labels to the group`,
+    );
+  }
   const nsKey = `namespace-applied/${group.namespace}/${dryRun}`;
   const nsResult = await ctx.cache.once(
     nsKey,
@@ -193,9 +254,20 @@ export async function applyGroupObjects(
   if (pa) manifests.push(pa);
   // In plan mode a namespace that does not exist yet holds nothing: skip the reads.
   const namespaceMissing = dryRun && nsResult.action === 'would-create';
+  // Read all first: an object someone else made stops the group before any of its objects is written.
+  const lives = await Promise.all(manifests.map((m) => (namespaceMissing ? undefined : readLive(ctx, m))));
+  if (group.adopt !== true) {
+    manifests.forEach((m, i) => {
+      const live = lives[i];
+      const foreign = live === undefined || live === null ? undefined : unmanagedBy(m, live);
+      if (foreign) {
+        throw new UnmanagedObjectError(m.kind, m.metadata.namespace ?? '', m.metadata.name, foreign.managedBy);
+      }
+    });
+  }
   // They do not depend on one another: applied together, reported in this order.
   const applied = await Promise.all(
-    manifests.map((m) => applyIfChanged(ctx, m, namespaceMissing ? { live: undefined } : undefined, dryRun)),
+    manifests.map((m, i) => applyIfChanged(ctx, m, { live: lives[i] }, dryRun, group.adopt === true)),
   );
   out.push(...applied.map((result) => result.applied));
 

@@ -52,6 +52,8 @@ export interface ClusterClient {
   ): Promise<AppliedObject>;
 
   readMeshContext(input: MeshContextInput): Promise<MeshContext>;
+  /** The networking.istio.io/v1 WorkloadGroup as the API serves it; undefined when it does not exist. */
+  getWorkloadGroup(namespace: string, name: string): Promise<unknown>;
   requestBootstrapToken(input: BootstrapTokenRequest): Promise<BootstrapToken>;
 
   /** group: its name, or { name, network, vmNames } to also recognise static entries (named after VMs). */
@@ -114,6 +116,13 @@ export function createClusterClient(kubeConfig: KubeConfig, options: ClusterClie
     applyStaticWorkloadEntry: (group, vm, address, opts) =>
       applyStaticWorkloadEntry(ctx, render, group, vm, address, opts?.dryRun === true),
     readMeshContext: (input) => meshReader.read(input),
+    getWorkloadGroup: (namespace, name) =>
+      transport.callOptional((o) =>
+        ctx.custom.getNamespacedCustomObject(
+          { group: 'networking.istio.io', version: 'v1', plural: 'workloadgroups', namespace, name },
+          o,
+        ),
+      ),
     requestBootstrapToken: (input) => requestBootstrapToken(ctx, input),
     listWorkloadEntries: (namespace, group) => listWorkloadEntries(ctx, namespace, group),
     findWorkloadEntryFor: (namespace, group, address) => findWorkloadEntryFor(ctx, namespace, group, address),

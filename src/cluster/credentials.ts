@@ -34,6 +34,14 @@ export interface LoadedKubeConfig {
   secrets: string[];
 }
 
+/** The chosen context is the problem (not there, or none chosen): the `context` input is what to fix. */
+export class KubeContextError extends ClusterConfigError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KubeContextError';
+  }
+}
+
 const IN_CLUSTER_SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 /** Accepts YAML or base64-encoded YAML; returns the YAML text. Exported for tests. */
@@ -101,7 +109,7 @@ function selectContext(kc: KubeConfig, wanted: string | undefined, source: strin
   const list = names.length ? names.map((n) => `"${n}"`).join(', ') : '(none)';
   if (wanted) {
     if (!names.includes(wanted)) {
-      throw new ClusterConfigError(
+      throw new KubeContextError(
         redact(`kubeconfig from ${source} has no context "${wanted}"; available contexts: ${list}`, secrets),
       );
     }
@@ -110,7 +118,7 @@ function selectContext(kc: KubeConfig, wanted: string | undefined, source: strin
   }
   const current = kc.getCurrentContext();
   if (!current || !names.includes(current)) {
-    throw new ClusterConfigError(
+    throw new KubeContextError(
       redact(
         `kubeconfig from ${source} has ${current ? `current-context "${current}", which is not defined` : 'no current-context'}; ` +
           `give the context input; available contexts: ${list}`,
@@ -181,7 +189,7 @@ export function loadKubeConfig(options: LoadKubeConfigOptions = {}): LoadedKubeC
   const port = env['KUBERNETES_SERVICE_PORT'] ?? '443';
   if (host && existsSync(join(saDir, 'token'))) {
     if (options.context)
-      throw new ClusterConfigError(
+      throw new KubeContextError(
         `context "${options.context}" given, but running with in-cluster credentials (no kubeconfig)`,
       );
     const token = readFileSync(join(saDir, 'token'), 'utf8').trim();

@@ -157,6 +157,15 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
     },
   ),
 
+  p(
+    'create',
+    'networking.istio.io',
+    'serviceentries',
+    'group-namespace',
+    VERIFY,
+    'the ServiceEntry the mTLS Job calls the VM through (ADR 0004)',
+  ),
+  p('delete', 'networking.istio.io', 'serviceentries', 'group-namespace', VERIFY, 'delete it after the check'),
   p('create', 'batch', 'jobs', 'group-namespace', VERIFY, 'mesh-to-VM mTLS verification Job (ADR 0002)'),
   p('get', 'batch', 'jobs', 'group-namespace', VERIFY, 'wait for the verification Job'),
   p('delete', 'batch', 'jobs', 'group-namespace', VERIFY, 'delete the verification Job'),

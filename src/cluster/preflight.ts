@@ -4,6 +4,8 @@
 // access-rules.ts), all asked at once. All problems are collected and reported in one error.
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { Inventory } from '../inventory/types.js';
+import { proxyMetadataProblems } from '../render/proxy-metadata.js';
+import { parseYaml11 } from '../render/yaml-input.js';
 import { missingPermissions } from './access-rules.js';
 import { readConfigMapOnce, type ClusterContext } from './context.js';
 import { describePermission, KubeRequestError } from './errors.js';
@@ -93,6 +95,31 @@ async function checkCrds(ctx: ClusterContext, needPeerAuthentication: boolean): 
     groupVersion: `${w.group}/${w.version}`,
     served: served.get(`${w.group}/${w.version}`)?.has(w.plural) ?? false,
   }));
+}
+
+/**
+ * The mesh config's defaultConfig.proxyMetadata reaches every VM's cluster.env, which istio-start.sh
+ * sources as root: each entry the renderer would refuse is a problem, named by its key. (An
+ * unreadable mesh config is left to the renderer, which names the YAML error.)
+ */
+export function meshProxyMetadataProblems(meshText: string): string[] {
+  let mesh: unknown;
+  try {
+    mesh = parseYaml11(meshText, 'mesh config');
+  } catch {
+    return [];
+  }
+  if (mesh === null || typeof mesh !== 'object' || Array.isArray(mesh)) return [];
+  const meshObj = mesh as Record<string, unknown>;
+  const defaultConfig = (meshObj.defaultConfig ?? meshObj.default_config) as Record<string, unknown> | undefined;
+  if (defaultConfig === null || typeof defaultConfig !== 'object' || Array.isArray(defaultConfig)) return [];
+  const metadata = defaultConfig.proxyMetadata ?? defaultConfig.proxy_metadata;
+  if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) return [];
+  const strings: Record<string, string> = {};
+  for (const [key, value] of Object.entries(metadata)) strings[key] = typeof value === 'string' ? value : '';
+  return proxyMetadataProblems(strings).map(
+    ({ key, problem }) => `defaultConfig.proxyMetadata ${JSON.stringify(key)}: ${problem}`,
+  );
 }
 
 /**
@@ -206,6 +233,9 @@ export async function runPreflight(
       );
     } else if (!report.meshConfigMap.present) {
       problems.push(`config map ${istioNamespace}/${report.meshConfigMap.name} has no "mesh" key`);
+    } else {
+      const where = `config map ${istioNamespace}/${report.meshConfigMap.name} key "mesh"`;
+      for (const problem of meshProxyMetadataProblems(cm.data!['mesh']!)) problems.push(`${where}: ${problem}`);
     }
   }
 

@@ -1,6 +1,8 @@
-// The Kubernetes half of ADR 0002 (mesh→VM mTLS check): a short-lived Job in the VM group's
+// The Kubernetes half of ADR 0002 and ADR 0004 (mesh→VM mTLS check): a short-lived Job in the VM group's
 // namespace whose one container (`ivo-client`) calls the VM and prints `ivo-call <n> <code>` per call
-// and `ivo-done`. We create it, wait (bounded), read the pod's log, and always delete it.
+// and `ivo-done`. The mTLS attempt calls the VM through a short-lived ServiceEntry (ADR 0004): a mesh
+// client's sidecar uses mutual TLS only for a mesh service, never for a raw IP. We create the entry and
+// the Job, wait (bounded), read the pod's log, and always delete both.
 import { randomBytes } from 'node:crypto';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { sleep, type ClusterContext } from './context.js';
@@ -8,13 +10,61 @@ import { KubeRequestError } from './errors.js';
 import { MANAGED_BY_LABEL } from './mesh-objects.js';
 
 export const VERIFY_CONTAINER_NAME = 'ivo-client';
-export const DEFAULT_VERIFY_CLIENT_IMAGE = 'curlimages/curl:8.11.1';
+export { DEFAULT_VERIFY_CLIENT_IMAGE } from '../settings.js';
 
-/** The fixed script of ADR 0002; it reads only IVO_TARGET_URL and IVO_REQUESTS. */
+/**
+ * The fixed script of ADR 0002/0004; it reads only env vars. With IVO_WAIT_FOR it first polls the pod's
+ * own sidecar (`localhost:15000/clusters`, Envoy's admin) until that line appears — the client sees the
+ * VM's endpoint — at most IVO_WAIT_ATTEMPTS times, 1 s apart, printing `ivo-wait <n> seen|unseen`.
+ * IVO_RESOLVE is curl's `--resolve host:port:address` (the ServiceEntry host is in no DNS).
+ */
 export const VERIFY_CLIENT_SCRIPT =
+  'if [ -n "${IVO_WAIT_FOR:-}" ]; then w=0; while [ "$w" -lt "${IVO_WAIT_ATTEMPTS:-1}" ]; do w=$((w+1)); ' +
+  'if curl -s --max-time 2 http://localhost:15000/clusters | grep -qF "$IVO_WAIT_FOR"; then echo "ivo-wait $w seen"; break; fi; ' +
+  'echo "ivo-wait $w unseen"; [ "$w" -lt "${IVO_WAIT_ATTEMPTS:-1}" ] && sleep 1; done; fi; ' +
+  'set --; if [ -n "${IVO_RESOLVE:-}" ]; then set -- --resolve "$IVO_RESOLVE"; fi; ' +
   'i=0; while [ "$i" -lt "$IVO_REQUESTS" ]; do i=$((i+1)); ' +
-  `c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$IVO_TARGET_URL" || true); ` +
+  `c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$IVO_TARGET_URL" || true); ` +
   'echo "ivo-call $i ${c:-000}"; done; echo ivo-done';
+
+/**
+ * The client container runs restricted (Pod Security "restricted" for this container): non-root (uid 100 is
+ * curlimages/curl's `curl_user`; a numeric uid lets the kubelet verify runAsNonRoot), no capabilities, no
+ * privilege escalation, read-only root filesystem (the script writes nothing), seccomp RuntimeDefault.
+ * Set on the container, not the pod: the injected istio-init container needs its own (root, NET_ADMIN).
+ */
+export const VERIFY_CONTAINER_SECURITY_CONTEXT = {
+  runAsNonRoot: true,
+  runAsUser: 100,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+};
+
+/** ServiceEntry API (networking.istio.io/v1 exists from Istio 1.22). */
+export const SERVICE_ENTRY_API = { group: 'networking.istio.io', version: 'v1', plural: 'serviceentries' } as const;
+
+/** Label on the ServiceEntry: which VM it was made to verify (the Job carries the managed-by label too). */
+export const VERIFIES_VM_LABEL = 'istio-vm-onboard/verifies-vm';
+
+/**
+ * ADR 0004: the mesh service the mTLS attempt calls — one VM as the only endpoint of a MESH_INTERNAL
+ * ServiceEntry, with the group's service account (so its endpoint is mTLS-capable: tlsMode istio).
+ */
+export interface VerificationService {
+  /** `<job name>.<namespace>.ivo-verify.internal`: resolvable by nobody, routed by the client sidecar. */
+  host: string;
+  /** The VM's workload address (the endpoint). */
+  address: string;
+  port: number;
+  protocol: 'http' | 'tcp';
+  serviceAccount: string;
+  labels: Record<string, string>;
+  vmName: string;
+  /** `ivo-wait` attempts (1 s apart) until the client's sidecar has the endpoint. */
+  waitAttempts: number;
+}
 
 export interface VerificationJobInput {
   namespace: string;
@@ -27,6 +77,16 @@ export interface VerificationJobInput {
   injectSidecar: boolean;
   /** Bound on waiting for the Job to finish. */
   timeoutMs: number;
+  /** ADR 0004: create this ServiceEntry first and call the VM through it (the mTLS attempt). */
+  service?: VerificationService;
+  /** Revision of the injector (`istio.io/rev` on the pod); none: `sidecar.istio.io/inject`, the default revision. */
+  revision?: string;
+}
+
+/** One `ivo-wait` line: whether the client's sidecar had the VM's endpoint yet. */
+export interface VerificationWait {
+  n: number;
+  seen: boolean;
 }
 
 export interface VerificationCall {
@@ -39,6 +99,11 @@ export interface VerificationJobResult {
   /** The Job completed and its log ended with `ivo-done`. Says nothing about the calls' codes. */
   succeeded: boolean;
   calls: VerificationCall[];
+  /** ADR 0004: the attempts to see the VM's endpoint in the client's sidecar (empty without a service). */
+  waits?: VerificationWait[];
+  /** The ServiceEntry the calls went through (ADR 0004), and the URL the Job called. */
+  serviceEntry?: string;
+  calledUrl?: string;
   logs: string;
   podName?: string;
   /** Why it did not succeed. */
@@ -64,8 +129,85 @@ export function verificationJobName(
   return `${prefix}-${vm}-${suffix}`;
 }
 
-/** The Job of ADR 0002. Pure. */
+/** ADR 0004: the line of Envoy's `/clusters` admin output that shows the client has the VM's endpoint. */
+export function envoyEndpointLine(service: Pick<VerificationService, 'host' | 'address' | 'port'>): string {
+  const ip = service.address.includes(':') ? `[${service.address}]` : service.address;
+  return `outbound|${service.port}||${service.host}::${ip}:${service.port}::`;
+}
+
+/** ADR 0004: `<job name>.<namespace>.ivo-verify.internal`. Pure. */
+export function verificationServiceHost(jobName: string, namespace: string): string {
+  return `${jobName}.${namespace}.ivo-verify.internal`;
+}
+
+/** The URL the mTLS attempt calls: the service host, the VM's port, the path of `targetUrl`. Pure. */
+export function serviceUrl(service: Pick<VerificationService, 'host' | 'port'>, targetUrl: string): string {
+  let path = '/';
+  try {
+    const u = new URL(targetUrl);
+    path = u.pathname + u.search;
+  } catch {
+    /* keep "/" */
+  }
+  return `http://${service.host}:${service.port}${path}`;
+}
+
+/** ADR 0004: the ServiceEntry of one verification (named like its Job). Pure. */
+export function buildVerificationServiceEntry(input: {
+  namespace: string;
+  name: string;
+  service: VerificationService;
+}): Record<string, unknown> & { metadata: { name: string; namespace: string; labels: Record<string, string> } } {
+  const { service } = input;
+  const tcp = service.protocol === 'tcp';
+  return {
+    apiVersion: `${SERVICE_ENTRY_API.group}/${SERVICE_ENTRY_API.version}`,
+    kind: 'ServiceEntry',
+    metadata: {
+      name: input.name,
+      namespace: input.namespace,
+      labels: { ...MANAGED_BY_LABEL, [VERIFIES_VM_LABEL]: dnsLabel(service.vmName).slice(0, 63) || 'vm' },
+    },
+    spec: {
+      hosts: [service.host],
+      // A TCP listener is chosen by destination address: the VM's own address is the entry's VIP.
+      // HTTP is routed by the Host header alone; no address, so no other traffic to the VM changes.
+      ...(tcp ? { addresses: [service.address] } : {}),
+      location: 'MESH_INTERNAL',
+      resolution: 'STATIC',
+      exportTo: ['.'],
+      ports: [
+        {
+          number: service.port,
+          targetPort: service.port,
+          name: `${tcp ? 'tcp' : 'http'}-verify`,
+          protocol: tcp ? 'TCP' : 'HTTP',
+        },
+      ],
+      endpoints: [{ address: service.address, serviceAccount: service.serviceAccount, labels: { ...service.labels } }],
+    },
+  };
+}
+
+/** The Job of ADR 0002 (and 0004 when `service` is given). Pure. */
 export function buildVerificationJob(input: Omit<VerificationJobInput, 'timeoutMs'>): V1Job {
+  const env = [
+    { name: 'IVO_TARGET_URL', value: input.service ? serviceUrl(input.service, input.targetUrl) : input.targetUrl },
+    { name: 'IVO_REQUESTS', value: String(input.requests) },
+  ];
+  if (input.service) {
+    const { host, address, port } = input.service;
+    env.push(
+      { name: 'IVO_RESOLVE', value: `${host}:${port}:${address.includes(':') ? `[${address}]` : address}` },
+      { name: 'IVO_WAIT_FOR', value: envoyEndpointLine(input.service) },
+      { name: 'IVO_WAIT_ATTEMPTS', value: String(Math.max(1, Math.floor(input.service.waitAttempts))) },
+    );
+  }
+  const injection: Record<string, string> = !input.injectSidecar
+    ? { 'sidecar.istio.io/inject': 'false' }
+    : input.revision
+      ? { 'istio.io/rev': input.revision }
+      : { 'sidecar.istio.io/inject': 'true' };
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',
@@ -76,7 +218,7 @@ export function buildVerificationJob(input: Omit<VerificationJobInput, 'timeoutM
       activeDeadlineSeconds: 60,
       template: {
         metadata: {
-          labels: { ...MANAGED_BY_LABEL, 'sidecar.istio.io/inject': input.injectSidecar ? 'true' : 'false' },
+          labels: { ...MANAGED_BY_LABEL, ...injection },
           // Native sidecar (init container with restartPolicy Always) so the Job can complete.
           ...(input.injectSidecar ? { annotations: { 'sidecar.istio.io/nativeSidecar': 'true' } } : {}),
         },
@@ -88,10 +230,8 @@ export function buildVerificationJob(input: Omit<VerificationJobInput, 'timeoutM
               name: VERIFY_CONTAINER_NAME,
               image: input.image,
               command: ['sh', '-c', VERIFY_CLIENT_SCRIPT],
-              env: [
-                { name: 'IVO_TARGET_URL', value: input.targetUrl },
-                { name: 'IVO_REQUESTS', value: String(input.requests) },
-              ],
+              env,
+              securityContext: VERIFY_CONTAINER_SECURITY_CONTEXT,
             },
           ],
         },
@@ -101,16 +241,23 @@ export function buildVerificationJob(input: Omit<VerificationJobInput, 'timeoutM
 }
 
 /** `ivo-call <n> <code>` lines and whether `ivo-done` was printed. Pure. */
-export function parseVerificationLog(log: string): { calls: VerificationCall[]; done: boolean } {
+export function parseVerificationLog(log: string): {
+  calls: VerificationCall[];
+  done: boolean;
+  waits: VerificationWait[];
+} {
   const calls: VerificationCall[] = [];
+  const waits: VerificationWait[] = [];
   let done = false;
   for (const raw of log.split('\n')) {
     const line = raw.trim();
     const m = /^ivo-call (\d+) (\d{3})$/.exec(line);
+    const w = /^ivo-wait (\d+) (seen|unseen)$/.exec(line);
     if (m) calls.push({ n: Number(m[1]), code: m[2]! });
+    else if (w) waits.push({ n: Number(w[1]), seen: w[2] === 'seen' });
     else if (line === 'ivo-done') done = true;
   }
-  return { calls, done };
+  return { calls, done, waits };
 }
 
 export type JobPhase = { state: 'running' } | { state: 'complete' } | { state: 'failed'; reason: string };
@@ -142,7 +289,19 @@ export async function runVerificationJob(
   const pollMs = timing.pollMs ?? 500;
   const deadline = Date.now() + input.timeoutMs;
   let created = false;
+  let entryCreated = false;
   try {
+    if (input.service) {
+      const body = buildVerificationServiceEntry({ namespace, name, service: input.service });
+      try {
+        await ctx.transport.call((o) =>
+          ctx.custom.createNamespacedCustomObject({ ...SERVICE_ENTRY_API, namespace, body }, o),
+        );
+      } catch (err) {
+        if (!(err instanceof KubeRequestError && err.kind === 'conflict' && err.attempts > 1)) throw err;
+      }
+      entryCreated = true;
+    }
     try {
       await ctx.transport.call((o) =>
         ctx.batch.createNamespacedJob({ namespace, body: buildVerificationJob(input) }, o),
@@ -187,8 +346,13 @@ export async function runVerificationJob(
         logError = err.serverMessage ?? err.message;
       }
     }
-    const { calls, done } = parseVerificationLog(logs);
+    const { calls, done, waits } = parseVerificationLog(logs);
     const result: VerificationJobResult = { succeeded: false, calls, logs };
+    if (input.service) {
+      result.waits = waits;
+      result.serviceEntry = name;
+      result.calledUrl = serviceUrl(input.service, input.targetUrl);
+    }
     if (podName) result.podName = podName;
     if (phase.state === 'running') {
       result.reason =
@@ -217,6 +381,15 @@ export async function runVerificationJob(
         );
       } catch {
         // ttlSecondsAfterFinished (300 s) removes it anyway; the result above is what matters.
+      }
+    }
+    if (entryCreated) {
+      try {
+        await ctx.transport.callOptional((o) =>
+          ctx.custom.deleteNamespacedCustomObject({ ...SERVICE_ENTRY_API, namespace, name }, o),
+        );
+      } catch {
+        // Left behind: labelled managed-by istio-vm-onboard and verifies-vm (ADR 0004 says how to find it).
       }
     }
   }

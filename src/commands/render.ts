@@ -34,6 +34,8 @@ export const RENDER_USAGE = `Usage:
 
   istio-vm-onboard render -f workloadgroup.yaml --kubeconfig FILE [--context NAME] \
       [--internalIP IP | --externalIP IP] [--autoregister] [--tokenDuration SECONDS] -o DIR
+  istio-vm-onboard render --name NAME -n NAMESPACE --kubeconfig FILE [--context NAME] \
+      [--internalIP IP | --externalIP IP] [--autoregister] [--tokenDuration SECONDS] -o DIR
 
 Writes cluster.env, mesh.yaml, hosts, root-cert.pem and istio-token (mode 0600) exactly as
 'istioctl x workload entry configure' would; with --inventory, into DIR/<vm-name>/ for every VM.
@@ -42,6 +44,8 @@ resolved by DNS) and a bootstrap token are read from the cluster, as istioctl do
 explicitly wins over the cluster's value.
 
   -f, --file          WorkloadGroup YAML (as for istioctl -f)
+      --name          name of a WorkloadGroup to read from the cluster (with -n and --kubeconfig; as istioctl)
+  -n, --namespace     namespace of that WorkloadGroup
       --inventory     inventory file (or inline YAML); one folder per VM
       --mesh-config   file with the text of the 'mesh' key of configmap istio (istio-REV)
       --root-cert     file with root-cert.pem of configmap istio-ca-root-cert
@@ -119,6 +123,8 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
       allowPositionals: false,
       options: {
         file: { type: 'string', short: 'f' },
+        name: { type: 'string' },
+        namespace: { type: 'string', short: 'n' },
         inventory: { type: 'string' },
         'mesh-config': { type: 'string' },
         'root-cert': { type: 'string' },
@@ -151,12 +157,26 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
   try {
     const file = str('file');
     const inventoryInput = str('inventory');
-    if ((file === undefined) === (inventoryInput === undefined)) {
-      throw new UsageError('give exactly one of -f/--file (a WorkloadGroup) or --inventory');
+    const groupName = str('name');
+    const sources = [file, inventoryInput, groupName].filter((v) => v !== undefined).length;
+    if (sources !== 1) {
+      throw new UsageError(
+        'give exactly one of -f/--file (a WorkloadGroup), --name with -n (a WorkloadGroup in the cluster) or --inventory',
+      );
     }
     const live = str('kubeconfig') !== undefined;
-    if (live && file === undefined)
-      throw new UsageError('--kubeconfig goes with -f (a WorkloadGroup); for an inventory use `istio-vm-onboard plan`');
+    if (groupName !== undefined && !live)
+      throw new UsageError('--name reads the WorkloadGroup from the cluster: give --kubeconfig too');
+    if (groupName !== undefined && !str('namespace'))
+      throw new UsageError('--name needs -n/--namespace (the WorkloadGroup namespace)');
+    if (groupName === undefined && str('namespace') !== undefined)
+      throw new UsageError(
+        '-n/--namespace goes with --name (with -f the namespace is the WorkloadGroup metadata.namespace)',
+      );
+    if (live && inventoryInput !== undefined)
+      throw new UsageError(
+        '--kubeconfig goes with -f or --name (a WorkloadGroup); for an inventory use `istio-vm-onboard plan`',
+      );
     const missing = (live ? ['output'] : ['mesh-config', 'root-cert', 'token', 'output']).filter((name) => !str(name));
     if (file !== undefined && !live && !str('clusterID')) missing.push('clusterID');
     if (missing.length > 0)
@@ -167,8 +187,11 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
     const autoregister = parseBoolean('autoregister', str('autoregister'), false);
     const outputDir = path.resolve(io.cwd, str('output')!);
 
-    if (file !== undefined) {
-      const workloadGroup = parseWorkloadGroupText(await readInput(io.cwd, 'file', file));
+    if (file !== undefined || groupName !== undefined) {
+      const workloadGroup =
+        groupName !== undefined
+          ? await fetchWorkloadGroup(io, str, str('namespace')!, groupName)
+          : parseWorkloadGroupText(await readInput(io.cwd, 'file', file!));
       const istioNamespace = str('istioNamespace') ?? 'istio-system';
       const revision = str('revision');
       const values = live
@@ -261,6 +284,31 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
   }
 }
 
+/** The kubeconfig flags as a Kubernetes client (loaded only in the live modes). */
+async function clusterClientFromFlags(io: RenderCommandIo, str: (name: string) => string | undefined) {
+  const kubeconfigPath = path.resolve(io.cwd, str('kubeconfig')!);
+  const { createClusterClient, loadKubeConfig } = await loadHeavy();
+  const loaded = loadKubeConfig({ kubeconfigPath, ...(str('context') ? { context: str('context')! } : {}) });
+  const dnsServers = (str('dns-servers') ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
+  return createClusterClient(loaded.kubeConfig, dnsServers.length > 0 ? { dnsServers } : {});
+}
+
+/** `--name N -n NS`: the WorkloadGroup as the API serves it (istioctl: NetworkingV1().WorkloadGroups(ns).Get). */
+async function fetchWorkloadGroup(
+  io: RenderCommandIo,
+  str: (name: string) => string | undefined,
+  namespace: string,
+  name: string,
+): Promise<unknown> {
+  const client = await clusterClientFromFlags(io, str);
+  const object = await client.getWorkloadGroup(namespace, name);
+  if (object === undefined) throw new RenderError(`workloadgroup ${name} not found in namespace ${namespace}`);
+  return object;
+}
+
 /**
  * What istioctl reads from a live cluster for one WorkloadGroup: the mesh config, the group
  * namespace's root cert, the cluster ID, the east-west gateway address and a bootstrap token.
@@ -284,15 +332,8 @@ async function readFromCluster(
     throw new UsageError('the WorkloadGroup needs metadata.namespace to read its root cert and token from the cluster');
   const duration = str('tokenDuration') ?? '3600';
   if (!/^\d+$/.test(duration)) throw new UsageError(`--tokenDuration must be a number of seconds, got '${duration}'`);
-  const kubeconfigPath = path.resolve(io.cwd, str('kubeconfig')!);
   // Loaded only in this live mode: the offline render needs no Kubernetes client.
-  const { createClusterClient, loadKubeConfig } = await loadHeavy();
-  const loaded = loadKubeConfig({ kubeconfigPath, ...(str('context') ? { context: str('context')! } : {}) });
-  const dnsServers = (str('dns-servers') ?? '')
-    .split(',')
-    .map((item) => item.trim())
-    .filter(Boolean);
-  const client = createClusterClient(loaded.kubeConfig, dnsServers.length > 0 ? { dnsServers } : {});
+  const client = await clusterClientFromFlags(io, str);
   const mesh = await client.readMeshContext({
     namespace: group.namespace,
     revision,

@@ -15,6 +15,8 @@ import {
   checkLabelValue,
   checkQualifiedKey,
 } from './names.js';
+import { controlCharacterIn, proxyMetadataProblems } from '../render/proxy-metadata.js';
+import { parseYaml11 } from '../render/yaml-input.js';
 import { INVENTORY_SCHEMA } from './schema.js';
 import type { GroupSpec, Inventory, MeshSpec, ReadinessProbe, SshEndpoint, VmSpec } from './types.js';
 
@@ -57,6 +59,7 @@ interface RawGroup {
   registration?: 'auto' | 'static';
   probe?: ReadinessProbe;
   service?: boolean | { name?: string; ports?: Record<string, number> };
+  adopt?: boolean;
   defaults?: RawVmDefaults;
   vms: RawVm[];
 }
@@ -235,6 +238,60 @@ function checkAnnotations(
   }
 }
 
+/** Annotation holding ProxyConfig overrides; its proxyMetadata reaches cluster.env (sourced as root). */
+const PROXY_CONFIG_ANNOTATION = 'proxy.istio.io/config';
+
+function checkProxyConfigAnnotation(
+  annotations: Record<string, string> | undefined,
+  at: PathSegment[],
+  out: PendingIssue[],
+): void {
+  const text = annotations?.[PROXY_CONFIG_ANNOTATION];
+  if (text === undefined) return;
+  const where = [...at, PROXY_CONFIG_ANNOTATION];
+  let config: unknown;
+  try {
+    config = parseYaml11(text, `annotation ${PROXY_CONFIG_ANNOTATION}`);
+  } catch (error) {
+    out.push({ segments: where, message: (error as Error).message });
+    return;
+  }
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) return;
+  const record = config as Record<string, unknown>;
+  const metadata = record.proxyMetadata ?? record.proxy_metadata;
+  if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) return;
+  const strings: Record<string, string> = {};
+  for (const [key, value] of Object.entries(metadata)) if (typeof value === 'string') strings[key] = value;
+  for (const { problem } of proxyMetadataProblems(strings)) out.push({ segments: where, message: problem });
+}
+
+/**
+ * Control characters (and U+2028/2029) anywhere in the inventory's text: keys and values end up in
+ * files root sources, shell command lines, Kubernetes objects and logs. Annotation values may span
+ * lines (a multi-line proxy.istio.io/config), so they may hold newlines and tabs.
+ */
+function controlCharacterIssues(value: unknown, at: PathSegment[], out: PendingIssue[]): void {
+  const inAnnotations = at.length >= 2 && at[at.length - 2] === 'annotations' && typeof at[at.length - 1] === 'string';
+  if (typeof value === 'string') {
+    const control = controlCharacterIn(value, inAnnotations ? '\n\t' : '');
+    if (control !== undefined) out.push({ segments: at, message: `has a control character (${control}); remove it` });
+    return;
+  }
+  if (Array.isArray(value)) {
+    value.forEach((item, i) => controlCharacterIssues(item, [...at, i], out));
+    return;
+  }
+  if (value !== null && typeof value === 'object') {
+    for (const [key, item] of Object.entries(value)) {
+      const control = controlCharacterIn(key);
+      if (control !== undefined) {
+        out.push({ segments: [...at, key], pointAtKey: true, message: `key has a control character (${control})` });
+      }
+      controlCharacterIssues(item, [...at, key], out);
+    }
+  }
+}
+
 function checkPortNames(ports: Record<string, number> | undefined, at: PathSegment[], out: PendingIssue[]): void {
   for (const name of Object.keys(ports ?? {})) {
     const problem = checkDns1123Label(name);
@@ -248,8 +305,17 @@ function checkEndpoint(endpoint: RawEndpoint | undefined, at: PathSegment[], out
   if (problem) out.push({ segments: [...at, 'host'], message: problem });
 }
 
+/** Namespaces a group may not use: Kubernetes' own and Istio's (whose ServiceAccounts are the control plane's). */
+function systemNamespaceReason(namespace: string, istioNamespace: string): string | undefined {
+  if (namespace === istioNamespace) return 'the Istio namespace (mesh.istioNamespace)';
+  if (namespace === 'kube-system' || namespace === 'kube-public' || namespace === 'kube-node-lease')
+    return 'a Kubernetes system namespace';
+  return undefined;
+}
+
 function semanticIssues(raw: RawInventory): PendingIssue[] {
   const out: PendingIssue[] = [];
+  controlCharacterIssues(raw, [], out);
   const ew = raw.mesh?.eastWestGateway;
   if (ew?.address !== undefined) {
     const problem = checkHost(ew.address);
@@ -274,10 +340,25 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
     } else groupsSeen.set(groupKey, gi);
     checkLabels(group.labels, [...g, 'labels'], out);
     checkAnnotations(group.annotations, [...g, 'annotations'], out);
+    checkProxyConfigAnnotation(group.annotations, [...g, 'annotations'], out);
     checkPortNames(group.ports, [...g, 'ports'], out);
     if (group.service && typeof group.service === 'object')
       checkPortNames(group.service.ports, [...g, 'service', 'ports'], out);
     const serviceRequested = group.service === true || typeof group.service === 'object';
+    const system = systemNamespaceReason(group.namespace, raw.mesh?.istioNamespace ?? DEFAULT_ISTIO_NAMESPACE);
+    if (system !== undefined) {
+      out.push({
+        segments: [...g, 'namespace'],
+        message: `'${group.namespace}' is ${system}: VM groups do not go there (their ServiceAccounts would sit next to the control plane's); pick a namespace of their own`,
+      });
+    }
+    if (serviceRequested && Object.keys(group.labels ?? {}).length === 0) {
+      out.push({
+        segments: [...g, 'service'],
+        message:
+          "a Service selects the group's workloads by the group's labels: add `labels:` to the group (a Service without a selector would not select the VMs, and an empty selector must never reach the namespace)",
+      });
+    }
     if (serviceRequested) {
       const servicePorts =
         typeof group.service === 'object' && group.service.ports ? group.service.ports : (group.ports ?? {});
@@ -408,6 +489,7 @@ function buildModel(raw: RawInventory, source: string, doc: Document, lineCounte
       vms,
     };
     if (group.probe !== undefined) spec.probe = structuredClone(group.probe);
+    if (group.adopt === true) spec.adopt = true;
     if (group.service === true) spec.service = { name: group.name, ports: { ...ports } };
     else if (group.service && typeof group.service === 'object') {
       spec.service = { name: group.service.name ?? group.name, ports: { ...(group.service.ports ?? ports) } };

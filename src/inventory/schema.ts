@@ -355,6 +355,11 @@ export const INVENTORY_SCHEMA = {
             },
           ],
         },
+        adopt: {
+          type: 'boolean',
+          description:
+            "Let the action take over existing objects with the group's names (ServiceAccount, WorkloadGroup, Service, PeerAuthentication, static WorkloadEntries) that it did not create (no app.kubernetes.io/managed-by: istio-vm-onboard label). Default: false \u2014 such objects stop the run.",
+        },
         defaults: {
           $ref: '#/definitions/vmDefaults',
           description: "Defaults for this group's VMs (override the file-level defaults).",

@@ -63,6 +63,11 @@ export interface GroupSpec {
   registration: Registration;
   probe?: ReadinessProbe;
   service?: ServiceSpec;
+  /**
+   * Let the action take over objects of the group's names (ServiceAccount, WorkloadGroup, Service,
+   * PeerAuthentication, static WorkloadEntries) that exist without its managed-by label. Default false.
+   */
+  adopt?: boolean;
   vms: VmSpec[];
   line?: number;
 }

@@ -17,7 +17,8 @@ import {
   type JsonObject,
   type ProxyConfigState,
 } from './proxy-config.js';
-import { shellQuote } from './shell-quote.js';
+import { controlCharacterIn, proxyMetadataProblems } from './proxy-metadata.js';
+import { isIstioShellSafe, shellQuote, shellQuoteLossless } from './shell-quote.js';
 import { marshalYamlV2, type YamlValue } from './yaml-v2.js';
 import { parseYaml11 } from './yaml-input.js';
 
@@ -162,6 +163,7 @@ function effectiveProxyConfig(
     if (defaultConfig !== undefined && defaultConfig !== null) {
       proxy = emptyProxyConfig();
       applyProxyConfigJson(proxy, defaultConfig as JsonObject, 'mesh config defaultConfig');
+      refuseUnsafeProxyMetadata(proxy.proxyMetadata, 'mesh config defaultConfig.proxyMetadata');
     }
     const td = meshObj.trustDomain ?? meshObj.trust_domain;
     trustDomain = asString(td, 'mesh config trustDomain');
@@ -181,12 +183,19 @@ function effectiveProxyConfig(
       `annotation ${PROXY_CONFIG_ANNOTATION}`,
     );
     const fromAnnotation = proxy.proxyMetadata ?? {};
+    refuseUnsafeProxyMetadata(fromAnnotation, `annotation ${PROXY_CONFIG_ANNOTATION} proxyMetadata`);
     // istioctl would panic here when the mesh config's defaultConfig had no proxyMetadata; we merge.
     if (merged === undefined && Object.keys(fromAnnotation).length > 0) merged = {};
     if (merged !== undefined) Object.assign(merged, fromAnnotation);
   }
   proxy.proxyMetadata = merged;
   return { proxy, trustDomain };
+}
+
+/** cluster.env is sourced as root: refuse proxyMetadata entries that would run or steer commands there. */
+function refuseUnsafeProxyMetadata(metadata: Record<string, string> | undefined, where: string): void {
+  const problems = proxyMetadataProblems(metadata ?? {});
+  if (problems.length > 0) throw new RenderError(`${where}: ${problems.map((p) => p.problem).join('; ')}`);
 }
 
 function excludePorts(statusPort: number, extra: number[] | undefined): string {
@@ -200,8 +209,21 @@ function excludePorts(statusPort: number, extra: number[] | undefined): string {
   return ports.join(',');
 }
 
+/**
+ * One cluster.env value as the shell reads it back. Istio's quoting leaves a value of "safe"
+ * characters bare even when it holds a backslash, and a trailing backslash would join the next line
+ * to this one (hiding the next variable from the shell while a line-based reader still sees it):
+ * such values are single-quoted. Every other value is quoted exactly as istioctl quotes it.
+ */
+function clusterEnvValue(key: string, value: string): string {
+  const control = controlCharacterIn(value);
+  if (control !== undefined)
+    throw new RenderError(`cluster.env ${key}: the value has a control character (${control})`);
+  return isIstioShellSafe(value) && value.includes('\\') ? shellQuoteLossless(value) : shellQuote(value);
+}
+
 function clusterEnvText(values: Record<string, string>): string {
-  const lines = Object.entries(values).map(([k, v]) => `${k}=${shellQuote(v)}`);
+  const lines = Object.entries(values).map(([k, v]) => `${k}=${clusterEnvValue(k, v)}`);
   lines.sort(compareGoStrings);
   return `${lines.join('\n')}\n`;
 }

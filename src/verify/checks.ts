@@ -1021,7 +1021,31 @@ export function evaluateMeshToVmMtls(
       durationMs,
     );
   }
-  evidence.push(`mTLS Job (injected) → ${e.target.url}: ${jobCodes(job)}${job.reason ? ` (${job.reason})` : ''}`);
+  const called = job.calledUrl ?? e.target.url;
+  const waits = job.waits ?? [];
+  if (job.serviceEntry) {
+    evidence.push(
+      `ServiceEntry ${ctx.group.namespace}/${job.serviceEntry} (MESH_INTERNAL, service account ${ctx.group.serviceAccount}): ` +
+        `${new URL(called).host} → ${ctx.workloadAddress}:${e.target.port}`,
+    );
+    for (const w of waits)
+      evidence.push(
+        `client sidecar, attempt ${w.n}: VM endpoint ${w.seen ? 'seen' : 'not seen yet'} in localhost:15000/clusters`,
+      );
+  }
+  evidence.push(`mTLS Job (injected) → ${called}: ${jobCodes(job)}${job.reason ? ` (${job.reason})` : ''}`);
+  if (job.serviceEntry && job.calls.length > 0 && !waits.some((w) => w.seen)) {
+    const detail = `the client's sidecar did not get the endpoint of ${new URL(called).host} in ${waits.length} attempt(s), 1 s apart`;
+    return failResult(
+      ctx,
+      name,
+      `mesh client never saw the VM's ServiceEntry: ${detail}`,
+      'mtls-service-unseen',
+      { ...base, detail },
+      evidence,
+      durationMs,
+    );
+  }
   if (job.calls.length === 0) {
     const detail = job.reason ?? (job.succeeded ? 'no ivo-call lines in the logs' : 'Job did not complete');
     return failResult(

@@ -206,6 +206,12 @@ export const HINTS = {
       'the mesh client could not call {target} ({detail}): application down, port not in the WorkloadGroup, or the cluster cannot route to the VM',
     fix: "check the application on the VM, the group's ports, and that the mesh reaches {address} (network / east-west gateway)",
   },
+  'mtls-service-unseen': {
+    check: 'mesh-to-vm-mtls',
+    cause:
+      "the verification pod's sidecar never received the VM's ServiceEntry ({detail}): istiod did not push it (overloaded, or a Sidecar resource in {namespace} limits egress hosts)",
+    fix: 'check istiod (`istioctl proxy-status`), that no Sidecar resource in {namespace} hides ServiceEntries exported to the namespace, and that networking.istio.io/v1 ServiceEntry exists (Istio ≥ 1.22)',
+  },
   'mtls-not-mutual': {
     check: 'mesh-to-vm-mtls',
     cause:

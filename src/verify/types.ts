@@ -53,6 +53,11 @@ export interface VerifyOptions {
    * repeated, backing off from 1 s, until refused or this is spent. Only then is it a failure.
    */
   policyPropagationMs: number;
+  /**
+   * ADR 0004: how many times (1 s apart) the mTLS Job looks in its own sidecar for the VM's endpoint
+   * before it calls (istiod pushes a new ServiceEntry within seconds). Every look is evidence.
+   */
+  endpointWaitAttempts: number;
 }
 
 export const DEFAULT_VERIFY_OPTIONS: VerifyOptions = {
@@ -67,6 +72,7 @@ export const DEFAULT_VERIFY_OPTIONS: VerifyOptions = {
   vmToMeshTimeoutMs: 5_000,
   logTailLines: 15,
   policyPropagationMs: 10_000,
+  endpointWaitAttempts: 20,
 };
 
 export interface VerifyContext {
@@ -82,6 +88,8 @@ export interface VerifyContext {
   verifyUrl: string;
   /** Image of the ADR-0002 Job (input `verify-client-image`). */
   verifyClientImage: string;
+  /** Istio revision (`istio.io/rev` on the mTLS Job's pod); empty or `default`: `sidecar.istio.io/inject`. */
+  revision?: string;
   /** Input `peer-authentication`; `unchanged` → ask the cluster (MeshProbe.peerAuthenticationMode). */
   peerAuthentication: 'strict' | 'permissive' | 'unchanged';
   /** Mesh→VM target; default `http://<workloadAddress>:<first http* port, else probe port, else first port>/`. */

@@ -26,9 +26,11 @@ import {
   windowDeferred,
   skippedResult,
   type MtlsEvidence,
+  type MtlsTarget,
   type ProbeOutcome,
   type VmSideProgress,
 } from './checks.js';
+import { verificationServiceHost } from '../cluster/verification-job.js';
 import { scrubSecrets } from './scrub.js';
 import { buildFollowUpScript, buildProbeScript, parseScriptOutput, type ScriptOutput } from './vm-script.js';
 import type { VerificationJobResult } from './ports.js';
@@ -95,21 +97,44 @@ function acceptsPlaintext(job: VerificationJobResult | { error: string }): job i
   return !('error' in job) && answeredPlaintextCalls(job) > 0;
 }
 
+/**
+ * One verification Job. The mTLS attempt (`target` given) calls the VM through a ServiceEntry host
+ * (ADR 0004): an in-mesh client's sidecar uses mTLS only for mesh services. The plaintext attempt under
+ * STRICT calls the VM's IP from a pod without sidecar.
+ */
 async function runJob(
   ctx: VerifyContext,
   options: VerifyOptions,
   url: string,
   injectSidecar: boolean,
+  target?: MtlsTarget,
 ): Promise<VerificationJobResult | { error: string }> {
+  const name = verificationJobName(ctx.vm.name, (ctx.randomSuffix ?? randomSuffix)());
+  const revision = ctx.revision && ctx.revision !== 'default' ? ctx.revision : undefined;
   try {
     return await ctx.meshProbe.runVerificationJob({
       namespace: ctx.group.namespace,
-      name: verificationJobName(ctx.vm.name, (ctx.randomSuffix ?? randomSuffix)()),
+      name,
       image: ctx.verifyClientImage,
       targetUrl: url,
       requests: options.mtlsRequests,
       injectSidecar,
       timeoutMs: options.jobTimeoutMs,
+      ...(injectSidecar && revision ? { revision } : {}),
+      ...(injectSidecar && target
+        ? {
+            service: {
+              host: verificationServiceHost(name, ctx.group.namespace),
+              address: ctx.workloadAddress,
+              port: target.port,
+              protocol: target.protocol,
+              serviceAccount: ctx.group.serviceAccount,
+              labels: { ...ctx.group.labels },
+              vmName: ctx.vm.name,
+              waitAttempts: options.endpointWaitAttempts,
+            },
+          }
+        : {}),
     });
   } catch (err) {
     return { error: scrubSecrets((err as Error).message, ctx.secretValues) };
@@ -181,7 +206,7 @@ export async function verifyVm(ctx: VerifyContext): Promise<CheckResult[]> {
       const { strict, note } = await strictness;
       const [mtlsJob, firstPlaintextJob] = target
         ? await Promise.all([
-            runJob(ctx, options, target.url, true),
+            runJob(ctx, options, target.url, true, target),
             strict ? runJob(ctx, options, target.url, false) : Promise.resolve(undefined),
           ])
         : [undefined, undefined];

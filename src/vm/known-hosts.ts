@@ -51,6 +51,32 @@ export function parseKnownHosts(text: string): KnownHostsEntry[] {
   return entries;
 }
 
+const MARKERS = ['@cert-authority', '@revoked'];
+
+/**
+ * The lines of known_hosts text that are not known_hosts lines (parseKnownHosts skips them, as
+ * OpenSSH does; an input is checked before it is used, so a typo is reported instead of pinning nothing).
+ */
+export function knownHostsProblems(text: string): { line: number; message: string }[] {
+  const problems: { line: number; message: string }[] = [];
+  text.split(/\r?\n/).forEach((raw, index) => {
+    const trimmed = raw.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) return;
+    const fields = trimmed.split(/\s+/);
+    const problem = (message: string): void => void problems.push({ line: index + 1, message });
+    if (fields[0]?.startsWith('@') && !MARKERS.includes(fields.shift()!)) {
+      return problem(`unknown marker (only ${MARKERS.join(' and ')})`);
+    }
+    const [hosts, type, base64] = fields;
+    if (!hosts || !type || !base64) return problem('has fewer than three fields (hosts, key type, key)');
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(base64)) return problem(`the key of type ${type} is not base64`);
+    const blobType = keyTypeOfBlob(Buffer.from(base64, 'base64'));
+    if (blobType === '') return problem(`the key of type ${type} is not an SSH public key`);
+    if (blobType !== type) return problem(`the line says ${type} but the key is ${blobType}`);
+  });
+  return problems;
+}
+
 /** The name OpenSSH looks up for host + port: `host` on 22, `[host]:port` otherwise. */
 export function knownHostsName(host: string, port: number): string {
   return port === 22 ? host : `[${host}]:${port}`;

@@ -1,6 +1,8 @@
 // Reads the PUBLIC half of the SSH private key we were given, only to name it in messages
-// (`ssh-ed25519 SHA256:…`). The private part is never decoded, printed or stored here.
+// (`ssh-ed25519 SHA256:…`), and checks that the SSH client can parse the key before anything connects.
+// The private part is never printed or stored here.
 import { createPrivateKey, createPublicKey } from 'node:crypto';
+import ssh2 from 'ssh2';
 import { fingerprintSha256 } from './known-hosts.js';
 
 export interface PrivateKeyDescription {
@@ -84,4 +86,51 @@ function describePemKey(text: string, passphrase?: string): PrivateKeyDescriptio
     return undefined;
   }
   return { type, fingerprint: fingerprintSha256(blob), encrypted };
+}
+
+/** What is wrong with the ssh-private-key / ssh-private-key-passphrase pair, or undefined when ssh2 can use it. */
+export interface PrivateKeyProblem {
+  input: 'ssh-private-key' | 'ssh-private-key-passphrase';
+  detail: string;
+}
+
+const KEY_FORMATS =
+  'an OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----, as ssh-keygen writes it) or a PEM RSA/EC key';
+
+/**
+ * Parses the key as the SSH connection will (ssh2's parser, which node-ssh hands the key to). The
+ * messages never quote the key or ssh2's error text (which can echo decoded key bytes).
+ */
+export function privateKeyProblem(text: string, passphrase: string): PrivateKeyProblem | undefined {
+  const parsed = ssh2.utils.parseKey(text, passphrase === '' ? undefined : passphrase);
+  if (!(parsed instanceof Error)) {
+    const key = Array.isArray(parsed) ? parsed[0] : parsed;
+    if (!key || !key.isPrivateKey()) {
+      return { input: 'ssh-private-key', detail: `is a public key; give ${KEY_FORMATS}` };
+    }
+    return undefined;
+  }
+  const reason = parsed.message;
+  if (/no passphrase given/i.test(reason)) {
+    return {
+      input: 'ssh-private-key-passphrase',
+      detail: 'is required: ssh-private-key is passphrase-protected (give its passphrase, or a key without one)',
+    };
+  }
+  if (passphrase !== '' && /bad passphrase|integrity check failed|bad decrypt/i.test(reason)) {
+    return { input: 'ssh-private-key-passphrase', detail: 'does not decrypt ssh-private-key (wrong passphrase)' };
+  }
+  if (/-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(text)) {
+    return {
+      input: 'ssh-private-key',
+      detail: `is a PKCS#8 key, which the SSH client cannot read; convert it with \`ssh-keygen -p -f KEYFILE\` (OpenSSH format) and give ${KEY_FORMATS}`,
+    };
+  }
+  const framed = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text);
+  return {
+    input: 'ssh-private-key',
+    detail: framed
+      ? `cannot be parsed: the -----BEGIN … PRIVATE KEY----- block does not hold a valid key (damaged or truncated secret?); give ${KEY_FORMATS}`
+      : `is not a private key; give ${KEY_FORMATS}`,
+  };
 }

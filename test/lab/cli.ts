@@ -5,7 +5,7 @@ import { labDown, labUp } from './lab.js';
 import { tryReadState } from './state.js';
 
 const USAGE = `usage: npm run lab -- <command> [options]
-  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P]
+  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P] [--node-path PATH] [--istiod double|real]
   down --dir DIR
   fault NAME [--vm VM] --dir DIR [--after-bytes N] [--rate R]
   heal NAME [--vm VM] --dir DIR
@@ -108,6 +108,8 @@ async function main(argv: string[]): Promise<number> {
     case 'up': {
       const arch = p.flags.get('arch') ?? 'amd64';
       if (arch !== 'amd64' && arch !== 'arm64') throw new Error(`--arch must be amd64 or arm64`);
+      const istiod = p.flags.get('istiod') ?? 'double';
+      if (istiod !== 'double' && istiod !== 'real') throw new Error(`--istiod must be double or real`);
       const state = await labUp({
         dir,
         vms: intFlag(p, 'vms') ?? 1,
@@ -116,6 +118,8 @@ async function main(argv: string[]): Promise<number> {
         istioVersion: p.flags.get('istio-version'),
         arch,
         appPort: intFlag(p, 'app-port'),
+        nodePath: p.flags.get('node-path'),
+        istiod,
       });
       process.stdout.write(
         [

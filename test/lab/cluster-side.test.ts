@@ -274,6 +274,100 @@ describe('mesh objects (server-side apply, idempotent)', () => {
   });
 });
 
+describe('objects the action does not manage are not taken over', () => {
+  let kube: KubeApiDouble;
+  beforeAll(async () => {
+    kube = await newDouble();
+  });
+  const seed = (kindKey: string, apiVersion: string, kind: string, name: string, extra: object = {}) =>
+    kube.store.apply(
+      kindKey,
+      'shop',
+      name,
+      { apiVersion, kind, metadata: { name, namespace: 'shop', labels: { team: 'payments' } }, ...extra },
+      { manager: 'kubectl', force: true },
+    );
+  const shopGroup = (overrides: Partial<GroupSpec> = {}) =>
+    group({ name: 'pay', namespace: 'shop', serviceAccount: 'pay', ...overrides });
+
+  beforeAll(() => {
+    kube.store.apply(
+      KINDS.namespaces,
+      undefined,
+      'shop',
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } },
+      { manager: 'kubectl', force: true },
+    );
+  });
+
+  it("an existing Service of the group's name, made by someone else: refused before any write, named", async () => {
+    seed(KINDS.services, 'v1', 'Service', 'pay', { spec: { selector: { app: 'payments' }, ports: [{ port: 443 }] } });
+    kube.requests.reset();
+    const err = await clientFor(kube)
+      .applyMeshObjects(shopGroup(), { peerAuthentication: 'unchanged' })
+      .catch((e: unknown) => e);
+    expect((err as Error).name).toBe('UnmanagedObjectError');
+    expect((err as Error).message).toMatch(
+      /^Service shop\/pay already exists and is not managed by istio-vm-onboard \(label app.kubernetes.io\/managed-by is absent\); refusing to take it over.*adopt: true/,
+    );
+    expect(writesOf(kube)).toEqual([]);
+    expect(kube.store.get(KINDS.services, 'shop', 'pay')?.spec?.selector).toEqual({ app: 'payments' });
+    expect(kube.store.get(KINDS.workloadGroups, 'shop', 'pay')).toBeUndefined();
+  });
+
+  it("someone else's ServiceAccount is not handed to the VMs as their identity", async () => {
+    seed(KINDS.serviceAccounts, 'v1', 'ServiceAccount', 'payments-db');
+    kube.requests.reset();
+    const err = await clientFor(kube)
+      .applyMeshObjects(shopGroup({ name: 'db', serviceAccount: 'payments-db', service: undefined }), {
+        peerAuthentication: 'unchanged',
+      })
+      .catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/^ServiceAccount shop\/payments-db already exists and is not managed/);
+    expect(writesOf(kube)).toEqual([]);
+  });
+
+  it('a static WorkloadEntry of the same name made by someone else is refused', async () => {
+    seed(KINDS.workloadEntries, 'networking.istio.io/v1', 'WorkloadEntry', 'pay-vm1', {
+      spec: { address: '10.9.9.9' },
+    });
+    const sg = shopGroup({ registration: 'static' });
+    kube.requests.reset();
+    const err = await clientFor(kube)
+      .applyStaticWorkloadEntry(sg, sg.vms[0]!, '10.0.0.1')
+      .catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/^WorkloadEntry shop\/pay-vm1 already exists and is not managed/);
+    expect(writesOf(kube)).toEqual([]);
+    expect(kube.store.get(KINDS.workloadEntries, 'shop', 'pay-vm1')?.spec?.address).toBe('10.9.9.9');
+  });
+
+  it('adopt: true takes the objects over and labels them as managed; later runs need no opt-in', async () => {
+    const applied = await clientFor(kube).applyMeshObjects(shopGroup({ adopt: true }), {
+      peerAuthentication: 'unchanged',
+    });
+    expect(applied.find((a) => a.kind === 'Service')?.action).toBe('configured');
+    const svc = kube.store.get(KINDS.services, 'shop', 'pay');
+    expect(svc?.metadata.labels?.['app.kubernetes.io/managed-by']).toBe('istio-vm-onboard');
+    expect(svc?.spec?.selector).toEqual({ app: 'pay', class: 'vm' });
+    const again = await clientFor(kube).applyMeshObjects(shopGroup(), { peerAuthentication: 'unchanged' });
+    expect(again.filter((a) => a.kind !== 'Namespace').every((a) => a.action === 'unchanged')).toBe(true);
+  });
+
+  it('a PeerAuthentication for a group without labels (namespace-wide selector) is refused before any write', async () => {
+    kube.requests.reset();
+    const err = await clientFor(kube)
+      .applyMeshObjects(shopGroup({ name: 'nolabels', serviceAccount: 'nolabels', labels: {}, service: undefined }), {
+        peerAuthentication: 'permissive',
+      })
+      .catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(
+      /peer-authentication permissive needs the group's labels.*whole namespace shop/,
+    );
+    expect(writesOf(kube)).toEqual([]);
+    expect(kube.store.get(KINDS.peerAuthentications, 'shop', 'nolabels-vm-mtls')).toBeUndefined();
+  });
+});
+
 describe('values istioctl reads', () => {
   let kube: KubeApiDouble;
   beforeAll(async () => {
@@ -425,6 +519,45 @@ describe('preflight', () => {
     expect(report.warnings.join('\n')).toMatch(
       /PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false, but the inventory has groups with registration: auto/,
     );
+  });
+
+  it("the mesh config's defaultConfig.proxyMetadata: a key cluster.env must not carry fails, naming the ConfigMap and key", async () => {
+    const original = kube.store.get('configmaps', 'istio-system', 'istio')!;
+    const meshText = (original.data as Record<string, string>).mesh!;
+    const bad = meshText.replace(
+      '  proxyMetadata: {}',
+      '  proxyMetadata:\n    ISTIO_META_DNS_CAPTURE: "true"\n    CA_ADDR: istiod.istio-system.svc:15012\n    EXEC_USER: root\n    "X=1;id>/tmp/pwn;Y": "1"',
+    );
+    const withMesh = (text: string) =>
+      kube.store.apply(
+        'configmaps',
+        'istio-system',
+        'istio',
+        { ...original, data: { ...(original.data as Record<string, string>), mesh: text } },
+        { manager: 'istio-operator', force: true },
+      );
+    withMesh(bad);
+    try {
+      const err = await clientFor(kube)
+        .preflight(inv, { needsAutoRegistration: true, mode: 'onboard' })
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(PreflightError);
+      expect(err.message).toContain(
+        'config map istio-system/istio key "mesh": defaultConfig.proxyMetadata "EXEC_USER": proxyMetadata key EXEC_USER is refused',
+      );
+      expect(err.message).toContain('defaultConfig.proxyMetadata "X=1;id>/tmp/pwn;Y": proxyMetadata key');
+      expect(err.message).not.toContain('proxyMetadata "CA_ADDR"');
+      expect(err.message).not.toContain('proxyMetadata "ISTIO_META_DNS_CAPTURE"');
+    } finally {
+      withMesh(meshText);
+    }
+    // Istio's documented keys pass.
+    withMesh(meshText.replace('  proxyMetadata: {}', '  proxyMetadata:\n    ISTIO_META_DNS_CAPTURE: "true"'));
+    try {
+      await clientFor(kube).preflight(inv, { needsAutoRegistration: true, mode: 'onboard' });
+    } finally {
+      withMesh(meshText);
+    }
   });
 
   const reviewsOf = (paths: string[]) => ({
@@ -783,6 +916,59 @@ describe('verification Jobs (ADR 0002)', () => {
     expect(kube.requests.log.some((r) => r.path.endsWith('/log') && r.query.includes('container=ivo-client'))).toBe(
       true,
     );
+  });
+
+  const service = {
+    host: 'ivo-verify-vm1-se1234.vm-ns.ivo-verify.internal',
+    address: '10.0.0.1',
+    port: 8080,
+    protocol: 'http' as const,
+    serviceAccount: 'vm-sa',
+    labels: { app: 'vm' },
+    vmName: 'vm1',
+    waitAttempts: 3,
+  };
+
+  it('ADR 0004: creates the ServiceEntry before the Job, deletes both after: two more requests per VM', async () => {
+    behaviour = 'succeed';
+    kube.requests.reset();
+    const result = await clientFor(kube).runVerificationJob({ ...input('ivo-verify-vm1-se1234'), service });
+    expect(result).toMatchObject({
+      succeeded: true,
+      serviceEntry: 'ivo-verify-vm1-se1234',
+      calledUrl: 'http://ivo-verify-vm1-se1234.vm-ns.ivo-verify.internal:8080/',
+    });
+    const writes = kube.requests.log
+      .filter((r) => r.method === 'POST' || r.method === 'DELETE')
+      .map((r) => `${r.method} ${r.path}`);
+    expect(writes).toEqual([
+      'POST /apis/networking.istio.io/v1/namespaces/vm-ns/serviceentries',
+      'POST /apis/batch/v1/namespaces/vm-ns/jobs',
+      'DELETE /apis/batch/v1/namespaces/vm-ns/jobs/ivo-verify-vm1-se1234',
+      'DELETE /apis/networking.istio.io/v1/namespaces/vm-ns/serviceentries/ivo-verify-vm1-se1234',
+    ]);
+    expect(kube.store.get('serviceentries.networking.istio.io', 'vm-ns', 'ivo-verify-vm1-se1234')).toBeUndefined();
+    expect(seenJobs.at(-1)!.spec.template.spec.containers[0].env.map((e: { name: string }) => e.name)).toEqual([
+      'IVO_TARGET_URL',
+      'IVO_REQUESTS',
+      'IVO_RESOLVE',
+      'IVO_WAIT_FOR',
+      'IVO_WAIT_ATTEMPTS',
+    ]);
+  });
+
+  it('ADR 0004: without permission to create ServiceEntries the run says so and no Job is created', async () => {
+    behaviour = 'succeed';
+    const undo = kube.denyPermission({ verb: 'create', group: 'networking.istio.io', resource: 'serviceentries' });
+    try {
+      const before = seenJobs.length;
+      await expect(clientFor(kube).runVerificationJob({ ...input('ivo-verify-vm1-se403'), service })).rejects.toThrow(
+        /serviceentries/,
+      );
+      expect(seenJobs.length).toBe(before);
+    } finally {
+      undo();
+    }
   });
 
   it('plaintext Job: inject=false; a failed Job is reported with its reason and still deleted', async () => {

@@ -15,6 +15,8 @@ import { EchoService } from './mesh/echo.js';
 import { startJobRunner } from './mesh/job-runner.js';
 import { PATHS } from './sidecar/config.js';
 import { tryReadState } from './state.js';
+import { startRealIstioControlPlane } from './istio/control-plane.js';
+import type { IstiodPorts } from './istio/istiod.js';
 
 const run = promisify(execFile);
 
@@ -43,6 +45,11 @@ export interface ControlPlaneOptions {
   /** VM root for VM-file faults: default `/proc/<anchorPid>/root` from DIR/state.json. */
   vmRoot?: (vm: string) => string;
   log?: (line: string) => void;
+  /**
+   * `double` (default): the istiod/CA double of istiod/. `real`: Istio's own istiod built from the pinned
+   * module (test/lab/istio/control-plane.ts) — opt-in while the VM sidecar and mesh side are doubles.
+   */
+  istiod?: 'double' | 'real';
 }
 
 export interface ControlPlaneParts {
@@ -61,7 +68,19 @@ export interface ControlPlane {
   faults: FaultDefinition[];
   /** The running doubles (for lab tests). */
   parts?: ControlPlaneParts;
+  /** The real istiod process (`istiod: 'real'`). */
+  istiod?: RealIstiodInfo;
+  /** The Kubernetes API double (both modes). */
+  kube?: KubeApiDouble;
   stop(): Promise<void>;
+}
+
+export interface RealIstiodInfo {
+  readonly pid: number | undefined;
+  binary: string;
+  logPath: string;
+  cacertsDir: string;
+  ports: IstiodPorts;
 }
 
 export const LAB_GATEWAY_HOSTNAME = 'eastwest.lab.example';
@@ -75,6 +94,7 @@ export function meshVip(gatewayIP: string, n = 0): string {
 }
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  if (options.istiod === 'real') return startRealIstioControlPlane(options);
   const log = options.log ?? (() => undefined);
   const trustDomain = options.trustDomain ?? 'cluster.local';
   const ca = new MeshCa({ trustDomain });
@@ -97,7 +117,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     services: () => (echo.boundPort ? [echo.registryEntry] : []),
     log: (l) => log(`istiod: ${l}`),
   });
-  const stopJobs = startJobRunner(kube, { ca });
+  const stopJobs = startJobRunner(kube, { ca, services: () => (echo.boundPort ? [echo.registryEntry] : []) });
   try {
     await echo.start();
     await istiod.start();
@@ -255,6 +275,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     },
     faults,
     parts: { kube, dns, ca, istiod, echo },
+    kube,
     async stop() {
       stopJobs();
       for (const name of [...blocked]) {

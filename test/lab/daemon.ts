@@ -33,6 +33,7 @@ async function statusOf(
   state: LabState,
   registry: FaultRegistry | undefined,
   packages: PackageServer | undefined,
+  controlPlane: ControlPlane | undefined,
 ): Promise<unknown> {
   const vms = await Promise.all(
     state.vms.map(async (vm) => {
@@ -61,10 +62,19 @@ async function statusOf(
       requests: Object.fromEntries(packages?.requests ?? []),
     },
     actionInputs: state.actionInputs,
+    /** Requests the Kubernetes double has answered since it started (rejected ones too), by user ('' = none). */
+    kubeRequestsByUser: kubeRequestsByUser(controlPlane),
     vms,
     faults: state.faults,
     availableFaults: registry?.list() ?? [],
   };
+}
+
+function kubeRequestsByUser(controlPlane: ControlPlane | undefined): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const request of controlPlane?.parts?.kube.requests.log ?? [])
+    counts[request.user] = (counts[request.user] ?? 0) + 1;
+  return counts;
 }
 
 async function main(): Promise<void> {
@@ -105,7 +115,7 @@ async function main(): Promise<void> {
   control = await startControlServer(state.files.controlSocket, async (req: ControlRequest) => {
     switch (req.op) {
       case 'status':
-        return statusOf(state, registry, packages);
+        return statusOf(state, registry, packages, controlPlane);
       case 'fault':
       case 'heal': {
         if (!registry) throw new Error('the lab is still starting');
@@ -147,7 +157,17 @@ async function main(): Promise<void> {
     labIndex: state.labIndex,
     gatewayIP: state.gatewayIP,
     vms: state.vms.map((vm) => ({ name: vm.name, ip: vm.ip, netns: vm.netns, sshPort: vm.sshPort })),
+    istiod: state.istiod?.mode ?? 'double',
+    ...(state.istiod?.mode === 'real' ? { log } : {}),
   });
+  if (controlPlane.istiod) {
+    state.istiod = {
+      mode: 'real',
+      ...(controlPlane.istiod.pid ? { pid: controlPlane.istiod.pid } : {}),
+      binary: controlPlane.istiod.binary,
+      logPath: controlPlane.istiod.logPath,
+    };
+  }
   registry = new FaultRegistry([...vmFaults(state), ...controlPlane.faults], state, () => writeState(state));
 
   state.actionInputs = {

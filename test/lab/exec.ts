@@ -43,12 +43,20 @@ export function run(argv: string[], options: RunOptions = {}): Promise<RunResult
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+    let settled = false;
     child.on('error', (e) => {
       clearTimeout(timer);
-      reject(e);
+      if (settled) return;
+      settled = true;
+      // A program that is not installed answers like the shell does (127) when failure is allowed, so
+      // clean-up paths (lab down) go on with their other steps.
+      if (options.allowFailure) resolve({ code: 127, signal: null, stdout: '', stderr: `${file}: ${e.message}` });
+      else reject(e);
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      if (settled) return;
+      settled = true;
       const result = { code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
       if (code !== 0 && !options.allowFailure) reject(new CommandError(argv, result));
       else resolve(result);

@@ -37,13 +37,14 @@ export function knownHostsLine(ip: string, port: number, publicKey: string): str
 }
 
 /**
- * `KEY=value` lines, unquoted (values never hold whitespace). The action's names contain hyphens
- * (INPUT_SIDECAR-PACKAGE-URL, as GitHub sets them), so read the file as KEY=value pairs
- * (`env $(cat action.env) node dist/index.js`, or parseActionEnv) rather than with `source`.
+ * `KEY=value` lines, unquoted; a value may hold spaces (a lab under a path with spaces) but no line break.
+ * The action's names contain hyphens (INPUT_SIDECAR-PACKAGE-URL, as GitHub sets them), so read the file
+ * as one KEY=value pair per line (`(IFS=$'\n'; set -f; env $(cat action.env) node dist/index.js)`, or
+ * parseActionEnv) rather than with `source`.
  */
 export function actionEnv(inputs: Record<string, string>): string {
   const lines = Object.entries(inputs).map(([k, v]) => {
-    if (/\s/.test(v)) throw new Error(`action.env value for ${k} contains whitespace`);
+    if (/[\r\n\0]/.test(v)) throw new Error(`action.env value for ${k} contains a line break`);
     return `${k}=${v}`;
   });
   return lines.join('\n') + '\n';

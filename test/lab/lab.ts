@@ -33,6 +33,7 @@ import {
   type LabState,
 } from './state.js';
 import { bootServices, killVmProcesses, startAnchor } from './vm/boot.js';
+import { installCommand, missingRequirements } from '../../scripts/machine/requirements.mjs';
 import { buildVmSeed, OVERLAID_DIRS, pickLabUid, systemIdRange } from './vm/root.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -46,6 +47,10 @@ export interface UpOptions {
   istioVersion?: string;
   arch?: 'amd64' | 'arm64';
   appPort?: number;
+  /** The Node 24 binary the VMs' programs run on (default: this process's); a test moves it to odd paths. */
+  nodePath?: string;
+  /** The control plane's istiod: the double (default) or Istio's real one built from the pinned module. */
+  istiod?: 'double' | 'real';
   /** Parallel VM set-ups (default 8). */
   concurrency?: number;
   log?: (line: string) => void;
@@ -53,6 +58,17 @@ export interface UpOptions {
 
 function defaultLog(line: string): void {
   process.stderr.write(`[lab] ${line}\n`);
+}
+
+/** Refuses to start (before anything is made) on a machine without root or the lab's programs. */
+export function assertMachineReady(): void {
+  if (process.getuid?.() !== 0) throw new Error('the lab needs root (network and mount namespaces)');
+  const missing = missingRequirements();
+  if (missing.length > 0) {
+    throw new Error(
+      `the lab needs ${missing.map((r) => r.program).join(', ')}: run \`npm run setup\` as root (it runs: ${installCommand(missing)})`,
+    );
+  }
 }
 
 function ensureDirAllowed(dir: string): void {
@@ -116,6 +132,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const log = options.log ?? defaultLog;
   const dir = path.resolve(options.dir);
   ensureDirAllowed(dir);
+  assertMachineReady();
   if (!Number.isInteger(options.vms) || options.vms < 1 || options.vms > 200)
     throw new Error(`--vms must be 1..200, got ${options.vms}`);
   mkdirSync(dir, { recursive: true });
@@ -145,7 +162,8 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     user: 'lab',
     appPort: options.appPort ?? 8080,
     istioVersion: version,
-    nodePath: process.execPath,
+    nodePath: options.nodePath ?? process.execPath,
+    istiod: { mode: options.istiod ?? 'double' },
     files: {
       inventory: path.join(dir, 'inventory.yaml'),
       privateKey: path.join(dir, 'id_ed25519'),
@@ -205,7 +223,6 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         outDir: path.join(dir, 'package'),
         version,
         arch,
-        nodePath: process.execPath,
         sizeMb: options.packageSizeMb,
       });
       Object.assign(state.package, {
@@ -239,7 +256,6 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         user: state.user,
         uid,
         authorizedKey,
-        nodePath: process.execPath,
         systemctlBundle: path.join(binDir, 'systemctl.mjs'),
         appBundle: path.join(binDir, 'workload-app.mjs'),
         appPort: state.appPort,
@@ -252,7 +268,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         path.join(seedDir, 'upper', 'etc', 'ssh', 'ssh_host_ed25519_key.pub'),
       ]);
       vm.hostKeyFingerprint = fp.stdout.trim().split(/\s+/)[1] ?? '';
-      const anchor = await startAnchor(vm, seedDir);
+      const anchor = await startAnchor(vm, seedDir, state.nodePath);
       vm.anchorPid = anchor.pid;
       vm.anchorStartTime = anchor.startTime;
       writeState(state);
@@ -404,6 +420,7 @@ export async function labDown(dirArg: string, options: DownOptions = {}): Promis
     'known_hosts',
     'inventory.yaml',
     'kubeconfig',
+    'istiod',
   ]) {
     rmSync(path.join(dir, name), { recursive: true, force: true });
   }

@@ -24,13 +24,37 @@ function sh(script: string, timeoutMs = 120_000): string {
 }
 const ssh = (cmd: string, t = 60_000) =>
   sh(
-    `ssh -o ConnectTimeout=5 -o BatchMode=yes -i $D/id_ed25519 -o UserKnownHostsFile=$D/known_hosts -o StrictHostKeyChecking=yes lab@${vmIp} ${JSON.stringify(cmd)}`,
+    `ssh -o ConnectTimeout=5 -o BatchMode=yes -i "$D/id_ed25519" -o "UserKnownHostsFile=\\"$D/known_hosts\\"" -o StrictHostKeyChecking=yes lab@${vmIp} ${JSON.stringify(cmd)}`,
     t,
   );
-const lab = (args: string) => sh(`npm run -s lab -- ${args} --dir $D`);
+const lab = (args: string) => sh(`npm run -s lab -- ${args} --dir "$D"`);
 
+/**
+ * The Job of ADR 0002/0004. Injected, it calls the VM through a ServiceEntry host (a mesh client uses mTLS
+ * only for a mesh service); not injected, it calls the VM's IP.
+ */
 function job(name: string, inject: string): string {
-  return `apiVersion: batch/v1
+  const host = `${name}.vm-app.ivo-verify.internal`;
+  const env =
+    inject === 'true'
+      ? `{name: IVO_TARGET_URL, value: "http://${host}:8080/"}, {name: IVO_REQUESTS, value: "3"}, {name: IVO_RESOLVE, value: "${host}:8080:${vmIp}"}, {name: IVO_WAIT_FOR, value: "outbound|8080||${host}::"}, {name: IVO_WAIT_ATTEMPTS, value: "20"}`
+      : `{name: IVO_TARGET_URL, value: "http://${vmIp}:8080/"}, {name: IVO_REQUESTS, value: "3"}`;
+  const entry =
+    inject === 'true'
+      ? `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ${name}, namespace: vm-app}
+spec:
+  hosts: [${host}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  exportTo: ["."]
+  ports: [{number: 8080, name: http-verify, protocol: HTTP}]
+  endpoints: [{address: ${vmIp}, serviceAccount: vm-app}]
+---
+`
+      : '';
+  return `${entry}apiVersion: batch/v1
 kind: Job
 metadata: {name: ${name}, namespace: vm-app, labels: {app.kubernetes.io/managed-by: istio-vm-onboard}}
 spec:
@@ -40,7 +64,7 @@ spec:
     spec:
       restartPolicy: Never
       serviceAccountName: default
-      containers: [{name: ivo-client, image: curlimages/curl:8.11.1, env: [{name: IVO_TARGET_URL, value: "http://${vmIp}:8080/"}, {name: IVO_REQUESTS, value: "3"}]}]
+      containers: [{name: ivo-client, image: curlimages/curl:8.11.1, env: [${env}]}]
 `;
 }
 function runJob(name: string, inject: string): string {
@@ -52,7 +76,10 @@ function runJob(name: string, inject: string): string {
     sh('sleep 0.3');
   }
   const pod = sh(`kubectl -n vm-app get pods -l job-name=${name} -o jsonpath='{.items[0].metadata.name}'`);
-  return sh(`kubectl -n vm-app logs ${pod} -c ivo-client`);
+  return sh(`kubectl -n vm-app logs ${pod} -c ivo-client`)
+    .split('\n')
+    .filter((line) => !line.startsWith('ivo-wait '))
+    .join('\n');
 }
 const mtlsCounter = () =>
   ssh('curl -s -m 5 http://localhost:15090/stats/prometheus')
@@ -127,7 +154,7 @@ spec:
   );
   writeFileSync(path.join(files, 'hosts'), `${gw} istiod.istio-system.svc\n`);
   sh(
-    `scp -q -o BatchMode=yes -i $D/id_ed25519 -o UserKnownHostsFile=$D/known_hosts -o StrictHostKeyChecking=yes ${files}/istio-token ${files}/root-cert.pem ${files}/cluster.env ${files}/mesh.yaml ${files}/hosts lab@${vmIp}:/tmp/`,
+    `scp -q -o BatchMode=yes -i "$D/id_ed25519" -o "UserKnownHostsFile=\\"$D/known_hosts\\"" -o StrictHostKeyChecking=yes ${files}/istio-token ${files}/root-cert.pem ${files}/cluster.env ${files}/mesh.yaml ${files}/hosts lab@${vmIp}:/tmp/`,
   );
   ssh(
     `set -e; cd /tmp; curl -sSf -o istio-sidecar.deb ${st.package.url}; sudo dpkg -i istio-sidecar.deb >/dev/null; ` +

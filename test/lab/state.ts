@@ -65,6 +65,8 @@ export interface LabState {
   user: string;
   appPort: number;
   istioVersion: string;
+  /** Which istiod the control plane runs; for the real one, its process (a child of the daemon). */
+  istiod?: { mode: 'double' | 'real'; pid?: number; binary?: string; logPath?: string };
   /** Absolute path of the Node 24 binary that VM-side scripts (systemctl stand-in, app, simulator) run on. */
   nodePath: string;
   files: {

@@ -61,7 +61,8 @@ export function sshArgs(state: LabState, vmName: string, extraOptions: string[] 
     '-i',
     state.files.privateKey,
     '-o',
-    `UserKnownHostsFile=${state.files.knownHosts}`,
+    // OpenSSH splits this option's value on spaces (several files): quote a path that has some.
+    `UserKnownHostsFile="${state.files.knownHosts}"`,
     '-o',
     'StrictHostKeyChecking=yes',
     '-o',

@@ -67,7 +67,7 @@ describe('lab VMs', () => {
     const file = `${dir}/known_hosts.swapped`;
     await run(['sh', '-c', `printf '%s' "$1" > "$2"`, 'sh', swapped, file]);
     const args = sshArgs(state, 'vm1').map((a) =>
-      a === `UserKnownHostsFile=${state.files.knownHosts}` ? `UserKnownHostsFile=${file}` : a,
+      a.startsWith('UserKnownHostsFile=') ? `UserKnownHostsFile="${file}"` : a,
     );
     const r = await run([...args, 'true'], { allowFailure: true });
     expect(r.code).toBe(255);
@@ -281,7 +281,7 @@ describe('lab VMs', () => {
   });
 
   it('the package build is reproducible, pads to --package-size-mb, and names arm64 builds like Istio', async () => {
-    const base = { version: '1.24.0', nodePath: state.nodePath } as const;
+    const base = { version: '1.24.0' } as const;
     const a = await buildSidecarPackage({ ...base, arch: 'amd64', outDir: `${dir}/pkg-a` });
     const b = await buildSidecarPackage({ ...base, arch: 'amd64', outDir: `${dir}/pkg-b` });
     expect(a.sha256).toBe(b.sha256);

@@ -1,4 +1,8 @@
 import { describe, expect, it } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import {
   chooseFromService,
@@ -27,6 +31,10 @@ import { formatMissingPermissions } from '../../src/cluster/preflight.js';
 import { renderMinimalRbacYaml } from '../../src/cluster/rbac.js';
 import {
   buildVerificationJob,
+  buildVerificationServiceEntry,
+  envoyEndpointLine,
+  VERIFY_CLIENT_SCRIPT,
+  DEFAULT_VERIFY_CLIENT_IMAGE,
   jobPhase,
   parseVerificationLog,
   verificationJobName,
@@ -424,10 +432,21 @@ describe('verification Job (ADR 0002)', () => {
     expect(pod.spec?.restartPolicy).toBe('Never');
     const c = pod.spec!.containers[0]!;
     expect(c.name).toBe('ivo-client');
-    expect(c.command).toEqual([
-      'sh',
-      '-c',
-      `i=0; while [ "$i" -lt "$IVO_REQUESTS" ]; do i=$((i+1)); c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$IVO_TARGET_URL" || true); echo "ivo-call $i \${c:-000}"; done; echo ivo-done`,
+    expect(c.command).toEqual(['sh', '-c', VERIFY_CLIENT_SCRIPT]);
+    // Issue 17: a restrictive securityContext on the client container.
+    expect(c.securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: 100,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(c.image).toBe('img');
+    expect(DEFAULT_VERIFY_CLIENT_IMAGE).toMatch(/^curlimages\/curl:8\.11\.1@sha256:[0-9a-f]{64}$/);
+    expect(c.env).toEqual([
+      { name: 'IVO_TARGET_URL', value: 'http://10.0.0.1:8080/' },
+      { name: 'IVO_REQUESTS', value: '3' },
     ]);
     expect(
       buildVerificationJob({
@@ -440,6 +459,111 @@ describe('verification Job (ADR 0002)', () => {
       }).spec!.template.metadata?.labels?.['sidecar.istio.io/inject'],
     ).toBe('false');
   });
+  const service = {
+    host: 'j.ns.ivo-verify.internal',
+    address: '10.0.0.1',
+    port: 8080,
+    protocol: 'http' as const,
+    serviceAccount: 'vm-sa',
+    labels: { app: 'vm' },
+    vmName: 'VM_1',
+    waitAttempts: 5,
+  };
+  it('ADR 0004: the mTLS Job calls the ServiceEntry host, resolved to the VM, after waiting for its endpoint', () => {
+    const job = buildVerificationJob({
+      namespace: 'ns',
+      name: 'j',
+      image: 'img',
+      targetUrl: 'http://10.0.0.1:8080/healthz?x=1',
+      requests: 3,
+      injectSidecar: true,
+      service,
+      revision: 'canary',
+    });
+    const pod = job.spec!.template;
+    expect(pod.metadata?.labels).toEqual({
+      'app.kubernetes.io/managed-by': 'istio-vm-onboard',
+      'istio.io/rev': 'canary',
+    });
+    expect(pod.spec!.containers[0]!.env).toEqual([
+      { name: 'IVO_TARGET_URL', value: 'http://j.ns.ivo-verify.internal:8080/healthz?x=1' },
+      { name: 'IVO_REQUESTS', value: '3' },
+      { name: 'IVO_RESOLVE', value: 'j.ns.ivo-verify.internal:8080:10.0.0.1' },
+      { name: 'IVO_WAIT_FOR', value: 'outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::' },
+      { name: 'IVO_WAIT_ATTEMPTS', value: '5' },
+    ]);
+    expect(envoyEndpointLine({ ...service, address: 'fd00::1' })).toBe(
+      'outbound|8080||j.ns.ivo-verify.internal::[fd00::1]:8080::',
+    );
+  });
+  it('ADR 0004: the ServiceEntry: MESH_INTERNAL, the VM as its one endpoint with the group SA; a VIP only for TCP', () => {
+    expect(buildVerificationServiceEntry({ namespace: 'ns', name: 'j', service })).toEqual({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'ServiceEntry',
+      metadata: {
+        name: 'j',
+        namespace: 'ns',
+        labels: { 'app.kubernetes.io/managed-by': 'istio-vm-onboard', 'istio-vm-onboard/verifies-vm': 'vm-1' },
+      },
+      spec: {
+        hosts: ['j.ns.ivo-verify.internal'],
+        location: 'MESH_INTERNAL',
+        resolution: 'STATIC',
+        exportTo: ['.'],
+        ports: [{ number: 8080, targetPort: 8080, name: 'http-verify', protocol: 'HTTP' }],
+        endpoints: [{ address: '10.0.0.1', serviceAccount: 'vm-sa', labels: { app: 'vm' } }],
+      },
+    });
+    const tcp = buildVerificationServiceEntry({ namespace: 'ns', name: 'j', service: { ...service, protocol: 'tcp' } });
+    expect(tcp.spec).toMatchObject({ addresses: ['10.0.0.1'], ports: [{ name: 'tcp-verify', protocol: 'TCP' }] });
+  });
+  it('the client script: waits (bounded, 1 s apart) until Envoy has the endpoint, then calls with --resolve', () => {
+    const bin = mkdtempSync(join(tmpdir(), 'ivo verify script '));
+    try {
+      // A curl stand-in: /clusters shows the endpoint from the 2nd look on; other URLs answer 200 and log argv.
+      writeFileSync(
+        join(bin, 'curl'),
+        `#!/bin/sh
+for a in "$@"; do last="$a"; done
+if [ "$last" = http://localhost:15000/clusters ]; then
+  n=$(cat "$IVO_STUB_DIR/looks" 2>/dev/null || echo 0); n=$((n+1)); echo "$n" > "$IVO_STUB_DIR/looks"
+  [ "$n" -ge 2 ] && echo "outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::cx_active::0"
+  exit 0
+fi
+echo "$*" >> "$IVO_STUB_DIR/calls"; printf 200
+`,
+        { mode: 0o755 },
+      );
+      const env = {
+        PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+        IVO_STUB_DIR: bin,
+        IVO_TARGET_URL: 'http://j.ns.ivo-verify.internal:8080/',
+        IVO_REQUESTS: '2',
+        IVO_RESOLVE: 'j.ns.ivo-verify.internal:8080:10.0.0.1',
+        IVO_WAIT_FOR: 'outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::',
+        IVO_WAIT_ATTEMPTS: '3',
+      };
+      const out = execFileSync('sh', ['-c', VERIFY_CLIENT_SCRIPT], { env, encoding: 'utf8' });
+      expect(out).toBe('ivo-wait 1 unseen\nivo-wait 2 seen\nivo-call 1 200\nivo-call 2 200\nivo-done\n');
+      expect(readFileSync(join(bin, 'calls'), 'utf8')).toBe(
+        '-s -o /dev/null -w %{http_code} --max-time 5 --resolve j.ns.ivo-verify.internal:8080:10.0.0.1 http://j.ns.ivo-verify.internal:8080/\n'.repeat(
+          2,
+        ),
+      );
+      // Without the wait/resolve variables (the plaintext Job) the script calls the URL as before.
+      rmSync(join(bin, 'calls'));
+      const plain = execFileSync('sh', ['-c', VERIFY_CLIENT_SCRIPT], {
+        env: { PATH: env.PATH, IVO_STUB_DIR: bin, IVO_TARGET_URL: 'http://10.0.0.1:8080/', IVO_REQUESTS: '1' },
+        encoding: 'utf8',
+      });
+      expect(plain).toBe('ivo-call 1 200\nivo-done\n');
+      expect(readFileSync(join(bin, 'calls'), 'utf8')).toBe(
+        '-s -o /dev/null -w %{http_code} --max-time 5 http://10.0.0.1:8080/\n',
+      );
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
   it('parses the log lines and the Job phase', () => {
     expect(parseVerificationLog('noise\nivo-call 1 200\nivo-call 2 000\r\nivo-call x 1\nivo-done\n')).toEqual({
       calls: [
@@ -447,7 +571,12 @@ describe('verification Job (ADR 0002)', () => {
         { n: 2, code: '000' },
       ],
       done: true,
+      waits: [],
     });
+    expect(parseVerificationLog('ivo-wait 1 unseen\nivo-wait 2 seen\nivo-call 1 200\n').waits).toEqual([
+      { n: 1, seen: false },
+      { n: 2, seen: true },
+    ]);
     expect(parseVerificationLog('ivo-call 1 503\n').done).toBe(false);
     expect(jobPhase(undefined)).toEqual({ state: 'running' });
     expect(jobPhase({ status: { succeeded: 1 } })).toEqual({ state: 'complete' });

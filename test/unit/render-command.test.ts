@@ -131,6 +131,13 @@ describe('render usage errors', () => {
       /cannot read --file file .*missing-wg\.yaml \(no such file\)/,
     ],
     [['--inventory', 'groups: []', '--internalIP', '1.1.1.1', 'BASE'], /--internalIP cannot be used with --inventory/],
+    [
+      ['--name', 'vm-app', '-n', 'vm-ns', '-o', 'out'],
+      /--name reads the WorkloadGroup from the cluster: give --kubeconfig/,
+    ],
+    [['--name', 'vm-app', '--kubeconfig', 'kc', '-o', 'out'], /--name needs -n\/--namespace/],
+    [['-f', 'wg.yaml', '-n', 'vm-ns', 'BASE'], /-n\/--namespace goes with --name/],
+    [['-f', 'wg.yaml', '--name', 'vm-app', '-n', 'vm-ns', 'BASE'], /exactly one of -f\/--file .*, --name with -n/],
   ] as const)('%j → exit 2', async (args, message) => {
     const argv = args.flatMap((a) => (a === 'BASE' ? base() : [a]));
     const { io, err } = capture();

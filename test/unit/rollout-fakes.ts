@@ -32,7 +32,7 @@ export function settingsOf(inputs: Partial<Record<InputName, string>> = {}) {
   const all: Partial<Record<InputName, string>> = {
     inventory: 'inventory.yaml',
     'ssh-private-key': KEY,
-    'ssh-known-hosts': 'x ssh-ed25519 AAAA',
+    'ssh-known-hosts': 'x ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl',
     ...inputs,
   };
   return readSettings({ get: (name) => all[name] ?? '' }, {});

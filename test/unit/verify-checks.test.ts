@@ -236,6 +236,17 @@ describe('verifyVm on a healthy VM', () => {
         requests: 3,
         injectSidecar: true,
         timeoutMs: 90000,
+        // ADR 0004: the mTLS attempt calls the VM through a ServiceEntry host.
+        service: {
+          host: 'ivo-verify-vm-1-abcde.vm-ns.ivo-verify.internal',
+          address: '10.233.0.11',
+          port: 8080,
+          protocol: 'http',
+          serviceAccount: 'vm-sa',
+          labels: { app: 'vm-app' },
+          vmName: 'vm-1',
+          waitAttempts: 20,
+        },
       },
       {
         namespace: 'vm-ns',
@@ -266,6 +277,65 @@ describe('verifyVm on a healthy VM', () => {
     const h3 = harness(healthyVm(), { ...healthyMesh(), mode: 'PERMISSIVE' }, { peerAuthentication: 'unchanged' });
     await verifyVm(h3.ctx);
     expect(h3.jobs.map((j) => j.injectSidecar)).toEqual([true]);
+  });
+});
+
+describe('ADR 0004: the mTLS Job calls the VM through a ServiceEntry host', () => {
+  const host = 'ivo-verify-vm-1-abcde.vm-ns.ivo-verify.internal';
+  const throughService = (waits: Array<{ n: number; seen: boolean }>, codes: string[]) => ({
+    succeeded: true,
+    calls: callsOf(...codes),
+    logs: '',
+    waits,
+    serviceEntry: 'ivo-verify-vm-1-abcde',
+    calledUrl: `http://${host}:8080/healthz`,
+  });
+
+  it('evidence names the ServiceEntry, every look for the endpoint, and the service host called', async () => {
+    const mesh = healthyMesh();
+    mesh.mtlsJob = throughService(
+      [
+        { n: 1, seen: false },
+        { n: 2, seen: true },
+      ],
+      ['200', '200', '200'],
+    );
+    const result = byName(await verifyVm(harness(healthyVm(), mesh).ctx), 'mesh-to-vm-mtls');
+    expect(result.status).toBe('pass');
+    expect(result.evidence.slice(0, 4)).toEqual([
+      `ServiceEntry vm-ns/ivo-verify-vm-1-abcde (MESH_INTERNAL, service account vm-sa): ${host}:8080 → 10.233.0.11:8080`,
+      'client sidecar, attempt 1: VM endpoint not seen yet in localhost:15000/clusters',
+      'client sidecar, attempt 2: VM endpoint seen in localhost:15000/clusters',
+      `mTLS Job (injected) → http://${host}:8080/healthz: 200 200 200`,
+    ]);
+  });
+
+  it('the client never saw the endpoint: fails with mtls-service-unseen, whatever the calls answered', async () => {
+    const mesh = healthyMesh();
+    mesh.mtlsJob = throughService(
+      [
+        { n: 1, seen: false },
+        { n: 2, seen: false },
+      ],
+      ['200', '200', '200'],
+    );
+    const result = byName(await verifyVm(harness(healthyVm(), mesh).ctx), 'mesh-to-vm-mtls');
+    expect([result.status, result.hintId]).toEqual(['fail', 'mtls-service-unseen']);
+    expect(result.summary).toBe(
+      `mesh client never saw the VM's ServiceEntry: the client's sidecar did not get the endpoint of ${host}:8080 in 2 attempt(s), 1 s apart`,
+    );
+  });
+
+  it('with a revision the mTLS Job asks for that revision; the plaintext Job has no sidecar', async () => {
+    const h = harness(healthyVm(), healthyMesh(), { revision: 'canary' });
+    await verifyVm(h.ctx);
+    expect(h.jobs.map((j) => [j.injectSidecar, j.revision])).toEqual([
+      [true, 'canary'],
+      [false, undefined],
+    ]);
+    const d = harness(healthyVm(), healthyMesh(), { revision: 'default' });
+    await verifyVm(d.ctx);
+    expect(d.jobs[0]!.revision).toBeUndefined();
   });
 });
 

@@ -107,6 +107,8 @@ export interface KubeApiDouble {
   adminUser: string;
   restrictedUser: string;
   controllerErrors: unknown[];
+  /** `kind/name` of `seed.istioInstall` objects whose kind the double does not serve (RBAC, HPA, …). */
+  skippedInstallObjects: string[];
   /** TokenRequest without HTTP. Throws KubeApiError 404 when the ServiceAccount does not exist. */
   issueServiceAccountToken(
     namespace: string,
@@ -174,8 +176,8 @@ function kubeconfigText(url: string, caCertPem: string, adminToken: string, rest
 
 export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble> {
   const host = opts.host ?? '127.0.0.1';
-  const seed: Required<Omit<SeedOptions, 'rootCertPem' | 'namespaces'>> &
-    Pick<SeedOptions, 'rootCertPem' | 'namespaces'> = {
+  const seed: Required<Omit<SeedOptions, 'rootCertPem' | 'namespaces' | 'istioInstall'>> &
+    Pick<SeedOptions, 'rootCertPem' | 'namespaces' | 'istioInstall'> = {
     istio: true,
     workloadCrds: true,
     istioVersion: '1.24.0',
@@ -380,7 +382,49 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
     }
   }
 
-  if (seed.istio) {
+  const skippedInstallObjects: string[] = [];
+  if (seed.istio && seed.istioInstall) {
+    system({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'istio-system' } });
+    const served = (o: KubeObject): boolean => {
+      const [g] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : [''];
+      return store.types().some((x) => x.group === (g ?? '') && x.kind === o.kind);
+    };
+    // CRDs first: the custom resources in the install need their types.
+    const ordered = [
+      ...seed.istioInstall.filter((o) => o.kind === 'CustomResourceDefinition'),
+      ...seed.istioInstall.filter((o) => o.kind !== 'CustomResourceDefinition'),
+    ];
+    for (const o of ordered) {
+      if (!served(o)) {
+        skippedInstallObjects.push(`${o.kind}/${o.metadata.name}`);
+        continue;
+      }
+      const created = system(structuredClone(o));
+      if (o.kind === 'CustomResourceDefinition')
+        store.patchStatus(
+          'customresourcedefinitions.apiextensions.k8s.io',
+          undefined,
+          created.metadata.name,
+          crdStatus(o),
+        );
+      if (o.kind === 'Deployment' && o.metadata.name === 'istiod')
+        store.patchStatus(
+          'deployments.apps',
+          'istio-system',
+          'istiod',
+          istiodDeploymentStatus(),
+          'kube-controller-manager',
+        );
+    }
+    system(eastWestService(seed.network));
+    store.patchStatus(
+      'services',
+      'istio-system',
+      'istio-eastwestgateway',
+      loadBalancerStatus(eastWestMode, gatewayIP, gatewayHostname),
+      'cloud-controller-manager',
+    );
+  } else if (seed.istio) {
     system({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'istio-system' } });
     for (const c of otherIstioCrds()) {
       const created = system(c);
@@ -581,6 +625,7 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
     adminUser: ADMIN_USER,
     restrictedUser: RESTRICTED_USER,
     controllerErrors,
+    skippedInstallObjects,
     issueServiceAccountToken,
     reviewToken,
     addController(fn, kinds) {

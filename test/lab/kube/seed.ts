@@ -25,6 +25,12 @@ export interface SeedOptions {
   healthChecks?: boolean;
   /** Extra namespaces to create at start. */
   namespaces?: string[];
+  /**
+   * Istio's own install objects (`istioctl manifest generate`, test/lab/istio/install.ts): seeded in place of
+   * the hand-written istio-system objects and CRDs above (the east-west gateway Service stays the lab's).
+   * Kinds the double does not serve (RBAC, HPA, PDB) are skipped and listed in `skippedInstallObjects`.
+   */
+  istioInstall?: KubeObject[];
 }
 
 export const DEFAULT_GATEWAY_HOSTNAME = 'eastwest.lab.example';
@@ -192,6 +198,10 @@ export function workloadCrds(): Obj[] {
           type: 'string',
         },
       ],
+    }),
+    // The verification of ADR 0004 calls each VM through a ServiceEntry.
+    crd('networking.istio.io', 'ServiceEntry', 'serviceentries', 'serviceentry', NETWORKING_VERSIONS, {
+      shortNames: ['se'],
     }),
   ];
 }

@@ -655,6 +655,14 @@ export function createRequestHandler(deps: ApiServerDeps): {
       (r.name === undefined || o.metadata.name === r.name) &&
       matchesLabelSelector(o.metadata.labels, opts.labelSelector) &&
       matchesFieldSelector(o, opts.fieldSelector);
+    if (
+      boolParam(q, 'sendInitialEvents') &&
+      (!boolParam(q, 'allowWatchBookmarks') || q.get('resourceVersionMatch') !== 'NotOlderThan')
+    ) {
+      throw errors.badRequest(
+        'sendInitialEvents requires setting resourceVersionMatch to NotOlderThan and allowWatchBookmarks to true',
+      );
+    }
     res.writeHead(200, {
       'Content-Type': table ? 'application/json;as=Table;v=v1;g=meta.k8s.io' : JSON_TYPE,
       'Transfer-Encoding': 'chunked',
@@ -668,7 +676,28 @@ export function createRequestHandler(deps: ApiServerDeps): {
       res.write(JSON.stringify({ type, object }) + '\n');
     };
     const rvParam = q.get('resourceVersion');
-    if (!rvParam || rvParam === '0') {
+    // Streaming list (client-go's WatchList, on by default from client-go 0.35; istiod uses it): every current
+    // object as ADDED, then a BOOKMARK annotated k8s.io/initial-events-end carrying the list's resourceVersion.
+    const initialEvents = boolParam(q, 'sendInitialEvents');
+    if (initialEvents) {
+      const rv = deps.store.resourceVersion;
+      for (const o of deps.store.list(kindKey, {
+        ...(r.namespace !== undefined ? { namespace: r.namespace } : {}),
+        ...opts,
+      })) {
+        if (r.name === undefined || o.metadata.name === r.name) writeEvent('ADDED', o);
+      }
+      res.write(
+        JSON.stringify({
+          type: 'BOOKMARK',
+          object: {
+            kind: t.kind,
+            apiVersion: t.group ? `${t.group}/${r.version}` : r.version,
+            metadata: { resourceVersion: rv, annotations: { 'k8s.io/initial-events-end': 'true' } },
+          },
+        }) + '\n',
+      );
+    } else if (!rvParam || rvParam === '0') {
       for (const o of deps.store.list(kindKey, {
         ...(r.namespace !== undefined ? { namespace: r.namespace } : {}),
         ...opts,

@@ -18,6 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleForVm } from '../bundle.js';
 import { run } from '../exec.js';
+import { LAB_VM_NODE } from '../vm/root.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const FILES = path.join(HERE, 'files');
@@ -31,8 +32,6 @@ export interface BuildPackageOptions {
   outDir: string;
   version: string;
   arch: 'amd64' | 'arm64';
-  /** Node binary the wrappers exec (absolute path; must be reachable inside the VMs). */
-  nodePath: string;
   /** Pads the package with incompressible bytes up to about this many MiB (0 = no padding). */
   sizeMb?: number;
 }
@@ -85,11 +84,11 @@ export async function sha256File(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-function wrapper(nodePath: string, binary: string): string {
+function wrapper(binary: string): string {
   return [
     '#!/bin/sh',
     `# ${binary} of the istio lab: the Envoy/pilot-agent simulator; ISTIO_LAB_BINARY says which binary was called`,
-    `ISTIO_LAB_BINARY=${binary} exec ${nodePath} ${SIMULATOR_INSTALL_PATH} "$@"`,
+    `ISTIO_LAB_BINARY=${binary} exec ${LAB_VM_NODE} ${SIMULATOR_INSTALL_PATH} "$@"`,
     '',
   ].join('\n');
 }
@@ -111,8 +110,8 @@ export async function buildSidecarPackage(o: BuildPackageOptions): Promise<Built
   }
   chmodSync(simOut, 0o644);
 
-  put(staging, 'usr/local/bin/envoy', wrapper(o.nodePath, 'envoy'), 0o755);
-  put(staging, 'usr/local/bin/pilot-agent', wrapper(o.nodePath, 'pilot-agent'), 0o755);
+  put(staging, 'usr/local/bin/envoy', wrapper('envoy'), 0o755);
+  put(staging, 'usr/local/bin/pilot-agent', wrapper('pilot-agent'), 0o755);
   copy(staging, 'usr/local/bin/istio-start.sh', path.join(FILES, 'istio-start.sh'), 0o755);
   copy(staging, 'lib/systemd/system/istio.service', path.join(FILES, 'istio.service'));
   copy(staging, 'var/lib/istio/envoy/sidecar.env', path.join(FILES, 'sidecar.env'));

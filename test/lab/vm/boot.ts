@@ -8,7 +8,7 @@ import path from 'node:path';
 import { sleep } from '../exec.js';
 import { processStartTime, type LabState, type LabVmState } from '../state.js';
 import { execInVm, spawnInVm, vmPath, vmPids } from './exec.js';
-import { APP_UNIT, OVERLAID_DIRS } from './root.js';
+import { APP_UNIT, LAB_VM_NODE, OVERLAID_DIRS } from './root.js';
 
 const READY_MARK = 'ivo-lab-vm-ready';
 export const RUN_TMPFS_SIZE = '64m';
@@ -28,7 +28,7 @@ export function freshRunCommands(): string {
   ].join('\n');
 }
 
-export function bootScript(vm: LabVmState, seedDir: string, diskDir: string): string {
+export function bootScript(vm: LabVmState, seedDir: string, diskDir: string, hostNodePath: string): string {
   const lines = [
     '#!/bin/sh',
     `# First process of lab VM ${vm.name}: runs in netns ${vm.netns} inside fresh mount + UTS namespaces.`,
@@ -39,6 +39,10 @@ export function bootScript(vm: LabVmState, seedDir: string, diskDir: string): st
     ...OVERLAID_DIRS.map(
       (d) => `mount -t overlay ivo-vm-${d} -o "lowerdir=/${d},upperdir=$DISK/upper/${d},workdir=$DISK/work/${d}" /${d}`,
     ),
+    // The runner's Node, before /tmp is covered (a checkout under /tmp would be hidden from then on).
+    `: > ${LAB_VM_NODE}`,
+    `mount --bind ${shq(hostNodePath)} ${LAB_VM_NODE}`,
+    `mount -o remount,bind,ro ${LAB_VM_NODE}`,
     'mount --bind "$DISK/root" /root',
     'mount --bind "$DISK/tmp" /tmp',
     freshRunCommands(),
@@ -56,11 +60,15 @@ export function bootScript(vm: LabVmState, seedDir: string, diskDir: string): st
 }
 
 /** Starts the VM's anchor; resolves with its pid and start time once the VM's filesystems are mounted. */
-export async function startAnchor(vm: LabVmState, seedDir: string): Promise<{ pid: number; startTime: number }> {
+export async function startAnchor(
+  vm: LabVmState,
+  seedDir: string,
+  hostNodePath: string,
+): Promise<{ pid: number; startTime: number }> {
   const diskDir = path.join(vm.vmDir, 'disk');
   mkdirSync(diskDir, { recursive: true });
   const script = path.join(vm.vmDir, 'boot.sh');
-  writeFileSync(script, bootScript(vm, seedDir, diskDir), { mode: 0o755 });
+  writeFileSync(script, bootScript(vm, seedDir, diskDir, hostNodePath), { mode: 0o755 });
   const logFile = path.join(vm.vmDir, 'boot.log');
   const fd = openSync(logFile, 'w');
   const child = spawn(

@@ -17,7 +17,6 @@ export interface VmRootOptions {
   uid: number;
   /** OpenSSH public key line of the lab's login key. */
   authorizedKey: string;
-  nodePath: string;
   /** Bundled systemctl stand-in and workload app (host paths). */
   systemctlBundle: string;
   appBundle: string;
@@ -28,6 +27,12 @@ export interface VmRootOptions {
 }
 
 export const LAB_VM_LIB = '/usr/local/lib/lab-vm';
+/**
+ * The Node binary inside a VM: the runner's Node, bind-mounted read-only at boot (boot.ts). VM-side programs
+ * (systemctl stand-in, app, simulator) run on it, so a checkout under /tmp (hidden by the VM's own /tmp) or
+ * under a path with spaces works the same.
+ */
+export const LAB_VM_NODE = `${LAB_VM_LIB}/node`;
 export const APP_UNIT = 'lab-app.service';
 
 /** A uid/gid free on the host, so files of the lab user never look like a host user's. */
@@ -112,6 +117,9 @@ export function sshdConfig(port: number): string {
     'KbdInteractiveAuthentication no',
     'AuthorizedKeysFile .ssh/authorized_keys',
     'UseDNS no',
+    // VERBOSE logs every connection ("Connection from …"), even one that never authenticates: tests
+    // count them in /var/log/sshd-lab.log.
+    'LogLevel VERBOSE',
     'PrintMotd no',
     'X11Forwarding no',
     'AcceptEnv LANG LC_*',
@@ -122,13 +130,13 @@ export function sshdConfig(port: number): string {
   ].join('\n');
 }
 
-export function appUnit(options: { nodePath: string; name: string; port: number }): string {
+export function appUnit(options: { name: string; port: number }): string {
   return [
     '[Unit]',
     `Description=Lab workload application of ${options.name} (HTTP on port ${options.port})`,
     '',
     '[Service]',
-    `ExecStart=${options.nodePath} ${LAB_VM_LIB}/workload-app.mjs --name ${options.name} --port ${options.port}`,
+    `ExecStart=${LAB_VM_NODE} ${LAB_VM_LIB}/workload-app.mjs --name ${options.name} --port ${options.port}`,
     'Restart=always',
     'RestartSec=1',
     '',
@@ -223,13 +231,10 @@ export async function buildVmSeed(o: VmRootOptions): Promise<{ hostPublicKey: st
   mkdirSync(lib, { recursive: true });
   copyFileSync(o.systemctlBundle, path.join(lib, 'systemctl.mjs'));
   copyFileSync(o.appBundle, path.join(lib, 'workload-app.mjs'));
-  const wrapper = `#!/bin/sh\n# systemctl stand-in of the lab (systemd is not PID 1 in a lab VM)\nexec ${o.nodePath} ${LAB_VM_LIB}/systemctl.mjs "$@"\n`;
+  const wrapper = `#!/bin/sh\n# systemctl stand-in of the lab (systemd is not PID 1 in a lab VM)\nexec ${LAB_VM_NODE} ${LAB_VM_LIB}/systemctl.mjs "$@"\n`;
   write(path.join(usr, 'local', 'sbin', 'systemctl'), wrapper, 0o755);
   write(path.join(usr, 'bin', 'systemctl'), wrapper, 0o755);
-  write(
-    path.join(usr, 'lib', 'systemd', 'system', APP_UNIT),
-    appUnit({ nodePath: o.nodePath, name: o.name, port: o.appPort }),
-  );
+  write(path.join(usr, 'lib', 'systemd', 'system', APP_UNIT), appUnit({ name: o.name, port: o.appPort }));
   return { hostPublicKey };
 }
 

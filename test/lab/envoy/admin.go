@@ -250,9 +250,6 @@ func (s *server) adminConfigDump(w http.ResponseWriter, r *http.Request) {
 		for i := 0; i < list.Len(); i++ {
 			out.Configs = append(out.Configs, mustAny(list.Get(i).Message().Interface()))
 		}
-		if list.Len() == 0 {
-			// the field exists: an empty configs list is the answer
-		}
 	}
 	if resource != "" && !resourceExists(sections, resource) {
 		w.WriteHeader(http.StatusNotFound)

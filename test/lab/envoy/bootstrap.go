@@ -44,6 +44,9 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	_ "istio.io/api/envoy/config/filter/http/alpn/v2alpha1"
+	_ "istio.io/api/envoy/config/filter/network/metadata_exchange"
+	_ "istio.io/api/envoy/extensions/stats"
 )
 
 // anyResolver resolves every Any type: registered types normally; others (Istio's own filter configs such as

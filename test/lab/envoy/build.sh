@@ -9,6 +9,7 @@ if ! command -v go >/dev/null 2>&1; then
   echo "envoy stand-in: Go >= 1.26 is needed to build it, and 'go' is not on PATH" >&2
   exit 1
 fi
+export GOTOOLCHAIN=local # use the Go on PATH; never download another toolchain
 ver="$(go env GOVERSION)"
 minor="$(printf '%s' "$ver" | sed -E 's/^go1\.([0-9]+).*/\1/')"
 if ! [[ "$minor" =~ ^[0-9]+$ ]] || [ "$minor" -lt 26 ]; then

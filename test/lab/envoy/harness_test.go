@@ -52,6 +52,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	alpnv2 "istio.io/api/envoy/config/filter/http/alpn/v2alpha1"
 )
 
 // refDir is ../shared/envoy-reference (beside the repository).
@@ -244,6 +245,22 @@ type standin struct {
 	// origDst maps a client's source port to the destination it "dialled" before iptables REDIRECT.
 	origMu  sync.Mutex
 	origDst map[int]netip.AddrPort
+	allTo   *netip.AddrPort // when set, every connection was "sent to" this address
+	realDst bool            // when set, the real SO_ORIGINAL_DST is read (a test in its own netns with iptables)
+}
+
+// redirectAllTo makes every accepted connection look redirected from dst (iptables on the VM sends all inbound
+// ports to 15006; here the VM's app port).
+func (st *standin) redirectAllTo(dst netip.AddrPort) {
+	st.origMu.Lock()
+	defer st.origMu.Unlock()
+	st.allTo = &dst
+}
+
+func (st *standin) useRealOriginalDst() {
+	st.origMu.Lock()
+	defer st.origMu.Unlock()
+	st.realDst = true
 }
 
 func startStandin(t *testing.T, cp *controlPlane, apiType string) *standin {
@@ -266,6 +283,12 @@ func startStandin(t *testing.T, cp *controlPlane, apiType string) *standin {
 		ra := c.RemoteAddr().(*net.TCPAddr)
 		st.origMu.Lock()
 		defer st.origMu.Unlock()
+		if st.realDst {
+			return originalDst(c)
+		}
+		if st.allTo != nil {
+			return *st.allTo, nil
+		}
 		if d, ok := st.origDst[ra.Port]; ok {
 			return d, nil
 		}
@@ -386,6 +409,10 @@ func hcmFilter(statPrefix string, rc *routev3.RouteConfiguration, rds string, in
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: "istio.stats", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: &anypb.Any{TypeUrl: "type.googleapis.com/stats.PluginConfig"}}},
 			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(&routerv3.Router{})}}}}
+	if !inbound {
+		// istiod puts istio.alpn on outbound sidecar HCMs (pilot/pkg/xds/filters/filters.go, Alpn)
+		h.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "istio.alpn", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(istioALPNFilter())}}}, h.HttpFilters...)
+	}
 	if inbound {
 		h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_APPEND_FORWARD
 		h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Subject: wrapperspb.Bool(true), Uri: true, Dns: true}
@@ -396,6 +423,14 @@ func hcmFilter(statPrefix string, rc *routev3.RouteConfiguration, rds string, in
 		h.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{RouteConfigName: rds, ConfigSource: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}}
 	}
 	return &listenerv3.Filter{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(h)}}
+}
+
+func istioALPNFilter() *alpnv2.FilterConfig {
+	return &alpnv2.FilterConfig{AlpnOverride: []*alpnv2.FilterConfig_AlpnOverride{
+		{UpstreamProtocol: alpnv2.FilterConfig_HTTP10, AlpnOverride: []string{"istio-http/1.0", "istio", "http/1.0"}},
+		{UpstreamProtocol: alpnv2.FilterConfig_HTTP11, AlpnOverride: []string{"istio-http/1.1", "istio", "http/1.1"}},
+		{UpstreamProtocol: alpnv2.FilterConfig_HTTP2, AlpnOverride: []string{"istio-h2", "istio", "h2"}},
+	}}
 }
 
 func tcpProxyFilter(cluster string) []*listenerv3.Filter {
@@ -457,7 +492,11 @@ func virtualInbound(port, appPort int, strict bool) *listenerv3.Listener {
 
 // virtualOutbound plus one HTTP service-port listener (bind_to_port false) routed by RDS, as for a sidecar.
 func outboundListeners(port, svcPort int) []types.Resource {
-	vo := &listenerv3.Listener{Name: "virtualOutbound", Address: sockAddr("127.0.0.1", port), UseOriginalDst: wrapperspb.Bool(true), TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+	return outboundListenersOn("127.0.0.1", port, svcPort)
+}
+
+func outboundListenersOn(ip string, port, svcPort int) []types.Resource {
+	vo := &listenerv3.Listener{Name: "virtualOutbound", Address: sockAddr(ip, port), UseOriginalDst: wrapperspb.Bool(true), TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		FilterChains: []*listenerv3.FilterChain{
 			{Name: "virtualOutbound-blackhole", FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(uint32(port))}, Filters: tcpProxyFilter("BlackHoleCluster")},
 			{Name: "virtualOutbound-catchall-tcp", Filters: tcpProxyFilter("PassthroughCluster")}}}

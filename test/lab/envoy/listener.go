@@ -30,7 +30,9 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	nrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 )
@@ -125,6 +127,30 @@ func (m *listenerManager) validate(l *listenerv3.Listener) error {
 				if err := f.GetTypedConfig().UnmarshalTo(&tcpv3.TcpProxy{}); err != nil {
 					return err
 				}
+			case networkRBACType:
+				n := &nrbacv3.RBAC{}
+				if err := f.GetTypedConfig().UnmarshalTo(n); err != nil {
+					return err
+				}
+				if err := validateNetworkRBAC(n); err != nil {
+					return err
+				}
+			}
+			if f.GetTypedConfig().GetTypeUrl() == hcmType {
+				h := &hcmv3.HttpConnectionManager{}
+				_ = f.GetTypedConfig().UnmarshalTo(h)
+				for _, hf := range h.GetHttpFilters() {
+					if hf.GetTypedConfig().GetTypeUrl() != httpRBACType {
+						continue
+					}
+					hr := &hrbacv3.RBAC{}
+					if err := hf.GetTypedConfig().UnmarshalTo(hr); err != nil {
+						return err
+					}
+					if err := validateHTTPRBAC(hr); err != nil {
+						return err
+					}
+				}
 			}
 		}
 	}
@@ -190,7 +216,13 @@ func (m *listenerManager) addOrUpdate(l *listenerv3.Listener, dynamic bool) erro
 	}
 	m.byName[l.GetName()] = al
 	if bindsToPort(l) {
-		ln, err := net.Listen("tcp", addr.String())
+		// one address family per socket, as Envoy binds (a Go "tcp" wildcard socket would be dual-stack AF_INET6,
+		// and SO_ORIGINAL_DST is then asked at the wrong level)
+		network := "tcp4"
+		if addr.Addr().Is6() && !addr.Addr().Is4In6() {
+			network = "tcp6"
+		}
+		ln, err := net.Listen(network, addr.String())
 		if err != nil {
 			delete(m.byName, l.GetName())
 			return fmt.Errorf("cannot bind '%s': %v", addr, err)
@@ -414,7 +446,9 @@ func (s *server) serveOn(al *activeListener, c net.Conn, info *connInfo) {
 	info.listener = al
 	s.stats.inc(al.statPrefix + "downstream_cx_total")
 	s.stats.gaugeAdd(al.statPrefix+"downstream_cx_active", 1)
+	s.stats.gaugeAdd("server.total_connections", 1)
 	defer s.stats.gaugeAdd(al.statPrefix+"downstream_cx_active", -1)
+	defer s.stats.gaugeAdd("server.total_connections", -1)
 	br := bufio.NewReaderSize(c, 32*1024)
 	pc := &peekConn{Conn: c, r: br}
 	info.transportProtocol = "raw_buffer"
@@ -484,6 +518,17 @@ func (s *server) serveOn(al *activeListener, c net.Conn, info *connInfo) {
 	}
 	for _, f := range fc.GetFilters() {
 		switch f.GetTypedConfig().GetTypeUrl() {
+		case networkRBACType:
+			n := &nrbacv3.RBAC{}
+			_ = f.GetTypedConfig().UnmarshalTo(n)
+			allowed, _ := rbacDecision(n.GetRules(), &rbacInput{info: info})
+			if allowed {
+				s.stats.inc(n.GetStatPrefix() + "rbac.allowed")
+				continue
+			}
+			s.stats.inc(n.GetStatPrefix() + "rbac.denied")
+			_ = conn.Close()
+			return
 		case hcmType:
 			h := &hcmv3.HttpConnectionManager{}
 			_ = f.GetTypedConfig().UnmarshalTo(h)

@@ -122,10 +122,10 @@ func main() {
 	defer cancel()
 	srv := newServer(bs, opts, os.Args, logger)
 	if err := srv.run(ctx); err != nil {
-		logger.Printf("[critical][main] %v", err)
+		srv.logf("critical", "main", "%v", err)
 		os.Exit(1)
 	}
-	logger.Printf("[info][main] exiting")
+	srv.logf("info", "main", "exiting")
 }
 
 // logf writes Envoy-like log lines ([time][level][component] msg); level filtering by -l.
@@ -138,5 +138,6 @@ func (s *server) logf(level, component, format string, a ...any) {
 	if order[level] < want {
 		return
 	}
-	s.logger.Printf("[%s][%s][%s] %s", s.clock().UTC().Format("2006-01-02 15:04:05.000"), level, component, fmt.Sprintf(format, a...))
+	// Envoy's default --log-format "[%Y-%m-%d %T.%e][%t][%l][%n] %v" (%t: thread id; the process id here)
+	s.logger.Printf("[%s][%d][%s][%s] %s", s.clock().UTC().Format("2006-01-02 15:04:05.000"), os.Getpid(), level, component, fmt.Sprintf(format, a...))
 }

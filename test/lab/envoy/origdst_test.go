@@ -37,7 +37,8 @@ func TestOriginalDstThroughIptables(t *testing.T) {
 	}
 	p := newPKI(t, "cluster.local")
 	m := newMesh(t, "", p, "spiffe://cluster.local/ns/default/sa/sleep")
-	m.st.srv.originalDst = originalDst // the real getsockopt(SOL_IP, SO_ORIGINAL_DST)
+	m.st.useRealOriginalDst() // the real getsockopt(SOL_IP, SO_ORIGINAL_DST)
+	m.outboundIP = "0.0.0.0"  // as istiod sends virtualOutbound (this namespace is the test's own)
 	host := "vm-app.vm-ns.svc.cluster.local"
 	cl := autoMTLSCluster(host, m.svcPort, "spiffe://cluster.local/ns/vm-ns/sa/vm-sa")
 	appAddr := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", m.app.port))

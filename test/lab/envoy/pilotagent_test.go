@@ -31,17 +31,23 @@ const (
 	agentStandinEnv    = "ENVOY_STANDIN_TEST_BINARY"
 )
 
-// pilotAgentBinary: $PILOT_AGENT when set, else `go install istio.io/istio/pilot/cmd/pilot-agent@<pinned>` into a
-// temp dir (Go's module and build caches make this cheap once Istio was built on the machine).
+// pilotAgentBinary: $PILOT_AGENT when set; else the lab's Istio build output (.istio/<version>/bin/pilot-agent at
+// the repository root) when present; else `go install istio.io/istio/pilot/cmd/pilot-agent@<pinned>` into a temp
+// dir (Go's module and build caches make this cheap once Istio was built on the machine).
 func pilotAgentBinary(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("PILOT_AGENT"); p != "" {
 		return p
 	}
+	if p, err := filepath.Abs(filepath.Join("..", "..", "..", ".istio", istioModuleVersion, "bin", "pilot-agent")); err == nil {
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p
+		}
+	}
 	dir := t.TempDir()
 	cmd := exec.Command("go", "install", "-ldflags", "-X istio.io/istio/pkg/version.buildVersion="+istioBuildVersion,
 		"istio.io/istio/pilot/cmd/pilot-agent@"+istioModuleVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=")
+	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=", "GOTOOLCHAIN=local")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building pilot-agent from istio.io/istio@%s: %v\n%s", istioModuleVersion, err, out)
 	}

@@ -33,15 +33,16 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpoptsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"golang.org/x/net/http2"
 	"google.golang.org/protobuf/types/known/structpb"
+	alpnv2 "istio.io/api/envoy/config/filter/http/alpn/v2alpha1"
 )
 
 // ---- one-connection net.Listener for http.Server ----
@@ -120,6 +121,11 @@ func upstreamHTTP2(c *clusterv3.Cluster, r *http.Request, conn net.Conn) bool {
 	if tc, ok := conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
 		return true
 	}
+	return clusterWantsHTTP2(c, r)
+}
+
+// clusterWantsHTTP2: the cluster's configuration alone asks for HTTP/2 upstream.
+func clusterWantsHTTP2(c *clusterv3.Cluster, r *http.Request) bool {
 	if c.GetHttp2ProtocolOptions() != nil {
 		return true
 	}
@@ -265,6 +271,22 @@ func (s *server) routeHTTP(w http.ResponseWriter, r *http.Request, h *hcmv3.Http
 		s.stats.inc(fmt.Sprintf("%sdownstream_rq_%dxx", statPrefix, rec.responseCode/100))
 		s.recordIstioRequest(h, info, r, rec)
 	}()
+	// HTTP filters before the router: RBAC (AuthorizationPolicy) answers 403 "RBAC: access denied".
+	for _, hf := range h.GetHttpFilters() {
+		if hf.GetTypedConfig().GetTypeUrl() != httpRBACType {
+			continue
+		}
+		hr := &hrbacv3.RBAC{}
+		_ = hf.GetTypedConfig().UnmarshalTo(hr)
+		if allowed, _ := rbacDecision(hr.GetRules(), &rbacInput{info: info, req: r}); !allowed {
+			s.stats.inc(statPrefix + hr.GetRulesStatPrefix() + "rbac.denied")
+			rec.responseCode = http.StatusForbidden
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(w, "RBAC: access denied")
+			return
+		}
+		s.stats.inc(statPrefix + hr.GetRulesStatPrefix() + "rbac.allowed")
+	}
 	rc := s.routeConfig(h)
 	if rc == nil {
 		rec.responseCode, rec.responseFlags = 404, "NR"
@@ -356,7 +378,7 @@ func (s *server) forwardHTTP(w http.ResponseWriter, r *http.Request, c *clusterv
 		_, _ = io.WriteString(w, "no healthy upstream")
 		return
 	}
-	upConn, dialErr := s.dialUpstream(r.Context(), c, up)
+	upConn, dialErr := s.dialUpstream(r.Context(), c, up, istioALPNOverride(h, c, r))
 	if dialErr != nil {
 		rec.responseCode, rec.responseFlags = 503, "UF"
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -482,7 +504,7 @@ func (s *server) tcpProxy(conn net.Conn, t *tcpv3.TcpProxy, fc *listenerv3.Filte
 	if err != nil {
 		return
 	}
-	upConn, err := s.dialUpstream(context.Background(), c, up)
+	upConn, err := s.dialUpstream(context.Background(), c, up, nil)
 	if err != nil {
 		return
 	}
@@ -594,7 +616,37 @@ func transportSocketFor(c *clusterv3.Cluster, up *upstream) *corev3.TransportSoc
 	return c.GetTransportSocket()
 }
 
-func (s *server) dialUpstream(ctx context.Context, c *clusterv3.Cluster, up *upstream) (net.Conn, error) {
+// istioALPNOverride: Istio's istio.alpn HTTP filter (pilot/pkg/xds/filters/filters.go, Alpn) replaces the upstream
+// TLS ALPN by the upstream HTTP protocol (istio-http/1.0, istio-http/1.1, istio-h2 ...), which the peer's inbound
+// filter chains match on.
+func istioALPNOverride(h *hcmv3.HttpConnectionManager, c *clusterv3.Cluster, r *http.Request) []string {
+	for _, hf := range h.GetHttpFilters() {
+		if hf.GetTypedConfig().GetTypeUrl() != "type.googleapis.com/istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig" {
+			continue
+		}
+		fc := &alpnv2.FilterConfig{}
+		if hf.GetTypedConfig().UnmarshalTo(fc) != nil {
+			return nil
+		}
+		want := alpnv2.FilterConfig_HTTP11
+		switch {
+		case clusterWantsHTTP2(c, r):
+			want = alpnv2.FilterConfig_HTTP2
+		case r.ProtoMajor == 1 && r.ProtoMinor == 0:
+			want = alpnv2.FilterConfig_HTTP10
+		}
+		for _, o := range fc.GetAlpnOverride() {
+			if o.GetUpstreamProtocol() == want {
+				return o.GetAlpnOverride()
+			}
+		}
+	}
+	return nil
+}
+
+// dialUpstream connects to an endpoint with the transport socket the cluster picks for it; alpnOverride, when
+// set, replaces the TLS context's ALPN list (istio.alpn).
+func (s *server) dialUpstream(ctx context.Context, c *clusterv3.Cluster, up *upstream, alpnOverride []string) (net.Conn, error) {
 	cstat := "cluster." + clusterStatName(c) + "."
 	d := net.Dialer{Timeout: 10 * time.Second}
 	if ct := c.GetConnectTimeout(); ct != nil && ct.AsDuration() > 0 {
@@ -631,6 +683,9 @@ func (s *server) dialUpstream(ctx context.Context, c *clusterv3.Cluster, up *ups
 			conn.Close()
 			return nil, err
 		}
+		if alpnOverride != nil {
+			cfg.NextProtos = alpnOverride
+		}
 		tc := tls.Client(conn, cfg)
 		hctx, cancel := context.WithTimeout(ctx, d.Timeout)
 		defer cancel()
@@ -644,6 +699,3 @@ func (s *server) dialUpstream(ctx context.Context, c *clusterv3.Cluster, up *ups
 	}
 	return conn, nil
 }
-
-// ensure the endpointv3 import is used for documentation links in godoc
-var _ = endpointv3.LbEndpoint{}

@@ -36,6 +36,13 @@ func newSDSClient(s *server) *sdsClient {
 	return &sdsClient{s: s, started: map[string]bool{}, ctx: context.Background()}
 }
 
+// bind ties the SDS streams to the server's lifetime.
+func (c *sdsClient) bind(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ctx = ctx
+}
+
 // ensure starts one SDS stream per new secret name.
 func (c *sdsClient) ensure(names []string) {
 	c.mu.Lock()
@@ -56,10 +63,20 @@ func (c *sdsClient) sdsCluster() string {
 
 func (c *sdsClient) run(name string) {
 	backoff := 500 * time.Millisecond
-	for {
+	c.mu.Lock()
+	ctx := c.ctx
+	c.mu.Unlock()
+	for ctx.Err() == nil {
 		err := c.stream(name)
-		c.s.logf("warning", "config", "SDS stream for secret %s closed: %v", name, err)
-		time.Sleep(backoff)
+		if ctx.Err() != nil {
+			return
+		}
+		c.s.logf("warning", "config", "StreamSecrets gRPC config stream to %s closed: %s", c.sdsCluster(), grpcStatusText(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
 		if backoff < 8*time.Second {
 			backoff *= 2
 		}
@@ -72,7 +89,10 @@ func (c *sdsClient) stream(name string) error {
 		return err
 	}
 	defer conn.Close()
-	st, err := secretv3.NewSecretDiscoveryServiceClient(conn).StreamSecrets(c.ctx)
+	c.mu.Lock()
+	ctx := c.ctx
+	c.mu.Unlock()
+	st, err := secretv3.NewSecretDiscoveryServiceClient(conn).StreamSecrets(ctx)
 	if err != nil {
 		return err
 	}

@@ -109,8 +109,7 @@ func (s *server) defineServerStats() {
 	for _, n := range []string{"cluster_manager.cds.update_attempt", "cluster_manager.cds.update_success",
 		"cluster_manager.cds.update_rejected", "cluster_manager.cds.update_failure",
 		"listener_manager.lds.update_attempt", "listener_manager.lds.update_success",
-		"listener_manager.lds.update_rejected", "listener_manager.lds.update_failure",
-		"server.total_connections"} {
+		"listener_manager.lds.update_rejected", "listener_manager.lds.update_failure"} {
 		s.stats.define(n, counterStat)
 	}
 	for _, c := range s.bs.GetStaticResources().GetClusters() {
@@ -123,6 +122,7 @@ func (s *server) defineServerStats() {
 	s.stats.set("server.state", statePreInitializing)
 	s.stats.set("server.live", 0)
 	s.stats.set("server.concurrency", uint64(s.opts.concurrency))
+	s.stats.set("server.total_connections", 0)
 	s.stats.set("server.hot_restart_epoch", 0)
 	s.stats.set("server.version", 0)
 	s.stats.set("listener_manager.workers_started", 0)
@@ -151,6 +151,7 @@ func (s *server) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s.shutdown = cancel
 	defer cancel()
+	s.sds.bind(ctx)
 	adminAddr := s.bs.GetAdmin().GetAddress().GetSocketAddress()
 	if adminAddr == nil {
 		return fmt.Errorf("bootstrap has no admin socket address")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpoptsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"golang.org/x/net/http2"
@@ -20,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -101,24 +101,25 @@ func TestBootstrapRenderedByPilotAgent(t *testing.T) {
 // ---- (a) ADS + SDS client, admin endpoints ----
 
 type mesh struct {
-	cp          *controlPlane
-	pki         *pki
-	cert, key   []byte
-	st          *standin
-	app         *app
-	inPort      int
-	outPort     int
-	svcPort     int
-	version     int
-	extraRes    map[resourcev3.Type][]types.Resource
-	strict      bool
-	clientsPeer string
+	cp        *controlPlane
+	pki       *pki
+	cert, key []byte
+	st        *standin
+	app       *app
+	inPort    int
+	outPort   int
+	svcPort   int
+	version   int
+	extraRes  map[resourcev3.Type][]types.Resource
+	strict    bool
+	// virtualOutbound's bind address: 127.0.0.1, or 0.0.0.0 in a test's own network namespace
+	outboundIP string
 }
 
 func (m *mesh) resources() map[resourcev3.Type][]types.Resource {
 	res := map[resourcev3.Type][]types.Resource{
 		resourcev3.ClusterType:  append(baseClusters(), inboundCluster(m.app.port)),
-		resourcev3.ListenerType: append([]types.Resource{virtualInbound(m.inPort, m.app.port, m.strict)}, outboundListeners(m.outPort, m.svcPort)...),
+		resourcev3.ListenerType: append([]types.Resource{virtualInbound(m.inPort, m.app.port, m.strict)}, outboundListenersOn(m.outboundIP, m.outPort, m.svcPort)...),
 		resourcev3.RouteType:    {outboundRoute(m.svcPort, map[string]string{})},
 		resourcev3.SecretType:   istioSecrets(m.cert, m.key, m.pki.caPEM),
 	}
@@ -141,7 +142,7 @@ func (m *mesh) push(t *testing.T) {
 func newMesh(t *testing.T, apiType string, p *pki, spiffe string) *mesh {
 	t.Helper()
 	dir := t.TempDir()
-	m := &mesh{cp: startControlPlane(t, dir), pki: p, app: startApp(t), inPort: freePort(t), outPort: freePort(t), svcPort: freePort(t)}
+	m := &mesh{cp: startControlPlane(t, dir), pki: p, app: startApp(t), inPort: freePort(t), outPort: freePort(t), svcPort: freePort(t), outboundIP: "127.0.0.1"}
 	m.cert, m.key = p.workload(t, spiffe)
 	m.st = startStandin(t, m.cp, apiType)
 	return m
@@ -423,8 +424,6 @@ func TestListenerRejectedIsNACKed(t *testing.T) {
 func TestStaticListenersRouteToAdminAndAgent(t *testing.T) {
 	p := newPKI(t, "cluster.local")
 	m := newMesh(t, "", p, "spiffe://cluster.local/ns/ns1/sa/vm-sa")
-	agent := &http.Server{}
-	_ = agent
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", m.st.ports.agent))
 	if err != nil {
 		t.Fatal(err)
@@ -680,7 +679,7 @@ func TestOutboundByHostWithAutoMTLS(t *testing.T) {
 	vm.waitLive(t)
 	vmAppDst := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", vm.app.port))
 	// every connection arriving at the VM's inbound listener was "sent to" its app port
-	vm.st.srv.originalDst = func(net.Conn) (netip.AddrPort, error) { return vmAppDst, nil }
+	vm.st.redirectAllTo(vmAppDst)
 
 	// client side: a pod's stand-in with a mesh service for the VM
 	client := newMesh(t, "", p, "spiffe://cluster.local/ns/default/sa/sleep")
@@ -716,11 +715,7 @@ func TestOutboundByHostWithAutoMTLS(t *testing.T) {
 	if vm.app.last().Get("X-Forwarded-Client-Cert") != "" {
 		t.Error("endpoint without tlsMode metadata went over mTLS")
 	}
-	// 3. by raw IP: catch-all virtual host -> PassthroughCluster -> the original destination, plaintext
-	c = client.st.dialRedirected(t, client.outPort, vmAppDst)
-	_ = c.Close()
-	ipListenerDst := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", client.svcPort))
-	_ = ipListenerDst
+	// 3. by raw IP: catch-all virtual host -> PassthroughCluster -> the original destination, plaintext;
 	// the service-port listener (0.0.0.0_<svcPort>) takes any IP on that port; dial "the VM by IP" on it
 	appOnSvcPort := startAppOn(t, client.svcPort)
 	c = client.st.dialRedirected(t, client.outPort, netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", client.svcPort)))
@@ -889,4 +884,75 @@ func TestBinaryStartsWithPilotAgentCommandLine(t *testing.T) {
 	}
 }
 
-var _ = sort.Strings
+// Issue 15 in two stand-ins: a call to the VM by IP leaves the client through PassthroughCluster in plaintext,
+// so the VM's STRICT listener (no plaintext chain) refuses it, while the same VM answers the service host
+// over auto mTLS; under PERMISSIVE the by-IP call succeeds but is reported as connection_security_policy none.
+func TestByIPIsPlaintextAndFailsUnderStrict(t *testing.T) {
+	p := newPKI(t, "cluster.local")
+	for _, strict := range []bool{true, false} {
+		vm := newMesh(t, "", p, "spiffe://cluster.local/ns/vm-ns/sa/vm-sa")
+		vm.strict = strict
+		vm.push(t)
+		vm.waitLive(t)
+		vmAppDst := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", vm.app.port))
+		vm.st.redirectAllTo(vmAppDst)
+		vmAddr := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", vm.inPort)) // "the VM's IP:port", redirected to its 15006
+
+		client := newMesh(t, "", p, "spiffe://cluster.local/ns/default/sa/sleep")
+		host := "vm-app.vm-ns.svc.cluster.local"
+		cl := autoMTLSCluster(host, client.svcPort, "spiffe://cluster.local/ns/vm-ns/sa/vm-sa")
+		client.extraRes = map[resourcev3.Type][]types.Resource{
+			resourcev3.ClusterType:  {cl},
+			resourcev3.EndpointType: {edsEndpoints(cl.GetName(), vmAddr, "istio")},
+			resourcev3.RouteType:    {outboundRoute(client.svcPort, map[string]string{host: cl.GetName()})},
+		}
+		client.push(t)
+		client.waitLive(t)
+
+		byIP := client.st.dialRedirected(t, client.outPort, vmAddr)
+		code, body := httpOver(t, byIP, vmAddr.String())
+		if strict && code == 200 {
+			t.Errorf("STRICT: the by-IP call was answered (%q); it must be refused (plaintext)", body)
+		}
+		if !strict {
+			if code != 200 {
+				t.Errorf("PERMISSIVE: by-IP call: %d %q", code, body)
+			}
+			if !hasSample(promText(t, vm), "istio_requests_total", `reporter="destination"`, `connection_security_policy="none"`) {
+				t.Errorf("PERMISSIVE: the by-IP call is not reported as plaintext:\n%s", grepLines(promText(t, vm), "istio_requests_total"))
+			}
+			if hasSample(promText(t, vm), "istio_requests_total", `connection_security_policy="mutual_tls"`) {
+				t.Error("PERMISSIVE: the by-IP call counted as mutual_tls")
+			}
+		}
+		byHost := client.st.dialRedirected(t, client.outPort, netip.MustParseAddrPort(fmt.Sprintf("127.0.0.50:%d", client.svcPort)))
+		if code, body := httpOver(t, byHost, host); code != 200 {
+			t.Errorf("strict=%v: the call by service host failed: %d %q", strict, code, body)
+		}
+		if !hasSample(promText(t, vm), "istio_requests_total", `reporter="destination"`, `connection_security_policy="mutual_tls"`) {
+			t.Errorf("strict=%v: the call by service host is not mutual_tls", strict)
+		}
+	}
+}
+
+func TestIstioALPNOverride(t *testing.T) {
+	h := &hcmv3.HttpConnectionManager{HttpFilters: []*hcmv3.HttpFilter{{Name: "istio.alpn", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(istioALPNFilter())}}}}
+	plain := autoMTLSCluster("a.b.svc.cluster.local", 80, "spiffe://x")
+	h2 := autoMTLSCluster("a.b.svc.cluster.local", 80, "spiffe://x")
+	makeHTTP2Cluster(h2)
+	r11, _ := http.NewRequest("GET", "http://a/", nil)
+	r10 := r11.Clone(r11.Context())
+	r10.ProtoMajor, r10.ProtoMinor = 1, 0
+	for _, c := range []struct {
+		cluster *clusterv3.Cluster
+		req     *http.Request
+		want    string
+	}{{plain, r11, "istio-http/1.1"}, {plain, r10, "istio-http/1.0"}, {h2, r11, "istio-h2"}} {
+		if got := istioALPNOverride(h, c.cluster, c.req); len(got) == 0 || got[0] != c.want {
+			t.Errorf("ALPN override %v, want %s first", got, c.want)
+		}
+	}
+	if got := istioALPNOverride(&hcmv3.HttpConnectionManager{}, plain, r11); got != nil {
+		t.Errorf("no istio.alpn filter, yet override %v", got)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -138,7 +139,7 @@ func (c *adsClient) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		c.s.logf("warning", "config", "StreamAggregatedResources gRPC config stream to %s closed: %v", c.cluster, err)
+		c.s.logf("warning", "config", "%s gRPC config stream to %s closed: %s", c.streamName(), c.cluster, grpcStatusText(err))
 		select {
 		case <-ctx.Done():
 			return
@@ -150,6 +151,19 @@ func (c *adsClient) run(ctx context.Context) {
 	}
 }
 
+func (c *adsClient) streamName() string {
+	if c.delta {
+		return "DeltaAggregatedResources"
+	}
+	return "StreamAggregatedResources"
+}
+
+// grpcStatusText renders an error as Envoy logs a closed config stream: "<code number>, <message>".
+func grpcStatusText(err error) string {
+	st, _ := status.FromError(err)
+	return fmt.Sprintf("%d, %s", int(st.Code()), st.Message())
+}
+
 func (c *adsClient) stream(ctx context.Context) error {
 	conn, err := c.s.dialCluster(c.cluster)
 	if err != nil {
@@ -158,6 +172,7 @@ func (c *adsClient) stream(ctx context.Context) error {
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer c.setSend(nil) // nothing is sent on a stream that ended
 	client := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	c.subMu.Lock()
 	c.nodeSent = false
@@ -167,7 +182,7 @@ func (c *adsClient) stream(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		c.send = func(m any) error { return st.Send(m.(*discoveryv3.DeltaDiscoveryRequest)) }
+		c.setSend(func(m any) error { return st.Send(m.(*discoveryv3.DeltaDiscoveryRequest)) })
 		c.s.stats.set("control_plane.connected_state", 1)
 		c.resubscribe()
 		for {
@@ -182,7 +197,7 @@ func (c *adsClient) stream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.send = func(m any) error { return st.Send(m.(*discoveryv3.DiscoveryRequest)) }
+	c.setSend(func(m any) error { return st.Send(m.(*discoveryv3.DiscoveryRequest)) })
 	c.s.stats.set("control_plane.connected_state", 1)
 	c.resubscribe()
 	for {
@@ -192,6 +207,12 @@ func (c *adsClient) stream(ctx context.Context) error {
 		}
 		c.handleSotW(resp)
 	}
+}
+
+func (c *adsClient) setSend(f func(any) error) {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	c.send = f
 }
 
 // resubscribe sends the current interest for every requested type on a new stream, CDS first.
@@ -275,6 +296,9 @@ func (c *adsClient) ack(typeURL, nonce, version string, applyErr error) {
 	var detail *statuspb.Status
 	if applyErr != nil {
 		detail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: applyErr.Error()}
+	}
+	if c.send == nil {
+		return
 	}
 	if c.delta {
 		_ = c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL, ResponseNonce: nonce, ErrorDetail: detail})
@@ -395,9 +419,8 @@ func (c *adsClient) apply(typeURL, nonce, version string, items []namedAny, remo
 		s.stats.set("cluster_manager.active_clusters", uint64(active))
 		s.stats.set("cluster_manager.warming_clusters", 0)
 		s.sds.ensure(sdsNames)
-		edsChanged := c.updateNames(typeEndpoint, wantEDS)
+		c.updateNames(typeEndpoint, wantEDS) // EDS is requested before CDS is ACKed, as Envoy does
 		c.ack(typeURL, nonce, version, nil)
-		_ = edsChanged
 		c.maybeRequestLDS(len(wantEDS) > 0)
 		s.checkInitialized()
 	case typeEndpoint:
@@ -501,7 +524,7 @@ func (c *adsClient) apply(typeURL, nonce, version string, items []namedAny, remo
 }
 
 // updateNames sets the subscribed names of a non-wildcard type and sends the difference.
-func (c *adsClient) updateNames(typeURL string, want map[string]bool) bool {
+func (c *adsClient) updateNames(typeURL string, want map[string]bool) {
 	c.subMu.Lock()
 	sub := c.subs[typeURL]
 	var add, del []string
@@ -519,10 +542,9 @@ func (c *adsClient) updateNames(typeURL string, want map[string]bool) bool {
 	first := !sub.requested
 	c.subMu.Unlock()
 	if len(add) == 0 && len(del) == 0 {
-		return false
+		return
 	}
 	c.request(typeURL, first && !c.delta, add, del)
-	return true
 }
 
 // maybeRequestLDS asks for listeners once clusters are initialised: after the first CDS response when no

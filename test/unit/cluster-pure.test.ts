@@ -279,16 +279,21 @@ describe('permissions and RBAC', () => {
           r.resources.includes(p.subresource ? `${p.resource}/${p.subresource}` : p.resource) &&
           r.verbs.includes(p.verb),
       );
-    const clusterRole = docs.find((d) => d.kind === 'ClusterRole');
+    const groupRole = docs.find((d) => d.kind === 'ClusterRole' && d.metadata.name === 'istio-vm-onboard');
+    const namespacesRole = docs.find(
+      (d) => d.kind === 'ClusterRole' && d.metadata.name === 'istio-vm-onboard-namespaces',
+    );
     const istioRole = docs.find((d) => d.kind === 'Role' && d.metadata.namespace === 'istio-system');
     const gwRole = docs.find((d) => d.kind === 'Role' && d.metadata.namespace === 'gw-ns');
     for (const p of REQUIRED_PERMISSIONS) {
       const doc =
-        p.scope === 'cluster' || p.scope === 'group-namespace'
-          ? clusterRole
-          : p.scope === 'istio-namespace'
-            ? istioRole
-            : gwRole;
+        p.scope === 'cluster'
+          ? namespacesRole
+          : p.scope === 'group-namespace'
+            ? groupRole
+            : p.scope === 'istio-namespace'
+              ? istioRole
+              : gwRole;
       expect({ perm: `${p.verb} ${p.resource}`, granted: grants(doc, p) }).toEqual({
         perm: `${p.verb} ${p.resource}`,
         granted: true,
@@ -304,6 +309,22 @@ describe('permissions and RBAC', () => {
       for (const r of d.rules)
         for (const res of r.resources)
           for (const v of r.verbs) expect(required.has(`${r.apiGroups[0]}|${res}|${v}`)).toBe(true);
+  });
+  it('leads with least privilege: the group role is bound per namespace, namespaces are a role of their own, every rule says why', () => {
+    const text = renderMinimalRbacYaml();
+    const docs = parseAllDocuments(text);
+    const groupRole = docs.find(
+      (d) => d.get('kind') === 'ClusterRole' && d.getIn(['metadata', 'name']) === 'istio-vm-onboard',
+    )!;
+    expect(text).toMatch(
+      /# What the action does in a VM group's namespace\. Bind it with a RoleBinding in each group namespace[\s\S]*never with a ClusterRoleBinding[^-]*\nkind: ClusterRole\nmetadata:\n {2}name: istio-vm-onboard\n/,
+    );
+    expect(JSON.stringify(groupRole.toJS())).not.toContain('"namespaces"');
+    const lines = text.split('\n');
+    const ruleStarts = lines.flatMap((line, i) => (line === '  - apiGroups:' ? [i] : []));
+    expect(ruleStarts.length).toBeGreaterThan(5);
+    for (const i of ruleStarts) expect(lines[i - 1]).toMatch(/^ {2}# \w+ \S+: ./);
+    expect(docs.length).toBe(3);
   });
   it('permissions depend on mode and on what the inventory uses', () => {
     const auto = inv([group()]);

@@ -108,4 +108,19 @@ describe('workflows', () => {
       }
     }
   });
+  it.each([...own, ...examples])(
+    '%s passes expressions to run: scripts through env, never inline (script injection)',
+    (file) => {
+      const workflow = parse(readFileSync(file, 'utf8')) as {
+        jobs?: Record<string, { steps?: { run?: unknown }[] }>;
+      };
+      const inline = Object.entries(workflow.jobs ?? {}).flatMap(([job, spec]) =>
+        (spec.steps ?? [])
+          .map((step, index) => ({ where: `${job}.steps[${index}]`, run: step.run }))
+          .filter((step) => typeof step.run === 'string' && step.run.includes('${{'))
+          .map((step) => step.where),
+      );
+      expect(inline).toEqual([]);
+    },
+  );
 });

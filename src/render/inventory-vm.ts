@@ -43,6 +43,7 @@ export function renderVmFilesForInventoryVm(input: InventoryVmRenderInput): VmFi
     revision: mesh.revision,
     istioNamespace: mesh.istioNamespace,
     autoregister: group.registration === 'auto',
+    ...(group.registration === 'static' && group.probe !== undefined ? { workloadEntry: vm.name } : {}),
     captureDNS: input.captureDNS ?? true,
     extraLocalExcludePorts: vm.ssh.port !== 22 ? [vm.ssh.port] : [],
   });

@@ -47,6 +47,11 @@ export interface VmFilesInput {
   istioNamespace?: string;
   /** istioctl --autoregister: sets ISTIO_META_AUTO_REGISTER_GROUP. */
   autoregister: boolean;
+  /**
+   * Our addition (static registration with health checks): ISTIO_META_WORKLOAD_ENTRY, the name of the VM's
+   * WorkloadEntry, so istiod lets this proxy report its health into it (autoregistration/controller.go).
+   */
+  workloadEntry?: string;
   /** istioctl --capture-dns (default true). */
   captureDNS?: boolean;
   /**
@@ -237,6 +242,7 @@ export function renderVmFiles(input: VmFilesInput): VmFiles {
   md.ISTIO_METAJSON_LABELS = goJsonStringMap(labels);
   if (input.captureDNS ?? true) md.ISTIO_META_DNS_CAPTURE = 'true';
   if (input.autoregister) md.ISTIO_META_AUTO_REGISTER_GROUP = wg.name;
+  else if (input.workloadEntry) md.ISTIO_META_WORKLOAD_ENTRY = input.workloadEntry;
 
   const meshYaml = marshalYamlV2({ defaultConfig: proxyConfigToJson(proxy) as YamlValue });
 

@@ -742,7 +742,14 @@ export async function checkWorkloadEntry(
   };
   const healthChecks = ctx.healthChecks ?? !!ctx.group.probe;
   const address = ctx.workloadAddress;
-  const query = { namespace: ctx.group.namespace, address, group: ctx.group.name };
+  // A static entry is named after its VM (src/render buildWorkloadEntry): the lookup must know the VM's name.
+  const query = {
+    namespace: ctx.group.namespace,
+    address,
+    group: ctx.group.name,
+    vmName: ctx.vm.name,
+    ...(ctx.group.network ? { network: ctx.group.network } : {}),
+  };
   let entry: WorkloadEntryView | undefined;
   let lastError: string | undefined;
   let diagnosed = false;

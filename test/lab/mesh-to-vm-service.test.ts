@@ -137,4 +137,37 @@ describe('mesh→VM mTLS through a ServiceEntry host (dist/), the client routing
       });
     }
   }, 200_000);
+
+  it('revision canary (its own injector only): the mTLS Job carries istio.io/rev=canary and is injected; passes', async () => {
+    const kubectl = (args: string[], input?: string) =>
+      run(['kubectl', '--kubeconfig', state.files.kubeconfig!, '-n', 'istio-system', ...args], {
+        timeoutMs: 20_000,
+        ...(input !== undefined ? { input } : {}),
+      });
+    const copy = async (from: string, to: string) => {
+      const cm = JSON.parse((await kubectl(['get', 'configmap', from, '-o', 'json'])).stdout) as {
+        metadata: Record<string, unknown>;
+      };
+      cm.metadata = { name: to, namespace: 'istio-system' };
+      await kubectl(['create', '-f', '-'], JSON.stringify(cm));
+    };
+    const injector = (await kubectl(['get', 'configmap', 'istio-sidecar-injector', '-o', 'json'])).stdout;
+    await copy('istio', 'istio-canary');
+    await copy('istio-sidecar-injector', 'istio-sidecar-injector-canary');
+    // Only the canary revision exists now: sidecar.istio.io/inject=true would find no injector.
+    await kubectl(['delete', 'configmap', 'istio-sidecar-injector']);
+    await kubectl(['label', 'deployment', '-l', 'app=istiod', 'istio.io/rev=canary', '--overwrite']);
+    try {
+      // The group's PeerAuthentication is PERMISSIVE since the onboard above (verify does not change it).
+      const r = await action({ mode: 'verify', 'peer-authentication': 'permissive', revision: 'canary' });
+      expectPassThroughServiceHost(r, false);
+      expect(r.code).toBe(0);
+    } finally {
+      await kubectl(['label', 'deployment', '-l', 'app=istiod', 'istio.io/rev=default', '--overwrite']);
+      const cm = JSON.parse(injector) as { metadata: Record<string, unknown> };
+      cm.metadata = { name: 'istio-sidecar-injector', namespace: 'istio-system' };
+      await kubectl(['create', '-f', '-'], JSON.stringify(cm));
+      await kubectl(['delete', 'configmap', 'istio-canary', 'istio-sidecar-injector-canary']);
+    }
+  }, 200_000);
 });

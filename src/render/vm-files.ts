@@ -48,6 +48,12 @@ export interface VmFilesInput {
   /** istioctl --autoregister: sets ISTIO_META_AUTO_REGISTER_GROUP. */
   autoregister: boolean;
   /**
+   * Our addition: CA_ADDR for the default revision. istio-start.sh exports
+   * CA_ADDR=istiod.${ISTIO_SYSTEM_NAMESPACE:-istio-system}.svc:15012 and pilot-agent prefers it, so with an
+   * Istio namespace other than istio-system istioctl's files leave the VM without a certificate.
+   */
+  caAddress?: string;
+  /**
    * Our addition (static registration with health checks): ISTIO_META_WORKLOAD_ENTRY, the name of the VM's
    * WorkloadEntry, so istiod lets this proxy report its health into it (autoregistration/controller.go).
    */
@@ -258,6 +264,7 @@ export function renderVmFiles(input: VmFilesInput): VmFiles {
     SERVICE_ACCOUNT: wg.serviceAccount,
   };
   if (isRevisioned(revision)) overrides.CA_ADDR = istiodAddress(istioNamespace, revision);
+  else if (input.caAddress) overrides.CA_ADDR = input.caAddress;
   if (input.internalIP) overrides.ISTIO_SVC_IP = input.internalIP;
   else if (input.externalIP) {
     overrides.ISTIO_SVC_IP = input.externalIP;

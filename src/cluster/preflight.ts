@@ -76,10 +76,12 @@ export function formatMissingPermissions(missing: readonly ConcretePermission[])
 const ISTIO_CRDS: Array<{ group: string; version: string; plural: string; forModes?: RunMode[] }> = [
   { group: 'networking.istio.io', version: 'v1', plural: 'workloadgroups' },
   { group: 'networking.istio.io', version: 'v1', plural: 'workloadentries' },
+  // ADR 0004: the mTLS check calls each VM through a ServiceEntry (networking.istio.io/v1 from Istio 1.22).
+  { group: 'networking.istio.io', version: 'v1', plural: 'serviceentries', forModes: ['onboard', 'verify'] },
 ];
 
-async function checkCrds(ctx: ClusterContext, needPeerAuthentication: boolean): Promise<CrdCheck[]> {
-  const wanted = [...ISTIO_CRDS];
+async function checkCrds(ctx: ClusterContext, needPeerAuthentication: boolean, mode: RunMode): Promise<CrdCheck[]> {
+  const wanted = ISTIO_CRDS.filter((w) => !w.forModes || w.forModes.includes(mode));
   if (needPeerAuthentication) wanted.push({ group: 'security.istio.io', version: 'v1', plural: 'peerauthentications' });
   const groupVersions = [...new Set(wanted.map((w) => `${w.group}/${w.version}`))];
   const served = new Map<string, Set<string>>();
@@ -120,7 +122,7 @@ export async function runPreflight(
     ctx.apps.listNamespacedDeployment({ namespace: istioNamespace, labelSelector: 'app=istiod' }, o),
   );
   const meshConfigRead = readConfigMapOnce(ctx, istioNamespace, meshConfigMapName(revision));
-  const crdsRead = checkCrds(ctx, needPeerAuthWrite);
+  const crdsRead = checkCrds(ctx, needPeerAuthWrite, options.mode);
   const [permissionsResult, deploymentsResult, meshConfigResult, crdsResult] = await Promise.allSettled([
     missingPermissions(ctx, perms),
     deploymentsRead,

@@ -123,9 +123,7 @@ export function loadSidecarConfig(root: string, processEnv: NodeJS.ProcessEnv): 
   }
   const sysNs = env.ISTIO_SYSTEM_NAMESPACE || 'istio-system';
   const discoveryAddress = String(defaultConfig.discoveryAddress || env.PILOT_ADDRESS || `istiod.${sysNs}.svc:15012`);
-  // istio-start.sh: CA_ADDR=${CA_ADDR:-${PILOT_ADDRESS:-istiod.${ISTIO_SYSTEM_NAMESPACE:-istio-system}.svc:15012}}
-  // (exported; pilot-agent prefers it): mesh.yaml's discoveryAddress does not move the CA.
-  const caAddress = env.CA_ADDR || env.PILOT_ADDRESS || `istiod.${sysNs}.svc:15012`;
+  const caAddress = env.CA_ADDR || discoveryAddress;
   let labels: Record<string, string> = {};
   if (env.ISTIO_METAJSON_LABELS) {
     try {

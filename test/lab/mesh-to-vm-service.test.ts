@@ -3,6 +3,9 @@
 // The action calls the VM through a short-lived ServiceEntry host; the old ADR 0002 call by the VM's IP is
 // kept below as a regression test of why it was replaced (it leaves the client in plaintext).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse, stringify } from 'yaml';
 import { runAction, snapshotDist, vmOf, type ActionRun } from './action-harness.js';
 import { run } from './exec.js';
 import { findVm, type LabState } from './state.js';
@@ -169,5 +172,21 @@ describe('mesh→VM mTLS through a ServiceEntry host (dist/), the client routing
       await kubectl(['create', '-f', '-'], JSON.stringify(cm));
       await kubectl(['delete', 'configmap', 'istio-canary', 'istio-sidecar-injector-canary']);
     }
+  }, 200_000);
+
+  it('multi-network group with the default verify-url: fails before any change, naming verify-url', async () => {
+    const doc = parse(readFileSync(state.files.inventory, 'utf8')) as { groups: Array<Record<string, unknown>> };
+    doc.groups[0]!.network = 'vm-network';
+    const inventory = path.join(dir, 'multi-network.yaml');
+    writeFileSync(inventory, stringify(doc));
+    const r = await action({ mode: 'onboard', inventory, 'verify-url': '' });
+    expect(r.code).toBe(1);
+    expect(r.report?.fatal?.message).toMatch(
+      /^Cluster preflight failed: the default verify-url \(istiod's :15014\) has no endpoint a VM on another network can reach: .*Groups: app \(network vm-network\)\. Set the verify-url input/,
+    );
+    expect(vmOf(r.report, 'vm1').outcome).toBe('skipped-preflight');
+    // plan runs no checks: the same inventory is not blocked.
+    const planned = await action({ mode: 'plan', inventory, 'verify-url': '' });
+    expect(planned.report?.fatal).toBeUndefined();
   }, 200_000);
 });

@@ -27,7 +27,7 @@ import {
 } from '../../src/cluster/mesh-objects.js';
 import { ruleGrants } from '../../src/cluster/access-rules.js';
 import { REQUIRED_PERMISSIONS, permissionsForRun } from '../../src/cluster/permissions.js';
-import { formatMissingPermissions } from '../../src/cluster/preflight.js';
+import { formatMissingPermissions, multiNetworkVerifyUrlProblem } from '../../src/cluster/preflight.js';
 import { renderMinimalRbacYaml } from '../../src/cluster/rbac.js';
 import {
   buildVerificationJob,
@@ -666,5 +666,19 @@ describe('ruleGrants (a SelfSubjectRulesReview rule, matched as RBAC matches it)
         perm('get', '', 'configmaps'),
       ),
     ).toBe(true);
+  });
+});
+
+describe('multi-network and the default verify-url (issue 15, item 5)', () => {
+  it('no group on a network: no problem; a group on a network: the problem names verify-url and the groups', () => {
+    expect(multiNetworkVerifyUrlProblem([{ name: 'a', network: '' }])).toBeUndefined();
+    const problem = multiNetworkVerifyUrlProblem([
+      { name: 'a', network: '' },
+      { name: 'b', network: 'vm-net' },
+    ]);
+    expect(problem).toMatch(
+      /^the default verify-url \(istiod's :15014\) has no endpoint a VM on another network can reach/,
+    );
+    expect(problem).toContain('Groups: b (network vm-net). Set the verify-url input');
   });
 });

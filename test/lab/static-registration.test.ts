@@ -46,6 +46,10 @@ describe('static registration through dist/', () => {
     expect(vm.checks.find((c) => c.name === 'workload-entry')!.summary).toBe(
       `vm1 has address ${state.vms[0]!.ip} and is Healthy`,
     );
+    // xds-connected names pilot-agent's own istiod connection (its log), not only Envoy's pipe to the agent.
+    expect(vm.checks.find((c) => c.name === 'xds-connected')!.evidence.join('\n')).toMatch(
+      /^istiod connection \(agent log\): .*connected to upstream XDS server: /m,
+    );
     // The WorkloadEntry step comes before the step that installs and starts the sidecar.
     const applySteps = vm.steps.filter((s) => s.name === 'apply').map((s) => s.detail ?? '');
     expect(applySteps[0]).toMatch(/^WorkloadEntry vm1: created$/);

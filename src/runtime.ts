@@ -60,6 +60,7 @@ export async function createRuntime(
         needsHealthChecks: groups.some((group) => group.registration === 'auto' && group.probe !== undefined),
         mode,
         peerAuthentication: settings.peerAuthentication,
+        defaultVerifyUrl: settings.verify.enabled && !settings.verify.url,
       });
       autoRegistrationEnabled = report.autoRegistration?.enabled;
       return {

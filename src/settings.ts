@@ -82,7 +82,7 @@ export const DEFAULT_SIDECAR_PACKAGE_URL =
   'https://storage.googleapis.com/istio-release/releases/{version}/{format}/istio-sidecar{arch-suffix}.{format}';
 /**
  * The verification Job's image, pinned by digest (the multi-arch index of curlimages/curl:8.11.1; check with
- * `docker buildx imagetools inspect curlimages/curl:8.11.1`). ADR 0004 says where the digest came from.
+ * `docker buildx imagetools inspect curlimages/curl:8.11.1`). ADR 0005 says where the digest came from.
  */
 export const DEFAULT_VERIFY_CLIENT_IMAGE =
   'curlimages/curl:8.11.1@sha256:c1fe1679c34d9784c1b0d1e5f62ac0a79fca01fb6377cdd33e90473c6f9f9a69';

@@ -27,7 +27,7 @@ import {
 } from '../../src/cluster/mesh-objects.js';
 import { ruleGrants } from '../../src/cluster/access-rules.js';
 import { REQUIRED_PERMISSIONS, permissionsForRun } from '../../src/cluster/permissions.js';
-import { formatMissingPermissions } from '../../src/cluster/preflight.js';
+import { formatMissingPermissions, multiNetworkVerifyUrlProblem } from '../../src/cluster/preflight.js';
 import { renderMinimalRbacYaml } from '../../src/cluster/rbac.js';
 import {
   buildVerificationJob,
@@ -495,7 +495,7 @@ describe('verification Job (ADR 0002)', () => {
     vmName: 'VM_1',
     waitAttempts: 5,
   };
-  it('ADR 0004: the mTLS Job calls the ServiceEntry host, resolved to the VM, after waiting for its endpoint', () => {
+  it('ADR 0005: the mTLS Job calls the ServiceEntry host, resolved to the VM, after waiting for its endpoint', () => {
     const job = buildVerificationJob({
       namespace: 'ns',
       name: 'j',
@@ -522,7 +522,7 @@ describe('verification Job (ADR 0002)', () => {
       'outbound|8080||j.ns.ivo-verify.internal::[fd00::1]:8080::',
     );
   });
-  it('ADR 0004: the ServiceEntry: MESH_INTERNAL, the VM as its one endpoint with the group SA; a VIP only for TCP', () => {
+  it('ADR 0005: the ServiceEntry: MESH_INTERNAL, the VM as its one endpoint with the group SA; a VIP only for TCP', () => {
     expect(buildVerificationServiceEntry({ namespace: 'ns', name: 'j', service })).toEqual({
       apiVersion: 'networking.istio.io/v1',
       kind: 'ServiceEntry',
@@ -692,5 +692,19 @@ describe('ruleGrants (a SelfSubjectRulesReview rule, matched as RBAC matches it)
         perm('get', '', 'configmaps'),
       ),
     ).toBe(true);
+  });
+});
+
+describe('multi-network and the default verify-url (issue 15, item 5)', () => {
+  it('no group on a network: no problem; a group on a network: the problem names verify-url and the groups', () => {
+    expect(multiNetworkVerifyUrlProblem([{ name: 'a', network: '' }])).toBeUndefined();
+    const problem = multiNetworkVerifyUrlProblem([
+      { name: 'a', network: '' },
+      { name: 'b', network: 'vm-net' },
+    ]);
+    expect(problem).toMatch(
+      /^the default verify-url \(istiod's :15014\) has no endpoint a VM on another network can reach/,
+    );
+    expect(problem).toContain('Groups: b (network vm-net). Set the verify-url input');
   });
 });

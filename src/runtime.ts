@@ -140,6 +140,9 @@ export async function createRuntime(
     requestCount: () => real.requestCount,
   });
 
+  // Trust on first use pins what it learned for the whole run: a reconnect to a VM, or another VM behind
+  // the same bastion, must present the key seen first.
+  const learnedHostKeys = new Map<string, Buffer>();
   const connector: VmConnectorPort = {
     async connect(vm) {
       let learned: string | undefined;
@@ -149,6 +152,7 @@ export async function createRuntime(
         ...(settings.ssh.passphrase ? { passphrase: settings.ssh.passphrase } : {}),
         knownHosts: settings.ssh.knownHosts,
         trustOnFirstUse: settings.ssh.trustOnFirstUse,
+        learnedHostKeys,
         readyTimeoutMs: settings.ssh.connectTimeoutSeconds * 1000,
         onLearnedHostKey: (line: string) => {
           learned = line;

@@ -52,7 +52,7 @@ export function shellQuote(value: string): string {
 
 const PRELUDE = String.raw`set +e
 umask 077
-ivo_tmp=$(mktemp -d 2>/dev/null) || { ivo_tmp=/tmp/ivo-verify.$$; mkdir -p "$ivo_tmp"; }
+ivo_tmp=$(mktemp -d 2>/dev/null) || { echo 'ivo: mktemp -d failed (is /tmp full or read-only?)' >&2; exit 97; }
 trap 'rm -rf "$ivo_tmp"' EXIT
 ivo_b64() { if [ -s "$1" ]; then base64 < "$1" | tr -d '\n'; fi; }
 ivo_emit() {

@@ -63,6 +63,10 @@ const MALFORMED: Record<string, Case[]> = {
   'ssh-connect-timeout': [{ label: 'zero', value: '0' }],
   mode: [{ label: 'an unknown mode', value: 'deploy' }],
   groups: [{ label: 'a group the inventory lacks', value: 'no-such-group' }],
+  'allowed-namespaces': [
+    { label: 'not a namespace name', value: 'Bad_Namespace' },
+    { label: "a list without the lab group's namespace", value: 'team-a,team-b' },
+  ],
   'changed-groups-only': [{ label: 'not a boolean', value: 'yes please' }],
   'istio-version': [{ label: 'not a release', value: 'latest' }],
   'sidecar-package-url': [{ label: 'an unknown placeholder', value: 'https://example.com/{versoin}/x.deb' }],

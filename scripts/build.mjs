@@ -18,6 +18,8 @@ export const ENTRIES = [
   // loads the second bundle (the Kubernetes client, SSH, the rollout: src/action.ts).
   { source: 'src/main.ts', output: 'index.js' },
   { source: 'src/action.ts', output: 'run.js' },
+  // The post step (action.yml runs.post): removes what the main step left on the runner.
+  { source: 'src/post.ts', output: 'post.js' },
   // The CLI in two files: the entry (render, rbac, help: no Kubernetes client, no SSH) loads the second
   // bundle (the Kubernetes client, SSH, the run commands) only when a command needs it
   // (src/cli/load-heavy.ts).

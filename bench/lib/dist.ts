@@ -23,7 +23,7 @@ export interface DistSnapshot {
   actionSha256: string;
 }
 
-const ENTRIES = ['index.js', 'run.js', path.join('cli', 'index.js'), path.join('cli', 'run.js')];
+const ENTRIES = ['index.js', 'run.js', 'post.js', path.join('cli', 'index.js'), path.join('cli', 'run.js')];
 
 function complete(dir: string): boolean {
   return ENTRIES.every((entry) => existsSync(path.join(dir, entry)) && statSync(path.join(dir, entry)).size > 0);

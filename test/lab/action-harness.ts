@@ -65,8 +65,9 @@ export async function snapshotDist(targetDir: string, options: { waitMs?: number
   const deadline = Date.now() + (options.waitMs ?? 120_000);
   // A build writes index.js at its end, but removes dist/ at its start: take two looks 1 s apart.
   for (let i = 0; i < 240; i++) {
-    // The action's files: the entry and the bundle it loads.
-    const complete = () => ['index.js', 'run.js', 'package.json'].every((file) => existsSync(path.join(source, file)));
+    // The action's files: the entry, the bundle it loads, the post step.
+    const complete = () =>
+      ['index.js', 'run.js', 'post.js', 'package.json'].every((file) => existsSync(path.join(source, file)));
     if (complete()) {
       await new Promise((r) => setTimeout(r, 1_000));
       if (complete()) break;

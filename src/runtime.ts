@@ -73,11 +73,12 @@ export async function createRuntime(
       const objects = await real.applyMeshObjects(group, options);
       return objects.map(toRecord);
     },
-    async meshContext(group) {
+    async meshContext(group, options) {
       const eastWestAddress = settings.overrides.eastWestAddress ?? inventory.mesh.eastWestGateway.address;
       const clusterID = settings.overrides.clusterID ?? inventory.mesh.clusterID;
       const mesh = await real.readMeshContext({
         namespace: group.namespace,
+        ...(options?.namespaceNotCreatedYet ? { namespaceNotCreatedYet: true } : {}),
         revision,
         istioNamespace: inventory.mesh.istioNamespace,
         ...(clusterID ? { clusterID } : {}),

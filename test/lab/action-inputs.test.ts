@@ -197,8 +197,8 @@ describe('inputs of action.yml', () => {
       "::notice::input 'verify-requests' is ignored in mode 'plan' (that mode does not use it)",
     );
     expect(run.log).toContain("::notice::input 'token-lifetime' is ignored in mode 'plan' (that mode does not use it)");
-    // (The plan itself may stop at the cluster side: on a fresh lab the group's namespace and its root
-    // cert do not exist yet. The logins to the first VMs are opened once the preflight passed.)
+    // (The logins to the first VMs are opened once the preflight passed. A plan on this fresh lab, where the
+    // group's namespace does not exist yet, is action-plan-fresh.test.ts.)
     expect(run.report?.inputs).toMatchObject({ mode: 'plan', 'verify-requests': 'many' });
   });
 });

@@ -19,7 +19,7 @@ import { istioBuild } from './istio/binaries.js';
 import { realSidecarSources } from './package/real-sidecar.js';
 import type { LabState } from './state.js';
 import { downLab, faultCli, newLabDir, upLab } from './testing.js';
-import { execInVm } from './vm/exec.js';
+import { execInVm, vmPath } from './vm/exec.js';
 import type { CheckResult } from '../../src/verify/types.js';
 
 const execFileP = promisify(execFile);
@@ -104,19 +104,21 @@ describe('the action onboards a VM running the real pilot-agent against the real
     expect(onboard.code).toBe(1);
   });
 
-  it('on the VM: the real agent ran as istio-proxy (user from the package postinst) and is the pinned module', async () => {
+  it('on the VM: the installed pilot-agent is the pinned istio.io/istio module, setgid as postinst.sh makes it', async () => {
     const build = istioBuild();
     const r = await execInVm(state, VM, [
       '/bin/sh',
       '-c',
-      'id -un istio-proxy && ls -ln /usr/local/bin/pilot-agent && grep -c "Envoy proxy is ready" /var/log/istio/istio.log',
+      'id -un istio-proxy && stat -c %A /usr/local/bin/pilot-agent && grep -c "Envoy proxy is ready" /var/log/istio/istio.log',
     ]);
     expect(r.code).toBe(0);
-    const [user, listing, readyLines] = r.stdout.trim().split('\n');
-    expect(user).toBe('istio-proxy');
-    expect(listing).toMatch(/^-rwxr-sr-x/); // postinst.sh: chmod 2755
-    expect(Number(readyLines)).toBeGreaterThanOrEqual(1);
-    const { stdout } = await execFileP('go', ['version', '-m', build.pilotAgent], { timeout: 30_000 });
+    const [user, mode, readyLines] = r.stdout.trim().split('\n');
+    expect(user).toBe('istio-proxy'); // created by Istio's postinst.sh
+    expect(mode).toBe('-rwxr-sr-x'); // postinst.sh: chmod 2755
+    expect(Number(readyLines)).toBeGreaterThanOrEqual(1); // the agent's own log line (pkg/istio-agent)
+    const { stdout } = await execFileP('go', ['version', '-m', vmPath(state, VM, '/usr/local/bin/pilot-agent')], {
+      timeout: 30_000,
+    });
     expect(stdout).toMatch(new RegExp(`\\smod\\s+istio\\.io/istio\\s+${build.moduleVersion}\\s`));
   });
 
@@ -129,9 +131,22 @@ describe('the action onboards a VM running the real pilot-agent against the real
       const r = await runAction(state, { mode: 'verify', 'verify-ready-timeout': '10' }, { entry, timeoutMs: 200_000 });
       const checks = checksOf(r);
       expect(r.code).toBe(1);
+      // Meanwhile Istio's unit ran istio-start.sh: the real `pilot-agent istio-iptables` capture (legacy or nft backend,
+      // whichever it detected) and the agent and the stand-in as istio-proxy.
+      const seen = await execInVm(state, VM, [
+        '/bin/sh',
+        '-c',
+        '{ iptables-legacy-save -t nat; iptables-save -t nat; } 2>/dev/null; ps -o user:20=,comm= -C pilot-agent,envoy',
+      ]);
+      expect(seen.stdout).toMatch(/-A ISTIO_INBOUND -p tcp -m tcp --dport 8080 -j ISTIO_IN_REDIRECT/);
+      expect(seen.stdout).toMatch(/-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001/);
+      expect(seen.stdout).toMatch(/^istio-proxy\s+pilot-agent$/m);
+      expect(seen.stdout).toMatch(/^istio-proxy\s+envoy$/m);
       expect(checks.get('sidecar-running')?.status).toBe('pass');
       expect(checks.get('sidecar-ready')?.status).toBe('fail');
       expect(checks.get('xds-connected')?.status).toBe('fail');
+      expect(checks.get('xds-connected')?.summary).toMatch(/^no live connection to istiod/);
+      expect(checks.get('sidecar-ready')?.hint).toMatch(/istiod refused the connection on 15012/);
       expect(r.log).toMatch(new RegExp(`\\[${VM}\\] sidecar-ready: `));
       expect(r.log).toMatch(new RegExp(`\\[${VM}\\] xds-connected: `));
       expect(r.summary).toContain(VM);

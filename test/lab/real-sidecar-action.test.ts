@@ -13,12 +13,13 @@
 // for those named reasons — asserted below, so the day they pass this file says so.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { runAction, snapshotDist, vmOf, type ActionRun } from './action-harness.js';
 import { istioBuild } from './istio/binaries.js';
 import { realSidecarSources } from './package/real-sidecar.js';
 import type { LabState } from './state.js';
-import { downLab, faultCli, newLabDir, upLab } from './testing.js';
+import { downLab, faultCli, labCli, newLabDir, upLab } from './testing.js';
 import { execInVm, vmPath } from './vm/exec.js';
 import type { CheckResult } from '../../src/verify/types.js';
 
@@ -131,8 +132,8 @@ describe('the action onboards a VM running the real pilot-agent against the real
       const r = await runAction(state, { mode: 'verify', 'verify-ready-timeout': '10' }, { entry, timeoutMs: 200_000 });
       const checks = checksOf(r);
       expect(r.code).toBe(1);
-      // Meanwhile Istio's unit ran istio-start.sh: the real `pilot-agent istio-iptables` capture (legacy or nft backend,
-      // whichever it detected) and the agent and the stand-in as istio-proxy.
+      // Meanwhile Istio's unit ran istio-start.sh: the real `pilot-agent istio-iptables` capture (legacy or nft
+      // backend, whichever it detected) and the agent and the stand-in as istio-proxy.
       const seen = await execInVm(state, VM, [
         '/bin/sh',
         '-c',
@@ -154,4 +155,18 @@ describe('the action onboards a VM running the real pilot-agent against the real
       await faultCli(dir, 'heal', 'istiod-down');
     }
   }, 300_000);
+});
+
+describe('lab up --sidecar real', () => {
+  it('is refused without --istiod real, before anything is made', async () => {
+    const empty = newLabDir('real-sidecar-refused');
+    try {
+      const r = await labCli(['up', '--vms', '1', '--dir', empty, '--sidecar', 'real']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('--sidecar real needs --istiod real');
+      expect(readdirSync(empty)).toEqual([]);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
 });

@@ -52,7 +52,7 @@ async function sidecarDiagnostics(): Promise<string> {
     [
       '/bin/sh',
       '-c',
-      'systemctl status istio; tail -n 30 /var/log/journal-standin/istio.log /var/log/istio/istio.log /var/log/istio/istio.err.log',
+      'systemctl status istio; tail -n 30 /var/log/journal-standin/istio.service.log /var/log/istio/istio.log /var/log/istio/istio.err.log',
     ],
     { allowFailure: true, timeoutMs: 30_000 },
   );

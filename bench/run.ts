@@ -24,6 +24,7 @@ import {
   type BenchLab,
 } from './lib/lab.js';
 import { measurePlan } from './lib/plan.js';
+import { measureStartup, startupMedians } from './lib/startup.js';
 import { renderMarkdown, summarize, type Machine, type RawResults, type Repetition } from './lib/results.js';
 import { secs } from './lib/stats.js';
 
@@ -41,6 +42,7 @@ const SLOW_SIZES = list(process.env.BENCH_SLOW_SIZES, [1, 10]);
 const DEADLINE_MS = (Number(process.env.BENCH_DEADLINE_MIN ?? 30) || 30) * 60_000;
 const OUT_DIR = path.resolve(REPO_ROOT, process.env.BENCH_OUT ?? 'bench');
 const PLAN_REPS = 3;
+const STARTUP_SAMPLES = 9;
 
 const started = performance.now();
 function log(line: string): void {
@@ -128,6 +130,12 @@ async function main(): Promise<void> {
     log(
       `1,000-VM render: ${plan.map((p) => `${secs(p.wallMs)} s / ${Math.round(p.maxRssKiB / 1024)} MiB${p.ok ? '' : ' FAILED'}`).join(', ')}`,
     );
+    // also before any lab: the action's start-up alone (the machine may still be shared: medians)
+    const startup = await measureStartup(dist.dir, STARTUP_SAMPLES);
+    const startupFigures = startupMedians(startup);
+    log(
+      `start-up: first log line ${secs(startupFigures.firstVisibleLineMs)} s; rollout ready ${secs(startupFigures.readyFreshMs)} s fresh, ${secs(startupFigures.readyReusedMs)} s with the compile cache (medians of ${STARTUP_SAMPLES})`,
+    );
     const repetitions: Repetition[] = [];
     // Repetitions interleave the sizes (1,5,10,20, 1,5,10,20, …) so that slow drift of the shared
     // machine's load spreads over all sizes instead of landing on one.
@@ -165,6 +173,7 @@ async function main(): Promise<void> {
       dist: distInfo,
       repetitions,
       plan,
+      startup,
     };
     const summary = summarize(raw);
     mkdirSync(OUT_DIR, { recursive: true });

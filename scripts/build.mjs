@@ -14,7 +14,12 @@ const ncc = require('@vercel/ncc');
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 export const ENTRIES = [
+  // The action in two files, like the CLI: the entry prints the first line using @actions/core only, then
+  // loads the second bundle (the Kubernetes client, SSH, the rollout: src/action.ts).
   { source: 'src/main.ts', output: 'index.js' },
+  { source: 'src/action.ts', output: 'run.js' },
+  // The post step (action.yml runs.post): removes what the main step left on the runner.
+  { source: 'src/post.ts', output: 'post.js' },
   // The CLI in two files: the entry (render, rbac, help: no Kubernetes client, no SSH) loads the second
   // bundle (the Kubernetes client, SSH, the run commands) only when a command needs it
   // (src/cli/load-heavy.ts).
@@ -28,6 +33,7 @@ const isDroppedAsset = (name) => name.endsWith('.node') || name.endsWith('.exe')
 
 export async function buildInto(outDir) {
   await rm(outDir, { recursive: true, force: true });
+  const licenseLengths = new Map();
   for (const entry of ENTRIES) {
     const { code, assets } = await ncc(join(root, entry.source), {
       minify: true,
@@ -43,6 +49,9 @@ export async function buildInto(outDir) {
     for (const [name, asset] of Object.entries(assets)) {
       if (isDroppedAsset(name)) continue;
       const assetPath = join(dirname(target), name);
+      // Bundles of one folder share licenses.txt: keep the longest (the bundle with every dependency).
+      if (name === 'licenses.txt' && String(asset.source).length < (licenseLengths.get(assetPath) ?? 0)) continue;
+      if (name === 'licenses.txt') licenseLengths.set(assetPath, String(asset.source).length);
       await mkdir(dirname(assetPath), { recursive: true });
       await writeFile(assetPath, asset.source);
     }

@@ -40,6 +40,13 @@ try {
     }
   }
   for (const file of have) if (!want.includes(file)) problems.push(`unexpected: dist/${file}`);
+  // What the runner starts: action.yml's runs.main and runs.post must be files the build makes.
+  const actionYml = await readFile(join(root, 'action.yml'), 'utf8');
+  for (const key of ['main', 'post']) {
+    const file = new RegExp(`^  ${key}: '?dist/([^'\\s]+)'?\\s*$`, 'm').exec(actionYml)?.[1];
+    if (file === undefined) problems.push(`action.yml: no runs.${key}`);
+    else if (!want.includes(file)) problems.push(`action.yml runs.${key}: dist/${file} is not built`);
+  }
   if (problems.length > 0) {
     console.error(`dist/ does not match src/ — run \`npm run build\` and commit dist/:\n  ${problems.join('\n  ')}`);
     process.exitCode = 1;

@@ -13,7 +13,7 @@ import { runFailed } from './report/model.js';
 import type { RunLogger } from './rollout/ports.js';
 import { runRollout } from './rollout/run.js';
 import { createRuntime, redactInputs } from './runtime.js';
-import { registerSecretInputs, SecretRegistry } from './secrets.js';
+import { forgetSecretInputs, neutralizeWorkflowCommands, registerSecretInputs, SecretRegistry } from './secrets.js';
 import {
   ignoredInputNotices,
   INPUT_DEFAULTS,
@@ -33,6 +33,7 @@ export async function run(): Promise<void> {
   const rawInputs = Object.fromEntries(
     (Object.keys(INPUT_DEFAULTS) as InputName[]).map((name) => [name, core.getInput(name)]),
   ) as Record<InputName, string>;
+  forgetSecretInputs(process.env);
 
   let settings: RunSettings;
   let inventory: Inventory;
@@ -133,14 +134,16 @@ function reportBadInput(error: unknown, logger: RunLogger): void {
 function actionLogger(secrets: SecretRegistry): RunLogger {
   const annotation = (where?: { file?: string; line?: number }): core.AnnotationProperties | undefined =>
     where?.file ? { file: where.file, ...(where.line !== undefined ? { startLine: where.line } : {}) } : undefined;
+  // Lines can carry what a VM said (package versions, logs): masked, and never a workflow command.
+  const safe = (line: string): string => neutralizeWorkflowCommands(secrets.scrub(line));
   return {
-    info: (line) => core.info(secrets.scrub(line)),
-    warning: (line, where) => core.warning(secrets.scrub(line), annotation(where)),
-    error: (line, where) => core.error(secrets.scrub(line), annotation(where)),
-    debug: (line) => core.debug(secrets.scrub(line)),
+    info: (line) => core.info(safe(line)),
+    warning: (line, where) => core.warning(safe(line), annotation(where)),
+    error: (line, where) => core.error(safe(line), annotation(where)),
+    debug: (line) => core.debug(safe(line)),
     group: (title, lines) => {
-      core.startGroup(secrets.scrub(title));
-      for (const line of lines) core.info(secrets.scrub(line));
+      core.startGroup(safe(title));
+      for (const line of lines) core.info(safe(line));
       core.endGroup();
     },
   };

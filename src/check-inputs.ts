@@ -54,6 +54,21 @@ export function checkInputs(
     );
   }
 
+  const allowed = settings.rollout.allowedNamespaces;
+  if (allowed.length > 0) {
+    const outside = inventory.groups.filter((group) => !allowed.includes(group.namespace));
+    if (outside.length > 0) {
+      errors.push(
+        new SettingsError(
+          'allowed-namespaces',
+          `lists ${allowed.join(', ')}, but the inventory ${inventory.source} puts ${outside
+            .map((group) => `group '${group.name}' in namespace '${group.namespace}'`)
+            .join(', ')}; add the namespace here (the workflow's owner decides) or move the group`,
+        ),
+      );
+    }
+  }
+
   const packagePath = settings.sidecarPackage.uploadPath;
   if (packagePath !== '') {
     const where = resolve(options.cwd, packagePath);

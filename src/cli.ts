@@ -21,7 +21,8 @@ Usage:
 
 Options (the action's inputs, as flags; INPUT_* environment variables work too):
   --kubeconfig FILE  --context NAME  --ssh-private-key FILE  --ssh-known-hosts FILE
-  --groups a,b  --shard i/n  --concurrency N  --max-unavailable N|P%  --failure-budget N|P%
+  --groups a,b  --allowed-namespaces ns,…  --shard i/n  --concurrency N  --max-unavailable N|P%
+  --failure-budget N|P%
   --peer-authentication strict|permissive|unchanged  --verify-after-onboard true|false  --verify-url URL
   --sidecar-package-url TEMPLATE  --sidecar-package-sha256 HEX  --istio-version X.Y.Z
   --dns-servers IP[:PORT],…  --east-west-address ADDR  --cluster-id ID  --revision REV

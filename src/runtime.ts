@@ -60,6 +60,7 @@ export async function createRuntime(
         needsHealthChecks: groups.some((group) => group.registration === 'auto' && group.probe !== undefined),
         mode,
         peerAuthentication: settings.peerAuthentication,
+        defaultVerifyUrl: settings.verify.enabled && !settings.verify.url,
       });
       autoRegistrationEnabled = report.autoRegistration?.enabled;
       return {
@@ -72,11 +73,12 @@ export async function createRuntime(
       const objects = await real.applyMeshObjects(group, options);
       return objects.map(toRecord);
     },
-    async meshContext(group) {
+    async meshContext(group, options) {
       const eastWestAddress = settings.overrides.eastWestAddress ?? inventory.mesh.eastWestGateway.address;
       const clusterID = settings.overrides.clusterID ?? inventory.mesh.clusterID;
       const mesh = await real.readMeshContext({
         namespace: group.namespace,
+        ...(options?.namespaceNotCreatedYet ? { namespaceNotCreatedYet: true } : {}),
         revision,
         istioNamespace: inventory.mesh.istioNamespace,
         ...(clusterID ? { clusterID } : {}),
@@ -139,6 +141,9 @@ export async function createRuntime(
     requestCount: () => real.requestCount,
   });
 
+  // Trust on first use pins what it learned for the whole run: a reconnect to a VM, or another VM behind
+  // the same bastion, must present the key seen first.
+  const learnedHostKeys = new Map<string, Buffer>();
   const connector: VmConnectorPort = {
     async connect(vm) {
       let learned: string | undefined;
@@ -148,6 +153,7 @@ export async function createRuntime(
         ...(settings.ssh.passphrase ? { passphrase: settings.ssh.passphrase } : {}),
         knownHosts: settings.ssh.knownHosts,
         trustOnFirstUse: settings.ssh.trustOnFirstUse,
+        learnedHostKeys,
         readyTimeoutMs: settings.ssh.connectTimeoutSeconds * 1000,
         onLearnedHostKey: (line: string) => {
           learned = line;

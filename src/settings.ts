@@ -51,6 +51,11 @@ export interface RunSettings {
     shard?: { index: number; count: number };
     /** Only these groups (empty = all). */
     groups: string[];
+    /**
+     * The namespaces the inventory's groups may use (empty = any but the refused system ones). The
+     * workflow's owner sets it, so whoever edits the inventory cannot steer the credentials elsewhere.
+     */
+    allowedNamespaces: string[];
     vmTimeoutSeconds: number;
   };
   peerAuthentication: PeerAuthenticationPolicy;
@@ -82,7 +87,7 @@ export const DEFAULT_SIDECAR_PACKAGE_URL =
   'https://storage.googleapis.com/istio-release/releases/{version}/{format}/istio-sidecar{arch-suffix}.{format}';
 /**
  * The verification Job's image, pinned by digest (the multi-arch index of curlimages/curl:8.11.1; check with
- * `docker buildx imagetools inspect curlimages/curl:8.11.1`). ADR 0004 says where the digest came from.
+ * `docker buildx imagetools inspect curlimages/curl:8.11.1`). ADR 0005 says where the digest came from.
  */
 export const DEFAULT_VERIFY_CLIENT_IMAGE =
   'curlimages/curl:8.11.1@sha256:c1fe1679c34d9784c1b0d1e5f62ac0a79fca01fb6377cdd33e90473c6f9f9a69';
@@ -99,6 +104,7 @@ export const INPUT_DEFAULTS = {
   'ssh-connect-timeout': '20',
   mode: 'onboard',
   groups: '',
+  'allowed-namespaces': '',
   'changed-groups-only': 'false',
   'istio-version': '',
   'sidecar-package-url': DEFAULT_SIDECAR_PACKAGE_URL,
@@ -323,6 +329,10 @@ export function readSettings(source: InputSource, env: NodeJS.ProcessEnv = {}): 
         return parsed ? { shard: parsed } : {};
       }, {}),
       groups: list(raw('groups')),
+      allowedNamespaces: check(
+        () => list(raw('allowed-namespaces')).map((ns) => dns1123Label('allowed-namespaces', ns)),
+        [],
+      ),
       vmTimeoutSeconds: check(() => int('vm-timeout', raw('vm-timeout'), 10, 86400), 600),
     },
     peerAuthentication: check(

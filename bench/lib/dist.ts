@@ -18,10 +18,12 @@ export interface DistSnapshot {
   cliBytes: number;
   /** The CLI's second bundle (Kubernetes client, SSH, the run commands), loaded on demand. */
   cliRunBytes: number;
+  /** The action's second bundle (dist/run.js), loaded after the first log line; absent in older builds. */
+  actionRunBytes?: number;
   actionSha256: string;
 }
 
-const ENTRIES = ['index.js', path.join('cli', 'index.js'), path.join('cli', 'run.js')];
+const ENTRIES = ['index.js', 'run.js', 'post.js', path.join('cli', 'index.js'), path.join('cli', 'run.js')];
 
 function complete(dir: string): boolean {
   return ENTRIES.every((entry) => existsSync(path.join(dir, entry)) && statSync(path.join(dir, entry)).size > 0);
@@ -61,9 +63,7 @@ export async function snapshotDist(target: string): Promise<DistSnapshot> {
     };
     await build.buildInto(target);
     if (!complete(target))
-      throw new Error(
-        'dist/ is incomplete and scripts/build.mjs did not produce index.js, cli/index.js and cli/run.js',
-      );
+      throw new Error(`dist/ is incomplete and scripts/build.mjs did not produce ${ENTRIES.join(', ')}`);
     source = 'built with scripts/build.mjs';
   }
   return {
@@ -73,6 +73,7 @@ export async function snapshotDist(target: string): Promise<DistSnapshot> {
     actionBytes: statSync(path.join(target, 'index.js')).size,
     cliBytes: statSync(path.join(target, 'cli', 'index.js')).size,
     cliRunBytes: statSync(path.join(target, 'cli', 'run.js')).size,
+    actionRunBytes: statSync(path.join(target, 'run.js')).size,
     actionSha256: createHash('sha256')
       .update(readFileSync(path.join(target, 'index.js')))
       .digest('hex'),

@@ -49,6 +49,14 @@ declare -A package_of=(
 declare -A cold_minutes=([pilot-discovery]=5 [pilot-agent]=2 [istioctl]=1)
 packaging_files=(istio-start.sh istio.service sidecar.env envoy_bootstrap.json)
 
+# One build at a time per checkout (test files may call this at once): the second caller waits, then finds
+# the outputs up to date.
+mkdir -p "$root/.istio"
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$root/.istio/build.lock"
+  flock 9
+fi
+
 want_stamp="module=${ISTIO_MODULE}@${ISTIO_MODULE_VERSION} go=${go_version} programs=${programs[*]} packaging=${packaging_files[*]}"
 complete=1
 [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_stamp" ] || complete=0

@@ -8,7 +8,7 @@ import { runFailed } from '../report/model.js';
 import type { RunLogger } from '../rollout/ports.js';
 import { runRollout } from '../rollout/run.js';
 import { createRuntime, redactInputs } from '../runtime.js';
-import { registerSecretInputs, SecretRegistry } from '../secrets.js';
+import { neutralizeWorkflowCommands, registerSecretInputs, SecretRegistry } from '../secrets.js';
 import {
   ignoredInputNotices,
   INPUT_DEFAULTS,
@@ -119,10 +119,11 @@ export async function runCliRun(mode: Mode, argv: string[], io: CliIo): Promise<
   return runFailed(report) ? 1 : 0;
 }
 
-function cliLogger(io: CliIo, secrets: SecretRegistry): RunLogger {
+export function cliLogger(io: CliIo, secrets: SecretRegistry): RunLogger {
   const debug = io.env.ISTIO_VM_ONBOARD_DEBUG === '1' || io.env.RUNNER_DEBUG === '1';
   const write = (stream: CliIo['stdout'], line: string): void => {
-    stream.write(`${secrets.scrub(line)}\n`);
+    // The CLI may run in a workflow step: text from VMs must not become a workflow command there.
+    stream.write(`${neutralizeWorkflowCommands(secrets.scrub(line))}\n`);
   };
   return {
     info: (line) => write(io.stderr, line),

@@ -70,7 +70,13 @@ export function imageTag(image: string): string | undefined {
 export function parseIstioVersion(image: string): string | undefined {
   const tag = imageTag(image);
   if (!tag) return undefined;
-  const m = /^v?(\d+\.\d+(?:\.\d+)?(?:-(?:alpha|beta|rc)(?:\.\d+)?)?)(?:-(?:distroless|debug))?$/.exec(tag);
+  // A release (1.24.2), a pre-release (1.25.0-beta.1) or a development build (1.31-dev-eed52ebb: the
+  // VERSION file plus -dev, as Istio's Makefile.core.mk tags it; 1.28-alpha.<sha> on istio-testing), with an
+  // optional image variant suffix.
+  const m =
+    /^v?(\d+\.\d+(?:\.\d+)?(?:-(?:alpha|beta|rc|dev)(?:[.-](?!(?:distroless|debug)$)[0-9A-Za-z]+)*)?)(?:-(?:distroless|debug))?$/.exec(
+      tag,
+    );
   return m?.[1];
 }
 

@@ -16,13 +16,23 @@ export interface MeshContextInput {
   /** Explicit cluster ID (istioctl --clusterID); otherwise read from the injector config. */
   clusterID?: string;
   eastWestGateway: { service: string; namespace: string; address?: string };
+  /**
+   * The group's namespace does not exist yet (mode plan, which creates nothing): read the root cert from
+   * istiod's namespace instead, once, without waiting for a copy that cannot appear. It is the same PEM:
+   * istiod's namespace controller writes one CA bundle into istio-ca-root-cert of every namespace it
+   * watches, its own included, and into a new namespace as soon as it exists (Istio:
+   * pilot/pkg/serviceregistry/kube/controller/namespacecontroller.go, reconcileCACertAndCRL).
+   */
+  namespaceNotCreatedYet?: boolean;
 }
 
 export interface MeshContext {
   /** Text of the `mesh` key of configmap istio[-REV] (istioctl --mesh-config). */
   meshConfig: string;
-  /** istio-ca-root-cert/root-cert.pem of the group namespace. */
+  /** istio-ca-root-cert/root-cert.pem of the group namespace (or of istiod's, see namespaceNotCreatedYet). */
   rootCert: string;
+  /** Where rootCert was read: `NAMESPACE/istio-ca-root-cert`. */
+  rootCertSource: string;
   clusterID: string;
   /** mesh config trustDomain, default cluster.local. */
   trustDomain: string;
@@ -103,7 +113,7 @@ async function readRootCert(ctx: ClusterContext, namespace: string, waitMs: numb
     if (pem) return pem;
     if (Date.now() + interval > deadline || polls > 1000) {
       throw new ClusterConfigError(
-        `configmap ${ROOT_CERT_CONFIGMAP} (key ${ROOT_CERT_KEY}) did not appear in namespace ${namespace} within ${Math.round(waitMs / 1000)} s. ` +
+        `configmap ${ROOT_CERT_CONFIGMAP} (key ${ROOT_CERT_KEY}) ${waitMs > 0 ? `did not appear in namespace ${namespace} within ${Math.round(waitMs / 1000)} s` : `was not found in namespace ${namespace}`}. ` +
           'istiod writes it into every namespace it watches: is istiod running, and does its discoverySelectors include this namespace?',
       );
     }
@@ -159,14 +169,19 @@ export function createMeshContextReader(ctx: ClusterContext, options: MeshContex
         ctx.cache.once(`east-west/${JSON.stringify(input.eastWestGateway)}`, () =>
           readEastWest(ctx, input.eastWestGateway, options.resolver),
         ),
-        ctx.cache.once(`root-cert/${input.namespace}`, () => readRootCert(ctx, input.namespace, waitMs, pollMs)),
+        input.namespaceNotCreatedYet === true
+          ? ctx.cache.once(`root-cert/${input.istioNamespace}/once`, () =>
+              readRootCert(ctx, input.istioNamespace, 0, pollMs),
+            )
+          : ctx.cache.once(`root-cert/${input.namespace}`, () => readRootCert(ctx, input.namespace, waitMs, pollMs)),
       ]);
       const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
       const [meshConfig, clusterID, eastWest, rootCert] = settled.map(
         (r) => (r as PromiseFulfilledResult<unknown>).value,
       ) as [string, string, EastWestAddress, string];
-      return { meshConfig, rootCert, clusterID, trustDomain: trustDomainOf(meshConfig), eastWest };
+      const rootCertSource = `${input.namespaceNotCreatedYet === true ? input.istioNamespace : input.namespace}/${ROOT_CERT_CONFIGMAP}`;
+      return { meshConfig, rootCert, rootCertSource, clusterID, trustDomain: trustDomainOf(meshConfig), eastWest };
     },
   };
 }

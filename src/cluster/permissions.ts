@@ -163,7 +163,7 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
     'serviceentries',
     'group-namespace',
     VERIFY,
-    'the ServiceEntry the mTLS Job calls the VM through (ADR 0004)',
+    'the ServiceEntry the mTLS Job calls the VM through (ADR 0005)',
   ),
   p('delete', 'networking.istio.io', 'serviceentries', 'group-namespace', VERIFY, 'delete it after the check'),
   p('create', 'batch', 'jobs', 'group-namespace', VERIFY, 'mesh-to-VM mTLS verification Job (ADR 0002)'),

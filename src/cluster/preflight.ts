@@ -35,6 +35,26 @@ export interface PreflightOptions {
   mode: RunMode;
   /** The peer-authentication input; decides whether PeerAuthentication writes are needed. */
   peerAuthentication?: PeerAuthenticationSetting;
+  /** The checks will run with the default `verify-url` (istiod's :15014). */
+  defaultVerifyUrl?: boolean;
+}
+
+/**
+ * Issue 15: a VM on another network reaches mesh services only through the east-west gateway, over mTLS
+ * to sidecar-injected endpoints; istiod's :15014 endpoint has no sidecar, and cross-network endpoints
+ * without mTLS are dropped (pilot/pkg/xds/endpoints/ep_filters.go). So the default `verify-url` cannot
+ * pass for a group with a `network`: say so before anything changes. Pure.
+ */
+export function multiNetworkVerifyUrlProblem(groups: readonly { name: string; network: string }[]): string | undefined {
+  const onNetworks = groups.filter((g) => g.network !== '');
+  if (onNetworks.length === 0) return undefined;
+  const named = onNetworks.map((g) => `${g.name} (network ${g.network})`).join(', ');
+  return (
+    `the default verify-url (istiod's :15014) has no endpoint a VM on another network can reach: ` +
+    `cross-network endpoints are reached only over mTLS through the east-west gateway, and istiod has no sidecar. ` +
+    `Groups: ${named}. Set the verify-url input to a mesh service with sidecar-injected endpoints ` +
+    `(e.g. http://<service>.<namespace>.svc.cluster.local:<port>/), or leave network empty when the VMs share the cluster's network`
+  );
 }
 
 export interface CrdCheck {
@@ -78,10 +98,12 @@ export function formatMissingPermissions(missing: readonly ConcretePermission[])
 const ISTIO_CRDS: Array<{ group: string; version: string; plural: string; forModes?: RunMode[] }> = [
   { group: 'networking.istio.io', version: 'v1', plural: 'workloadgroups' },
   { group: 'networking.istio.io', version: 'v1', plural: 'workloadentries' },
+  // ADR 0005: the mTLS check calls each VM through a ServiceEntry (networking.istio.io/v1 from Istio 1.22).
+  { group: 'networking.istio.io', version: 'v1', plural: 'serviceentries', forModes: ['onboard', 'verify'] },
 ];
 
-async function checkCrds(ctx: ClusterContext, needPeerAuthentication: boolean): Promise<CrdCheck[]> {
-  const wanted = [...ISTIO_CRDS];
+async function checkCrds(ctx: ClusterContext, needPeerAuthentication: boolean, mode: RunMode): Promise<CrdCheck[]> {
+  const wanted = ISTIO_CRDS.filter((w) => !w.forModes || w.forModes.includes(mode));
   if (needPeerAuthentication) wanted.push({ group: 'security.istio.io', version: 'v1', plural: 'peerauthentications' });
   const groupVersions = [...new Set(wanted.map((w) => `${w.group}/${w.version}`))];
   const served = new Map<string, Set<string>>();
@@ -150,7 +172,7 @@ export async function runPreflight(
     ctx.apps.listNamespacedDeployment({ namespace: istioNamespace, labelSelector: 'app=istiod' }, o),
   );
   const meshConfigRead = readConfigMapOnce(ctx, istioNamespace, meshConfigMapName(revision));
-  const crdsRead = checkCrds(ctx, needPeerAuthWrite);
+  const crdsRead = checkCrds(ctx, needPeerAuthWrite, options.mode);
   const [permissionsResult, deploymentsResult, meshConfigResult, crdsResult] = await Promise.allSettled([
     missingPermissions(ctx, perms),
     deploymentsRead,
@@ -253,6 +275,10 @@ export async function runPreflight(
     );
   }
 
+  if (options.defaultVerifyUrl && (options.mode === 'onboard' || options.mode === 'verify')) {
+    const problem = multiNetworkVerifyUrlProblem(inventory.groups);
+    if (problem) problems.push(problem);
+  }
   if (problems.length > 0) throw new PreflightError(report);
   return report;
 }

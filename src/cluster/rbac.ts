@@ -1,8 +1,11 @@
 // The minimal RBAC for the action's credentials, generated from REQUIRED_PERMISSIONS (so the
-// README and preflight can never disagree): a ClusterRole for cluster-scoped and group-namespace
-// permissions (group namespaces may not exist yet, so a namespaced Role cannot be made in advance),
-// and a Role in the Istio namespace (plus one in the gateway namespace when it differs).
-import { stringify } from 'yaml';
+// README and preflight can never disagree), least privilege first: a ClusterRole of the
+// group-namespace permissions, meant to be bound with a RoleBinding in each group namespace (never a
+// ClusterRoleBinding: it holds TokenRequest for ServiceAccounts and Job creation); a separate
+// ClusterRole for the cluster-scoped namespace permissions (creating a missing group namespace);
+// and a Role in the Istio namespace (plus one in the gateway namespace when it differs). Every rule
+// carries a comment saying what the action does with it.
+import { Document, isMap, isSeq } from 'yaml';
 import { REQUIRED_PERMISSIONS, type PermissionScope, type RequiredPermission } from './permissions.js';
 
 export interface RbacRule {
@@ -58,19 +61,62 @@ function scoped(...scopes: PermissionScope[]): RequiredPermission[] {
   return REQUIRED_PERMISSIONS.filter((perm) => scopes.includes(perm.scope));
 }
 
-/** ClusterRole + Role(s) as multi-document YAML, with a header saying how to bind them. */
+/** The purposes (REQUIRED_PERMISSIONS' `why`) of the permissions a rule grants. */
+function purposesOf(rule: RbacRule, perms: readonly RequiredPermission[]): string[] {
+  const whys = perms
+    .filter(
+      (perm) =>
+        rule.apiGroups.includes(perm.group) &&
+        rule.resources.includes(resourceOf(perm)) &&
+        rule.verbs.includes(perm.verb),
+    )
+    .map((perm) => `${perm.verb} ${resourceOf(perm)}: ${perm.why}`);
+  return [...new Set(whys)];
+}
+
+function roleDocument(object: Record<string, unknown>, perms: readonly RequiredPermission[], comment: string): string {
+  const rules = rulesFor(perms);
+  const doc = new Document({ ...object, rules });
+  doc.commentBefore = comment;
+  const seq = doc.get('rules', true);
+  if (isSeq(seq)) {
+    seq.items.forEach((item, index) => {
+      if (isMap(item))
+        item.commentBefore = purposesOf(rules[index]!, perms)
+          .map((why) => ` ${why}`)
+          .join('\n');
+    });
+  }
+  return `---\n${doc.toString()}`;
+}
+
+/** The RBAC objects as multi-document YAML, each rule commented with its purpose, and how to bind them. */
 export function renderMinimalRbacYaml(options: RbacOptions = {}): string {
   const name = options.name ?? 'istio-vm-onboard';
   const istioNamespace = options.istioNamespace ?? 'istio-system';
   const gatewayNamespace = options.gatewayNamespace ?? istioNamespace;
   const labels = { 'app.kubernetes.io/name': 'istio-vm-onboard' };
-  const docs: object[] = [
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRole',
-      metadata: { name, labels },
-      rules: rulesFor(scoped('cluster', 'group-namespace')),
-    },
+  const docs: string[] = [
+    roleDocument(
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name, labels } },
+      scoped('group-namespace'),
+      ` What the action does in a VM group's namespace. Bind it with a RoleBinding in each group namespace
+ (kubectl -n <group-namespace> create rolebinding ${name} --clusterrole=${name} --user=<ci-user>);
+ never with a ClusterRoleBinding, which would let the credentials mint tokens for every ServiceAccount
+ and create Jobs in every namespace.`,
+    ),
+    roleDocument(
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: { name: `${name}-namespaces`, labels },
+      },
+      scoped('cluster'),
+      ` Namespaces are cluster-scoped: reading a group namespace, and creating one that does not exist yet.
+ A separate role, bound with a ClusterRoleBinding (kubectl create clusterrolebinding ${name}-namespaces
+ --clusterrole=${name}-namespaces --user=<ci-user>); create and patch are only used for a missing
+ namespace, so creating the group namespaces yourself keeps this role to what it reads.`,
+    ),
   ];
   const namespaced = new Map<string, RequiredPermission[]>();
   for (const perm of scoped('istio-namespace', 'gateway-namespace')) {
@@ -78,16 +124,22 @@ export function renderMinimalRbacYaml(options: RbacOptions = {}): string {
     namespaced.set(ns, [...(namespaced.get(ns) ?? []), perm]);
   }
   for (const [namespace, perms] of namespaced) {
-    docs.push({
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
-      metadata: { name: `${name}-istio-read`, namespace, labels },
-      rules: rulesFor(perms),
-    });
+    docs.push(
+      roleDocument(
+        {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'Role',
+          metadata: { name: `${name}-istio-read`, namespace, labels },
+        },
+        perms,
+        ` Read-only, in ${namespace}: bind it with a RoleBinding there
+ (kubectl -n ${namespace} create rolebinding ${name}-istio-read --role=${name}-istio-read --user=<ci-user>).`,
+      ),
+    );
   }
   const header =
     '# Minimal RBAC for istio-vm-onboard (generated from REQUIRED_PERMISSIONS in src/cluster/permissions.ts).\n' +
-    '# Bind the ClusterRole with a ClusterRoleBinding (or a RoleBinding in each VM group namespace once it\n' +
-    '# exists), and the Role(s) with a RoleBinding in their namespace.\n';
-  return header + docs.map((d) => `---\n${stringify(d)}`).join('');
+    '# Least privilege: RoleBindings per VM group namespace; the namespace role separately; nothing cluster-wide\n' +
+    '# beyond namespaces.\n';
+  return header + docs.join('');
 }

@@ -1,6 +1,6 @@
-// The Kubernetes half of ADR 0002 and ADR 0004 (mesh→VM mTLS check): a short-lived Job in the VM group's
+// The Kubernetes half of ADR 0002 and ADR 0005 (mesh→VM mTLS check): a short-lived Job in the VM group's
 // namespace whose one container (`ivo-client`) calls the VM and prints `ivo-call <n> <code>` per call
-// and `ivo-done`. The mTLS attempt calls the VM through a short-lived ServiceEntry (ADR 0004): a mesh
+// and `ivo-done`. The mTLS attempt calls the VM through a short-lived ServiceEntry (ADR 0005): a mesh
 // client's sidecar uses mutual TLS only for a mesh service, never for a raw IP. We create the entry and
 // the Job, wait (bounded), read the pod's log, and always delete both.
 import { randomBytes } from 'node:crypto';
@@ -49,7 +49,7 @@ export const SERVICE_ENTRY_API = { group: 'networking.istio.io', version: 'v1', 
 export const VERIFIES_VM_LABEL = 'istio-vm-onboard/verifies-vm';
 
 /**
- * ADR 0004: the mesh service the mTLS attempt calls — one VM as the only endpoint of a MESH_INTERNAL
+ * ADR 0005: the mesh service the mTLS attempt calls — one VM as the only endpoint of a MESH_INTERNAL
  * ServiceEntry, with the group's service account (so its endpoint is mTLS-capable: tlsMode istio).
  */
 export interface VerificationService {
@@ -77,7 +77,7 @@ export interface VerificationJobInput {
   injectSidecar: boolean;
   /** Bound on waiting for the Job to finish. */
   timeoutMs: number;
-  /** ADR 0004: create this ServiceEntry first and call the VM through it (the mTLS attempt). */
+  /** ADR 0005: create this ServiceEntry first and call the VM through it (the mTLS attempt). */
   service?: VerificationService;
   /** Revision of the injector (`istio.io/rev` on the pod); none: `sidecar.istio.io/inject`, the default revision. */
   revision?: string;
@@ -99,9 +99,9 @@ export interface VerificationJobResult {
   /** The Job completed and its log ended with `ivo-done`. Says nothing about the calls' codes. */
   succeeded: boolean;
   calls: VerificationCall[];
-  /** ADR 0004: the attempts to see the VM's endpoint in the client's sidecar (empty without a service). */
+  /** ADR 0005: the attempts to see the VM's endpoint in the client's sidecar (empty without a service). */
   waits?: VerificationWait[];
-  /** The ServiceEntry the calls went through (ADR 0004), and the URL the Job called. */
+  /** The ServiceEntry the calls went through (ADR 0005), and the URL the Job called. */
   serviceEntry?: string;
   calledUrl?: string;
   logs: string;
@@ -129,13 +129,13 @@ export function verificationJobName(
   return `${prefix}-${vm}-${suffix}`;
 }
 
-/** ADR 0004: the line of Envoy's `/clusters` admin output that shows the client has the VM's endpoint. */
+/** ADR 0005: the line of Envoy's `/clusters` admin output that shows the client has the VM's endpoint. */
 export function envoyEndpointLine(service: Pick<VerificationService, 'host' | 'address' | 'port'>): string {
   const ip = service.address.includes(':') ? `[${service.address}]` : service.address;
   return `outbound|${service.port}||${service.host}::${ip}:${service.port}::`;
 }
 
-/** ADR 0004: `<job name>.<namespace>.ivo-verify.internal`. Pure. */
+/** ADR 0005: `<job name>.<namespace>.ivo-verify.internal`. Pure. */
 export function verificationServiceHost(jobName: string, namespace: string): string {
   return `${jobName}.${namespace}.ivo-verify.internal`;
 }
@@ -152,7 +152,7 @@ export function serviceUrl(service: Pick<VerificationService, 'host' | 'port'>, 
   return `http://${service.host}:${service.port}${path}`;
 }
 
-/** ADR 0004: the ServiceEntry of one verification (named like its Job). Pure. */
+/** ADR 0005: the ServiceEntry of one verification (named like its Job). Pure. */
 export function buildVerificationServiceEntry(input: {
   namespace: string;
   name: string;
@@ -389,7 +389,7 @@ export async function runVerificationJob(
           ctx.custom.deleteNamespacedCustomObject({ ...SERVICE_ENTRY_API, namespace, name }, o),
         );
       } catch {
-        // Left behind: labelled managed-by istio-vm-onboard and verifies-vm (ADR 0004 says how to find it).
+        // Left behind: labelled managed-by istio-vm-onboard and verifies-vm (ADR 0005 says how to find it).
       }
     }
   }

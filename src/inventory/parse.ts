@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, type Document } from 'yaml';
+import { INLINE_SOURCE, isInlineInventory } from './source.js';
 import { formatPath, InventoryError, type InventoryIssue, type PathSegment } from './errors.js';
 import { locate } from './locate.js';
 import {
@@ -20,7 +21,6 @@ import { parseYaml11 } from '../render/yaml-input.js';
 import { INVENTORY_SCHEMA } from './schema.js';
 import type { GroupSpec, Inventory, MeshSpec, ReadinessProbe, SshEndpoint, VmSpec } from './types.js';
 
-export const INLINE_SOURCE = '<inline>';
 export const DEFAULT_SSH_PORT = 22;
 export const DEFAULT_ISTIO_NAMESPACE = 'istio-system';
 export const DEFAULT_EAST_WEST_SERVICE = 'istio-eastwestgateway';
@@ -570,15 +570,6 @@ export function parseInventory(text: string, source: string): Inventory {
   const semantic = semanticIssues(raw);
   if (semantic.length > 0) throw new InventoryError(source, toIssues(semantic, doc, lineCounter));
   return buildModel(raw, source, doc, lineCounter);
-}
-
-/**
- * True when `input` is inline inventory text rather than a file path: it contains a newline, or
- * (after leading whitespace) starts with `{` (JSON) or `groups:`.
- */
-export function isInlineInventory(input: string): boolean {
-  const start = input.trimStart();
-  return input.includes('\n') || start.startsWith('{') || start.startsWith('groups:');
 }
 
 /**

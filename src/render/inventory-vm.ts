@@ -1,6 +1,7 @@
 // Glue from the inventory model to renderVmFiles: one VM's files from its group and the mesh.
 
 import type { GroupSpec, MeshSpec, VmSpec } from '../inventory/types.js';
+import { isRevisioned, istiodAddress } from './istiod.js';
 import { renderVmFiles, type VmFiles } from './vm-files.js';
 import { buildWorkloadGroup } from './workload-objects.js';
 
@@ -43,6 +44,11 @@ export function renderVmFilesForInventoryVm(input: InventoryVmRenderInput): VmFi
     revision: mesh.revision,
     istioNamespace: mesh.istioNamespace,
     autoregister: group.registration === 'auto',
+    // Deviation from istioctl (README): an Istio namespace other than istio-system needs CA_ADDR.
+    ...(!isRevisioned(mesh.revision) && (mesh.istioNamespace || 'istio-system') !== 'istio-system'
+      ? { caAddress: istiodAddress(mesh.istioNamespace) }
+      : {}),
+    ...(group.registration === 'static' && group.probe !== undefined ? { workloadEntry: vm.name } : {}),
     captureDNS: input.captureDNS ?? true,
     extraLocalExcludePorts: vm.ssh.port !== 22 ? [vm.ssh.port] : [],
   });

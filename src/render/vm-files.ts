@@ -48,6 +48,17 @@ export interface VmFilesInput {
   istioNamespace?: string;
   /** istioctl --autoregister: sets ISTIO_META_AUTO_REGISTER_GROUP. */
   autoregister: boolean;
+  /**
+   * Our addition: CA_ADDR for the default revision. istio-start.sh exports
+   * CA_ADDR=istiod.${ISTIO_SYSTEM_NAMESPACE:-istio-system}.svc:15012 and pilot-agent prefers it, so with an
+   * Istio namespace other than istio-system istioctl's files leave the VM without a certificate.
+   */
+  caAddress?: string;
+  /**
+   * Our addition (static registration with health checks): ISTIO_META_WORKLOAD_ENTRY, the name of the VM's
+   * WorkloadEntry, so istiod lets this proxy report its health into it (autoregistration/controller.go).
+   */
+  workloadEntry?: string;
   /** istioctl --capture-dns (default true). */
   captureDNS?: boolean;
   /**
@@ -259,6 +270,7 @@ export function renderVmFiles(input: VmFilesInput): VmFiles {
   md.ISTIO_METAJSON_LABELS = goJsonStringMap(labels);
   if (input.captureDNS ?? true) md.ISTIO_META_DNS_CAPTURE = 'true';
   if (input.autoregister) md.ISTIO_META_AUTO_REGISTER_GROUP = wg.name;
+  else if (input.workloadEntry) md.ISTIO_META_WORKLOAD_ENTRY = input.workloadEntry;
 
   const meshYaml = marshalYamlV2({ defaultConfig: proxyConfigToJson(proxy) as YamlValue });
 
@@ -274,6 +286,7 @@ export function renderVmFiles(input: VmFilesInput): VmFiles {
     SERVICE_ACCOUNT: wg.serviceAccount,
   };
   if (isRevisioned(revision)) overrides.CA_ADDR = istiodAddress(istioNamespace, revision);
+  else if (input.caAddress) overrides.CA_ADDR = input.caAddress;
   if (input.internalIP) overrides.ISTIO_SVC_IP = input.internalIP;
   else if (input.externalIP) {
     overrides.ISTIO_SVC_IP = input.externalIP;

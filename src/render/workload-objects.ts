@@ -7,6 +7,7 @@ export const ISTIO_NETWORKING_API_VERSION = 'networking.istio.io/v1';
 /** Label on every object we create, so offboarding and drift checks can find them. */
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY_VALUE = 'istio-vm-onboard';
+export const HEALTH_CHECKS_ANNOTATION = 'proxy.istio.io/health-checks-enabled';
 
 export interface WorkloadGroupObject {
   apiVersion: typeof ISTIO_NETWORKING_API_VERSION;
@@ -22,7 +23,12 @@ export interface WorkloadGroupObject {
 export interface WorkloadEntryObject {
   apiVersion: typeof ISTIO_NETWORKING_API_VERSION;
   kind: 'WorkloadEntry';
-  metadata: { name: string; namespace: string; labels: Record<string, string> };
+  metadata: {
+    name: string;
+    namespace: string;
+    labels: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   spec: {
     address: string;
     labels: Record<string, string>;
@@ -73,6 +79,9 @@ export function buildWorkloadEntry(group: GroupSpec, vm: VmSpec, address: string
       name: vm.name,
       namespace: group.namespace,
       labels: { ...labels, [MANAGED_BY_LABEL]: MANAGED_BY_VALUE },
+      // istiod writes health only into a static entry annotated so, for the proxy whose
+      // ISTIO_META_WORKLOAD_ENTRY names it (pilot/pkg/autoregistration/internal/health, controller.go OnConnect).
+      ...(group.probe !== undefined ? { annotations: { [HEALTH_CHECKS_ANNOTATION]: 'true' } } : {}),
     },
     spec: withTemplateExtras<WorkloadEntryObject['spec']>(
       { address, labels, serviceAccount: group.serviceAccount },

@@ -1,5 +1,5 @@
 // The step outputs later workflow steps read, and the report file.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { isSuccess, type RunReport } from './model.js';
 
@@ -36,8 +36,13 @@ export function computeOutputs(report: RunReport, reportPath: string): RunOutput
   };
 }
 
-/** Writes the JSON report with mode 0644 (it holds no secrets). */
+/**
+ * Writes the JSON report readable by its owner only (0600, also when the file existed): it holds no
+ * secrets, but names every VM, address and failure of the fleet, which other users of a shared
+ * runner need not read.
+ */
 export async function writeReport(report: RunReport, path: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  await writeFile(path, `${JSON.stringify(report, null, 2)}\n`, { mode: 0o644 });
+  await writeFile(path, `${JSON.stringify(report, null, 2)}\n`, { mode: 0o600 });
+  await chmod(path, 0o600);
 }

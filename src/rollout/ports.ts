@@ -37,7 +37,11 @@ export interface ClusterPort {
     group: GroupSpec,
     options: { peerAuthentication: PeerAuthenticationPolicy; dryRun: boolean },
   ): Promise<ClusterObjectRecord[]>;
-  meshContext(group: GroupSpec): Promise<MeshContext>;
+  /**
+   * namespaceNotCreatedYet (plan on a namespace that does not exist): the root cert comes from istiod's
+   * namespace, read once, instead of waiting for the group namespace's copy.
+   */
+  meshContext(group: GroupSpec, options?: { namespaceNotCreatedYet?: boolean }): Promise<MeshContext>;
   bootstrapToken(group: GroupSpec): Promise<{ token: string; expiresAt: Date }>;
   /** For registration: static. */
   applyStaticWorkloadEntry(group: GroupSpec, vm: VmSpec, address: string): Promise<ClusterObjectRecord>;

@@ -110,12 +110,18 @@ export async function runRollout(
       `cluster ${cluster.server}: Istio ${preflight.istioVersion}${preflight.revision ? ` (revision ${preflight.revision})` : ''}`,
     );
     for (const group of groups) {
+      // Plan writes nothing: a namespace it would create has no istio-ca-root-cert to wait for.
+      let namespaceNotCreatedYet = false;
       if (settings.mode === 'onboard' || settings.mode === 'plan') {
         const objects = await cluster.applyGroup(group, {
           peerAuthentication: settings.peerAuthentication,
           dryRun: settings.mode === 'plan',
         });
         report.cluster.objects.push(...objects);
+        namespaceNotCreatedYet = objects.some(
+          (object) =>
+            object.kind === 'Namespace' && object.name === group.namespace && object.action === 'would-create',
+        );
         for (const object of objects) {
           log.info(
             `  ${object.kind} ${object.namespace ? `${object.namespace}/` : ''}${object.name}: ${object.action}`,
@@ -123,7 +129,12 @@ export async function runRollout(
         }
       }
       if (settings.mode !== 'offboard') {
-        const mesh = await cluster.meshContext(group);
+        const mesh = await cluster.meshContext(group, namespaceNotCreatedYet ? { namespaceNotCreatedYet } : undefined);
+        if (namespaceNotCreatedYet) {
+          log.info(
+            `  root cert: read from ${mesh.istioNamespace}/istio-ca-root-cert (istiod copies the same one into ${group.namespace} once it exists)`,
+          );
+        }
         meshByGroup.set(group, mesh);
         report.cluster.clusterID = mesh.clusterID;
         report.cluster.trustDomain = mesh.trustDomain;

@@ -176,6 +176,15 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
           );
         }
       }
+      // A static entry must exist before the sidecar connects: a proxy whose ISTIO_META_WORKLOAD_ENTRY names
+      // a missing entry is refused by istiod (pilot/pkg/autoregistration/controller.go, OnConnect).
+      if (group.registration === 'static') {
+        await step(
+          'apply',
+          () => context.cluster.applyStaticWorkloadEntry(group, vm, workloadIP),
+          (object) => `WorkloadEntry ${object.name}: ${object.action}`,
+        );
+      }
       const sha256 = settings.sidecarPackage.sha256[facts.arch] ?? settings.sidecarPackage.sha256['*'];
       const applied = await step(
         'apply',
@@ -206,13 +215,6 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
       report.package = { version: packageVersion, action: applied.packageAction };
       report.restarted = applied.restarted;
       const changed = applied.packageAction !== 'unchanged' || applied.files.some((file) => file.changed);
-      if (group.registration === 'static') {
-        await step(
-          'apply',
-          () => context.cluster.applyStaticWorkloadEntry(group, vm, workloadIP),
-          (object) => `WorkloadEntry ${object.name}: ${object.action}`,
-        );
-      }
       if (settings.verify.enabled) {
         await verifyStep(context, port!, mesh, workloadIP, report);
         const failed = report.checks.filter((check) => check.status === 'fail');

@@ -45,8 +45,13 @@ export interface MeshProbeExtras {
 
 export function meshProbeFromCluster(client: ClusterForVerify, extras: MeshProbeExtras = {}): MeshProbe {
   const probe: MeshProbe = {
-    workloadEntryFor: async ({ namespace, address, group }) => {
-      const info = await client.findWorkloadEntryFor(namespace, group, address);
+    workloadEntryFor: async ({ namespace, address, group, vmName, network }) => {
+      const ref = vmName
+        ? { name: group, vmNames: [vmName], ...(network ? { network } : {}) }
+        : network
+          ? { name: group, network }
+          : group;
+      const info = await client.findWorkloadEntryFor(namespace, ref, address);
       return info ? workloadEntryViewOf(info) : undefined;
     },
     runVerificationJob: (spec) => client.runVerificationJob(spec),

@@ -397,6 +397,29 @@ export function checkXdsConnected(ctx: VerifyContext, output: ScriptOutput): Che
       duration(),
     );
   }
+  // upstream_cx_active counts Envoy's pipe to pilot-agent, which stays up when istiod is unreachable
+  // (pkg/istio-agent/xds_proxy.go): the agent's last upstream event in its log says whether istiod is.
+  const upstream = currentRunLines(
+    scrubLines(ctx, output.sections.get('xds-upstream')?.body ?? ''),
+    unitStartedMs(output),
+  ).at(-1);
+  if (upstream && !/connected to (delta )?upstream XDS server/.test(upstream)) {
+    evidence.push(`agent log: ${upstream}`);
+    return failResult(
+      ctx,
+      name,
+      `pilot-agent is not connected to istiod: its last upstream event is a failure`,
+      'xds-upstream-down',
+      { line: upstream },
+      evidence,
+      duration(),
+    );
+  }
+  evidence.push(
+    upstream
+      ? `istiod connection (agent log): ${upstream}`
+      : 'istiod connection: no upstream event of this run in istio.log (only the pipe to pilot-agent is known)',
+  );
   if (v.cdsRejected > 0 || v.ldsRejected > 0) {
     return failResult(
       ctx,
@@ -741,7 +764,14 @@ export async function checkWorkloadEntry(
   };
   const healthChecks = ctx.healthChecks ?? !!ctx.group.probe;
   const address = ctx.workloadAddress;
-  const query = { namespace: ctx.group.namespace, address, group: ctx.group.name };
+  // A static entry is named after its VM (src/render buildWorkloadEntry): the lookup must know the VM's name.
+  const query = {
+    namespace: ctx.group.namespace,
+    address,
+    group: ctx.group.name,
+    vmName: ctx.vm.name,
+    ...(ctx.group.network ? { network: ctx.group.network } : {}),
+  };
   let entry: WorkloadEntryView | undefined;
   let lastError: string | undefined;
   let diagnosed = false;

@@ -91,6 +91,12 @@ export const HINTS = {
     cause: 'the sidecar holds no connection to istiod (cluster.xds-grpc upstream_cx_active = {active}){logCause}',
     fix: 'make istiod reachable on 15012 from the VM (east-west gateway, firewall, /etc/hosts), then `sudo systemctl restart istio`',
   },
+  'xds-upstream-down': {
+    check: 'xds-connected',
+    cause:
+      "Envoy's xds-grpc connection only reaches pilot-agent, which keeps it up; pilot-agent's own connection to istiod is down ({line})",
+    fix: 'make istiod reachable on 15012 from the VM (east-west gateway, firewall, /etc/hosts, CA_ADDR / discoveryAddress), then check `/var/log/istio/istio.log` for "connected to upstream XDS server"',
+  },
   'xds-config-rejected': {
     check: 'xds-connected',
     cause: 'Envoy rejected xDS updates from istiod (cds rejected {cdsRejected}, lds rejected {ldsRejected})',

@@ -47,6 +47,9 @@ export interface MeshProbe {
     namespace: string;
     address: string;
     group: string;
+    /** The VM's name: a static entry is named after it. */
+    vmName?: string;
+    network?: string;
   }): Promise<WorkloadEntryView | undefined>;
   /** Runs an ADR-0002 Job to completion, returns its calls, and deletes it whatever the outcome. */
   runVerificationJob(spec: VerificationJobSpec): Promise<VerificationJobResult>;

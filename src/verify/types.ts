@@ -54,7 +54,7 @@ export interface VerifyOptions {
    */
   policyPropagationMs: number;
   /**
-   * ADR 0004: how many times (1 s apart) the mTLS Job looks in its own sidecar for the VM's endpoint
+   * ADR 0005: how many times (1 s apart) the mTLS Job looks in its own sidecar for the VM's endpoint
    * before it calls (istiod pushes a new ServiceEntry within seconds). Every look is evidence.
    */
   endpointWaitAttempts: number;

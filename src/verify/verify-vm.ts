@@ -99,7 +99,7 @@ function acceptsPlaintext(job: VerificationJobResult | { error: string }): job i
 
 /**
  * One verification Job. The mTLS attempt (`target` given) calls the VM through a ServiceEntry host
- * (ADR 0004): an in-mesh client's sidecar uses mTLS only for mesh services. The plaintext attempt under
+ * (ADR 0005): an in-mesh client's sidecar uses mTLS only for mesh services. The plaintext attempt under
  * STRICT calls the VM's IP from a pod without sidecar.
  */
 async function runJob(

@@ -36,6 +36,13 @@ export const MTLS_METRICS_LINES = '^(# TYPE )?istio_(requests_total|tcp_connecti
 
 export const ROOT_CERT_PATH = '/etc/certs/root-cert.pem';
 export const AGENT_LOG = '/var/log/istio/istio.log';
+/**
+ * pilot-agent's log lines about its upstream (istiod) connection, pkg/istio-agent/xds_proxy.go:
+ * `connected to upstream XDS server: <addr>`, `failed to connect to upstream <addr>: <err>`,
+ * `upstream terminated with unexpected error <err>`.
+ */
+export const XDS_UPSTREAM_EVENTS =
+  'connected to (delta )?upstream XDS server|failed to connect to (delta )?upstream|upstream terminated with unexpected error';
 export const AGENT_ERR_LOG = '/var/log/istio/istio.err.log';
 
 /** POSIX single-quote quoting. */
@@ -45,7 +52,7 @@ export function shellQuote(value: string): string {
 
 const PRELUDE = String.raw`set +e
 umask 077
-ivo_tmp=$(mktemp -d 2>/dev/null) || { ivo_tmp=/tmp/ivo-verify.$$; mkdir -p "$ivo_tmp"; }
+ivo_tmp=$(mktemp -d 2>/dev/null) || { echo 'ivo: mktemp -d failed (is /tmp full or read-only?)' >&2; exit 97; }
 trap 'rm -rf "$ivo_tmp"' EXIT
 ivo_b64() { if [ -s "$1" ]; then base64 < "$1" | tr -d '\n'; fi; }
 ivo_emit() {
@@ -197,6 +204,9 @@ ivo_cmd agent-log ivo_agent_log
 ivo_cmd agent-err-log ivo_tail ${o.logTailLines} ${shellQuote(AGENT_ERR_LOG)}
 ivo_not_ready() { ivo_tail 2000 ${shellQuote(AGENT_LOG)} | grep 'Envoy proxy is NOT ready' | tail -n 1; }
 ivo_cmd not-ready-line ivo_not_ready
+# pilot-agent's own connection to istiod (Envoy's xds-grpc only reaches the agent): its last event.
+ivo_xds_upstream() { ivo_tail 2000 ${shellQuote(AGENT_LOG)} | grep -E ${shellQuote(XDS_UPSTREAM_EVENTS)} | tail -n 1; }
+ivo_cmd xds-upstream ivo_xds_upstream
 ` +
     (o.deferWindowWhenReady
       ? String.raw`if [ "$ivo_why" = ready ]; then

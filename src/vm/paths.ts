@@ -1,5 +1,5 @@
 // Where things live on the VM. Istio's paths are those of the istio-sidecar package and Istio's VM
-// docs; the rest is ours (state under /var/lib/istio-vm-onboard, the lock under /var/lock).
+// docs; the rest is ours (state under /var/lib/istio-vm-onboard, the lock in /run, which only root can write).
 
 export const ISTIO_PATHS = {
   rootCert: '/etc/certs/root-cert.pem',
@@ -20,7 +20,8 @@ export const ONBOARD_PATHS = {
   packageDir: '/var/lib/istio-vm-onboard/package',
   baseline: '/var/lib/istio-vm-onboard/baseline',
   failedMarker: '/var/lib/istio-vm-onboard/FAILED',
-  lockFile: '/var/lock/istio-vm-onboard.lock',
+  /** In /run (root's, 0755), not the world-writable /var/lock where anyone could hold the lock. */
+  lockFile: '/run/istio-vm-onboard.lock',
   /** The persistent copy of the bootstrap token the unit's drop-in restores after a reboot (istio#22665). */
   persistentToken: '/var/lib/istio/tokens/istio-token',
   dropIn: '/etc/systemd/system/istio.service.d/10-istio-vm-onboard.conf',
@@ -33,7 +34,8 @@ export const HOSTS_END_MARKER = '# END istio-vm-onboard';
 export const TOKEN_RESTORE_DROP_IN = `# Managed by istio-vm-onboard. /var/run is tmpfs, so the bootstrap token is lost on reboot
 # (istio#22665): restore it from the persistent copy before every start.
 [Service]
-ExecStartPre=+/bin/sh -c 'install -D -o istio-proxy -g istio-proxy -m 0400 ${ONBOARD_PATHS.persistentToken} ${ISTIO_PATHS.runtimeToken}'
+# Root makes /var/run/secrets; istio-proxy, who owns the token and its directories, copies it.
+ExecStartPre=+/bin/sh -c 'install -d -o istio-proxy -g istio-proxy -m 0755 /var/run/secrets && exec setpriv --reuid=istio-proxy --regid=istio-proxy --init-groups /bin/sh -c "mkdir -p ${ISTIO_PATHS.runtimeToken.replace(/\/[^/]+$/, '')} && install -m 0400 ${ONBOARD_PATHS.persistentToken} ${ISTIO_PATHS.runtimeToken}"'
 `;
 
 export type ManagedFileKey = 'rootCert' | 'clusterEnv' | 'meshConfig' | 'token' | 'dropIn';

@@ -39,6 +39,12 @@ export interface ConnectVmOptions {
   /** Default timeout of one exec round trip; default 10 min. */
   execTimeoutMs?: number;
   onLearnedHostKey?(line: string): void;
+  /**
+   * Host keys accepted on first use, by `host:port`: once learned, a key is pinned for the rest of the
+   * run (a reconnect, or another VM behind the same bastion, must present the same key). Pass one map
+   * to every VM of a run; by default each session keeps its own.
+   */
+  learnedHostKeys?: Map<string, Buffer>;
 }
 
 /** Longest command we send: Linux limits one argv string to 128 KiB (MAX_ARG_STRLEN). */
@@ -68,6 +74,7 @@ export async function connectVm(options: ConnectVmOptions): Promise<VmSession> {
   const counters: SessionCounters = { connections: 0, execRoundTrips: 0, bytesUploaded: 0 };
   const target = `${vm.name} (${vm.ssh.user}@${vm.ssh.host}:${vm.ssh.port})`;
   let lastError: VmConnectionError | undefined;
+  if (options.trustOnFirstUse && !options.learnedHostKeys) options = { ...options, learnedHostKeys: new Map() };
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
       const connections = await openChain(options, counters);
@@ -151,6 +158,16 @@ async function openHop(
       return false;
     }
     if (options.trustOnFirstUse) {
+      const earlier = options.learnedHostKeys?.get(where);
+      if (earlier && !earlier.equals(key)) {
+        verdict = {
+          kind: 'host-key-mismatch',
+          message: `host key for ${hop.label} (${where}) changed during this run: first ${fingerprintSha256(earlier)}, now ${presented} — refusing (trust on first use pins the first key for the whole run)`,
+          hint: 'a host key that changes between two connections of one run is a MITM or a rebuilt VM: check the fingerprint on the VM console and pin it in ssh-known-hosts',
+        };
+        return false;
+      }
+      options.learnedHostKeys?.set(where, Buffer.from(key));
       learned = knownHostsLine(endpoint.host, endpoint.port, key);
       return true;
     }

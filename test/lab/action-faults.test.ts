@@ -474,7 +474,7 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     expect(r.report?.fatal?.stage).toBe('cluster');
     const message = r.report?.fatal?.message ?? '';
     expect(message).toMatch(
-      /^Cluster preflight failed: Istio CRDs not served: workloadgroups\.networking\.istio\.io \(networking\.istio\.io\/v1\), workloadentries\.networking\.istio\.io \(networking\.istio\.io\/v1\)\. Install Istio's CRDs/,
+      /^Cluster preflight failed: Istio CRDs not served: workloadgroups\.networking\.istio\.io \(networking\.istio\.io\/v1\), workloadentries\.networking\.istio\.io \(networking\.istio\.io\/v1\), serviceentries\.networking\.istio\.io \(networking\.istio\.io\/v1\)\. Install Istio's CRDs/,
     );
     for (const vm of VMS) {
       const report = vmOf(r.report, vm);

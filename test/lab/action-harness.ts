@@ -65,10 +65,12 @@ export async function snapshotDist(targetDir: string, options: { waitMs?: number
   const deadline = Date.now() + (options.waitMs ?? 120_000);
   // A build writes index.js at its end, but removes dist/ at its start: take two looks 1 s apart.
   for (let i = 0; i < 240; i++) {
-    const stable = existsSync(path.join(source, 'index.js')) && existsSync(path.join(source, 'package.json'));
-    if (stable) {
+    // The action's files: the entry, the bundle it loads, the post step.
+    const complete = () =>
+      ['index.js', 'run.js', 'post.js', 'package.json'].every((file) => existsSync(path.join(source, file)));
+    if (complete()) {
       await new Promise((r) => setTimeout(r, 1_000));
-      if (existsSync(path.join(source, 'index.js')) && existsSync(path.join(source, 'package.json'))) break;
+      if (complete()) break;
     }
     if (Date.now() > deadline)
       throw new Error(`no complete ${source}/index.js within ${options.waitMs ?? 120_000} ms (run npm run build)`);
@@ -90,12 +92,15 @@ export async function runAction(
   const work = mkdtempSync(path.join(state.dir, 'action-'));
   const outputFile = path.join(work, 'output');
   const summaryFile = path.join(work, 'summary');
+  const stateFile = path.join(work, 'state');
   writeFileSync(outputFile, '');
   writeFileSync(summaryFile, '');
+  writeFileSync(stateFile, '');
   const env = {
     ...actionEnvironment(state, inputs),
     GITHUB_OUTPUT: outputFile,
     GITHUB_STEP_SUMMARY: summaryFile,
+    GITHUB_STATE: stateFile,
     RUNNER_TEMP: work,
     GITHUB_WORKSPACE: work,
   };

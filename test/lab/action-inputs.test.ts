@@ -63,6 +63,10 @@ const MALFORMED: Record<string, Case[]> = {
   'ssh-connect-timeout': [{ label: 'zero', value: '0' }],
   mode: [{ label: 'an unknown mode', value: 'deploy' }],
   groups: [{ label: 'a group the inventory lacks', value: 'no-such-group' }],
+  'allowed-namespaces': [
+    { label: 'not a namespace name', value: 'Bad_Namespace' },
+    { label: "a list without the lab group's namespace", value: 'team-a,team-b' },
+  ],
   'changed-groups-only': [{ label: 'not a boolean', value: 'yes please' }],
   'istio-version': [{ label: 'not a release', value: 'latest' }],
   'sidecar-package-url': [{ label: 'an unknown placeholder', value: 'https://example.com/{versoin}/x.deb' }],
@@ -193,8 +197,8 @@ describe('inputs of action.yml', () => {
       "::notice::input 'verify-requests' is ignored in mode 'plan' (that mode does not use it)",
     );
     expect(run.log).toContain("::notice::input 'token-lifetime' is ignored in mode 'plan' (that mode does not use it)");
-    // (The plan itself may stop at the cluster side: on a fresh lab the group's namespace and its root
-    // cert do not exist yet. The logins to the first VMs are opened once the preflight passed.)
+    // (The logins to the first VMs are opened once the preflight passed. A plan on this fresh lab, where the
+    // group's namespace does not exist yet, is action-plan-fresh.test.ts.)
     expect(run.report?.inputs).toMatchObject({ mode: 'plan', 'verify-requests': 'many' });
   });
 });

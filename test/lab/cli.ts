@@ -67,6 +67,7 @@ interface StatusResult {
   gatewayIP: string;
   daemonPid: number;
   package: { url: string; sha256: string; simulator: string };
+  istiod: { mode: 'double' | 'real'; pid?: number; binary?: string; logPath?: string };
   vms: {
     name: string;
     ip: string;
@@ -84,6 +85,11 @@ function printStatus(s: StatusResult): void {
   const out: string[] = [];
   out.push(`lab ${s.labIndex} (${s.phase}), gateway ${s.gatewayIP}, daemon pid ${s.daemonPid}`);
   out.push(`package ${s.package.url} sha256 ${s.package.sha256} (simulator: ${s.package.simulator})`);
+  out.push(
+    s.istiod.mode === 'real'
+      ? `istiod: real, pid ${s.istiod.pid ?? 'DOWN'}, ${s.istiod.binary ?? '?'}, log ${s.istiod.logPath ?? '?'}`
+      : 'istiod: double',
+  );
   for (const vm of s.vms) {
     out.push(
       `${vm.name}  ${vm.ip}:${vm.sshPort}  netns ${vm.netns}  sshd ${vm.sshdPid ?? 'DOWN'}  ${vm.processes.length} processes`,

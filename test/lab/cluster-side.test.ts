@@ -493,6 +493,36 @@ describe('preflight', () => {
     );
   });
 
+  it('a cluster serving the Istio networking CRDs only as v1beta1 (Istio < 1.22): preflight names Istio ≥ 1.22', async () => {
+    const CRDS = 'customresourcedefinitions.apiextensions.k8s.io';
+    const names = ['workloadgroups', 'workloadentries', 'serviceentries'].map((p) => `${p}.networking.istio.io`);
+    const saved = names.map((n) => kube.store.get(CRDS, undefined, n)!);
+    try {
+      for (const crd of saved) {
+        const only = structuredClone(crd);
+        const versions = (only.spec as { versions: Array<{ name: string; served: boolean; storage: boolean }> })
+          .versions;
+        for (const v of versions) {
+          v.served = v.name === 'v1beta1';
+          v.storage = v.name === 'v1beta1';
+        }
+        kube.store.update(CRDS, only);
+      }
+      const err = await clientFor(kube)
+        .preflight(inv, { needsAutoRegistration: true, mode: 'verify' })
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(PreflightError);
+      expect(err.message).toMatch(
+        /Istio CRDs not served: workloadgroups\.networking\.istio\.io \(networking\.istio\.io\/v1\), workloadentries\.networking\.istio\.io \(networking\.istio\.io\/v1\), serviceentries\.networking\.istio\.io \(networking\.istio\.io\/v1\)\. Install Istio's CRDs \(Istio ≥ 1\.22 serves networking\.istio\.io\/v1/,
+      );
+    } finally {
+      for (const crd of saved) {
+        const current = kube.store.get(CRDS, undefined, crd.metadata.name)!;
+        kube.store.update(CRDS, { ...current, spec: crd.spec });
+      }
+    }
+  });
+
   it('autoregistration off: fails for registration auto, passes for static groups', async () => {
     kube.setAutoregistration(false);
     const err = await clientFor(kube)
@@ -929,7 +959,7 @@ describe('verification Jobs (ADR 0002)', () => {
     waitAttempts: 3,
   };
 
-  it('ADR 0004: creates the ServiceEntry before the Job, deletes both after: two more requests per VM', async () => {
+  it('ADR 0005: creates the ServiceEntry before the Job, deletes both after: two more requests per VM', async () => {
     behaviour = 'succeed';
     kube.requests.reset();
     const result = await clientFor(kube).runVerificationJob({ ...input('ivo-verify-vm1-se1234'), service });
@@ -957,7 +987,7 @@ describe('verification Jobs (ADR 0002)', () => {
     ]);
   });
 
-  it('ADR 0004: without permission to create ServiceEntries the run says so and no Job is created', async () => {
+  it('ADR 0005: without permission to create ServiceEntries the run says so and no Job is created', async () => {
     behaviour = 'succeed';
     const undo = kube.denyPermission({ verb: 'create', group: 'networking.istio.io', resource: 'serviceentries' });
     try {

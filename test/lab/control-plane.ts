@@ -155,30 +155,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       for (const vm of targets(t)) rmSync(vmRoot(vm.name) + flag, { force: true });
     },
   });
-  const block15012 = (op: '-I' | '-D', vm: LabVm) =>
-    run(
-      'ip',
-      [
-        'netns',
-        'exec',
-        vm.netns,
-        'iptables',
-        '-w',
-        '5',
-        op,
-        'OUTPUT',
-        '-p',
-        'tcp',
-        '-d',
-        options.gatewayIP,
-        '--dport',
-        String(istiod.boundPort),
-        '-j',
-        'DROP',
-      ],
-      { timeout: 15_000 },
-    );
-  const blocked = new Set<string>();
+  const block15012 = blockIstiodFault(options, () => istiod.boundPort);
   let unrelatedRoot: string | undefined;
 
   const faults: FaultDefinition[] = [
@@ -192,25 +169,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         await istiod.start();
       },
     },
-    {
-      name: 'block-15012',
-      scope: 'vm',
-      description: 'iptables DROP in the VM netns OUTPUT to gateway:15012 (connects time out, not refused)',
-      async apply(t) {
-        for (const vm of targets(t)) {
-          if (blocked.has(vm.name)) continue;
-          await block15012('-I', vm);
-          blocked.add(vm.name);
-        }
-      },
-      async heal(t) {
-        for (const vm of targets(t)) {
-          if (!blocked.has(vm.name)) continue;
-          await block15012('-D', vm).catch(() => undefined);
-          blocked.delete(vm.name);
-        }
-      },
-    },
+    block15012.fault,
     {
       name: 'wrong-root-cert',
       scope: 'lab',
@@ -278,13 +237,64 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     kube,
     async stop() {
       stopJobs();
-      for (const name of [...blocked]) {
-        const vm = options.vms.find((v) => v.name === name);
-        if (vm) await block15012('-D', vm).catch(() => undefined);
-      }
-      blocked.clear();
+      await block15012.unblockAll();
       await Promise.allSettled([istiod.stop(), echo.stop()]);
       await Promise.allSettled([dns.stop(), kube.stop()]);
+    },
+  };
+}
+
+/**
+ * `block-15012`: an iptables DROP in each VM's netns OUTPUT chain to the gateway's istiod port, so connects
+ * time out instead of being refused. `unblockAll` removes every rule it added (the control plane's stop).
+ */
+export function blockIstiodFault(
+  options: Pick<ControlPlaneOptions, 'vms' | 'gatewayIP'>,
+  port: () => number,
+): { fault: FaultDefinition; unblockAll(): Promise<void> } {
+  const blocked = new Map<string, number>();
+  const rule = (op: '-I' | '-D', vm: LabVm, p: number) =>
+    run(
+      'ip',
+      ['netns', 'exec', vm.netns, 'iptables', '-w', '5', op, 'OUTPUT', '-p', 'tcp', '-d', options.gatewayIP].concat([
+        '--dport',
+        String(p),
+        '-j',
+        'DROP',
+      ]),
+      { timeout: 15_000 },
+    );
+  const targets = (t: FaultTarget): LabVm[] => {
+    if (!t.vm) return options.vms;
+    const vm = options.vms.find((v) => v.name === t.vm);
+    if (!vm) throw new Error(`no VM named ${t.vm} (have: ${options.vms.map((v) => v.name).join(', ')})`);
+    return [vm];
+  };
+  const unblock = async (vm: LabVm): Promise<void> => {
+    const p = blocked.get(vm.name);
+    if (p === undefined) return;
+    await rule('-D', vm, p).catch(() => undefined);
+    blocked.delete(vm.name);
+  };
+  return {
+    fault: {
+      name: 'block-15012',
+      scope: 'vm',
+      description: 'iptables DROP in the VM netns OUTPUT to gateway:15012 (connects time out, not refused)',
+      async apply(t) {
+        for (const vm of targets(t)) {
+          if (blocked.has(vm.name)) continue;
+          const p = port();
+          await rule('-I', vm, p);
+          blocked.set(vm.name, p);
+        }
+      },
+      async heal(t) {
+        for (const vm of targets(t)) await unblock(vm);
+      },
+    },
+    async unblockAll() {
+      for (const vm of options.vms) await unblock(vm);
     },
   };
 }

@@ -64,6 +64,7 @@ async function statusOf(
     actionInputs: state.actionInputs,
     /** Requests the Kubernetes double has answered since it started (rejected ones too), by user ('' = none). */
     kubeRequestsByUser: kubeRequestsByUser(controlPlane),
+    istiod: state.istiod ?? { mode: 'double' },
     vms,
     faults: state.faults,
     availableFaults: registry?.list() ?? [],
@@ -168,7 +169,16 @@ async function main(): Promise<void> {
       logPath: controlPlane.istiod.logPath,
     };
   }
-  registry = new FaultRegistry([...vmFaults(state), ...controlPlane.faults], state, () => writeState(state));
+  const cp = controlPlane;
+  registry = new FaultRegistry([...vmFaults(state), ...controlPlane.faults], state, () => {
+    // A fault may restart the real istiod (istiod-down, autoregistration-off): keep its pid current.
+    if (cp.istiod && state.istiod) {
+      const pid = cp.istiod.pid;
+      if (pid) state.istiod.pid = pid;
+      else delete state.istiod.pid;
+    }
+    writeState(state);
+  });
 
   state.actionInputs = {
     INPUT_INVENTORY: state.files.inventory,

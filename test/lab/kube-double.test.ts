@@ -6,8 +6,18 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:https';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { startKubeApi, type KubeApiDouble } from './kube/index.js';
+
+/** The bearer token of the kubeconfig's `lab` context (the admin user). */
+function adminToken(): string {
+  const cfg = parseYaml(readFileSync(kube.kubeconfigPath, 'utf8')) as {
+    users: Array<{ name: string; user: { token: string } }>;
+  };
+  return cfg.users.find((u) => u.name === kube.adminUser)?.user.token ?? '';
+}
 
 interface Run {
   code: number;
@@ -446,6 +456,70 @@ describe('@kubernetes/client-node against the double', () => {
     expect(seen.map((e) => `${e.type} ${e.name}`)).toEqual(['ADDED w1', 'MODIFIED w1', 'DELETED w1']);
     const rvs = seen.map((e) => Number(e.rv));
     expect([...rvs].sort((a, b) => a - b)).toEqual(rvs);
+  });
+
+  it('streams a list as a watch (sendInitialEvents, as client-go 0.35+ and istiod ask): objects, then the end bookmark', async () => {
+    const { k8s, kc } = await client();
+    const watch = new k8s.Watch(kc);
+    const seen: Array<{ type: string; name?: string; annotations?: Record<string, string>; rv: string }> = [];
+    let req: AbortController | undefined;
+    try {
+      req = await watch.watch(
+        '/api/v1/namespaces/istio-system/configmaps',
+        {
+          sendInitialEvents: true,
+          allowWatchBookmarks: true,
+          resourceVersionMatch: 'NotOlderThan',
+          resourceVersion: '',
+        },
+        (
+          type: string,
+          obj: { metadata: { name?: string; resourceVersion: string; annotations?: Record<string, string> } },
+        ) => {
+          seen.push({
+            type,
+            ...(obj.metadata.name ? { name: obj.metadata.name } : {}),
+            ...(obj.metadata.annotations ? { annotations: obj.metadata.annotations } : {}),
+            rv: obj.metadata.resourceVersion,
+          });
+        },
+        () => undefined,
+      );
+      const deadline = Date.now() + 5000;
+      while (!seen.some((e) => e.type === 'BOOKMARK') && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      req?.abort();
+    }
+    const names = kube.store.list('configmaps', { namespace: 'istio-system' }).map((o) => o.metadata.name);
+    expect(
+      seen
+        .filter((e) => e.type === 'ADDED')
+        .map((e) => e.name)
+        .sort(),
+    ).toEqual([...names].sort());
+    const last = seen[seen.length - 1];
+    expect(last?.type).toBe('BOOKMARK');
+    expect(last?.annotations).toEqual({ 'k8s.io/initial-events-end': 'true' });
+    expect(Number(last?.rv)).toBeGreaterThanOrEqual(Math.max(...seen.map((e) => Number(e.rv))));
+  });
+
+  it('refuses sendInitialEvents without allowWatchBookmarks and resourceVersionMatch=NotOlderThan (400)', async () => {
+    const res = await new Promise<{ code: number; body: string }>((resolve, reject) => {
+      const r = request(
+        `${kube.url}/api/v1/namespaces/istio-system/configmaps?watch=true&sendInitialEvents=true`,
+        { ca: kube.caCertPem, headers: { Authorization: `Bearer ${adminToken()}` } },
+        (m) => {
+          let body = '';
+          m.on('data', (c: Buffer) => (body += c.toString()));
+          m.on('end', () => resolve({ code: m.statusCode ?? 0, body }));
+        },
+      );
+      r.on('error', reject);
+      r.end();
+    });
+    expect(res.code).toBe(400);
+    expect(res.body).toContain('sendInitialEvents requires setting resourceVersionMatch to NotOlderThan');
   });
 
   it('lists across namespaces with label and field selectors; built-in list items omit kind', async () => {

@@ -119,7 +119,7 @@ async function fetchLog(pod: string): Promise<string> {
   });
 }
 
-/** A per-VM ServiceEntry as ADR 0004 describes it, with the echo server standing in for the VM. */
+/** A per-VM ServiceEntry as ADR 0005 describes it, with the echo server standing in for the VM. */
 function serviceEntry(name: string, host: string, spec: Record<string, unknown> = {}): KubeObject {
   return {
     apiVersion: 'networking.istio.io/v1',

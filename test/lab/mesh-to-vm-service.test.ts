@@ -1,8 +1,11 @@
-// Issue 15 / ADR 0004: the mesh→VM mTLS check against a client that routes as Envoy does
+// Issue 15 / ADR 0005: the mesh→VM mTLS check against a client that routes as Envoy does
 // (mesh/routing.ts), through the bundled action (dist/) on a one-VM lab, under STRICT and PERMISSIVE.
 // The action calls the VM through a short-lived ServiceEntry host; the old ADR 0002 call by the VM's IP is
 // kept below as a regression test of why it was replaced (it leaves the client in plaintext).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse, stringify } from 'yaml';
 import { runAction, snapshotDist, vmOf, type ActionRun } from './action-harness.js';
 import { run } from './exec.js';
 import { findVm, type LabState } from './state.js';
@@ -136,5 +139,54 @@ describe('mesh→VM mTLS through a ServiceEntry host (dist/), the client routing
         allowFailure: true,
       });
     }
+  }, 200_000);
+
+  it('revision canary (its own injector only): the mTLS Job carries istio.io/rev=canary and is injected; passes', async () => {
+    const kubectl = (args: string[], input?: string) =>
+      run(['kubectl', '--kubeconfig', state.files.kubeconfig!, '-n', 'istio-system', ...args], {
+        timeoutMs: 20_000,
+        ...(input !== undefined ? { input } : {}),
+      });
+    const copy = async (from: string, to: string) => {
+      const cm = JSON.parse((await kubectl(['get', 'configmap', from, '-o', 'json'])).stdout) as {
+        metadata: Record<string, unknown>;
+      };
+      cm.metadata = { name: to, namespace: 'istio-system' };
+      await kubectl(['create', '-f', '-'], JSON.stringify(cm));
+    };
+    const injector = (await kubectl(['get', 'configmap', 'istio-sidecar-injector', '-o', 'json'])).stdout;
+    await copy('istio', 'istio-canary');
+    await copy('istio-sidecar-injector', 'istio-sidecar-injector-canary');
+    // Only the canary revision exists now: sidecar.istio.io/inject=true would find no injector.
+    await kubectl(['delete', 'configmap', 'istio-sidecar-injector']);
+    await kubectl(['label', 'deployment', '-l', 'app=istiod', 'istio.io/rev=canary', '--overwrite']);
+    try {
+      // The group's PeerAuthentication is PERMISSIVE since the onboard above (verify does not change it).
+      const r = await action({ mode: 'verify', 'peer-authentication': 'permissive', revision: 'canary' });
+      expectPassThroughServiceHost(r, false);
+      expect(r.code).toBe(0);
+    } finally {
+      await kubectl(['label', 'deployment', '-l', 'app=istiod', 'istio.io/rev=default', '--overwrite']);
+      const cm = JSON.parse(injector) as { metadata: Record<string, unknown> };
+      cm.metadata = { name: 'istio-sidecar-injector', namespace: 'istio-system' };
+      await kubectl(['create', '-f', '-'], JSON.stringify(cm));
+      await kubectl(['delete', 'configmap', 'istio-canary', 'istio-sidecar-injector-canary']);
+    }
+  }, 200_000);
+
+  it('multi-network group with the default verify-url: fails before any change, naming verify-url', async () => {
+    const doc = parse(readFileSync(state.files.inventory, 'utf8')) as { groups: Array<Record<string, unknown>> };
+    doc.groups[0]!.network = 'vm-network';
+    const inventory = path.join(dir, 'multi-network.yaml');
+    writeFileSync(inventory, stringify(doc));
+    const r = await action({ mode: 'onboard', inventory, 'verify-url': '' });
+    expect(r.code).toBe(1);
+    expect(r.report?.fatal?.message).toMatch(
+      /^Cluster preflight failed: the default verify-url \(istiod's :15014\) has no endpoint a VM on another network can reach: .*Groups: app \(network vm-network\)\. Set the verify-url input/,
+    );
+    expect(vmOf(r.report, 'vm1').outcome).toBe('skipped-preflight');
+    // plan runs no checks: the same inventory is not blocked.
+    const planned = await action({ mode: 'plan', inventory, 'verify-url': '' });
+    expect(planned.report?.fatal).toBeUndefined();
   }, 200_000);
 });

@@ -9,15 +9,33 @@ import { execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { parse as parseYaml } from 'yaml';
 import { runRenderCommand } from '../../src/commands/render.js';
 import { istioBuild, xdsProbe } from './istio/binaries.js';
-import { execInVm, spawnInVm, vmPath } from './vm/exec.js';
-import { downLab, newLabDir, upLab } from './testing.js';
-import type { LabState } from './state.js';
+import { execInVm, programInVm, spawnInVm, vmPath } from './vm/exec.js';
+import { downLab, faultCli, newLabDir, upLab } from './testing.js';
+import { readState, type LabState } from './state.js';
 
 const run = promisify(execFile);
 const NS = 'vm-ns';
 const SA = 'vm-sa';
+const PROBED_WG = `apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata:
+  name: vm-probed
+  namespace: ${NS}
+spec:
+  metadata:
+    labels:
+      app: vm-probed
+  template:
+    serviceAccount: ${SA}
+  probe:
+    periodSeconds: 5
+    httpGet:
+      path: /ready
+      port: 8080
+`;
 const WG = `apiVersion: networking.istio.io/v1
 kind: WorkloadGroup
 metadata:
@@ -92,9 +110,9 @@ function startAgent(logFile: string): ChildProcess {
       'EXEC_USER=root',
       'ISTIO_CUSTOM_IP_TABLES=true',
       'DISABLE_ENVOY=true',
-      `ISTIO_BIN_BASE=${path.dirname(build.pilotAgent)}`,
+      `ISTIO_BIN_BASE=${path.dirname(programInVm(state, 'vm1', build.pilotAgent))}`,
       'bash',
-      path.join(build.packagingDir, 'istio-start.sh'),
+      programInVm(state, 'vm1', path.join(build.packagingDir, 'istio-start.sh')),
     ],
     logFile,
   );
@@ -154,6 +172,11 @@ function nodeMetadataFrom(clusterEnv: string): Record<string, unknown> {
   return meta;
 }
 
+/** PROXY_CONFIG: pilot-agent puts its whole proxy config (mesh.yaml's defaultConfig) in the node metadata. */
+function proxyConfigFrom(meshYaml: string): unknown {
+  return (parseYaml(meshYaml) as { defaultConfig?: unknown }).defaultConfig ?? {};
+}
+
 interface WorkloadEntryLite {
   metadata: {
     name: string;
@@ -161,6 +184,7 @@ interface WorkloadEntryLite {
     annotations?: Record<string, string>;
   };
   spec: { address?: string; serviceAccount?: string; labels?: Record<string, string> };
+  status?: { conditions?: Array<{ type: string; status: string; message?: string }> };
 }
 
 async function workloadEntries(): Promise<WorkloadEntryLite[]> {
@@ -176,7 +200,8 @@ beforeAll(async () => {
   await kubectl('create', 'namespace', NS);
   await kubectl('-n', NS, 'create', 'serviceaccount', SA);
   writeFileSync(path.join(dir, 'wg.yaml'), WG);
-  await kubectl('apply', '-f', path.join(dir, 'wg.yaml'));
+  writeFileSync(path.join(dir, 'wg-probed.yaml'), PROBED_WG);
+  await kubectl('apply', '-f', path.join(dir, 'wg.yaml'), '-f', path.join(dir, 'wg-probed.yaml'));
   // istiod's namespace controller publishes istio-ca-root-cert in the new namespace (bounded wait).
   for (let i = 0; i < 80; i += 1) {
     const r = await run(
@@ -252,7 +277,7 @@ describe('real pilot-agent against the real istiod', () => {
       state,
       'vm1',
       [
-        xdsProbe(),
+        programInVm(state, 'vm1', xdsProbe()),
         '--address',
         'istiod.istio-system.svc:15012',
         '--cert-dir',
@@ -309,7 +334,7 @@ describe('real pilot-agent against the real istiod', () => {
       state,
       'vm1',
       [
-        xdsProbe(),
+        programInVm(state, 'vm1', xdsProbe()),
         '--address',
         'istiod.istio-system.svc:15012',
         '--cert-dir',
@@ -336,6 +361,184 @@ describe('real pilot-agent against the real istiod', () => {
     );
     expect(readFileSync(log, 'utf8')).toMatch(/cannot find WorkloadGroup vm-ns\/no-such-group/);
     expect((await workloadEntries()).some((e) => e.spec.address === '10.233.250.99')).toBe(false);
+  });
+
+  it('health checks: istiod records the health the proxy reports on its auto-registered entry', async () => {
+    const out = path.join(dir, 'render-probed');
+    const err: string[] = [];
+    const code = await runRenderCommand(
+      ['--name', 'vm-probed', '-n', NS, '--kubeconfig', state.files.kubeconfig as string, '--autoregister', '-o', out],
+      { stdout: { write: () => true }, stderr: { write: (t: string) => err.push(t) }, cwd: dir },
+    );
+    expect({ code, err: err.join('') }).toEqual({ code: 0, err: '' });
+    const meshYaml = readFileSync(path.join(out, 'mesh.yaml'), 'utf8');
+    expect(meshYaml).toContain('readinessProbe:'); // render carries the group's probe into the proxy config
+    const ip = '10.233.250.97';
+    const meta = {
+      ...nodeMetadataFrom(readFileSync(path.join(out, 'cluster.env'), 'utf8')),
+      INSTANCE_IPS: ip,
+      PROXY_CONFIG: proxyConfigFrom(meshYaml),
+    };
+    const healthOf = async (): Promise<WorkloadEntryLite | undefined> =>
+      (await workloadEntries()).find((e) => e.spec.address === ip);
+    for (const [report, expected] of [
+      ['healthy', 'True'],
+      ['unhealthy', 'False'],
+    ] as const) {
+      const log = path.join(dir, `xds-probe-${report}.log`);
+      const probe = spawnInVm(
+        state,
+        'vm1',
+        [
+          programInVm(state, 'vm1', xdsProbe()),
+          '--address',
+          'istiod.istio-system.svc:15012',
+          '--cert-dir',
+          '/etc/certs',
+          '--namespace',
+          NS,
+          '--workload',
+          'vm-probed',
+          '--ip',
+          ip,
+          '--meta-json',
+          JSON.stringify(meta),
+          '--health',
+          report,
+        ],
+        log,
+      );
+      try {
+        expect(await waitFor(() => readFileSync(log, 'utf8').includes(`health sent: ${report}`), 120)).toBe(true);
+        let entry: WorkloadEntryLite | undefined;
+        for (let i = 0; i < 80; i += 1) {
+          entry = await healthOf();
+          if (entry?.status?.conditions?.some((c) => c.type === 'Healthy' && c.status === expected)) break;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        expect(entry?.metadata.annotations?.['proxy.istio.io/health-checks-enabled']).toBe('true');
+        expect(entry?.status?.conditions?.find((c) => c.type === 'Healthy')?.status).toBe(expected);
+      } finally {
+        try {
+          if (probe.pid) process.kill(probe.pid, 'SIGTERM');
+        } catch {
+          // gone
+        }
+      }
+    }
+  });
+
+  it('autoregistration-off: the Deployment says false, the restarted istiod runs with it, and registers nobody', async () => {
+    const before = state.istiod?.pid;
+    await faultCli(dir, 'fault', 'autoregistration-off');
+    try {
+      const after = readState(dir).istiod?.pid;
+      expect(after).toBeDefined();
+      expect(after).not.toBe(before);
+      const deploymentEnv = await kubectl(
+        '-n',
+        'istio-system',
+        'get',
+        'deployment',
+        'istiod',
+        '-o',
+        'jsonpath={.spec.template.spec.containers[0].env[?(@.name=="PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION")].value}',
+      );
+      expect(deploymentEnv).toBe('false');
+      const processEnv = readFileSync(`/proc/${after}/environ`, 'utf8').split('\0');
+      expect(processEnv).toContain('PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false');
+
+      const meta = nodeMetadataFrom(readFileSync(path.join(dir, 'render-ok', 'cluster.env'), 'utf8'));
+      const ip = '10.233.250.98';
+      meta.INSTANCE_IPS = ip;
+      const log = path.join(dir, 'xds-probe-off.log');
+      const probe = spawnInVm(
+        state,
+        'vm1',
+        [
+          programInVm(state, 'vm1', xdsProbe()),
+          '--address',
+          'istiod.istio-system.svc:15012',
+          '--cert-dir',
+          '/etc/certs',
+          '--namespace',
+          NS,
+          '--workload',
+          'vm-app',
+          '--ip',
+          ip,
+          '--meta-json',
+          JSON.stringify(meta),
+        ],
+        log,
+      );
+      try {
+        // istiod registers during the connection's initialization, before it answers the first request
+        // (pilot/pkg/xds/ads.go initializeProxy → WorkloadEntryController.OnConnect): once connected, it is decided.
+        const connected = await waitFor(() => readFileSync(log, 'utf8').includes('connected'), 120);
+        expect(connected).toBe(true);
+        expect((await workloadEntries()).some((e) => e.spec.address === ip)).toBe(false);
+      } finally {
+        try {
+          if (probe.pid) process.kill(probe.pid, 'SIGTERM');
+        } catch {
+          // gone
+        }
+      }
+    } finally {
+      await faultCli(dir, 'heal', 'autoregistration-off');
+      state = readState(dir);
+    }
+  });
+
+  it('block-15012: the VM cannot reach the real istiod while the fault is on, and can after heal', async () => {
+    const dial = async (): Promise<number | null> =>
+      (
+        await execInVm(state, 'vm1', ['timeout', '3', 'bash', '-c', `exec 3<>/dev/tcp/${state.gatewayIP}/15012`], {
+          allowFailure: true,
+        })
+      ).code;
+    expect(await dial()).toBe(0);
+    await faultCli(dir, 'fault', 'block-15012', 'vm1');
+    try {
+      expect(await dial()).toBe(124); // dropped: the connect hangs until `timeout` ends it (not refused)
+    } finally {
+      await faultCli(dir, 'heal', 'block-15012', 'vm1');
+    }
+    expect(await dial()).toBe(0);
+  });
+
+  it('wrong-root-cert: istiod re-keyed publishes the new root; an agent holding the old root cannot reach it', async () => {
+    const published = () =>
+      kubectl('-n', NS, 'get', 'configmap', 'istio-ca-root-cert', '-o', 'jsonpath={.data.root-cert\\.pem}');
+    const oldRoot = await published();
+    const out = path.join(dir, 'render-ok');
+    expect(readFileSync(path.join(out, 'root-cert.pem'), 'utf8')).toBe(oldRoot);
+    await faultCli(dir, 'fault', 'wrong-root-cert');
+    try {
+      let newRoot = oldRoot;
+      for (let i = 0; i < 80 && newRoot === oldRoot; i += 1) {
+        newRoot = await published();
+        if (newRoot === oldRoot) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(newRoot).not.toBe(oldRoot);
+      await placeFiles(out, readFileSync(path.join(out, 'istio-token'), 'utf8'));
+      const log = path.join(dir, 'agent-old-root.log');
+      agent = startAgent(log);
+      const failed = await waitFor(() => /failed to get certificate/.test(readFileSync(log, 'utf8')));
+      await stopAgent();
+      expect(failed).toBe(true);
+      expect(existsSync(certChain())).toBe(false);
+      expect(readFileSync(log, 'utf8')).toMatch(/certificate signed by unknown authority/);
+    } finally {
+      await faultCli(dir, 'heal', 'wrong-root-cert');
+    }
+    let healed = '';
+    for (let i = 0; i < 80 && healed !== oldRoot; i += 1) {
+      healed = await published();
+      if (healed !== oldRoot) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(healed).toBe(oldRoot);
   });
 
   it('is refused a certificate when the token has the wrong audience (istiod rejects it)', async () => {

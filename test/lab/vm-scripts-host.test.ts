@@ -10,6 +10,7 @@ import path from 'node:path';
 import { FakeVmSession } from '../unit/fake-session.js';
 import { inspectVm, probeAsProxyShell } from '../../src/vm/scripts/inspect.js';
 import { ScriptOutput } from '../../src/vm/scripts/protocol.js';
+import { STEP_FUNCTIONS } from '../../src/vm/scripts/common.js';
 import { asRoot, shQuote } from '../../src/vm/scripts/shell.js';
 import type { ExecResult } from '../../src/vm/session.js';
 
@@ -180,5 +181,75 @@ sh -c "$1"
     expect(facts.machine).not.toBe('');
     expect(facts.eastWest.reachable).toBe(false);
     for (const file of ['pwned', 'pwned2', 'pwned3']) expect(existsSync(path.join(work, file))).toBe(false);
+  });
+});
+
+describe('root never follows a path the proxy user can swap (issue 17)', () => {
+  // `nobody` stands in for istio-proxy: it owns the directory (like /etc/certs or /var/lib/istio/envoy),
+  // so it can put a symlink under any name there. A root-only file is what the symlink points at.
+  const functions = STEP_FUNCTIONS.replaceAll('istio-proxy', 'nobody');
+  const setUp = (name: string) => {
+    const base = path.join(work, name);
+    const proxyDir = path.join(base, 'proxy dir');
+    const secret = path.join(base, 'secret');
+    sh(
+      `mkdir -p ${shQuote(proxyDir)} && chmod 0711 ${shQuote(work)} && chmod 0755 ${shQuote(base)} && chown nobody ${shQuote(proxyDir)} && ` +
+        `printf s3cret > ${shQuote(secret)} && chmod 0600 ${shQuote(secret)} && ` +
+        `setpriv --reuid=nobody --regid=nogroup --clear-groups ln -s ${shQuote(secret)} ${shQuote(path.join(proxyDir, 'root-cert.pem'))}`,
+    );
+    return { base, proxyDir, secret, target: path.join(proxyDir, 'root-cert.pem') };
+  };
+  const statOf = (file: string) => sh(`stat -c '%U %a' ${shQuote(file)}`).stdout.trim();
+
+  it('fixing owner and mode of a placed file that became a symlink leaves the file it points at alone', () => {
+    const { proxyDir, secret, target } = setUp('fix');
+    const regular = path.join(proxyDir, 'mesh');
+    sh(`printf x > ${shQuote(regular)} && chmod 0600 ${shQuote(regular)}`);
+    const result = sh(
+      asRoot(
+        `${functions}\nivo_fix_file ${shQuote(target)} nobody 0644\nivo_fix_file ${shQuote(regular)} nobody 0644\nivo_emit done yes\n`,
+      ),
+    );
+    expect([result.stderr, new ScriptOutput(result.stdout).get('done')]).toEqual(['', 'yes']);
+    expect(statOf(regular)).toBe('nobody 644');
+    expect(statOf(secret)).toBe('root 600');
+  });
+
+  it("the snapshot of a proxy file reads it with the proxy user's rights: a symlink to a root-only file copies nothing", () => {
+    const { base, secret, target } = setUp('snapshot');
+    const copy = path.join(base, 'snapshot-copy');
+    const regular = path.join(base, 'proxy dir', 'mesh');
+    const regularCopy = path.join(base, 'mesh-copy');
+    sh(`printf 'mesh: 1' > ${shQuote(regular)} && chown nobody ${shQuote(regular)} && chmod 0600 ${shQuote(regular)}`);
+    const ok = sh(asRoot(`${functions}\nivo_snapshot_file ${shQuote(regular)} nobody ${shQuote(regularCopy)}\n`));
+    expect([ok.stderr, sh(`cat ${shQuote(regularCopy)}`).stdout]).toEqual(['', 'mesh: 1']);
+    const refused = sh(asRoot(`${functions}\nivo_snapshot_file ${shQuote(target)} nobody ${shQuote(copy)}\n`));
+    expect(refused.stdout).toContain('error:snapshot');
+    expect(existsSync(copy) ? sh(`cat ${shQuote(copy)}`).stdout : '').not.toContain('s3cret');
+    expect(statOf(secret)).toBe('root 600');
+  });
+
+  it('a staged proxy file is written by the proxy user: a planted .ivo-new symlink cannot make root write elsewhere', () => {
+    const { base, proxyDir, secret } = setUp('stage');
+    const dest = path.join(proxyDir, 'cluster.env');
+    const source = path.join(base, 'staged');
+    sh(
+      `printf 'A=1\\n' > ${shQuote(source)} && ` +
+        `setpriv --reuid=nobody --regid=nogroup --clear-groups ln -s ${shQuote(secret)} ${shQuote(`${dest}.ivo-new`)}`,
+    );
+    const result = sh(
+      asRoot(
+        `${functions}\nivo_stage_file ${shQuote(source)} ${shQuote(dest)} nobody 0644\nivo_commit_file ${shQuote(dest)} nobody\nivo_emit done yes\n`,
+      ),
+    );
+    expect([result.stdout, result.stderr, new ScriptOutput(result.stdout).get('done')]).toEqual([
+      expect.anything(),
+      '',
+      'yes',
+    ]);
+    expect(sh(`cat ${shQuote(dest)}`).stdout).toBe('A=1\n');
+    expect(statOf(dest)).toBe('nobody 644');
+    expect(sh(`cat ${shQuote(secret)}`).stdout).toBe('s3cret');
+    expect(statOf(secret)).toBe('root 600');
   });
 });

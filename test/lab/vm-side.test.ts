@@ -315,7 +315,10 @@ describe('VM side against lab VMs', () => {
     expect(['c1', 'c2'].map(clusterEnvWith)).toContain(await onVm('vm1', 'cat /var/lib/istio/envoy/cluster.env'));
 
     const holder = await connect('vm1');
-    const held = holder.exec('sudo -n flock /var/lock/istio-vm-onboard.lock sleep 6');
+    // The lock lives where only root can create or open it: the login user (no sudo) cannot hold it.
+    const unprivileged = await holder.exec('flock -n /run/istio-vm-onboard.lock true 2>&1; echo "rc=$?"');
+    expect(unprivileged.stdout).toMatch(/Permission denied[\s\S]*rc=[1-9]/);
+    const held = holder.exec('sudo -n flock /run/istio-vm-onboard.lock sleep 6');
     await new Promise((resolve) => setTimeout(resolve, 700));
     const started = Date.now();
     const error = (await applyVmChanges(a!, { ...change(), lockWaitSeconds: 2 }).catch(
@@ -323,7 +326,7 @@ describe('VM side against lab VMs', () => {
     )) as VmScriptError;
     expect(error.code).toBe('lock-busy');
     expect(error.message).toMatch(
-      /another istio-vm-onboard run holds \/var\/lock\/istio-vm-onboard.lock on this VM \(waited 2s\); nothing was changed/,
+      /another istio-vm-onboard run holds \/run\/istio-vm-onboard.lock on this VM \(waited 2s\); nothing was changed/,
     );
     expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
     await held;

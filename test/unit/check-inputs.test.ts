@@ -90,6 +90,7 @@ describe('checkInputs', () => {
       ]).toEqual([name, []]);
     }
     expect(problemsOf({ context: 'dev', groups: 'db', 'sidecar-package-path': 'istio-sidecar.deb' })).toEqual([]);
+    expect(problemsOf({ 'allowed-namespaces': 'vm-db, vm-web, team-x' })).toEqual([]);
   });
 
   it.each<[string, Partial<Record<InputName, string>>, RegExp]>([
@@ -155,6 +156,16 @@ describe('checkInputs', () => {
       'a group the inventory lacks',
       { groups: 'web, cache' },
       /^input 'groups': names 'cache', not a group of the inventory <inline>; its groups are web, db$/,
+    ],
+    [
+      'a group in a namespace allowed-namespaces does not list',
+      { 'allowed-namespaces': 'vm-web' },
+      /^input 'allowed-namespaces': lists vm-web, but the inventory <inline> puts group 'db' in namespace 'vm-db'; /,
+    ],
+    [
+      'allowed-namespaces with a name that is not a namespace',
+      { 'allowed-namespaces': 'vm-web, VM_DB' },
+      /^input 'allowed-namespaces': /,
     ],
     [
       'a package file that is not there',

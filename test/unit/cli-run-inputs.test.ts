@@ -5,7 +5,8 @@ import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCliRun, type CliIo } from '../../src/cli/run-command.js';
+import { cliLogger, runCliRun, type CliIo } from '../../src/cli/run-command.js';
+import { SecretRegistry } from '../../src/secrets.js';
 
 let dir: string;
 let server: Server;
@@ -103,5 +104,21 @@ describe('istio-vm-onboard onboard|verify|offboard|plan', () => {
       expect.stringMatching(/^ {2}input 'shard': must look like i\/n/),
     ]);
     expect(connections).toBe(0);
+  });
+});
+
+describe('the CLI log', () => {
+  it('keeps text from a VM from becoming a workflow command when the CLI runs in a workflow step', () => {
+    const written: string[] = [];
+    const sink = { write: (text: string) => written.push(text) > 0 };
+    const secrets = new SecretRegistry();
+    secrets.add('s3cr3t-token-value');
+    const io: CliIo = { stdout: sink, stderr: sink, env: {}, readFile: (file) => readFileSync(file, 'utf8') };
+    const logger = cliLogger(io, secrets);
+    logger.info('::add-mask::nothing');
+    logger.warning('  ::stop-commands::x s3cr3t-token-value');
+    expect(written.join('')).not.toMatch(/^\s*::/m);
+    expect(written.join('')).not.toContain('s3cr3t-token-value');
+    expect(written[0]).toBe(':\u200b:add-mask::nothing\n');
   });
 });

@@ -27,7 +27,7 @@ import {
 } from '../../src/cluster/mesh-objects.js';
 import { ruleGrants } from '../../src/cluster/access-rules.js';
 import { REQUIRED_PERMISSIONS, permissionsForRun } from '../../src/cluster/permissions.js';
-import { formatMissingPermissions } from '../../src/cluster/preflight.js';
+import { formatMissingPermissions, multiNetworkVerifyUrlProblem } from '../../src/cluster/preflight.js';
 import { renderMinimalRbacYaml } from '../../src/cluster/rbac.js';
 import {
   buildVerificationJob,
@@ -65,6 +65,11 @@ describe('Istio version and istiod', () => {
     ['gcr.io/istio-release/pilot:1.22.0-distroless', '1.22.0'],
     ['localhost:5000/istio/pilot:1.25.0-beta.1', '1.25.0-beta.1'],
     ['istio/pilot:v1.20.3', '1.20.3'],
+    ['istio/pilot:1.31-dev-eed52ebb', '1.31-dev-eed52ebb'],
+    ['istio/pilot:1.31-dev-eed52ebb-distroless', '1.31-dev-eed52ebb'],
+    ['gcr.io/istio-testing/pilot:1.28-alpha.5b8ed1c2a', '1.28-alpha.5b8ed1c2a'],
+    ['istio/pilot:1.24.2-debug', '1.24.2'],
+    ['istio/pilot:1.24.2-custom', undefined],
     ['istio/pilot:latest', undefined],
     ['istio/pilot@sha256:abcd', undefined],
     ['localhost:5000/pilot', undefined],
@@ -274,16 +279,21 @@ describe('permissions and RBAC', () => {
           r.resources.includes(p.subresource ? `${p.resource}/${p.subresource}` : p.resource) &&
           r.verbs.includes(p.verb),
       );
-    const clusterRole = docs.find((d) => d.kind === 'ClusterRole');
+    const groupRole = docs.find((d) => d.kind === 'ClusterRole' && d.metadata.name === 'istio-vm-onboard');
+    const namespacesRole = docs.find(
+      (d) => d.kind === 'ClusterRole' && d.metadata.name === 'istio-vm-onboard-namespaces',
+    );
     const istioRole = docs.find((d) => d.kind === 'Role' && d.metadata.namespace === 'istio-system');
     const gwRole = docs.find((d) => d.kind === 'Role' && d.metadata.namespace === 'gw-ns');
     for (const p of REQUIRED_PERMISSIONS) {
       const doc =
-        p.scope === 'cluster' || p.scope === 'group-namespace'
-          ? clusterRole
-          : p.scope === 'istio-namespace'
-            ? istioRole
-            : gwRole;
+        p.scope === 'cluster'
+          ? namespacesRole
+          : p.scope === 'group-namespace'
+            ? groupRole
+            : p.scope === 'istio-namespace'
+              ? istioRole
+              : gwRole;
       expect({ perm: `${p.verb} ${p.resource}`, granted: grants(doc, p) }).toEqual({
         perm: `${p.verb} ${p.resource}`,
         granted: true,
@@ -299,6 +309,22 @@ describe('permissions and RBAC', () => {
       for (const r of d.rules)
         for (const res of r.resources)
           for (const v of r.verbs) expect(required.has(`${r.apiGroups[0]}|${res}|${v}`)).toBe(true);
+  });
+  it('leads with least privilege: the group role is bound per namespace, namespaces are a role of their own, every rule says why', () => {
+    const text = renderMinimalRbacYaml();
+    const docs = parseAllDocuments(text);
+    const groupRole = docs.find(
+      (d) => d.get('kind') === 'ClusterRole' && d.getIn(['metadata', 'name']) === 'istio-vm-onboard',
+    )!;
+    expect(text).toMatch(
+      /# What the action does in a VM group's namespace\. Bind it with a RoleBinding in each group namespace[\s\S]*never with a ClusterRoleBinding[^-]*\nkind: ClusterRole\nmetadata:\n {2}name: istio-vm-onboard\n/,
+    );
+    expect(JSON.stringify(groupRole.toJS())).not.toContain('"namespaces"');
+    const lines = text.split('\n');
+    const ruleStarts = lines.flatMap((line, i) => (line === '  - apiGroups:' ? [i] : []));
+    expect(ruleStarts.length).toBeGreaterThan(5);
+    for (const i of ruleStarts) expect(lines[i - 1]).toMatch(/^ {2}# \w+ \S+: ./);
+    expect(docs.length).toBe(3);
   });
   it('permissions depend on mode and on what the inventory uses', () => {
     const auto = inv([group()]);
@@ -469,7 +495,7 @@ describe('verification Job (ADR 0002)', () => {
     vmName: 'VM_1',
     waitAttempts: 5,
   };
-  it('ADR 0004: the mTLS Job calls the ServiceEntry host, resolved to the VM, after waiting for its endpoint', () => {
+  it('ADR 0005: the mTLS Job calls the ServiceEntry host, resolved to the VM, after waiting for its endpoint', () => {
     const job = buildVerificationJob({
       namespace: 'ns',
       name: 'j',
@@ -496,7 +522,7 @@ describe('verification Job (ADR 0002)', () => {
       'outbound|8080||j.ns.ivo-verify.internal::[fd00::1]:8080::',
     );
   });
-  it('ADR 0004: the ServiceEntry: MESH_INTERNAL, the VM as its one endpoint with the group SA; a VIP only for TCP', () => {
+  it('ADR 0005: the ServiceEntry: MESH_INTERNAL, the VM as its one endpoint with the group SA; a VIP only for TCP', () => {
     expect(buildVerificationServiceEntry({ namespace: 'ns', name: 'j', service })).toEqual({
       apiVersion: 'networking.istio.io/v1',
       kind: 'ServiceEntry',
@@ -666,5 +692,19 @@ describe('ruleGrants (a SelfSubjectRulesReview rule, matched as RBAC matches it)
         perm('get', '', 'configmaps'),
       ),
     ).toBe(true);
+  });
+});
+
+describe('multi-network and the default verify-url (issue 15, item 5)', () => {
+  it('no group on a network: no problem; a group on a network: the problem names verify-url and the groups', () => {
+    expect(multiNetworkVerifyUrlProblem([{ name: 'a', network: '' }])).toBeUndefined();
+    const problem = multiNetworkVerifyUrlProblem([
+      { name: 'a', network: '' },
+      { name: 'b', network: 'vm-net' },
+    ]);
+    expect(problem).toMatch(
+      /^the default verify-url \(istiod's :15014\) has no endpoint a VM on another network can reach/,
+    );
+    expect(problem).toContain('Groups: b (network vm-net). Set the verify-url input');
   });
 });

@@ -61,7 +61,7 @@ describe('parseInventory: model and defaults', () => {
       serviceAccount: 'pegasus-pay',
       network: '',
       registration: 'auto',
-      labels: {},
+      labels: { app: 'pegasus-pay' },
       annotations: {},
       service: { name: 'pay', ports: { http: 8080 } },
     });

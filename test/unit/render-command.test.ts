@@ -175,7 +175,7 @@ describe('render --inventory', () => {
     '',
   ].join('\n');
 
-  it('writes one folder per VM; a VM on SSH port 22 matches the istioctl golden exactly', async () => {
+  it('writes one folder per VM; a VM on SSH port 22 matches the istioctl golden (plus ISTIO_META_WORKLOAD_ENTRY: static group with a probe)', async () => {
     const inputs = inputsDir(readFileSync(path.join(GOLDEN, 'ipv4', 'meshconfig.yaml'), 'utf8'));
     writeFileSync(path.join(inputs, 'inv.yaml'), inventory);
     const out = path.join(inputs, 'out');
@@ -197,9 +197,23 @@ describe('render --inventory', () => {
     );
     expect([code, err()]).toEqual([0, '']);
     for (const f of FILES) {
-      expect(readFileSync(path.join(out, 'vm-a', f), 'utf8')).toBe(
-        readFileSync(path.join(GOLDEN, 'ipv4', `${f}.golden`), 'utf8'),
-      );
+      const golden = readFileSync(path.join(GOLDEN, 'ipv4', `${f}.golden`), 'utf8');
+      // The one deviation of a static group with a probe: cluster.env names the VM's WorkloadEntry, so that
+      // istiod writes the probe's health into it (pilot/pkg/autoregistration/controller.go, OnConnect).
+      const expected =
+        f === 'cluster.env'
+          ? golden.replace(
+              "ISTIO_META_WORKLOAD_NAME='foo'\n",
+              "ISTIO_META_WORKLOAD_ENTRY='vm-a'\nISTIO_META_WORKLOAD_NAME='foo'\n",
+            )
+          : f === 'mesh.yaml'
+            ? golden.replace(
+                '    ISTIO_META_WORKLOAD_NAME: foo\n',
+                '    ISTIO_META_WORKLOAD_ENTRY: vm-a\n    ISTIO_META_WORKLOAD_NAME: foo\n',
+              )
+            : golden;
+      expect(expected === golden).toBe(f !== 'cluster.env' && f !== 'mesh.yaml');
+      expect(readFileSync(path.join(out, 'vm-a', f), 'utf8')).toBe(expected);
     }
     const envB = readFileSync(path.join(out, 'vm-b', 'cluster.env'), 'utf8');
     expect(envB).toContain("ISTIO_LOCAL_EXCLUDE_PORTS='22,15090,15021,15020,2222'\n");

@@ -60,6 +60,10 @@ describe('buildWorkloadGroup', () => {
     expect(files.meshYaml).toContain('    DATE_LIKE: "2001-12-14"\n');
     expect(files.clusterEnv).toContain("ISTIO_META_NETWORK='vm-net'\n");
   });
+  it('no probe: no health-checks annotation', () => {
+    const { probe: _probe, ...noProbe } = group;
+    expect(buildWorkloadEntry(noProbe, vm, '10.1.0.1').metadata.annotations).toBeUndefined();
+  });
 });
 
 describe('buildWorkloadEntry', () => {
@@ -71,6 +75,8 @@ describe('buildWorkloadEntry', () => {
         name: 'pay-1',
         namespace: 'shop',
         labels: { app: 'pay', version: 'v1-canary', zone: 'a', 'app.kubernetes.io/managed-by': 'istio-vm-onboard' },
+        // The group has a probe: istiod writes health only into an entry annotated so.
+        annotations: { 'proxy.istio.io/health-checks-enabled': 'true' },
       },
       spec: {
         address: '10.1.0.1',
@@ -80,5 +86,9 @@ describe('buildWorkloadEntry', () => {
         ports: { http: 8080 },
       },
     });
+  });
+  it('no probe: no health-checks annotation', () => {
+    const { probe: _probe, ...noProbe } = group;
+    expect(buildWorkloadEntry(noProbe, vm, '10.1.0.1').metadata.annotations).toBeUndefined();
   });
 });

@@ -3,8 +3,10 @@
 import { describe, expect, it } from '@jest/globals';
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
-import { readFileSync } from 'node:fs';
-import { computeOutputs } from '../../src/report/outputs.js';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { computeOutputs, writeReport } from '../../src/report/outputs.js';
 import { renderJobSummary } from '../../src/report/summary.js';
 import { renderTerminalTable } from '../../src/report/table.js';
 import { inventoryOf, makeWorld, run } from './rollout-fakes.js';
@@ -58,5 +60,25 @@ describe('the run report', () => {
     expect(outputs.onboarded.split(',').sort()).toEqual(['vm-0-0', 'vm-0-3']);
     expect(outputs.failed.split(',').sort()).toEqual(['vm-0-1', 'vm-0-2']);
     expect(JSON.parse(outputs.result)).toMatchObject({ ok: false, totals: { failed: 2 } });
+  });
+});
+
+describe('the report file', () => {
+  it('is readable by its owner only (0600), also when a world-readable file was there before', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ivo report '));
+    try {
+      const world = makeWorld();
+      const report = await run(world, inventoryOf([1]));
+      const fresh = path.join(dir, 'fresh', 'report.json');
+      await writeReport(report, fresh);
+      expect(statSync(fresh).mode & 0o777).toBe(0o600);
+      const existing = path.join(dir, 'existing.json');
+      writeFileSync(existing, '{}', { mode: 0o644 });
+      await writeReport(report, existing);
+      expect(statSync(existing).mode & 0o777).toBe(0o600);
+      expect(JSON.parse(readFileSync(existing, 'utf8')).vms).toBeDefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -193,7 +193,7 @@ describe('action.yml', () => {
   const action = parse(readFileSync('action.yml', 'utf8')) as {
     inputs: Record<string, { default?: string; description: string }>;
     outputs: Record<string, unknown>;
-    runs: { using: string; main: string };
+    runs: { using: string; main: string; post?: string; 'post-if'?: string };
   };
   it('declares exactly the inputs the settings read, with the same defaults', () => {
     expect(Object.keys(action.inputs).sort()).toEqual(Object.keys(INPUT_DEFAULTS).sort());
@@ -207,7 +207,12 @@ describe('action.yml', () => {
     expect(verify?.deprecationMessage).toMatch(/verify-after-onboard/);
   });
   it('runs the bundle on node24 and declares the outputs', () => {
-    expect(action.runs).toEqual({ using: 'node24', main: 'dist/index.js' });
+    expect(action.runs).toEqual({
+      using: 'node24',
+      main: 'dist/index.js',
+      post: 'dist/post.js',
+      'post-if': 'always()',
+    });
     expect(Object.keys(action.outputs).sort()).toEqual(['failed', 'onboarded', 'report-path', 'result']);
   });
 });

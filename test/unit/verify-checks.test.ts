@@ -236,7 +236,7 @@ describe('verifyVm on a healthy VM', () => {
         requests: 3,
         injectSidecar: true,
         timeoutMs: 90000,
-        // ADR 0004: the mTLS attempt calls the VM through a ServiceEntry host.
+        // ADR 0005: the mTLS attempt calls the VM through a ServiceEntry host.
         service: {
           host: 'ivo-verify-vm-1-abcde.vm-ns.ivo-verify.internal',
           address: '10.233.0.11',
@@ -280,7 +280,7 @@ describe('verifyVm on a healthy VM', () => {
   });
 });
 
-describe('ADR 0004: the mTLS Job calls the VM through a ServiceEntry host', () => {
+describe('ADR 0005: the mTLS Job calls the VM through a ServiceEntry host', () => {
   const host = 'ivo-verify-vm-1-abcde.vm-ns.ivo-verify.internal';
   const throughService = (waits: Array<{ n: number; seen: boolean }>, codes: string[]) => ({
     succeeded: true,
@@ -336,6 +336,47 @@ describe('ADR 0004: the mTLS Job calls the VM through a ServiceEntry host', () =
     const d = harness(healthyVm(), healthyMesh(), { revision: 'default' });
     await verifyVm(d.ctx);
     expect(d.jobs[0]!.revision).toBeUndefined();
+  });
+});
+
+describe("xds-connected reflects pilot-agent's connection to istiod, not only Envoy's pipe to the agent", () => {
+  // pilot-agent's own lines (pkg/istio-agent/xds_proxy.go); Envoy's upstream_cx_active stays 1 meanwhile.
+  const CONNECTED =
+    '2026-11-26T10:00:01.000000Z\tinfo\txdsproxy\tconnected to upstream XDS server: istiod.istio-system.svc:15012';
+  const FAILED =
+    '2026-11-26T10:00:09.000000Z\terror\txdsproxy\tfailed to connect to upstream istiod.istio-system.svc:15012: context deadline exceeded';
+  const TERMINATED =
+    '2026-11-26T10:00:09.000000Z\twarn\txdsproxy\tupstream terminated with unexpected error rpc error: code = Unavailable desc = error reading from server: EOF';
+
+  const run = async (lastEvent: string) => {
+    const vm = healthyVm();
+    vm.sections1['xds-upstream'] = { body: `${lastEvent}\n` };
+    return byName(await verifyVm(harness(vm, healthyMesh()).ctx), 'xds-connected');
+  };
+
+  it('last upstream event "connected": passes, with that line as evidence', async () => {
+    const r = await run(CONNECTED);
+    expect(r.status).toBe('pass');
+    expect(r.evidence).toContain(`istiod connection (agent log): ${CONNECTED}`);
+  });
+
+  it.each([
+    ['failed to connect', FAILED],
+    ['upstream terminated', TERMINATED],
+  ])('last upstream event "%s" (pipe to the agent still up): fails with xds-upstream-down', async (_name, line) => {
+    const r = await run(line);
+    expect([r.status, r.hintId]).toEqual(['fail', 'xds-upstream-down']);
+    expect(r.evidence).toEqual(
+      expect.arrayContaining(['cluster.xds-grpc.upstream_cx_active: 1', `agent log: ${line}`]),
+    );
+  });
+
+  it('no upstream event in the log: passes on the Envoy stats, saying only the pipe is known', async () => {
+    const r = await run('');
+    expect(r.status).toBe('pass');
+    expect(r.evidence).toContain(
+      'istiod connection: no upstream event of this run in istio.log (only the pipe to pilot-agent is known)',
+    );
   });
 });
 

@@ -3,7 +3,16 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildFollowUpScript, buildProbeScript, parseScriptOutput, PROBE_URLS } from '../../src/verify/vm-script.js';
@@ -110,6 +119,21 @@ function reset(state: string, readyCodes: string[]) {
 const systemctlCalls = () => readFileSync(`${dir}/systemctl-calls`, 'utf8').split('\n').filter(Boolean);
 
 describe('probe script (round trip 1)', () => {
+  it('stops with a reason when mktemp fails, and never falls back to a predictable /tmp path', () => {
+    // A mktemp that fails (a full or read-only /tmp); TMPDIR points where a fallback would show up.
+    const r = spawnSync('sh', ['-s'], {
+      input: `mktemp() { return 1; }\n${buildProbeScript(OPTIONS)}`,
+      env: { ...env(), TMPDIR: dir },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.status).toBe(97);
+    expect(r.stderr).toContain('mktemp -d failed');
+    expect(r.stdout).not.toContain('@@ivo-section');
+    expect(readdirSync(dir).filter((name) => name.startsWith('ivo-verify.'))).toEqual([]);
+    expect(existsSync('/tmp/ivo-verify.' + String(r.pid))).toBe(false);
+  });
+
   it('polls readiness until 200, keeps the restart window, frames every body losslessly', () => {
     reset('active', ['503', '503', '200']);
     const stats =

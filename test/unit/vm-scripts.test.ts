@@ -12,6 +12,7 @@ import {
   applyPayload,
   applyScript,
   applyVmChanges,
+  readClusterEnv,
   sshCaptureProblem,
   type VmChange,
 } from '../../src/vm/scripts/apply.js';
@@ -206,6 +207,26 @@ describe('SSH port guard (istio#36870)', () => {
       /captures the SSH port 2222/,
     );
     expect(session.counters.execRoundTrips).toBe(0);
+  });
+
+  it('reads cluster.env as the shell does: a multi-line value cannot fake the SSH port exclusion', () => {
+    const faked =
+      "ISTIO_INBOUND_PORTS='*'\nISTIO_LOCAL_EXCLUDE_PORTS='15090'\nISTIO_META_Z='x\nISTIO_LOCAL_EXCLUDE_PORTS=22'\n";
+    expect(readClusterEnv(faked).ISTIO_LOCAL_EXCLUDE_PORTS).toBe('15090');
+    expect(sshCaptureProblem(faked, 22)).toMatch(/does not exclude the SSH port 22/);
+    const joined = "ISTIO_META_A=ww\\\nISTIO_LOCAL_EXCLUDE_PORTS='22'\nISTIO_INBOUND_PORTS='*'\n";
+    expect(sshCaptureProblem(joined, 22)).toMatch(/does not exclude the SSH port 22/);
+    // Compared with bash itself on quoting forms istioctl and we write.
+    const text = "A='it'\"'\"'s'\nB=plain\nC='multi\nline'\nD=\"dq \\\" \\$x\"\nE=a\\ b # comment\n# F=hidden\n";
+    const shell = spawnSync(
+      'bash',
+      ['-c', 'set -a; eval "$1"; printf "%s\\0" "$A" "$B" "$C" "$D" "$E" "${F-unset}"', 'bash', text],
+      {
+        encoding: 'utf8',
+      },
+    ).stdout.split('\0');
+    const ours = readClusterEnv(text);
+    expect([ours.A, ours.B, ours.C, ours.D, ours.E, ours.F ?? 'unset']).toEqual(shell.slice(0, 6));
   });
 
   it('accepts the port excluded, or a port list without it', () => {

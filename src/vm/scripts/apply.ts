@@ -74,17 +74,60 @@ export interface VmApplyResult {
 
 const FILE_KEYS: AppliedFileKey[] = [...MANAGED_FILES.map((file) => file.key), 'hosts'];
 
-/** Reads KEY='value' / KEY=value lines of a cluster.env (as istioctl writes it). */
+/**
+ * The variables a cluster.env sets, read as the shell reads it (istio-start.sh sources it): quoted
+ * values may span lines, `\<newline>` joins lines, `'"'"'` and `\'` are quotes. A line-based reader
+ * could be fooled by a multi-line value into seeing an assignment the shell never makes.
+ */
 export function readClusterEnv(text: string): Record<string, string> {
   const values: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const match = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
-    if (!match) continue;
-    let value = match[2]!.trim();
-    if (value.startsWith("'") && value.endsWith("'") && value.length >= 2)
-      value = value.slice(1, -1).replace(/'\\''/g, "'");
-    else if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
-    values[match[1]!] = value;
+  let i = 0;
+  const n = text.length;
+  const skipLine = (): void => {
+    while (i < n && text[i] !== '\n') i++;
+  };
+  while (i < n) {
+    while (i < n && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === ';')) i++;
+    if (i >= n) break;
+    if (text[i] === '#') {
+      skipLine();
+      continue;
+    }
+    const name = /^[A-Za-z_][A-Za-z0-9_]*=/.exec(text.slice(i, i + 256));
+    if (!name) {
+      skipLine();
+      continue;
+    }
+    i += name[0].length;
+    let value = '';
+    let ended = false;
+    while (i < n && !ended) {
+      const c = text[i]!;
+      if (c === "'") {
+        const close = text.indexOf("'", i + 1);
+        const stop = close < 0 ? n : close;
+        value += text.slice(i + 1, stop);
+        i = stop + 1;
+      } else if (c === '"') {
+        i++;
+        while (i < n && text[i] !== '"') {
+          if (text[i] === '\\' && i + 1 < n && '$`"\\\n'.includes(text[i + 1]!)) {
+            if (text[i + 1] !== '\n') value += text[i + 1];
+            i += 2;
+          } else value += text[i++];
+        }
+        i++;
+      } else if (c === '\\') {
+        if (i + 1 < n && text[i + 1] !== '\n') value += text[i + 1];
+        i += 2;
+      } else if (c === ' ' || c === '\t' || c === '\n' || c === ';') {
+        ended = true;
+      } else {
+        value += c;
+        i++;
+      }
+    }
+    values[name[0].slice(0, -1)] = value;
   }
   return values;
 }
@@ -170,19 +213,16 @@ export function applyScript(change: VmChange, snapshotId: string): string {
   ).join('\n');
   const snapshotFiles = MANAGED_FILES.map(
     (file) =>
-      `if [ -f ${q(file.path)} ]; then ivo_run snapshot cp -p ${q(file.path)} "$SNAP/${file.staged}"; else : > "$SNAP/${file.staged}.absent"; fi`,
+      `if [ -f ${q(file.path)} ]; then ivo_snapshot_file ${q(file.path)} ${file.owner} "$SNAP/${file.staged}"; else : > "$SNAP/${file.staged}.absent"; fi`,
   ).join('\n  ');
   const stageChanged = MANAGED_FILES.map(
     (file) =>
       `ivo_changed ${file.key} && ivo_stage_file "$STG/${file.staged}" ${q(file.path)} ${file.owner} ${file.mode}`,
   ).join('\n');
-  const commitChanged = MANAGED_FILES.map((file) => `ivo_changed ${file.key} && ivo_commit_file ${q(file.path)}`).join(
-    '\n',
-  );
-  const fixModes = MANAGED_FILES.map(
-    (file) =>
-      `[ -f ${q(file.path)} ] && { chown ${file.owner}:${file.owner} ${q(file.path)}; chmod ${file.mode} ${q(file.path)}; } >/dev/null 2>&1`,
+  const commitChanged = MANAGED_FILES.map(
+    (file) => `ivo_changed ${file.key} && ivo_commit_file ${q(file.path)} ${file.owner}`,
   ).join('\n');
+  const fixModes = MANAGED_FILES.map((file) => `ivo_fix_file ${q(file.path)} ${file.owner} ${file.mode}`).join('\n');
   const baseline = BASELINE_PATHS.map(
     (path) => `if [ -e ${q(path)} ] || [ -L ${q(path)} ]; then echo "path ${path}"; fi`,
   ).join('\n    ');

@@ -7,7 +7,6 @@ import { shQuote } from './shell.js';
 export function lockFunctions(waitSeconds: number): string {
   const wait = Math.max(0, Math.min(Math.floor(waitSeconds), 600));
   return `ivo_lock() {
-  [ -d /var/lock ] || mkdir -p "$(readlink -f /var/lock)" 2>/dev/null || mkdir -p /var/lock
   exec 9>>${shQuote(ONBOARD_PATHS.lockFile)} || ivo_fail lock "cannot open ${ONBOARD_PATHS.lockFile}"
   if ! flock -w ${wait} 9; then
     ivo_fail lock-busy "another istio-vm-onboard run holds ${ONBOARD_PATHS.lockFile} on this VM (waited ${wait}s); nothing was changed"
@@ -17,7 +16,7 @@ export function lockFunctions(waitSeconds: number): string {
 `;
 }
 
-export const STEP_FUNCTIONS = `IVO_ERR=$(mktemp /run/ivo-err.XXXXXX 2>/dev/null || mktemp 2>/dev/null || echo /dev/null)
+export const STEP_FUNCTIONS = `IVO_ERR=$(mktemp /run/ivo-err.XXXXXX 2>/dev/null || echo /dev/null)
 ivo_cleanup_err() { [ "$IVO_ERR" = /dev/null ] || rm -f "$IVO_ERR"; }
 ivo_run() {
   # ivo_run STEP COMMAND...: run COMMAND quietly; on failure report STEP with the tail of its output
@@ -57,21 +56,57 @@ ivo_installed_version() {
     rpm -q --qf '%{VERSION}-%{RELEASE}' ${ISTIO_PATHS.packageName} 2>/dev/null || true
   fi
 }
+ivo_as_proxy() (
+  # ivo_as_proxy COMMAND...: run COMMAND as istio-proxy. The directories istio-proxy owns are written
+  # as istio-proxy: it can swap any name in them for a symlink, and root must never follow one.
+  cd / || exit 125
+  if command -v setpriv >/dev/null 2>&1; then
+    exec setpriv --reuid="$(id -u istio-proxy)" --regid="$(id -g istio-proxy)" --clear-groups "$@"
+  fi
+  exec runuser -u istio-proxy -- "$@"
+)
 ivo_stage_file() {
   # ivo_stage_file SRC DEST OWNER MODE: copy SRC next to DEST as DEST.ivo-new with owner and mode
-  ivo_run place install -o "$3" -g "$3" -m "$4" "$1" "$2.ivo-new"
+  # (files of istio-proxy are written by istio-proxy; root only opens SRC, in its own directory)
+  if [ "$3" = root ]; then
+    ivo_run place install -o root -g root -m "$4" "$1" "$2.ivo-new"
+  else
+    ivo_run place ivo_as_proxy sh -c 'rm -f "$1" && umask 077 && cat > "$1" && chmod "$2" "$1"' ivo-stage "$2.ivo-new" "$4" < "$1"
+  fi
 }
 ivo_commit_file() {
-  # ivo_commit_file DEST: atomic rename of DEST.ivo-new over DEST (same directory, same filesystem)
-  ivo_run place mv -f "$1.ivo-new" "$1"
+  # ivo_commit_file DEST OWNER: atomic rename of DEST.ivo-new over DEST (same directory, same filesystem)
+  if [ "$2" = root ]; then
+    ivo_run place mv -f "$1.ivo-new" "$1"
+  else
+    ivo_run place ivo_as_proxy mv -f "$1.ivo-new" "$1"
+  fi
 }
+ivo_fix_file() {
+  # ivo_fix_file PATH OWNER MODE: owner and mode of a placed file, never through a symlink
+  # (chown -h changes a link itself; chmod runs as the owner, who can change only its own files)
+  [ -f "$1" ] && [ ! -L "$1" ] || return 0
+  chown -h "$2:" "$1" >/dev/null 2>&1
+  if [ "$2" = root ]; then chmod "$3" "$1" >/dev/null 2>&1; else ivo_as_proxy chmod "$3" "$1" >/dev/null 2>&1; fi
+  return 0
+}
+ivo_snapshot_file() {
+  # ivo_snapshot_file PATH OWNER COPY: keep PATH's content as COPY (root's directory), read with the
+  # owner's rights: a symlink istio-proxy put there cannot make root copy a file istio-proxy may not read
+  if [ "$2" = root ]; then
+    ivo_run snapshot cp -P -p "$1" "$3"
+  else
+    ivo_run snapshot ivo_copy_as_proxy "$1" "$3"
+  fi
+}
+ivo_copy_as_proxy() { ivo_as_proxy cat "$1" > "$2"; }
 ivo_sync_runtime_token() {
-  # the token pilot-agent reads lives in tmpfs; keep it equal to the persistent copy
+  # the token pilot-agent reads lives in tmpfs; keep it equal to the persistent copy. Both live in
+  # directories istio-proxy owns: istio-proxy reads and writes them.
   if [ -f ${shQuote(ONBOARD_PATHS.persistentToken)} ] && ! ivo_same ${shQuote(ONBOARD_PATHS.persistentToken)} ${shQuote(ISTIO_PATHS.runtimeToken)}; then
     ivo_run token install -d -o istio-proxy -g istio-proxy -m 0755 /var/run/secrets
-    ivo_run token install -d -m 0755 /var/run/secrets/tokens
-    ivo_run token install -o istio-proxy -g istio-proxy -m 0400 ${shQuote(ONBOARD_PATHS.persistentToken)} ${shQuote(`${ISTIO_PATHS.runtimeToken}.ivo-new`)}
-    ivo_run token mv -f ${shQuote(`${ISTIO_PATHS.runtimeToken}.ivo-new`)} ${shQuote(ISTIO_PATHS.runtimeToken)}
+    [ -L /var/run/secrets/tokens ] || chown -h istio-proxy:istio-proxy /var/run/secrets/tokens >/dev/null 2>&1
+    ivo_run token ivo_as_proxy sh -c 'mkdir -p "\${2%/*}" && rm -f "$2.ivo-new" && umask 077 && cat "$1" > "$2.ivo-new" && chmod 0400 "$2.ivo-new" && mv -f "$2.ivo-new" "$2"' ivo-token ${shQuote(ONBOARD_PATHS.persistentToken)} ${shQuote(ISTIO_PATHS.runtimeToken)}
     ivo_emit runtime-token synced
   fi
 }

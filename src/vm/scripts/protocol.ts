@@ -104,7 +104,7 @@ function hintFor(code: string, output: ScriptOutput): string | undefined {
         ? `sudo wants a terminal ("Defaults requiretty"): add "Defaults:${user} !requiretty" to /etc/sudoers.d/ on the VM`
         : `give ${user} passwordless sudo on the VM, e.g. "${user} ALL=(ALL) NOPASSWD: ALL" in /etc/sudoers.d/istio-vm-onboard (visudo -f)`;
     case 'lock-busy':
-      return 'another istio-vm-onboard run is working on this VM; let it finish (or find it with: sudo fuser -v /var/lock/istio-vm-onboard.lock), then rerun';
+      return 'another istio-vm-onboard run is working on this VM; let it finish (or find it with: sudo fuser -v /run/istio-vm-onboard.lock), then rerun';
     case 'checksum':
       return 'the package at sidecar-package-url is not the one sidecar-package-sha256 names: check both (sha256sum istio-sidecar.deb)';
     case 'download':

@@ -34,7 +34,7 @@ export function rollbackScript(options: RollbackOptions): string {
   if [ -f ${q(file.path)} ]; then ivo_run restore rm -f ${q(file.path)}; ivo_emit restored ${file.key}; fi
 elif [ -f "$P/${file.staged}" ] && ! ivo_same "$P/${file.staged}" ${q(file.path)}; then
   ivo_stage_file "$P/${file.staged}" ${q(file.path)} ${file.owner} ${file.mode}
-  ivo_commit_file ${q(file.path)}
+  ivo_commit_file ${q(file.path)} ${file.owner}
   ivo_emit restored ${file.key}
 fi`,
   ).join('\n');

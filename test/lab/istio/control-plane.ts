@@ -2,15 +2,20 @@
 // with what `istioctl manifest generate` renders, the lab DNS, and `pilot-discovery discovery` as a child
 // process of the lab daemon (tracked by pid, stopped on `down`). The mesh side (echo service, verification
 // Job runner) and the VM sidecar are not part of this mode yet: they still speak the doubles' protocol.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { LAB_GATEWAY_HOSTNAME, type ControlPlane, type ControlPlaneOptions } from '../control-plane.js';
+import {
+  blockIstiodFault,
+  LAB_GATEWAY_HOSTNAME,
+  type ControlPlane,
+  type ControlPlaneOptions,
+} from '../control-plane.js';
 import type { FaultDefinition } from '../fault-types.js';
 import { startKubeApi } from '../kube/index.js';
 import { startLabDns } from '../dns/index.js';
 import { istioBuild } from './binaries.js';
 import { istioInstallObjects, istiodDeploymentArgs, istiodProcessEnv } from './install.js';
-import { RealIstiod } from './istiod.js';
+import { RealIstiod, writePluggedInCa } from './istiod.js';
 
 export async function startRealIstioControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = options.log ?? (() => undefined);
@@ -26,6 +31,7 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
   if (kube.kubeconfigPath !== kubeconfigPath)
     throw new Error(`kubeconfig at ${kube.kubeconfigPath}, not ${kubeconfigPath}`);
   const dns = await startLabDns({ records: { [LAB_GATEWAY_HOSTNAME]: [options.gatewayIP] } });
+  const istiodDeploymentNow = () => kube.store.mustGet('deployments.apps', 'istio-system', 'istiod');
   const workDir = path.join(options.dir, 'istiod');
   mkdirSync(workDir, { recursive: true });
   const istiod = new RealIstiod({
@@ -34,8 +40,9 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     host: options.gatewayIP,
     ...(options.istiodPort !== undefined ? { ports: { secureGrpc: options.istiodPort } } : {}),
     trustDomain,
-    deploymentArgs: istiodDeploymentArgs(install),
-    env: istiodProcessEnv(install, kubeconfigPath),
+    // What the Deployment in the cluster says now (the action reads the same object).
+    deploymentArgs: () => istiodDeploymentArgs([istiodDeploymentNow()]),
+    env: () => istiodProcessEnv([istiodDeploymentNow()], kubeconfigPath),
     log: (l) => log(`istiod: ${l}`),
   });
   try {
@@ -46,8 +53,46 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
   }
   log(`istiod ready (pid ${istiod.pid}, ${build.module}@${build.moduleVersion}, ${istiod.readyUrl()})`);
 
+  /** Changes the Deployment's env (as `kubectl set env` would) and rolls istiod out with it. */
+  const rollOut = async (change: () => void): Promise<void> => {
+    change();
+    await istiod.stop();
+    await istiod.start();
+  };
+  const block15012 = blockIstiodFault(options, () => istiod.ports.secureGrpc);
+  const originalCa = `${istiod.cacertsDir}.original`;
   const faults: FaultDefinition[] = [
-    ...kube.faults,
+    block15012.fault,
+    // The double's own autoregistration-off only edits the Deployment; here the process follows it.
+    ...kube.faults.filter((f) => f.name !== 'autoregistration-off'),
+    {
+      name: 'wrong-root-cert',
+      scope: 'lab',
+      description:
+        'the plugged-in CA is re-keyed (new root in etc/cacerts) and istiod restarted: it publishes the new root; VMs keep the old one',
+      apply: async () => {
+        if (existsSync(originalCa)) return;
+        await istiod.stop();
+        renameSync(istiod.cacertsDir, originalCa);
+        await writePluggedInCa(istiod.cacertsDir, trustDomain);
+        await istiod.start();
+      },
+      heal: async () => {
+        if (!existsSync(originalCa)) return;
+        await istiod.stop();
+        rmSync(istiod.cacertsDir, { recursive: true, force: true });
+        renameSync(originalCa, istiod.cacertsDir);
+        await istiod.start();
+      },
+    },
+    {
+      name: 'autoregistration-off',
+      scope: 'lab',
+      description:
+        'istiod Deployment env PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false and the real istiod restarted with it',
+      apply: async () => rollOut(() => kube.setAutoregistration(false)),
+      heal: async () => rollOut(() => kube.setAutoregistration(true)),
+    },
     {
       name: 'istiod-down',
       scope: 'lab',
@@ -71,6 +116,7 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     },
     kube,
     async stop() {
+      await block15012.unblockAll();
       await istiod.stop();
       await Promise.allSettled([dns.stop(), kube.stop()]);
     },

@@ -45,10 +45,13 @@ export interface RealIstiodOptions {
   ports?: Partial<IstiodPorts>;
   /** Mesh trust domain of the plugged-in CA's certificates (mesh config decides the SPIFFE IDs). */
   trustDomain?: string;
-  /** The istiod container's args from the seeded Deployment (`discovery --monitoringAddr=:15014 …`). */
-  deploymentArgs: string[];
-  /** The process environment (from the seeded Deployment: `istiodProcessEnv` in install.ts). */
-  env: Record<string, string>;
+  /**
+   * The istiod container's args from the Deployment (`discovery --monitoringAddr=:15014 …`); read at every
+   * start, so a changed Deployment followed by a restart is a rollout.
+   */
+  deploymentArgs: () => string[];
+  /** The process environment from the Deployment (`istiodProcessEnv` in install.ts); read at every start. */
+  env: () => Record<string, string>;
   /** Upper bound for `/ready` to answer 200 after start (default 90 s). */
   readyTimeoutMs?: number;
   log?: (line: string) => void;
@@ -164,7 +167,7 @@ export class RealIstiod {
     const a = (p: number) => `${this.options.host}:${p}`;
     // The Deployment's own args first; the lab's addresses after them (the last value of a flag wins).
     return [
-      ...this.options.deploymentArgs,
+      ...this.options.deploymentArgs(),
       '--kubeconfig',
       this.options.kubeconfigPath,
       '--httpAddr',
@@ -183,7 +186,7 @@ export class RealIstiod {
   }
 
   env(): Record<string, string> {
-    return { ...this.options.env };
+    return this.options.env();
   }
 
   readyUrl(): string {
@@ -195,7 +198,8 @@ export class RealIstiod {
     mkdirSync(this.options.workDir, { recursive: true });
     await writePluggedInCa(this.cacertsDir, this.options.trustDomain ?? 'cluster.local');
     const out = openSync(this.logPath, 'a');
-    const child = spawn(this.binary, this.args(), {
+    const args = this.args();
+    const child = spawn(this.binary, args, {
       cwd: this.options.workDir,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.options.workDir, ...this.env() },
       stdio: ['ignore', out, out],
@@ -203,7 +207,7 @@ export class RealIstiod {
     closeSync(out);
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    this.options.log?.(`istiod pid ${child.pid}: ${this.binary} ${this.args().join(' ')}`);
+    this.options.log?.(`istiod pid ${child.pid}: ${this.binary} ${args.join(' ')}`);
     const deadline = Date.now() + (this.options.readyTimeoutMs ?? 90_000);
     while (Date.now() < deadline) {
       if (child.exitCode !== null || child.signalCode !== null) break;

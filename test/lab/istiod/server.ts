@@ -59,6 +59,8 @@ export interface ConnectedProxy {
   identity: string;
   connectedAt: Date;
   workloadEntry?: { namespace: string; name: string };
+  /** The entry is the static one the proxy named (ISTIO_META_WORKLOAD_ENTRY): never deleted by istiod. */
+  staticEntry?: boolean;
 }
 
 const GRPC = { OK: 0, INVALID_ARGUMENT: 3, PERMISSION_DENIED: 7, UNAUTHENTICATED: 16, UNAVAILABLE: 14, INTERNAL: 13 };
@@ -380,6 +382,33 @@ export class IstiodServer {
           proxy.workloadEntry = r.entry;
           healthEnabled = r.healthChecks;
         }
+      } else if (md.WORKLOAD_ENTRY) {
+        // A static entry named by the proxy (controller.go OnConnect): it must exist, or the connection is
+        // refused; health is written only into an entry annotated proxy.istio.io/health-checks-enabled,
+        // whose service account and namespace match the proxy's identity (ensureProxyCanControlEntry).
+        const entryName = String(md.WORKLOAD_ENTRY);
+        const env = await this.o.kube.istiodEnv();
+        if ((env.PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS ?? 'true') !== 'false') {
+          const we = await this.o.kube.getWorkloadEntry(namespace, entryName);
+          if (!we)
+            throw Object.assign(
+              new Error(
+                `proxy metadata indicates that it must correspond to an existing WorkloadEntry, however WorkloadEntry ${namespace}/${entryName} is not found`,
+              ),
+              { grpc: GRPC.INTERNAL },
+            );
+          if (we.metadata.annotations?.['proxy.istio.io/health-checks-enabled'] !== undefined) {
+            const sa = String((we.spec as { serviceAccount?: string } | undefined)?.serviceAccount ?? '');
+            if (sa !== idm[2])
+              throw Object.assign(
+                new Error(`registration of WorkloadEntry service account mismatch: "${idm[2]}" vs "${sa}"`),
+                { grpc: GRPC.INTERNAL },
+              );
+            proxy.workloadEntry = { namespace, name: entryName };
+            proxy.staticEntry = true;
+            healthEnabled = true;
+          }
+        }
       }
       this.proxies.set(proxy.id + '#' + proxy.connectedAt.getTime(), proxy);
       this.log(`ADS: new connection for node:${proxy.id}`);
@@ -437,7 +466,8 @@ export class IstiodServer {
       }
       if (proxy) {
         this.proxies.delete(proxy.id + '#' + proxy.connectedAt.getTime());
-        if (proxy.workloadEntry && this.server) void this.onDisconnect(proxy).catch(() => undefined);
+        if (proxy.workloadEntry && !proxy.staticEntry && this.server)
+          void this.onDisconnect(proxy).catch(() => undefined);
       }
     });
   }

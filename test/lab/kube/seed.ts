@@ -199,7 +199,7 @@ export function workloadCrds(): Obj[] {
         },
       ],
     }),
-    // The verification of ADR 0004 calls each VM through a ServiceEntry.
+    // The verification of ADR 0005 calls each VM through a ServiceEntry.
     crd('networking.istio.io', 'ServiceEntry', 'serviceentries', 'serviceentry', NETWORKING_VERSIONS, {
       shortNames: ['se'],
     }),

@@ -1,7 +1,8 @@
 // Acting inside a lab VM from the host: run a command in the VM's network + mount + UTS namespaces,
 // or reach a file as the VM sees it. Other lab parts and tests import these.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, mkdirSync, openSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { run, type RunOptions, type RunResult } from '../exec.js';
 import { findVm, isSameProcess, type LabState, type LabVmState } from '../state.js';
 
@@ -86,4 +87,30 @@ export async function vmPids(vm: LabVmState): Promise<number[]> {
     .filter(Boolean)
     .map(Number)
     .filter((n) => Number.isInteger(n) && n > 0);
+}
+
+/** Where host programs copied into a VM live (inside the VM's own disk). */
+export const VM_HOST_PROGRAMS = '/usr/local/lib/lab-vm/host';
+
+/**
+ * Copies a program (or script) of the host into a VM and returns its path there. A VM sees none of the
+ * host's /tmp and /root, where a checkout (and so .istio/ or a Go build) may live; a copy works from any
+ * folder. Copied again only when the host file changed (size or mtime).
+ */
+export function programInVm(state: LabState, vm: string | LabVmState, hostFile: string): string {
+  const inVm = `${VM_HOST_PROGRAMS}/${path.basename(hostFile)}`;
+  const target = vmPath(state, vm, inVm);
+  const source = statSync(hostFile);
+  let current: { size: number; mtimeMs: number } | undefined;
+  try {
+    current = statSync(target);
+  } catch {
+    current = undefined;
+  }
+  if (!current || current.size !== source.size || current.mtimeMs < source.mtimeMs) {
+    mkdirSync(path.dirname(target), { recursive: true });
+    copyFileSync(hostFile, target);
+    chmodSync(target, source.mode & 0o777);
+  }
+  return inVm;
 }

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	status "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"istio.io/istio/pkg/adsc"
@@ -29,6 +31,9 @@ import (
 
 // clusterType is CDS's type URL; adsc reports each received type by it on its Updates channel.
 const clusterType = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+
+// healthInfoType is pkg/model/xds.go HealthInfoType.
+const healthInfoType = "type.googleapis.com/istio.v1.HealthInformation"
 
 func main() {
 	address := flag.String("address", "", "istiod host:port (the CA/xDS TLS port)")
@@ -39,6 +44,8 @@ func main() {
 	ip := flag.String("ip", "", "the proxy's IP address")
 	metaJSON := flag.String("meta-json", "{}", "node metadata (JSON object)")
 	wait := flag.Duration("wait", 30*time.Second, "bound for istiod's first answer")
+	health := flag.String("health", "", "after connecting, report the application healthy or unhealthy "+
+		"the way pilot-agent does (pkg/istio-agent/xds_proxy.go: a HealthInformation request)")
 	flag.Parse()
 	if *address == "" || *certDir == "" || *namespace == "" || *workload == "" || *ip == "" {
 		fmt.Fprintln(os.Stderr, "xds-probe: --address, --cert-dir, --namespace, --workload and --ip are required")
@@ -78,6 +85,22 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Println("connected")
+	switch *health {
+	case "":
+	case "healthy", "unhealthy":
+		req := &discovery.DiscoveryRequest{TypeUrl: healthInfoType}
+		if *health == "unhealthy" {
+			req.ErrorDetail = &status.Status{Code: int32(codes.Internal), Message: "lab: application unhealthy"}
+		}
+		if err := client.Send(req); err != nil {
+			fmt.Fprintf(os.Stderr, "xds-probe: health: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Println("health sent: " + *health)
+	default:
+		fmt.Fprintln(os.Stderr, "xds-probe: --health must be healthy or unhealthy")
+		os.Exit(2)
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig

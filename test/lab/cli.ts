@@ -5,7 +5,7 @@ import { labDown, labUp } from './lab.js';
 import { tryReadState } from './state.js';
 
 const USAGE = `usage: npm run lab -- <command> [options]
-  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P] [--node-path PATH] [--istiod double|real]
+  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P] [--node-path PATH] [--istiod double|real] [--sidecar simulator|real]
   down --dir DIR
   fault NAME [--vm VM] --dir DIR [--after-bytes N] [--rate R]
   heal NAME [--vm VM] --dir DIR
@@ -116,6 +116,10 @@ async function main(argv: string[]): Promise<number> {
       if (arch !== 'amd64' && arch !== 'arm64') throw new Error(`--arch must be amd64 or arm64`);
       const istiod = p.flags.get('istiod') ?? 'double';
       if (istiod !== 'double' && istiod !== 'real') throw new Error(`--istiod must be double or real`);
+      const sidecar = p.flags.get('sidecar') ?? 'simulator';
+      if (sidecar !== 'simulator' && sidecar !== 'real') throw new Error(`--sidecar must be simulator or real`);
+      if (sidecar === 'real' && istiod !== 'real')
+        throw new Error('--sidecar real needs --istiod real (the real pilot-agent speaks only to the real istiod)');
       const state = await labUp({
         dir,
         vms: intFlag(p, 'vms') ?? 1,
@@ -126,6 +130,7 @@ async function main(argv: string[]): Promise<number> {
         appPort: intFlag(p, 'app-port'),
         nodePath: p.flags.get('node-path'),
         istiod,
+        sidecar,
       });
       process.stdout.write(
         [

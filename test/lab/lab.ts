@@ -51,6 +51,11 @@ export interface UpOptions {
   nodePath?: string;
   /** The control plane's istiod: the double (default) or Istio's real one built from the pinned module. */
   istiod?: 'double' | 'real';
+  /**
+   * The VMs' sidecar package: the Node simulator (default) or `real` — Istio's pilot-agent, start script and
+   * unit with the Go Envoy stand-in (package/real-sidecar.ts). `real` needs `istiod: 'real'`.
+   */
+  sidecar?: 'simulator' | 'real';
   /** Parallel VM set-ups (default 8). */
   concurrency?: number;
   log?: (line: string) => void;
@@ -133,6 +138,8 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const dir = path.resolve(options.dir);
   ensureDirAllowed(dir);
   assertMachineReady();
+  if (options.sidecar === 'real' && options.istiod !== 'real')
+    throw new Error("sidecar 'real' needs istiod 'real' (the real pilot-agent speaks only to the real istiod)");
   if (!Number.isInteger(options.vms) || options.vms < 1 || options.vms > 200)
     throw new Error(`--vms must be 1..200, got ${options.vms}`);
   mkdirSync(dir, { recursive: true });
@@ -224,6 +231,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         version,
         arch,
         sizeMb: options.packageSizeMb,
+        sidecar: options.sidecar ?? 'simulator',
       });
       Object.assign(state.package, {
         path: built.path,

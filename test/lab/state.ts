@@ -41,8 +41,11 @@ export interface LabPackageState {
   url: string;
   /** Istio-style template with literal {version}/{format}/{arch} placeholders. */
   urlTemplate: string;
-  /** Whether the simulator bundled into the package is the real one (test/lab/sidecar/main.ts) or a placeholder. */
-  simulator: 'bundled' | 'placeholder';
+  /**
+   * What the package runs: the bundled simulator (test/lab/sidecar/main.ts), a placeholder, or `real`: Istio's
+   * pilot-agent with the Go Envoy stand-in (`up --sidecar real`, package/real-sidecar.ts).
+   */
+  simulator: 'bundled' | 'placeholder' | 'real';
 }
 
 export interface ActiveFault {

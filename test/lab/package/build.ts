@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { bundleForVm } from '../bundle.js';
 import { run } from '../exec.js';
 import { LAB_VM_NODE } from '../vm/root.js';
+import { stageRealSidecar } from './real-sidecar.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const FILES = path.join(HERE, 'files');
@@ -34,6 +35,11 @@ export interface BuildPackageOptions {
   arch: 'amd64' | 'arm64';
   /** Pads the package with incompressible bytes up to about this many MiB (0 = no padding). */
   sizeMb?: number;
+  /**
+   * `simulator` (default): the Node Envoy/pilot-agent simulator. `real`: Istio's real pilot-agent, the Go
+   * Envoy stand-in and Istio's own istio-start.sh, istio.service, sidecar.env and postinst (real-sidecar.ts).
+   */
+  sidecar?: 'simulator' | 'real';
 }
 
 export interface BuiltPackage {
@@ -41,7 +47,7 @@ export interface BuiltPackage {
   fileName: string;
   sha256: string;
   sizeBytes: number;
-  simulator: 'bundled' | 'placeholder';
+  simulator: 'bundled' | 'placeholder' | 'real';
 }
 
 /** Istio's file name for the package of an architecture (amd64 has no suffix). */
@@ -98,24 +104,30 @@ export async function buildSidecarPackage(o: BuildPackageOptions): Promise<Built
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true });
 
+  const real = o.sidecar === 'real';
   // The simulator (or a placeholder that fails loudly when part 2 has not delivered it yet).
   let simulator: BuiltPackage['simulator'] = 'placeholder';
-  const simOut = path.join(staging, SIMULATOR_INSTALL_PATH.slice(1));
-  mkdirSync(path.dirname(simOut), { recursive: true });
-  if (existsSync(SIMULATOR_ENTRY)) {
-    await bundleForVm(SIMULATOR_ENTRY, simOut);
-    simulator = 'bundled';
+  if (real) {
+    stageRealSidecar(staging);
+    simulator = 'real';
   } else {
-    copyFileSync(path.join(FILES, 'placeholder-sidecar.mjs'), simOut);
-  }
-  chmodSync(simOut, 0o644);
+    const simOut = path.join(staging, SIMULATOR_INSTALL_PATH.slice(1));
+    mkdirSync(path.dirname(simOut), { recursive: true });
+    if (existsSync(SIMULATOR_ENTRY)) {
+      await bundleForVm(SIMULATOR_ENTRY, simOut);
+      simulator = 'bundled';
+    } else {
+      copyFileSync(path.join(FILES, 'placeholder-sidecar.mjs'), simOut);
+    }
+    chmodSync(simOut, 0o644);
 
-  put(staging, 'usr/local/bin/envoy', wrapper('envoy'), 0o755);
-  put(staging, 'usr/local/bin/pilot-agent', wrapper('pilot-agent'), 0o755);
-  copy(staging, 'usr/local/bin/istio-start.sh', path.join(FILES, 'istio-start.sh'), 0o755);
-  copy(staging, 'lib/systemd/system/istio.service', path.join(FILES, 'istio.service'));
-  copy(staging, 'var/lib/istio/envoy/sidecar.env', path.join(FILES, 'sidecar.env'));
-  copy(staging, 'var/lib/istio/envoy/envoy_bootstrap_tmpl.json', path.join(FILES, 'envoy_bootstrap_tmpl.json'));
+    put(staging, 'usr/local/bin/envoy', wrapper('envoy'), 0o755);
+    put(staging, 'usr/local/bin/pilot-agent', wrapper('pilot-agent'), 0o755);
+    copy(staging, 'usr/local/bin/istio-start.sh', path.join(FILES, 'istio-start.sh'), 0o755);
+    copy(staging, 'lib/systemd/system/istio.service', path.join(FILES, 'istio.service'));
+    copy(staging, 'var/lib/istio/envoy/sidecar.env', path.join(FILES, 'sidecar.env'));
+    copy(staging, 'var/lib/istio/envoy/envoy_bootstrap_tmpl.json', path.join(FILES, 'envoy_bootstrap_tmpl.json'));
+  }
   const padBytes = Math.max(0, Math.round((o.sizeMb ?? 0) * 1024 * 1024) - 64 * 1024);
   if (padBytes > 0) put(staging, 'usr/local/lib/istio-lab/padding.bin', paddingBytes(padBytes));
 
@@ -134,8 +146,15 @@ export async function buildSidecarPackage(o: BuildPackageOptions): Promise<Built
       'Priority: optional',
       'Homepage: https://istio.io',
       'Description: Istio Sidecar',
-      ' Lab build of the Istio sidecar package (same paths, postinst and istio unit as',
-      " Istio's), running the istio-vm-onboard Envoy/pilot-agent simulator.",
+      ...(real
+        ? [
+            " Lab build of the Istio sidecar package: Istio's pilot-agent, start script, unit,",
+            " sidecar.env and postinst; the istio-vm-onboard lab's Envoy stand-in as envoy.",
+          ]
+        : [
+            ' Lab build of the Istio sidecar package (same paths, postinst and istio unit as',
+            " Istio's), running the istio-vm-onboard Envoy/pilot-agent simulator.",
+          ]),
       '',
     ].join('\n'),
   );
@@ -144,15 +163,18 @@ export async function buildSidecarPackage(o: BuildPackageOptions): Promise<Built
     'DEBIAN/conffiles',
     '/var/lib/istio/envoy/envoy_bootstrap_tmpl.json\n/var/lib/istio/envoy/sidecar.env\n',
   );
-  copy(staging, 'DEBIAN/postinst', path.join(FILES, 'postinst'), 0o755);
+  if (!real) copy(staging, 'DEBIAN/postinst', path.join(FILES, 'postinst'), 0o755);
   touchTree(staging);
 
   const fileName = packageFileName(o.arch);
   const out = path.join(o.outDir, fileName);
-  await run(['dpkg-deb', '--root-owner-group', '-Zgzip', padBytes > 0 ? '-z1' : '-z9', '--build', staging, out], {
-    env: { ...process.env, SOURCE_DATE_EPOCH: String(SOURCE_DATE_EPOCH) },
-    timeoutMs: 120_000,
-  });
+  await run(
+    ['dpkg-deb', '--root-owner-group', '-Zgzip', padBytes > 0 || real ? '-z1' : '-z9', '--build', staging, out],
+    {
+      env: { ...process.env, SOURCE_DATE_EPOCH: String(SOURCE_DATE_EPOCH) },
+      timeoutMs: 120_000,
+    },
+  );
   rmSync(staging, { recursive: true, force: true });
   return { path: out, fileName, sha256: await sha256File(out), sizeBytes: statSync(out).size, simulator };
 }

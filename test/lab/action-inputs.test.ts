@@ -180,12 +180,14 @@ describe('inputs of action.yml', () => {
   });
 
   // Controls: with good inputs the same counters move, so a zero above means something.
-  it('control: a plan with good inputs reaches the API (as lab-restricted, which may not write: the preflight stops it)', async () => {
+  it('control: a plan with good inputs reaches the API (as lab-restricted, which may not write: plan writes nothing, so it succeeds)', async () => {
     const before = await counters();
     const run = await action({ mode: 'plan' });
     const after = await counters();
     expect(after.kubeRequests).toBeGreaterThan(before.kubeRequests);
-    expect(run.report?.fatal?.stage).toBe('cluster');
+    // (Before plan stopped waiting for the root cert of a namespace it does not create, this stopped at the
+    // cluster stage on this fresh lab: action-plan-fresh.test.ts.)
+    expect([run.code, run.report?.fatal]).toEqual([0, undefined]);
   });
 
   it('control: a plan as the admin logs in to the VM (SSH counted); an input plan does not read is named in a notice, not parsed', async () => {

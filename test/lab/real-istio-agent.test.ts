@@ -118,6 +118,24 @@ function startAgent(logFile: string): ChildProcess {
   );
 }
 
+/** Istio's own ADS client (test/lab/istio/xds-probe) inside vm1, with the real agent's certificate. */
+function startXdsProbe(
+  log: string,
+  o: { address: string; namespace: string; workload: string; ip: string; meta: Record<string, unknown> },
+  extra: string[] = [],
+): ChildProcess {
+  return spawnInVm(
+    state,
+    'vm1',
+    [
+      programInVm(state, 'vm1', xdsProbe()),
+      ...['--address', o.address, '--cert-dir', '/etc/certs', '--namespace', o.namespace],
+      ...['--workload', o.workload, '--ip', o.ip, '--meta-json', JSON.stringify(o.meta), ...extra],
+    ],
+    log,
+  );
+}
+
 async function stopAgent(): Promise<void> {
   const a = agent;
   agent = undefined;
@@ -273,26 +291,13 @@ describe('real pilot-agent against the real istiod', () => {
     expect(meta.AUTO_REGISTER_GROUP).toBe('vm-app');
     const vmIp = state.vms[0]!.ip;
     const log = path.join(dir, 'xds-probe.log');
-    const probe = spawnInVm(
-      state,
-      'vm1',
-      [
-        programInVm(state, 'vm1', xdsProbe()),
-        '--address',
-        'istiod.istio-system.svc:15012',
-        '--cert-dir',
-        '/etc/certs',
-        '--namespace',
-        NS,
-        '--workload',
-        'vm-app',
-        '--ip',
-        vmIp,
-        '--meta-json',
-        JSON.stringify(meta),
-      ],
-      log,
-    );
+    const probe = startXdsProbe(log, {
+      address: 'istiod.istio-system.svc:15012',
+      namespace: NS,
+      workload: 'vm-app',
+      ip: vmIp,
+      meta: meta,
+    });
     try {
       const connected = await waitFor(() => readFileSync(log, 'utf8').includes('connected'), 120);
       expect({ connected, log: connected ? '' : readFileSync(log, 'utf8').slice(-2000) }).toEqual({
@@ -330,27 +335,16 @@ describe('real pilot-agent against the real istiod', () => {
     const meta = { ...nodeMetadataFrom(readFileSync(path.join(dir, 'render-ok', 'cluster.env'), 'utf8')) };
     meta.AUTO_REGISTER_GROUP = 'no-such-group';
     const log = path.join(dir, 'xds-probe-bad.log');
-    const probe = spawnInVm(
-      state,
-      'vm1',
-      [
-        programInVm(state, 'vm1', xdsProbe()),
-        '--address',
-        'istiod.istio-system.svc:15012',
-        '--cert-dir',
-        '/etc/certs',
-        '--namespace',
-        NS,
-        '--workload',
-        'no-such-group',
-        '--ip',
-        '10.233.250.99',
-        '--meta-json',
-        JSON.stringify(meta),
-        '--wait',
-        '10s',
-      ],
+    const probe = startXdsProbe(
       log,
+      {
+        address: 'istiod.istio-system.svc:15012',
+        namespace: NS,
+        workload: 'no-such-group',
+        ip: '10.233.250.99',
+        meta: meta,
+      },
+      ['--wait', '10s'],
     );
     const exited = await new Promise<number | null>((resolve) => probe.once('exit', (code) => resolve(code)));
     expect(exited).not.toBe(0);
@@ -386,27 +380,10 @@ describe('real pilot-agent against the real istiod', () => {
       ['unhealthy', 'False'],
     ] as const) {
       const log = path.join(dir, `xds-probe-${report}.log`);
-      const probe = spawnInVm(
-        state,
-        'vm1',
-        [
-          programInVm(state, 'vm1', xdsProbe()),
-          '--address',
-          'istiod.istio-system.svc:15012',
-          '--cert-dir',
-          '/etc/certs',
-          '--namespace',
-          NS,
-          '--workload',
-          'vm-probed',
-          '--ip',
-          ip,
-          '--meta-json',
-          JSON.stringify(meta),
-          '--health',
-          report,
-        ],
+      const probe = startXdsProbe(
         log,
+        { address: 'istiod.istio-system.svc:15012', namespace: NS, workload: 'vm-probed', ip: ip, meta: meta },
+        ['--health', report],
       );
       try {
         expect(await waitFor(() => readFileSync(log, 'utf8').includes(`health sent: ${report}`), 120)).toBe(true);
@@ -452,26 +429,13 @@ describe('real pilot-agent against the real istiod', () => {
       const ip = '10.233.250.98';
       meta.INSTANCE_IPS = ip;
       const log = path.join(dir, 'xds-probe-off.log');
-      const probe = spawnInVm(
-        state,
-        'vm1',
-        [
-          programInVm(state, 'vm1', xdsProbe()),
-          '--address',
-          'istiod.istio-system.svc:15012',
-          '--cert-dir',
-          '/etc/certs',
-          '--namespace',
-          NS,
-          '--workload',
-          'vm-app',
-          '--ip',
-          ip,
-          '--meta-json',
-          JSON.stringify(meta),
-        ],
-        log,
-      );
+      const probe = startXdsProbe(log, {
+        address: 'istiod.istio-system.svc:15012',
+        namespace: NS,
+        workload: 'vm-app',
+        ip: ip,
+        meta: meta,
+      });
       try {
         // istiod registers during the connection's initialization, before it answers the first request
         // (pilot/pkg/xds/ads.go initializeProxy → WorkloadEntryController.OnConnect): once connected, it is decided.

@@ -2,7 +2,6 @@
 // and sudo, a real port probe, real iptables in a private network namespace. They need what the lab
 // needs (root, sudo, iptables), so they live in the lab project, whose set-up installs those packages.
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -12,33 +11,14 @@ import { inspectVm, probeAsProxyShell } from '../../src/vm/scripts/inspect.js';
 import { ScriptOutput } from '../../src/vm/scripts/protocol.js';
 import { STEP_FUNCTIONS } from '../../src/vm/scripts/common.js';
 import { asRoot, shQuote } from '../../src/vm/scripts/shell.js';
-import type { ExecResult } from '../../src/vm/session.js';
+import { localShell } from '../unit/local-shell.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vm-scripts-host-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const HOSTILE = `x'; touch ${work}/pwned; echo '$(touch ${work}/pwned2)\`touch ${work}/pwned3\`"\\ \n$HOME`;
 
-function sh(script: string): ExecResult {
-  const result = spawnSync('sh', ['-c', script], { cwd: work, maxBuffer: 64 * 1024 * 1024 });
-  return { code: result.status ?? -1, stdout: result.stdout.toString(), stderr: result.stderr.toString() };
-}
-
-/** Like sh() but without blocking the event loop (a server in this process must answer). */
-function shAsync(script: string): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('sh', ['-c', script], { cwd: work });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
-    );
-    child.stdin.end();
-  });
-}
+const { sh, shAsync } = localShell(work);
 
 describe('VM scripts on this host (root, sudo, iptables)', () => {
   it('ivo_probe_as runs the command as the proxy user (setpriv, else runuser, else sudo -n -u), from /, and as root when the user does not exist', async () => {

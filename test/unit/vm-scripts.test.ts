@@ -1,7 +1,7 @@
 // Script generation and output parsing of the VM layer, with a fake session; the generated shell is
 // checked by the real `sh` (syntax, quoting of hostile values, the tar upload, local URL reads).
 import { describe, expect, it, afterAll } from '@jest/globals';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -31,7 +31,7 @@ import { offboardScript } from '../../src/vm/scripts/offboard.js';
 import { runScript, VmScriptError } from '../../src/vm/scripts/protocol.js';
 import { rollbackScript } from '../../src/vm/scripts/rollback.js';
 import { asUser, shQuote } from '../../src/vm/scripts/shell.js';
-import type { ExecResult } from '../../src/vm/session.js';
+import { localShell } from './local-shell.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vm-scripts-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -57,26 +57,7 @@ function change(overrides: Partial<VmChange['package']> = {}): VmChange {
   };
 }
 
-function sh(script: string, args: string[] = [], input?: string | Buffer): ExecResult {
-  const result = spawnSync('sh', ['-c', script, 'sh', ...args], { input, cwd: work, maxBuffer: 64 * 1024 * 1024 });
-  return { code: result.status ?? -1, stdout: result.stdout.toString(), stderr: result.stderr.toString() };
-}
-
-/** Like sh() but without blocking the event loop (a server in this process must answer). */
-function shAsync(script: string): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('sh', ['-c', script], { cwd: work });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
-    );
-    child.stdin.end();
-  });
-}
+const { sh, shAsync } = localShell(work);
 
 /** The root part of an asRoot() script, unquoted by the real shell. */
 function innerOf(script: string): string {

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { node24 } from '../../test/lab/testing.js';
 import { median } from './stats.js';
+import { fileURLToPath } from 'node:url';
 
 export interface StartupSample {
   /** Spawn → first stdout line that is not a workflow command (`::…::`). */
@@ -131,7 +132,7 @@ export function startupMedians(m: StartupMeasurement): {
 
 // `tsx bench/lib/startup.ts DIST_DIR [SAMPLES]`: the figures for one bundle folder, e.g. to compare a
 // build with the one before it.
-if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) {
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(fileURLToPath(import.meta.url))) {
   const dir = path.resolve(process.argv[2] ?? 'dist');
   const measured = await measureStartup(dir, Number(process.argv[3] ?? 9) || 9);
   const medians = startupMedians(measured);

@@ -20,8 +20,9 @@ import {
   waitSimulatorReady,
   type RunningSimulator,
 } from './sidecar/testing.js';
+import { fileURLToPath } from 'node:url';
 
-const REF = path.resolve(new URL('.', import.meta.url).pathname, '../../../shared/envoy-reference');
+const REF = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../shared/envoy-reference');
 const ref = (p: string) => readFileSync(path.join(REF, p), 'utf8');
 
 let mesh: LoopbackMesh;

@@ -7,8 +7,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const repo = path.resolve(new URL('.', import.meta.url).pathname, '../..');
+const repo = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 const dir = mkdtempSync(path.join(tmpdir(), 'ivo-2b-e2e-'));
 const files = path.join(dir, 'files');
 let vmIp = '';

@@ -11,6 +11,7 @@ import { MeshCa } from '../istiod/ca.js';
 import { IstiodServer, type MeshService } from '../istiod/server.js';
 import { istiodKubeOverRest } from '../istiod/kube-access.js';
 import { kubeRestFromKubeconfig } from '../istiod/kube-rest.js';
+import { fileURLToPath } from 'node:url';
 
 export interface LoopbackMesh {
   dir: string;
@@ -55,7 +56,7 @@ export async function bundledSimulator(): Promise<string> {
   if (bundled && existsSync(bundled)) return bundled;
   const dir = mkdtempSync(path.join(tmpdir(), 'ivo-sim-'));
   const out = path.join(dir, 'sidecar.mjs');
-  await bundleForVm(new URL('./main.ts', import.meta.url).pathname, out);
+  await bundleForVm(fileURLToPath(new URL('./main.ts', import.meta.url)), out);
   bundled = out;
   return out;
 }

@@ -168,7 +168,14 @@ func domainScore(domain, host string) int {
 	return 0
 }
 
+// selectVirtualHost picks the virtual host whose domains match the request's Host (:authority) best. With the
+// route configuration's ignore_port_in_host_matching (Istio sets it on outbound routes,
+// pilot/pkg/networking/core/httproute.go) the port is removed from the Host first, as Envoy does
+// (source/common/router/config_impl.cc, findVirtualHost).
 func selectVirtualHost(rc *routev3.RouteConfiguration, host string) *routev3.VirtualHost {
+	if rc.GetIgnorePortInHostMatching() {
+		host = hostWithoutPort(host)
+	}
 	var best *routev3.VirtualHost
 	bestScore := 0
 	for _, vh := range rc.GetVirtualHosts() {
@@ -179,6 +186,17 @@ func selectVirtualHost(rc *routev3.RouteConfiguration, host string) *routev3.Vir
 		}
 	}
 	return best
+}
+
+// hostWithoutPort removes a trailing :port from a Host value (an IPv6 literal keeps its brackets).
+func hostWithoutPort(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		if strings.Contains(h, ":") {
+			return "[" + h + "]"
+		}
+		return h
+	}
+	return host
 }
 
 func headerMatches(hm *routev3.HeaderMatcher, r *http.Request) bool {

@@ -1,6 +1,7 @@
 // What the orchestrator asks of the outside world. Each port has a real implementation built from
 // src/cluster, src/vm and src/verify (see runtime.ts) and small fakes in the unit tests.
 import type { GroupSpec, Inventory, VmSpec } from '../inventory/types.js';
+import type { VmFiles } from '../render/index.js';
 import type { CheckResult, ClusterObjectRecord } from '../report/model.js';
 import type { Mode, PeerAuthenticationPolicy } from '../settings.js';
 
@@ -60,17 +61,12 @@ export interface VmFacts {
   /** The VM's source address on its route to the east-west gateway. */
   routeSourceIP?: string;
   reachesDiscovery: boolean;
-  /** Current content of the managed, non-secret files (by path on the VM), or undefined when absent. */
+  /** Current content of the managed, non-secret files by label (VM_FILES, src/vm/paths.ts); undefined: absent. */
   currentFiles: Record<string, string | undefined>;
 }
 
-export interface RenderedVmFiles {
-  clusterEnv: string;
-  meshYaml: string;
-  hosts: string;
-  rootCert: string;
-  token: string;
-}
+/** istioctl's files for one VM, as src/render makes them. */
+export type RenderedVmFiles = VmFiles;
 
 export interface VmApplyRequest {
   files: RenderedVmFiles;
@@ -80,7 +76,7 @@ export interface VmApplyRequest {
 }
 
 export interface VmApplyOutcome {
-  /** Managed files (by path) and whether each changed. The token never counts as a change. */
+  /** Managed files (by label, VM_FILES) and whether each changed. The token never counts as a change. */
   files: { path: string; changed: boolean }[];
   packageAction: 'installed' | 'upgraded' | 'unchanged';
   restarted: boolean;

@@ -19,61 +19,13 @@ import {
 import { controlCharacterIn, proxyMetadataProblems } from '../render/proxy-metadata.js';
 import { parseYaml11 } from '../render/yaml-input.js';
 import { INVENTORY_SCHEMA } from './schema.js';
-import type { GroupSpec, Inventory, MeshSpec, ReadinessProbe, SshEndpoint, VmSpec } from './types.js';
+// The raw document's shapes, as the schema guarantees them once it has validated (generated from it).
+import type * as Schema from './schema-types.js';
+import type { GroupSpec, Inventory, MeshSpec, SshEndpoint, VmSpec } from './types.js';
 
 export const DEFAULT_SSH_PORT = 22;
 export const DEFAULT_ISTIO_NAMESPACE = 'istio-system';
 export const DEFAULT_EAST_WEST_SERVICE = 'istio-eastwestgateway';
-
-// ---- raw shapes, as guaranteed by the schema ------------------------------------------------
-
-interface RawEndpoint {
-  host: string;
-  port?: number;
-  user?: string;
-}
-interface RawVmDefaults {
-  user?: string;
-  port?: number;
-  bastion?: RawEndpoint;
-  labels?: Record<string, string>;
-}
-interface RawVm {
-  name: string;
-  address: string;
-  port?: number;
-  user?: string;
-  internalIP?: string;
-  externalIP?: string;
-  labels?: Record<string, string>;
-  bastion?: RawEndpoint;
-}
-interface RawGroup {
-  name: string;
-  namespace: string;
-  serviceAccount?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  ports?: Record<string, number>;
-  network?: string;
-  registration?: 'auto' | 'static';
-  probe?: ReadinessProbe;
-  service?: boolean | { name?: string; ports?: Record<string, number> };
-  adopt?: boolean;
-  defaults?: RawVmDefaults;
-  vms: RawVm[];
-}
-interface RawInventory {
-  version?: 1;
-  mesh?: {
-    revision?: string;
-    istioNamespace?: string;
-    clusterID?: string;
-    eastWestGateway?: { service?: string; namespace?: string; address?: string };
-  };
-  defaults?: RawVmDefaults;
-  groups: RawGroup[];
-}
 
 // ---- schema validation ----------------------------------------------------------------------
 
@@ -299,7 +251,7 @@ function checkPortNames(ports: Record<string, number> | undefined, at: PathSegme
   }
 }
 
-function checkEndpoint(endpoint: RawEndpoint | undefined, at: PathSegment[], out: PendingIssue[]): void {
+function checkEndpoint(endpoint: Schema.SshEndpoint | undefined, at: PathSegment[], out: PendingIssue[]): void {
   if (!endpoint) return;
   const problem = checkHost(endpoint.host);
   if (problem) out.push({ segments: [...at, 'host'], message: problem });
@@ -313,7 +265,7 @@ function systemNamespaceReason(namespace: string, istioNamespace: string): strin
   return undefined;
 }
 
-function semanticIssues(raw: RawInventory): PendingIssue[] {
+function semanticIssues(raw: Schema.InventoryDocument): PendingIssue[] {
   const out: PendingIssue[] = [];
   controlCharacterIssues(raw, [], out);
   const ew = raw.mesh?.eastWestGateway;
@@ -440,11 +392,11 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
 
 // ---- building the model -------------------------------------------------------------------------
 
-function endpoint(raw: RawEndpoint, fallbackUser: string): SshEndpoint {
+function endpoint(raw: Schema.SshEndpoint, fallbackUser: string): SshEndpoint {
   return { host: raw.host, port: raw.port ?? DEFAULT_SSH_PORT, user: raw.user ?? fallbackUser };
 }
 
-function buildModel(raw: RawInventory, source: string, doc: Document, lineCounter: LineCounter): Inventory {
+function buildModel(raw: Schema.InventoryDocument, source: string, doc: Document, lineCounter: LineCounter): Inventory {
   const istioNamespace = raw.mesh?.istioNamespace ?? DEFAULT_ISTIO_NAMESPACE;
   const ew = raw.mesh?.eastWestGateway;
   const mesh: MeshSpec = {
@@ -566,7 +518,7 @@ export function parseInventory(text: string, source: string): Inventory {
       .filter((p): p is PendingIssue => p !== undefined);
     throw new InventoryError(source, toIssues(pending, doc, lineCounter));
   }
-  const raw = data as RawInventory;
+  const raw = data as Schema.InventoryDocument;
   const semantic = semanticIssues(raw);
   if (semantic.length > 0) throw new InventoryError(source, toIssues(semantic, doc, lineCounter));
   return buildModel(raw, source, doc, lineCounter);

@@ -6,7 +6,8 @@ import { isIP } from 'node:net';
 import { readConfigMapOnce, sleep, type ClusterContext } from './context.js';
 import { ClusterConfigError } from './errors.js';
 import { chooseFromService, resolveHostnameChoice, type EastWestAddress, type HostnameResolver } from './east-west.js';
-import { injectorConfigMapName, meshConfigMapName } from './istiod.js';
+import { meshConfigMapName } from '../render/istiod.js';
+import { injectorConfigMapName } from './istiod.js';
 
 export interface MeshContextInput {
   /** The group's namespace (root cert). */

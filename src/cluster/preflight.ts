@@ -5,6 +5,7 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { Inventory } from '../inventory/types.js';
 import { proxyMetadataProblems } from '../render/proxy-metadata.js';
+import { meshConfigMapName } from '../render/istiod.js';
 import { parseYaml11 } from '../render/yaml-input.js';
 import { missingPermissions } from './access-rules.js';
 import { readConfigMapOnce, type ClusterContext } from './context.js';
@@ -12,7 +13,6 @@ import { describePermission, KubeRequestError } from './errors.js';
 import {
   discoveryContainer,
   featureFlag,
-  meshConfigMapName,
   parseIstioVersion,
   revisionsOf,
   selectIstiod,

@@ -1,26 +1,15 @@
-// What the orchestrator asks of the outside world. Each port has a real implementation built from
-// src/cluster, src/vm and src/verify (see runtime.ts) and small fakes in the unit tests.
+// What the orchestrator asks of the outside world. Each port has a real implementation in its layer
+// (src/cluster/port.ts, src/vm/port.ts; the verifier in runtime.ts) and small fakes in the unit tests.
+import type { MeshContext as ClusterMeshContext } from '../cluster/index.js';
 import type { GroupSpec, Inventory, VmSpec } from '../inventory/types.js';
 import type { VmFiles } from '../render/index.js';
 import type { CheckResult, ClusterObjectRecord } from '../report/model.js';
 import type { Mode, PeerAuthenticationPolicy } from '../settings.js';
 
-export interface EastWestAddress {
-  address: string;
-  source: string;
-  hostname?: string;
-  candidates: string[];
-}
-
-/** The values istioctl reads from the cluster for one group. */
-export interface MeshContext {
-  meshConfig: string;
-  rootCert: string;
-  clusterID: string;
-  trustDomain: string;
+/** The values istioctl reads from the cluster for one group, with the revision and namespace they are for. */
+export interface MeshContext extends Omit<ClusterMeshContext, 'rootCertSource'> {
   revision: string;
   istioNamespace: string;
-  eastWest: EastWestAddress;
 }
 
 export interface PreflightOutcome {

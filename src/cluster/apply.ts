@@ -121,7 +121,8 @@ export class UnmanagedObjectError extends Error {
     readonly managedBy: string | undefined,
   ) {
     super(
-      `${kind} ${namespace ? `${namespace}/` : ''}${objectName} already exists and is not managed by istio-vm-onboard ` +
+      `${kind} ${namespace ? `${namespace}/` : ''}${objectName} ` +
+        'already exists and is not managed by istio-vm-onboard ' +
         `(label app.kubernetes.io/managed-by is ${managedBy === undefined ? 'absent' : JSON.stringify(managedBy)}); ` +
         'refusing to take it over. Rename the group (or its service / serviceAccount), delete the object, ' +
         'or set `adopt: true` on the group to let this action manage it from now on',

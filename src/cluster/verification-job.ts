@@ -20,7 +20,8 @@ export { DEFAULT_VERIFY_CLIENT_IMAGE } from '../settings.js';
  */
 export const VERIFY_CLIENT_SCRIPT =
   'if [ -n "${IVO_WAIT_FOR:-}" ]; then w=0; while [ "$w" -lt "${IVO_WAIT_ATTEMPTS:-1}" ]; do w=$((w+1)); ' +
-  'if curl -s --max-time 2 http://localhost:15000/clusters | grep -qF "$IVO_WAIT_FOR"; then echo "ivo-wait $w seen"; break; fi; ' +
+  'if curl -s --max-time 2 http://localhost:15000/clusters | grep -qF "$IVO_WAIT_FOR"; then echo ' +
+  '"ivo-wait $w seen"; break; fi; ' +
   'echo "ivo-wait $w unseen"; [ "$w" -lt "${IVO_WAIT_ATTEMPTS:-1}" ] && sleep 1; done; fi; ' +
   'set --; if [ -n "${IVO_RESOLVE:-}" ]; then set -- --resolve "$IVO_RESOLVE"; fi; ' +
   'i=0; while [ "$i" -lt "$IVO_REQUESTS" ]; do i=$((i+1)); ' +

@@ -116,7 +116,9 @@ function ajvIssue(error: ErrorObject, data: unknown): PendingIssue | undefined {
       return {
         segments: [...segments, extra],
         pointAtKey: true,
-        message: `unknown field '${extra}'${guess ? ` — did you mean '${guess}'?` : ''} (allowed here: ${allowed.join(', ')})`,
+        message:
+          `unknown field '${extra}'${guess ? ` — did you mean '${guess}'?` : ''} (allowed ` +
+          `here: ${allowed.join(', ')})`,
       };
     }
     case 'required': {
@@ -144,7 +146,9 @@ function ajvIssue(error: ErrorObject, data: unknown): PendingIssue | undefined {
         return { segments, message: `must be an integer 1..65535 (got ${JSON.stringify(value)})` };
       return {
         segments,
-        message: `must be ${error.keyword === 'minimum' ? '>=' : '<='} ${(error.params as { limit: number }).limit} (got ${JSON.stringify(value)})`,
+        message:
+          `must be ${error.keyword === 'minimum' ? '>=' : '<='} ` +
+          `${(error.params as { limit: number }).limit} (got ${JSON.stringify(value)})`,
       };
     case 'pattern':
     case 'maxLength': {
@@ -287,7 +291,9 @@ function semanticIssues(raw: Schema.InventoryDocument): PendingIssue[] {
     if (firstGroup !== undefined) {
       out.push({
         segments: [...g, 'name'],
-        message: `duplicate group '${group.name}' in namespace '${group.namespace}' (also groups[${firstGroup}]); give each group its own name, or merge their vms lists`,
+        message:
+          `duplicate group '${group.name}' in namespace '${group.namespace}' (also ` +
+          `groups[${firstGroup}]); give each group its own name, or merge their vms lists`,
       });
     } else groupsSeen.set(groupKey, gi);
     checkLabels(group.labels, [...g, 'labels'], out);
@@ -301,14 +307,18 @@ function semanticIssues(raw: Schema.InventoryDocument): PendingIssue[] {
     if (system !== undefined) {
       out.push({
         segments: [...g, 'namespace'],
-        message: `'${group.namespace}' is ${system}: VM groups do not go there (their ServiceAccounts would sit next to the control plane's); pick a namespace of their own`,
+        message:
+          `'${group.namespace}' is ${system}: VM groups do not go there (their ` +
+          `ServiceAccounts would sit next to the control plane's); pick a namespace of their own`,
       });
     }
     if (serviceRequested && Object.keys(group.labels ?? {}).length === 0) {
       out.push({
         segments: [...g, 'service'],
         message:
-          "a Service selects the group's workloads by the group's labels: add `labels:` to the group (a Service without a selector would not select the VMs, and an empty selector must never reach the namespace)",
+          "a Service selects the group's workloads by the group's labels: add `labels:` to the " +
+          'group (a Service without a selector would not select the VMs, and an empty selector must ' +
+          'never reach the namespace)',
       });
     }
     if (serviceRequested) {
@@ -340,7 +350,9 @@ function semanticIssues(raw: Schema.InventoryDocument): PendingIssue[] {
       if (seenName) {
         out.push({
           segments: [...v, 'name'],
-          message: `duplicate VM name '${vm.name}' (also ${formatPath(seenName)}); VM names must be unique across the whole inventory — rename one`,
+          message:
+            `duplicate VM name '${vm.name}' (also ${formatPath(seenName)}); VM names must be ` +
+            `unique across the whole inventory — rename one`,
         });
       } else vmNames.set(vm.name, v);
 
@@ -348,12 +360,15 @@ function semanticIssues(raw: Schema.InventoryDocument): PendingIssue[] {
       if (hostProblem) out.push({ segments: [...v, 'address'], message: hostProblem });
       const port = vm.port ?? group.defaults?.port ?? raw.defaults?.port ?? DEFAULT_SSH_PORT;
       const bastion = vm.bastion ?? group.defaults?.bastion ?? raw.defaults?.bastion;
-      const target = `${bastion ? `${bastion.host}:${bastion.port ?? DEFAULT_SSH_PORT}->` : ''}${vm.address.toLowerCase()}:${port}`;
+      const via = bastion ? `${bastion.host}:${bastion.port ?? DEFAULT_SSH_PORT}->` : '';
+      const target = `${via}${vm.address.toLowerCase()}:${port}`;
       const seenTarget = sshTargets.get(target);
       if (seenTarget) {
         out.push({
           segments: [...v, 'address'],
-          message: `duplicate SSH address ${vm.address}:${port} (also ${formatPath(seenTarget)}); two entries would onboard the same machine — remove one or fix the address/port`,
+          message:
+            `duplicate SSH address ${vm.address}:${port} (also ${formatPath(seenTarget)}); ` +
+            `two entries would onboard the same machine — remove one or fix the address/port`,
         });
       } else sshTargets.set(target, v);
 
@@ -366,7 +381,9 @@ function semanticIssues(raw: Schema.InventoryDocument): PendingIssue[] {
           if (seenIP) {
             out.push({
               segments: [...v, 'internalIP'],
-              message: `duplicate internalIP ${vm.internalIP} (also ${formatPath(seenIP)}); each VM needs its own workload address`,
+              message:
+                `duplicate internalIP ${vm.internalIP} (also ${formatPath(seenIP)}); each VM ` +
+                `needs its own workload address`,
             });
           } else internalIPs.set(key, v);
         }
@@ -544,7 +561,9 @@ export async function loadInventory(input: string, cwd: string): Promise<Invento
     throw new InventoryError(file, [
       {
         path: '',
-        message: `cannot read inventory file ${path.resolve(cwd, file)} (${why}); give a path relative to ${cwd}, or the inventory itself as inline YAML`,
+        message:
+          `cannot read inventory file ${path.resolve(cwd, file)} (${why}); give a path ` +
+          `relative to ${cwd}, or the inventory itself as inline YAML`,
       },
     ]);
   }

@@ -32,12 +32,18 @@ export const HOSTS_BEGIN_MARKER = '# BEGIN istio-vm-onboard';
 export const HOSTS_END_MARKER = '# END istio-vm-onboard';
 
 /** The systemd drop-in that puts the token back into tmpfs before every start of the unit. */
-export const TOKEN_RESTORE_DROP_IN = `# Managed by istio-vm-onboard. /var/run is tmpfs, so the bootstrap token is lost on reboot
-# (istio#22665): restore it from the persistent copy before every start.
-[Service]
-# Root makes /var/run/secrets; istio-proxy, who owns the token and its directories, copies it.
-ExecStartPre=+/bin/sh -c 'install -d -o istio-proxy -g istio-proxy -m 0755 /var/run/secrets && exec setpriv --reuid=istio-proxy --regid=istio-proxy --init-groups /bin/sh -c "mkdir -p ${ISTIO_PATHS.runtimeToken.replace(/\/[^/]+$/, '')} && install -m 0400 ${ONBOARD_PATHS.persistentToken} ${ISTIO_PATHS.runtimeToken}"'
-`;
+export const TOKEN_RESTORE_DROP_IN = [
+  '# Managed by istio-vm-onboard. /var/run is tmpfs, so the bootstrap token is lost on reboot',
+  '# (istio#22665): restore it from the persistent copy before every start.',
+  '[Service]',
+  '# Root makes /var/run/secrets; istio-proxy, who owns the token and its directories, copies it.',
+  // One systemd line: root makes the directory, then istio-proxy copies the token.
+  "ExecStartPre=+/bin/sh -c 'install -d -o istio-proxy -g istio-proxy -m 0755 /var/run/secrets && " +
+    'exec setpriv --reuid=istio-proxy --regid=istio-proxy --init-groups /bin/sh -c ' +
+    `"mkdir -p ${ISTIO_PATHS.runtimeToken.replace(/\/[^/]+$/, '')} && ` +
+    `install -m 0400 ${ONBOARD_PATHS.persistentToken} ${ISTIO_PATHS.runtimeToken}"'`,
+  '',
+].join('\n');
 
 /** The files onboarding writes on a VM: the plain files, then our block of /etc/hosts. */
 export type ManagedFileKey = 'rootCert' | 'clusterEnv' | 'meshConfig' | 'token' | 'dropIn';

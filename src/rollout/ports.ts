@@ -4,7 +4,7 @@ import type { MeshContext as ClusterMeshContext } from '../cluster/index.js';
 import type { GroupSpec, Inventory, VmSpec } from '../inventory/types.js';
 import type { VmFiles } from '../render/index.js';
 import type { CheckResult, ClusterObjectRecord } from '../report/model.js';
-import type { Mode, PeerAuthenticationPolicy } from '../settings.js';
+import type { Mode, PackageFormat, PeerAuthenticationPolicy } from '../settings.js';
 
 /** The values istioctl reads from the cluster for one group, with the revision and namespace they are for. */
 export interface MeshContext extends Omit<ClusterMeshContext, 'rootCertSource'> {
@@ -43,9 +43,9 @@ export interface ClusterPort {
 }
 
 /** What the first look at a VM found (one round trip). */
-export interface VmFacts {
+export interface InspectedVm {
   arch: string;
-  packageFormat: 'deb' | 'rpm';
+  packageFormat: PackageFormat;
   installedVersion?: string;
   /** The VM's source address on its route to the east-west gateway. */
   routeSourceIP?: string;
@@ -59,7 +59,7 @@ export type RenderedVmFiles = VmFiles;
 
 export interface VmApplyRequest {
   files: RenderedVmFiles;
-  package: { url?: string; sha256?: string; version: string; format: 'deb' | 'rpm'; upload?: Buffer };
+  package: { url?: string; sha256?: string; version: string; format: PackageFormat; upload?: Buffer };
   /** `always`: restart the sidecar even when nothing changed (it must register again). Default `if-changed`. */
   restart?: 'if-changed' | 'always';
 }
@@ -80,7 +80,7 @@ export interface VmCounters {
 /** One connected VM. */
 export interface VmPort {
   readonly learnedHostKey?: string;
-  inspect(eastWestAddress: string): Promise<VmFacts>;
+  inspect(eastWestAddress: string): Promise<InspectedVm>;
   apply(request: VmApplyRequest): Promise<VmApplyOutcome>;
   /**
    * Restores the previous files/package and restarts; false when there was nothing to restore (first install:

@@ -12,7 +12,7 @@ import type {
   VerifierPort,
   VmApplyOutcome,
   VmConnectorPort,
-  VmFacts,
+  InspectedVm,
   VmPort,
 } from './ports.js';
 import { renderFilesForVm } from './render-vm.js';
@@ -52,7 +52,7 @@ interface VmRun {
   /** Runs one recorded step: its duration and detail go into the report, a failure ends the VM. */
   step<T>(name: StepName, work: () => Promise<T>, describe?: (value: T) => string): Promise<T>;
   port?: VmPort;
-  facts?: VmFacts;
+  facts?: InspectedVm;
   workloadIP?: string;
   /** Asked for while connecting and inspecting, when the steps need one. */
   earlyToken?: Promise<{ token: string; expiresAt: Date }>;
@@ -383,7 +383,7 @@ function meshOf(run: VmRun): MeshContext {
   return run.context.mesh;
 }
 
-function inspected(run: VmRun): VmFacts {
+function inspected(run: VmRun): InspectedVm {
   if (!run.facts) throw new Error('internal: the VM was not inspected');
   return run.facts;
 }
@@ -432,7 +432,7 @@ async function verifyStep(run: VmRun): Promise<void> {
   }
 }
 
-function planFileChanges(files: RenderedVmFiles, facts: VmFacts): FileChange[] {
+function planFileChanges(files: RenderedVmFiles, facts: InspectedVm): FileChange[] {
   // The files a plan can diff: rendered per VM and not secret (the token is never diffed).
   return VM_FILES.flatMap((file) => {
     if (file.rendered === undefined || file.secret) return [];
@@ -463,7 +463,7 @@ function describePlan(files: FileChange[], packageAction: string): string {
   }`;
 }
 
-function describeFacts(facts: VmFacts): string {
+function describeFacts(facts: InspectedVm): string {
   const sidecar = facts.installedVersion ? `v${facts.installedVersion} installed` : 'not installed';
   return (
     `${facts.packageFormat}/${facts.arch}, sidecar ${sidecar}, route source ${facts.routeSourceIP ?? 'unknown'}, ` +

@@ -1,11 +1,11 @@
 // The rollout's VmConnectorPort and VmPort (src/rollout/ports.ts) over SSH: one session per VM, the
 // VM layer's scripts run over it, files named by VM_FILES (src/vm/paths.ts) in what the rollout sees.
-import type { VmConnectorPort, VmFacts, VmPort } from '../rollout/ports.js';
+import type { InspectedVm, VmConnectorPort, VmPort } from '../rollout/ports.js';
 import type { VmSpec } from '../inventory/types.js';
 import type { RunSettings } from '../settings.js';
 import { VM_FILES, vmFile, type VmFileKey } from './paths.js';
 import { applyVmChanges } from './scripts/apply.js';
-import { assertPreflight, inspectVm } from './scripts/inspect.js';
+import { assertPreflight, inspectVm, type VmFacts } from './scripts/inspect.js';
 import { offboardVm } from './scripts/offboard.js';
 import { rollbackVm } from './scripts/rollback.js';
 import { asRoot } from './scripts/shell.js';
@@ -101,9 +101,9 @@ function vmPort(settings: RunSettings, vm: VmSpec, session: VmSession, learned: 
 }
 
 /** What the rollout needs of inspect's facts; the current files (plan mode) by their label. */
-function toFacts(facts: Awaited<ReturnType<typeof inspectVm>>): VmFacts {
+function toFacts(facts: VmFacts): InspectedVm {
   const contentOf = (key: VmFileKey): string | null | undefined =>
-    key === 'hosts' ? facts.hostsBlock : facts.contents?.[key as keyof NonNullable<typeof facts.contents>];
+    key === 'hosts' ? facts.hostsBlock : facts.contents?.[key as keyof NonNullable<VmFacts['contents']>];
   return {
     arch: facts.arch ?? facts.machine,
     packageFormat: facts.packageFormat ?? 'deb',

@@ -49,7 +49,8 @@ export function checkInputs(
     errors.push(
       new SettingsError(
         'groups',
-        `names ${unknown.map((name) => `'${name}'`).join(', ')}, not a group of the inventory ${inventory.source}; its groups are ${known.join(', ')}`,
+        `names ${unknown.map((name) => `'${name}'`).join(', ')}, not a group of the inventory ` +
+          `${inventory.source}; its groups are ${known.join(', ')}`,
       ),
     );
   }

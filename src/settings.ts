@@ -156,7 +156,8 @@ export class SettingsError extends Error {
     if (errors.length === 1) return errors[0]!;
     const problems = errors.flatMap((error) => error.problems);
     const combined = new SettingsError(problems[0]!.input, '');
-    combined.message = `${problems.length} bad inputs:\n${problems.map((problem) => `  ${problem.message}`).join('\n')}`;
+    combined.message =
+      `${problems.length} bad inputs:\n` + problems.map((problem) => `  ${problem.message}`).join('\n');
     (combined as { problems: SettingsError['problems'] }).problems = problems;
     return combined;
   }
@@ -274,7 +275,8 @@ export function readSettings(source: InputSource, env: NodeJS.ProcessEnv = {}): 
     errors.push(
       new SettingsError(
         'ssh-known-hosts',
-        "is required: the VMs' host keys (e.g. the output of `ssh-keyscan`), or set ssh-trust-on-first-use: true to learn them once",
+        "is required: the VMs' host keys (e.g. the output of `ssh-keyscan`), or set " +
+          'ssh-trust-on-first-use: true to learn them once',
       ),
     );
   }
@@ -282,7 +284,8 @@ export function readSettings(source: InputSource, env: NodeJS.ProcessEnv = {}): 
     errors.push(
       new SettingsError(
         'ssh-known-hosts',
-        `line ${problem.line}: ${problem.message}; write known_hosts lines as \`ssh-keyscan\` prints them: HOSTS KEYTYPE BASE64KEY`,
+        `line ${problem.line}: ${problem.message}; write known_hosts lines as \`ssh-keyscan\` ` +
+          `prints them: HOSTS KEYTYPE BASE64KEY`,
       ),
     );
   }
@@ -495,7 +498,8 @@ function clusterId(value: string): string {
   if (checkLabelValue(value)) {
     throw new SettingsError(
       'cluster-id',
-      `must be a Kubernetes label value (at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit, e.g. cluster1); got '${value}'`,
+      `must be a Kubernetes label value (at most 63 letters, digits, '-', '_' and '.', starting and ` +
+        `ending with a letter or digit, e.g. cluster1); got '${value}'`,
     );
   }
   return value;
@@ -518,7 +522,8 @@ function dnsServers(value: string): string[] {
     if (isIP(address) === 0 || port < 1 || port > 65535) {
       throw new SettingsError(
         'dns-servers',
-        `'${server}' is not a DNS server address: write IP, IPv4:port or [IPv6]:port, separated by commas (e.g. 10.0.0.2, 127.0.0.1:5353)`,
+        `'${server}' is not a DNS server address: write IP, IPv4:port or [IPv6]:port, separated by ` +
+          `commas (e.g. 10.0.0.2, 127.0.0.1:5353)`,
       );
     }
   }
@@ -533,7 +538,8 @@ function imageReference(value: string): string {
   if (!IMAGE_REFERENCE.test(value)) {
     throw new SettingsError(
       'verify-client-image',
-      `must be an image reference like registry.example.com/curl:8.11.1 (lowercase path, optional tag or @sha256: digest); got '${value}'`,
+      `must be an image reference like registry.example.com/curl:8.11.1 (lowercase path, optional ` +
+        `tag or @sha256: digest); got '${value}'`,
     );
   }
   return value;

@@ -107,14 +107,16 @@ export async function runCliRun(mode: Mode, argv: string[], io: CliIo): Promise<
     redactedInputs: redactInputs(parsed.inputs),
     progress: (state) =>
       io.stderr.write(
-        `progress: ${state.done}/${state.total} VM(s) done, ${state.failed} failed${state.inFlight.length > 0 ? `; in flight: ${state.inFlight.join(', ')}` : ''}\n`,
+        `progress: ${state.done}/${state.total} VM(s) done, ${state.failed} ` +
+          `failed${state.inFlight.length > 0 ? `; in flight: ${state.inFlight.join(', ')}` : ''}\n`,
       ),
   });
   await writeReport(report, settings.reportPath);
   if (parsed.json) io.stdout.write(`${secrets.scrub(JSON.stringify(report, null, 2))}\n`);
   else
     io.stdout.write(
-      `\n${secrets.scrub(renderTerminalTable(report))}\nreport: ${computeOutputs(report, settings.reportPath)['report-path']}\n`,
+      `\n${secrets.scrub(renderTerminalTable(report))}\nreport: ` +
+        `${computeOutputs(report, settings.reportPath)['report-path']}\n`,
     );
   return runFailed(report) ? 1 : 0;
 }

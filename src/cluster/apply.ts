@@ -4,10 +4,10 @@
 // only the fields in our (minimal) manifests — the fields we own by definition.
 import type { ConfigurationOptions } from '@kubernetes/client-node';
 import type { GroupSpec, VmSpec } from '../inventory/types.js';
+import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../render/workload-objects.js';
 import type { ClusterContext } from './context.js';
 import {
   driftOf,
-  MANAGED_BY_LABEL,
   namespaceManifest,
   peerAuthenticationManifest,
   serviceAccountManifest,
@@ -121,7 +121,8 @@ export class UnmanagedObjectError extends Error {
     readonly managedBy: string | undefined,
   ) {
     super(
-      `${kind} ${namespace ? `${namespace}/` : ''}${objectName} already exists and is not managed by istio-vm-onboard ` +
+      `${kind} ${namespace ? `${namespace}/` : ''}${objectName} ` +
+        'already exists and is not managed by istio-vm-onboard ' +
         `(label app.kubernetes.io/managed-by is ${managedBy === undefined ? 'absent' : JSON.stringify(managedBy)}); ` +
         'refusing to take it over. Rename the group (or its service / serviceAccount), delete the object, ' +
         'or set `adopt: true` on the group to let this action manage it from now on',
@@ -130,8 +131,6 @@ export class UnmanagedObjectError extends Error {
   }
 }
 
-const OUR_MANAGED_BY = MANAGED_BY_LABEL['app.kubernetes.io/managed-by'];
-
 /**
  * Whether applying over `live` would take over an object someone else made (namespaces are only used, never
  * changed).
@@ -139,8 +138,8 @@ const OUR_MANAGED_BY = MANAGED_BY_LABEL['app.kubernetes.io/managed-by'];
 function unmanagedBy(manifest: Manifest, live: unknown): { managedBy: string | undefined } | undefined {
   if (manifest.kind === 'Namespace') return undefined;
   const labels = (live as { metadata?: { labels?: Record<string, string> } }).metadata?.labels ?? {};
-  const managedBy = labels['app.kubernetes.io/managed-by'];
-  return managedBy === OUR_MANAGED_BY ? undefined : { managedBy };
+  const managedBy = labels[MANAGED_BY_LABEL];
+  return managedBy === MANAGED_BY_VALUE ? undefined : { managedBy };
 }
 
 /**

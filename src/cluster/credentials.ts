@@ -120,7 +120,8 @@ function selectContext(kc: KubeConfig, wanted: string | undefined, source: strin
   if (!current || !names.includes(current)) {
     throw new KubeContextError(
       redact(
-        `kubeconfig from ${source} has ${current ? `current-context "${current}", which is not defined` : 'no current-context'}; ` +
+        `kubeconfig from ${source} has ` +
+          `${current ? `current-context "${current}", which is not defined` : 'no current-context'}; ` +
           `give the context input; available contexts: ${list}`,
         secrets,
       ),

@@ -76,7 +76,10 @@ export function describeEastWest(e: EastWestAddress): string {
           : 'the gateway Service load-balancer hostname';
   const name = e.hostname ? ` ${e.hostname} resolved;` : '';
   const others = e.candidates.filter((c) => c !== e.address);
-  return `east-west gateway ${e.address} from ${from};${name} ${others.length ? `other candidates: ${others.join(', ')}` : 'no other candidates'}`;
+  return (
+    `east-west gateway ${e.address} from ${from};${name} ` +
+    `${others.length ? `other candidates: ${others.join(', ')}` : 'no other candidates'}`
+  );
 }
 
 export interface HostnameResolver {
@@ -105,7 +108,8 @@ export function createDnsResolver(servers?: readonly string[], timeoutMs = 2000)
       if (all.length === 0) {
         const via = servers && servers.length ? ` via ${servers.join(', ')}` : '';
         throw new ClusterConfigError(
-          `DNS name ${hostname} of the east-west gateway did not resolve${via} (A: ${a.error ?? 'no answer'}, AAAA: ${aaaa.error ?? 'no answer'}); ` +
+          `DNS name ${hostname} of the east-west gateway did not resolve${via} (A: ` +
+            `${a.error ?? 'no answer'}, AAAA: ${aaaa.error ?? 'no answer'}); ` +
             'give the address explicitly (east-west address input) or fix DNS',
         );
       }

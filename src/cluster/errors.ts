@@ -134,8 +134,10 @@ export function formatForbidden(
   const target = describeRequest(method, path);
   const what = target ? describePermission(target) : `${method} ${path}`;
   const canI = target
-    ? ` Check with: kubectl auth can-i ${target.verb} ${target.group ? `${target.resource}.${target.group}` : target.resource}` +
-      `${target.subresource ? ` --subresource=${target.subresource}` : ''}${target.namespace ? ` -n ${target.namespace}` : ''}.`
+    ? ` Check with: kubectl auth can-i ${target.verb} ` +
+      `${target.group ? `${target.resource}.${target.group}` : target.resource}` +
+      (target.subresource ? ` --subresource=${target.subresource}` : '') +
+      `${target.namespace ? ` -n ${target.namespace}` : ''}.`
     : '';
   const detail = serverMessage ? ` Server said: ${serverMessage}` : '';
   return (
@@ -156,7 +158,10 @@ export function formatRetriesExhausted(
       ? `answered ${failure.status}`
       : `was unreachable (${failure.code ?? 'connection error'})`;
   const detail = failure.serverMessage ? `: ${failure.serverMessage}` : '';
-  return `Kubernetes API ${server} ${answered} after ${attempts} attempt${attempts === 1 ? '' : 's'} for ${method} ${pathOnly(path)}${detail}`;
+  return (
+    `Kubernetes API ${server} ${answered} after ${attempts} ` +
+    `attempt${attempts === 1 ? '' : 's'} for ${method} ${pathOnly(path)}${detail}`
+  );
 }
 
 export function formatRequestFailure(

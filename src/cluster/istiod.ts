@@ -1,6 +1,8 @@
 // Pure facts about an istiod Deployment: which one serves a revision, its Istio version (from the
 // image tag), and the feature flags set in its env (defaults as in istio/istio pilot/pkg/features).
 
+import { isRevisioned } from '../render/istiod.js';
+
 export interface ContainerLike {
   name?: string;
   image?: string;
@@ -10,16 +12,6 @@ export interface ContainerLike {
 export interface DeploymentLike {
   metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
   spec?: { template?: { spec?: { containers?: ContainerLike[] } } };
-}
-
-/** '' and 'default' both mean the default revision (istioctl's isRevisioned). */
-export function isRevisioned(revision: string | undefined): revision is string {
-  return revision !== undefined && revision !== '' && revision !== 'default';
-}
-
-/** Name of the mesh config map: `istio` or `istio-REV`. */
-export function meshConfigMapName(revision: string | undefined): string {
-  return isRevisioned(revision) ? `istio-${revision}` : 'istio';
 }
 
 /** Name of the injector config map: `istio-sidecar-injector` or `istio-sidecar-injector-REV`. */

@@ -6,7 +6,8 @@ import { isIP } from 'node:net';
 import { readConfigMapOnce, sleep, type ClusterContext } from './context.js';
 import { ClusterConfigError } from './errors.js';
 import { chooseFromService, resolveHostnameChoice, type EastWestAddress, type HostnameResolver } from './east-west.js';
-import { injectorConfigMapName, meshConfigMapName } from './istiod.js';
+import { meshConfigMapName } from '../render/istiod.js';
+import { injectorConfigMapName } from './istiod.js';
 
 export interface MeshContextInput {
   /** The group's namespace (root cert). */
@@ -94,7 +95,8 @@ async function readClusterID(ctx: ClusterContext, istioNamespace: string, revisi
   const cm = await readConfigMapOnce(ctx, istioNamespace, name);
   if (!cm) {
     throw new ClusterConfigError(
-      `failed to determine the cluster ID: configmap ${name} not found in namespace ${istioNamespace}; give the clusterID input`,
+      `failed to determine the cluster ID: configmap ${name} not found in namespace ` +
+        `${istioNamespace}; give the clusterID input`,
     );
   }
   return clusterNameFromInjectorValues(cm.data?.['values']);
@@ -113,8 +115,12 @@ async function readRootCert(ctx: ClusterContext, namespace: string, waitMs: numb
     if (pem) return pem;
     if (Date.now() + interval > deadline || polls > 1000) {
       throw new ClusterConfigError(
-        `configmap ${ROOT_CERT_CONFIGMAP} (key ${ROOT_CERT_KEY}) ${waitMs > 0 ? `did not appear in namespace ${namespace} within ${Math.round(waitMs / 1000)} s` : `was not found in namespace ${namespace}`}. ` +
-          'istiod writes it into every namespace it watches: is istiod running, and does its discoverySelectors include this namespace?',
+        `configmap ${ROOT_CERT_CONFIGMAP} (key ${ROOT_CERT_KEY}) ` +
+          (waitMs > 0
+            ? `did not appear in namespace ${namespace} within ${Math.round(waitMs / 1000)} s. `
+            : `was not found in namespace ${namespace}. `) +
+          'istiod writes it into every namespace it watches: is istiod running, and does its ' +
+          'discoverySelectors include this namespace?',
       );
     }
     await sleep(interval);
@@ -137,7 +143,8 @@ async function readEastWest(
   );
   if (!svc) {
     throw new ClusterConfigError(
-      `east-west gateway Service ${gateway.namespace}/${gateway.service} not found; install it (Istio's gen-eastwest-gateway.sh) or give the address input`,
+      `east-west gateway Service ${gateway.namespace}/${gateway.service} not found; install it ` +
+        `(Istio's gen-eastwest-gateway.sh) or give the address input`,
     );
   }
   const choice = chooseFromService(svc);
@@ -145,7 +152,8 @@ async function readEastWest(
     return { address: choice.address, source: choice.source, candidates: choice.candidates };
   if (choice.kind === 'hostname') return resolveHostnameChoice(choice.hostname, choice.source, resolver);
   throw new ClusterConfigError(
-    `east-west gateway Service ${gateway.namespace}/${gateway.service} has no load-balancer IP, hostname or externalIPs yet ` +
+    `east-west gateway Service ${gateway.namespace}/${gateway.service} has no load-balancer IP, ` +
+      `hostname or externalIPs yet ` +
       '(pending load balancer?); wait for it or give the address input',
   );
 }
@@ -180,7 +188,8 @@ export function createMeshContextReader(ctx: ClusterContext, options: MeshContex
       const [meshConfig, clusterID, eastWest, rootCert] = settled.map(
         (r) => (r as PromiseFulfilledResult<unknown>).value,
       ) as [string, string, EastWestAddress, string];
-      const rootCertSource = `${input.namespaceNotCreatedYet === true ? input.istioNamespace : input.namespace}/${ROOT_CERT_CONFIGMAP}`;
+      const readFrom = input.namespaceNotCreatedYet === true ? input.istioNamespace : input.namespace;
+      const rootCertSource = `${readFrom}/${ROOT_CERT_CONFIGMAP}`;
       return { meshConfig, rootCert, rootCertSource, clusterID, trustDomain: trustDomainOf(meshConfig), eastWest };
     },
   };

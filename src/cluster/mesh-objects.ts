@@ -2,10 +2,12 @@
 // WorkloadEntry), and the semantic comparison that decides whether server-side apply is needed.
 import type { IPeerAuthentication } from '@kubernetes-models/istio/security.istio.io/v1/PeerAuthentication';
 import type { GroupSpec } from '../inventory/types.js';
+import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../render/workload-objects.js';
 import type { PeerAuthenticationSetting } from './permissions.js';
 
 export const FIELD_MANAGER = 'istio-vm-onboard';
-export const MANAGED_BY_LABEL = { 'app.kubernetes.io/managed-by': 'istio-vm-onboard' } as const;
+/** The label on every object we create (render's MANAGED_BY_LABEL = MANAGED_BY_VALUE), as a labels map. */
+export const MANAGED_BY_LABELS = { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE } as const;
 
 /** A manifest as sent to server-side apply. */
 export interface Manifest {
@@ -24,7 +26,7 @@ export function serviceAccountManifest(group: GroupSpec): Manifest {
   return {
     apiVersion: 'v1',
     kind: 'ServiceAccount',
-    metadata: { name: group.serviceAccount, namespace: group.namespace, labels: { ...MANAGED_BY_LABEL } },
+    metadata: { name: group.serviceAccount, namespace: group.namespace, labels: { ...MANAGED_BY_LABELS } },
   };
 }
 
@@ -40,7 +42,7 @@ export function serviceManifest(group: GroupSpec): Manifest | undefined {
     metadata: {
       name: group.service.name,
       namespace: group.namespace,
-      labels: { ...group.labels, ...MANAGED_BY_LABEL },
+      labels: { ...group.labels, ...MANAGED_BY_LABELS },
     },
     spec: { selector: { ...group.labels }, ports },
   };
@@ -62,7 +64,7 @@ export function peerAuthenticationManifest(group: GroupSpec, setting: PeerAuthen
   return {
     apiVersion: 'security.istio.io/v1',
     kind: 'PeerAuthentication',
-    metadata: { name: peerAuthenticationName(group), namespace: group.namespace, labels: { ...MANAGED_BY_LABEL } },
+    metadata: { name: peerAuthenticationName(group), namespace: group.namespace, labels: { ...MANAGED_BY_LABELS } },
     spec,
   };
 }

@@ -42,7 +42,8 @@ export async function requestBootstrapToken(ctx: ClusterContext, req: BootstrapT
   } catch (err) {
     if (err instanceof KubeRequestError && err.kind === 'not-found') {
       throw new KubeRequestError(
-        `could not create a token: service account ${req.serviceAccount} not found in namespace ${req.namespace} (${err.message})`,
+        `could not create a token: service account ${req.serviceAccount} not found in namespace ` +
+          `${req.namespace} (${err.message})`,
         err.kind,
         err.method,
         err.path,

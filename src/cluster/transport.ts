@@ -231,7 +231,8 @@ export class KubeTransport {
       // Not an HTTP answer and not a known connection error: keep only the error's class and code,
       // never its text (a TLS error could quote a certificate).
       const kind = cause instanceof Error ? cause.name : typeof cause;
-      message = `Kubernetes API ${this.server}: request ${method} ${path} failed (${kind}${f.code ? ` ${f.code}` : ''})`;
+      const code = f.code ? ` ${f.code}` : '';
+      message = `Kubernetes API ${this.server}: request ${method} ${path} failed (${kind}${code})`;
     }
     return new KubeRequestError(message, f.kind, method, path, attempts, f.status, target, f.serverMessage);
   }

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { sleep, type ClusterContext } from './context.js';
 import { KubeRequestError } from './errors.js';
-import { MANAGED_BY_LABEL } from './mesh-objects.js';
+import { MANAGED_BY_LABELS } from './mesh-objects.js';
 
 export const VERIFY_CONTAINER_NAME = 'ivo-client';
 export { DEFAULT_VERIFY_CLIENT_IMAGE } from '../settings.js';
@@ -20,7 +20,8 @@ export { DEFAULT_VERIFY_CLIENT_IMAGE } from '../settings.js';
  */
 export const VERIFY_CLIENT_SCRIPT =
   'if [ -n "${IVO_WAIT_FOR:-}" ]; then w=0; while [ "$w" -lt "${IVO_WAIT_ATTEMPTS:-1}" ]; do w=$((w+1)); ' +
-  'if curl -s --max-time 2 http://localhost:15000/clusters | grep -qF "$IVO_WAIT_FOR"; then echo "ivo-wait $w seen"; break; fi; ' +
+  'if curl -s --max-time 2 http://localhost:15000/clusters | grep -qF "$IVO_WAIT_FOR"; then echo ' +
+  '"ivo-wait $w seen"; break; fi; ' +
   'echo "ivo-wait $w unseen"; [ "$w" -lt "${IVO_WAIT_ATTEMPTS:-1}" ] && sleep 1; done; fi; ' +
   'set --; if [ -n "${IVO_RESOLVE:-}" ]; then set -- --resolve "$IVO_RESOLVE"; fi; ' +
   'i=0; while [ "$i" -lt "$IVO_REQUESTS" ]; do i=$((i+1)); ' +
@@ -166,7 +167,7 @@ export function buildVerificationServiceEntry(input: {
     metadata: {
       name: input.name,
       namespace: input.namespace,
-      labels: { ...MANAGED_BY_LABEL, [VERIFIES_VM_LABEL]: dnsLabel(service.vmName).slice(0, 63) || 'vm' },
+      labels: { ...MANAGED_BY_LABELS, [VERIFIES_VM_LABEL]: dnsLabel(service.vmName).slice(0, 63) || 'vm' },
     },
     spec: {
       hosts: [service.host],
@@ -211,14 +212,14 @@ export function buildVerificationJob(input: Omit<VerificationJobInput, 'timeoutM
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',
-    metadata: { name: input.name, namespace: input.namespace, labels: { ...MANAGED_BY_LABEL } },
+    metadata: { name: input.name, namespace: input.namespace, labels: { ...MANAGED_BY_LABELS } },
     spec: {
       ttlSecondsAfterFinished: 300,
       backoffLimit: 0,
       activeDeadlineSeconds: 60,
       template: {
         metadata: {
-          labels: { ...MANAGED_BY_LABEL, ...injection },
+          labels: { ...MANAGED_BY_LABELS, ...injection },
           // Native sidecar (init container with restartPolicy Always) so the Job can complete.
           ...(input.injectSidecar ? { annotations: { 'sidecar.istio.io/nativeSidecar': 'true' } } : {}),
         },

@@ -161,7 +161,8 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
     const sources = [file, inventoryInput, groupName].filter((v) => v !== undefined).length;
     if (sources !== 1) {
       throw new UsageError(
-        'give exactly one of -f/--file (a WorkloadGroup), --name with -n (a WorkloadGroup in the cluster) or --inventory',
+        'give exactly one of -f/--file (a WorkloadGroup), --name with -n (a WorkloadGroup in the ' +
+          'cluster) or --inventory',
       );
     }
     const live = str('kubeconfig') !== undefined;
@@ -220,7 +221,8 @@ export async function runRenderCommand(argv: string[], io: RenderCommandIo): Pro
       });
       if (files.hosts === '') {
         io.stderr.write(
-          `warning: no hosts entry for ${istiodHost(istioNamespace, revision)}: give --ingressIP with the east-west gateway's IP\n`,
+          `warning: no hosts entry for ${istiodHost(istioNamespace, revision)}: give --ingressIP ` +
+            `with the east-west gateway's IP\n`,
         );
       }
       await writeVmFiles(outputDir, files);
@@ -347,7 +349,8 @@ async function readFromCluster(
   });
   if (mesh.eastWest.hostname) {
     io.stderr.write(
-      `east-west gateway ${mesh.eastWest.hostname} resolved to ${mesh.eastWest.candidates.join(', ')}; using ${mesh.eastWest.address}\n`,
+      `east-west gateway ${mesh.eastWest.hostname} resolved to ` +
+        `${mesh.eastWest.candidates.join(', ')}; using ${mesh.eastWest.address}\n`,
     );
   }
   const token = str('token')

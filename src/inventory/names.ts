@@ -12,7 +12,10 @@ const HOSTNAME_LABEL = /^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$/;
 export function checkDns1123Label(value: string): string | undefined {
   if (value.length > 63) return `must be at most 63 characters (it has ${value.length})`;
   if (!DNS1123_LABEL.test(value)) {
-    return `must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit (e.g. ${suggestName(value)})`;
+    return (
+      `must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a ` +
+      `letter or digit (e.g. ${suggestName(value)})`
+    );
   }
   return undefined;
 }
@@ -20,7 +23,10 @@ export function checkDns1123Label(value: string): string | undefined {
 export function checkDns1123Subdomain(value: string): string | undefined {
   if (value.length > 253) return `must be at most 253 characters (it has ${value.length})`;
   if (!DNS1123_SUBDOMAIN.test(value)) {
-    return `must be a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (e.g. ${suggestName(value)})`;
+    return (
+      `must be a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', starting and ` +
+      `ending with a letter or digit (e.g. ${suggestName(value)})`
+    );
   }
   return undefined;
 }
@@ -50,7 +56,10 @@ export function checkQualifiedKey(key: string): string | undefined {
   if (name === '') return `key '${key}': the name part must not be empty`;
   if (name.length > 63) return `key '${key}': the name part must be at most 63 characters (it has ${name.length})`;
   if (!QUALIFIED_NAME.test(name)) {
-    return `key '${key}': the name part may contain only letters, digits, '-', '_' and '.', and must start and end with a letter or digit`;
+    return (
+      `key '${key}': the name part may contain only letters, digits, '-', '_' and '.', and ` +
+      `must start and end with a letter or digit`
+    );
   }
   return undefined;
 }
@@ -58,7 +67,10 @@ export function checkQualifiedKey(key: string): string | undefined {
 export function checkLabelValue(value: string): string | undefined {
   if (value.length > 63) return `label value must be at most 63 characters (it has ${value.length})`;
   if (!LABEL_VALUE.test(value)) {
-    return `label value '${value}' may contain only letters, digits, '-', '_' and '.', and must start and end with a letter or digit (or be empty)`;
+    return (
+      `label value '${value}' may contain only letters, digits, '-', '_' and '.', and must ` +
+      `start and end with a letter or digit (or be empty)`
+    );
   }
   return undefined;
 }

@@ -19,61 +19,13 @@ import {
 import { controlCharacterIn, proxyMetadataProblems } from '../render/proxy-metadata.js';
 import { parseYaml11 } from '../render/yaml-input.js';
 import { INVENTORY_SCHEMA } from './schema.js';
-import type { GroupSpec, Inventory, MeshSpec, ReadinessProbe, SshEndpoint, VmSpec } from './types.js';
+// The raw document's shapes, as the schema guarantees them once it has validated (generated from it).
+import type * as Schema from './schema-types.js';
+import type { GroupSpec, Inventory, MeshSpec, SshEndpoint, VmSpec } from './types.js';
 
 export const DEFAULT_SSH_PORT = 22;
 export const DEFAULT_ISTIO_NAMESPACE = 'istio-system';
 export const DEFAULT_EAST_WEST_SERVICE = 'istio-eastwestgateway';
-
-// ---- raw shapes, as guaranteed by the schema ------------------------------------------------
-
-interface RawEndpoint {
-  host: string;
-  port?: number;
-  user?: string;
-}
-interface RawVmDefaults {
-  user?: string;
-  port?: number;
-  bastion?: RawEndpoint;
-  labels?: Record<string, string>;
-}
-interface RawVm {
-  name: string;
-  address: string;
-  port?: number;
-  user?: string;
-  internalIP?: string;
-  externalIP?: string;
-  labels?: Record<string, string>;
-  bastion?: RawEndpoint;
-}
-interface RawGroup {
-  name: string;
-  namespace: string;
-  serviceAccount?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  ports?: Record<string, number>;
-  network?: string;
-  registration?: 'auto' | 'static';
-  probe?: ReadinessProbe;
-  service?: boolean | { name?: string; ports?: Record<string, number> };
-  adopt?: boolean;
-  defaults?: RawVmDefaults;
-  vms: RawVm[];
-}
-interface RawInventory {
-  version?: 1;
-  mesh?: {
-    revision?: string;
-    istioNamespace?: string;
-    clusterID?: string;
-    eastWestGateway?: { service?: string; namespace?: string; address?: string };
-  };
-  defaults?: RawVmDefaults;
-  groups: RawGroup[];
-}
 
 // ---- schema validation ----------------------------------------------------------------------
 
@@ -164,7 +116,9 @@ function ajvIssue(error: ErrorObject, data: unknown): PendingIssue | undefined {
       return {
         segments: [...segments, extra],
         pointAtKey: true,
-        message: `unknown field '${extra}'${guess ? ` — did you mean '${guess}'?` : ''} (allowed here: ${allowed.join(', ')})`,
+        message:
+          `unknown field '${extra}'${guess ? ` — did you mean '${guess}'?` : ''} (allowed ` +
+          `here: ${allowed.join(', ')})`,
       };
     }
     case 'required': {
@@ -192,7 +146,9 @@ function ajvIssue(error: ErrorObject, data: unknown): PendingIssue | undefined {
         return { segments, message: `must be an integer 1..65535 (got ${JSON.stringify(value)})` };
       return {
         segments,
-        message: `must be ${error.keyword === 'minimum' ? '>=' : '<='} ${(error.params as { limit: number }).limit} (got ${JSON.stringify(value)})`,
+        message:
+          `must be ${error.keyword === 'minimum' ? '>=' : '<='} ` +
+          `${(error.params as { limit: number }).limit} (got ${JSON.stringify(value)})`,
       };
     case 'pattern':
     case 'maxLength': {
@@ -299,7 +255,7 @@ function checkPortNames(ports: Record<string, number> | undefined, at: PathSegme
   }
 }
 
-function checkEndpoint(endpoint: RawEndpoint | undefined, at: PathSegment[], out: PendingIssue[]): void {
+function checkEndpoint(endpoint: Schema.SshEndpoint | undefined, at: PathSegment[], out: PendingIssue[]): void {
   if (!endpoint) return;
   const problem = checkHost(endpoint.host);
   if (problem) out.push({ segments: [...at, 'host'], message: problem });
@@ -313,7 +269,7 @@ function systemNamespaceReason(namespace: string, istioNamespace: string): strin
   return undefined;
 }
 
-function semanticIssues(raw: RawInventory): PendingIssue[] {
+function semanticIssues(raw: Schema.InventoryDocument): PendingIssue[] {
   const out: PendingIssue[] = [];
   controlCharacterIssues(raw, [], out);
   const ew = raw.mesh?.eastWestGateway;
@@ -335,7 +291,9 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
     if (firstGroup !== undefined) {
       out.push({
         segments: [...g, 'name'],
-        message: `duplicate group '${group.name}' in namespace '${group.namespace}' (also groups[${firstGroup}]); give each group its own name, or merge their vms lists`,
+        message:
+          `duplicate group '${group.name}' in namespace '${group.namespace}' (also ` +
+          `groups[${firstGroup}]); give each group its own name, or merge their vms lists`,
       });
     } else groupsSeen.set(groupKey, gi);
     checkLabels(group.labels, [...g, 'labels'], out);
@@ -349,14 +307,18 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
     if (system !== undefined) {
       out.push({
         segments: [...g, 'namespace'],
-        message: `'${group.namespace}' is ${system}: VM groups do not go there (their ServiceAccounts would sit next to the control plane's); pick a namespace of their own`,
+        message:
+          `'${group.namespace}' is ${system}: VM groups do not go there (their ` +
+          `ServiceAccounts would sit next to the control plane's); pick a namespace of their own`,
       });
     }
     if (serviceRequested && Object.keys(group.labels ?? {}).length === 0) {
       out.push({
         segments: [...g, 'service'],
         message:
-          "a Service selects the group's workloads by the group's labels: add `labels:` to the group (a Service without a selector would not select the VMs, and an empty selector must never reach the namespace)",
+          "a Service selects the group's workloads by the group's labels: add `labels:` to the " +
+          'group (a Service without a selector would not select the VMs, and an empty selector must ' +
+          'never reach the namespace)',
       });
     }
     if (serviceRequested) {
@@ -388,7 +350,9 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
       if (seenName) {
         out.push({
           segments: [...v, 'name'],
-          message: `duplicate VM name '${vm.name}' (also ${formatPath(seenName)}); VM names must be unique across the whole inventory — rename one`,
+          message:
+            `duplicate VM name '${vm.name}' (also ${formatPath(seenName)}); VM names must be ` +
+            `unique across the whole inventory — rename one`,
         });
       } else vmNames.set(vm.name, v);
 
@@ -396,12 +360,15 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
       if (hostProblem) out.push({ segments: [...v, 'address'], message: hostProblem });
       const port = vm.port ?? group.defaults?.port ?? raw.defaults?.port ?? DEFAULT_SSH_PORT;
       const bastion = vm.bastion ?? group.defaults?.bastion ?? raw.defaults?.bastion;
-      const target = `${bastion ? `${bastion.host}:${bastion.port ?? DEFAULT_SSH_PORT}->` : ''}${vm.address.toLowerCase()}:${port}`;
+      const via = bastion ? `${bastion.host}:${bastion.port ?? DEFAULT_SSH_PORT}->` : '';
+      const target = `${via}${vm.address.toLowerCase()}:${port}`;
       const seenTarget = sshTargets.get(target);
       if (seenTarget) {
         out.push({
           segments: [...v, 'address'],
-          message: `duplicate SSH address ${vm.address}:${port} (also ${formatPath(seenTarget)}); two entries would onboard the same machine — remove one or fix the address/port`,
+          message:
+            `duplicate SSH address ${vm.address}:${port} (also ${formatPath(seenTarget)}); ` +
+            `two entries would onboard the same machine — remove one or fix the address/port`,
         });
       } else sshTargets.set(target, v);
 
@@ -414,7 +381,9 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
           if (seenIP) {
             out.push({
               segments: [...v, 'internalIP'],
-              message: `duplicate internalIP ${vm.internalIP} (also ${formatPath(seenIP)}); each VM needs its own workload address`,
+              message:
+                `duplicate internalIP ${vm.internalIP} (also ${formatPath(seenIP)}); each VM ` +
+                `needs its own workload address`,
             });
           } else internalIPs.set(key, v);
         }
@@ -440,11 +409,11 @@ function semanticIssues(raw: RawInventory): PendingIssue[] {
 
 // ---- building the model -------------------------------------------------------------------------
 
-function endpoint(raw: RawEndpoint, fallbackUser: string): SshEndpoint {
+function endpoint(raw: Schema.SshEndpoint, fallbackUser: string): SshEndpoint {
   return { host: raw.host, port: raw.port ?? DEFAULT_SSH_PORT, user: raw.user ?? fallbackUser };
 }
 
-function buildModel(raw: RawInventory, source: string, doc: Document, lineCounter: LineCounter): Inventory {
+function buildModel(raw: Schema.InventoryDocument, source: string, doc: Document, lineCounter: LineCounter): Inventory {
   const istioNamespace = raw.mesh?.istioNamespace ?? DEFAULT_ISTIO_NAMESPACE;
   const ew = raw.mesh?.eastWestGateway;
   const mesh: MeshSpec = {
@@ -566,7 +535,7 @@ export function parseInventory(text: string, source: string): Inventory {
       .filter((p): p is PendingIssue => p !== undefined);
     throw new InventoryError(source, toIssues(pending, doc, lineCounter));
   }
-  const raw = data as RawInventory;
+  const raw = data as Schema.InventoryDocument;
   const semantic = semanticIssues(raw);
   if (semantic.length > 0) throw new InventoryError(source, toIssues(semantic, doc, lineCounter));
   return buildModel(raw, source, doc, lineCounter);
@@ -592,7 +561,9 @@ export async function loadInventory(input: string, cwd: string): Promise<Invento
     throw new InventoryError(file, [
       {
         path: '',
-        message: `cannot read inventory file ${path.resolve(cwd, file)} (${why}); give a path relative to ${cwd}, or the inventory itself as inline YAML`,
+        message:
+          `cannot read inventory file ${path.resolve(cwd, file)} (${why}); give a path ` +
+          `relative to ${cwd}, or the inventory itself as inline YAML`,
       },
     ]);
   }

@@ -1,7 +1,9 @@
 // The validated, defaults-applied model of a VM inventory. Everything after parsing reads these
-// types, never the raw YAML. Field names follow Istio's own where one exists (WorkloadGroup spec).
+// types, never the raw YAML (whose shapes schema-types.ts derives from inventory.schema.json). Field
+// names follow Istio's own where one exists (WorkloadGroup spec).
+import type * as Schema from './schema-types.js';
 
-export type Registration = 'auto' | 'static';
+export type Registration = NonNullable<Schema.Group['registration']>;
 
 /** Where to reach a host over SSH. */
 export interface SshEndpoint {
@@ -11,23 +13,7 @@ export interface SshEndpoint {
 }
 
 /** Istio's ReadinessProbe (networking.istio.io/v1 WorkloadGroup spec.probe), passed through as-is. */
-export interface ReadinessProbe {
-  initialDelaySeconds?: number;
-  timeoutSeconds?: number;
-  periodSeconds?: number;
-  successThreshold?: number;
-  failureThreshold?: number;
-  httpGet?: {
-    path?: string;
-    port: number;
-    host?: string;
-    scheme?: string;
-    httpHeaders?: { name: string; value: string }[];
-  };
-  tcpSocket?: { host?: string; port: number };
-  exec?: { command: string[] };
-  grpc?: { port: number; service?: string };
-}
+export type ReadinessProbe = Schema.Probe;
 
 /** How the group's Kubernetes Service is made when `service` is asked for. */
 export interface ServiceSpec {

@@ -73,11 +73,17 @@ export function controlCharacterIn(text: string, allowed = ''): string | undefin
 /** Why `key` may not be a proxyMetadata key, or undefined when it may. */
 export function proxyMetadataKeyProblem(key: string): string | undefined {
   if (!SHELL_NAME.test(key)) {
-    return `proxyMetadata key ${JSON.stringify(key)} is not a shell variable name ([A-Za-z_][A-Za-z0-9_]*); cluster.env, which istio-start.sh sources as root, would run it as a command`;
+    return (
+      `proxyMetadata key ${JSON.stringify(key)} is not a shell variable name ` +
+      `([A-Za-z_][A-Za-z0-9_]*); cluster.env, which istio-start.sh sources as root, would run it as a command`
+    );
   }
   const reason = REFUSED.get(key) ?? REFUSED_PREFIXES.find(([prefix]) => key.startsWith(prefix))?.[1];
   if (reason !== undefined) {
-    return `proxyMetadata key ${key} is refused: ${reason}. cluster.env is sourced as root on the VM; Istio's ISTIO_META_*, CA_ADDR, ISTIO_META_DNS_CAPTURE and the like stay allowed`;
+    return (
+      `proxyMetadata key ${key} is refused: ${reason}. cluster.env is sourced as root on the ` +
+      `VM; Istio's ISTIO_META_*, CA_ADDR, ISTIO_META_DNS_CAPTURE and the like stay allowed`
+    );
   }
   return undefined;
 }

@@ -31,7 +31,8 @@ export function renderTerminalTable(report: RunReport): string {
     out.push('');
     if (vm.error)
       out.push(
-        `${vm.name}: ${vm.error.step} failed: ${vm.error.message}${vm.error.hint ? `\n  what to do: ${vm.error.hint}` : ''}`,
+        `${vm.name}: ${vm.error.step} failed: ` +
+          `${vm.error.message}${vm.error.hint ? `\n  what to do: ${vm.error.hint}` : ''}`,
       );
     for (const check of vm.checks.filter((item) => item.status === 'fail')) {
       out.push(`${vm.name}: ${check.name}: ${check.summary}${check.hint ? `\n  what to do: ${check.hint}` : ''}`);
@@ -40,11 +41,14 @@ export function renderTerminalTable(report: RunReport): string {
   if (report.fatal)
     out.push(
       '',
-      `${report.fatal.stage}: ${report.fatal.message}${report.fatal.hint ? `\n  what to do: ${report.fatal.hint}` : ''}`,
+      `${report.fatal.stage}: ` +
+        `${report.fatal.message}${report.fatal.hint ? `\n  what to do: ${report.fatal.hint}` : ''}`,
     );
   out.push(
     '',
-    `${runFailed(report) ? 'FAILED' : 'OK'}: ${report.totals.succeeded} ok, ${report.totals.failed} failed, ${report.totals.changed} changed, ${report.totals.unchanged} unchanged, ${report.totals.skipped} skipped in ${formatDuration(report.durationMs)}`,
+    `${runFailed(report) ? 'FAILED' : 'OK'}: ${report.totals.succeeded} ok, ${report.totals.failed} ` +
+      `failed, ${report.totals.changed} changed, ${report.totals.unchanged} unchanged, ` +
+      `${report.totals.skipped} skipped in ${formatDuration(report.durationMs)}`,
   );
   return out.join('\n');
 }

@@ -1,25 +1,15 @@
-// What the orchestrator asks of the outside world. Each port has a real implementation built from
-// src/cluster, src/vm and src/verify (see runtime.ts) and small fakes in the unit tests.
+// What the orchestrator asks of the outside world. Each port has a real implementation in its layer
+// (src/cluster/port.ts, src/vm/port.ts; the verifier in runtime.ts) and small fakes in the unit tests.
+import type { MeshContext as ClusterMeshContext } from '../cluster/index.js';
 import type { GroupSpec, Inventory, VmSpec } from '../inventory/types.js';
+import type { VmFiles } from '../render/index.js';
 import type { CheckResult, ClusterObjectRecord } from '../report/model.js';
-import type { Mode, PeerAuthenticationPolicy } from '../settings.js';
+import type { Mode, PackageFormat, PeerAuthenticationPolicy } from '../settings.js';
 
-export interface EastWestAddress {
-  address: string;
-  source: string;
-  hostname?: string;
-  candidates: string[];
-}
-
-/** The values istioctl reads from the cluster for one group. */
-export interface MeshContext {
-  meshConfig: string;
-  rootCert: string;
-  clusterID: string;
-  trustDomain: string;
+/** The values istioctl reads from the cluster for one group, with the revision and namespace they are for. */
+export interface MeshContext extends Omit<ClusterMeshContext, 'rootCertSource'> {
   revision: string;
   istioNamespace: string;
-  eastWest: EastWestAddress;
 }
 
 export interface PreflightOutcome {
@@ -53,34 +43,29 @@ export interface ClusterPort {
 }
 
 /** What the first look at a VM found (one round trip). */
-export interface VmFacts {
+export interface InspectedVm {
   arch: string;
-  packageFormat: 'deb' | 'rpm';
+  packageFormat: PackageFormat;
   installedVersion?: string;
   /** The VM's source address on its route to the east-west gateway. */
   routeSourceIP?: string;
   reachesDiscovery: boolean;
-  /** Current content of the managed, non-secret files (by path on the VM), or undefined when absent. */
+  /** Current content of the managed, non-secret files by label (VM_FILES, src/vm/paths.ts); undefined: absent. */
   currentFiles: Record<string, string | undefined>;
 }
 
-export interface RenderedVmFiles {
-  clusterEnv: string;
-  meshYaml: string;
-  hosts: string;
-  rootCert: string;
-  token: string;
-}
+/** istioctl's files for one VM, as src/render makes them. */
+export type RenderedVmFiles = VmFiles;
 
 export interface VmApplyRequest {
   files: RenderedVmFiles;
-  package: { url?: string; sha256?: string; version: string; format: 'deb' | 'rpm'; upload?: Buffer };
+  package: { url?: string; sha256?: string; version: string; format: PackageFormat; upload?: Buffer };
   /** `always`: restart the sidecar even when nothing changed (it must register again). Default `if-changed`. */
   restart?: 'if-changed' | 'always';
 }
 
 export interface VmApplyOutcome {
-  /** Managed files (by path) and whether each changed. The token never counts as a change. */
+  /** Managed files (by label, VM_FILES) and whether each changed. The token never counts as a change. */
   files: { path: string; changed: boolean }[];
   packageAction: 'installed' | 'upgraded' | 'unchanged';
   restarted: boolean;
@@ -95,7 +80,7 @@ export interface VmCounters {
 /** One connected VM. */
 export interface VmPort {
   readonly learnedHostKey?: string;
-  inspect(eastWestAddress: string): Promise<VmFacts>;
+  inspect(eastWestAddress: string): Promise<InspectedVm>;
   apply(request: VmApplyRequest): Promise<VmApplyOutcome>;
   /**
    * Restores the previous files/package and restarts; false when there was nothing to restore (first install:

@@ -107,7 +107,8 @@ export async function runRollout(
     };
     report.warnings.push(...preflight.warnings);
     log.info(
-      `cluster ${cluster.server}: Istio ${preflight.istioVersion}${preflight.revision ? ` (revision ${preflight.revision})` : ''}`,
+      `cluster ${cluster.server}: Istio ` +
+        `${preflight.istioVersion}${preflight.revision ? ` (revision ${preflight.revision})` : ''}`,
     );
     for (const group of groups) {
       // Plan writes nothing: a namespace it would create has no istio-ca-root-cert to wait for.
@@ -132,7 +133,8 @@ export async function runRollout(
         const mesh = await cluster.meshContext(group, namespaceNotCreatedYet ? { namespaceNotCreatedYet } : undefined);
         if (namespaceNotCreatedYet) {
           log.info(
-            `  root cert: read from ${mesh.istioNamespace}/istio-ca-root-cert (istiod copies the same one into ${group.namespace} once it exists)`,
+            `  root cert: read from ${mesh.istioNamespace}/istio-ca-root-cert (istiod copies the ` +
+              `same one into ${group.namespace} once it exists)`,
           );
         }
         meshByGroup.set(group, mesh);
@@ -141,7 +143,8 @@ export async function runRollout(
         report.cluster.eastWest = mesh.eastWest;
         if (mesh.eastWest.hostname) {
           log.info(
-            `east-west gateway ${mesh.eastWest.hostname} resolved to ${mesh.eastWest.candidates.join(', ')}; using ${mesh.eastWest.address}`,
+            `east-west gateway ${mesh.eastWest.hostname} resolved to ` +
+              `${mesh.eastWest.candidates.join(', ')}; using ${mesh.eastWest.address}`,
           );
         }
       }

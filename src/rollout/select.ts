@@ -23,7 +23,8 @@ export function selectVms(inventory: Inventory, rollout: RunSettings['rollout'])
   const unknown = rollout.groups.filter((name) => !known.has(name));
   if (unknown.length > 0) {
     throw new SelectionError(
-      `input 'groups': no group named ${unknown.map((name) => `'${name}'`).join(', ')} in ${inventory.source} (groups: ${[...known].join(', ')})`,
+      `input 'groups': no group named ${unknown.map((name) => `'${name}'`).join(', ')} in ` +
+        `${inventory.source} (groups: ${[...known].join(', ')})`,
     );
   }
   const chosen = listVms(inventory).filter(

@@ -10,11 +10,13 @@ import type {
   RenderedVmFiles,
   RunLogger,
   VerifierPort,
+  VmApplyOutcome,
   VmConnectorPort,
-  VmFacts,
+  InspectedVm,
   VmPort,
 } from './ports.js';
 import { renderFilesForVm } from './render-vm.js';
+import { VM_FILES } from '../vm/paths.js';
 
 export interface VmPipelineContext {
   settings: RunSettings;
@@ -31,14 +33,6 @@ export interface VmPipelineContext {
   packageUpload?: Buffer;
 }
 
-/** Managed paths on the VM, by the rendered file they hold (the token is secret: never diffed). */
-export const MANAGED_FILES: Record<Exclude<keyof RenderedVmFiles, 'token'>, string> = {
-  clusterEnv: '/var/lib/istio/envoy/cluster.env',
-  meshYaml: '/etc/istio/config/mesh',
-  rootCert: '/etc/certs/root-cert.pem',
-  hosts: '/etc/hosts (istio-vm-onboard block)',
-};
-
 class StepFailure extends Error {
   constructor(
     readonly step: StepName,
@@ -49,11 +43,58 @@ class StepFailure extends Error {
   }
 }
 
+/** What one VM's steps share: the report they fill, and what earlier steps found. */
+interface VmRun {
+  context: VmPipelineContext;
+  report: VmReport;
+  /** Logs a step line once, as it happens, with the VM's name to keep concurrent VMs apart. */
+  say(line: string): void;
+  /** Runs one recorded step: its duration and detail go into the report, a failure ends the VM. */
+  step<T>(name: StepName, work: () => Promise<T>, describe?: (value: T) => string): Promise<T>;
+  port?: VmPort;
+  facts?: InspectedVm;
+  workloadIP?: string;
+  /** Asked for while connecting and inspecting, when the steps need one. */
+  earlyToken?: Promise<{ token: string; expiresAt: Date }>;
+  token?: string;
+  files?: RenderedVmFiles;
+  /** Set when the sidecar must restart even if nothing changed (it must register again). */
+  restart?: 'always';
+  applied?: VmApplyOutcome;
+}
+
+/** One stage of a VM's way; `stop` ends the VM with the outcome the stage set. */
+type VmStage = (run: VmRun) => Promise<'stop' | void>;
+
+/** The stages each mode runs, in order. */
+function stagesFor(settings: RunSettings): VmStage[] {
+  switch (settings.mode) {
+    case 'offboard':
+      return [connect, offboard];
+    case 'verify':
+      return [connect, inspect, workloadAddress, verifyOnly];
+    case 'plan':
+      return [connect, inspect, workloadAddress, requireDiscovery, render, plan];
+    case 'onboard':
+      return [
+        connect,
+        inspect,
+        workloadAddress,
+        requireDiscovery,
+        bootstrapToken,
+        render,
+        restartIfUnregistered,
+        applyStaticWorkloadEntry,
+        apply,
+        ...(settings.verify.enabled ? [verifyOrRollBack] : []),
+        reportApplied,
+      ];
+  }
+}
+
 export async function runVmPipeline(context: VmPipelineContext): Promise<VmReport> {
   const { vm, group, settings, logger } = context;
   const started = Date.now();
-  // Each step line is logged once, as it happens; the VM's name keeps concurrent VMs apart.
-  const say = (line: string): void => logger.info(`[${vm.name}] ${line}`);
   const report: VmReport = {
     name: vm.name,
     group: group.name,
@@ -67,7 +108,60 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
     restarted: false,
     durationMs: 0,
   };
-  const step = async <T>(name: StepName, work: () => Promise<T>, describe?: (value: T) => string): Promise<T> => {
+  const say = (line: string): void => logger.info(`[${vm.name}] ${line}`);
+  const run: VmRun = { context, report, say, step: recordedStep(report, say) };
+  const stages = stagesFor(settings);
+  // The bootstrap token does not depend on the VM: ask for it while connecting and inspecting (a token
+  // nobody uses is harmless: TokenRequest stores nothing and the token expires).
+  if (stages.includes(bootstrapToken)) {
+    run.earlyToken = context.cluster.bootstrapToken(group);
+    run.earlyToken.catch(() => undefined);
+  }
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const work = (async () => {
+      for (const stage of stages) {
+        if ((await stage(run)) === 'stop') return;
+      }
+    })();
+    await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new StepFailure(
+                lastStep(report),
+                `timed out after ${settings.rollout.vmTimeoutSeconds}s`,
+                'raise vm-timeout or check the VM',
+              ),
+            ),
+          settings.rollout.vmTimeoutSeconds * 1000,
+        );
+        timer.unref();
+      }),
+    ]);
+  } catch (error) {
+    const failure = error instanceof StepFailure ? error : new StepFailure(lastStep(report), String(error));
+    report.outcome = 'failed';
+    report.error = { step: failure.step, message: failure.message, ...(failure.hint ? { hint: failure.hint } : {}) };
+    logger.error(`[${vm.name}] ${failure.step} failed: ${failure.message}${failure.hint ? ` — ${failure.hint}` : ''}`);
+  } finally {
+    if (timer) clearTimeout(timer);
+    if (run.port) {
+      report.counters = run.port.counters();
+      await run.port.close().catch(() => undefined);
+    }
+    report.durationMs = Date.now() - started;
+  }
+  // When the VM is done: its outcome, and its checks folded beneath it (the steps are already above).
+  if (report.checks.length > 0) logger.group(`${vm.name}: ${report.outcome}`, describeChecks(report.checks));
+  else logger.info(`[${vm.name}] ${report.outcome}`);
+  return report;
+}
+
+function recordedStep(report: VmReport, say: (line: string) => void): VmRun['step'] {
+  return async (name, work, describe) => {
     const stepStarted = Date.now();
     try {
       const value = await work();
@@ -84,211 +178,245 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
       throw failure;
     }
   };
-
-  let port: VmPort | undefined;
-  const deadline = settings.rollout.vmTimeoutSeconds * 1000;
-  let timer: NodeJS.Timeout | undefined;
-  // The bootstrap token does not depend on the VM: ask for it while connecting and inspecting (a token
-  // nobody uses is harmless: TokenRequest stores nothing and the token expires).
-  let earlyToken: Promise<{ token: string; expiresAt: Date }> | undefined;
-  if (settings.mode === 'onboard') {
-    earlyToken = context.cluster.bootstrapToken(group);
-    earlyToken.catch(() => undefined);
-  }
-  try {
-    const work = (async () => {
-      port = await step(
-        'connect',
-        () => context.connector.connect(vm),
-        () => `connected to ${vm.ssh.user}@${vm.ssh.host}:${vm.ssh.port}`,
-      );
-      if (port.learnedHostKey) report.learnedHostKey = port.learnedHostKey;
-      if (settings.mode === 'offboard') {
-        await step(
-          'offboard',
-          () => port!.offboard(),
-          () => 'sidecar stopped, package, files and hosts block removed',
-        );
-        report.outcome = 'offboarded';
-        return;
-      }
-      const mesh = context.mesh!;
-      const facts = await step('inspect', () => port!.inspect(mesh.eastWest.address), describeFacts);
-      const workloadIP = vm.internalIP ?? facts.routeSourceIP;
-      if (!workloadIP) {
-        throw new StepFailure(
-          'inspect',
-          `no workload address: the inventory has no internalIP and the VM has no route to the east-west gateway ${mesh.eastWest.address}`,
-          'set internalIP for this VM in the inventory, or fix the VM routing',
-        );
-      }
-      report.workloadIP = workloadIP;
-      report.workloadIPSource = vm.internalIP ? 'inventory' : 'route-to-gateway';
-      if (settings.mode === 'verify') {
-        await verifyStep(context, port, mesh, workloadIP, report);
-        report.outcome = report.checks.some((check) => check.status === 'fail') ? 'failed' : 'verified';
-        return;
-      }
-      if (!facts.reachesDiscovery) {
-        throw new StepFailure(
-          'inspect',
-          `the VM cannot reach the east-west gateway ${mesh.eastWest.address}:15012 (istiod discovery and CA)`,
-          'open port 15012 from the VM to the east-west gateway (security group / firewall), and check that istiod is exposed through the gateway',
-        );
-      }
-      const token =
-        settings.mode === 'plan'
-          ? { token: '', expiresAt: new Date(0) }
-          : await step(
-              'token',
-              () => earlyToken ?? context.cluster.bootstrapToken(group),
-              (value) => `bootstrap token valid until ${value.expiresAt.toISOString()}`,
-            );
-      if (settings.mode !== 'plan') report.tokenExpiresAt = token.expiresAt.toISOString();
-      const files = await step('render', async () =>
-        renderFilesForVm({ group, vm, mesh, token: token.token, workloadIP }),
-      );
-      const packageVersion = context.istioVersion;
-      if (settings.mode === 'plan') {
-        report.files = planFileChanges(files, facts);
-        const packageAction =
-          facts.installedVersion === packageVersion ? 'unchanged' : facts.installedVersion ? 'upgraded' : 'installed';
-        report.package = { version: packageVersion, action: packageAction };
-        report.steps.push({
-          name: 'plan',
-          status: 'ok',
-          durationMs: 0,
-          detail: describePlan(report.files, packageAction),
-        });
-        say(`plan: ${describePlan(report.files, packageAction)}`);
-        report.outcome = 'planned';
-        return;
-      }
-      // An installed sidecar of an auto-registered group whose WorkloadEntry is gone (deleted by hand, or
-      // with the CRDs) does not register again until it reconnects: restart it even if nothing changed.
-      let restart: 'always' | undefined;
-      if (group.registration === 'auto' && facts.installedVersion) {
-        const registered = await context.cluster.hasWorkloadEntry(group, workloadIP).catch(() => true);
-        if (!registered) {
-          restart = 'always';
-          say(
-            `no WorkloadEntry with address ${workloadIP} in ${group.namespace}: the sidecar will be restarted so that it registers again`,
-          );
-        }
-      }
-      // A static entry must exist before the sidecar connects: a proxy whose ISTIO_META_WORKLOAD_ENTRY names
-      // a missing entry is refused by istiod (pilot/pkg/autoregistration/controller.go, OnConnect).
-      if (group.registration === 'static') {
-        await step(
-          'apply',
-          () => context.cluster.applyStaticWorkloadEntry(group, vm, workloadIP),
-          (object) => `WorkloadEntry ${object.name}: ${object.action}`,
-        );
-      }
-      const sha256 = settings.sidecarPackage.sha256[facts.arch] ?? settings.sidecarPackage.sha256['*'];
-      const applied = await step(
-        'apply',
-        () =>
-          port!.apply({
-            files,
-            package: {
-              version: packageVersion,
-              format: facts.packageFormat,
-              ...(context.packageUpload
-                ? { upload: context.packageUpload }
-                : {
-                    url: packageUrlFor(
-                      settings.sidecarPackage.urlTemplate,
-                      packageVersion,
-                      facts.packageFormat,
-                      facts.arch,
-                    ),
-                  }),
-              ...(sha256 ? { sha256 } : {}),
-            },
-            ...(restart ? { restart } : {}),
-          }),
-        (outcome) =>
-          `package ${outcome.packageAction}; ${outcome.files.filter((file) => file.changed).length} file(s) changed; ${outcome.restarted ? 'sidecar restarted' : 'no restart'}`,
-      );
-      report.files = applied.files.map((file) => ({ path: file.path, changed: file.changed }));
-      report.package = { version: packageVersion, action: applied.packageAction };
-      report.restarted = applied.restarted;
-      const changed = applied.packageAction !== 'unchanged' || applied.files.some((file) => file.changed);
-      if (settings.verify.enabled) {
-        await verifyStep(context, port!, mesh, workloadIP, report);
-        const failed = report.checks.filter((check) => check.status === 'fail');
-        if (failed.length > 0) {
-          const reason = `checks failed: ${failed.map((check) => check.name).join(', ')}`;
-          if (changed) {
-            const restored = await step(
-              'rollback',
-              () => port!.rollback(reason),
-              (value) =>
-                value
-                  ? 'previous files and package restored, sidecar restarted'
-                  : 'first install: sidecar stopped and marked failed on the VM',
-            );
-            report.outcome = restored ? 'rolled-back' : 'failed';
-          } else {
-            report.outcome = 'failed';
-          }
-          report.error = { step: 'verify', message: reason, ...(failed[0]?.hint ? { hint: failed[0].hint } : {}) };
-          return;
-        }
-      }
-      report.outcome = applied.packageAction === 'installed' ? 'installed' : changed ? 'updated' : 'unchanged';
-    })();
-    await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new StepFailure(
-                lastStep(report),
-                `timed out after ${settings.rollout.vmTimeoutSeconds}s`,
-                'raise vm-timeout or check the VM',
-              ),
-            ),
-          deadline,
-        );
-        timer.unref();
-      }),
-    ]);
-  } catch (error) {
-    const failure = error instanceof StepFailure ? error : new StepFailure(lastStep(report), String(error));
-    report.outcome = 'failed';
-    report.error = { step: failure.step, message: failure.message, ...(failure.hint ? { hint: failure.hint } : {}) };
-    logger.error(`[${vm.name}] ${failure.step} failed: ${failure.message}${failure.hint ? ` — ${failure.hint}` : ''}`);
-  } finally {
-    if (timer) clearTimeout(timer);
-    if (port) {
-      report.counters = port.counters();
-      await port.close().catch(() => undefined);
-    }
-    report.durationMs = Date.now() - started;
-  }
-  // When the VM is done: its outcome, and its checks folded beneath it (the steps are already above).
-  if (report.checks.length > 0) logger.group(`${vm.name}: ${report.outcome}`, describeChecks(report.checks));
-  else logger.info(`[${vm.name}] ${report.outcome}`);
-  return report;
 }
 
-async function verifyStep(
-  context: VmPipelineContext,
-  port: VmPort,
-  mesh: MeshContext,
-  workloadIP: string,
-  report: VmReport,
-): Promise<void> {
+// ---- the stages ----------------------------------------------------------------------------------
+
+async function connect(run: VmRun): Promise<void> {
+  const { vm, connector } = run.context;
+  const port = await run.step(
+    'connect',
+    () => connector.connect(vm),
+    () => `connected to ${vm.ssh.user}@${vm.ssh.host}:${vm.ssh.port}`,
+  );
+  run.port = port;
+  if (port.learnedHostKey) run.report.learnedHostKey = port.learnedHostKey;
+}
+
+async function offboard(run: VmRun): Promise<'stop'> {
+  const port = connected(run);
+  await run.step(
+    'offboard',
+    () => port.offboard(),
+    () => 'sidecar stopped, package, files and hosts block removed',
+  );
+  run.report.outcome = 'offboarded';
+  return 'stop';
+}
+
+async function inspect(run: VmRun): Promise<void> {
+  const port = connected(run);
+  const mesh = meshOf(run);
+  run.facts = await run.step('inspect', () => port.inspect(mesh.eastWest.address), describeFacts);
+}
+
+async function workloadAddress(run: VmRun): Promise<void> {
+  const { vm } = run.context;
+  const mesh = meshOf(run);
+  const workloadIP = vm.internalIP ?? inspected(run).routeSourceIP;
+  if (!workloadIP) {
+    throw new StepFailure(
+      'inspect',
+      'no workload address: the inventory has no internalIP and the VM has no route to the east-west gateway ' +
+        mesh.eastWest.address,
+      'set internalIP for this VM in the inventory, or fix the VM routing',
+    );
+  }
+  run.workloadIP = workloadIP;
+  run.report.workloadIP = workloadIP;
+  run.report.workloadIPSource = vm.internalIP ? 'inventory' : 'route-to-gateway';
+}
+
+async function verifyOnly(run: VmRun): Promise<'stop'> {
+  await verifyStep(run);
+  run.report.outcome = run.report.checks.some((check) => check.status === 'fail') ? 'failed' : 'verified';
+  return 'stop';
+}
+
+async function requireDiscovery(run: VmRun): Promise<void> {
+  if (inspected(run).reachesDiscovery) return;
+  throw new StepFailure(
+    'inspect',
+    `the VM cannot reach the east-west gateway ${meshOf(run).eastWest.address}:15012 (istiod discovery and CA)`,
+    'open port 15012 from the VM to the east-west gateway (security group / firewall), ' +
+      'and check that istiod is exposed through the gateway',
+  );
+}
+
+async function bootstrapToken(run: VmRun): Promise<void> {
+  const { cluster, group } = run.context;
+  const token = await run.step(
+    'token',
+    () => run.earlyToken ?? cluster.bootstrapToken(group),
+    (value) => `bootstrap token valid until ${value.expiresAt.toISOString()}`,
+  );
+  run.token = token.token;
+  run.report.tokenExpiresAt = token.expiresAt.toISOString();
+}
+
+/** The files as istioctl would write them; a plan renders them without a token (it writes nothing). */
+async function render(run: VmRun): Promise<void> {
+  const { group, vm } = run.context;
+  const mesh = meshOf(run);
+  const workloadIP = workloadAddressOf(run);
+  const token = run.token ?? '';
+  run.files = await run.step('render', async () => renderFilesForVm({ group, vm, mesh, token, workloadIP }));
+}
+
+async function plan(run: VmRun): Promise<'stop'> {
+  const { report, context } = run;
+  const facts = inspected(run);
+  const packageVersion = context.istioVersion;
+  report.files = planFileChanges(rendered(run), facts);
+  const packageAction =
+    facts.installedVersion === packageVersion ? 'unchanged' : facts.installedVersion ? 'upgraded' : 'installed';
+  report.package = { version: packageVersion, action: packageAction };
+  report.steps.push({
+    name: 'plan',
+    status: 'ok',
+    durationMs: 0,
+    detail: describePlan(report.files, packageAction),
+  });
+  run.say(`plan: ${describePlan(report.files, packageAction)}`);
+  report.outcome = 'planned';
+  return 'stop';
+}
+
+// An installed sidecar of an auto-registered group whose WorkloadEntry is gone (deleted by hand, or
+// with the CRDs) does not register again until it reconnects: restart it even if nothing changed.
+async function restartIfUnregistered(run: VmRun): Promise<void> {
+  const { group, cluster } = run.context;
+  if (group.registration !== 'auto' || !inspected(run).installedVersion) return;
+  const workloadIP = workloadAddressOf(run);
+  const registered = await cluster.hasWorkloadEntry(group, workloadIP).catch(() => true);
+  if (registered) return;
+  run.restart = 'always';
+  run.say(
+    `no WorkloadEntry with address ${workloadIP} in ${group.namespace}: ` +
+      'the sidecar will be restarted so that it registers again',
+  );
+}
+
+// A static entry must exist before the sidecar connects: a proxy whose ISTIO_META_WORKLOAD_ENTRY names
+// a missing entry is refused by istiod (pilot/pkg/autoregistration/controller.go, OnConnect).
+async function applyStaticWorkloadEntry(run: VmRun): Promise<void> {
+  const { group, vm, cluster } = run.context;
+  if (group.registration !== 'static') return;
+  const workloadIP = workloadAddressOf(run);
+  await run.step(
+    'apply',
+    () => cluster.applyStaticWorkloadEntry(group, vm, workloadIP),
+    (object) => `WorkloadEntry ${object.name}: ${object.action}`,
+  );
+}
+
+async function apply(run: VmRun): Promise<void> {
+  const { settings, istioVersion: packageVersion, packageUpload } = run.context;
+  const port = connected(run);
+  const facts = inspected(run);
+  const files = rendered(run);
+  const sha256 = settings.sidecarPackage.sha256[facts.arch] ?? settings.sidecarPackage.sha256['*'];
+  const source = packageUpload
+    ? { upload: packageUpload }
+    : {
+        url: packageUrlFor(settings.sidecarPackage.urlTemplate, packageVersion, facts.packageFormat, facts.arch),
+      };
+  const applied = await run.step(
+    'apply',
+    () =>
+      port.apply({
+        files,
+        package: { version: packageVersion, format: facts.packageFormat, ...source, ...(sha256 ? { sha256 } : {}) },
+        ...(run.restart ? { restart: run.restart } : {}),
+      }),
+    (outcome) =>
+      `package ${outcome.packageAction}; ${outcome.files.filter((file) => file.changed).length} file(s) changed; ` +
+      (outcome.restarted ? 'sidecar restarted' : 'no restart'),
+  );
+  run.applied = applied;
+  run.report.files = applied.files.map((file) => ({ path: file.path, changed: file.changed }));
+  run.report.package = { version: packageVersion, action: applied.packageAction };
+  run.report.restarted = applied.restarted;
+}
+
+/** Checks after a change; a VM that fails them is rolled back when this run changed it. */
+async function verifyOrRollBack(run: VmRun): Promise<'stop' | void> {
+  const { report } = run;
+  await verifyStep(run);
+  const failed = report.checks.filter((check) => check.status === 'fail');
+  if (failed.length === 0) return;
+  const reason = `checks failed: ${failed.map((check) => check.name).join(', ')}`;
+  if (changedByApply(run)) {
+    const port = connected(run);
+    const restored = await run.step(
+      'rollback',
+      () => port.rollback(reason),
+      (value) =>
+        value
+          ? 'previous files and package restored, sidecar restarted'
+          : 'first install: sidecar stopped and marked failed on the VM',
+    );
+    report.outcome = restored ? 'rolled-back' : 'failed';
+  } else {
+    report.outcome = 'failed';
+  }
+  report.error = { step: 'verify', message: reason, ...(failed[0]?.hint ? { hint: failed[0].hint } : {}) };
+  return 'stop';
+}
+
+async function reportApplied(run: VmRun): Promise<'stop'> {
+  const applied = appliedOutcome(run);
+  run.report.outcome =
+    applied.packageAction === 'installed' ? 'installed' : changedByApply(run) ? 'updated' : 'unchanged';
+  return 'stop';
+}
+
+// ---- what earlier stages left (each stage runs only after the ones it reads) ----------------------
+
+function connected(run: VmRun): VmPort {
+  if (!run.port) throw new Error('internal: no connection to the VM');
+  return run.port;
+}
+
+function meshOf(run: VmRun): MeshContext {
+  if (!run.context.mesh) throw new Error('internal: no mesh values for this group');
+  return run.context.mesh;
+}
+
+function inspected(run: VmRun): InspectedVm {
+  if (!run.facts) throw new Error('internal: the VM was not inspected');
+  return run.facts;
+}
+
+function workloadAddressOf(run: VmRun): string {
+  if (!run.workloadIP) throw new Error('internal: no workload address');
+  return run.workloadIP;
+}
+
+function rendered(run: VmRun): RenderedVmFiles {
+  if (!run.files) throw new Error('internal: the files were not rendered');
+  return run.files;
+}
+
+function appliedOutcome(run: VmRun): VmApplyOutcome {
+  if (!run.applied) throw new Error('internal: nothing was applied');
+  return run.applied;
+}
+
+function changedByApply(run: VmRun): boolean {
+  const applied = appliedOutcome(run);
+  return applied.packageAction !== 'unchanged' || applied.files.some((file) => file.changed);
+}
+
+async function verifyStep(run: VmRun): Promise<void> {
+  const { context, report } = run;
   const started = Date.now();
   const checks: CheckResult[] = await context.verifier.verify({
     vm: context.vm,
     group: context.group,
-    port,
-    mesh,
-    workloadIP,
+    port: connected(run),
+    mesh: meshOf(run),
+    workloadIP: workloadAddressOf(run),
     peerAuthentication: context.settings.peerAuthentication,
   });
   report.checks = checks;
@@ -304,23 +432,27 @@ async function verifyStep(
   }
 }
 
-function planFileChanges(files: RenderedVmFiles, facts: VmFacts): FileChange[] {
-  return (Object.keys(MANAGED_FILES) as (keyof typeof MANAGED_FILES)[]).map((key) => {
-    const path = MANAGED_FILES[key];
+function planFileChanges(files: RenderedVmFiles, facts: InspectedVm): FileChange[] {
+  // The files a plan can diff: rendered per VM and not secret (the token is never diffed).
+  return VM_FILES.flatMap((file) => {
+    if (file.rendered === undefined || file.secret) return [];
+    const path = file.label;
     const before = facts.currentFiles[path] ?? '';
-    const after = files[key];
+    const after = files[file.rendered];
     const changed = before !== after;
-    return {
-      path,
-      changed,
-      ...(changed
-        ? {
-            diff: createTwoFilesPatch(`${path} (on the VM)`, `${path} (planned)`, before, after, '', '', {
-              context: 2,
-            }),
-          }
-        : {}),
-    };
+    return [
+      {
+        path,
+        changed,
+        ...(changed
+          ? {
+              diff: createTwoFilesPatch(`${path} (on the VM)`, `${path} (planned)`, before, after, '', '', {
+                context: 2,
+              }),
+            }
+          : {}),
+      },
+    ];
   });
 }
 
@@ -331,8 +463,12 @@ function describePlan(files: FileChange[], packageAction: string): string {
   }`;
 }
 
-function describeFacts(facts: VmFacts): string {
-  return `${facts.packageFormat}/${facts.arch}, sidecar ${facts.installedVersion ? `v${facts.installedVersion} installed` : 'not installed'}, route source ${facts.routeSourceIP ?? 'unknown'}, 15012 ${facts.reachesDiscovery ? 'reachable' : 'NOT reachable'}`;
+function describeFacts(facts: InspectedVm): string {
+  const sidecar = facts.installedVersion ? `v${facts.installedVersion} installed` : 'not installed';
+  return (
+    `${facts.packageFormat}/${facts.arch}, sidecar ${sidecar}, route source ${facts.routeSourceIP ?? 'unknown'}, ` +
+    `15012 ${facts.reachesDiscovery ? 'reachable' : 'NOT reachable'}`
+  );
 }
 
 function describeChecks(checks: CheckResult[]): string[] {

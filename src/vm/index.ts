@@ -6,10 +6,17 @@ export {
   ISTIO_PATHS,
   ONBOARD_PATHS,
   MANAGED_FILES,
+  VM_FILES,
+  vmFile,
   TOKEN_RESTORE_DROP_IN,
   HOSTS_BEGIN_MARKER,
   HOSTS_END_MARKER,
+  type ManagedFile,
+  type ManagedFileKey,
+  type VmFile,
+  type VmFileKey,
 } from './paths.js';
+export { createVmConnector } from './port.js';
 export {
   inspectVm,
   assertPreflight,

@@ -123,14 +123,17 @@ export function privateKeyProblem(text: string, passphrase: string): PrivateKeyP
   if (/-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(text)) {
     return {
       input: 'ssh-private-key',
-      detail: `is a PKCS#8 key, which the SSH client cannot read; convert it with \`ssh-keygen -p -f KEYFILE\` (OpenSSH format) and give ${KEY_FORMATS}`,
+      detail:
+        `is a PKCS#8 key, which the SSH client cannot read; convert it with \`ssh-keygen -p ` +
+        `-f KEYFILE\` (OpenSSH format) and give ${KEY_FORMATS}`,
     };
   }
   const framed = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text);
   return {
     input: 'ssh-private-key',
     detail: framed
-      ? `cannot be parsed: the -----BEGIN … PRIVATE KEY----- block does not hold a valid key (damaged or truncated secret?); give ${KEY_FORMATS}`
+      ? `cannot be parsed: the -----BEGIN … PRIVATE KEY----- block does not hold a valid key ` +
+        `(damaged or truncated secret?); give ${KEY_FORMATS}`
       : `is not a private key; give ${KEY_FORMATS}`,
   };
 }

@@ -63,7 +63,8 @@ interface Hop {
 
 /** A connection cut while a script ran (after one reconnect and rerun): the scripts change nothing half-way. */
 const LOST_HINT =
-  'the network or sshd dropped the session (a firewall or NAT idle timeout, sshd restarted, the VM rebooting); the VM keeps its previous files when an apply is cut — rerun once the path is stable';
+  'the network or sshd dropped the session (a firewall or NAT idle timeout, sshd restarted, the VM ' +
+  'rebooting); the VM keeps its previous files when an apply is cut — rerun once the path is stable';
 
 const RETRIABLE = new Set<VmConnectionError['kind']>(['refused', 'timeout', 'unreachable', 'connection-lost']);
 
@@ -110,7 +111,8 @@ async function openChain(options: ConnectVmOptions, counters: SessionCounters): 
       channel = await bastion.forwardOut('127.0.0.1', 0, vm.ssh.host, vm.ssh.port);
     } catch (error) {
       throw new VmConnectionError(
-        `bastion ${vm.bastion.user}@${vm.bastion.host}:${vm.bastion.port} could not open a channel to ${vm.ssh.host}:${vm.ssh.port} for ${vm.name}: ${(error as Error).message}`,
+        `bastion ${vm.bastion.user}@${vm.bastion.host}:${vm.bastion.port} could not open a channel ` +
+          `to ${vm.ssh.host}:${vm.ssh.port} for ${vm.name}: ${(error as Error).message}`,
         'unreachable',
         'check that the bastion reaches the VM and allows TCP forwarding (AllowTcpForwarding yes)',
       );
@@ -152,8 +154,13 @@ async function openHop(
       const expected = pinned.keys.map((known) => fingerprintSha256(known.blob)).join(' or ');
       verdict = {
         kind: 'host-key-mismatch',
-        message: `host key for ${hop.label} (${where}) does not match known_hosts: expected ${expected}, got ${presented} — the VM was rebuilt or this is a MITM; update ssh-known-hosts`,
-        hint: `if the VM was really rebuilt, replace its line(s) in ssh-known-hosts with the output of "ssh-keyscan -p ${endpoint.port} ${endpoint.host}" after checking the fingerprint ${presented} on the VM's console`,
+        message:
+          `host key for ${hop.label} (${where}) does not match known_hosts: expected ` +
+          `${expected}, got ${presented} — the VM was rebuilt or this is a MITM; update ssh-known-hosts`,
+        hint:
+          `if the VM was really rebuilt, replace its line(s) in ssh-known-hosts with the output ` +
+          `of "ssh-keyscan -p ${endpoint.port} ${endpoint.host}" after checking the fingerprint ` +
+          `${presented} on the VM's console`,
       };
       return false;
     }
@@ -162,8 +169,13 @@ async function openHop(
       if (earlier && !earlier.equals(key)) {
         verdict = {
           kind: 'host-key-mismatch',
-          message: `host key for ${hop.label} (${where}) changed during this run: first ${fingerprintSha256(earlier)}, now ${presented} — refusing (trust on first use pins the first key for the whole run)`,
-          hint: 'a host key that changes between two connections of one run is a MITM or a rebuilt VM: check the fingerprint on the VM console and pin it in ssh-known-hosts',
+          message:
+            `host key for ${hop.label} (${where}) changed during this run: first ` +
+            `${fingerprintSha256(earlier)}, now ${presented} — refusing (trust on first use pins ` +
+            `the first key for the whole run)`,
+          hint:
+            'a host key that changes between two connections of one run is a MITM or a rebuilt ' +
+            'VM: check the fingerprint on the VM console and pin it in ssh-known-hosts',
         };
         return false;
       }
@@ -173,8 +185,12 @@ async function openHop(
     }
     verdict = {
       kind: 'host-key-unknown',
-      message: `host key for ${hop.label} (${where}) is not in known_hosts (no entry for "${knownHostsName(endpoint.host, endpoint.port)}"; the host presented ${type} ${presented})`,
-      hint: `add the VM's key to ssh-known-hosts (ssh-keyscan -p ${endpoint.port} ${endpoint.host}, checked against ${presented} on the VM), or allow trust on first use`,
+      message:
+        `host key for ${hop.label} (${where}) is not in known_hosts (no entry for ` +
+        `"${knownHostsName(endpoint.host, endpoint.port)}"; the host presented ${type} ${presented})`,
+      hint:
+        `add the VM's key to ssh-known-hosts (ssh-keyscan -p ${endpoint.port} ${endpoint.host}, ` +
+        `checked against ${presented} on the VM), or allow trust on first use`,
     };
     return false;
   };
@@ -387,7 +403,8 @@ class SshVmSession implements VmSession {
       const onConnectionError = (...args: unknown[]): void =>
         finish(
           new VmConnectionError(
-            `the SSH connection to ${this.target} failed during a remote script: ${(args[0] as Error)?.message ?? 'error'}`,
+            `the SSH connection to ${this.target} failed during a remote script: ` +
+              `${(args[0] as Error)?.message ?? 'error'}`,
             'connection-lost',
             LOST_HINT,
           ),
@@ -411,7 +428,8 @@ class SshVmSession implements VmSession {
           new VmConnectionError(
             `a remote script on ${this.target} did not finish within ${Math.round(timeoutMs / 1000)}s`,
             'exec-timeout',
-            'the VM is overloaded or a command hangs (package download, dpkg/rpm lock held by another process): look at the VM, then rerun',
+            'the VM is overloaded or a command hangs (package download, dpkg/rpm lock held by ' +
+              'another process): look at the VM, then rerun',
           ),
         );
       }, timeoutMs);

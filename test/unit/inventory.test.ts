@@ -12,6 +12,7 @@ import {
   loadInventory,
   parseInventory,
 } from '../../src/inventory/index.js';
+import { INVENTORY_TYPES_FILE, inventoryTypesSource } from '../../scripts/inventory-types.js';
 
 const FIXTURES = path.resolve(process.cwd(), 'test/fixtures/inventory');
 
@@ -141,8 +142,20 @@ describe('loadInventory', () => {
 describe('inventory.schema.json', () => {
   const published = JSON.parse(readFileSync(path.resolve(process.cwd(), 'inventory.schema.json'), 'utf8')) as unknown;
 
-  it('is the schema the parser uses (regenerate src/inventory/schema.ts when it changes)', () => {
+  it('is the schema the parser uses, and the document types are generated from it (`npm run inventory-types`)', async () => {
     expect(published).toEqual(INVENTORY_SCHEMA);
+    const generated = readFileSync(path.resolve(process.cwd(), INVENTORY_TYPES_FILE), 'utf8');
+    expect(generated).toBe(await inventoryTypesSource(published as Parameters<typeof inventoryTypesSource>[0]));
+  });
+
+  it('has a type generator that refuses what it does not understand instead of widening the type', async () => {
+    const schema = { type: 'object', properties: { a: { allOf: [{ type: 'string' }] } }, additionalProperties: false };
+    await expect(inventoryTypesSource(schema)).rejects.toThrow(
+      '#/properties/a: the type generator does not understand the keyword allOf',
+    );
+    const changed = structuredClone(published) as { definitions: { port: { type: string } } };
+    changed.definitions.port.type = 'string';
+    expect(await inventoryTypesSource(changed)).toContain('export type Port = string;');
   });
 
   it('compiles under ajv strict mode and forbids unknown fields everywhere', () => {

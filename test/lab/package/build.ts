@@ -105,7 +105,7 @@ export async function buildSidecarPackage(o: BuildPackageOptions): Promise<Built
   mkdirSync(staging, { recursive: true });
 
   const real = o.sidecar === 'real';
-  // The simulator (or a placeholder that fails loudly when part 2 has not delivered it yet).
+  // The simulator, or a placeholder that fails loudly when its entry (SIMULATOR_ENTRY) is missing.
   let simulator: BuiltPackage['simulator'] = 'placeholder';
   if (real) {
     stageRealSidecar(staging);

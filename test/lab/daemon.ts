@@ -166,10 +166,12 @@ async function main(): Promise<void> {
     gatewayIP: state.gatewayIP,
     vms: state.vms.map((vm) => ({ name: vm.name, ip: vm.ip, netns: vm.netns, sshPort: vm.sshPort })),
     istiod: state.istiod?.mode ?? 'double',
+    ...(state.istiod?.istioNamespace ? { istioNamespace: state.istiod.istioNamespace } : {}),
     ...(state.istiod?.mode === 'real' ? { log } : {}),
   });
   if (controlPlane.istiod) {
     state.istiod = {
+      ...state.istiod,
       mode: 'real',
       ...(controlPlane.istiod.pid ? { pid: controlPlane.istiod.pid } : {}),
       binary: controlPlane.istiod.binary,

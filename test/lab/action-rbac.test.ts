@@ -42,7 +42,7 @@ async function rbacFromCli(): Promise<RbacDoc[]> {
     .filter((d): d is RbacDoc => d !== null);
 }
 
-/** The README's bindings: the group role by a RoleBinding in each of `groupNamespaces`, the Istio role in its namespace. */
+/** The README's bindings: the group role by a RoleBinding in each group namespace, the Istio role in its own. */
 function boundAsTheReadmeSays(docs: RbacDoc[], groupNamespaces: string[]): PolicyRule[] {
   const groupRole = docs.find((d) => d.kind === 'ClusterRole' && d.metadata.name === 'istio-vm-onboard');
   const istioRoles = docs.filter((d) => d.kind === 'Role');

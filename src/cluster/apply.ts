@@ -6,6 +6,7 @@ import type { ConfigurationOptions } from '@kubernetes/client-node';
 import type { GroupSpec, VmSpec } from '../inventory/types.js';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../render/workload-objects.js';
 import type { ClusterContext } from './context.js';
+import { groupNamespaceState, rememberNamespaceCreated } from './group-namespaces.js';
 import {
   driftOf,
   namespaceManifest,
@@ -217,6 +218,21 @@ export async function applyStaticWorkloadEntry(
 }
 
 /**
+ * The group namespace: used as it is when it exists (never changed, so no write and no cluster-scoped
+ * permission), created by server-side apply when it does not. Whether it exists is preflight's answer
+ * (group-namespaces.ts), which needs only what a RoleBinding in the namespace grants.
+ */
+async function ensureGroupNamespace(ctx: ClusterContext, namespace: string, dryRun: boolean): Promise<AppliedObject> {
+  const base = { kind: 'Namespace', namespace: '', name: namespace };
+  const state = await groupNamespaceState(ctx, namespace);
+  if (state.exists) return { ...base, action: 'unchanged' };
+  if (dryRun) return { ...base, action: 'would-create' };
+  await serverSideApply(ctx, namespaceManifest(namespace));
+  rememberNamespaceCreated(ctx, namespace);
+  return { ...base, action: 'created' };
+}
+
+/**
  * Namespace, ServiceAccount, WorkloadGroup, optional Service, optional PeerAuthentication, and the
  * static WorkloadEntries given. The namespace first; then the group's objects together; then the entries.
  */
@@ -238,10 +254,7 @@ export async function applyGroupObjects(
     );
   }
   const nsKey = `namespace-applied/${group.namespace}/${dryRun}`;
-  const nsResult = await ctx.cache.once(
-    nsKey,
-    async () => (await applyIfChanged(ctx, namespaceManifest(group.namespace), undefined, dryRun)).applied,
-  );
+  const nsResult = await ctx.cache.once(nsKey, () => ensureGroupNamespace(ctx, group.namespace, dryRun));
   out.push(nsResult);
 
   const wg = asManifest(render.buildWorkloadGroup(group), `WorkloadGroup ${group.name}`);

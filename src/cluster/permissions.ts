@@ -17,7 +17,13 @@ export type PermissionScope =
   | 'gateway-namespace';
 
 /** Only needed when … */
-export type PermissionCondition = 'always' | 'static-registration' | 'service' | 'peer-authentication';
+export type PermissionCondition =
+  | 'always'
+  | 'static-registration'
+  | 'service'
+  | 'peer-authentication'
+  /** a group namespace does not exist yet (onboard creates it) */
+  | 'missing-namespace';
 
 export interface RequiredPermission {
   verb: string;
@@ -51,9 +57,17 @@ function p(
 }
 
 export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
-  p('get', '', 'namespaces', 'cluster', READS, 'see whether a group namespace exists'),
-  p('create', '', 'namespaces', 'cluster', ONBOARD, 'create a missing group namespace (server-side apply)'),
-  p('patch', '', 'namespaces', 'cluster', ONBOARD, 'server-side apply of the group namespace'),
+  // GET /api/v1/namespaces/<ns> is a request *in* <ns> for the API server (RequestInfo sets the namespace
+  // from the path, k8s.io/apiserver pkg/endpoints/request/requestinfo.go), so the group role's RoleBinding in
+  // <ns> grants reading that namespace object, and only that one.
+  p('get', '', 'namespaces', 'group-namespace', READS, 'see that the group namespace exists (only its own object)'),
+  // Cluster-scoped, and only asked for namespaces that do not exist (a RoleBinding cannot live in them).
+  p('create', '', 'namespaces', 'cluster', ONBOARD, 'create a missing group namespace (server-side apply)', {
+    when: 'missing-namespace',
+  }),
+  p('patch', '', 'namespaces', 'cluster', ONBOARD, 'server-side apply of a missing group namespace', {
+    when: 'missing-namespace',
+  }),
 
   p('get', '', 'serviceaccounts', 'group-namespace', READS, "compare the group's ServiceAccount before applying"),
   p('create', '', 'serviceaccounts', 'group-namespace', ONBOARD, "create the group's ServiceAccount"),
@@ -75,7 +89,7 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
     'configmaps',
     'group-namespace',
     ['onboard', 'plan', 'verify'],
-    'read istio-ca-root-cert (root-cert.pem for the VMs)',
+    'read istio-ca-root-cert (root-cert.pem for the VMs); see that the namespace exists when reading it is forbidden',
   ),
 
   p(
@@ -207,11 +221,25 @@ export interface ConcretePermission {
 export interface PermissionContext {
   mode: RunMode;
   peerAuthentication?: PeerAuthenticationSetting;
+  /**
+   * Group namespaces known not to exist (preflight's look, group-namespaces.ts). Onboard needs the
+   * cluster-scoped namespace permissions only for these; plan reads nothing in them. Default: none.
+   */
+  missingNamespaces?: readonly string[];
+}
+
+function plural(n: number, word: string): string {
+  return `${word}${n === 1 ? '' : 's'}`;
 }
 
 /** The permissions one run needs, one per (verb, resource, namespace), in REQUIRED_PERMISSIONS order. */
 export function permissionsForRun(inventory: Inventory, ctx: PermissionContext): ConcretePermission[] {
-  const groupNamespaces = [...new Set(inventory.groups.map((g) => g.namespace))];
+  const missing = new Set(ctx.missingNamespaces ?? []);
+  const allGroupNamespaces = [...new Set(inventory.groups.map((g) => g.namespace))];
+  // Plan reads nothing in a namespace that does not exist yet (it reports it as would-create).
+  const groupNamespaces =
+    ctx.mode === 'plan' ? allGroupNamespaces.filter((ns) => !missing.has(ns)) : allGroupNamespaces;
+  const missingNamed = allGroupNamespaces.filter((ns) => missing.has(ns));
   const anyStatic = inventory.groups.some((g) => g.registration === 'static');
   const anyService = inventory.groups.some((g) => g.service !== undefined);
   const peerAuth = ctx.peerAuthentication !== undefined && ctx.peerAuthentication !== 'unchanged';
@@ -222,6 +250,7 @@ export function permissionsForRun(inventory: Inventory, ctx: PermissionContext):
     if (perm.when === 'static-registration' && !anyStatic) continue;
     if (perm.when === 'service' && !anyService) continue;
     if (perm.when === 'peer-authentication' && !peerAuth) continue;
+    if (perm.when === 'missing-namespace' && missingNamed.length === 0) continue;
     const namespaces: (string | undefined)[] =
       perm.scope === 'cluster'
         ? [undefined]
@@ -231,10 +260,16 @@ export function permissionsForRun(inventory: Inventory, ctx: PermissionContext):
             ? [inventory.mesh.istioNamespace]
             : [inventory.mesh.eastWestGateway.namespace];
     for (const namespace of namespaces) {
+      // A namespace known to be missing was already looked at; there is nothing of it to read again.
+      if (perm.resource === 'namespaces' && namespace !== undefined && missing.has(namespace)) continue;
       const key = [perm.verb, perm.group, perm.resource, perm.subresource ?? '', namespace ?? ''].join('|');
       if (seen.has(key)) continue;
       seen.add(key);
-      const c: ConcretePermission = { verb: perm.verb, group: perm.group, resource: perm.resource, why: perm.why };
+      const why =
+        perm.when === 'missing-namespace'
+          ? `${perm.why}: ${plural(missingNamed.length, 'namespace')} ${missingNamed.map((ns) => JSON.stringify(ns)).join(', ')} ${missingNamed.length === 1 ? 'does' : 'do'} not exist`
+          : perm.why;
+      const c: ConcretePermission = { verb: perm.verb, group: perm.group, resource: perm.resource, why };
       if (perm.subresource) c.subresource = perm.subresource;
       if (namespace !== undefined) c.namespace = namespace;
       out.push(c);

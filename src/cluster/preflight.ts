@@ -10,6 +10,7 @@ import { parseYaml11 } from '../render/yaml-input.js';
 import { missingPermissions } from './access-rules.js';
 import { readConfigMapOnce, type ClusterContext } from './context.js';
 import { describePermission, KubeRequestError } from './errors.js';
+import { describeMissingNamespace, groupNamespaceState, type GroupNamespaceState } from './group-namespaces.js';
 import {
   discoveryContainer,
   featureFlag,
@@ -149,6 +150,62 @@ export function meshProxyMetadataProblems(meshText: string): string[] {
   );
 }
 
+/** The group namespaces that are not there (onboard and plan look; the other modes never touch them). */
+async function missingGroupNamespaces(
+  ctx: ClusterContext,
+  inventory: Inventory,
+  mode: RunMode,
+): Promise<Array<GroupNamespaceState & { exists: false }>> {
+  if (mode !== 'onboard' && mode !== 'plan') return [];
+  const namespaces = [...new Set(inventory.groups.map((group) => group.namespace))];
+  const states = await Promise.all(namespaces.map((namespace) => groupNamespaceState(ctx, namespace)));
+  return states.filter((state): state is GroupNamespaceState & { exists: false } => !state.exists);
+}
+
+/** A permission about a missing namespace: creating it, or one the group role needs in it. */
+function concernsMissingNamespace(
+  permission: ConcretePermission,
+  missingNamespaces: readonly GroupNamespaceState[],
+): boolean {
+  if (permission.resource === 'namespaces' && permission.namespace === undefined) return missingNamespaces.length > 0;
+  return missingNamespaces.some((state) => state.namespace === permission.namespace);
+}
+
+/**
+ * Onboarding into a namespace that is not there: one problem per namespace, naming it and what the
+ * credentials lack — creating it (cluster-scoped), and the group role in it, which no RoleBinding can
+ * grant before the namespace exists. Pure.
+ */
+export function missingNamespaceProblems(
+  missingNamespaces: ReadonlyArray<GroupNamespaceState & { exists: false }>,
+  missing: readonly ConcretePermission[],
+  mode: RunMode,
+): string[] {
+  if (mode !== 'onboard') return [];
+  const problems: string[] = [];
+  const cannotCreate = missing.filter((m) => m.resource === 'namespaces' && m.namespace === undefined);
+  for (const state of missingNamespaces) {
+    const inIt = missing.filter((m) => m.namespace === state.namespace);
+    if (cannotCreate.length === 0 && inIt.length === 0) continue;
+    const lacks: string[] = [];
+    if (cannotCreate.length > 0)
+      lacks.push(
+        `${cannotCreate.map((m) => `${m.verb} namespaces`).join(' and ')} (cluster-scoped) to create it ` +
+          `(the README's istio-vm-onboard-namespaces ClusterRole, an opt-in)`,
+      );
+    if (inIt.length > 0)
+      lacks.push(
+        `${inIt.length} permission${inIt.length === 1 ? '' : 's'} of the group role in it ` +
+          `(${inIt.map((m) => describePermission(m)).join('; ')}), which a RoleBinding can only grant once the namespace exists`,
+      );
+    problems.push(
+      `${describeMissingNamespace(state)}, and the credentials lack ${lacks.join(', and ')}. ` +
+        `Create namespace "${state.namespace}" and bind the group role in it (RoleBinding), then run again; nothing was changed`,
+    );
+  }
+  return problems;
+}
+
 /**
  * Modes in which an istiod feature flag the inventory needs (autoregistration, health checks) being off is
  * blocking.
@@ -166,27 +223,38 @@ export async function runPreflight(
   const warnings: string[] = [];
   const needPeerAuthWrite = options.peerAuthentication !== undefined && options.peerAuthentication !== 'unchanged';
 
-  // Permissions first: a missing one explains later failures better than the failure itself.
-  const perms = permissionsForRun(inventory, {
-    mode: options.mode,
-    ...(options.peerAuthentication ? { peerAuthentication: options.peerAuthentication } : {}),
-  });
-  // The reads below run alongside the reviews; a read the credentials may not make is not reported
-  // twice (the missing permission says it), and a review failure is the one reported first.
+  // The reads below run alongside the permission reviews; a read the credentials may not make is not
+  // reported twice (the missing permission says it), and a review failure is the one reported first.
   const deploymentsRead = ctx.transport.call((o) =>
     ctx.apps.listNamespacedDeployment({ namespace: istioNamespace, labelSelector: 'app=istiod' }, o),
   );
   const meshConfigRead = readConfigMapOnce(ctx, istioNamespace, meshConfigMapName(revision));
   const crdsRead = checkCrds(ctx, needPeerAuthWrite, options.mode);
-  const [permissionsResult, deploymentsResult, meshConfigResult, crdsResult] = await Promise.allSettled([
-    missingPermissions(ctx, perms),
-    deploymentsRead,
-    meshConfigRead,
-    crdsRead,
-  ]);
+  const readsSettled = Promise.allSettled([deploymentsRead, meshConfigRead, crdsRead]);
+  // Which group namespaces exist decides which permissions the run needs: namespace creation
+  // (cluster-scoped) only for a missing one, and only when onboarding (group-namespaces.ts).
+  const missingNamespaces = await missingGroupNamespaces(ctx, inventory, options.mode);
+  // Permissions first: a missing one explains later failures better than the failure itself.
+  const perms = permissionsForRun(inventory, {
+    mode: options.mode,
+    ...(options.peerAuthentication ? { peerAuthentication: options.peerAuthentication } : {}),
+    missingNamespaces: missingNamespaces.map((state) => state.namespace),
+  });
+  const [permissionsResult, readsResult] = await Promise.allSettled([missingPermissions(ctx, perms), readsSettled]);
   if (permissionsResult.status === 'rejected') throw permissionsResult.reason;
+  if (readsResult.status === 'rejected') throw readsResult.reason;
+  const [deploymentsResult, meshConfigResult, crdsResult] = readsResult.value;
   const missing = permissionsResult.value;
-  if (missing.length > 0) problems.push(formatMissingPermissions(missing));
+  problems.push(...missingNamespaceProblems(missingNamespaces, missing, options.mode));
+  const missingElsewhere = missing.filter((m) => !concernsMissingNamespace(m, missingNamespaces));
+  if (missingElsewhere.length > 0) problems.push(formatMissingPermissions(missingElsewhere));
+  if (options.mode === 'plan') {
+    for (const state of missingNamespaces)
+      warnings.push(
+        `${describeMissingNamespace(state)}: onboard will create it, which needs create and patch namespaces ` +
+          `(cluster-scoped) and the group role's permissions in it`,
+      );
+  }
   const canListDeployments = !missing.some((m) => m.resource === 'deployments' && m.verb === 'list');
   const canReadIstioConfigMaps = !missing.some((m) => m.resource === 'configmaps' && m.namespace === istioNamespace);
   const valueOf = <T>(result: PromiseSettledResult<T>, allowed: boolean): T | undefined => {

@@ -1,8 +1,9 @@
 // The minimal RBAC for the action's credentials, generated from REQUIRED_PERMISSIONS (so the
 // README and preflight can never disagree), least privilege first: a ClusterRole of the
 // group-namespace permissions, meant to be bound with a RoleBinding in each group namespace (never a
-// ClusterRoleBinding: it holds TokenRequest for ServiceAccounts and Job creation); a separate
-// ClusterRole for the cluster-scoped namespace permissions (creating a missing group namespace);
+// ClusterRoleBinding: it holds TokenRequest for ServiceAccounts and Job creation; its `get namespaces`
+// reaches only the namespace it is bound in); a separate opt-in ClusterRole for creating a missing
+// group namespace (cluster-scoped);
 // and a Role in the Istio namespace (plus one in the gateway namespace when it differs). Every rule
 // carries a comment saying what the action does with it.
 import { Document, isMap, isSeq } from 'yaml';
@@ -103,7 +104,8 @@ export function renderMinimalRbacYaml(options: RbacOptions = {}): string {
       ` What the action does in a VM group's namespace. Bind it with a RoleBinding in each group namespace
  (kubectl -n <group-namespace> create rolebinding ${name} --clusterrole=${name} --user=<ci-user>);
  never with a ClusterRoleBinding, which would let the credentials mint tokens for every ServiceAccount
- and create Jobs in every namespace.`,
+ and create Jobs in every namespace. Its "get namespaces" reaches only the namespace it is bound in: the
+ API server treats GET of a namespace object as a request in that namespace.`,
     ),
     roleDocument(
       {
@@ -112,10 +114,11 @@ export function renderMinimalRbacYaml(options: RbacOptions = {}): string {
         metadata: { name: `${name}-namespaces`, labels },
       },
       scoped('cluster'),
-      ` Namespaces are cluster-scoped: reading a group namespace, and creating one that does not exist yet.
- A separate role, bound with a ClusterRoleBinding (kubectl create clusterrolebinding ${name}-namespaces
- --clusterrole=${name}-namespaces --user=<ci-user>); create and patch are only used for a missing
- namespace, so creating the group namespaces yourself keeps this role to what it reads.`,
+      ` Optional: creating a group namespace that does not exist yet (cluster-scoped). Not needed when the
+ group namespaces exist — the usual least-privilege setup, since the RoleBinding above can only be made in
+ an existing namespace. Preflight asks for it only when a group namespace is missing, and then also
+ needs the group role in that namespace. Opt in with a ClusterRoleBinding (kubectl create
+ clusterrolebinding ${name}-namespaces --clusterrole=${name}-namespaces --user=<ci-user>).`,
     ),
   ];
   const namespaced = new Map<string, RequiredPermission[]>();
@@ -139,7 +142,7 @@ export function renderMinimalRbacYaml(options: RbacOptions = {}): string {
   }
   const header =
     '# Minimal RBAC for istio-vm-onboard (generated from REQUIRED_PERMISSIONS in src/cluster/permissions.ts).\n' +
-    '# Least privilege: RoleBindings per VM group namespace; the namespace role separately; nothing cluster-wide\n' +
-    '# beyond namespaces.\n';
+    '# Least privilege: RoleBindings per VM group namespace (the namespaces exist); creating missing namespaces is\n' +
+    '# a separate opt-in ClusterRole; nothing else cluster-wide.\n';
   return header + docs.join('');
 }

@@ -360,6 +360,9 @@ const XDS_STATS = {
   ldsRejected: 'listener_manager.lds.update_rejected',
 } as const;
 
+/** Envoy's open xDS streams (the ADS stream to pilot-agent); see checkXdsConnected. */
+const XDS_STREAMS_ACTIVE = 'cluster.xds-grpc.upstream_rq_active';
+
 export function checkXdsConnected(ctx: VerifyContext, output: ScriptOutput): CheckResult {
   const name: CheckName = 'xds-connected';
   const started = Date.now();
@@ -383,6 +386,27 @@ export function checkXdsConnected(ctx: VerifyContext, output: ScriptOutput): Che
   ) as Record<keyof typeof XDS_STATS, number>;
   const evidence = Object.values(XDS_STATS).map((stat) => `${stat}: ${statValue(stats, stat) ?? '(absent)'}`);
   const duration = () => Date.now() - started;
+  // Envoy's ADS stream is one request on xds-grpc, and it ends at pilot-agent: the agent keeps it open only
+  // while its own stream to istiod is up, and closes it as soon as that one fails ("We must propagate upstream
+  // termination to Envoy", pkg/istio-agent/xds_proxy_delta.go and xds_proxy.go). So while istiod is cut off,
+  // upstream_rq_active is 0 (between Envoy's retries), though the connection to the agent stays up.
+  // (Absent: an Envoy that never opened a stream, or a stats build without it — the evidence below decides.)
+  const streams = statValue(stats, XDS_STREAMS_ACTIVE);
+  evidence.push(`${XDS_STREAMS_ACTIVE}: ${streams ?? '(absent)'}`);
+  if (streams === 0 && v.active >= 1) {
+    const upstreamLine = agentLogLines(ctx, output).err.findLast((line) => /xds-grpc closed/.test(line));
+    if (upstreamLine) evidence.push(`envoy log: ${upstreamLine}`);
+    return failResult(
+      ctx,
+      name,
+      `pilot-agent is not connected to istiod: Envoy's xDS stream through it is closed (${XDS_STREAMS_ACTIVE} = 0, ` +
+        `connection to the agent up)`,
+      'xds-upstream-down',
+      { line: upstreamLine ?? `${XDS_STREAMS_ACTIVE} = 0` },
+      evidence,
+      duration(),
+    );
+  }
   if (v.active < 1) {
     const logs = agentLogLines(ctx, output);
     const cause = classifyAgentLog([...logs.log, ...logs.err]);

@@ -5,7 +5,7 @@ import { labDown, labUp } from './lab.js';
 import { tryReadState } from './state.js';
 
 const USAGE = `usage: npm run lab -- <command> [options]
-  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P] [--node-path PATH] [--istiod double|real] [--sidecar simulator|real]
+  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P] [--node-path PATH] [--istiod double|real] [--sidecar simulator|real] [--istio-namespace NS (with --istiod real)]
   down --dir DIR
   fault NAME [--vm VM] --dir DIR [--after-bytes N] [--rate R]
   heal NAME [--vm VM] --dir DIR
@@ -120,6 +120,12 @@ async function main(argv: string[]): Promise<number> {
       if (sidecar !== 'simulator' && sidecar !== 'real') throw new Error(`--sidecar must be simulator or real`);
       if (sidecar === 'real' && istiod !== 'real')
         throw new Error('--sidecar real needs --istiod real (the real pilot-agent speaks only to the real istiod)');
+      const istioNamespace = p.flags.get('istio-namespace');
+      if (
+        istioNamespace !== undefined &&
+        (istiod !== 'real' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(istioNamespace))
+      )
+        throw new Error('--istio-namespace needs --istiod real and a DNS-1123 label');
       const state = await labUp({
         dir,
         vms: intFlag(p, 'vms') ?? 1,
@@ -131,6 +137,7 @@ async function main(argv: string[]): Promise<number> {
         nodePath: p.flags.get('node-path'),
         istiod,
         sidecar,
+        istioNamespace: p.flags.get('istio-namespace'),
       });
       process.stdout.write(
         [

@@ -605,8 +605,10 @@ describe('preflight', () => {
   it('permissions: one rules review per namespace; access reviews only for what the rules cannot prove (cluster-scoped)', async () => {
     const { paths, outcome } = await preflightPaths();
     expect((outcome as { permissions: { missing: unknown[] } }).permissions.missing).toEqual([]);
-    // vm-ns and istio-system (the gateway's namespace too); get/create/patch namespaces are cluster-scoped.
-    expect(reviewsOf(paths)).toEqual({ rules: 2, access: 3 });
+    // vm-ns and istio-system (the gateway's namespace too). vm-ns does not exist here, so onboard would create
+    // it: create and patch namespaces (cluster-scoped) are the only access reviews.
+    expect(kube.store.get(KINDS.namespaces, undefined, 'vm-ns')).toBeUndefined();
+    expect(reviewsOf(paths)).toEqual({ rules: 2, access: 2 });
   });
 
   it('permissions: a read-only user — the rules prove the reads, access reviews confirm each missing write', async () => {
@@ -713,8 +715,9 @@ describe('API errors: retries with backoff, then a clear failure', () => {
   it('persistent 500 in preflight: only the reviews already in flight are retried, the queued ones are not sent', async () => {
     const c = clientFor(kube, { retry: { attempts: 4, baseDelayMs: 20 } });
     kube.failNextRequests();
+    // The group namespace is looked at first (which permissions the run needs depends on it).
     await expect(c.preflight(inventoryOf(group()), { needsAutoRegistration: true, mode: 'onboard' })).rejects.toThrow(
-      /answered 500 after 4 attempts for POST \/apis\/authorization\.k8s\.io\/v1\/selfsubject(access|rules)reviews/,
+      /answered 500 after 4 attempts for (GET \/api\/v1\/namespaces\/vm-ns|POST \/apis\/authorization\.k8s\.io\/v1\/selfsubject(access|rules)reviews)/,
     );
     // The reviews still in flight finish their attempts (bounded); wait until no more requests come.
     let settled = -1;
@@ -722,11 +725,11 @@ describe('API errors: retries with backoff, then a clear failure', () => {
       settled = c.requestCount;
       await new Promise((r) => setTimeout(r, 300));
     }
-    // The first requests only, 4 attempts each: the rules reviews (2 namespaces), the cluster-scoped
-    // access reviews (3) and the 3 reads asked alongside them (istiod, mesh config, API discovery). The
-    // access reviews the rules would have left are never sent.
+    // The first requests only, 4 attempts each: the group namespace's read, the 3 reads asked alongside it
+    // (istiod, mesh config, API discovery); at most the rules reviews (2 namespaces) and the cluster-scoped
+    // access reviews (2) after it. The access reviews the rules would have left are never sent.
     expect(c.requestCount).toBe(settled);
-    expect(c.requestCount).toBeLessThanOrEqual((2 + 3 + 3) * 4);
+    expect(c.requestCount).toBeLessThanOrEqual((1 + 3 + 2 + 2) * 4);
   });
 
   it('backoff doubles between attempts (bounded)', async () => {
@@ -755,7 +758,7 @@ describe('API errors: retries with backoff, then a clear failure', () => {
     const c = createClusterClient(kubeConfig, { retry: { attempts: 3, baseDelayMs: 10 } });
     await expect(c.preflight(inventoryOf(group()), { needsAutoRegistration: false, mode: 'plan' })).rejects.toThrow(
       new RegExp(
-        `Kubernetes API https://127\\.0\\.0\\.1:${port} was unreachable \\(ECONNREFUSED\\) after 3 attempts for POST /apis/authorization`,
+        `Kubernetes API https://127\\.0\\.0\\.1:${port} was unreachable \\(ECONNREFUSED\\) after 3 attempts for (GET /api/v1/namespaces/vm-ns|POST /apis/authorization)`,
       ),
     );
   });

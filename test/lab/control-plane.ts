@@ -50,6 +50,8 @@ export interface ControlPlaneOptions {
    * module (test/lab/istio/control-plane.ts) — opt-in while the VM sidecar and mesh side are doubles.
    */
   istiod?: 'double' | 'real';
+  /** With `istiod: 'real'`: the namespace Istio is installed into (default istio-system). */
+  istioNamespace?: string;
 }
 
 export interface ControlPlaneParts {

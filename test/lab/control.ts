@@ -1,11 +1,14 @@
 // The lab daemon's control socket (DIR/control.sock): one JSON request per line, one JSON reply per line.
+import type { PolicyRule } from './kube/auth.js';
 import net from 'node:net';
 
 export type ControlRequest =
   | { op: 'status' }
   | { op: 'fault'; name: string; vm?: string; options?: Record<string, string> }
   | { op: 'heal'; name: string; vm?: string; options?: Record<string, string> }
-  | { op: 'shutdown' };
+  | { op: 'shutdown' }
+  /** Replace the Kubernetes double's RBAC rules of one kubeconfig user (e.g. lab-restricted). */
+  | { op: 'kube-user-rules'; user: string; rules: PolicyRule[] };
 
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
 

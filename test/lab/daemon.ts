@@ -129,6 +129,13 @@ async function main(): Promise<void> {
             : await registry.heal(req.name, req.vm, req.options);
         return { faults: active };
       }
+      case 'kube-user-rules': {
+        const kube = controlPlane?.parts?.kube;
+        if (!kube) throw new Error('the lab has no Kubernetes double (yet)');
+        log(`kube-user-rules ${req.user}: ${req.rules.length} rule(s)`);
+        kube.setUserRules(req.user, req.rules);
+        return { user: req.user, rules: req.rules.length };
+      }
       case 'shutdown':
         setImmediate(() => void shutdown('shutdown request'));
         return { stopping: true };
@@ -159,10 +166,12 @@ async function main(): Promise<void> {
     gatewayIP: state.gatewayIP,
     vms: state.vms.map((vm) => ({ name: vm.name, ip: vm.ip, netns: vm.netns, sshPort: vm.sshPort })),
     istiod: state.istiod?.mode ?? 'double',
+    ...(state.istiod?.istioNamespace ? { istioNamespace: state.istiod.istioNamespace } : {}),
     ...(state.istiod?.mode === 'real' ? { log } : {}),
   });
   if (controlPlane.istiod) {
     state.istiod = {
+      ...state.istiod,
       mode: 'real',
       ...(controlPlane.istiod.pid ? { pid: controlPlane.istiod.pid } : {}),
       binary: controlPlane.istiod.binary,

@@ -7,7 +7,7 @@ export const GROUP = { name: 'app', namespace: 'vm-app', serviceAccount: 'vm-app
 
 export function inventoryYaml(state: LabState): string {
   const doc = {
-    mesh: { istioNamespace: 'istio-system' },
+    mesh: { istioNamespace: state.istiod?.istioNamespace ?? 'istio-system' },
     groups: [
       {
         name: GROUP.name,

@@ -51,6 +51,8 @@ export interface UpOptions {
   nodePath?: string;
   /** The control plane's istiod: the double (default) or Istio's real one built from the pinned module. */
   istiod?: 'double' | 'real';
+  /** With `istiod: 'real'`: install Istio into this namespace instead of istio-system. */
+  istioNamespace?: string;
   /**
    * The VMs' sidecar package: the Node simulator (default) or `real` — Istio's pilot-agent, start script and
    * unit with the Go Envoy stand-in (package/real-sidecar.ts). `real` needs `istiod: 'real'`.
@@ -138,6 +140,8 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const dir = path.resolve(options.dir);
   ensureDirAllowed(dir);
   assertMachineReady();
+  if (options.istioNamespace && options.istiod !== 'real')
+    throw new Error("istioNamespace needs istiod 'real' (the double's objects are seeded in istio-system)");
   if (options.sidecar === 'real' && options.istiod !== 'real')
     throw new Error("sidecar 'real' needs istiod 'real' (the real pilot-agent speaks only to the real istiod)");
   if (!Number.isInteger(options.vms) || options.vms < 1 || options.vms > 200)
@@ -170,7 +174,10 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     appPort: options.appPort ?? 8080,
     istioVersion: version,
     nodePath: options.nodePath ?? process.execPath,
-    istiod: { mode: options.istiod ?? 'double' },
+    istiod: {
+      mode: options.istiod ?? 'double',
+      ...(options.istioNamespace ? { istioNamespace: options.istioNamespace } : {}),
+    },
     files: {
       inventory: path.join(dir, 'inventory.yaml'),
       privateKey: path.join(dir, 'id_ed25519'),

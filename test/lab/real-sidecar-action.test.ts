@@ -194,6 +194,54 @@ describe('the action onboards a VM running the real pilot-agent against the real
     expect(stdout).toMatch(new RegExp(`\\smod\\s+istio\\.io/istio\\s+${build.moduleVersion}\\s`));
   });
 
+  it('istiod cut off while the sidecar runs (no restart): xds-connected fails naming vm1, the sidecar stays up', async () => {
+    // The onboard run above rolled the VM back (its mesh-side checks fail in this mode): start the sidecar
+    // again while istiod is up, and see xds-connected pass on the open xDS stream first.
+    expect((await execInVm(state, VM, ['systemctl', 'start', 'istio'], { timeoutMs: 90_000 })).code).toBe(0);
+    const before = await runAction(state, { mode: 'verify' }, { entry, timeoutMs: 200_000 });
+    const connected = checksOf(before).get('xds-connected');
+    if (connected?.status !== 'pass') console.log(actionLog(before), await sidecarDiagnostics());
+    expect(connected?.status).toBe('pass');
+    expect(connected?.evidence).toContain('cluster.xds-grpc.upstream_rq_active: 1');
+    const mainPid = async () =>
+      (await execInVm(state, VM, ['systemctl', 'show', '-p', 'MainPID', '--value', 'istio'])).stdout.trim();
+    const pidBefore = await mainPid();
+    expect(Number(pidBefore)).toBeGreaterThan(0);
+
+    await faultCli(dir, 'fault', 'istiod-down');
+    try {
+      // pilot-agent closes Envoy's stream when istiod's ends (pkg/istio-agent/xds_proxy_delta.go); wait (bounded)
+      // until the stand-in has seen that, as any later verification would.
+      for (let i = 0; i < 60; i++) {
+        const stats = await execInVm(state, VM, ['curl', '-s', 'localhost:15000/stats?filter=xds-grpc'], {
+          allowFailure: true,
+        });
+        if (/upstream_rq_active: 0$/m.test(stats.stdout)) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const r = await runAction(state, { mode: 'verify', 'verify-ready-timeout': '10' }, { entry, timeoutMs: 200_000 });
+      const checks = checksOf(r);
+      const xds = checks.get('xds-connected');
+      if (xds?.status !== 'fail') console.log(actionLog(r), await sidecarDiagnostics());
+      expect(r.code).toBe(1);
+      expect(xds?.status).toBe('fail');
+      expect(xds?.hintId).toBe('xds-upstream-down');
+      expect(xds?.summary).toBe(
+        "pilot-agent is not connected to istiod: Envoy's xDS stream through it is closed (cluster.xds-grpc.upstream_rq_active = 0, connection to the agent up)",
+      );
+      // The evidence that did not change: the connection to the agent, and the agent's last logged upstream event.
+      expect(xds?.evidence).toContain('cluster.xds-grpc.upstream_cx_active: 1');
+      expect(xds?.evidence.join('\n')).toMatch(/envoy log: .*xds-grpc closed: 14, /);
+      expect(r.log).toMatch(new RegExp(`\\[${VM}\\] xds-connected: pilot-agent is not connected to istiod`));
+      expect(r.summary).toContain(VM);
+      // The sidecar kept running: same main process, not restarted, and Envoy's readiness unchanged.
+      expect(checks.get('sidecar-running')?.status).toBe('pass');
+      expect(await mainPid()).toBe(pidBefore);
+    } finally {
+      await faultCli(dir, 'heal', 'istiod-down');
+    }
+  }, 600_000);
+
   it('istiod stopped: a restarted sidecar is not ready — sidecar-ready and xds-connected fail naming vm1', async () => {
     await faultCli(dir, 'fault', 'istiod-down');
     try {

@@ -69,7 +69,14 @@ export interface LabState {
   appPort: number;
   istioVersion: string;
   /** Which istiod the control plane runs; for the real one, its process (a child of the daemon). */
-  istiod?: { mode: 'double' | 'real'; pid?: number; binary?: string; logPath?: string };
+  istiod?: {
+    mode: 'double' | 'real';
+    pid?: number;
+    binary?: string;
+    logPath?: string;
+    /** The namespace Istio is installed into (`up --istio-namespace`, real istiod only); default istio-system. */
+    istioNamespace?: string;
+  };
   /** Absolute path of the Node 24 binary that VM-side scripts (systemctl stand-in, app, simulator) run on. */
   nodePath: string;
   files: {

@@ -27,7 +27,11 @@ import {
 } from '../../src/cluster/mesh-objects.js';
 import { ruleGrants } from '../../src/cluster/access-rules.js';
 import { REQUIRED_PERMISSIONS, permissionsForRun } from '../../src/cluster/permissions.js';
-import { formatMissingPermissions, multiNetworkVerifyUrlProblem } from '../../src/cluster/preflight.js';
+import {
+  formatMissingPermissions,
+  missingNamespaceProblems,
+  multiNetworkVerifyUrlProblem,
+} from '../../src/cluster/preflight.js';
 import { renderMinimalRbacYaml } from '../../src/cluster/rbac.js';
 import {
   buildVerificationJob,
@@ -319,7 +323,16 @@ describe('permissions and RBAC', () => {
     expect(text).toMatch(
       /# What the action does in a VM group's namespace\. Bind it with a RoleBinding in each group namespace[\s\S]*never with a ClusterRoleBinding[^-]*\nkind: ClusterRole\nmetadata:\n {2}name: istio-vm-onboard\n/,
     );
-    expect(JSON.stringify(groupRole.toJS())).not.toContain('"namespaces"');
+    // The group role reads its own namespace object (a RoleBinding grants that); creating one is the opt-in role's.
+    const groupRules = (groupRole.toJS() as { rules: Array<{ resources: string[]; verbs: string[] }> }).rules;
+    expect(groupRules.filter((r) => r.resources.includes('namespaces')).map((r) => r.verbs)).toEqual([['get']]);
+    const namespacesRole = docs.find(
+      (d) => d.get('kind') === 'ClusterRole' && d.getIn(['metadata', 'name']) === 'istio-vm-onboard-namespaces',
+    )!;
+    expect((namespacesRole.toJS() as { rules: unknown[] }).rules).toEqual([
+      { apiGroups: [''], resources: ['namespaces'], verbs: ['create', 'patch'] },
+    ]);
+    expect(text).toMatch(/# Optional: creating a group namespace that does not exist yet/);
     const lines = text.split('\n');
     const ruleStarts = lines.flatMap((line, i) => (line === '  - apiGroups:' ? [i] : []));
     expect(ruleStarts.length).toBeGreaterThan(5);
@@ -355,6 +368,58 @@ describe('permissions and RBAC', () => {
     const plan = keys(permissionsForRun(auto, { mode: 'plan' }));
     expect(plan.some((k) => /^(create|patch|delete) /.test(k))).toBe(false);
     expect(keys(permissionsForRun(auto, { mode: 'offboard' }))).toContain('delete workloadentries vm-ns');
+  });
+  it('namespace permissions: reading the group namespace is per namespace; creating one only when it is missing, and only to onboard', () => {
+    const two = inv([group(), group({ name: 'other', namespace: 'new-ns' })]);
+    const keys = (ps: ReturnType<typeof permissionsForRun>) =>
+      ps.map((p) => `${p.verb} ${p.resource}${p.namespace ? ` ${p.namespace}` : ''}`);
+    const namespacePerms = (ps: ReturnType<typeof permissionsForRun>) =>
+      keys(ps.filter((p) => p.resource === 'namespaces'));
+    // Every namespace exists: nothing cluster-scoped at all.
+    const existing = permissionsForRun(two, { mode: 'onboard', peerAuthentication: 'unchanged' });
+    expect(namespacePerms(existing)).toEqual(['get namespaces vm-ns', 'get namespaces new-ns']);
+    expect(existing.filter((p) => p.namespace === undefined)).toEqual([]);
+    // new-ns is missing: create and patch (cluster-scoped) naming it; its object is not read again; the group
+    // role is still needed in it (the run creates the group's objects there).
+    const creating = permissionsForRun(two, {
+      mode: 'onboard',
+      peerAuthentication: 'unchanged',
+      missingNamespaces: ['new-ns'],
+    });
+    expect(namespacePerms(creating)).toEqual(['get namespaces vm-ns', 'create namespaces', 'patch namespaces']);
+    expect(creating.find((p) => p.verb === 'create' && p.resource === 'namespaces')?.why).toBe(
+      'create a missing group namespace (server-side apply): namespace "new-ns" does not exist',
+    );
+    expect(keys(creating)).toContain('create serviceaccounts new-ns');
+    // Plan and verify create nothing; plan reads nothing in a namespace that is not there.
+    const plan = permissionsForRun(two, { mode: 'plan', missingNamespaces: ['new-ns'] });
+    expect(namespacePerms(plan)).toEqual(['get namespaces vm-ns']);
+    expect(plan.some((p) => p.namespace === 'new-ns')).toBe(false);
+    expect(namespacePerms(permissionsForRun(two, { mode: 'verify', missingNamespaces: ['new-ns'] }))).toEqual([]);
+  });
+  it('a missing namespace the credentials may not create: one problem naming the namespace and each missing permission', () => {
+    const missing = [
+      { verb: 'create', group: '', resource: 'namespaces', why: 'c' },
+      { verb: 'patch', group: '', resource: 'namespaces', why: 'p' },
+      { verb: 'create', group: '', resource: 'serviceaccounts', namespace: 'new-ns', why: 's' },
+    ];
+    const forbidden = { namespace: 'new-ns', exists: false as const, seenBy: 'forbidden' as const };
+    expect(missingNamespaceProblems([forbidden], missing, 'onboard')).toEqual([
+      'group namespace "new-ns" was not found: reading it is forbidden (get namespaces in "new-ns", which a RoleBinding ' +
+        'of the group role there grants) and neither kube-root-ca.crt nor istio-ca-root-cert is there, and the ' +
+        "credentials lack create namespaces and patch namespaces (cluster-scoped) to create it (the README's " +
+        'istio-vm-onboard-namespaces ClusterRole, an opt-in), and 1 permission of the group role in it (create ' +
+        'serviceaccounts in namespace "new-ns"), which a RoleBinding can only grant once the namespace exists. ' +
+        'Create namespace "new-ns" and bind the group role in it (RoleBinding), then run again; nothing was changed',
+    ]);
+    const absent = { namespace: 'new-ns', exists: false as const, seenBy: 'read' as const };
+    expect(missingNamespaceProblems([absent], missing.slice(0, 1), 'onboard')[0]).toMatch(
+      /^group namespace "new-ns" does not exist, and the credentials lack create namespaces \(cluster-scoped\) to create it/,
+    );
+    // Allowed to create it, and the group role applies there (bound cluster-wide): no problem.
+    expect(missingNamespaceProblems([absent], [], 'onboard')).toEqual([]);
+    // Plan creates nothing.
+    expect(missingNamespaceProblems([absent], missing, 'plan')).toEqual([]);
   });
   it('missing permissions message lists each with its purpose', () => {
     const m = formatMissingPermissions([

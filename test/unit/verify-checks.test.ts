@@ -371,6 +371,44 @@ describe("xds-connected reflects pilot-agent's connection to istiod, not only En
     );
   });
 
+  // Envoy's ADS stream is one request on xds-grpc; pilot-agent closes it when its stream to istiod fails
+  // (pkg/istio-agent/xds_proxy_delta.go), while the connection to the agent stays up.
+  const withStreams = (active: string) => {
+    const vm = healthyVm();
+    vm.sections1.stats = ok(`${vm.sections1.stats!.body}cluster.xds-grpc;.upstream_rq_active: ${active}\n`);
+    vm.sections1['agent-err-log'] = {
+      body:
+        '[2026-11-26 10:00:09.000][7][warning][config] DeltaAggregatedResources gRPC config stream to xds-grpc closed: ' +
+        '14, connection error: desc = "transport: Error while dialing: dial tcp 10.0.0.1:15012: connect: connection refused"\n',
+    };
+    return vm;
+  };
+
+  it('no open xDS stream while the connection to the agent is up (istiod cut off, log still says connected): fails naming the reason', async () => {
+    const vm = withStreams('0');
+    vm.sections1['xds-upstream'] = { body: `${CONNECTED}\n` };
+    const r = byName(await verifyVm(harness(vm, healthyMesh()).ctx), 'xds-connected');
+    expect([r.status, r.hintId]).toEqual(['fail', 'xds-upstream-down']);
+    expect(r.summary).toBe(
+      "pilot-agent is not connected to istiod: Envoy's xDS stream through it is closed (cluster.xds-grpc.upstream_rq_active = 0, connection to the agent up)",
+    );
+    expect(r.evidence).toEqual(
+      expect.arrayContaining([
+        'cluster.xds-grpc.upstream_cx_active: 1',
+        'cluster.xds-grpc.upstream_rq_active: 0',
+        expect.stringMatching(/^envoy log: .*xds-grpc closed: 14, .*connection refused/),
+      ]),
+    );
+  });
+
+  it('the xDS stream open: passes, with the stream count as evidence', async () => {
+    const vm = withStreams('1');
+    vm.sections1['xds-upstream'] = { body: `${CONNECTED}\n` };
+    const r = byName(await verifyVm(harness(vm, healthyMesh()).ctx), 'xds-connected');
+    expect(r.status).toBe('pass');
+    expect(r.evidence).toContain('cluster.xds-grpc.upstream_rq_active: 1');
+  });
+
   it('no upstream event in the log: passes on the Envoy stats, saying only the pipe is known', async () => {
     const r = await run('');
     expect(r.status).toBe('pass');

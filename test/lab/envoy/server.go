@@ -118,6 +118,7 @@ func (s *server) defineServerStats() {
 			s.stats.define(p+n, counterStat)
 		}
 		s.stats.define(p+"upstream_cx_active", gaugeStat)
+		s.stats.define(p+"upstream_rq_active", gaugeStat)
 	}
 	s.stats.set("server.state", statePreInitializing)
 	s.stats.set("server.live", 0)

@@ -55,6 +55,10 @@ type adsClient struct {
 	nodeSent    bool
 	ldsTimer    *time.Timer
 	ldsDeferred bool
+	// conn is the HTTP/2 connection to the xds-grpc cluster (pilot-agent's socket), kept across streams as
+	// Envoy's gRPC client keeps it: a closed ADS stream is retried on the same connection, so
+	// upstream_cx_active stays 1 while upstream_rq_active (the open stream) drops to 0.
+	conn *grpc.ClientConn
 }
 
 func newADSClient(s *server, ads *corev3.ApiConfigSource) (*adsClient, error) {
@@ -164,12 +168,29 @@ func grpcStatusText(err error) string {
 	return fmt.Sprintf("%d, %s", int(st.Code()), st.Message())
 }
 
-func (c *adsClient) stream(ctx context.Context) error {
-	conn, err := c.s.dialCluster(c.cluster)
-	if err != nil {
-		return err
+// openStream counts an ADS stream as Envoy does: one active request on the xds-grpc cluster while it is
+// open. pilot-agent ends that stream when its own stream to istiod fails (pkg/istio-agent/xds_proxy_delta.go).
+func (c *adsClient) openStream() func() {
+	name := "cluster." + c.cluster + "."
+	if cl := c.s.lookupCluster(c.cluster); cl != nil {
+		name = "cluster." + clusterStatName(cl) + "."
 	}
-	defer conn.Close()
+	c.s.stats.inc(name + "upstream_rq_total")
+	c.s.stats.gaugeAdd(name+"upstream_rq_active", 1)
+	var once sync.Once
+	return func() { once.Do(func() { c.s.stats.gaugeAdd(name+"upstream_rq_active", -1) }) }
+}
+
+func (c *adsClient) stream(ctx context.Context) error {
+	if c.conn == nil {
+		conn, err := c.s.dialCluster(c.cluster)
+		if err != nil {
+			return err
+		}
+		c.conn = conn
+		go func() { <-ctx.Done(); _ = conn.Close() }()
+	}
+	conn := c.conn
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer c.setSend(nil) // nothing is sent on a stream that ended
@@ -182,6 +203,7 @@ func (c *adsClient) stream(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		defer c.openStream()()
 		c.setSend(func(m any) error { return st.Send(m.(*discoveryv3.DeltaDiscoveryRequest)) })
 		c.s.stats.set("control_plane.connected_state", 1)
 		c.resubscribe()
@@ -197,6 +219,7 @@ func (c *adsClient) stream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer c.openStream()()
 	c.setSend(func(m any) error { return st.Send(m.(*discoveryv3.DiscoveryRequest)) })
 	c.s.stats.set("control_plane.connected_state", 1)
 	c.resubscribe()

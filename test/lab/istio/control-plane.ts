@@ -15,14 +15,18 @@ import type { FaultDefinition } from '../fault-types.js';
 import { startKubeApi, type KubeObject } from '../kube/index.js';
 import { startLabDns } from '../dns/index.js';
 import { istioBuild } from './binaries.js';
-import { istioInstallObjects, istiodDeploymentArgs, istiodProcessEnv } from './install.js';
+import { istioInstallObjects, istiodDeploymentArgs, istiodNamespaceOf, istiodProcessEnv } from './install.js';
 import { RealIstiod, writePluggedInCa } from './istiod.js';
 
 export async function startRealIstioControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = options.log ?? (() => undefined);
   const trustDomain = options.trustDomain ?? 'cluster.local';
   const build = istioBuild();
-  const install = istioInstallObjects({ trustDomain });
+  const install = istioInstallObjects({
+    trustDomain,
+    ...(options.istioNamespace ? { istioNamespace: options.istioNamespace } : {}),
+  });
+  const istioNamespace = istiodNamespaceOf(install);
   const kubeconfigPath = path.join(options.dir, 'kubeconfig');
   // No rootCertPem: istiod itself publishes istio-ca-root-cert in every namespace (its namespace controller).
   const kube = await startKubeApi({
@@ -32,7 +36,7 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
   if (kube.kubeconfigPath !== kubeconfigPath)
     throw new Error(`kubeconfig at ${kube.kubeconfigPath}, not ${kubeconfigPath}`);
   const dns = await startLabDns({ records: { [LAB_GATEWAY_HOSTNAME]: [options.gatewayIP] } });
-  const istiodDeploymentNow = () => kube.store.mustGet('deployments.apps', 'istio-system', 'istiod');
+  const istiodDeploymentNow = () => kube.store.mustGet('deployments.apps', istioNamespace, 'istiod');
   const workDir = path.join(options.dir, 'istiod');
   mkdirSync(workDir, { recursive: true });
   const istiod = new RealIstiod({

@@ -14,6 +14,8 @@ export interface IstioInstallOptions {
   network?: string;
   autoregistration?: boolean;
   healthChecks?: boolean;
+  /** The Istio namespace (`values.global.istioNamespace`; default istio-system). */
+  istioNamespace?: string;
 }
 
 /** `istioctl manifest generate` with the lab's values; returns the objects it renders. */
@@ -31,6 +33,7 @@ export function istioInstallObjects(o: IstioInstallOptions = {}): KubeObject[] {
     ...set(`values.global.network=${o.network ?? ''}`),
     ...set(`values.pilot.env.PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=${String(o.autoregistration ?? true)}`),
     ...set(`values.pilot.env.PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS=${String(o.healthChecks ?? true)}`),
+    ...(o.istioNamespace ? set(`values.global.istioNamespace=${o.istioNamespace}`) : []),
   ];
   const text = execFileSync(build.istioctl, args, {
     encoding: 'utf8',
@@ -56,6 +59,13 @@ interface EnvVar {
 }
 
 /** The istiod container of the Deployment `istioInstallObjects` rendered. */
+/** The namespace of the installed istiod Deployment. */
+export function istiodNamespaceOf(objects: KubeObject[]): string {
+  const d = objects.find((x) => x.kind === 'Deployment' && x.metadata.name === 'istiod');
+  if (!d?.metadata.namespace) throw new Error('no istiod Deployment (with a namespace) in the install objects');
+  return d.metadata.namespace;
+}
+
 function istiodContainer(objects: KubeObject[]): { args: string[]; env: EnvVar[] } {
   const d = objects.find((x) => x.kind === 'Deployment' && x.metadata.name === 'istiod') as
     | (KubeObject & { spec: { template: { spec: { containers: Array<{ args?: string[]; env?: EnvVar[] }> } } } })
@@ -72,7 +82,7 @@ function istiodContainer(objects: KubeObject[]): { args: string[]; env: EnvVar[]
 export function istiodProcessEnv(objects: KubeObject[], kubeconfigPath: string): Record<string, string> {
   const fields: Record<string, string> = {
     'metadata.name': 'istiod-lab',
-    'metadata.namespace': 'istio-system',
+    'metadata.namespace': istiodNamespaceOf(objects),
     'spec.serviceAccountName': 'istiod',
   };
   const env: Record<string, string> = {};

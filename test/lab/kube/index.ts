@@ -385,8 +385,13 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
   }
 
   const skippedInstallObjects: string[] = [];
+  // The Istio namespace: where the installed istiod Deployment lives (`istioctl manifest generate --set
+  // values.global.istioNamespace=…`), istio-system otherwise.
+  const istioNs =
+    seed.istioInstall?.find((o) => o.kind === 'Deployment' && o.metadata.name === 'istiod')?.metadata.namespace ??
+    'istio-system';
   if (seed.istio && seed.istioInstall) {
-    system({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'istio-system' } });
+    system({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: istioNs } });
     const served = (o: KubeObject): boolean => {
       const [g] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : [''];
       return store.types().some((x) => x.group === (g ?? '') && x.kind === o.kind);
@@ -410,18 +415,13 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
           crdStatus(o),
         );
       if (o.kind === 'Deployment' && o.metadata.name === 'istiod')
-        store.patchStatus(
-          'deployments.apps',
-          'istio-system',
-          'istiod',
-          istiodDeploymentStatus(),
-          'kube-controller-manager',
-        );
+        store.patchStatus('deployments.apps', istioNs, 'istiod', istiodDeploymentStatus(), 'kube-controller-manager');
     }
-    system(eastWestService(seed.network));
+    const eastWest = eastWestService(seed.network);
+    system({ ...eastWest, metadata: { ...(eastWest.metadata as object), namespace: istioNs } } as typeof eastWest);
     store.patchStatus(
       'services',
-      'istio-system',
+      istioNs,
       'istio-eastwestgateway',
       loadBalancerStatus(eastWestMode, gatewayIP, gatewayHostname),
       'cloud-controller-manager',
@@ -510,11 +510,11 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
   for (const ns of seed.namespaces ?? []) system({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
 
   function refreshLoadBalancer(): void {
-    if (!store.get('services', 'istio-system', 'istio-eastwestgateway')) return;
+    if (!store.get('services', istioNs, 'istio-eastwestgateway')) return;
     // Replace (not merge) the ingress list: a merge patch replaces lists anyway.
     store.patchStatus(
       'services',
-      'istio-system',
+      istioNs,
       'istio-eastwestgateway',
       loadBalancerStatus(eastWestMode, gatewayIP, gatewayHostname),
       'cloud-controller-manager',
@@ -522,10 +522,10 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
   }
 
   function setIstiodEnv(name: string, value: string): void {
-    if (!store.get('deployments.apps', 'istio-system', 'istiod')) return;
+    if (!store.get('deployments.apps', istioNs, 'istiod')) return;
     store.patch(
       'deployments.apps',
-      'istio-system',
+      istioNs,
       'istiod',
       'strategic',
       { spec: { template: { spec: { containers: [{ name: 'discovery', env: [{ name, value }] }] } } } },
@@ -534,7 +534,7 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
   }
 
   function istiodEnv(name: string): string | undefined {
-    const d = store.get('deployments.apps', 'istio-system', 'istiod');
+    const d = store.get('deployments.apps', istioNs, 'istiod');
     const containers = (d?.spec?.template?.spec?.containers ?? []) as Array<{
       name: string;
       env?: Array<{ name: string; value?: string }>;

@@ -782,12 +782,16 @@ export function createRequestHandler(deps: ApiServerDeps): {
       if (rt.namespace) rec.namespace = rt.namespace;
       if (rt.name) rec.name = rt.name;
       if (rt.subresource) rec.subresource = rt.subresource;
+      // A request on one namespace object (/api/v1/namespaces/<ns>[/status]) is a request *in* <ns>, so a
+      // RoleBinding there can grant it (k8s.io/apiserver pkg/endpoints/request/requestinfo.go).
+      const namespaceOfRequest =
+        rt.namespace ?? (rt.type.group === '' && rt.type.resource === 'namespaces' ? rt.name : undefined);
       const attrs: ResourceAttributes = {
         verb,
         group: rt.subresource === 'token' ? '' : rt.type.group,
         resource: rt.type.resource,
         ...(rt.subresource ? { subresource: rt.subresource } : {}),
-        ...(rt.namespace ? { namespace: rt.namespace } : {}),
+        ...(namespaceOfRequest ? { namespace: namespaceOfRequest } : {}),
         ...(rt.name ? { name: rt.name } : {}),
       };
       const isSelfReview =

@@ -73,7 +73,11 @@ function windowValues(restartWindowMs: number): { IVO_WINDOW_MS: number; IVO_WIN
  * `deferred=1` and `ready` carries `start_ms`, where the observation began (VM clock). A sidecar that is
  * not ready has been watched all through the polling, so the window is finished here.
  */
-export function buildProbeScript(o: ProbeScriptOptions & { deferWindowWhenReady?: boolean }): string {
+export function buildProbeScript(
+  o: ProbeScriptOptions & { deferWindowWhenReady?: boolean },
+  /** Shell the checks add (after probe.sh). */
+  extraParts: ShellPart[] = [],
+): string {
   // Polled every readyPollMs for the first READY_FAST_MS (a restarted sidecar is usually ready within a
   // second or two), then every second: each failed probe writes a line to the agent's log.
   const fastMs = Math.min(READY_FAST_MS, o.readyTimeoutMs);
@@ -84,29 +88,33 @@ export function buildProbeScript(o: ProbeScriptOptions & { deferWindowWhenReady?
       Math.ceil(Math.max(0, o.readyTimeoutMs - fastMs) / slowPollMs) +
       1,
   );
-  return composeScript(functions, {
-    values: {
-      IVO_READY_URL: PROBE_URLS.ready,
-      IVO_READY_ATTEMPTS: readyAttempts,
-      IVO_READY_TIMEOUT_MS: Math.round(o.readyTimeoutMs),
-      IVO_READY_FAST_MS: Math.round(fastMs),
-      IVO_READY_NAP: seconds(o.readyPollMs),
-      IVO_READY_SLOW_NAP: seconds(slowPollMs),
-      IVO_STATS_URL: PROBE_URLS.stats,
-      IVO_SECRETS_URL: PROBE_URLS.secrets,
-      IVO_CERTS_URL: PROBE_URLS.certs,
-      IVO_PROMETHEUS_URL: PROBE_URLS.prometheus,
-      IVO_MTLS_METRICS_LINES: MTLS_METRICS_LINES,
-      IVO_ROOT_CERT: ROOT_CERT_PATH,
-      IVO_AGENT_LOG: AGENT_LOG,
-      IVO_AGENT_ERR_LOG: AGENT_ERR_LOG,
-      IVO_LOG_TAIL_LINES: o.logTailLines,
-      IVO_XDS_UPSTREAM_EVENTS: XDS_UPSTREAM_EVENTS,
-      IVO_DEFER_WINDOW: o.deferWindowWhenReady ? 1 : 0,
-      ...windowValues(o.restartWindowMs),
+  return composeScript(
+    functions,
+    {
+      values: {
+        IVO_READY_URL: PROBE_URLS.ready,
+        IVO_READY_ATTEMPTS: readyAttempts,
+        IVO_READY_TIMEOUT_MS: Math.round(o.readyTimeoutMs),
+        IVO_READY_FAST_MS: Math.round(fastMs),
+        IVO_READY_NAP: seconds(o.readyPollMs),
+        IVO_READY_SLOW_NAP: seconds(slowPollMs),
+        IVO_STATS_URL: PROBE_URLS.stats,
+        IVO_SECRETS_URL: PROBE_URLS.secrets,
+        IVO_CERTS_URL: PROBE_URLS.certs,
+        IVO_PROMETHEUS_URL: PROBE_URLS.prometheus,
+        IVO_MTLS_METRICS_LINES: MTLS_METRICS_LINES,
+        IVO_ROOT_CERT: ROOT_CERT_PATH,
+        IVO_AGENT_LOG: AGENT_LOG,
+        IVO_AGENT_ERR_LOG: AGENT_ERR_LOG,
+        IVO_LOG_TAIL_LINES: o.logTailLines,
+        IVO_XDS_UPSTREAM_EVENTS: XDS_UPSTREAM_EVENTS,
+        IVO_DEFER_WINDOW: o.deferWindowWhenReady ? 1 : 0,
+        ...windowValues(o.restartWindowMs),
+      },
+      text: PROBE,
     },
-    text: PROBE,
-  });
+    ...extraParts,
+  );
 }
 
 export interface FollowUpScriptOptions {
@@ -119,22 +127,48 @@ export interface FollowUpScriptOptions {
   vmToMeshTimeoutMs: number;
 }
 
-/** Round trip 2. */
-export function buildFollowUpScript(o: FollowUpScriptOptions): string {
-  return composeScript(functions, {
+/** Round trip 2's pieces: the checks add the ones they need (values for follow-up.sh). */
+export const followUpParts = {
+  /** The "after" mTLS counters (mesh-to-vm-mtls). */
+  mtlsCounters: (): ShellPart => ({
     values: {
-      IVO_READ_PROMETHEUS: o.readPrometheus ? 1 : 0,
+      IVO_READ_PROMETHEUS: 1,
       IVO_PROMETHEUS_URL: PROBE_URLS.prometheus,
       IVO_MTLS_METRICS_LINES: MTLS_METRICS_LINES,
-      IVO_VERIFY_URL: o.verifyUrl ?? '',
-      IVO_VERIFY_HOST: o.verifyUrl === undefined ? '' : new URL(o.verifyUrl).hostname.replace(/^\[|\]$/g, ''),
-      IVO_VM_TO_MESH_TIMEOUT: seconds(o.vmToMeshTimeoutMs),
-      // Last in the script: whatever the calls take already counts toward the window.
-      IVO_WINDOW_START_MS: o.restartWindow ? Math.max(0, Math.floor(o.restartWindow.probeStartMs)) : '',
-      ...windowValues(o.restartWindow?.windowMs ?? 0),
     },
-    text: FOLLOW_UP,
-  });
+    text: '',
+  }),
+  /** Resolve the host of `url` and call it (vm-to-mesh). */
+  vmToMesh: (url: string, timeoutMs: number): ShellPart => ({
+    values: {
+      IVO_VERIFY_URL: url,
+      IVO_VERIFY_HOST: new URL(url).hostname.replace(/^\[|\]$/g, ''),
+      IVO_VM_TO_MESH_TIMEOUT: seconds(timeoutMs),
+    },
+    text: '',
+  }),
+  /**
+   * The rest of a restart window round trip 1 deferred, from `probeStartMs` (VM clock, epoch ms),
+   * sidecar-running's. Last in the script: whatever the calls take already counts toward the window.
+   */
+  restartWindow: (windowMs: number, probeStartMs: number): ShellPart => ({
+    values: { IVO_WINDOW_START_MS: Math.max(0, Math.floor(probeStartMs)), ...windowValues(windowMs) },
+    text: '',
+  }),
+};
+
+/** Round trip 2 with the pieces the checks asked for (a piece with shell runs after follow-up.sh). */
+export function composeFollowUpScript(parts: ShellPart[]): string {
+  return composeScript(functions, { text: FOLLOW_UP }, ...parts);
+}
+
+/** Round trip 2. */
+export function buildFollowUpScript(o: FollowUpScriptOptions): string {
+  return composeFollowUpScript([
+    ...(o.readPrometheus ? [followUpParts.mtlsCounters()] : []),
+    ...(o.verifyUrl !== undefined ? [followUpParts.vmToMesh(o.verifyUrl, o.vmToMeshTimeoutMs)] : []),
+    ...(o.restartWindow ? [followUpParts.restartWindow(o.restartWindow.windowMs, o.restartWindow.probeStartMs)] : []),
+  ]);
 }
 
 /** What a verification script printed: its sections and which tools the VM has. */

@@ -12,8 +12,7 @@ import {
 } from '../check.js';
 import { classifyAgentLog } from '../hints.js';
 import { scrubSecrets } from '../scrub.js';
-import type { ScriptOutput } from '../vm-script.js';
-import { followUpParts } from '../vm-script.js';
+import { followUpParts, type ScriptOutput } from '../vm-script.js';
 import type { CheckName, CheckResult, VerifyContext } from '../types.js';
 
 /** The agent's last error-level line (pilot-agent: `<time>\terror\t…`), when no known cause matched. */
@@ -79,7 +78,7 @@ export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome, fol
   const after = parseUnitState((end ?? output).sections.get('unit-after')?.body ?? '');
   const windowBody = (end ?? output).sections.get('window')?.body ?? '';
   const windowMs = Number(/window_ms=(\d+)/.exec(windowBody)?.[1] ?? 0);
-  // How long the current run had lasted when the window ended (older scripts: the observation itself).
+  // How long the current run had lasted when the window ended (not reported: the observation itself).
   const upMs = Number(/up_ms=(\d+)/.exec(windowBody)?.[1] ?? windowMs);
   const evidence = [
     `before: ${before.raw.replace(/\n/g, ' ')}`,

@@ -1,8 +1,13 @@
-// npm run docs: regenerate README.md's generated sections.
+// npm run docs: regenerate README.md's generated sections and report.schema.json's check names.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { fillGeneratedSections } from './readme-sections.js';
+import { fillGeneratedSections, fillSchemaCheckNames } from './readme-sections.js';
 
-const before = readFileSync('README.md', 'utf8');
-const after = fillGeneratedSections(before);
-writeFileSync('README.md', after);
-console.log(before === after ? 'README.md was up to date' : 'README.md updated');
+for (const [file, fill] of [
+  ['README.md', fillGeneratedSections],
+  ['report.schema.json', fillSchemaCheckNames],
+] as const) {
+  const before = readFileSync(file, 'utf8');
+  const after = fill(before);
+  writeFileSync(file, after);
+  console.log(before === after ? `${file} was up to date` : `${file} updated`);
+}

@@ -1,10 +1,11 @@
 // The README sections that are generated from code, so the documentation cannot drift from what the
-// action accepts and checks: the inputs table (from action.yml), the minimal RBAC and the troubleshooting
-// table. `npm run docs` rewrites them; a unit test fails when README.md is out of date.
+// action accepts and checks: the check table (from the checks' registry), the inputs table (from
+// action.yml), the minimal RBAC and the troubleshooting table; and the check names report.schema.json
+// allows. `npm run docs` rewrites them; unit tests fail when README.md or the schema is out of date.
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { renderMinimalRbacYaml } from '../src/cluster/rbac.js';
-import { renderHintsMarkdown } from '../src/verify/index.js';
+import { CHECK_NAMES, renderChecksMarkdown, renderHintsMarkdown } from '../src/verify/index.js';
 
 interface ActionInput {
   description: string;
@@ -30,6 +31,7 @@ export function renderInputsMarkdown(actionYaml: string = readFileSync('action.y
 }
 
 export const GENERATED_SECTIONS: Record<string, () => string> = {
+  checks: () => renderChecksMarkdown().trimEnd(),
   inputs: () => renderInputsMarkdown(),
   rbac: () => `\`\`\`yaml\n${renderMinimalRbacYaml().trimEnd()}\n\`\`\``,
   hints: () => renderHintsMarkdown().trimEnd(),
@@ -45,4 +47,14 @@ export function fillGeneratedSections(readme: string): string {
     result = result.replace(pattern, (_match, begin: string, end: string) => `${begin}${render()}\n${end}`);
   }
   return result;
+}
+
+/** report.schema.json with the check names of the registry as the only allowed `check.name` values. */
+export function fillSchemaCheckNames(schema: string): string {
+  const pattern = /("check": \{[\s\S]*?"name": \{ "enum": )\[[^\]]*\]/;
+  if (!pattern.test(schema)) throw new Error('report.schema.json has no check name enum');
+  return schema.replace(
+    pattern,
+    (_match, before: string) => `${before}${JSON.stringify(CHECK_NAMES).replace(/,/g, ', ')}`,
+  );
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Runs on the VM as root, from the directory the lean reference's tar stream was unpacked into:
 #   sh lean-remote.sh PACKAGE_URL SHA256
 # The same steps as the runbook, batched: fetch + check + install the package, place the five files

@@ -10,6 +10,7 @@ shift 6
 HERE=$(cd "$(dirname "$0")" && pwd)
 OPTS=(-i "$KEY" -o "UserKnownHostsFile=$KNOWN_HOSTS" -o StrictHostKeyChecking=yes -o BatchMode=yes
   -o ConnectTimeout=10 -o LogLevel=ERROR)
+# shellcheck disable=SC2016 # the remote command expands on the VM
 REMOTE='d=$(mktemp -d) && tar -xf - -C "$d" && cd "$d" && sh lean-remote.sh "$0" "$1"; rc=$?; cd / && rm -rf "$d"; exit $rc'
 
 pids=()

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Runs as root inside a lab VM (through nsenter, not SSH) between benchmark runs: removes everything
 # an onboarding (the action's or a baseline's) put there, so that the next run is a first install.
 # /etc/hosts is restored from the copy taken right after the lab came up.

@@ -7,6 +7,8 @@
 #   runbook.sh KEY KNOWN_HOSTS USER PACKAGE_URL FILES_ROOT VM_NAME=IP [VM_NAME=IP ...]
 # FILES_ROOT/<vm name>/ holds cluster.env hosts istio-token mesh.yaml root-cert.pem (rendered by the
 # action's CLI). Exits non-zero at the first failed command (like an operator stopping there).
+# The quoted remote commands expand on the VM, not here:
+# shellcheck disable=SC2016
 set -euo pipefail
 KEY=$1 KNOWN_HOSTS=$2 LOGIN=$3 URL=$4 FILES=$5
 shift 5

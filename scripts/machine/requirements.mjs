@@ -15,7 +15,11 @@ export const MACHINE_REQUIREMENTS = [
   { program: 'nsenter', debianPackage: 'util-linux', usedFor: 'entering lab VMs (nsenter, unshare, setpriv)' },
   { program: 'kubectl', debianPackage: 'kubectl', usedFor: 'a real Kubernetes client held against the lab cluster' },
   { program: 'faketime', debianPackage: 'faketime', usedFor: 'running the unit suite on other dates' },
-  { program: 'shellcheck', debianPackage: 'shellcheck', usedFor: "actionlint's check of the workflows' scripts" },
+  {
+    program: 'shellcheck',
+    debianPackage: 'shellcheck',
+    usedFor: "npm run lint:sh (every .sh) and actionlint's check of the workflows' scripts",
+  },
 ];
 
 const SEARCH_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];

@@ -57,6 +57,7 @@ export function rememberNamespaceCreated(ctx: ClusterContext, namespace: string)
 export function describeMissingNamespace(state: GroupNamespaceState & { exists: false }): string {
   return state.seenBy === 'read'
     ? `group namespace "${state.namespace}" does not exist`
-    : `group namespace "${state.namespace}" was not found: reading it is forbidden (get namespaces in "${state.namespace}", ` +
-        `which a RoleBinding of the group role there grants) and neither ${EVERY_NAMESPACE_CONFIGMAPS.join(' nor ')} is there`;
+    : `group namespace "${state.namespace}" was not found: reading it is forbidden ` +
+        `(get namespaces in "${state.namespace}", which a RoleBinding of the group role there grants) ` +
+        `and neither ${EVERY_NAMESPACE_CONFIGMAPS.join(' nor ')} is there`;
 }

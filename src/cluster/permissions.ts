@@ -267,7 +267,9 @@ export function permissionsForRun(inventory: Inventory, ctx: PermissionContext):
       seen.add(key);
       const why =
         perm.when === 'missing-namespace'
-          ? `${perm.why}: ${plural(missingNamed.length, 'namespace')} ${missingNamed.map((ns) => JSON.stringify(ns)).join(', ')} ${missingNamed.length === 1 ? 'does' : 'do'} not exist`
+          ? `${perm.why}: ${plural(missingNamed.length, 'namespace')} ` +
+            `${missingNamed.map((ns) => JSON.stringify(ns)).join(', ')} ` +
+            `${missingNamed.length === 1 ? 'does' : 'do'} not exist`
           : perm.why;
       const c: ConcretePermission = { verb: perm.verb, group: perm.group, resource: perm.resource, why };
       if (perm.subresource) c.subresource = perm.subresource;

@@ -196,11 +196,13 @@ export function missingNamespaceProblems(
     if (inIt.length > 0)
       lacks.push(
         `${inIt.length} permission${inIt.length === 1 ? '' : 's'} of the group role in it ` +
-          `(${inIt.map((m) => describePermission(m)).join('; ')}), which a RoleBinding can only grant once the namespace exists`,
+          `(${inIt.map((m) => describePermission(m)).join('; ')}), ` +
+          `which a RoleBinding can only grant once the namespace exists`,
       );
     problems.push(
       `${describeMissingNamespace(state)}, and the credentials lack ${lacks.join(', and ')}. ` +
-        `Create namespace "${state.namespace}" and bind the group role in it (RoleBinding), then run again; nothing was changed`,
+        `Create namespace "${state.namespace}" and bind the group role in it (RoleBinding), ` +
+        `then run again; nothing was changed`,
     );
   }
   return problems;

@@ -1,16 +1,7 @@
 // The job summary (GitHub-flavoured Markdown): one row per VM, then the failures with evidence and
 // hints, then the cluster objects. Passing VMs fold away so that 500 VMs stay readable.
-import { CHECK_NAMES, isSuccess, runFailed, type CheckResult, type RunReport, type VmReport } from './model.js';
-
-const CHECK_SHORT: Record<string, string> = {
-  'sidecar-running': 'run',
-  'sidecar-ready': 'ready',
-  'xds-connected': 'xDS',
-  'workload-certificate': 'cert',
-  'workload-entry': 'WE',
-  'vm-to-mesh': 'vm→mesh',
-  'mesh-to-vm-mtls': 'mesh→vm mTLS',
-};
+import { checkDefinition, checkNames } from '../verify/registry.js';
+import { isSuccess, runFailed, type CheckResult, type RunReport, type VmReport } from './model.js';
 
 /** Above this many VMs the passing ones are folded into a <details> block. */
 const FOLD_PASSING_ABOVE = 20;
@@ -95,8 +86,15 @@ export function renderJobSummary(report: RunReport): string {
 }
 
 function vmTable(vms: VmReport[]): string[] {
-  const checkColumns = CHECK_NAMES.filter((name) => vms.some((vm) => vm.checks.some((check) => check.name === name)));
-  const header = ['VM', 'group', 'address', 'result', ...checkColumns.map((name) => CHECK_SHORT[name] ?? name), 'time'];
+  const checkColumns = checkNames().filter((name) => vms.some((vm) => vm.checks.some((check) => check.name === name)));
+  const header = [
+    'VM',
+    'group',
+    'address',
+    'result',
+    ...checkColumns.map((name) => checkDefinition(name)?.short ?? name),
+    'time',
+  ];
   return [
     `| ${header.join(' | ')} |`,
     `| ${header.map(() => '---').join(' | ')} |`,

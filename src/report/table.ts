@@ -1,12 +1,13 @@
 // The CLI's view of a run: one line per VM with every check, then the failures with hints.
-import { CHECK_NAMES, isSuccess, runFailed, type RunReport } from './model.js';
+import { checkNames } from '../verify/registry.js';
+import { isSuccess, runFailed, type RunReport } from './model.js';
 import { formatDuration } from './summary.js';
 
 const MARK = { pass: 'ok', fail: 'FAIL', skipped: '-' } as const;
 
 export function renderTerminalTable(report: RunReport): string {
   const shown = report.vms.filter((vm) => vm.outcome !== 'skipped-shard');
-  const checks = CHECK_NAMES.filter((name) => shown.some((vm) => vm.checks.some((check) => check.name === name)));
+  const checks = checkNames().filter((name) => shown.some((vm) => vm.checks.some((check) => check.name === name)));
   const header = ['VM', 'GROUP', 'ADDRESS', 'RESULT', ...checks.map((name) => name.toUpperCase()), 'TIME'];
   const rows = shown.map((vm) => [
     vm.name,

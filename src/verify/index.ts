@@ -1,4 +1,4 @@
-// Public API of the verification layer (see docs/adr/0002 and issue 8).
+// Public API of the verification layer (see docs/adr/0002): verifyVm and the registry of checks.
 export { verifyVm, verificationJobName } from './verify-vm.js';
 export {
   describeFailure,
@@ -13,7 +13,16 @@ export {
   evaluateMeshToVmMtls,
   MTLS_COUNTERS,
 } from './checks.js';
-export { HINTS, renderHint, renderHintsMarkdown, classifyAgentLog, type HintId, type HintEntry } from './hints.js';
+export { allHints, renderHint, renderHintsMarkdown, classifyAgentLog, type HintId, type HintEntry } from './hints.js';
+export {
+  CHECK_NAMES,
+  checkDefinition,
+  checkDefinitions,
+  checkNames,
+  registerCheck,
+  renderChecksMarkdown,
+} from './registry.js';
+export type { CheckDefinition, CheckInput, HintText } from './check.js';
 export { scrubSecrets } from './scrub.js';
 export { buildProbeScript, buildFollowUpScript, parseScriptOutput, PROBE_URLS } from './vm-script.js';
 export * from './types.js';

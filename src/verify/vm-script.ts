@@ -1,17 +1,20 @@
-// The two batched VM scripts of the verification and the parser of their output.
+// The two batched VM scripts of the verification (probe.sh, follow-up.sh, with verify-functions.sh)
+// and their output, in the one remote-script protocol (src/vm/scripts/protocol.ts): every observation
+// is a section, with its exit code, HTTP code, body and stderr.
 //
 // Round trip 1 (`buildProbeScript`): unit state, readiness polling, Envoy admin reads (/stats,
 // /config_dump secrets, /certs), the "before" /stats/prometheus, the installed root cert, the agent's log
 // tail, when the sidecar's current run started (`unit-started`) and the restart window — unless the
 // sidecar is ready and the window is deferred. Round trip 2 (`buildFollowUpScript`): the "after"
 // /stats/prometheus, the vm-to-mesh call, and the end of a deferred restart window.
-//
-// Output framing: every section is
-//   @@ivo-section <name> rc=<exit code> http=<3-digit code> err=<base64 stderr>@@
-//   <base64 body on one line, possibly empty>
-//   @@ivo-end <name>@@
-// Bodies and stderr are base64, so nothing a sidecar prints can forge or break a marker; anything else on
-// stdout (motd, sudo warnings) is ignored.
+import { readFileSync } from 'node:fs';
+import { composeScript, ScriptOutput as ProtocolOutput, type ShellPart } from '../vm/scripts/protocol.js';
+import type { ScriptSection } from '../vm/scripts/protocol.js';
+export type { ScriptSection };
+
+const VERIFY_FUNCTIONS = readFileSync(new URL('./verify-functions.sh', import.meta.url), 'utf8');
+const PROBE = readFileSync(new URL('./probe.sh', import.meta.url), 'utf8');
+const FOLLOW_UP = readFileSync(new URL('./follow-up.sh', import.meta.url), 'utf8');
 
 export const UNIT_NAME = 'istio';
 /** How long readiness is polled at readyPollMs before slowing to once a second. */
@@ -45,50 +48,6 @@ export const XDS_UPSTREAM_EVENTS =
   'connected to (delta )?upstream XDS server|failed to connect to (delta )?upstream|upstream terminated with unexpected error';
 export const AGENT_ERR_LOG = '/var/log/istio/istio.err.log';
 
-/** POSIX single-quote quoting. */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
-const PRELUDE = String.raw`set +e
-umask 077
-ivo_tmp=$(mktemp -d 2>/dev/null) || { echo 'ivo: mktemp -d failed (is /tmp full or read-only?)' >&2; exit 97; }
-trap 'rm -rf "$ivo_tmp"' EXIT
-ivo_b64() { if [ -s "$1" ]; then base64 < "$1" | tr -d '\n'; fi; }
-ivo_emit() {
-  printf '\n@@ivo-section %s rc=%s http=%s err=%s@@\n' "$1" "$2" "$3" "$(ivo_b64 "$5")"
-  ivo_b64 "$4"
-  printf '\n@@ivo-end %s@@\n' "$1"
-}
-ivo_fetch() {
-  : > "$ivo_tmp/b"; : > "$ivo_tmp/e"
-  ivo_http=$(curl -sS --max-time "$2" -o "$ivo_tmp/b" -w '%{http_code}' "$3" 2>"$ivo_tmp/e"); ivo_rc=$?
-  ivo_emit "$1" "$ivo_rc" "$(printf '%s' "$ivo_http" | tr -cd '0-9' | cut -c1-3 | sed 's/^$/000/')" "$ivo_tmp/b" "$ivo_tmp/e"
-}
-ivo_fetch_grep() {
-  ivo_fetch_grep_name=$1; ivo_fetch_grep_re=$2; shift 2
-  : > "$ivo_tmp/b"; : > "$ivo_tmp/e"
-  ivo_http=$(curl -sS --max-time "$1" -o "$ivo_tmp/full" -w '%{http_code}' "$2" 2>"$ivo_tmp/e"); ivo_rc=$?
-  grep -E "$ivo_fetch_grep_re" "$ivo_tmp/full" > "$ivo_tmp/b" 2>/dev/null; rm -f "$ivo_tmp/full"
-  ivo_emit "$ivo_fetch_grep_name" "$ivo_rc" "$(printf '%s' "$ivo_http" | tr -cd '0-9' | cut -c1-3 | sed 's/^$/000/')" "$ivo_tmp/b" "$ivo_tmp/e"
-}
-ivo_cmd() {
-  ivo_name=$1; shift
-  : > "$ivo_tmp/b"; : > "$ivo_tmp/e"
-  "$@" > "$ivo_tmp/b" 2> "$ivo_tmp/e"; ivo_rc=$?
-  ivo_emit "$ivo_name" "$ivo_rc" 000 "$ivo_tmp/b" "$ivo_tmp/e"
-}
-ivo_now_ms() {
-  ivo_t=$(date +%s%3N 2>/dev/null)
-  case "$ivo_t" in ''|*[!0-9]*) echo $(( $(date +%s) * 1000 )) ;; *) echo "$ivo_t" ;; esac
-}
-ivo_tail() { if [ -r "$2" ]; then tail -n "$1" "$2"; elif [ -e "$2" ]; then sudo -n tail -n "$1" "$2"; fi; }
-printf '@@ivo-tools curl=%s base64=%s systemctl=%s@@\n' \
-  "$(command -v curl >/dev/null 2>&1 && echo yes || echo no)" \
-  "$(command -v base64 >/dev/null 2>&1 && echo yes || echo no)" \
-  "$(command -v systemctl >/dev/null 2>&1 && echo yes || echo no)"
-`;
-
 export interface ProbeScriptOptions {
   restartWindowMs: number;
   readyTimeoutMs: number;
@@ -100,55 +59,11 @@ function seconds(ms: number): string {
   return (Math.max(0, ms) / 1000).toFixed(3).replace(/\.?0+$/, '') || '0';
 }
 
-function unitFunctions(unit: string): string {
-  return String.raw`
-# One systemctl show per look at the unit: every property the checks read, kept in $ivo_unit_raw for
-# the reads that follow (is-active is its ActiveState). Each systemctl call is a D-Bus round trip.
-ivo_unit_raw=
-ivo_unit_read() { ivo_unit_raw=$(systemctl show -p LoadState -p ActiveState -p SubState -p NRestarts -p MainPID -p ExecMainStartTimestamp ${unit} 2>/dev/null); }
-ivo_prop() { printf '%s\n' "$ivo_unit_raw" | sed -n "s/^$1=//p" | head -n 1; }
-ivo_unit() { ivo_unit_read; printf '%s\nis-active=%s\n' "$ivo_unit_raw" "$(ivo_prop ActiveState)"; }
-# The restart key (NRestarts and MainPID, in one format) fresh from systemd, or as of the last look.
-ivo_restart_key() { grep -E '^(NRestarts|MainPID)=' | sort; }
-ivo_restarts() { systemctl show -p NRestarts -p MainPID ${unit} 2>/dev/null | ivo_restart_key; }
-ivo_restarts_seen() { printf '%s\n' "$ivo_unit_raw" | ivo_restart_key; }
-# When the current (or last) run of the unit started, as of the last ivo_unit_read: its main process's
-# start time from /proc (10 ms), else systemd's ExecMainStartTimestamp (whole seconds).
-ivo_started() {
-  ivo_pid=$(ivo_prop MainPID)
-  if [ -n "$ivo_pid" ] && [ "$ivo_pid" != 0 ] && [ -r "/proc/$ivo_pid/stat" ] && [ -r /proc/uptime ]; then
-    ivo_hz=$(getconf CLK_TCK 2>/dev/null); case "$ivo_hz" in ''|*[!0-9]*|0) ivo_hz=100 ;; esac
-    ivo_ago=$(sed 's/^.*) //' "/proc/$ivo_pid/stat" | awk -v hz="$ivo_hz" -v up="$(cut -d' ' -f1 /proc/uptime)" '{ printf "%d", (up - $20 / hz) * 1000 }')
-    case "$ivo_ago" in ''|*[!0-9]*) ;; *) echo "ms=$(( $(ivo_now_ms) - ivo_ago ))"; return 0 ;; esac
-  fi
-  ivo_t=$(ivo_prop ExecMainStartTimestamp)
-  [ -n "$ivo_t" ] && echo "s=$(date -d "$ivo_t" +%s)"
-}
-`;
-}
+const functions: ShellPart = { values: { IVO_UNIT: UNIT_NAME }, text: VERIFY_FUNCTIONS };
 
-/**
- * The restart window (needs $ivo_start, when the observation began): the current run must have lasted
- * the window. A run that started long before (a rerun, a verify) needs no waiting; a fresh one is
- * watched until it is that old. Unknown start: the window is counted from $ivo_start. (Whole seconds
- * from systemd are rounded up: the window is never shortened by that rounding.) Emits `window`,
- * `unit-after` and `unit-started`.
- */
-function windowBlock(unit: string, restartWindowMs: number): string {
-  return String.raw`
-ivo_unit_read
-ivo_run_ms=$(ivo_started)
-case "$ivo_run_ms" in ms=*) ivo_run_ms=$(echo "$ivo_run_ms" | cut -c4-) ;; s=*) ivo_run_ms=$(( $(echo "$ivo_run_ms" | cut -c3-) * 1000 + 999 )) ;; *) ivo_run_ms=$ivo_start ;; esac
-case "$ivo_run_ms" in ''|*[!0-9]*) ivo_run_ms=$ivo_start ;; esac
-[ "$ivo_run_ms" -gt "$ivo_start" ] && ivo_run_ms=$ivo_start
-[ "$(ivo_prop ActiveState)" = active ] || ivo_run_ms=$ivo_start
-ivo_w=0
-while [ $(( $(ivo_now_ms) - ivo_run_ms )) -lt ${Math.round(restartWindowMs)} ] && [ "$ivo_w" -lt ${Math.ceil(restartWindowMs / 200) + 2} ]; do ivo_w=$((ivo_w + 1)); sleep 0.2; done
-printf 'window_ms=%s up_ms=%s\n' "$(( $(ivo_now_ms) - ivo_start ))" "$(( $(ivo_now_ms) - ivo_run_ms ))" > "$ivo_tmp/r"
-: > "$ivo_tmp/e"; ivo_emit window 0 000 "$ivo_tmp/r" "$ivo_tmp/e"
-ivo_cmd unit-after ivo_unit
-ivo_cmd unit-started ivo_started
-`;
+/** The restart window's values: how long, and a bound on its polls (every 0.2 s). */
+function windowValues(restartWindowMs: number): { IVO_WINDOW_MS: number; IVO_WINDOW_POLLS: number } {
+  return { IVO_WINDOW_MS: Math.round(restartWindowMs), IVO_WINDOW_POLLS: Math.ceil(restartWindowMs / 200) + 2 };
 }
 
 /**
@@ -158,8 +73,11 @@ ivo_cmd unit-started ivo_started
  * `deferred=1` and `ready` carries `start_ms`, where the observation began (VM clock). A sidecar that is
  * not ready has been watched all through the polling, so the window is finished here.
  */
-export function buildProbeScript(o: ProbeScriptOptions & { deferWindowWhenReady?: boolean }): string {
-  const unit = shellQuote(UNIT_NAME);
+export function buildProbeScript(
+  o: ProbeScriptOptions & { deferWindowWhenReady?: boolean },
+  /** Shell the checks add (after probe.sh). */
+  extraParts: ShellPart[] = [],
+): string {
   // Polled every readyPollMs for the first READY_FAST_MS (a restarted sidecar is usually ready within a
   // second or two), then every second: each failed probe writes a line to the agent's log.
   const fastMs = Math.min(READY_FAST_MS, o.readyTimeoutMs);
@@ -170,55 +88,32 @@ export function buildProbeScript(o: ProbeScriptOptions & { deferWindowWhenReady?
       Math.ceil(Math.max(0, o.readyTimeoutMs - fastMs) / slowPollMs) +
       1,
   );
-  return (
-    PRELUDE +
-    unitFunctions(unit) +
-    String.raw`
-ivo_start=$(ivo_now_ms)
-ivo_cmd unit-before ivo_unit
-ivo_rs0=$(ivo_restarts_seen)
-ivo_max=${readyAttempts}
-case "$(ivo_prop ActiveState)" in active) ;; *) ivo_max=1 ;; esac
-ivo_n=0; ivo_ready=000; ivo_why=timeout
-while [ "$ivo_n" -lt "$ivo_max" ]; do
-  ivo_n=$((ivo_n + 1))
-  ivo_ready=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' ${shellQuote(PROBE_URLS.ready)} 2>/dev/null | tr -cd '0-9' | cut -c1-3)
-  [ -n "$ivo_ready" ] || ivo_ready=000
-  if [ "$ivo_ready" = 200 ]; then ivo_why=ready; break; fi
-  if [ "$(ivo_restarts)" != "$ivo_rs0" ]; then ivo_why=restarted; break; fi
-  if [ $(( $(ivo_now_ms) - ivo_start )) -ge ${Math.round(o.readyTimeoutMs)} ]; then ivo_why=timeout; break; fi
-  if [ $(( $(ivo_now_ms) - ivo_start )) -lt ${Math.round(fastMs)} ]; then ivo_nap=${seconds(o.readyPollMs)}; else ivo_nap=${seconds(slowPollMs)}; fi
-  [ "$ivo_n" -lt "$ivo_max" ] && sleep "$ivo_nap"
-done
-printf 'attempts=%s elapsed_ms=%s outcome=%s start_ms=%s\n' "$ivo_n" "$(( $(ivo_now_ms) - ivo_start ))" "$ivo_why" "$ivo_start" > "$ivo_tmp/r"
-: > "$ivo_tmp/e"; ivo_emit ready 0 "$ivo_ready" "$ivo_tmp/r" "$ivo_tmp/e"
-ivo_fetch stats 3 ${shellQuote(PROBE_URLS.stats)}
-ivo_fetch secrets 3 ${shellQuote(PROBE_URLS.secrets)}
-ivo_fetch certs 3 ${shellQuote(PROBE_URLS.certs)}
-ivo_fetch_grep prometheus ${shellQuote(MTLS_METRICS_LINES)} 3 ${shellQuote(PROBE_URLS.prometheus)}
-ivo_cmd root-cert ivo_tail 200 ${shellQuote(ROOT_CERT_PATH)}
-# The agent writes a "NOT ready" line for every failed readiness probe: those would push the lines that
-# say why out of the tail (the last one is kept as not-ready-line below).
-ivo_agent_log() { ivo_tail 2000 ${shellQuote(AGENT_LOG)} | grep -v 'Envoy proxy is NOT ready' | tail -n ${o.logTailLines}; }
-ivo_cmd agent-log ivo_agent_log
-ivo_cmd agent-err-log ivo_tail ${o.logTailLines} ${shellQuote(AGENT_ERR_LOG)}
-ivo_not_ready() { ivo_tail 2000 ${shellQuote(AGENT_LOG)} | grep 'Envoy proxy is NOT ready' | tail -n 1; }
-ivo_cmd not-ready-line ivo_not_ready
-# pilot-agent's own connection to istiod (Envoy's xds-grpc only reaches the agent): its last event.
-ivo_xds_upstream() { ivo_tail 2000 ${shellQuote(AGENT_LOG)} | grep -E ${shellQuote(XDS_UPSTREAM_EVENTS)} | tail -n 1; }
-ivo_cmd xds-upstream ivo_xds_upstream
-` +
-    (o.deferWindowWhenReady
-      ? String.raw`if [ "$ivo_why" = ready ]; then
-  printf 'window_ms=%s deferred=1\n' "$(( $(ivo_now_ms) - ivo_start ))" > "$ivo_tmp/r"
-  : > "$ivo_tmp/e"; ivo_emit window 0 000 "$ivo_tmp/r" "$ivo_tmp/e"
-  ivo_cmd unit-after ivo_unit
-  ivo_cmd unit-started ivo_started
-else
-${windowBlock(unit, o.restartWindowMs)}
-fi
-`
-      : windowBlock(unit, o.restartWindowMs))
+  return composeScript(
+    functions,
+    {
+      values: {
+        IVO_READY_URL: PROBE_URLS.ready,
+        IVO_READY_ATTEMPTS: readyAttempts,
+        IVO_READY_TIMEOUT_MS: Math.round(o.readyTimeoutMs),
+        IVO_READY_FAST_MS: Math.round(fastMs),
+        IVO_READY_NAP: seconds(o.readyPollMs),
+        IVO_READY_SLOW_NAP: seconds(slowPollMs),
+        IVO_STATS_URL: PROBE_URLS.stats,
+        IVO_SECRETS_URL: PROBE_URLS.secrets,
+        IVO_CERTS_URL: PROBE_URLS.certs,
+        IVO_PROMETHEUS_URL: PROBE_URLS.prometheus,
+        IVO_MTLS_METRICS_LINES: MTLS_METRICS_LINES,
+        IVO_ROOT_CERT: ROOT_CERT_PATH,
+        IVO_AGENT_LOG: AGENT_LOG,
+        IVO_AGENT_ERR_LOG: AGENT_ERR_LOG,
+        IVO_LOG_TAIL_LINES: o.logTailLines,
+        IVO_XDS_UPSTREAM_EVENTS: XDS_UPSTREAM_EVENTS,
+        IVO_DEFER_WINDOW: o.deferWindowWhenReady ? 1 : 0,
+        ...windowValues(o.restartWindowMs),
+      },
+      text: PROBE,
+    },
+    ...extraParts,
   );
 }
 
@@ -232,73 +127,62 @@ export interface FollowUpScriptOptions {
   vmToMeshTimeoutMs: number;
 }
 
+/** Round trip 2's pieces: the checks add the ones they need (values for follow-up.sh). */
+export const followUpParts = {
+  /** The "after" mTLS counters (mesh-to-vm-mtls). */
+  mtlsCounters: (): ShellPart => ({
+    values: {
+      IVO_READ_PROMETHEUS: 1,
+      IVO_PROMETHEUS_URL: PROBE_URLS.prometheus,
+      IVO_MTLS_METRICS_LINES: MTLS_METRICS_LINES,
+    },
+    text: '',
+  }),
+  /** Resolve the host of `url` and call it (vm-to-mesh). */
+  vmToMesh: (url: string, timeoutMs: number): ShellPart => ({
+    values: {
+      IVO_VERIFY_URL: url,
+      IVO_VERIFY_HOST: new URL(url).hostname.replace(/^\[|\]$/g, ''),
+      IVO_VM_TO_MESH_TIMEOUT: seconds(timeoutMs),
+    },
+    text: '',
+  }),
+  /**
+   * The rest of a restart window round trip 1 deferred, from `probeStartMs` (VM clock, epoch ms),
+   * sidecar-running's. Last in the script: whatever the calls take already counts toward the window.
+   */
+  restartWindow: (windowMs: number, probeStartMs: number): ShellPart => ({
+    values: { IVO_WINDOW_START_MS: Math.max(0, Math.floor(probeStartMs)), ...windowValues(windowMs) },
+    text: '',
+  }),
+};
+
+/** Round trip 2 with the pieces the checks asked for (a piece with shell runs after follow-up.sh). */
+export function composeFollowUpScript(parts: ShellPart[]): string {
+  return composeScript(functions, { text: FOLLOW_UP }, ...parts);
+}
+
 /** Round trip 2. */
 export function buildFollowUpScript(o: FollowUpScriptOptions): string {
-  let script = PRELUDE;
-  if (o.readPrometheus) {
-    script += `ivo_fetch_grep prometheus ${shellQuote(MTLS_METRICS_LINES)} 3 ${shellQuote(PROBE_URLS.prometheus)}\n`;
-  }
-  if (o.verifyUrl !== undefined) {
-    const host = new URL(o.verifyUrl).hostname.replace(/^\[|\]$/g, '');
-    script += `ivo_cmd resolve getent hosts ${shellQuote(host)}\n`;
-    script += `ivo_fetch vm-to-mesh ${seconds(o.vmToMeshTimeoutMs)} ${shellQuote(o.verifyUrl)}\n`;
-  }
-  if (o.restartWindow) {
-    // Last: whatever the calls above took already counts toward the window.
-    const unit = shellQuote(UNIT_NAME);
-    script +=
-      unitFunctions(unit) +
-      `ivo_start=${Math.max(0, Math.floor(o.restartWindow.probeStartMs))}\n` +
-      windowBlock(unit, o.restartWindow.windowMs);
-  }
-  return script;
+  return composeFollowUpScript([
+    ...(o.readPrometheus ? [followUpParts.mtlsCounters()] : []),
+    ...(o.verifyUrl !== undefined ? [followUpParts.vmToMesh(o.verifyUrl, o.vmToMeshTimeoutMs)] : []),
+    ...(o.restartWindow ? [followUpParts.restartWindow(o.restartWindow.windowMs, o.restartWindow.probeStartMs)] : []),
+  ]);
 }
 
-export interface ScriptSection {
-  name: string;
-  /** Exit code of curl / the command. */
-  rc: number;
-  /** HTTP status for fetches (`000` = no response); `000` for commands. */
-  http: string;
-  body: string;
-  stderr: string;
-}
-
+/** What a verification script printed: its sections and which tools the VM has. */
 export interface ScriptOutput {
   sections: Map<string, ScriptSection>;
   tools: Record<string, boolean>;
 }
 
-const HEADER = /^@@ivo-section (\S+) rc=(-?\d+) http=(\d{3}) err=([A-Za-z0-9+/=]*)@@$/;
-
-function decode(b64: string): string {
-  return Buffer.from(b64, 'base64').toString('utf8');
-}
-
 export function parseScriptOutput(stdout: string): ScriptOutput {
-  const sections = new Map<string, ScriptSection>();
+  const output = new ProtocolOutput(stdout);
   const tools: Record<string, boolean> = {};
-  const lines = stdout.split('\n').map((l) => l.replace(/\r$/, ''));
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    const toolsMatch = /^@@ivo-tools (.*)@@$/.exec(line);
-    if (toolsMatch) {
-      for (const pair of toolsMatch[1]!.split(' ')) {
-        const [k, v] = pair.split('=');
-        if (k) tools[k] = v === 'yes';
-      }
-      continue;
-    }
-    const m = HEADER.exec(line);
-    if (!m) continue;
-    const name = m[1]!;
-    const end = `@@ivo-end ${name}@@`;
-    let body = '';
-    let j = i + 1;
-    for (; j < lines.length && lines[j] !== end; j++) body += lines[j]!.trim();
-    if (j >= lines.length) break; // truncated output: ignore the incomplete section
-    sections.set(name, { name, rc: Number(m[2]), http: m[3]!, body: decode(body), stderr: decode(m[4]!) });
-    i = j;
+  for (const pair of (output.get('tools') ?? '').split(' ')) {
+    const [k, v] = pair.split('=');
+    if (k) tools[k] = v === 'yes';
   }
-  return { sections, tools };
+  return { sections: output.sections, tools };
 }

@@ -32,5 +32,4 @@ export { applyVmChanges, type VmChange, type VmApplyResult, type AppliedFileKey 
 export { rollbackVm, type RollbackOptions, type VmRollbackResult } from './scripts/rollback.js';
 export { offboardVm, type OffboardOptions, type VmOffboardResult } from './scripts/offboard.js';
 export { fetchLocalUrl, type FetchLocalOptions, type LocalUrlResult } from './scripts/fetch-local.js';
-export { VmScriptError } from './scripts/protocol.js';
-export { asRoot, asUser, shQuote } from './scripts/shell.js';
+export { VmScriptError, asRoot, asUser, composeScript, shQuote } from './scripts/protocol.js';

@@ -8,7 +8,7 @@ import { applyVmChanges } from './scripts/apply.js';
 import { assertPreflight, inspectVm, type VmFacts } from './scripts/inspect.js';
 import { offboardVm } from './scripts/offboard.js';
 import { rollbackVm } from './scripts/rollback.js';
-import { asRoot } from './scripts/shell.js';
+import { asRoot } from './scripts/protocol.js';
 import type { VmSession } from './session.js';
 import { connectVm } from './ssh-session.js';
 

@@ -13,7 +13,7 @@ import {
   knownHostsName,
 } from './known-hosts.js';
 import { describePrivateKey } from './private-key.js';
-import { shQuote } from './scripts/shell.js';
+import { shQuote } from './scripts/protocol.js';
 import {
   VmConnectionError,
   type ExecOptions,

@@ -7,10 +7,9 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FakeVmSession } from '../unit/fake-session.js';
-import { inspectVm, probeAsProxyShell } from '../../src/vm/scripts/inspect.js';
-import { ScriptOutput } from '../../src/vm/scripts/protocol.js';
-import { STEP_FUNCTIONS } from '../../src/vm/scripts/common.js';
-import { asRoot, shQuote } from '../../src/vm/scripts/shell.js';
+import { inspectVm, probeAsProxyPart } from '../../src/vm/scripts/inspect.js';
+import { asRoot, composeScript, ScriptOutput, shQuote } from '../../src/vm/scripts/protocol.js';
+import { changeFunctions } from '../../src/vm/scripts/common.js';
 import { localShell } from '../unit/local-shell.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vm-scripts-host-'));
@@ -26,14 +25,15 @@ describe('VM scripts on this host (root, sudo, iptables)', () => {
     // named like a tool shadow it for the check, so each fallback is taken in turn.
     const probe = async (user: string, shadow: string[] = []) => {
       const body = `${shadow.map((tool) => `${tool}() { return 1; }`).join('\n')}
-${probeAsProxyShell(user)}ivo_emit64 who "$(ivo_probe_as id -un)"
+ivo_probe_as_choose
+ivo_emit64 who "$(ivo_probe_as id -un)"
 ivo_emit64 groups "$(ivo_probe_as id -G)"
 ivo_emit64 cwd "$(ivo_probe_as pwd)"
 ivo_emit64 shell.cwd "$(pwd)"
 ivo_probe_as sh -c 'exit 124'
 ivo_emit rc "$?"
 `;
-      const result = await shAsync(asRoot(body));
+      const result = await shAsync(asRoot(composeScript(probeAsProxyPart(user), { text: body })));
       expect([user, shadow, result.code, result.stderr]).toEqual([user, shadow, 0, '']);
       const out = new ScriptOutput(result.stdout);
       return {
@@ -167,7 +167,8 @@ sh -c "$1"
 describe('root never follows a path the proxy user can swap (issue 17)', () => {
   // `nobody` stands in for istio-proxy: it owns the directory (like /etc/certs or /var/lib/istio/envoy),
   // so it can put a symlink under any name there. A root-only file is what the symlink points at.
-  const functions = STEP_FUNCTIONS.replaceAll('istio-proxy', 'nobody');
+  const functions = changeFunctions({ proxyUser: 'nobody' });
+  const asRootWith = (body: string) => asRoot(composeScript(functions, { text: body }));
   const setUp = (name: string) => {
     const base = path.join(work, name);
     const proxyDir = path.join(base, 'proxy dir');
@@ -186,8 +187,8 @@ describe('root never follows a path the proxy user can swap (issue 17)', () => {
     const regular = path.join(proxyDir, 'mesh');
     sh(`printf x > ${shQuote(regular)} && chmod 0600 ${shQuote(regular)}`);
     const result = sh(
-      asRoot(
-        `${functions}\nivo_fix_file ${shQuote(target)} nobody 0644\nivo_fix_file ${shQuote(regular)} nobody 0644\nivo_emit done yes\n`,
+      asRootWith(
+        `ivo_fix_file ${shQuote(target)} nobody 0644\nivo_fix_file ${shQuote(regular)} nobody 0644\nivo_emit done yes\n`,
       ),
     );
     expect([result.stderr, new ScriptOutput(result.stdout).get('done')]).toEqual(['', 'yes']);
@@ -201,9 +202,9 @@ describe('root never follows a path the proxy user can swap (issue 17)', () => {
     const regular = path.join(base, 'proxy dir', 'mesh');
     const regularCopy = path.join(base, 'mesh-copy');
     sh(`printf 'mesh: 1' > ${shQuote(regular)} && chown nobody ${shQuote(regular)} && chmod 0600 ${shQuote(regular)}`);
-    const ok = sh(asRoot(`${functions}\nivo_snapshot_file ${shQuote(regular)} nobody ${shQuote(regularCopy)}\n`));
+    const ok = sh(asRootWith(`ivo_snapshot_file ${shQuote(regular)} nobody ${shQuote(regularCopy)}\n`));
     expect([ok.stderr, sh(`cat ${shQuote(regularCopy)}`).stdout]).toEqual(['', 'mesh: 1']);
-    const refused = sh(asRoot(`${functions}\nivo_snapshot_file ${shQuote(target)} nobody ${shQuote(copy)}\n`));
+    const refused = sh(asRootWith(`ivo_snapshot_file ${shQuote(target)} nobody ${shQuote(copy)}\n`));
     expect(refused.stdout).toContain('error:snapshot');
     expect(existsSync(copy) ? sh(`cat ${shQuote(copy)}`).stdout : '').not.toContain('s3cret');
     expect(statOf(secret)).toBe('root 600');
@@ -218,8 +219,8 @@ describe('root never follows a path the proxy user can swap (issue 17)', () => {
         `setpriv --reuid=nobody --regid=nogroup --clear-groups ln -s ${shQuote(secret)} ${shQuote(`${dest}.ivo-new`)}`,
     );
     const result = sh(
-      asRoot(
-        `${functions}\nivo_stage_file ${shQuote(source)} ${shQuote(dest)} nobody 0644\nivo_commit_file ${shQuote(dest)} nobody\nivo_emit done yes\n`,
+      asRootWith(
+        `ivo_stage_file ${shQuote(source)} ${shQuote(dest)} nobody 0644\nivo_commit_file ${shQuote(dest)} nobody\nivo_emit done yes\n`,
       ),
     );
     expect([result.stdout, result.stderr, new ScriptOutput(result.stdout).get('done')]).toEqual([

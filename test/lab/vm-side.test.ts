@@ -12,7 +12,7 @@ import { fetchLocalUrl } from '../../src/vm/scripts/fetch-local.js';
 import { inspectVm } from '../../src/vm/scripts/inspect.js';
 import { offboardVm } from '../../src/vm/scripts/offboard.js';
 import { VmScriptError } from '../../src/vm/scripts/protocol.js';
-import { shQuote } from '../../src/vm/scripts/shell.js';
+import { shQuote } from '../../src/vm/scripts/protocol.js';
 import { rollbackVm } from '../../src/vm/scripts/rollback.js';
 import { VmConnectionError, type VmSession } from '../../src/vm/session.js';
 import { connectVm, type ConnectVmOptions } from '../../src/vm/ssh-session.js';

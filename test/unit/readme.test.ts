@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { fillGeneratedSections, renderInputsMarkdown } from '../../scripts/readme-sections.js';
+import { fillGeneratedSections, fillSchemaCheckNames, renderInputsMarkdown } from '../../scripts/readme-sections.js';
 
 const readme = readFileSync('README.md', 'utf8');
 const headings = readme
@@ -11,8 +11,12 @@ const headings = readme
   .map((line) => line.slice(3));
 
 describe('README.md', () => {
-  it('has its generated sections (inputs, RBAC, troubleshooting) in step with the code — run `npm run docs`', () => {
+  it('has its generated sections (checks, inputs, RBAC, troubleshooting) in step with the code — run `npm run docs`', () => {
     expect(fillGeneratedSections(readme)).toBe(readme);
+  });
+  it("report.schema.json allows exactly the registry's check names — run `npm run docs`", () => {
+    const schema = readFileSync('report.schema.json', 'utf8');
+    expect(fillSchemaCheckNames(schema)).toBe(schema);
   });
   it('documents every input and output of action.yml', () => {
     const action = parse(readFileSync('action.yml', 'utf8')) as {

@@ -1,13 +1,19 @@
 // verifyVm and each check, pass and fail paths, with a fake VM (canned script output in the real
 // framing) and a fake cluster. Healthy inputs are the envoy-reference files where they fit.
-import { describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { GroupSpec, VmSpec } from '../../src/inventory/types.js';
 import { verifyVm, verificationJobName } from '../../src/verify/verify-vm.js';
 import { describeFailure, defaultMtlsTarget } from '../../src/verify/checks.js';
-import { HINTS, renderHintsMarkdown } from '../../src/verify/hints.js';
-import { buildProbeScript } from '../../src/verify/vm-script.js';
+import { failResult, passResult, probeOutput, type CheckDefinition } from '../../src/verify/check.js';
+import { checkNames, registerCheck } from '../../src/verify/registry.js';
+import { renderJobSummary } from '../../src/report/summary.js';
+import { renderTerminalTable } from '../../src/report/table.js';
+import { inventoryOf, makeWorld, run } from './rollout-fakes.js';
+import { allHints, renderHintsMarkdown } from '../../src/verify/hints.js';
+import { buildProbeScript, parseScriptOutput } from '../../src/verify/vm-script.js';
 import type {
   MeshProbe,
   VerificationJobResult,
@@ -39,7 +45,7 @@ interface Section {
 
 function frame(name: string, s: Section): string {
   const b64 = (t: string) => Buffer.from(t).toString('base64');
-  return `\n@@ivo-section ${name} rc=${s.rc ?? 0} http=${s.http ?? '000'} err=${b64(s.stderr ?? '')}@@\n${b64(s.body ?? '')}\n@@ivo-end ${name}@@\n`;
+  return `\n@@ivo64 ${name}.err ${b64(s.stderr ?? '')}\n@@ivo64 ${name}.body ${b64(s.body ?? '')}\n@@ivo section ${name} rc=${s.rc ?? 0} http=${s.http ?? '000'}\n`;
 }
 const ok = (body: string): Section => ({ rc: 0, http: '200', body });
 const refused = (port: number): Section => ({
@@ -59,7 +65,7 @@ const UNIT_OK = 'LoadState=loaded\nActiveState=active\nSubState=running\nNRestar
 
 function healthyVm(): VmState {
   return {
-    tools: '@@ivo-tools curl=yes base64=yes systemctl=yes@@\n',
+    tools: '@@ivo tools curl=yes base64=yes systemctl=yes\n',
     sections1: {
       'unit-before': { body: UNIT_OK },
       ready: { http: '200', body: 'attempts=1 elapsed_ms=12 outcome=ready\n' },
@@ -204,6 +210,15 @@ function harness(vm: VmState, mesh: MeshState, overrides: Partial<VerifyContext>
 }
 
 const byName = (results: CheckResult[], name: CheckName) => results.find((r) => r.name === name)!;
+const CHECK_NAMES_BUILT_IN = [
+  'sidecar-running',
+  'sidecar-ready',
+  'xds-connected',
+  'workload-certificate',
+  'workload-entry',
+  'vm-to-mesh',
+  'mesh-to-vm-mtls',
+];
 
 // ---------------------------------------------------------------- the healthy VM
 
@@ -461,7 +476,7 @@ describe('STRICT applied moments ago: plaintext accepted while the policy travel
 interface FailureCase {
   title: string;
   check: CheckName;
-  hintId: keyof typeof HINTS;
+  hintId: string;
   vm?: (s: VmState) => void;
   mesh?: (m: MeshState) => void;
   ctx?: Partial<VerifyContext>;
@@ -559,7 +574,7 @@ const CASES: FailureCase[] = [
     check: 'sidecar-running',
     hintId: 'tool-missing',
     vm: (s) => {
-      s.tools = '@@ivo-tools curl=no base64=yes systemctl=yes@@\n';
+      s.tools = '@@ivo tools curl=no base64=yes systemctl=yes\n';
     },
     hint: /install curl/,
   },
@@ -972,8 +987,8 @@ describe('verification details', () => {
     });
     // Round trip 2 carries the window, anchored where round trip 1 began (VM clock).
     expect(steady.scripts).toHaveLength(2);
-    expect(steady.scripts[1]).toContain('ivo_start=1795660000000');
-    expect(steady.scripts[1]).toContain('ivo_emit window');
+    expect(steady.scripts[1]).toContain("\nIVO_WINDOW_START_MS='1795660000000'\n");
+    expect(steady.scripts[1]).toContain('ivo_restart_window "$IVO_WINDOW_START_MS"');
 
     const restarted = UNIT_OK.replace('NRestarts=0', 'NRestarts=1').replace('MainPID=4242', 'MainPID=4343');
     const looping = harness(deferred(healthyVm(), restarted, 'window_ms=2100 up_ms=300\n'), healthyMesh());
@@ -989,17 +1004,10 @@ describe('verification details', () => {
     expect(blind.summary).toMatch(/restart window not observed/);
   });
 
-  it('a sidecar that is not ready keeps the window in round trip 1 (no deferral)', () => {
-    const script = buildProbeScript({
-      restartWindowMs: 2000,
-      readyTimeoutMs: 30000,
-      readyPollMs: 250,
-      logTailLines: 5,
-      deferWindowWhenReady: true,
-    });
-    expect(script).toMatch(
-      /if \[ "\$ivo_why" = ready \]; then[\s\S]*deferred=1[\s\S]*else[\s\S]*ivo_run_ms=\$\(ivo_started\)[\s\S]*fi\n$/,
-    );
+  it('round trip 1 is told to defer the window (the script defers it only for a ready sidecar)', () => {
+    const options = { restartWindowMs: 2000, readyTimeoutMs: 30000, readyPollMs: 250, logTailLines: 5 };
+    expect(buildProbeScript({ ...options, deferWindowWhenReady: true })).toContain("\nIVO_DEFER_WINDOW='1'\n");
+    expect(buildProbeScript(options)).toContain("\nIVO_DEFER_WINDOW='0'\n");
   });
 
   it('workload-entry passes without a Healthy condition when health checks are off, and for static entries', async () => {
@@ -1042,10 +1050,110 @@ describe('verification details', () => {
 
   it('every hint has a cause and a fix, and the README table lists them all', () => {
     const md = renderHintsMarkdown();
-    for (const [id, h] of Object.entries(HINTS)) {
+    for (const [id, h] of Object.entries(allHints())) {
       expect(h.cause.length).toBeGreaterThan(10);
       expect(h.fix.length).toBeGreaterThan(10);
       expect(md).toContain(`\`${id}\``);
     }
+  });
+});
+
+// ---------------------------------------------------------------- an eighth check, in this file only
+
+/** A test-only check: free space on the VM's root file system, read in round trip 1 by its own shell. */
+const diskFree: CheckDefinition = {
+  name: 'disk-free',
+  short: 'disk',
+  passesWhen: 'the root file system has room left',
+  dependsOn: ['sidecar-ready'],
+  hints: { 'disk-almost-full': { cause: 'only {kib} KiB free on {path}', fix: 'free disk space on {vm}' } },
+  phase: 'probe',
+  collect: { probe: { values: { IVO_DISK_PATH: '/' }, text: 'ivo_cmd disk-free df -Pk "$IVO_DISK_PATH"\n' } },
+  evaluate: ({ ctx, probe }) => {
+    const section = probeOutput(probe).sections.get('disk-free');
+    const kib = Number(/\n\S+\s+\d+\s+\d+\s+(\d+)/.exec(section?.body ?? '')?.[1] ?? 0);
+    const evidence = [`df -Pk / → ${kib} KiB available`];
+    return kib >= 1024
+      ? passResult({ check: 'disk-free', seen: `${kib} KiB free on /`, evidence, durationMs: 0 })
+      : failResult(ctx, {
+          check: 'disk-free',
+          seen: `${kib} KiB free on /`,
+          hint: 'disk-almost-full',
+          vars: { kib, path: '/' },
+          evidence,
+          durationMs: 0,
+        });
+  },
+};
+
+describe('a check is one definition: a test-only eighth check', () => {
+  let unregister: () => void;
+  beforeAll(() => {
+    unregister = registerCheck(diskFree);
+  });
+  afterAll(() => unregister());
+  const DF = 'Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/vda1 8000000 2000000 6000000 25% /\n';
+
+  it('runs: its shell goes into round trip 1 with its values, and it is evaluated from its section', async () => {
+    const vm = healthyVm();
+    vm.sections1['disk-free'] = { body: DF };
+    const h = harness(vm, healthyMesh());
+    const results = await verifyVm(h.ctx);
+    expect(results.map((r) => r.name)).toEqual([...CHECK_NAMES_BUILT_IN, 'disk-free']);
+    expect(byName(results, 'disk-free')).toMatchObject({ status: 'pass', summary: '6000000 KiB free on /' });
+    expect(h.scripts[0]).toContain("\nIVO_DISK_PATH='/'\n");
+    expect(h.scripts[0]).toContain('ivo_cmd disk-free df -Pk "$IVO_DISK_PATH"');
+    vm.sections1['disk-free'] = { body: DF.replace('6000000', '12') };
+    const full = byName(await verifyVm(harness(vm, healthyMesh()).ctx), 'disk-free');
+    expect(full).toMatchObject({ status: 'fail', hintId: 'disk-almost-full' });
+    expect(full.hint).toBe('only 12 KiB free on /. Fix: free disk space on vm-1');
+  });
+
+  it("its shell really runs in the probe script (this machine's sh and df)", () => {
+    const script = buildProbeScript({ restartWindowMs: 0, readyTimeoutMs: 100, readyPollMs: 100, logTailLines: 1 }, [
+      diskFree.collect!.probe!,
+    ]);
+    const result = spawnSync('sh', ['-s'], { input: script, encoding: 'utf8', timeout: 30_000 });
+    const section = parseScriptOutput(result.stdout).sections.get('disk-free');
+    expect(section).toMatchObject({ rc: 0 });
+    expect(section?.body).toMatch(/^Filesystem\s+1024-blocks/);
+  });
+
+  it('is skipped, naming the cause, when its dependency did not pass', async () => {
+    const notReady = healthyVm();
+    notReady.sections1.ready = { http: '503', body: 'attempts=9 elapsed_ms=30000 outcome=timeout\n' };
+    const skipped = byName(await verifyVm(harness(notReady, healthyMesh()).ctx), 'disk-free');
+    expect(skipped).toEqual({
+      name: 'disk-free',
+      status: 'skipped',
+      summary: 'skipped: the sidecar is not ready (see sidecar-ready)',
+      evidence: [],
+      durationMs: 0,
+    });
+    const stopped = healthyVm();
+    stopped.sections1['unit-before'] = { body: UNIT_OK.replace(/active/g, 'inactive') };
+    expect(byName(await verifyVm(harness(stopped, healthyMesh()).ctx), 'disk-free').summary).toBe(
+      'skipped: the sidecar is not running (see sidecar-running)',
+    );
+  });
+
+  it('appears in the report, the job summary, the terminal table and the hints table', async () => {
+    const vm = healthyVm();
+    vm.sections1['disk-free'] = { body: DF.replace('6000000', '12') };
+    const checks = await verifyVm(harness(vm, healthyMesh()).ctx);
+    const report = await run(makeWorld(), inventoryOf([1]), {}, { verifier: { verify: async () => checks } });
+    expect(report.vms[0]!.checks.map((check) => check.name)).toContain('disk-free');
+    expect(checkNames().at(-1)).toBe('disk-free');
+    const summary = renderJobSummary(report);
+    expect(summary).toMatch(/\| VM \| group \| address \| result \| run \| .* \| disk \| time \|/);
+    expect(summary).toContain('- **disk-free**: 12 KiB free on /');
+    expect(renderTerminalTable(report).split('\n')[0]).toMatch(/\sDISK-FREE\s+TIME$/);
+    expect(renderHintsMarkdown()).toContain('| `disk-free` | `disk-almost-full` | only {kib} KiB free on {path} |');
+  });
+
+  it('refuses a second check of the same name, an unknown dependency, or a hint id of another check', () => {
+    expect(() => registerCheck(diskFree)).toThrow(/exists already/);
+    expect(() => registerCheck({ ...diskFree, name: 'other', dependsOn: ['nope'] })).toThrow(/depends on nope/);
+    expect(() => registerCheck({ ...diskFree, name: 'other' })).toThrow(/belongs to disk-free/);
   });
 });

@@ -129,7 +129,7 @@ describe('probe script (round trip 1)', () => {
     });
     expect(r.status).toBe(97);
     expect(r.stderr).toContain('mktemp -d failed');
-    expect(r.stdout).not.toContain('@@ivo-section');
+    expect(r.stdout).not.toContain('@@ivo section');
     expect(readdirSync(dir).filter((name) => name.startsWith('ivo-verify.'))).toEqual([]);
     expect(existsSync('/tmp/ivo-verify.' + String(r.pid))).toBe(false);
   });
@@ -206,6 +206,15 @@ describe('probe script (round trip 1)', () => {
     });
     expect(parseScriptOutput(f.stdout).sections.get('unit-after')?.body).toMatch(/^is-active=active$/m);
     expect(systemctlCalls()).toHaveLength(2);
+  });
+
+  it('finishes the window in round trip 1 when the sidecar is not ready, even when asked to defer it', () => {
+    reset('active', Array(20).fill('503'));
+    const r = run(buildProbeScript({ ...OPTIONS, readyTimeoutMs: 400, deferWindowWhenReady: true }));
+    const window = r.output.sections.get('window')!.body;
+    expect(window).not.toMatch(/deferred=1/);
+    expect(window).toMatch(/^window_ms=\d+ up_ms=\d+\n$/);
+    expect(r.output.sections.get('ready')?.body).toMatch(/outcome=timeout/);
   });
 
   it('dates the current run by its main process start (/proc), to the tick', () => {
@@ -307,9 +316,11 @@ describe('follow-up script (round trip 2)', () => {
 
   it('ignores noise and truncated sections in the output', () => {
     const out = parseScriptOutput(
-      'motd\n@@ivo-section a rc=0 http=200 err=@@\naGk=\n@@ivo-end a@@\n@@ivo-section b rc=0 http=200 err=@@\naGk=\n',
+      'motd\n@@ivo64 a.err \n@@ivo64 a.body aGk=\n@@ivo section a rc=0 http=200\n' +
+        '@@ivo tools curl=yes base64=no\n@@ivo64 b.err \n@@ivo64 b.body aGk=\n',
     );
     expect([...out.sections.keys()]).toEqual(['a']);
     expect(out.sections.get('a')?.body).toBe('hi');
+    expect(out.tools).toEqual({ curl: true, base64: false });
   });
 });

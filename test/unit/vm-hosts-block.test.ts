@@ -15,6 +15,7 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { HOSTS_FUNCTIONS, hostsBlockContent } from '../../src/vm/scripts/hosts-block.js';
+import { composeScript } from '../../src/vm/scripts/protocol.js';
 
 let dir: string;
 beforeAll(() => {
@@ -23,7 +24,10 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function sh(body: string): { code: number; stdout: string; stderr: string } {
-  const result = spawnSync('sh', ['-c', `${HOSTS_FUNCTIONS}\n${body}`], { encoding: 'utf8', cwd: dir });
+  const result = spawnSync('sh', ['-c', composeScript(HOSTS_FUNCTIONS, { text: body })], {
+    encoding: 'utf8',
+    cwd: dir,
+  });
   return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
 

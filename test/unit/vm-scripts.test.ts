@@ -24,13 +24,21 @@ import {
   inspectVm,
   parseOsRelease,
   parseRouteSource,
-  probeAsProxyShell,
+  probeAsProxyPart,
   VmPreflightError,
 } from '../../src/vm/scripts/inspect.js';
 import { offboardScript } from '../../src/vm/scripts/offboard.js';
-import { runScript, VmScriptError } from '../../src/vm/scripts/protocol.js';
+import {
+  asUser,
+  composeScript,
+  PROTOCOL_PRELUDE,
+  runScript,
+  ScriptOutput,
+  scriptHeader,
+  shQuote,
+  VmScriptError,
+} from '../../src/vm/scripts/protocol.js';
 import { rollbackScript } from '../../src/vm/scripts/rollback.js';
-import { asUser, shQuote } from '../../src/vm/scripts/shell.js';
 import { localShell } from './local-shell.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vm-scripts-'));
@@ -59,11 +67,14 @@ function change(overrides: Partial<VmChange['package']> = {}): VmChange {
 
 const { sh, shAsync } = localShell(work);
 
-/** The root part of an asRoot() script, unquoted by the real shell. */
+/** The header of a composed script: its quoted assignments. */
+function headerOf(script: string): string {
+  return script.slice(0, script.indexOf(PROTOCOL_PRELUDE));
+}
+
+/** The root part of an asRoot() script (the value IVO_ROOT_SCRIPT), as the real shell reads it. */
 function innerOf(script: string): string {
-  const marker = 'exec sudo -n /bin/sh -c ';
-  const quoted = script.slice(script.indexOf(marker) + marker.length).trimEnd();
-  const result = sh('eval "set -- $1"; printf %s "$1"', [quoted]);
+  const result = sh(`${headerOf(script)}\nprintf %s "$IVO_ROOT_SCRIPT"`);
   expect(result.code).toBe(0);
   return result.stdout;
 }
@@ -84,6 +95,49 @@ describe('shell quoting', () => {
 
   it('refuses NUL bytes', () => {
     expect(() => shQuote('a\0b')).toThrow(/NUL/);
+  });
+});
+
+describe('the script protocol', () => {
+  it('passes values in one header of upper-case names; two parts cannot pass different values under one name', () => {
+    expect(scriptHeader({ IVO_A: "it's", IVO_N: 3 })).toBe(`IVO_A='it'\\''s'\nIVO_N='3'\n`);
+    expect(() => scriptHeader({ 'ivo_a; rm -rf /': 'x' })).toThrow(/upper case/);
+    expect(() => composeScript({ values: { IVO_A: '1' }, text: '' }, { values: { IVO_A: '2' }, text: '' })).toThrow(
+      /different values as IVO_A/,
+    );
+    const script = composeScript(
+      { values: { IVO_A: 'x' }, text: 'ivo_emit a "$IVO_A"' },
+      { values: { IVO_A: 'x' }, text: '' },
+    );
+    expect(new ScriptOutput(sh(script).stdout).get('a')).toBe('x');
+  });
+
+  it('walks a list value line by line, and frames sections that count only when complete', () => {
+    const result = sh(
+      composeScript({
+        values: { IVO_LIST: `a b\n\n${HOSTILE}` },
+        text: `seen() { ivo_emit64 item "$1"; }
+ivo_each_line "$IVO_LIST" seen
+printf 'body \\000 bytes' > "$1/b"; printf 'oops' > "$1/e"
+printf 'a tool left this unended'
+ivo_section one 7 503 "$1/b" "$1/e"
+ivo_section empty 0 000 /dev/null /dev/null
+printf '@@ivo64 cut.err \\n@@ivo64 cut.body aGk='`,
+      }),
+      [work],
+    );
+    const output = new ScriptOutput(result.stdout);
+    expect(output.all('item')).toEqual(['a b', ...HOSTILE.split('\n')]);
+    expect(output.sections.get('one')).toEqual({
+      name: 'one',
+      rc: 7,
+      http: '503',
+      body: 'body \0 bytes',
+      stderr: 'oops',
+    });
+    expect(output.sections.get('empty')).toEqual({ name: 'empty', rc: 0, http: '000', body: '', stderr: '' });
+    expect(output.sections.has('cut')).toBe(false);
+    for (const file of ['pwned', 'pwned2', 'pwned3']) expect(existsSync(path.join(work, file))).toBe(false);
   });
 });
 
@@ -111,15 +165,12 @@ describe('generated scripts', () => {
   });
 
   it('carry hostile values as data: assignments evaluate to the exact value and run nothing', () => {
-    const inner = innerOf(scripts.apply!);
-    const assignments = inner.slice(0, inner.indexOf('ivo_cleanup() {'));
-    const result = sh(`${assignments}\nprintf '%s\\n---\\n' "$PKG_URL" "$WANT_VERSION"`);
+    const result = sh(
+      `${headerOf(innerOf(scripts.apply!))}\nprintf '%s\\n---\\n' "$IVO_PACKAGE_URL" "$IVO_WANT_VERSION"`,
+    );
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(`http://h/${HOSTILE}\n---\n${HOSTILE}\n---\n`);
-    const rollbackInner = innerOf(scripts.rollback!);
-    const rb = sh(
-      `${rollbackInner.slice(0, rollbackInner.indexOf('if command -v dpkg-query >/dev/null 2>&1; then FMT=deb'))}\nprintf '%s' "$EXPECT"`,
-    );
+    const rb = sh(`${headerOf(innerOf(scripts.rollback!))}\nprintf '%s' "$IVO_EXPECT_SNAPSHOT"`);
     expect(rb.stdout).toBe(HOSTILE);
     for (const file of ['pwned', 'pwned2', 'pwned3']) expect(existsSync(path.join(work, file))).toBe(false);
   });
@@ -433,16 +484,17 @@ describe('inspect parsing', () => {
     // A running sidecar's capture (nat OUTPUT → 15001) spares only istio-proxy's uid/gid: a probe as
     // root would be answered by Envoy, and a blocked 15012 would read as reachable.
     const inner = innerOf(inspectScript({ eastWestAddress: '10.233.0.1' }));
-    expect(inner).toContain(probeAsProxyShell('istio-proxy'));
-    expect(inner).toContain("ivo_px_user='istio-proxy'");
+    expect(inner).toContain(probeAsProxyPart('istio-proxy').text);
+    expect(headerOf(inner)).toContain("IVO_PROXY_USER='istio-proxy'\n");
     const probes = inner.split('\n').filter((line) => line.includes('/dev/tcp/') || line.includes('nc -z'));
     expect(probes).toEqual([
-      `  ivo_ew_out=$(ivo_probe_as timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' ivo "$ivo_ew_host" "$ivo_ew_port" 2>&1 </dev/null)`,
-      '  ivo_ew_out=$(ivo_probe_as nc -z -w 3 "$ivo_ew_host" "$ivo_ew_port" 2>&1 </dev/null)',
+      `  ivo_ew_out=$(ivo_probe_as timeout "$IVO_REACH_TIMEOUT" bash -c 'exec 3<>"/dev/tcp/$1/$2"' ivo "$IVO_EW_HOST" "$IVO_EW_PORT" 2>&1 </dev/null)`,
+      '  ivo_ew_out=$(ivo_probe_as nc -z -w "$IVO_REACH_TIMEOUT" "$IVO_EW_HOST" "$IVO_EW_PORT" 2>&1 </dev/null)',
     ]);
+    expect(headerOf(inner)).toContain("IVO_REACH_TIMEOUT='3'\n");
     // The user is a quoted value like any other.
-    expect(innerOf(inspectScript({ eastWestAddress: 'x', proxyUser: HOSTILE }))).toContain(
-      `ivo_px_user=${shQuote(HOSTILE)}`,
+    expect(headerOf(innerOf(inspectScript({ eastWestAddress: 'x', proxyUser: HOSTILE })))).toContain(
+      `IVO_PROXY_USER=${shQuote(HOSTILE)}\n`,
     );
   });
 

@@ -1,8 +1,8 @@
 // Reads several of the sidecar's localhost admin URLs (15021 /healthz/ready, 15000 /stats,
-// /config_dump, 15090 /stats/prometheus) in ONE round trip, for the verification layer.
+// /config_dump, 15090 /stats/prometheus) in ONE round trip (fetch-local.sh).
+import { readFileSync } from 'node:fs';
 import type { VmSession } from '../session.js';
-import { runScript } from './protocol.js';
-import { asUser, shQuote } from './shell.js';
+import { asUser, composeScript, runScript } from './protocol.js';
 
 export interface LocalUrlResult {
   url: string;
@@ -22,35 +22,18 @@ export interface FetchLocalOptions {
 
 const LOCAL_URL = /^http:\/\/(localhost|127\.0\.0\.1|\[::1\]):\d{1,5}\/[^\s]*$/;
 
+const FETCH_LOCAL = readFileSync(new URL('./fetch-local.sh', import.meta.url), 'utf8');
+
 export function fetchLocalScript(urls: string[], options: FetchLocalOptions = {}): string {
   for (const url of urls) {
     if (!LOCAL_URL.test(url)) throw new Error(`fetchLocalUrl only reads http://localhost:PORT/… URLs, not ${url}`);
   }
-  const timeout = Math.max(1, Math.min(options.timeoutSeconds ?? 5, 120));
-  const max = Math.max(1024, options.maxBodyBytes ?? 4 * 1024 * 1024);
-  const calls = urls.map((url, index) => `ivo_get ${index} ${shQuote(url)}`).join('\n');
-  return asUser(`ivo_tmp=$(mktemp 2>/dev/null) || ivo_fail tmp "cannot create a temp file"
-trap 'rm -f "$ivo_tmp"' EXIT
-ivo_get() {
-  : > "$ivo_tmp"
-  if command -v curl >/dev/null 2>&1; then
-    ivo_code=$(curl -s -o "$ivo_tmp" -w '%{http_code}' --max-time ${timeout} "$2" 2>/dev/null)
-    ivo_rc=$?
-  elif command -v wget >/dev/null 2>&1; then
-    ivo_code=$(wget -S -q -T ${timeout} -t 1 --content-on-error -O "$ivo_tmp" "$2" 2>&1 | awk '$1 ~ /^HTTP\\// {c=$2} END {print c}')
-    ivo_rc=0
-  else
-    ivo_fail no-http-client "neither curl nor wget on the VM to read $2"
-  fi
-  ivo_emit "status.$1" "\${ivo_code:-000}"
-  ivo_emit "rc.$1" "$ivo_rc"
-  printf '@@ivo64 body.%s ' "$1"
-  head -c ${max} "$ivo_tmp" | ivo_b64
-  printf '\\n'
-}
-${calls}
-ivo_emit done yes
-`);
+  const values = {
+    IVO_URLS: urls.join('\n'),
+    IVO_TIMEOUT: Math.max(1, Math.min(options.timeoutSeconds ?? 5, 120)),
+    IVO_MAX_BYTES: Math.max(1024, options.maxBodyBytes ?? 4 * 1024 * 1024),
+  };
+  return asUser(composeScript({ values, text: FETCH_LOCAL }));
 }
 
 export async function fetchLocalUrl(

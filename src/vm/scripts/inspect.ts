@@ -1,18 +1,21 @@
-// Round trip 1: what is this VM? Everything the rollout must know before changing anything, in one
-// script: sudo, OS, package manager, arch, init, disk, tools, installed sidecar, hashes of the managed
-// files (never the token's content), the managed hosts block, 15012 reachability from the VM, the VM's
-// source address towards the gateway, the lock and a FAILED marker.
+// Round trip 1 (inspect-user.sh, then inspect.sh as root): what is this VM? Everything the rollout
+// must know before changing anything, in one script: sudo, OS, package manager, arch, init, disk,
+// tools, installed sidecar, hashes of the managed files (never the token's content), the managed hosts
+// block, 15012 reachability from the VM, the VM's source address towards the gateway, the lock and a
+// FAILED marker.
 //
 // The 15012 probe runs as the istio-proxy user when it exists: on a VM already onboarded, the running
 // sidecar's outbound capture (istio-iptables: nat OUTPUT → Envoy's 15001) takes every TCP connection
 // except those of the proxy's uid/gid (`-m owner --uid-owner/--gid-owner … -j RETURN`), so a probe as
 // root would be answered by Envoy and a blocked 15012 would read as reachable.
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { HOSTS_BEGIN_MARKER, ISTIO_PATHS, MANAGED_FILES, ONBOARD_PATHS, type ManagedFileKey } from '../paths.js';
+import { ISTIO_PATHS, MANAGED_FILES, ONBOARD_PATHS, type ManagedFileKey } from '../paths.js';
 import type { VmSession } from '../session.js';
+import { ISTIO_PROXY_USER } from './common.js';
 import { HOSTS_FUNCTIONS } from './hosts-block.js';
-import { runScript, VmScriptError, type ScriptOutput } from './protocol.js';
-import { asRoot, shQuote } from './shell.js';
+import { managedFilesPart } from './managed-files.js';
+import { asRoot, composeScript, runScript, VmScriptError, type ScriptOutput, type ShellPart } from './protocol.js';
 
 export type VmArch = 'amd64' | 'arm64';
 export type PackageFormat = 'deb' | 'rpm';
@@ -108,106 +111,48 @@ export interface InspectOptions {
 
 const REACH_TIMEOUT_SECONDS = 3;
 
-/** The user of the istio-sidecar package (pilot-agent and Envoy run as it; istio-iptables spares its uid). */
-export const ISTIO_PROXY_USER = 'istio-proxy';
+export { ISTIO_PROXY_USER };
+
+const INSPECT_USER = readFileSync(new URL('./inspect-user.sh', import.meta.url), 'utf8');
+const INSPECT = readFileSync(new URL('./inspect.sh', import.meta.url), 'utf8');
+const PROBE_AS_PROXY = readFileSync(new URL('./probe-as-proxy.sh', import.meta.url), 'utf8');
 
 /**
- * Shell (root part) that decides how to run the 15012 probe outside the sidecar's traffic capture:
- * as `proxyUser` (its uid and primary gid) when that user exists, else as root (no sidecar installed,
- * so no capture). setpriv first (util-linux, no PAM, no sudoers), then runuser (util-linux, PAM), then
- * `sudo -n -u`; each is proven by running `id -u` through it. Defines `ivo_probe_as CMD…`, which runs
- * CMD from / as that user (in a subshell), and emits `ew.as`.
+ * The functions (root part) that run the 15012 probe outside the sidecar's traffic capture, as
+ * `proxyUser` when that user exists (probe-as-proxy.sh): `ivo_probe_as_choose` picks the way and emits
+ * `ew.as`, `ivo_probe_as CMD…` runs CMD from / as that user.
  */
-export function probeAsProxyShell(proxyUser: string): string {
-  return `ivo_px_user=${shQuote(proxyUser)}
-ivo_px_via=
-if ivo_px_uid=$(id -u "$ivo_px_user" 2>/dev/null) && ivo_px_gid=$(id -g "$ivo_px_user" 2>/dev/null); then
-  if command -v setpriv >/dev/null 2>&1 && [ "$(cd / && setpriv --reuid="$ivo_px_uid" --regid="$ivo_px_gid" --clear-groups id -u 2>/dev/null </dev/null)" = "$ivo_px_uid" ]; then
-    ivo_px_via=setpriv
-  elif command -v runuser >/dev/null 2>&1 && [ "$(cd / && runuser -u "$ivo_px_user" -- id -u 2>/dev/null </dev/null)" = "$ivo_px_uid" ]; then
-    ivo_px_via=runuser
-  elif command -v sudo >/dev/null 2>&1 && [ "$(cd / && sudo -n -u "$ivo_px_user" id -u 2>/dev/null </dev/null)" = "$ivo_px_uid" ]; then
-    ivo_px_via=sudo
-  fi
-  if [ -n "$ivo_px_via" ]; then ivo_emit64 ew.as "$ivo_px_user ($ivo_px_via)"; else ivo_emit64 ew.as "root: cannot switch to $ivo_px_user"; fi
-else
-  ivo_emit ew.as root
-fi
-ivo_probe_as() (
-  cd / || exit 125
-  case "$ivo_px_via" in
-    setpriv) exec setpriv --reuid="$ivo_px_uid" --regid="$ivo_px_gid" --clear-groups "$@" ;;
-    runuser) exec runuser -u "$ivo_px_user" -- "$@" ;;
-    sudo) exec sudo -n -u "$ivo_px_user" "$@" ;;
-    *) exec "$@" ;;
-  esac
-)
-`;
+export function probeAsProxyPart(proxyUser: string): ShellPart {
+  return { values: { IVO_PROXY_USER: proxyUser }, text: PROBE_AS_PROXY };
 }
 
 export function inspectScript(options: InspectOptions): string {
-  const port = options.discoveryPort ?? 15012;
-  const host = options.eastWestAddress;
-  const hostIsIP = isIP(host) !== 0;
-  const fileLines = MANAGED_FILES.map(
-    (file) =>
-      `if [ -f ${shQuote(file.path)} ]; then ivo_emit file.${file.key} "$(sha256sum < ${shQuote(file.path)} | cut -d' ' -f1)"; else ivo_emit file.${file.key} -; fi`,
-  ).join('\n');
-  const contents = options.withContents
-    ? MANAGED_FILES.filter((file) => !file.secret && file.key !== 'dropIn')
-        .map((file) => `[ -f ${shQuote(file.path)} ] && ivo_emit_file content.${file.key} ${shQuote(file.path)}`)
-        .join('\n')
-    : '';
-  const userPart = `ivo_emit64 uname "$(uname -m 2>/dev/null)"
-[ -r /etc/os-release ] && ivo_emit_file os-release /etc/os-release
-for ivo_t in dpkg-query rpm systemctl tar flock sha256sum base64 curl wget timeout bash nc ip getent awk install; do
-  command -v "$ivo_t" >/dev/null 2>&1 && ivo_emit tool "$ivo_t"
-done
-`;
-  const root = `${HOSTS_FUNCTIONS}
-ivo_emit root yes
-ivo_emit df.root "$(df -Pk / 2>/dev/null | awk 'NR==2 {print $4}')"
-ivo_emit df.varlib "$(df -Pk /var/lib 2>/dev/null | awk 'NR==2 {print $4}')"
-if command -v dpkg-query >/dev/null 2>&1; then
-  ivo_v=$(dpkg-query -W -f='\${Status} \${Version}' ${ISTIO_PATHS.packageName} 2>/dev/null) || ivo_v=
-  case "$ivo_v" in "install ok installed "*) ivo_emit64 pkg.version "\${ivo_v#install ok installed }";; esac
-elif command -v rpm >/dev/null 2>&1; then
-  ivo_v=$(rpm -q --qf '%{VERSION}-%{RELEASE}' ${ISTIO_PATHS.packageName} 2>/dev/null) && ivo_emit64 pkg.version "$ivo_v"
-fi
-[ -f ${shQuote(`${ONBOARD_PATHS.packageDir}/current.sha256`)} ] && ivo_emit pkg.sha256 "$(head -n1 ${shQuote(`${ONBOARD_PATHS.packageDir}/current.sha256`)})"
-command -v systemctl >/dev/null 2>&1 && ivo_emit unit.state "$(systemctl is-active ${ISTIO_PATHS.unitName} 2>/dev/null | head -n1)"
-${fileLines}
-if [ -f ${shQuote(ISTIO_PATHS.runtimeToken)} ]; then ivo_emit file.runtimeToken "$(sha256sum < ${shQuote(ISTIO_PATHS.runtimeToken)} | cut -d' ' -f1)"; else ivo_emit file.runtimeToken -; fi
-if grep -q -x ${shQuote(HOSTS_BEGIN_MARKER)} ${ISTIO_PATHS.hosts} 2>/dev/null; then
-  ivo_emit64 hosts.block "$(ivo_hosts_extract ${ISTIO_PATHS.hosts})"
-fi
-[ -f ${shQuote(ONBOARD_PATHS.failedMarker)} ] && ivo_emit_file failed ${shQuote(ONBOARD_PATHS.failedMarker)}
-if [ -e ${shQuote(ONBOARD_PATHS.lockFile)} ] && command -v flock >/dev/null 2>&1; then
-  if flock -n ${shQuote(ONBOARD_PATHS.lockFile)} true; then ivo_emit lock free; else ivo_emit lock held; fi
-elif command -v flock >/dev/null 2>&1; then
-  ivo_emit lock free
-fi
-ivo_ew_host=${shQuote(host)}
-ivo_ew_port=${shQuote(String(port))}
-${probeAsProxyShell(options.proxyUser ?? ISTIO_PROXY_USER)}if command -v timeout >/dev/null 2>&1 && command -v bash >/dev/null 2>&1; then
-  ivo_ew_out=$(ivo_probe_as timeout ${REACH_TIMEOUT_SECONDS} bash -c 'exec 3<>"/dev/tcp/$1/$2"' ivo "$ivo_ew_host" "$ivo_ew_port" 2>&1 </dev/null)
-  ivo_emit ew.rc "$?"
-  ivo_emit64 ew.detail "$ivo_ew_out"
-elif command -v nc >/dev/null 2>&1; then
-  ivo_ew_out=$(ivo_probe_as nc -z -w ${REACH_TIMEOUT_SECONDS} "$ivo_ew_host" "$ivo_ew_port" 2>&1 </dev/null)
-  ivo_emit ew.rc "$?"
-  ivo_emit64 ew.detail "$ivo_ew_out"
-fi
-${hostIsIP ? `ivo_gw="$ivo_ew_host"` : `ivo_gw=$(getent ahosts "$ivo_ew_host" 2>/dev/null | awk 'NR==1 {print $1}')`}
-if [ -n "$ivo_gw" ] && command -v ip >/dev/null 2>&1; then
-  ivo_emit64 route "$(ip -o route get "$ivo_gw" 2>&1 | head -n1)"
-else
-  ivo_emit64 route "cannot resolve $ivo_ew_host or no ip command"
-fi
-${contents}
-ivo_emit done yes
-`;
-  return asRoot(root, userPart);
+  const contentFiles = options.withContents
+    ? MANAGED_FILES.filter((file) => !file.secret && file.key !== 'dropIn').map((file) => `${file.key} ${file.path}`)
+    : [];
+  const root = composeScript(
+    HOSTS_FUNCTIONS,
+    managedFilesPart(),
+    probeAsProxyPart(options.proxyUser ?? ISTIO_PROXY_USER),
+    {
+      values: {
+        IVO_PACKAGE_NAME: ISTIO_PATHS.packageName,
+        IVO_PACKAGE_DIR: ONBOARD_PATHS.packageDir,
+        IVO_UNIT: ISTIO_PATHS.unitName,
+        IVO_RUNTIME_TOKEN: ISTIO_PATHS.runtimeToken,
+        IVO_HOSTS: ISTIO_PATHS.hosts,
+        IVO_FAILED_MARKER: ONBOARD_PATHS.failedMarker,
+        IVO_LOCK_FILE: ONBOARD_PATHS.lockFile,
+        IVO_EW_HOST: options.eastWestAddress,
+        IVO_EW_PORT: options.discoveryPort ?? 15012,
+        IVO_EW_IS_IP: isIP(options.eastWestAddress) !== 0 ? 1 : 0,
+        IVO_REACH_TIMEOUT: REACH_TIMEOUT_SECONDS,
+        IVO_CONTENT_FILES: contentFiles.join('\n'),
+      },
+      text: INSPECT,
+    },
+  );
+  return asRoot(root, { text: INSPECT_USER });
 }
 
 /** Round trip 1. Never throws for what it finds (see `problems`); throws on transport or protocol failures. */

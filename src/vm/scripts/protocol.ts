@@ -1,18 +1,124 @@
-// Running a generated script on a VM and reading its line protocol (see shell.ts).
+// The one protocol of the scripts the runner sends to a VM (the VM layer's and the verification's):
+// the prelude every script starts with (protocol.sh), how values reach a script (a header of quoted
+// assignments, never text pasted into its body), how a script runs as root, and how its output is
+// framed and parsed. The scripts themselves are .sh files next to the code that sends them.
+import { readFileSync } from 'node:fs';
 import type { ExecOptions, VmSession } from '../session.js';
 
+/** Output framing functions (`ivo_emit`, `ivo_emit64`, `ivo_emit_file`, `ivo_fail`, `ivo_section`). */
+export const PROTOCOL_PRELUDE = readFileSync(new URL('./protocol.sh', import.meta.url), 'utf8');
+/** PATH and locale of the scripts that inspect or change a VM. */
+const ENVIRONMENT = readFileSync(new URL('./environment.sh', import.meta.url), 'utf8');
+const AS_ROOT = readFileSync(new URL('./as-root.sh', import.meta.url), 'utf8');
+
+/** Single-quotes a value for POSIX sh: safe for any text (NUL bytes cannot be passed and are rejected). */
+export function shQuote(value: string): string {
+  if (value.includes('\0')) throw new Error('a value for a remote shell command contains a NUL byte');
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+export type ScriptValues = Record<string, string | number>;
+
+/** A piece of a script: shell text (a .sh file) and the values it reads. */
+export interface ShellPart {
+  values?: ScriptValues;
+  text: string;
+}
+
+/**
+ * The header that passes values to a script: one quoted assignment per value. Names are upper case
+ * (the scripts' own variables are lower case `ivo_…`), so a value never meets the shell as code.
+ */
+export function scriptHeader(values: ScriptValues): string {
+  return Object.entries(values)
+    .map(([name, value]) => {
+      if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new Error(`script value name must be upper case: ${name}`);
+      return `${name}=${shQuote(String(value))}\n`;
+    })
+    .join('');
+}
+
+/**
+ * A self-contained script: the values of all its parts in one header, the protocol prelude, then the
+ * parts' texts in order. Two parts may not pass different values under one name.
+ */
+export function composeScript(...parts: ShellPart[]): string {
+  const values: ScriptValues = {};
+  for (const part of parts) {
+    for (const [name, value] of Object.entries(part.values ?? {})) {
+      if (name in values && String(values[name]) !== String(value)) {
+        throw new Error(`two parts of a script pass different values as ${name}`);
+      }
+      values[name] = value;
+    }
+  }
+  return [scriptHeader(values), PROTOCOL_PRELUDE, ...parts.map((part) => part.text)].join('\n');
+}
+
+/** Exit code of the wrapper when `sudo -n` does not work for the login user. */
+export const SUDO_FAILED_EXIT = 3;
+
+/**
+ * A script that runs `rootScript` (composed) as root. As the login user it runs `userPart` (facts that
+ * need no root), reports the user name, proves `sudo -n` works (reporting sudo's own words when it does
+ * not), then replaces itself with `sudo -n /bin/sh -c ROOT-SCRIPT`, so the caller's stdin reaches the
+ * root script untouched. Both run in the VM environment (environment.sh).
+ */
+export function asRoot(rootScript: string, userPart: ShellPart = { text: '' }): string {
+  return composeScript(
+    {
+      values: { IVO_ROOT_SCRIPT: `${ENVIRONMENT}\n${rootScript}`, IVO_SUDO_FAILED_EXIT: SUDO_FAILED_EXIT },
+      text: ENVIRONMENT,
+    },
+    userPart,
+    { text: AS_ROOT },
+  );
+}
+
+/** A script (composed) that runs as the login user, in the VM environment (reads localhost URLs, etc.). */
+export function asUser(script: string): string {
+  return `${ENVIRONMENT}\n${script}`;
+}
+
+/** One section of a script's output: a command's or an HTTP read's outcome. */
+export interface ScriptSection {
+  name: string;
+  /** Exit code of curl / the command. */
+  rc: number;
+  /** HTTP status for reads (`000` = no response); `000` for commands. */
+  http: string;
+  body: string;
+  stderr: string;
+}
+
+const RECORD = /^@@ivo(64)? (\S+)(?: (.*))?$/;
+const SECTION = /^(\S+) rc=(-?\d+) http=(\d{3})$/;
+
+/** The records a script printed (see protocol.sh), by key; complete sections by name. */
 export class ScriptOutput {
   private readonly values = new Map<string, string[]>();
+  readonly sections = new Map<string, ScriptSection>();
 
   constructor(stdout: string) {
     for (const line of stdout.split('\n')) {
-      const match = /^@@ivo(64)? (\S+)(?: (.*))?$/.exec(line.replace(/\r$/, ''));
+      const match = RECORD.exec(line.replace(/\r$/, ''));
       if (!match) continue;
       const [, encoded, key = '', raw = ''] = match;
       const value = encoded ? Buffer.from(raw.trim(), 'base64').toString('utf8') : raw;
       const list = this.values.get(key) ?? [];
       list.push(value);
       this.values.set(key, list);
+      const section = key === 'section' ? SECTION.exec(value) : null;
+      if (section) {
+        const name = section[1]!;
+        this.sections.set(name, {
+          name,
+          rc: Number(section[2]),
+          http: section[3]!,
+          body: this.get(`${name}.body`) ?? '',
+          stderr: this.get(`${name}.err`) ?? '',
+        });
+      }
     }
   }
 
@@ -28,6 +134,11 @@ export class ScriptOutput {
 
   has(key: string): boolean {
     return this.values.has(key);
+  }
+
+  /** Whether the script printed any record at all (a script that could not run prints none). */
+  get empty(): boolean {
+    return this.values.size === 0;
   }
 
   /** The `error:CODE` the script reported, if any. */
@@ -86,7 +197,6 @@ export async function runScript(session: VmSession, script: string, options: Run
   }
   return output;
 }
-
 function describeFailure(target: string, code: string, message: string, output: ScriptOutput): string {
   const detail = message.trim();
   if (code === 'sudo') {

@@ -17,6 +17,7 @@ import { PATHS } from './sidecar/config.js';
 import { tryReadState } from './state.js';
 import { startRealIstioControlPlane } from './istio/control-plane.js';
 import type { IstiodPorts } from './istio/istiod.js';
+import type { LabPodState } from './pods/sandbox.js';
 
 const run = promisify(execFile);
 
@@ -50,6 +51,8 @@ export interface ControlPlaneOptions {
    * module (test/lab/istio/control-plane.ts) — opt-in while the VM sidecar and mesh side are doubles.
    */
   istiod?: 'double' | 'real';
+  /** `istiod: 'real'`: every change of the Pod runner's running pods (the daemon keeps them in state.json). */
+  onPodsChanged?: (pods: LabPodState[]) => void;
 }
 
 export interface ControlPlaneParts {

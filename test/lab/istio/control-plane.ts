@@ -16,6 +16,8 @@ import { startLabDns } from '../dns/index.js';
 import { istioBuild } from './binaries.js';
 import { istioInstallObjects, istiodDeploymentArgs, istiodProcessEnv } from './install.js';
 import { RealIstiod, writePluggedInCa } from './istiod.js';
+import { PodRunner } from '../pods/runner.js';
+import { realSidecarSources } from '../package/real-sidecar.js';
 
 export async function startRealIstioControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = options.log ?? (() => undefined);
@@ -52,6 +54,27 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     throw e;
   }
   log(`istiod ready (pid ${istiod.pid}, ${build.module}@${build.moduleVersion}, ${istiod.readyUrl()})`);
+
+  // The Pod runner (kubelet + Job controller + admission): the verification Jobs' pods, injected by this istiod.
+  const sidecar = realSidecarSources();
+  const pods = new PodRunner({
+    api: kube,
+    labIndex: options.labIndex,
+    dir: options.dir,
+    gatewayIP: options.gatewayIP,
+    proxyImage: {
+      pilotAgent: sidecar.pilotAgent,
+      envoy: sidecar.envoy,
+      bootstrapTemplate: path.join(sidecar.packagingDir, 'envoy_bootstrap.json'),
+    },
+    // A cluster's DNS + kube-proxy would bring istiod.istio-system.svc to istiod; in the lab it listens on the
+    // east-west address (the same line `render` writes for VMs).
+    hosts: [`${options.gatewayIP} istiod.istio-system.svc`],
+    serviceAddress: (ns, name) => (ns === 'istio-system' && name === 'istiod' ? options.gatewayIP : undefined),
+    ...(options.onPodsChanged ? { onPodsChanged: options.onPodsChanged } : {}),
+    log,
+  });
+  pods.startJobController();
 
   /** Changes the Deployment's env (as `kubectl set env` would) and rolls istiod out with it. */
   const rollOut = async (change: () => void): Promise<void> => {
@@ -117,6 +140,7 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     kube,
     async stop() {
       await block15012.unblockAll();
+      await pods.stop();
       await istiod.stop();
       await Promise.allSettled([dns.stop(), kube.stop()]);
     },

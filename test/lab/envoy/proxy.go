@@ -168,7 +168,13 @@ func domainScore(domain, host string) int {
 	return 0
 }
 
+// selectVirtualHost: Envoy's virtual host lookup by :authority. With the route configuration's
+// ignore_port_in_host_matching (Istio sets it on every sidecar route, pilot/pkg/networking/core/httproute.go, and
+// lists virtual host domains without ports) the port of the authority is not part of the match.
 func selectVirtualHost(rc *routev3.RouteConfiguration, host string) *routev3.VirtualHost {
+	if rc.GetIgnorePortInHostMatching() {
+		host = hostWithoutPort(host)
+	}
 	var best *routev3.VirtualHost
 	bestScore := 0
 	for _, vh := range rc.GetVirtualHosts() {
@@ -179,6 +185,21 @@ func selectVirtualHost(rc *routev3.RouteConfiguration, host string) *routev3.Vir
 		}
 	}
 	return best
+}
+
+// hostWithoutPort drops a trailing :port from an authority ("a.b:80" → "a.b", "[::1]:80" → "[::1]").
+func hostWithoutPort(host string) string {
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 || strings.HasSuffix(host, "]") {
+		return host
+	}
+	if _, err := strconv.Atoi(host[i+1:]); err != nil {
+		return host
+	}
+	if strings.HasPrefix(host, "[") || strings.Count(host, ":") == 1 {
+		return host[:i]
+	}
+	return host // a bare IPv6 address without brackets has no port
 }
 
 func headerMatches(hm *routev3.HeaderMatcher, r *http.Request) bool {

@@ -783,6 +783,70 @@ describe('seeded cluster, controllers and faults', () => {
     }
   });
 
+  it('a Service gets a cluster IP (10.96.0.0/16); its EndpointSlice follows the selected Pods; deleting it removes the slice', async () => {
+    const { k8s, kc, core: api } = await core();
+    const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
+    const created = await api.createNamespacedService({
+      namespace: 'vm-ns',
+      body: {
+        metadata: { name: 'web' },
+        spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http-web' }] },
+      },
+    });
+    expect(created.spec?.clusterIP).toMatch(/^10\.96\.\d+\.\d+$/);
+    expect(created.spec?.type).toBe('ClusterIP');
+    const other = await api.createNamespacedService({
+      namespace: 'vm-ns',
+      body: { metadata: { name: 'headless' }, spec: { clusterIP: 'None', ports: [{ port: 81 }] } },
+    });
+    expect(other.spec?.clusterIP).toBe('None');
+    const slices = async () =>
+      (
+        await discovery.listNamespacedEndpointSlice({
+          namespace: 'vm-ns',
+          labelSelector: 'kubernetes.io/service-name=web',
+        })
+      ).items;
+    const settle = () => new Promise((r) => setImmediate(r));
+    await settle();
+    expect((await slices()).map((sl) => sl.endpoints ?? [])).toEqual([[]]);
+    // The kubelet's side: a Pod with the label, its IP and readiness.
+    const pod = kube.store.create('pods', {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'web-1', namespace: 'vm-ns', labels: { app: 'web' } },
+      spec: { containers: [{ name: 'web', image: 'web', ports: [{ name: 'http-web', containerPort: 8080 }] }] },
+    });
+    const status = (ready: boolean) =>
+      kube.store.patchStatus('pods', 'vm-ns', 'web-1', {
+        phase: 'Running',
+        podIP: '10.244.0.7',
+        conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
+      });
+    status(false);
+    await settle();
+    let [slice] = await slices();
+    expect(slice?.ports).toEqual([{ name: 'http', port: 8080, protocol: 'TCP' }]);
+    expect(slice?.endpoints).toEqual([
+      expect.objectContaining({
+        addresses: ['10.244.0.7'],
+        conditions: { ready: false, serving: false, terminating: false },
+        targetRef: expect.objectContaining({ kind: 'Pod', name: 'web-1', uid: pod.metadata.uid }),
+      }),
+    ]);
+    status(true);
+    await settle();
+    [slice] = await slices();
+    expect(slice?.endpoints?.[0]?.conditions?.ready).toBe(true);
+    expect(slice?.metadata?.ownerReferences?.[0]).toEqual(expect.objectContaining({ kind: 'Service', name: 'web' }));
+    await api.deleteNamespacedService({ namespace: 'vm-ns', name: 'web' });
+    await api.deleteNamespacedService({ namespace: 'vm-ns', name: 'headless' });
+    kube.store.delete('pods', 'vm-ns', 'web-1');
+    await settle();
+    expect(await slices()).toEqual([]);
+    expect(kube.controllerErrors).toEqual([]);
+  });
+
   it('counts API requests with method, path, verb and user', async () => {
     const { core: api } = await core();
     kube.requests.reset();

@@ -6,11 +6,9 @@
 // from the real istiod with the token the action placed, starts the stand-in, and istiod auto-registers
 // the VM.
 //
-// What this lab mode does not have yet (the mesh side is still the doubles' or absent in `--istiod real`,
-// see README "Real Istio"): an in-cluster echo service and a runner for the verification Job, and a
-// ClusterIP on the installed istiod Service (the Kubernetes double allocates none, so istiod's name table
-// has no entry for istiod.istio-system.svc.cluster.local). So `vm-to-mesh` and `mesh-to-vm-mtls` fail here
-// for those named reasons — asserted below, so the day they pass this file says so.
+// `vm-to-mesh` calls istiod's own Service (the default `verify-url`) through the sidecar. What this lab mode
+// does not have yet is a runner for the verification Job's pod, so `mesh-to-vm-mtls` fails here for that named
+// reason — asserted below, so the day it passes this file says so.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
@@ -119,19 +117,64 @@ describe('the action onboards a VM running the real pilot-agent against the real
     );
   }, 300_000);
 
-  it('…and the two mesh-side checks fail for the reasons this lab mode still has (no mesh service, no Job runner)', () => {
+  it('vm-to-mesh passes through the sidecar: istiod resolved by its DNS proxy to the Service VIP, routed to the EndpointSlice endpoint', () => {
     const checks = checksOf(onboard);
-    if (checks.get('vm-to-mesh')?.summary !== 'could not resolve istiod.istio-system.svc.cluster.local on the VM')
-      console.log(actionLog(onboard));
-    // The agent's DNS proxy answered from istiod's name table, which has no entry for istiod's Service:
-    // the Kubernetes double gave it no ClusterIP.
-    expect(checks.get('vm-to-mesh')?.status).toBe('fail');
-    expect(checks.get('vm-to-mesh')?.summary).toBe('could not resolve istiod.istio-system.svc.cluster.local on the VM');
-    // Nothing in `--istiod real` runs the verification Job's pod.
+    if (checks.get('vm-to-mesh')?.status !== 'pass') console.log(actionLog(onboard));
+    // The double allocated istiod's Service a cluster IP (10.96.0.0/16) and its EndpointSlice controller listed
+    // the istiod Pod (at the east-west address): istiod's DNS name table (pkg/dns/server/name_table.go) answers
+    // the agent's DNS proxy with the VIP, the stand-in routes the captured call by Host through istiod's RDS
+    // (ignore_port_in_host_matching) to the outbound|15014 cluster and its EDS endpoint.
+    expect(checks.get('vm-to-mesh')?.status).toBe('pass');
+    const evidence = checks.get('vm-to-mesh')?.evidence.join('\n') ?? '';
+    expect(evidence).toMatch(/istiod\.istio-system\.svc\.cluster\.local → 10\.96\.\d+\.\d+/);
+    expect(evidence).toMatch(/GET http:\/\/istiod\.istio-system\.svc\.cluster\.local:15014\/version → HTTP 200/);
+  });
+
+  it('…and mesh-to-vm-mtls fails for the reason this lab mode still has: no runner for the verification Job', () => {
+    const checks = checksOf(onboard);
+    // Nothing in `--istiod real` runs the verification Job's pod yet.
     expect(checks.get('mesh-to-vm-mtls')?.status).toBe('fail');
     expect(checks.get('mesh-to-vm-mtls')?.summary).toMatch(/the mTLS verification Job made no calls: .*did not finish/);
     expect(onboard.code).toBe(1);
   });
+
+  it('vm-to-mesh fails when the mesh service has no ready endpoint: the sidecar answers 503 (no healthy upstream)', async () => {
+    // A Service whose selector matches no Pod: istiod knows the host and its VIP, the EndpointSlice is empty.
+    const kubectl = (args: string[], input?: string) =>
+      new Promise<string>((resolve, reject) => {
+        const child = execFile(
+          'kubectl',
+          ['--kubeconfig', state.files.kubeconfig ?? `${dir}/kubeconfig`, ...args],
+          {
+            timeout: 30_000,
+          },
+          (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
+        );
+        if (input !== undefined) child.stdin?.end(input);
+      });
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'no-endpoints', namespace: 'istio-system' },
+        spec: { selector: { app: 'nobody' }, ports: [{ name: 'http', port: 8080, targetPort: 8080 }] },
+      }),
+    );
+    // The onboard run's rollback stopped the sidecar; start it as an operator would.
+    expect((await execInVm(state, VM, ['systemctl', 'restart', 'istio'], { timeoutMs: 90_000 })).code).toBe(0);
+    const r = await runAction(
+      state,
+      { mode: 'verify', 'verify-url': 'http://no-endpoints.istio-system.svc.cluster.local:8080/' },
+      { entry, timeoutMs: 200_000 },
+    );
+    const vmToMesh = checksOf(r).get('vm-to-mesh');
+    if (vmToMesh?.status !== 'fail') console.log(actionLog(r));
+    expect(vmToMesh?.status).toBe('fail');
+    expect(vmToMesh?.evidence.join('\n')).toMatch(/no-endpoints\.istio-system\.svc\.cluster\.local → 10\.96\./);
+    expect(vmToMesh?.evidence.join('\n')).toMatch(/→ HTTP 503/);
+    expect(r.code).toBe(1);
+  }, 300_000);
 
   it('on the VM: the installed pilot-agent is the pinned istio.io/istio module, setgid as postinst.sh makes it', async () => {
     const build = istioBuild();

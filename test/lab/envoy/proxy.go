@@ -168,9 +168,10 @@ func domainScore(domain, host string) int {
 	return 0
 }
 
-// selectVirtualHost: Envoy's virtual host lookup by :authority. With the route configuration's
-// ignore_port_in_host_matching (Istio sets it on every sidecar route, pilot/pkg/networking/core/httproute.go, and
-// lists virtual host domains without ports) the port of the authority is not part of the match.
+// selectVirtualHost picks the virtual host whose domains match the request's Host (:authority) best. With the
+// route configuration's ignore_port_in_host_matching (Istio sets it on outbound routes,
+// pilot/pkg/networking/core/httproute.go) the port is removed from the Host first, as Envoy does
+// (source/common/router/config_impl.cc, findVirtualHost).
 func selectVirtualHost(rc *routev3.RouteConfiguration, host string) *routev3.VirtualHost {
 	if rc.GetIgnorePortInHostMatching() {
 		host = hostWithoutPort(host)
@@ -187,19 +188,15 @@ func selectVirtualHost(rc *routev3.RouteConfiguration, host string) *routev3.Vir
 	return best
 }
 
-// hostWithoutPort drops a trailing :port from an authority ("a.b:80" → "a.b", "[::1]:80" → "[::1]").
+// hostWithoutPort removes a trailing :port from a Host value (an IPv6 literal keeps its brackets).
 func hostWithoutPort(host string) string {
-	i := strings.LastIndexByte(host, ':')
-	if i < 0 || strings.HasSuffix(host, "]") {
-		return host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		if strings.Contains(h, ":") {
+			return "[" + h + "]"
+		}
+		return h
 	}
-	if _, err := strconv.Atoi(host[i+1:]); err != nil {
-		return host
-	}
-	if strings.HasPrefix(host, "[") || strings.Count(host, ":") == 1 {
-		return host[:i]
-	}
-	return host // a bare IPv6 address without brackets has no port
+	return host
 }
 
 func headerMatches(hm *routev3.HeaderMatcher, r *http.Request) bool {

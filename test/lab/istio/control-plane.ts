@@ -1,8 +1,9 @@
 // The lab's control plane with Istio's real istiod (`up --istiod real`): the Kubernetes API double seeded
 // with what `istioctl manifest generate` renders, the lab DNS, and `pilot-discovery discovery` as a child
-// process of the lab daemon (tracked by pid, stopped on `down`). The mesh side (echo service, verification
-// Job runner) and the VM sidecar are not part of this mode yet: they still speak the doubles' protocol.
+// process of the lab daemon (tracked by pid, stopped on `down`), with the Pod object a cluster would show for
+// it (Ready while the process serves), so istiod's Service has an endpoint.
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import {
   blockIstiodFault,
@@ -11,7 +12,7 @@ import {
   type ControlPlaneOptions,
 } from '../control-plane.js';
 import type { FaultDefinition } from '../fault-types.js';
-import { startKubeApi } from '../kube/index.js';
+import { startKubeApi, type KubeObject } from '../kube/index.js';
 import { startLabDns } from '../dns/index.js';
 import { istioBuild } from './binaries.js';
 import { istioInstallObjects, istiodDeploymentArgs, istiodProcessEnv } from './install.js';
@@ -54,6 +55,19 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     throw e;
   }
   log(`istiod ready (pid ${istiod.pid}, ${build.module}@${build.moduleVersion}, ${istiod.readyUrl()})`);
+  // The Pod a cluster would run for the Deployment: istiod's own Service gets its endpoint from it
+  // (EndpointSlice controller), so istiod's DNS name table and a sidecar's routes know istiod.istio-system.svc.
+  const istiodPod = istiodPodObject(istiodDeploymentNow());
+  kube.store.create('pods', istiodPod, { manager: 'kubelet' });
+  const setIstiodPodReady = (ready: boolean) =>
+    kube.store.patchStatus(
+      'pods',
+      'istio-system',
+      istiodPod.metadata.name,
+      podRunningStatus(options.gatewayIP, ready),
+      'kubelet',
+    );
+  setIstiodPodReady(true);
 
   // The Pod runner (kubelet + Job controller + admission): the verification Jobs' pods, injected by this istiod.
   const sidecar = realSidecarSources();
@@ -120,8 +134,14 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
       name: 'istiod-down',
       scope: 'lab',
       description: `the real istiod (pilot-discovery) on ${options.gatewayIP}:15012 is stopped (SIGTERM by pid); heal starts it again`,
-      apply: async () => istiod.stop(),
-      heal: async () => istiod.start(),
+      apply: async () => {
+        await istiod.stop();
+        setIstiodPodReady(false);
+      },
+      heal: async () => {
+        await istiod.start();
+        setIstiodPodReady(true);
+      },
     },
   ];
   return {
@@ -144,5 +164,41 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
       await istiod.stop();
       await Promise.allSettled([dns.stop(), kube.stop()]);
     },
+  };
+}
+
+/** The Pod of the istiod Deployment (its template's labels and spec); its address comes with its status. */
+function istiodPodObject(deployment: KubeObject): KubeObject {
+  const template = (deployment.spec?.template ?? {}) as {
+    metadata?: { labels?: Record<string, string> };
+    spec?: object;
+  };
+  const hash = createHash('sha256').update(JSON.stringify(template)).digest('hex');
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: `istiod-${hash.slice(0, 10)}-${hash.slice(10, 15)}`,
+      namespace: 'istio-system',
+      labels: { ...(template.metadata?.labels ?? {}), 'pod-template-hash': hash.slice(0, 10) },
+    },
+    spec: { ...(template.spec ?? {}), nodeName: 'lab-node' },
+  };
+}
+
+/** A running Pod's status at `address`, Ready or not (what the kubelet reports from the readiness probe). */
+function podRunningStatus(address: string, ready: boolean): object {
+  const at = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const condition = (type: string, status: boolean) => ({
+    type,
+    status: status ? 'True' : 'False',
+    lastTransitionTime: at,
+  });
+  return {
+    phase: 'Running',
+    podIP: address,
+    podIPs: [{ ip: address }],
+    hostIP: address,
+    conditions: [condition('Initialized', true), condition('ContainersReady', ready), condition('Ready', ready)],
   };
 }

@@ -41,6 +41,7 @@ import {
   type SeedOptions,
 } from './seed.js';
 import { kubeFaults, type KubeFaultOptions } from './faults.js';
+import { startEndpointSliceController } from './endpoint-slices.js';
 import type { FaultDefinition } from '../fault-types.js';
 
 export type { SeedOptions } from './seed.js';
@@ -62,6 +63,7 @@ export const KINDS = {
   configMaps: 'configmaps',
   services: 'services',
   pods: 'pods',
+  endpointSlices: 'endpointslices.discovery.k8s.io',
   deployments: 'deployments.apps',
   jobs: 'jobs.batch',
   crds: 'customresourcedefinitions.apiextensions.k8s.io',
@@ -541,6 +543,8 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
   }
 
   // ---------- controllers ----------
+  // kube-controller-manager's EndpointSlice controller runs in every cluster.
+  const stopEndpointSlices = startEndpointSliceController(store, reportError);
   const controllers = new Set<{ fn: KubeController; kinds?: string[] }>();
   let double: KubeApiDouble | undefined;
   store.watch('*', (e) => {
@@ -672,6 +676,7 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
       for (const t of timers) clearTimeout(t);
       timers.clear();
       controllers.clear();
+      stopEndpointSlices();
       handler.closeWatches();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -225,6 +225,7 @@ export class ObjectStore {
       obj.status = { phase: 'Active' };
       obj.metadata.labels = { ...(obj.metadata.labels ?? {}), 'kubernetes.io/metadata.name': obj.metadata.name };
     }
+    if (kindKey === 'services') this.defaultService(obj);
     obj.apiVersion = t.group ? `${t.group}/${t.versions[0]}` : (t.versions[0] as string);
     obj.kind = t.kind;
     const meta = obj.metadata;
@@ -487,6 +488,37 @@ export class ObjectStore {
   private normalizeScope(t: ResourceType, obj: KubeObject): void {
     if (!t.namespaced) delete obj.metadata.namespace;
     else if (!obj.metadata.namespace) obj.metadata.namespace = 'default';
+  }
+
+  /**
+   * What the API server's Service registry fills in on create: `type` ClusterIP, single-stack IPv4, and a
+   * cluster IP from the service range (10.96.0.0/16, as kind and kubeadm default) unless the object asks
+   * for one or for a headless Service (`None`). The addresses are virtual: nothing routes them; a sidecar
+   * captures traffic to them and istiod's DNS name table answers with them.
+   */
+  private defaultService(obj: KubeObject): void {
+    const spec = (obj.spec ??= {}) as JsonObject;
+    spec.type ??= 'ClusterIP';
+    if (spec.type === 'ExternalName') return;
+    if (typeof spec.clusterIP !== 'string' || spec.clusterIP === '') {
+      const used = new Set(
+        [...this.bucket('services').values()].map((o) => (o.spec as JsonObject | undefined)?.clusterIP),
+      );
+      let ip = '';
+      for (let n = 256 + 10; n < 65_534 && !ip; n++) {
+        const candidate = `10.96.${n >> 8}.${n & 255}`;
+        if ((n & 255) !== 0 && (n & 255) !== 255 && !used.has(candidate)) ip = candidate;
+      }
+      if (!ip) throw errors.badRequest('the service IP range 10.96.0.0/16 is full');
+      spec.clusterIP = ip;
+    }
+    spec.clusterIPs ??= [spec.clusterIP as string];
+    if (spec.clusterIP !== 'None') {
+      spec.ipFamilies ??= ['IPv4'];
+      spec.ipFamilyPolicy ??= 'SingleStack';
+    }
+    spec.sessionAffinity ??= 'None';
+    spec.internalTrafficPolicy ??= 'Cluster';
   }
 
   private requireNamespace(ns: string): void {

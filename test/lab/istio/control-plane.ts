@@ -18,6 +18,7 @@ import { istioBuild } from './binaries.js';
 import { istioInstallObjects, istiodDeploymentArgs, istiodProcessEnv } from './install.js';
 import { RealIstiod, writePluggedInCa } from './istiod.js';
 import { PodRunner } from '../pods/runner.js';
+import { ECHO_NAMESPACE, startRealEcho } from '../mesh/real-echo.js';
 import { realSidecarSources } from '../package/real-sidecar.js';
 
 export async function startRealIstioControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
@@ -86,9 +87,20 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     hosts: [`${options.gatewayIP} istiod.istio-system.svc`],
     serviceAddress: (ns, name) => (ns === 'istio-system' && name === 'istiod' ? options.gatewayIP : undefined),
     ...(options.onPodsChanged ? { onPodsChanged: options.onPodsChanged } : {}),
+    nodePath: process.execPath,
     log,
   });
   pods.startJobController();
+  // The mesh service echo.mesh-test as a mesh workload (Deployment + Service, its pod injected and run here).
+  try {
+    const echo = await startRealEcho(kube, pods);
+    log(`echo.${ECHO_NAMESPACE}: pod ${echo.state.name} at ${echo.state.ip}`);
+  } catch (e) {
+    await pods.stop();
+    await istiod.stop();
+    await Promise.allSettled([dns.stop(), kube.stop()]);
+    throw e;
+  }
 
   /** Changes the Deployment's env (as `kubectl set env` would) and rolls istiod out with it. */
   const rollOut = async (change: () => void): Promise<void> => {

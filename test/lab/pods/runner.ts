@@ -56,6 +56,8 @@ export interface PodRunnerOptions {
   proxyImage: ProxyImageFiles;
   /** Extra /etc/hosts lines of every pod ("ADDRESS NAME…"), e.g. istiod.istio-system.svc. */
   hosts: string[];
+  /** The runner's Node binary: every pod sees it at POD_NODE (the lab's own workloads run on it). */
+  nodePath?: string;
   /** Where the process behind a webhook Service listens (admission). */
   serviceAddress: (namespace: string, name: string) => string | undefined;
   /** Called with every pod sandbox that exists (before it is made and after it is gone): DIR/state.json. */
@@ -118,6 +120,8 @@ interface Volume {
 }
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** Where a pod finds the runner's Node (bind-mounted read-only), for the lab's own workloads (mesh/real-echo.ts). */
+export const POD_NODE = '/usr/local/lib/lab-pod/node';
 const PROXY_IMAGE = /(^|\/)proxyv2(:|@|$)/;
 
 /** `k8s.io/kubernetes/pkg/fieldpath.FormatMap`: sorted `key="value"` lines, no trailing newline. */
@@ -482,6 +486,7 @@ export class PodRunner {
           { from: this.o.proxyImage.pilotAgent, to: '/usr/local/bin/pilot-agent' },
           { from: this.o.proxyImage.envoy, to: '/usr/local/bin/envoy' },
           { from: this.o.proxyImage.bootstrapTemplate, to: '/var/lib/istio/envoy/envoy_bootstrap_tmpl.json' },
+          ...(this.o.nodePath ? [{ from: this.o.nodePath, to: POD_NODE }] : []),
         ],
         mounts: [],
         hosts: ['127.0.0.1 localhost', `${p.ip} ${pod.metadata.name}`, ...this.o.hosts, ''].join('\n'),
@@ -594,6 +599,24 @@ export class PodRunner {
       await stop();
       throw e;
     }
+  }
+
+  /**
+   * A long-running pod of the mesh (what a ReplicaSet controller creates from a Deployment's template): admitted
+   * through the webhooks, stored, and run until `stop`.
+   */
+  async startWorkload(pod: KubeObject): Promise<RunningPod> {
+    const admitted = await admitPod(pod, {
+      store: this.o.api.store,
+      serviceAddress: this.o.serviceAddress,
+      user: 'system:serviceaccount:kube-system:replicaset-controller',
+      log: (l) => this.log(l),
+    });
+    const created = this.o.api.store.create(KINDS.pods, admitted.pod);
+    this.log(
+      `pod ${created.metadata.namespace}/${created.metadata.name} (webhooks: ${admitted.called.join(', ') || 'none'})`,
+    );
+    return this.runPod(created, { deadlineMs: 120_000 });
   }
 
   async stop(): Promise<void> {

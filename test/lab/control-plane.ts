@@ -17,6 +17,7 @@ import { PATHS } from './sidecar/config.js';
 import { tryReadState } from './state.js';
 import { startRealIstioControlPlane } from './istio/control-plane.js';
 import type { IstiodPorts } from './istio/istiod.js';
+import type { LabPodState } from './pods/sandbox.js';
 
 const run = promisify(execFile);
 
@@ -52,6 +53,8 @@ export interface ControlPlaneOptions {
   istiod?: 'double' | 'real';
   /** With `istiod: 'real'`: the namespace Istio is installed into (default istio-system). */
   istioNamespace?: string;
+  /** `istiod: 'real'`: every change of the Pod runner's running pods (the daemon keeps them in state.json). */
+  onPodsChanged?: (pods: LabPodState[]) => void;
 }
 
 export interface ControlPlaneParts {

@@ -167,7 +167,15 @@ async function main(): Promise<void> {
     vms: state.vms.map((vm) => ({ name: vm.name, ip: vm.ip, netns: vm.netns, sshPort: vm.sshPort })),
     istiod: state.istiod?.mode ?? 'double',
     ...(state.istiod?.istioNamespace ? { istioNamespace: state.istiod.istioNamespace } : {}),
-    ...(state.istiod?.mode === 'real' ? { log } : {}),
+    ...(state.istiod?.mode === 'real'
+      ? {
+          log,
+          onPodsChanged: (pods) => {
+            state.pods = pods.map((p) => ({ ...p }));
+            writeState(state);
+          },
+        }
+      : {}),
   });
   if (controlPlane.istiod) {
     state.istiod = {

@@ -33,6 +33,7 @@ import {
   type LabState,
 } from './state.js';
 import { bootServices, killVmProcesses, startAnchor } from './vm/boot.js';
+import { destroyPod } from './pods/sandbox.js';
 import { installCommand, missingRequirements } from '../../scripts/machine/requirements.mjs';
 import { buildVmSeed, OVERLAID_DIRS, pickLabUid, systemIdRange } from './vm/root.js';
 
@@ -396,6 +397,12 @@ export async function labDown(dirArg: string, options: DownOptions = {}): Promis
   state.phase = 'stopping';
   const killed = await stopDaemon(state, dir, log);
   const problems: string[] = [];
+  // Pods of the Pod runner the daemon did not remove (it died, or was killed): by pid, then netns and veth.
+  for (const pod of tryReadState(dir)?.pods ?? state.pods ?? []) {
+    const r = await destroyPod(pod);
+    killed.push(...r.killed);
+    problems.push(...r.problems);
+  }
   for (const vm of state.vms) {
     try {
       if (existsSync(`/run/netns/${vm.netns}`)) killed.push(...(await killVmProcesses(vm)));
@@ -436,6 +443,7 @@ export async function labDown(dirArg: string, options: DownOptions = {}): Promis
     'inventory.yaml',
     'kubeconfig',
     'istiod',
+    'pods',
   ]) {
     rmSync(path.join(dir, name), { recursive: true, force: true });
   }

@@ -6,9 +6,9 @@
 // from the real istiod with the token the action placed, starts the stand-in, and istiod auto-registers
 // the VM.
 //
-// `vm-to-mesh` calls istiod's own Service (the default `verify-url`) through the sidecar. What this lab mode
-// does not have yet is a runner for the verification Job's pod, so `mesh-to-vm-mtls` fails here for that named
-// reason — asserted below, so the day it passes this file says so.
+// `vm-to-mesh` calls istiod's own Service (the default `verify-url`) through the sidecar; `mesh-to-vm-mtls` runs
+// the verification Job on the lab's Pod runner (pods/runner.ts): injected by the real istiod, its sidecar the
+// real pilot-agent with the stand-in. All seven checks pass.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
@@ -130,12 +130,21 @@ describe('the action onboards a VM running the real pilot-agent against the real
     expect(evidence).toMatch(/GET http:\/\/istiod\.istio-system\.svc\.cluster\.local:15014\/version → HTTP 200/);
   });
 
-  it('…and mesh-to-vm-mtls fails for the reason this lab mode still has: no runner for the verification Job', () => {
+  it('mesh-to-vm-mtls passes: the Job pod injected by the real istiod, its sidecar calls the ServiceEntry host over auto mTLS', () => {
     const checks = checksOf(onboard);
-    // Nothing in `--istiod real` runs the verification Job's pod yet.
-    expect(checks.get('mesh-to-vm-mtls')?.status).toBe('fail');
-    expect(checks.get('mesh-to-vm-mtls')?.summary).toMatch(/the mTLS verification Job made no calls: .*did not finish/);
-    expect(onboard.code).toBe(1);
+    const mtls = checks.get('mesh-to-vm-mtls');
+    if (mtls?.status !== 'pass') console.log(actionLog(onboard));
+    // The Pod runner (pods/runner.ts) ran the Job's pod as admitted by istiod's injection webhook: the real
+    // pilot-agent as istio-proxy, the stand-in routing the call by Host to the ServiceEntry's cluster, whose
+    // endpoint (the VM, tlsMode istio) picks the ISTIO_MUTUAL transport socket; the VM counted the calls.
+    expect(mtls?.status).toBe('pass');
+    expect(mtls?.summary).toMatch(/^3 mesh calls arrived over mutual TLS \(\+3 istio_requests_total\)/);
+    expect(mtls?.evidence.join('\n')).toMatch(
+      /client sidecar, attempt \d+: VM endpoint seen in localhost:15000\/clusters/,
+    );
+    // All seven checks pass: the run succeeds.
+    expect(checkLines(vmOf(onboard.report, VM).checks).every((l) => l.endsWith(': pass'))).toBe(true);
+    expect(onboard.code).toBe(0);
   });
 
   it('vm-to-mesh fails when the mesh service has no ready endpoint: the sidecar answers 503 (no healthy upstream)', async () => {
@@ -161,7 +170,7 @@ describe('the action onboards a VM running the real pilot-agent against the real
         spec: { selector: { app: 'nobody' }, ports: [{ name: 'http', port: 8080, targetPort: 8080 }] },
       }),
     );
-    // The onboard run's rollback stopped the sidecar; start it as an operator would.
+    // The sidecar runs (onboard passed); restarted as an operator would, which also works after a rollback.
     expect((await execInVm(state, VM, ['systemctl', 'restart', 'istio'], { timeoutMs: 90_000 })).code).toBe(0);
     const r = await runAction(
       state,
@@ -245,7 +254,7 @@ describe('the action onboards a VM running the real pilot-agent against the real
   it('istiod stopped: a restarted sidecar is not ready — sidecar-ready and xds-connected fail naming vm1', async () => {
     await faultCli(dir, 'fault', 'istiod-down');
     try {
-      // As an operator would: the sidecar (re)starts while istiod is down (the onboard run's rollback stopped it).
+      // As an operator would: the sidecar (re)starts while istiod is down.
       const restart = await execInVm(state, VM, ['systemctl', 'restart', 'istio'], { timeoutMs: 90_000 });
       expect(restart.code).toBe(0);
       const r = await runAction(state, { mode: 'verify', 'verify-ready-timeout': '10' }, { entry, timeoutMs: 200_000 });

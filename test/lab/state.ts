@@ -2,6 +2,7 @@
 // what `up` made. Written atomically; read by other lab parts and by tests.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { LabPodState } from './pods/sandbox.js';
 
 export interface LabVmState {
   /** VM name, e.g. vm1 (also its hostname). */
@@ -90,6 +91,11 @@ export interface LabState {
   };
   package: LabPackageState;
   vms: LabVmState[];
+  /**
+   * Pods the Pod runner (`--istiod real`, pods/runner.ts) has running: registered before their netns is made,
+   * removed once it is gone; `down` removes what is left (by pid, then the netns and veth).
+   */
+  pods?: LabPodState[];
   daemon?: { pid: number; startTime: number };
   phase: 'starting' | 'ready' | 'stopping';
   /** Values the daemon wrote into action.env (control plane included). */

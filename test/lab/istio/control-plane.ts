@@ -17,6 +17,9 @@ import { startLabDns } from '../dns/index.js';
 import { istioBuild } from './binaries.js';
 import { istioInstallObjects, istiodDeploymentArgs, istiodNamespaceOf, istiodProcessEnv } from './install.js';
 import { RealIstiod, writePluggedInCa } from './istiod.js';
+import { PodRunner } from '../pods/runner.js';
+import { ECHO_NAMESPACE, startRealEcho } from '../mesh/real-echo.js';
+import { realSidecarSources } from '../package/real-sidecar.js';
 
 export async function startRealIstioControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = options.log ?? (() => undefined);
@@ -70,6 +73,38 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
       'kubelet',
     );
   setIstiodPodReady(true);
+
+  // The Pod runner (kubelet + Job controller + admission): the verification Jobs' pods, injected by this istiod.
+  const sidecar = realSidecarSources();
+  const pods = new PodRunner({
+    api: kube,
+    labIndex: options.labIndex,
+    dir: options.dir,
+    gatewayIP: options.gatewayIP,
+    proxyImage: {
+      pilotAgent: sidecar.pilotAgent,
+      envoy: sidecar.envoy,
+      bootstrapTemplate: path.join(sidecar.packagingDir, 'envoy_bootstrap.json'),
+    },
+    // A cluster's DNS + kube-proxy would bring istiod.istio-system.svc to istiod; in the lab it listens on the
+    // east-west address (the same line `render` writes for VMs).
+    hosts: [`${options.gatewayIP} istiod.istio-system.svc`],
+    serviceAddress: (ns, name) => (ns === 'istio-system' && name === 'istiod' ? options.gatewayIP : undefined),
+    ...(options.onPodsChanged ? { onPodsChanged: options.onPodsChanged } : {}),
+    nodePath: process.execPath,
+    log,
+  });
+  pods.startJobController();
+  // The mesh service echo.mesh-test as a mesh workload (Deployment + Service, its pod injected and run here).
+  try {
+    const echo = await startRealEcho(kube, pods);
+    log(`echo.${ECHO_NAMESPACE}: pod ${echo.state.name} at ${echo.state.ip}`);
+  } catch (e) {
+    await pods.stop();
+    await istiod.stop();
+    await Promise.allSettled([dns.stop(), kube.stop()]);
+    throw e;
+  }
 
   /** Changes the Deployment's env (as `kubectl set env` would) and rolls istiod out with it. */
   const rollOut = async (change: () => void): Promise<void> => {
@@ -141,6 +176,7 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     kube,
     async stop() {
       await block15012.unblockAll();
+      await pods.stop();
       await istiod.stop();
       await Promise.allSettled([dns.stop(), kube.stop()]);
     },

@@ -21,3 +21,18 @@ export function vmHostVeth(k: number, i: number): string {
 export function vmIP(k: number, i: number): string {
   return `10.233.${k}.${10 + i}`;
 }
+
+/**
+ * Pods the lab's Pod runner starts (`--istiod real`): slot s (0 ≤ s < MAX_PODS) is netns `ivo<k>p<s>`, host
+ * veth `ivo<k>p<s>h`, address `10.233.<k>.<211+s>` — above every VM (.11–.210), below the mesh VIPs (.250+).
+ */
+export const MAX_PODS = 39;
+export function podNetns(k: number, slot: number): string {
+  return `ivo${k}p${slot}`;
+}
+export function podHostVeth(k: number, slot: number): string {
+  return `ivo${k}p${slot}h`;
+}
+export function podIP(k: number, slot: number): string {
+  return `10.233.${k}.${211 + slot}`;
+}

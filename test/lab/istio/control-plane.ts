@@ -2,7 +2,7 @@
 // with what `istioctl manifest generate` renders, the lab DNS, and `pilot-discovery discovery` as a child
 // process of the lab daemon (tracked by pid, stopped on `down`), with the Pod object a cluster would show for
 // it (Ready while the process serves), so istiod's Service has an endpoint.
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import {
@@ -16,10 +16,16 @@ import { startKubeApi, type KubeObject } from '../kube/index.js';
 import { startLabDns } from '../dns/index.js';
 import { istioBuild } from './binaries.js';
 import { istioInstallObjects, istiodDeploymentArgs, istiodNamespaceOf, istiodProcessEnv } from './install.js';
-import { RealIstiod, writePluggedInCa } from './istiod.js';
+import { RealIstiod, ROOT_ROTATION_STEPS, rotateRoot, writePluggedInCa, type RootRotationStep } from './istiod.js';
 import { PodRunner } from '../pods/runner.js';
 import { ECHO_NAMESPACE, startRealEcho } from '../mesh/real-echo.js';
 import { realSidecarSources } from '../package/real-sidecar.js';
+
+const rootRotationStepText: Record<RootRotationStep, string> = {
+  'add-root': 'a second root is trusted next to the first; istiod still signs with the first',
+  'new-intermediate': "istiod signs with the new root's intermediate; both roots trusted",
+  'drop-old-root': 'only the new root is trusted',
+};
 
 export async function startRealIstioControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = options.log ?? (() => undefined);
@@ -114,6 +120,7 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
   };
   const block15012 = blockIstiodFault(options, () => istiod.ports.secureGrpc);
   const originalCa = `${istiod.cacertsDir}.original`;
+  const beforeRotation = `${istiod.cacertsDir}.before-rotation`;
   const faults: FaultDefinition[] = [
     block15012.fault,
     // The double's own autoregistration-off only edits the Deployment; here the process follows it.
@@ -138,6 +145,26 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
         await istiod.start();
       },
     },
+    ...ROOT_ROTATION_STEPS.map((step, i): FaultDefinition => ({
+      name: `root-rotation-${step}`,
+      scope: 'lab',
+      description:
+        `step ${i + 1} of 3 of a mesh root rotation with the plugged-in CA (${rootRotationStepText[step]}), then istiod ` +
+        'restarted as after updating the cacerts Secret; heal restores the CA from before the rotation',
+      apply: async () => {
+        if (!existsSync(beforeRotation)) cpSync(istiod.cacertsDir, beforeRotation, { recursive: true });
+        await istiod.stop();
+        await rotateRoot(istiod.cacertsDir, step, trustDomain);
+        await istiod.start();
+      },
+      heal: async () => {
+        if (!existsSync(beforeRotation)) return;
+        await istiod.stop();
+        rmSync(istiod.cacertsDir, { recursive: true, force: true });
+        renameSync(beforeRotation, istiod.cacertsDir);
+        await istiod.start();
+      },
+    })),
     {
       name: 'autoregistration-off',
       scope: 'lab',

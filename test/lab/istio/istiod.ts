@@ -7,7 +7,7 @@
 //   because `./etc/istio/config/mesh` does not exist (pilot/pkg/bootstrap/mesh.go), the injector config
 //   from `istio-sidecar-injector` because `./var/lib/istio/inject/config` does not (sidecarinjector.go).
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -57,11 +57,41 @@ export interface RealIstiodOptions {
   log?: (line: string) => void;
 }
 
-/** The plugged-in CA istiod reads from ./etc/cacerts: a root and an intermediate it signs with. */
-export async function writePluggedInCa(cacertsDir: string, trustDomain: string): Promise<void> {
-  if (existsSync(path.join(cacertsDir, 'cert-chain.pem'))) return;
-  mkdirSync(cacertsDir, { recursive: true, mode: 0o700 });
-  const f = (n: string): string => path.join(cacertsDir, n);
+const openssl = (args: string[]) => run('openssl', args, { timeout: 30_000 });
+
+/** A self-signed root CA: `<name>-key.pem`, `<name>-cert.pem` in `dir`. */
+async function makeRootCa(dir: string, name: string, commonName: string): Promise<void> {
+  const f = (n: string): string => path.join(dir, n);
+  await openssl(['genrsa', '-out', f(`${name}-key.pem`), '2048']);
+  await openssl([
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    f(`${name}-key.pem`),
+    '-sha256',
+    '-days',
+    '3650',
+    '-subj',
+    `/O=Istio/CN=${commonName}`,
+    '-addext',
+    'basicConstraints=critical,CA:true',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+    '-out',
+    f(`${name}-cert.pem`),
+  ]);
+}
+
+/** An intermediate CA signed by root `root` (files `<root>-key.pem`, `<root>-cert.pem`): `<name>-{key,cert}.pem`. */
+async function makeIntermediateCa(
+  dir: string,
+  root: string,
+  name: string,
+  commonName: string,
+  trustDomain: string,
+): Promise<void> {
+  const f = (n: string): string => path.join(dir, n);
   const ext = f('ca.ext');
   writeFileSync(
     ext,
@@ -75,46 +105,26 @@ export async function writePluggedInCa(cacertsDir: string, trustDomain: string):
       '',
     ].join('\n'),
   );
-  const openssl = (args: string[]) => run('openssl', args, { timeout: 30_000 });
-  await openssl(['genrsa', '-out', f('root-key.pem'), '2048']);
-  await openssl([
-    'req',
-    '-x509',
-    '-new',
-    '-key',
-    f('root-key.pem'),
-    '-sha256',
-    '-days',
-    '3650',
-    '-subj',
-    '/O=Istio/CN=Lab Root CA',
-    '-addext',
-    'basicConstraints=critical,CA:true',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
-    '-out',
-    f('root-cert.pem'),
-  ]);
-  await openssl(['genrsa', '-out', f('ca-key.pem'), '2048']);
+  await openssl(['genrsa', '-out', f(`${name}-key.pem`), '2048']);
   await openssl([
     'req',
     '-new',
     '-key',
-    f('ca-key.pem'),
+    f(`${name}-key.pem`),
     '-subj',
-    '/O=Istio/CN=Lab Intermediate CA/L=lab',
+    `/O=Istio/CN=${commonName}/L=lab`,
     '-out',
-    f('ca.csr'),
+    f(`${name}.csr`),
   ]);
   await openssl([
     'x509',
     '-req',
     '-in',
-    f('ca.csr'),
+    f(`${name}.csr`),
     '-CA',
-    f('root-cert.pem'),
+    f(`${root}-cert.pem`),
     '-CAkey',
-    f('root-key.pem'),
+    f(`${root}-key.pem`),
     '-CAcreateserial',
     '-days',
     '3650',
@@ -124,9 +134,56 @@ export async function writePluggedInCa(cacertsDir: string, trustDomain: string):
     '-extensions',
     'ca',
     '-out',
-    f('ca-cert.pem'),
+    f(`${name}-cert.pem`),
   ]);
-  writeFileSync(f('cert-chain.pem'), readFileSync(f('ca-cert.pem'), 'utf8') + readFileSync(f('root-cert.pem'), 'utf8'));
+}
+
+/**
+ * The four files istiod reads from ./etc/cacerts (pilot/pkg/bootstrap/istio_ca.go, createIstioCA): the signing
+ * intermediate `ca-cert.pem`/`ca-key.pem`, its chain `cert-chain.pem` (intermediate + its root) and
+ * `root-cert.pem`, the trusted roots — "which may contain multiple roots" — that istiod publishes as
+ * istio-ca-root-cert. Each file is replaced by a rename, never rewritten in place.
+ */
+function installSigningFiles(dir: string, intermediate: string, signingRoot: string, trustedRoots: string[]): void {
+  const f = (n: string): string => path.join(dir, n);
+  const put = (file: string, text: string) => {
+    writeFileSync(f(`${file}.new`), text, { mode: 0o600 });
+    renameSync(f(`${file}.new`), f(file));
+  };
+  const read = (n: string) => readFileSync(f(n), 'utf8');
+  put('ca-key.pem', read(`${intermediate}-key.pem`));
+  put('ca-cert.pem', read(`${intermediate}-cert.pem`));
+  put('cert-chain.pem', read(`${intermediate}-cert.pem`) + read(`${signingRoot}-cert.pem`));
+  put('root-cert.pem', trustedRoots.map((r) => read(`${r}-cert.pem`)).join(''));
+}
+
+/** The plugged-in CA istiod reads from ./etc/cacerts: a root ("Lab Root CA") and an intermediate it signs with. */
+export async function writePluggedInCa(cacertsDir: string, trustDomain: string): Promise<void> {
+  if (existsSync(path.join(cacertsDir, 'cert-chain.pem'))) return;
+  mkdirSync(cacertsDir, { recursive: true, mode: 0o700 });
+  await makeRootCa(cacertsDir, 'root', 'Lab Root CA');
+  await makeIntermediateCa(cacertsDir, 'root', 'intermediate', 'Lab Intermediate CA', trustDomain);
+  installSigningFiles(cacertsDir, 'intermediate', 'root', ['root']);
+}
+
+/**
+ * The steps of a mesh root rotation with a plugged-in CA, as an operator updates the `cacerts` Secret (each
+ * followed by an istiod restart in the lab). 1 `add-root`: a second root ("Lab Root CA 2") is trusted next to
+ * the first, istiod still signs with the first root's intermediate; 2 `new-intermediate`: istiod signs with an
+ * intermediate of the new root, both roots still trusted; 3 `drop-old-root`: only the new root is trusted.
+ */
+export type RootRotationStep = 'add-root' | 'new-intermediate' | 'drop-old-root';
+export const ROOT_ROTATION_STEPS: RootRotationStep[] = ['add-root', 'new-intermediate', 'drop-old-root'];
+
+export async function rotateRoot(cacertsDir: string, step: RootRotationStep, trustDomain: string): Promise<void> {
+  const f = (n: string): string => path.join(cacertsDir, n);
+  if (!existsSync(f('root-2-cert.pem'))) {
+    await makeRootCa(cacertsDir, 'root-2', 'Lab Root CA 2');
+    await makeIntermediateCa(cacertsDir, 'root-2', 'intermediate-2', 'Lab Intermediate CA 2', trustDomain);
+  }
+  if (step === 'add-root') installSigningFiles(cacertsDir, 'intermediate', 'root', ['root', 'root-2']);
+  else if (step === 'new-intermediate') installSigningFiles(cacertsDir, 'intermediate-2', 'root-2', ['root', 'root-2']);
+  else installSigningFiles(cacertsDir, 'intermediate-2', 'root-2', ['root-2']);
 }
 
 function httpStatus(host: string, port: number, urlPath: string): Promise<number> {

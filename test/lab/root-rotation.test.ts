@@ -162,6 +162,8 @@ describe('a mesh root rotation, step by step, with the action rerun between the 
     const r = await verify();
     for (const vm of VMS) {
       const checks = new Map(vmOf(r.report, vm).checks.map((c) => [c.name, c]));
+      const failed = [...checks.values()].filter((c) => c.status !== 'pass' && c.status !== 'skipped');
+      if (failed.length > 0) console.log(vm, JSON.stringify(failed, null, 1), r.log.slice(-3000));
       // istiod's serving certificate is from the new intermediate now: the agent (re)connected because it
       // trusts both roots since step 1.
       expect(checks.get('xds-connected')?.status).toBe('pass');

@@ -137,7 +137,9 @@ export function checkXdsConnected(ctx: VerifyContext, output: ScriptOutput): Che
 export const xdsConnected: CheckDefinition = {
   name: 'xds-connected',
   short: 'xDS',
-  passesWhen: 'Envoy holds a live connection to istiod and accepted CDS and LDS (stats a default sidecar really has)',
+  passesWhen:
+    "Envoy's xDS stream through pilot-agent is open — the agent keeps it only while its own stream to istiod is up " +
+    '(`cluster.xds-grpc` `upstream_rq_active`) — and CDS and LDS were accepted (stats a default sidecar really has)',
   dependsOn: ['sidecar-running'],
   hints: {
     'xds-not-connected': {

@@ -651,7 +651,8 @@ describe('seeded cluster, controllers and faults', () => {
       const err = await api.readNamespace({ name: 'vm-ns' }).catch((e: unknown) => e);
       expect((err as { code: number }).code).toBe(403);
       expect(JSON.parse((err as { body: string }).body).message).toBe(
-        'namespaces "vm-ns" is forbidden: User "lab-admin" cannot get resource "namespaces" in API group "" at the cluster scope',
+        // A request on one namespace object is a request in that namespace (requestinfo.go), as the API server says.
+        'namespaces "vm-ns" is forbidden: User "lab-admin" cannot get resource "namespaces" in API group "" in the namespace "vm-ns"',
       );
       const authz = kc.makeApiClient(k8s.AuthorizationV1Api);
       const r = await authz.createSelfSubjectAccessReview({

@@ -12,8 +12,8 @@
 //   3 drop-old-root     only the new root is trusted
 //                       → `onboard` pushes it and restarts; each VM's workload certificate now comes from the
 //                         new intermediate and chains to the new root, the only one the VM trusts.
-// The mesh→VM call is not part of this scenario (verification Jobs need the Pod runner of the real mode), so
-// onboard runs with verify-after-onboard: false and every proof comes from `mode: verify`.
+// onboard runs with verify-after-onboard: false, so each step's proof comes from `mode: verify` (all checks,
+// the mesh→VM call through the Pod runner's injected Job included).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -54,8 +54,8 @@ async function subjects(pem: string): Promise<string[]> {
   return names;
 }
 
-/** istio-ca-root-cert of the group namespace, as istiod publishes it. */
-async function publishedRoots(): Promise<string[]> {
+/** istio-ca-root-cert of the group namespace (its PEM bundle), as istiod publishes it. */
+async function publishedBundle(): Promise<string> {
   const { stdout } = await execFileP(
     'kubectl',
     [
@@ -71,22 +71,24 @@ async function publishedRoots(): Promise<string[]> {
     ],
     { timeout: 30_000 },
   );
-  return subjects(stdout);
+  return stdout;
 }
 
 /**
- * Waits (bounded) until istiod has published these roots (as a set) in the group namespace; returns what it
- * published. (After `new-intermediate` istiod's bundle lists the new root twice — the trusted roots and, again,
- * the root of the chain it signs with — which the action copies as it is.)
+ * Waits (bounded) until istiod has published a bundle other than `before` holding these roots (as a set) in the
+ * group namespace; returns the roots it published, in order. (After `new-intermediate` istiod's bundle lists the
+ * new root twice — the trusted roots and, again, the root of the chain it signs with — which the action copies as
+ * it is: the set alone did not change then, so a step waits for the bundle to change.)
  */
-async function untilPublished(expected: string[]): Promise<string[]> {
+async function untilPublished(expected: string[], before: string): Promise<string[]> {
   let seen: string[] = [];
   for (let attempt = 0; attempt < 60; attempt++) {
-    seen = await publishedRoots();
-    if (JSON.stringify([...new Set(seen)]) === JSON.stringify(expected)) return seen;
+    const bundle = await publishedBundle();
+    seen = await subjects(bundle);
+    if (bundle !== before && JSON.stringify([...new Set(seen)]) === JSON.stringify(expected)) return seen;
     await new Promise((r) => setTimeout(r, 1_000));
   }
-  throw new Error(`istio-ca-root-cert holds ${JSON.stringify(seen)}, not ${JSON.stringify(expected)}`);
+  throw new Error(`istio-ca-root-cert holds ${JSON.stringify(seen)}, not a new bundle of ${JSON.stringify(expected)}`);
 }
 
 async function vmRoots(vm: string): Promise<string[]> {
@@ -129,8 +131,9 @@ describe('a mesh root rotation, step by step, with the action rerun between the 
   }, 600_000);
 
   it('1 add-root: verify names every VM whose root file is stale; onboard pushes both roots and restarts them', async () => {
+    const before = await publishedBundle();
     await faultCli(dir, 'fault', 'root-rotation-add-root');
-    await untilPublished(['Lab Root CA', 'Lab Root CA 2']);
+    await untilPublished(['Lab Root CA', 'Lab Root CA 2'], before);
     const stale = await verify();
     expect(stale.code).toBe(1);
     for (const vm of VMS) {
@@ -150,8 +153,9 @@ describe('a mesh root rotation, step by step, with the action rerun between the 
   }, 900_000);
 
   it('2 new-intermediate: the VMs stay connected; each restarted VM renews with its certificate and gets one of the new root', async () => {
+    const before = await publishedBundle();
     await faultCli(dir, 'fault', 'root-rotation-new-intermediate');
-    const published = await untilPublished(['Lab Root CA', 'Lab Root CA 2']);
+    const published = await untilPublished(['Lab Root CA', 'Lab Root CA 2'], before);
     const rerun = await onboard();
     expect(rerun.code).toBe(0);
     for (const vm of VMS) {
@@ -163,7 +167,20 @@ describe('a mesh root rotation, step by step, with the action rerun between the 
     for (const vm of VMS) {
       const checks = new Map(vmOf(r.report, vm).checks.map((c) => [c.name, c]));
       const failed = [...checks.values()].filter((c) => c.status !== 'pass' && c.status !== 'skipped');
-      if (failed.length > 0) console.log(vm, JSON.stringify(failed, null, 1), r.log.slice(-3000));
+      if (failed.length > 0) {
+        const file = (await execInVm(state, vm, ['cat', '/etc/certs/root-cert.pem'])).stdout;
+        const now = await publishedBundle();
+        console.log(vm, JSON.stringify(failed, null, 1), {
+          vmFile: await subjects(file),
+          publishedNow: await subjects(now),
+          publishedAtOnboard: published,
+          same: file === now,
+          fileTail: JSON.stringify(file.slice(-80)),
+          nowTail: JSON.stringify(now.slice(-80)),
+          fileLen: file.length,
+          nowLen: now.length,
+        });
+      }
       // istiod's serving certificate is from the new intermediate now: the agent (re)connected because it
       // trusts both roots since step 1.
       expect(checks.get('xds-connected')?.status).toBe('pass');
@@ -176,8 +193,9 @@ describe('a mesh root rotation, step by step, with the action rerun between the 
   }, 900_000);
 
   it('3 drop-old-root: onboard pushes the new root alone; each VM holds a certificate chaining to it', async () => {
+    const before = await publishedBundle();
     await faultCli(dir, 'fault', 'root-rotation-drop-old-root');
-    expect(await untilPublished(['Lab Root CA 2'])).toContain('Lab Root CA 2');
+    expect(await untilPublished(['Lab Root CA 2'], before)).toContain('Lab Root CA 2');
     const stale = await verify();
     for (const vm of VMS) expect(certificateCheck(stale, vm)?.status).toBe('fail');
     const push = await onboard();

@@ -67,13 +67,13 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
   }
   log(`istiod ready (pid ${istiod.pid}, ${build.module}@${build.moduleVersion}, ${istiod.readyUrl()})`);
   // The Pod a cluster would run for the Deployment: istiod's own Service gets its endpoint from it
-  // (EndpointSlice controller), so istiod's DNS name table and a sidecar's routes know istiod.istio-system.svc.
+  // (EndpointSlice controller), so istiod's DNS name table and a sidecar's routes know istiod.<its namespace>.svc.
   const istiodPod = istiodPodObject(istiodDeploymentNow());
   kube.store.create('pods', istiodPod, { manager: 'kubelet' });
   const setIstiodPodReady = (ready: boolean) =>
     kube.store.patchStatus(
       'pods',
-      'istio-system',
+      istioNamespace,
       istiodPod.metadata.name,
       podRunningStatus(options.gatewayIP, ready),
       'kubelet',
@@ -92,10 +92,10 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
       envoy: sidecar.envoy,
       bootstrapTemplate: path.join(sidecar.packagingDir, 'envoy_bootstrap.json'),
     },
-    // A cluster's DNS + kube-proxy would bring istiod.istio-system.svc to istiod; in the lab it listens on the
+    // A cluster's DNS + kube-proxy would bring istiod.<namespace>.svc to istiod; in the lab it listens on the
     // east-west address (the same line `render` writes for VMs).
-    hosts: [`${options.gatewayIP} istiod.istio-system.svc`],
-    serviceAddress: (ns, name) => (ns === 'istio-system' && name === 'istiod' ? options.gatewayIP : undefined),
+    hosts: [`${options.gatewayIP} istiod.${istioNamespace}.svc`],
+    serviceAddress: (ns, name) => (ns === istioNamespace && name === 'istiod' ? options.gatewayIP : undefined),
     ...(options.onPodsChanged ? { onPodsChanged: options.onPodsChanged } : {}),
     nodePath: process.execPath,
     log,
@@ -222,7 +222,7 @@ function istiodPodObject(deployment: KubeObject): KubeObject {
     kind: 'Pod',
     metadata: {
       name: `istiod-${hash.slice(0, 10)}-${hash.slice(10, 15)}`,
-      namespace: 'istio-system',
+      namespace: deployment.metadata.namespace,
       labels: { ...(template.metadata?.labels ?? {}), 'pod-template-hash': hash.slice(0, 10) },
     },
     spec: { ...(template.spec ?? {}), nodeName: 'lab-node' },

@@ -17,6 +17,7 @@ import type {
 } from './ports.js';
 import { renderFilesForVm } from './render-vm.js';
 import { VM_FILES } from '../vm/paths.js';
+import { sameCertificates } from '../render/certificate-set.js';
 
 export interface VmPipelineContext {
   settings: RunSettings;
@@ -439,7 +440,7 @@ function planFileChanges(files: RenderedVmFiles, facts: InspectedVm): FileChange
     const path = file.label;
     const before = facts.currentFiles[path] ?? '';
     const after = files[file.rendered];
-    const changed = before !== after;
+    const changed = file.comparedAs === 'certificates' ? !sameCertificates(before, after) : before !== after;
     return [
       {
         path,

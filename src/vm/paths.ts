@@ -72,6 +72,11 @@ export interface VmFile<Key extends VmFileKey = VmFileKey> {
   restarts: boolean;
   /** Never diffed, shown or counted as a change. */
   secret: boolean;
+  /**
+   * When the file on the VM counts as unchanged: `bytes`, or `certificates` for a bundle pilot-agent rewrites
+   * with the same roots in its own order and layout (src/render/certificate-set.ts).
+   */
+  comparedAs: 'bytes' | 'certificates';
 }
 
 /** A plain file we place whole (the hosts block is merged into the system's /etc/hosts instead). */
@@ -90,6 +95,8 @@ export const VM_FILES: readonly VmFile[] = [
     sourcedByRoot: false,
     restarts: true,
     secret: false,
+    // pilot-agent writes the trust bundle it got from istiod here (OUTPUT_CERTS=./etc/certs).
+    comparedAs: 'certificates',
   },
   {
     key: 'clusterEnv',
@@ -102,6 +109,7 @@ export const VM_FILES: readonly VmFile[] = [
     sourcedByRoot: true,
     restarts: true,
     secret: false,
+    comparedAs: 'bytes',
   },
   {
     key: 'meshConfig',
@@ -114,6 +122,7 @@ export const VM_FILES: readonly VmFile[] = [
     sourcedByRoot: false,
     restarts: true,
     secret: false,
+    comparedAs: 'bytes',
   },
   // A fresh bootstrap token every run must not restart a healthy sidecar (it already holds its
   // certificate); pilot-agent reads the file again when it needs it, and the unit restores it on start.
@@ -128,6 +137,7 @@ export const VM_FILES: readonly VmFile[] = [
     sourcedByRoot: false,
     restarts: false,
     secret: true,
+    comparedAs: 'bytes',
   },
   {
     key: 'dropIn',
@@ -140,6 +150,7 @@ export const VM_FILES: readonly VmFile[] = [
     sourcedByRoot: false,
     restarts: true,
     secret: false,
+    comparedAs: 'bytes',
   },
   {
     key: 'hosts',
@@ -152,6 +163,7 @@ export const VM_FILES: readonly VmFile[] = [
     sourcedByRoot: false,
     restarts: true,
     secret: false,
+    comparedAs: 'bytes',
   },
 ];
 

@@ -51,7 +51,7 @@ function change(overrides: Partial<VmChange['package']> = {}): VmChange {
     files: {
       clusterEnv: "ISTIO_SERVICE='x'\n",
       meshYaml: 'defaultConfig: {}\n',
-      rootCert: 'CERT\n',
+      rootCert: 'ROOT-CERT-CONTENT\n',
       token: 'secret-token-value',
     },
     hostsEntries: '10.233.0.1 istiod.istio-system.svc\n',
@@ -178,7 +178,7 @@ describe('generated scripts', () => {
   it('never put the token or file contents into the command line (they travel on stdin)', () => {
     for (const script of Object.values(scripts)) {
       expect(script).not.toContain('secret-token-value');
-      expect(script).not.toContain('CERT');
+      expect(script).not.toContain('ROOT-CERT-CONTENT');
     }
   });
 

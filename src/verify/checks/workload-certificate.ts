@@ -1,5 +1,6 @@
 // workload-certificate: Envoy's certificate (round trip 1: /config_dump secrets, else /certs) has this
 // group's SPIFFE identity, chains to the mesh root the action installed, and is not about to expire.
+import { sameCertificates } from '../../render/certificate-set.js';
 import { describeFetch, failResult, fetchOk, passResult, probeOutput, type CheckDefinition } from '../check.js';
 import {
   inspectCertificate,
@@ -21,15 +22,6 @@ function describeCert(c: CertificateInfo): string {
   return `serial ${c.serialNumber}, SAN ${c.uriSans.join(' ') || '(none)'}, issuer "${c.issuer}", valid ${c.notBefore.toISOString()} – ${c.notAfter.toISOString()}`;
 }
 
-function samePems(a: string[], b: string[]): boolean {
-  const fp = (p: string[]) =>
-    p
-      .map((x) => inspectCertificate(x).fingerprint256)
-      .sort()
-      .join(',');
-  return fp(a) === fp(b);
-}
-
 export function checkWorkloadCertificate(
   ctx: VerifyContext,
   output: ScriptOutput,
@@ -43,12 +35,9 @@ export function checkWorkloadCertificate(
 
   const vmRootPem = splitPemCertificates(output.sections.get('root-cert')?.body ?? '');
   const installedRootPem = ctx.rootCertPem ? splitPemCertificates(ctx.rootCertPem) : vmRootPem;
-  let rootDiffers = false;
-  try {
-    rootDiffers = !!ctx.rootCertPem && vmRootPem.length > 0 && !samePems(vmRootPem, installedRootPem);
-  } catch {
-    rootDiffers = true;
-  }
+  // The same roots, whatever their order or repeats: pilot-agent rewrites the file (certificate-set.ts).
+  const rootDiffers =
+    !!ctx.rootCertPem && vmRootPem.length > 0 && !sameCertificates(vmRootPem.join('\n'), ctx.rootCertPem);
   if (rootDiffers)
     evidence.push(`/etc/certs/root-cert.pem on the VM differs from the mesh root cert (istio-ca-root-cert)`);
 

@@ -134,8 +134,8 @@ fi
 CHANGED=" "
 RESTART=0
 ivo_check() {
-  # ivo_check KEY STAGED PATH OWNER MODE RESTARTS (a managed file's row)
-  if ivo_same "$STG/$2" "$3"; then
+  # ivo_check KEY STAGED PATH OWNER MODE RESTARTS COMPARED-AS (a managed file's row)
+  if ivo_same_as "$7" "$STG/$2" "$3"; then
     ivo_emit "file.$1" unchanged
   else
     ivo_emit "file.$1" changed

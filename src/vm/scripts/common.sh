@@ -44,6 +44,24 @@ ivo_need_space() {
 }
 ivo_sha() { sha256sum < "$1" | cut -d' ' -f1; }
 ivo_same() { [ -f "$1" ] && [ -f "$2" ] && [ "$(ivo_sha "$1")" = "$(ivo_sha "$2")" ]; }
+ivo_certificate_set() {
+  # ivo_certificate_set FILE: each certificate of a PEM bundle once (its base64 on one line), sorted
+  awk '/-----BEGIN CERTIFICATE-----/ { body = ""; inside = 1; next }
+       /-----END CERTIFICATE-----/ { if (inside && body != "") print body; inside = 0; next }
+       inside { gsub(/[ \t\r]/, ""); body = body $0 }' "$1" | LC_ALL=C sort -u
+}
+ivo_same_as() {
+  # ivo_same_as bytes|certificates A B: whether B on the VM holds what A does (certificates: the same set of
+  # certificates, as pilot-agent rewrites root-cert.pem with its own order and layout)
+  case "$1" in
+    certificates)
+      [ -f "$2" ] && [ -f "$3" ] || return 1
+      ivo_sa_a=$(ivo_certificate_set "$2")
+      [ -n "$ivo_sa_a" ] && [ "$ivo_sa_a" = "$(ivo_certificate_set "$3")" ]
+      ;;
+    *) ivo_same "$2" "$3" ;;
+  esac
+}
 ivo_installed_version() {
   if command -v dpkg-query >/dev/null 2>&1; then
     ivo_iv=$(dpkg-query -W -f='${Status} ${Version}' "$IVO_PACKAGE_NAME" 2>/dev/null) || ivo_iv=

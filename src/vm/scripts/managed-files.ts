@@ -11,10 +11,12 @@ function field(value: string): string {
   return value;
 }
 
-/** `IVO_MANAGED_FILES` (KEY STAGED PATH OWNER MODE RESTARTS) and the loops over it. */
+/** `IVO_MANAGED_FILES` (KEY STAGED PATH OWNER MODE RESTARTS COMPARED-AS) and the loops over it. */
 export function managedFilesPart(restarts: (file: ManagedFile) => boolean = (file) => file.restarts): ShellPart {
   const rows = MANAGED_FILES.map((file) =>
-    [file.key, file.staged, file.path, file.owner, file.mode, restarts(file) ? '1' : '0'].map(field).join(' '),
+    [file.key, file.staged, file.path, file.owner, file.mode, restarts(file) ? '1' : '0', file.comparedAs]
+      .map(field)
+      .join(' '),
   );
   return { values: { IVO_MANAGED_FILES: rows.join('\n') }, text: MANAGED_FILES_LOOPS };
 }

@@ -20,7 +20,8 @@ export const UNIT_NAME = 'istio';
 /** How long readiness is polled at readyPollMs before slowing to once a second. */
 const READY_FAST_MS = 5_000;
 const STATS_FILTER =
-  '^(cluster\\.xds-grpc|cluster_manager\\.cds|listener_manager\\.lds|server\\.state|listener_manager\\.workers_started)';
+  '^(cluster\\.xds-grpc|cluster_manager\\.cds|listener_manager\\.lds|server\\.state|' +
+  'listener_manager\\.workers_started)';
 
 /** Envoy admin / agent URLs the probe reads (localhost on the VM). */
 export const PROBE_URLS = {
@@ -45,7 +46,8 @@ export const AGENT_LOG = '/var/log/istio/istio.log';
  * `upstream terminated with unexpected error <err>`.
  */
 export const XDS_UPSTREAM_EVENTS =
-  'connected to (delta )?upstream XDS server|failed to connect to (delta )?upstream|upstream terminated with unexpected error';
+  'connected to (delta )?upstream XDS server|failed to connect to (delta )?upstream|' +
+  'upstream terminated with unexpected error';
 export const AGENT_ERR_LOG = '/var/log/istio/istio.err.log';
 
 export interface ProbeScriptOptions {

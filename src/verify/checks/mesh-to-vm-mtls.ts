@@ -111,7 +111,8 @@ export function evaluateMeshToVmMtls(
   const waits = job.waits ?? [];
   if (job.serviceEntry) {
     evidence.push(
-      `ServiceEntry ${ctx.group.namespace}/${job.serviceEntry} (MESH_INTERNAL, service account ${ctx.group.serviceAccount}): ` +
+      `ServiceEntry ${ctx.group.namespace}/${job.serviceEntry} ` +
+        `(MESH_INTERNAL, service account ${ctx.group.serviceAccount}): ` +
         `${new URL(called).host} → ${ctx.workloadAddress}:${e.target.port}`,
     );
     for (const w of waits)
@@ -121,7 +122,9 @@ export function evaluateMeshToVmMtls(
   }
   evidence.push(`mTLS Job (injected) → ${called}: ${jobCodes(job)}${job.reason ? ` (${job.reason})` : ''}`);
   if (job.serviceEntry && job.calls.length > 0 && !waits.some((w) => w.seen)) {
-    const detail = `the client's sidecar did not get the endpoint of ${new URL(called).host} in ${waits.length} attempt(s), 1 s apart`;
+    const detail =
+      `the client's sidecar did not get the endpoint of ${new URL(called).host} ` +
+      `in ${waits.length} attempt(s), 1 s apart`;
     return failResult(ctx, {
       check: name,
       seen: `mesh client never saw the VM's ServiceEntry: ${detail}`,
@@ -194,17 +197,19 @@ export function evaluateMeshToVmMtls(
     const earlier = e.earlierPlaintextJobs ?? [];
     for (const [index, job] of earlier.entries())
       evidence.push(`plaintext Job attempt ${index + 1} (not injected) → ${e.target.url}: ${jobCodes(job)}`);
-    evidence.push(
-      `plaintext Job${earlier.length > 0 ? ` attempt ${earlier.length + 1}` : ''} (not injected) → ${e.target.url}: ${jobCodes(plain)}`,
-    );
+    const attemptLabel = earlier.length > 0 ? ` attempt ${earlier.length + 1}` : '';
+    evidence.push(`plaintext Job${attemptLabel} (not injected) → ${e.target.url}: ${jobCodes(plain)}`);
     if (accepted > 0) {
       const persisted =
         earlier.length > 0
-          ? ` (on each of ${earlier.length + 1} attempts within ${Math.round(options.policyPropagationMs / 1000)} s: not a policy still on its way)`
+          ? ` (on each of ${earlier.length + 1} attempts within ${Math.round(options.policyPropagationMs / 1000)} s: ` +
+            'not a policy still on its way)'
           : '';
       return failResult(ctx, {
         check: name,
-        seen: `plaintext accepted: ${accepted} of ${plain.calls.length} plaintext calls answered under STRICT${persisted}`,
+        seen:
+          `plaintext accepted: ${accepted} of ${plain.calls.length} plaintext calls answered ` +
+          `under STRICT${persisted}`,
         hint: 'plaintext-accepted',
         vars: { accepted, total: plain.calls.length },
         evidence,
@@ -214,7 +219,9 @@ export function evaluateMeshToVmMtls(
   }
   return passResult({
     check: name,
-    seen: `${answered} mesh calls arrived over mutual TLS (+${delta} ${metric})${e.strict ? '; plaintext refused (STRICT)' : ''}`,
+    seen:
+      `${answered} mesh calls arrived over mutual TLS (+${delta} ${metric})` +
+      (e.strict ? '; plaintext refused (STRICT)' : ''),
     evidence,
     durationMs,
   });
@@ -367,32 +374,48 @@ export const meshToVmMtls: CheckDefinition = {
   name: 'mesh-to-vm-mtls',
   short: 'mesh→vm mTLS',
   passesWhen:
-    "an in-mesh client calls the VM and the VM's own sidecar counts the calls as **mutual TLS**; under STRICT a plaintext call is refused (repeated for up to 10 s first, while a just-applied policy reaches the sidecar)",
+    "an in-mesh client calls the VM and the VM's own sidecar counts the calls as **mutual TLS**; " +
+    'under STRICT a plaintext call is refused ' +
+    '(repeated for up to 10 s first, while a just-applied policy reaches the sidecar)',
   dependsOn: ['sidecar-ready'],
   hints: {
     'mtls-job-failed': {
       cause: 'the in-mesh verification Job did not run ({detail})',
-      fix: 'check that namespace {namespace} allows sidecar injection, that image {image} can be pulled (set `verify-client-image` for air-gapped clusters), and the Job RBAC in the README',
+      fix:
+        'check that namespace {namespace} allows sidecar injection, that image {image} can be pulled ' +
+        '(set `verify-client-image` for air-gapped clusters), and the Job RBAC in the README',
     },
     'mtls-calls-failed': {
       cause:
-        'the mesh client could not call {target} ({detail}): application down, port not in the WorkloadGroup, or the cluster cannot route to the VM',
-      fix: "check the application on the VM, the group's ports, and that the mesh reaches {address} (network / east-west gateway)",
+        'the mesh client could not call {target} ({detail}): application down, port not in the WorkloadGroup, ' +
+        'or the cluster cannot route to the VM',
+      fix:
+        "check the application on the VM, the group's ports, and that the mesh reaches {address} " +
+        '(network / east-west gateway)',
     },
     'mtls-service-unseen': {
       cause:
-        "the verification pod's sidecar never received the VM's ServiceEntry ({detail}): istiod did not push it (overloaded, or a Sidecar resource in {namespace} limits egress hosts)",
-      fix: 'check istiod (`istioctl proxy-status`), that no Sidecar resource in {namespace} hides ServiceEntries exported to the namespace, and that networking.istio.io/v1 ServiceEntry exists (Istio ≥ 1.22)',
+        "the verification pod's sidecar never received the VM's ServiceEntry ({detail}): istiod did not push it " +
+        '(overloaded, or a Sidecar resource in {namespace} limits egress hosts)',
+      fix:
+        'check istiod (`istioctl proxy-status`), that no Sidecar resource in {namespace} hides ServiceEntries ' +
+        'exported to the namespace, and that networking.istio.io/v1 ServiceEntry exists (Istio ≥ 1.22)',
     },
     'mtls-not-mutual': {
       cause:
-        'the calls succeeded but the VM sidecar counted {delta} mutual-TLS request(s) for {succeeded} call(s): traffic bypassed the sidecar or arrived in plaintext (PERMISSIVE)',
-      fix: "check inbound capture on the VM (ISTIO_INBOUND_PORTS / iptables) and that no DestinationRule disables ISTIO_MUTUAL for the VM's service; set `peer-authentication: strict`",
+        'the calls succeeded but the VM sidecar counted {delta} mutual-TLS request(s) for {succeeded} call(s): ' +
+        'traffic bypassed the sidecar or arrived in plaintext (PERMISSIVE)',
+      fix:
+        'check inbound capture on the VM (ISTIO_INBOUND_PORTS / iptables) and that no DestinationRule disables ' +
+        "ISTIO_MUTUAL for the VM's service; set `peer-authentication: strict`",
     },
     'plaintext-accepted': {
       cause:
-        'plaintext accepted: PeerAuthentication not STRICT for this workload ({accepted} of {total} plaintext calls answered)',
-      fix: "apply a STRICT PeerAuthentication selecting the group's labels (`peer-authentication: strict`) and check no port-level override sets PERMISSIVE/DISABLE",
+        'plaintext accepted: PeerAuthentication not STRICT for this workload ' +
+        '({accepted} of {total} plaintext calls answered)',
+      fix:
+        "apply a STRICT PeerAuthentication selecting the group's labels (`peer-authentication: strict`) " +
+        'and check no port-level override sets PERMISSIVE/DISABLE',
     },
     'metrics-unavailable': {
       cause: "the VM sidecar's /stats/prometheus (15090) could not be read ({detail})",

@@ -74,40 +74,60 @@ export const sidecarReady: CheckDefinition = {
   hints: {
     'istiod-refused': {
       cause:
-        'istiod refused the connection on 15012 (istiod or the east-west gateway is down, or the discovery address is wrong)',
-      fix: "check `kubectl -n istio-system get pods,svc` for istiod and istio-eastwestgateway and that the gateway exposes 15012; check the istiod address in the VM's /etc/hosts and cluster.env",
+        'istiod refused the connection on 15012 ' +
+        '(istiod or the east-west gateway is down, or the discovery address is wrong)',
+      fix:
+        'check `kubectl -n istio-system get pods,svc` for istiod and istio-eastwestgateway and that the gateway ' +
+        "exposes 15012; check the istiod address in the VM's /etc/hosts and cluster.env",
     },
     'port-15012-blocked': {
       cause:
-        '15012 unreachable from VM (connection timed out): a firewall or security group drops traffic to the east-west gateway',
-      fix: 'open TCP 15012 (and 15017 for webhooks if used) from the VM to the east-west gateway / security group, then `sudo systemctl restart istio`',
+        '15012 unreachable from VM (connection timed out): ' +
+        'a firewall or security group drops traffic to the east-west gateway',
+      fix:
+        'open TCP 15012 (and 15017 for webhooks if used) from the VM to the east-west gateway / security group, ' +
+        'then `sudo systemctl restart istio`',
     },
     'istiod-name-unresolved': {
       cause: 'the VM cannot resolve the istiod address (missing /etc/hosts entry for istiod.istio-system.svc)',
-      fix: 'rerun onboard so the managed /etc/hosts block is written (with a hostname load balancer, give the gateway address explicitly)',
+      fix:
+        'rerun onboard so the managed /etc/hosts block is written ' +
+        '(with a hostname load balancer, give the gateway address explicitly)',
     },
     'root-cert-rejected-by-agent': {
       cause:
-        "the sidecar does not trust istiod's certificate (x509: signed by unknown authority): /etc/certs/root-cert.pem is not this mesh's root — istio-ca-root-cert changed or the VM was onboarded from a different cluster",
+        "the sidecar does not trust istiod's certificate (x509: signed by unknown authority): " +
+        "/etc/certs/root-cert.pem is not this mesh's root — istio-ca-root-cert changed or the VM was onboarded " +
+        'from a different cluster',
       fix: 'rerun onboard so the current istio-ca-root-cert is installed, then the sidecar restarts',
     },
     'token-rejected': {
       cause:
-        "token rejected: istiod refused the bootstrap token (audience must be istio-ca, service account must be the group's, and it must not be expired)",
-      fix: "rerun onboard: it requests a fresh token (TokenRequest, audience istio-ca) for the group's ServiceAccount; raise the token lifetime if VMs start later than it lasts",
+        'token rejected: istiod refused the bootstrap token ' +
+        "(audience must be istio-ca, service account must be the group's, and it must not be expired)",
+      fix:
+        "rerun onboard: it requests a fresh token (TokenRequest, audience istio-ca) for the group's " +
+        'ServiceAccount; raise the token lifetime if VMs start later than it lasts',
     },
     'config-not-received': {
       cause: 'no configuration from istiod (is istiod running? is 15012 reachable from the VM?)',
-      fix: 'check istiod and the east-west gateway, that TCP 15012 is open from the VM, and /var/log/istio/istio.log for the connection error',
+      fix:
+        'check istiod and the east-west gateway, that TCP 15012 is open from the VM, ' +
+        'and /var/log/istio/istio.log for the connection error',
     },
     'config-rejected': {
       cause:
-        'Envoy rejected configuration pushed by istiod (version skew between the sidecar package and istiod, or an invalid Istio resource)',
-      fix: "match `istio-version` to istiod's version; look for `gRPC config ... rejected` in /var/log/istio/istio.log and fix the named resource",
+        'Envoy rejected configuration pushed by istiod ' +
+        '(version skew between the sidecar package and istiod, or an invalid Istio resource)',
+      fix:
+        "match `istio-version` to istiod's version; look for `gRPC config ... rejected` in " +
+        '/var/log/istio/istio.log and fix the named resource',
     },
     'envoy-not-live': {
       cause: 'Envoy has config but is not live yet ({detail})',
-      fix: 'wait and rerun `mode: verify`; if it persists read /var/log/istio/istio.log for Envoy initialisation errors',
+      fix:
+        'wait and rerun `mode: verify`; if it persists read /var/log/istio/istio.log ' +
+        'for Envoy initialisation errors',
     },
     'ready-timeout': {
       cause: 'the sidecar did not report ready within the timeout ({detail})',

@@ -147,7 +147,8 @@ export const sidecarRunning: CheckDefinition = {
   name: 'sidecar-running',
   short: 'run',
   passesWhen:
-    'the `istio` unit is active and not restarting: its current run has lasted at least 2 s with no restart seen (a sidecar that has run for a while is not waited for)',
+    'the `istio` unit is active and not restarting: its current run has lasted at least 2 s with no restart seen ' +
+    '(a sidecar that has run for a while is not waited for)',
   dependsOn: [],
   blocksBecause: (result) =>
     result.hintId === 'probe-failed' ? 'the checks could not run on the VM' : 'the sidecar is not running',
@@ -166,11 +167,15 @@ export const sidecarRunning: CheckDefinition = {
     },
     'unit-inactive': {
       cause: 'the `istio` unit is {state}: the sidecar exited or was stopped',
-      fix: 'read /var/log/istio/istio.err.log on the VM, fix the error, then `sudo systemctl restart istio` (or rerun onboard)',
+      fix:
+        'read /var/log/istio/istio.err.log on the VM, fix the error, ' +
+        'then `sudo systemctl restart istio` (or rerun onboard)',
     },
     'crash-loop': {
       cause: 'the sidecar is crash-looping (systemd restarted it {restarts} time(s) in {windowSec} s){logCause}',
-      fix: 'read the evidence lines from /var/log/istio/istio.err.log; fix cluster.env / mesh config / token / root cert as they say, then rerun onboard',
+      fix:
+        'read the evidence lines from /var/log/istio/istio.err.log; ' +
+        'fix cluster.env / mesh config / token / root cert as they say, then rerun onboard',
     },
   },
   phase: 'probe',

@@ -9,10 +9,8 @@ export function checkVmToMesh(ctx: VerifyContext, output: ScriptOutput, duration
   const host = new URL(ctx.verifyUrl).hostname;
   const call = output.sections.get('vm-to-mesh');
   const resolve = output.sections.get('resolve');
-  const evidence = [
-    `getent hosts ${host} → ${resolve ? (resolve.rc === 0 ? resolve.body.trim() : `exit ${resolve.rc} (not resolved)`) : 'not run'}`,
-    `GET ${ctx.verifyUrl} → ${describeFetch(call)}`,
-  ];
+  const resolved = resolve ? (resolve.rc === 0 ? resolve.body.trim() : `exit ${resolve.rc} (not resolved)`) : 'not run';
+  const evidence = [`getent hosts ${host} → ${resolved}`, `GET ${ctx.verifyUrl} → ${describeFetch(call)}`];
   if (!call) {
     return failResult(ctx, {
       check: name,
@@ -70,11 +68,15 @@ export const vmToMesh: CheckDefinition = {
   hints: {
     'dns-capture-off': {
       cause: 'the VM could not resolve {host}: DNS capture is off or broken (ISTIO_META_DNS_CAPTURE)',
-      fix: 'onboard with `--capture-dns` (ISTIO_META_DNS_CAPTURE="true" in cluster.env), check the sidecar\'s DNS iptables rules, restart istio; or correct `verify-url`',
+      fix:
+        'onboard with `--capture-dns` (ISTIO_META_DNS_CAPTURE="true" in cluster.env), ' +
+        "check the sidecar's DNS iptables rules, restart istio; or correct `verify-url`",
     },
     'mesh-service-unreachable': {
       cause: '{host} resolved but the call failed ({detail}): the mesh service is down or has no ready endpoints',
-      fix: 'check `kubectl get endpoints` for the service behind `verify-url`, and that the VM network reaches the pods (east-west gateway)',
+      fix:
+        'check `kubectl get endpoints` for the service behind `verify-url`, ' +
+        'and that the VM network reaches the pods (east-west gateway)',
     },
     'mesh-service-http-error': {
       cause: '{host} answered HTTP {code} through the sidecar (503 = no healthy upstream / mesh service down)',

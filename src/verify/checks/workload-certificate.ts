@@ -19,7 +19,9 @@ export function expectedSpiffeId(ctx: VerifyContext): string {
 }
 
 function describeCert(c: CertificateInfo): string {
-  return `serial ${c.serialNumber}, SAN ${c.uriSans.join(' ') || '(none)'}, issuer "${c.issuer}", valid ${c.notBefore.toISOString()} – ${c.notAfter.toISOString()}`;
+  const sans = c.uriSans.join(' ') || '(none)';
+  const validity = `${c.notBefore.toISOString()} – ${c.notAfter.toISOString()}`;
+  return `serial ${c.serialNumber}, SAN ${sans}, issuer "${c.issuer}", valid ${validity}`;
 }
 
 export function checkWorkloadCertificate(
@@ -234,7 +236,8 @@ function evaluateCertsFallback(
 ): CheckResult {
   const leaf = context.certChain[0]!;
   evidence.unshift(
-    `/certs leaf: serial ${leaf.serialNumber}, SAN ${leaf.uriSans.join(' ')}, expires ${leaf.expirationTime?.toISOString() ?? '?'} (no PEM: config_dump unavailable)`,
+    `/certs leaf: serial ${leaf.serialNumber}, SAN ${leaf.uriSans.join(' ')}, ` +
+      `expires ${leaf.expirationTime?.toISOString() ?? '?'} (no PEM: config_dump unavailable)`,
   );
   const notAfter = leaf.expirationTime ?? new Date(now.getTime() + (leaf.daysUntilExpiration ?? 0) * 86_400_000);
   const leafView: { uriSans: string[]; notAfter: Date; notBefore?: Date } = { uriSans: leaf.uriSans, notAfter };
@@ -248,7 +251,9 @@ function evaluateCertsFallback(
       return { ok: true as const, anchoredBy: inspectCertificate(installedRootPem[installedSerials.indexOf(match)]!) };
     return {
       ok: false as const,
-      reason: `Envoy trusts CA serial(s) ${caSerials.join(', ') || 'none'}, installed root has ${installedSerials.join(', ') || 'none'}`,
+      reason:
+        `Envoy trusts CA serial(s) ${caSerials.join(', ') || 'none'}, ` +
+        `installed root has ${installedSerials.join(', ') || 'none'}`,
     };
   };
   return evaluateLeaf(ctx, leafView, verify, rootDiffers, evidence, options, now, started);
@@ -263,12 +268,16 @@ export const workloadCertificate: CheckDefinition = {
   hints: {
     'cert-missing': {
       cause:
-        'Envoy has no workload certificate (SDS secret `default` missing{warming}): the CA (istiod) has not signed one — token, root cert or connectivity to 15012',
+        'Envoy has no workload certificate (SDS secret `default` missing{warming}): ' +
+        'the CA (istiod) has not signed one — token, root cert or connectivity to 15012',
       fix: 'fix the sidecar-ready / xds-connected failure first; the certificate follows once istiod accepts the token',
     },
     'cert-trust-domain': {
       cause: 'cert SAN is {san} but mesh trust domain is {trustDomain}',
-      fix: "the VM and the mesh disagree on the trust domain: set `trustDomain: {trustDomain}` in the mesh config the VM uses (/etc/istio/config/mesh) or fix istiod's trustDomain, then rerun onboard",
+      fix:
+        'the VM and the mesh disagree on the trust domain: ' +
+        'set `trustDomain: {trustDomain}` in the mesh config the VM uses (/etc/istio/config/mesh) ' +
+        "or fix istiod's trustDomain, then rerun onboard",
     },
     'cert-identity': {
       cause: "cert SAN is {san} but this VM's group expects {expected}",
@@ -276,13 +285,19 @@ export const workloadCertificate: CheckDefinition = {
     },
     'cert-root-mismatch': {
       cause:
-        'the workload certificate does not chain to the root cert the action installed ({detail}): istio-ca-root-cert changed (CA rotation, plugged-in CA) or the VM belongs to another cluster',
-      fix: 'compare istio-ca-root-cert in namespace {namespace} with /etc/certs/root-cert.pem on the VM; rerun onboard to install the current one',
+        'the workload certificate does not chain to the root cert the action installed ({detail}): ' +
+        'istio-ca-root-cert changed (CA rotation, plugged-in CA) or the VM belongs to another cluster',
+      fix:
+        'compare istio-ca-root-cert in namespace {namespace} with /etc/certs/root-cert.pem on the VM; ' +
+        'rerun onboard to install the current one',
     },
     'cert-expired': {
       cause:
-        'the workload certificate expired at {notAfter}: the sidecar cannot renew it (istiod unreachable or token rejected)',
-      fix: 'restore connectivity to istiod on 15012 and a valid token (rerun onboard); then `sudo systemctl restart istio`',
+        'the workload certificate expired at {notAfter}: ' +
+        'the sidecar cannot renew it (istiod unreachable or token rejected)',
+      fix:
+        'restore connectivity to istiod on 15012 and a valid token (rerun onboard); ' +
+        'then `sudo systemctl restart istio`',
     },
     'cert-expiring': {
       cause: 'the workload certificate expires at {notAfter}, within {thresholdMin} min, and was not renewed',

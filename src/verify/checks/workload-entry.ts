@@ -14,7 +14,12 @@ function describeEntry(entry: WorkloadEntryView): string {
     ? `auto-registered (group ${a['istio.io/autoRegistrationGroup']})`
     : 'static';
   const h = healthyCondition(entry);
-  return `WorkloadEntry ${entry.metadata.namespace ?? ''}/${entry.metadata.name} ${kind}, address ${entry.spec.address ?? '?'}, Healthy=${h ? h.status : '(none)'}${h?.message ? ` (${h.message})` : ''}`;
+  const healthy = h ? h.status : '(none)';
+  const healthMessage = h?.message ? ` (${h.message})` : '';
+  return (
+    `WorkloadEntry ${entry.metadata.namespace ?? ''}/${entry.metadata.name} ${kind}, ` +
+    `address ${entry.spec.address ?? '?'}, Healthy=${healthy}${healthMessage}`
+  );
 }
 
 function probePort(ctx: VerifyContext): string {
@@ -162,19 +167,27 @@ export const workloadEntry: CheckDefinition = {
   hints: {
     'we-autoregistration-off': {
       cause: 'no WorkloadEntry was auto-registered: PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false on istiod',
-      fix: 'set PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=true (and PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS=true) on istiod, or use `registration: static` for this group',
+      fix:
+        'set PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=true ' +
+        '(and PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS=true) on istiod, ' +
+        'or use `registration: static` for this group',
     },
     'we-group-missing': {
       cause: 'WorkloadGroup {namespace}/{group} does not exist, so istiod cannot auto-register the VM',
-      fix: 'rerun onboard (it applies the WorkloadGroup), and check that ISTIO_META_AUTO_REGISTER_GROUP in cluster.env is {group}',
+      fix:
+        'rerun onboard (it applies the WorkloadGroup), ' +
+        'and check that ISTIO_META_AUTO_REGISTER_GROUP in cluster.env is {group}',
     },
     'we-missing': {
       cause: 'no WorkloadEntry with address {address} in namespace {namespace}{detail}',
-      fix: 'auto: the sidecar must be connected to istiod with ISTIO_META_AUTO_REGISTER_GROUP={group} and the address {address}; static: rerun onboard to apply the entry',
+      fix:
+        'auto: the sidecar must be connected to istiod with ISTIO_META_AUTO_REGISTER_GROUP={group} ' +
+        'and the address {address}; static: rerun onboard to apply the entry',
     },
     'we-unhealthy': {
       cause:
-        'WorkloadEntry {entry} is not Healthy: the readiness probe fails ({detail}) — the application is down or the probe port/path is wrong',
+        'WorkloadEntry {entry} is not Healthy: the readiness probe fails ({detail}) — ' +
+        'the application is down or the probe port/path is wrong',
       fix: "start the application on the VM (port {probePort}) or fix the group's probe in the inventory",
     },
     'we-health-unknown': {

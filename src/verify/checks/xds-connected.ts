@@ -128,7 +128,9 @@ export function checkXdsConnected(ctx: VerifyContext, output: ScriptOutput): Che
   }
   return passResult({
     check: name,
-    seen: `connected to istiod (${v.active} xds-grpc connection(s)); cds ${v.cdsSuccess} / lds ${v.ldsSuccess} updates accepted, none rejected`,
+    seen:
+      `connected to istiod (${v.active} xds-grpc connection(s)); cds ${v.cdsSuccess} / lds ${v.ldsSuccess} updates ` +
+      'accepted, none rejected',
     evidence,
     durationMs: duration(),
   });
@@ -144,12 +146,17 @@ export const xdsConnected: CheckDefinition = {
   hints: {
     'xds-not-connected': {
       cause: 'the sidecar holds no connection to istiod (cluster.xds-grpc upstream_cx_active = {active}){logCause}',
-      fix: 'make istiod reachable on 15012 from the VM (east-west gateway, firewall, /etc/hosts), then `sudo systemctl restart istio`',
+      fix:
+        'make istiod reachable on 15012 from the VM (east-west gateway, firewall, /etc/hosts), ' +
+        'then `sudo systemctl restart istio`',
     },
     'xds-upstream-down': {
       cause:
-        "Envoy's xds-grpc connection only reaches pilot-agent, which keeps it up; pilot-agent's own connection to istiod is down ({line})",
-      fix: 'make istiod reachable on 15012 from the VM (east-west gateway, firewall, /etc/hosts, CA_ADDR / discoveryAddress), then check `/var/log/istio/istio.log` for "connected to upstream XDS server"',
+        "Envoy's xds-grpc connection only reaches pilot-agent, which keeps it up; pilot-agent's own connection " +
+        'to istiod is down ({line})',
+      fix:
+        'make istiod reachable on 15012 from the VM (east-west gateway, firewall, /etc/hosts, CA_ADDR / ' +
+        'discoveryAddress), then check `/var/log/istio/istio.log` for "connected to upstream XDS server"',
     },
     'xds-config-rejected': {
       cause: 'Envoy rejected xDS updates from istiod (cds rejected {cdsRejected}, lds rejected {ldsRejected})',

@@ -227,9 +227,13 @@ export function verifyChainToRoots(chainPem: string[], trustedRootsPem: string[]
     if (anchor) return { ok: true, anchoredBy: inspectCertificate(anchor.toString()) };
     const issuer = chain[i + 1];
     if (!issuer) {
+      const certName = cert.subject || cert.subjectAltName || cert.serialNumber;
+      const trustedRoots = roots.map((r) => `"${r.subject}" ${r.fingerprint256.slice(0, 23)}…`).join(', ');
       return {
         ok: false,
-        reason: `certificate "${cert.subject || cert.subjectAltName || cert.serialNumber}" issued by "${cert.issuer}" is not signed by the trusted root (${roots.map((r) => `"${r.subject}" ${r.fingerprint256.slice(0, 23)}…`).join(', ')})`,
+        reason:
+          `certificate "${certName}" issued by "${cert.issuer}" ` +
+          `is not signed by the trusted root (${trustedRoots})`,
       };
     }
     if (!cert.checkIssued(issuer) || !cert.verify(issuer.publicKey)) {

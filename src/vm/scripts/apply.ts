@@ -142,10 +142,17 @@ export function sshCaptureProblem(clusterEnv: string, sshPort: number): string |
       .filter(Boolean);
   if (inbound === '*') {
     if (!list(env.ISTIO_LOCAL_EXCLUDE_PORTS).includes(String(sshPort))) {
-      return `cluster.env captures all inbound ports (ISTIO_INBOUND_PORTS='*') but ISTIO_LOCAL_EXCLUDE_PORTS does not exclude the SSH port ${sshPort}: the sidecar would cut SSH to the VM (istio#36870)`;
+      return (
+        "cluster.env captures all inbound ports (ISTIO_INBOUND_PORTS='*') " +
+        `but ISTIO_LOCAL_EXCLUDE_PORTS does not exclude the SSH port ${sshPort}: ` +
+        'the sidecar would cut SSH to the VM (istio#36870)'
+      );
     }
   } else if (list(inbound).includes(String(sshPort))) {
-    return `cluster.env captures the SSH port ${sshPort} (ISTIO_INBOUND_PORTS='${inbound}'): the sidecar would cut SSH to the VM`;
+    return (
+      `cluster.env captures the SSH port ${sshPort} (ISTIO_INBOUND_PORTS='${inbound}'): ` +
+      'the sidecar would cut SSH to the VM'
+    );
   }
   return undefined;
 }

@@ -312,7 +312,8 @@ function parseFacts(target: string, output: ScriptOutput, options: InspectOption
                 ?.replace(/^ivo: (line \d+: )?/, '') || `exit ${rc}`;
     // As root while the proxy user exists, a running sidecar's capture may have answered for the gateway.
     const connected = probedAs?.startsWith('root: ')
-      ? `connected as root (${probedAs.slice('root: '.length)}): a running sidecar's capture may have answered for the gateway`
+      ? `connected as root (${probedAs.slice('root: '.length)}): ` +
+        "a running sidecar's capture may have answered for the gateway"
       : 'connected';
     facts.eastWest = { address: options.eastWestAddress, port, reachable, detail: reachable ? connected : why };
   }
@@ -391,15 +392,18 @@ export function preflightProblems(facts: VmFacts, options: InspectOptions): Pref
   if (free !== null && free < minKiB) {
     add(
       'disk-low',
-      `not enough disk space: only ${Math.floor(free / 1024)} MiB free on /var/lib (need ${Math.round(minKiB / 1024)} MiB for the package and files)`,
+      `not enough disk space: only ${Math.floor(free / 1024)} MiB free on /var/lib ` +
+        `(need ${Math.round(minKiB / 1024)} MiB for the package and files)`,
       'free disk space on the VM, then rerun',
     );
   }
   if (facts.eastWest.reachable === false) {
     add(
       'east-west-unreachable',
-      `east-west gateway ${facts.eastWest.address}:${facts.eastWest.port} is not reachable from the VM: ${facts.eastWest.detail}`,
-      `open the path from the VM to ${facts.eastWest.address}:${facts.eastWest.port} (east-west gateway Service, security group / firewall)`,
+      `east-west gateway ${facts.eastWest.address}:${facts.eastWest.port} is not reachable from the VM: ` +
+        `${facts.eastWest.detail}`,
+      `open the path from the VM to ${facts.eastWest.address}:${facts.eastWest.port} ` +
+        '(east-west gateway Service, security group / firewall)',
     );
   }
   if (options.needsRouteSource && !facts.routeSourceIP) {

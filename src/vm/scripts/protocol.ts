@@ -211,20 +211,34 @@ function hintFor(code: string, output: ScriptOutput): string | undefined {
   switch (code) {
     case 'sudo':
       return /tty/i.test(output.get('error:sudo') ?? '')
-        ? `sudo wants a terminal ("Defaults requiretty"): add "Defaults:${user} !requiretty" to /etc/sudoers.d/ on the VM`
-        : `give ${user} passwordless sudo on the VM, e.g. "${user} ALL=(ALL) NOPASSWD: ALL" in /etc/sudoers.d/istio-vm-onboard (visudo -f)`;
+        ? `sudo wants a terminal ("Defaults requiretty"): add "Defaults:${user} !requiretty" ` +
+            'to /etc/sudoers.d/ on the VM'
+        : `give ${user} passwordless sudo on the VM, e.g. "${user} ALL=(ALL) NOPASSWD: ALL" in ` +
+            '/etc/sudoers.d/istio-vm-onboard (visudo -f)';
     case 'lock-busy':
-      return 'another istio-vm-onboard run is working on this VM; let it finish (or find it with: sudo fuser -v /run/istio-vm-onboard.lock), then rerun';
+      return (
+        'another istio-vm-onboard run is working on this VM; let it finish ' +
+        '(or find it with: sudo fuser -v /run/istio-vm-onboard.lock), then rerun'
+      );
     case 'checksum':
-      return 'the package at sidecar-package-url is not the one sidecar-package-sha256 names: check both (sha256sum istio-sidecar.deb)';
+      return (
+        'the package at sidecar-package-url is not the one sidecar-package-sha256 names: ' +
+        'check both (sha256sum istio-sidecar.deb)'
+      );
     case 'download':
-      return 'the VM could not download the sidecar package: allow the VM to reach the URL, or let the runner upload the package';
+      return (
+        'the VM could not download the sidecar package: ' +
+        'allow the VM to reach the URL, or let the runner upload the package'
+      );
     case 'disk-full':
       return 'free disk space on the VM (/var/lib needs room for the package and its files), then rerun';
     case 'package-arch':
       return 'use the package built for the VM architecture (sidecar-package-url with {arch})';
     case 'install':
-      return 'see the package manager output above; dpkg/rpm must install istio-sidecar cleanly (dependencies: iproute2, iptables, sudo, hostname)';
+      return (
+        'see the package manager output above; dpkg/rpm must install istio-sidecar cleanly ' +
+        '(dependencies: iproute2, iptables, sudo, hostname)'
+      );
     case 'restart':
       return 'the istio unit did not (re)start: see systemctl status istio and /var/log/istio/istio.err.log on the VM';
     case 'hosts-corrupt':
@@ -232,7 +246,10 @@ function hintFor(code: string, output: ScriptOutput): string | undefined {
     case 'upload':
       return "the upload to the VM was cut or corrupted; rerun (nothing was changed in Istio's paths)";
     case 'snapshot-mismatch':
-      return 'the previous state kept on the VM belongs to another run; inspect /var/lib/istio-vm-onboard/previous before restoring by hand';
+      return (
+        'the previous state kept on the VM belongs to another run; ' +
+        'inspect /var/lib/istio-vm-onboard/previous before restoring by hand'
+      );
     default:
       return undefined;
   }

@@ -439,7 +439,9 @@ function planFileChanges(files: RenderedVmFiles, facts: InspectedVm): FileChange
     const path = file.label;
     const before = facts.currentFiles[path] ?? '';
     const after = files[file.rendered];
-    const changed = before !== after;
+    // pilot-agent rewrites the root cert without its final newline (apply.sh, ivo_check): not a change.
+    const changed =
+      file.key === 'rootCert' ? before.replace(/\n+$/, '') !== after.replace(/\n+$/, '') : before !== after;
     return [
       {
         path,

@@ -135,7 +135,10 @@ CHANGED=" "
 RESTART=0
 ivo_check() {
   # ivo_check KEY STAGED PATH OWNER MODE RESTARTS (a managed file's row)
-  if ivo_same "$STG/$2" "$3"; then
+  # The root cert is rewritten by pilot-agent itself under Istio's istio-start.sh (its output dir is /etc/certs;
+  # security/pkg/nodeagent/util/util.go OutputKeyCertToDir), the same root without the final newline: that is
+  # not a change (else every run would restart every sidecar).
+  if ivo_same "$STG/$2" "$3" || { [ "$1" = rootCert ] && ivo_same_text "$STG/$2" "$3"; }; then
     ivo_emit "file.$1" unchanged
   else
     ivo_emit "file.$1" changed

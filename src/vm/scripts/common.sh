@@ -44,6 +44,8 @@ ivo_need_space() {
 }
 ivo_sha() { sha256sum < "$1" | cut -d' ' -f1; }
 ivo_same() { [ -f "$1" ] && [ -f "$2" ] && [ "$(ivo_sha "$1")" = "$(ivo_sha "$2")" ]; }
+# Same text but for trailing newlines (command substitution drops them).
+ivo_same_text() { [ -f "$1" ] && [ -f "$2" ] && [ "$(cat "$1")" = "$(cat "$2")" ]; }
 ivo_installed_version() {
   if command -v dpkg-query >/dev/null 2>&1; then
     ivo_iv=$(dpkg-query -W -f='${Status} ${Version}' "$IVO_PACKAGE_NAME" 2>/dev/null) || ivo_iv=

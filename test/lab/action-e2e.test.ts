@@ -1,11 +1,15 @@
-// The action end to end, through dist/index.js, on a lab of four VMs: onboarding, an idempotent rerun,
-// a change that touches one VM only, VM-level failures that stay with their VM, rollback of a VM whose
-// checks fail after a change, offboarding back to the VM's original file tree, and two runs at once.
+// The action end to end, through dist/index.js, on a lab of four VMs on real Istio (`up --istiod real --sidecar
+// real`: the real istiod, the real pilot-agent with the Go Envoy stand-in on every VM, verification Jobs run by
+// the Pod runner and injected by the real istiod): onboarding, an idempotent rerun, a change that touches one VM
+// only, VM-level failures that stay with their VM, rollback of a VM whose checks fail after a change, offboarding
+// back to the VM's original file tree, and two runs at once.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
-import { runAction, vmOf, type ActionRun } from './action-harness.js';
+import { runAction as runActionFrom, snapshotDist, vmOf, type ActionRun } from './action-harness.js';
+import { istioBuild } from './istio/binaries.js';
+import { realSidecarSources } from './package/real-sidecar.js';
 import type { LabState } from './state.js';
 import { run as runCommand } from './exec.js';
 import { parseActionEnv } from './files.js';
@@ -16,6 +20,13 @@ const dir = newLabDir('action-e2e');
 let state: LabState;
 let originalInventory: string;
 const treeBefore: Record<string, string> = {};
+/** The bundled action this file runs (one build pinned for the file, see snapshotDist). */
+let entry: string;
+
+/** The action through the pinned dist/, with room for the real sidecar's start and the verification Jobs. */
+function runAction(labState: LabState, inputs: Record<string, string> = {}): Promise<ActionRun> {
+  return runActionFrom(labState, inputs, { entry, timeoutMs: 280_000 });
+}
 
 /** A listing of the trees onboarding may touch (names, types, modes, owners; not contents). */
 async function tree(vm: string): Promise<string> {
@@ -44,10 +55,14 @@ function expectOutcomes(run: ActionRun, expected: Record<string, string>): void 
 }
 
 beforeAll(async () => {
-  state = await upLab(dir, 4);
+  // Built here, not inside `up`'s time budget: the Istio build and the stand-in (no-ops when up to date).
+  istioBuild();
+  realSidecarSources();
+  state = await upLab(dir, 4, ['--istiod', 'real', '--sidecar', 'real']);
+  entry = await snapshotDist(dir);
   originalInventory = readFileSync(state.files.inventory, 'utf8');
   for (const vm of ['vm3', 'vm4']) treeBefore[vm] = await tree(vm);
-}, 240_000);
+}, 600_000);
 
 afterAll(async () => {
   const result = await downLab(dir);
@@ -77,7 +92,7 @@ describe('the action in the lab, through dist/', () => {
     expect(JSON.parse(run.outputs.result!)).toMatchObject({ ok: true, totals: { vms: 4, succeeded: 4 } });
     expect(run.summary).toContain('## istio-vm-onboard · onboard · ✅ succeeded');
     expect(run.log).toMatch(/::group::vm1: installed/);
-  });
+  }, 600_000);
 
   it('a rerun with nothing new changes and restarts nothing', async () => {
     const run = await runAction(state);
@@ -85,7 +100,7 @@ describe('the action in the lab, through dist/', () => {
     expectOutcomes(run, { vm1: 'unchanged', vm2: 'unchanged', vm3: 'unchanged', vm4: 'unchanged' });
     expect(run.report!.vms.every((vm) => !vm.restarted)).toBe(true);
     expect(run.report!.cluster!.objects.every((object) => object.action === 'unchanged')).toBe(true);
-  });
+  }, 600_000);
 
   it('an inventory change restarts only the VMs it affects', async () => {
     const inventory = inventoryWith('labels-vm2', (doc) => {
@@ -95,7 +110,7 @@ describe('the action in the lab, through dist/', () => {
     expect(run.code).toBe(0);
     expectOutcomes(run, { vm1: 'unchanged', vm2: 'updated', vm3: 'unchanged', vm4: 'unchanged' });
     expect(run.report!.vms.filter((vm) => vm.restarted).map((vm) => vm.name)).toEqual(['vm2']);
-  });
+  }, 600_000);
 
   it('a changed host key, a sudo password prompt and a full disk each fail their VM; the others finish', async () => {
     await faultCli(dir, 'fault', 'host-key-changed', 'vm1');
@@ -120,7 +135,7 @@ describe('the action in the lab, through dist/', () => {
       await faultCli(dir, 'heal', 'sudo-password', 'vm2');
       await faultCli(dir, 'heal', 'host-key-changed', 'vm1');
     }
-  });
+  }, 600_000);
 
   it('a checksum mismatch fails the VM that needs the package, before anything is installed', async () => {
     const offboard = await runAction(state, {
@@ -145,7 +160,7 @@ describe('the action in the lab, through dist/', () => {
     const again = await runAction(state);
     expect(again.code).toBe(0);
     expect(vmOf(again.report, 'vm3').outcome).toBe('installed');
-  });
+  }, 600_000);
 
   it('rolls back a VM whose checks fail after a change, and it still serves', async () => {
     const broken = inventoryWith('bad-ip-vm1', (doc) => {
@@ -161,7 +176,7 @@ describe('the action in the lab, through dist/', () => {
     const verify = await runAction(state, { mode: 'verify' });
     expect([verify.code, verify.log.slice(-1500)]).toEqual([0, verify.log.slice(-1500)]);
     expect(vmOf(verify.report, 'vm1').outcome).toBe('verified');
-  });
+  }, 600_000);
 
   it('two runs at once on the same VMs do not interleave and both end clearly', async () => {
     const inventory = inventoryWith('concurrent', (doc) => {
@@ -178,7 +193,7 @@ describe('the action in the lab, through dist/', () => {
       expect([name, outcomes]).toEqual([name, expect.arrayContaining(['updated'])]);
       expect([name, outcomes.filter((outcome) => outcome === 'updated').length]).toEqual([name, 1]);
     }
-  });
+  }, 600_000);
 
   it('the CLI runs the same core: verify prints progress and the per-VM table', async () => {
     const labInputs = parseActionEnv(readFileSync(state.files.actionEnv, 'utf8'));
@@ -197,19 +212,19 @@ describe('the action in the lab, through dist/', () => {
         state.files.knownHosts,
         '--dns-servers',
         labInputs['INPUT_DNS-SERVERS']!,
-        '--verify-url',
-        labInputs['INPUT_VERIFY-URL']!,
+        // The real control plane sets none: the default, istiod's own Service, is the mesh service.
+        ...(labInputs['INPUT_VERIFY-URL'] ? ['--verify-url', labInputs['INPUT_VERIFY-URL']] : []),
         '--report-path',
         path.join(dir, 'cli-report.json'),
       ],
-      { cwd: dir, env: { PATH: process.env.PATH ?? '' }, timeoutMs: 120_000, allowFailure: true },
+      { cwd: dir, env: { PATH: process.env.PATH ?? '' }, timeoutMs: 280_000, allowFailure: true },
     );
     expect([result.code, result.stderr.slice(-1500)]).toEqual([0, result.stderr.slice(-1500)]);
     expect(result.stderr).toMatch(/progress: 4\/4 VM\(s\) done, 0 failed/);
     expect(result.stdout).toMatch(/^VM\s+GROUP\s+ADDRESS\s+RESULT\s+SIDECAR-RUNNING/m);
     expect(result.stdout).toMatch(/^vm1\s+app\s+\S+:22\s+verified\s+ok\s+ok/m);
     expect(result.stdout).toContain('OK: 4 ok, 0 failed');
-  });
+  }, 600_000);
 
   it('never shows a secret: not in logs, summary, report, outputs or files left on the runner', async () => {
     const run = await runAction(state, { 'ssh-private-key-passphrase': '' });
@@ -235,7 +250,7 @@ describe('the action in the lab, through dist/', () => {
       expect([secret.slice(0, 8), seen.includes(secret)]).toEqual([secret.slice(0, 8), false]);
     // …and each was handed to the runner's masker.
     for (const secret of [token, kubeToken]) expect(run.raw).toContain(`::add-mask::${secret}`);
-  });
+  }, 600_000);
 
   it('offboards a VM back to the file tree it had before onboarding, and removes its WorkloadEntry', async () => {
     const inventory = inventoryWith('only-vm4', (doc) => {
@@ -245,7 +260,7 @@ describe('the action in the lab, through dist/', () => {
     expect([run.code, run.log.slice(-1500)]).toEqual([0, run.log.slice(-1500)]);
     expect(vmOf(run.report, 'vm4').outcome).toBe('offboarded');
     expect(await tree('vm4')).toBe(treeBefore.vm4);
-  });
+  }, 600_000);
 
   it('reaches a VM the runner cannot reach directly through its bastion', async () => {
     // vm4 was offboarded above: like a real jump host it runs no sidecar (whose capture would take the
@@ -269,5 +284,5 @@ describe('the action in the lab, through dist/', () => {
     } finally {
       await execInVm(state, target, `iptables -D ${rule}`);
     }
-  });
+  }, 600_000);
 });

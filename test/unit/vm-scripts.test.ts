@@ -312,12 +312,38 @@ describe('apply result parsing', () => {
       package: { action: 'upgraded', version: '1.24.1', previousVersion: '1.24.0', source: 'download' },
       service: 'restarted',
       restarted: true,
+      reBootstrapped: false,
       changed: true,
       snapshotId: 'snap-9',
       lock: { acquiredAt: 1700000000.5, releasedAt: 1700000001.25 },
     });
     expect(session.counters.execRoundTrips).toBe(1);
     expect(Buffer.isBuffer(session.calls[0]!.stdin)).toBe(true);
+  });
+
+  it('a re-bootstrap: asked for in the script, reported back as a change even when no file changed', async () => {
+    const session = new FakeVmSession(() => ({
+      code: 0,
+      stderr: '',
+      stdout: protocolLines({
+        'file.rootCert': 'unchanged',
+        'file.clusterEnv': 'unchanged',
+        'file.meshConfig': 'unchanged',
+        'file.token': 'changed',
+        'file.dropIn': 'unchanged',
+        'file.hosts': 'unchanged',
+        'package.action': 'unchanged',
+        rebootstrap: 'removed',
+        service: 'restarted',
+        done: 'yes',
+      }),
+    }));
+    const result = await applyVmChanges(session, { ...change(), reBootstrap: true });
+    expect(innerOf(session.calls[0]!.script)).toContain("IVO_REBOOTSTRAP='1'");
+    expect(innerOf(applyScript(change(), 'id'))).toContain("IVO_REBOOTSTRAP='0'");
+    expect(result.reBootstrapped).toBe(true);
+    expect(result.changed).toBe(true);
+    expect(result.restarted).toBe(true);
   });
 
   it('turns a named failure into VmScriptError with a hint, and a silent non-zero exit too', async () => {

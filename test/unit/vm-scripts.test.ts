@@ -407,7 +407,17 @@ describe('inspect parsing', () => {
     route: '10.233.0.1 dev eth0 src 10.233.0.11 uid 0 \\    cache',
     done: 'yes',
   };
-  const encoded = ['user', 'uname', 'os-release', 'pkg.version', 'hosts.block', 'ew.as', 'ew.detail', 'route'];
+  const encoded = [
+    'user',
+    'uname',
+    'os-release',
+    'pkg.version',
+    'hosts.block',
+    'ew.as',
+    'ew.detail',
+    'route',
+    'prov.cert',
+  ];
   const answer =
     (values: Record<string, string | string[]>, code = 0) =>
     () => ({
@@ -439,6 +449,19 @@ describe('inspect parsing', () => {
     expect(facts.fileHashes.rootCert).toBe('ab'.repeat(32));
     expect(facts.fileHashes.clusterEnv).toBeNull();
     expect(() => assertPreflight(facts)).not.toThrow();
+    expect(facts.provisionedCertificate).toBeNull();
+    expect(facts.clockMs).toBeNull();
+  });
+
+  it('reads the certificate pilot-agent renews with (as the proxy user) and the VM clock to judge it by', async () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----';
+    const session = new FakeVmSession(answer({ ...base, 'prov.cert': pem, clock: '1764158400' }));
+    const facts = await inspectVm(session, { eastWestAddress: '10.233.0.1' });
+    expect(facts.provisionedCertificate).toBe(pem);
+    expect(facts.clockMs).toBe(1764158400_000);
+    const inner = innerOf(session.calls[0]!.script);
+    expect(inner).toContain("IVO_PROV_CHAIN='/etc/certs/cert-chain.pem'");
+    expect(inner).toContain('ivo_probe_as head -c 65536 "$IVO_PROV_CHAIN"');
   });
 
   it('names every blocking problem: arch, disk, 15012, route source, missing downloader', async () => {

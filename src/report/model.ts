@@ -59,6 +59,11 @@ export interface VmReport {
   restarted: boolean;
   /** When the bootstrap token given to this VM expires (ISO 8601). */
   tokenExpiresAt?: string;
+  /**
+   * The certificate pilot-agent renews with (/etc/certs/cert-chain.pem) was expired or about to be: the VM
+   * is re-bootstrapped (`done`), or would be (plan).
+   */
+  reBootstrap?: { certificateNotAfter: string; done: boolean };
   /** Host key learned on first use (only when ssh-trust-on-first-use is on). */
   learnedHostKey?: string;
   error?: { step: StepName; message: string; hint?: string };

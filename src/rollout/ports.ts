@@ -52,6 +52,10 @@ export interface InspectedVm {
   reachesDiscovery: boolean;
   /** Current content of the managed, non-secret files by label (VM_FILES, src/vm/paths.ts); undefined: absent. */
   currentFiles: Record<string, string | undefined>;
+  /** /etc/certs/cert-chain.pem, the certificate pilot-agent renews with; undefined: absent or unreadable. */
+  provisionedCertificate?: string;
+  /** The VM's clock (epoch ms) when it was inspected, to judge that certificate by. */
+  clockMs?: number;
 }
 
 /** istioctl's files for one VM, as src/render makes them. */
@@ -62,6 +66,8 @@ export interface VmApplyRequest {
   package: { url?: string; sha256?: string; version: string; format: PackageFormat; upload?: Buffer };
   /** `always`: restart the sidecar even when nothing changed (it must register again). Default `if-changed`. */
   restart?: 'if-changed' | 'always';
+  /** Remove the provisioned certificate and key after placing the fresh token, and restart (re-bootstrap). */
+  reBootstrap?: boolean;
 }
 
 export interface VmApplyOutcome {
@@ -69,6 +75,8 @@ export interface VmApplyOutcome {
   files: { path: string; changed: boolean }[];
   packageAction: 'installed' | 'upgraded' | 'unchanged';
   restarted: boolean;
+  /** The provisioned certificate and key were removed (re-bootstrap). */
+  reBootstrapped?: boolean;
 }
 
 export interface VmCounters {

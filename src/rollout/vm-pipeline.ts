@@ -18,6 +18,12 @@ import type {
 import { renderFilesForVm } from './render-vm.js';
 import { VM_FILES } from '../vm/paths.js';
 import { sameCertificates } from '../render/certificate-set.js';
+import {
+  describeReBootstrap,
+  needsReBootstrap,
+  provisionedCertificateState,
+  REBOOTSTRAP_MARGIN_MS,
+} from '../verify/provisioned-certificate.js';
 
 export interface VmPipelineContext {
   settings: RunSettings;
@@ -61,6 +67,8 @@ interface VmRun {
   files?: RenderedVmFiles;
   /** Set when the sidecar must restart even if nothing changed (it must register again). */
   restart?: 'always';
+  /** Set when the certificate the agent renews with is expired (or about to be): the VM is re-bootstrapped. */
+  reBootstrap?: { state: 'expired' | 'expiring'; notAfter: Date };
   applied?: VmApplyOutcome;
 }
 
@@ -75,7 +83,7 @@ function stagesFor(settings: RunSettings): VmStage[] {
     case 'verify':
       return [connect, inspect, workloadAddress, verifyOnly];
     case 'plan':
-      return [connect, inspect, workloadAddress, requireDiscovery, render, plan];
+      return [connect, inspect, workloadAddress, requireDiscovery, render, reBootstrapIfExpired, plan];
     case 'onboard':
       return [
         connect,
@@ -84,6 +92,7 @@ function stagesFor(settings: RunSettings): VmStage[] {
         requireDiscovery,
         bootstrapToken,
         render,
+        reBootstrapIfExpired,
         restartIfUnregistered,
         applyStaticWorkloadEntry,
         apply,
@@ -272,15 +281,38 @@ async function plan(run: VmRun): Promise<'stop'> {
   const packageAction =
     facts.installedVersion === packageVersion ? 'unchanged' : facts.installedVersion ? 'upgraded' : 'installed';
   report.package = { version: packageVersion, action: packageAction };
+  const reBootstrap = run.reBootstrap
+    ? `; would re-bootstrap: ${describeReBootstrap(run.reBootstrap)} ` +
+      '(fresh token, certificate and key removed, sidecar restarted)'
+    : '';
   report.steps.push({
     name: 'plan',
     status: 'ok',
     durationMs: 0,
-    detail: describePlan(report.files, packageAction),
+    detail: describePlan(report.files, packageAction) + reBootstrap,
   });
-  run.say(`plan: ${describePlan(report.files, packageAction)}`);
+  run.say(`plan: ${describePlan(report.files, packageAction)}${reBootstrap}`);
   report.outcome = 'planned';
   return 'stop';
+}
+
+// A VM off longer than its certificate's lifetime cannot renew with it: the agent presents the certificate in
+// /etc/certs once it exists, or, with that expired, a bootstrap token just as old (see
+// src/verify/provisioned-certificate.ts). It is judged by the VM's clock (the agent's), and counts as expired
+// a little before its end: the new token must be what the restarted agent uses.
+async function reBootstrapIfExpired(run: VmRun): Promise<void> {
+  const facts = inspected(run);
+  if (!facts.installedVersion) return;
+  const state = provisionedCertificateState(
+    facts.provisionedCertificate,
+    new Date(facts.clockMs ?? Date.now()),
+    REBOOTSTRAP_MARGIN_MS,
+  );
+  if (!needsReBootstrap(state)) return;
+  run.reBootstrap = { state: state.state, notAfter: state.notAfter };
+  run.report.reBootstrap = { certificateNotAfter: state.notAfter.toISOString(), done: false };
+  if (run.context.settings.mode === 'onboard')
+    run.say(`${describeReBootstrap(state)}: the VM will be re-bootstrapped (fresh token, certificate removed)`);
 }
 
 // An installed sidecar of an auto-registered group whose WorkloadEntry is gone (deleted by hand, or
@@ -329,12 +361,17 @@ async function apply(run: VmRun): Promise<void> {
         files,
         package: { version: packageVersion, format: facts.packageFormat, ...source, ...(sha256 ? { sha256 } : {}) },
         ...(run.restart ? { restart: run.restart } : {}),
+        ...(run.reBootstrap ? { reBootstrap: true } : {}),
       }),
     (outcome) =>
       `package ${outcome.packageAction}; ${outcome.files.filter((file) => file.changed).length} file(s) changed; ` +
       (outcome.restarted ? 'sidecar restarted' : 'no restart'),
   );
   run.applied = applied;
+  if (run.reBootstrap && applied.reBootstrapped) {
+    run.report.reBootstrap = { certificateNotAfter: run.reBootstrap.notAfter.toISOString(), done: true };
+    run.say(`re-bootstrapped: ${describeReBootstrap(run.reBootstrap)}`);
+  }
   run.report.files = applied.files.map((file) => ({ path: file.path, changed: file.changed }));
   run.report.package = { version: packageVersion, action: applied.packageAction };
   run.report.restarted = applied.restarted;
@@ -406,7 +443,9 @@ function appliedOutcome(run: VmRun): VmApplyOutcome {
 
 function changedByApply(run: VmRun): boolean {
   const applied = appliedOutcome(run);
-  return applied.packageAction !== 'unchanged' || applied.files.some((file) => file.changed);
+  return (
+    applied.packageAction !== 'unchanged' || applied.files.some((file) => file.changed) || !!applied.reBootstrapped
+  );
 }
 
 async function verifyStep(run: VmRun): Promise<void> {

@@ -71,6 +71,7 @@ function vmPort(settings: RunSettings, vm: VmSpec, session: VmSession, learned: 
         package: request.package,
         sshPort: vm.ssh.port,
         ...(request.restart ? { restartPolicy: request.restart } : {}),
+        ...(request.reBootstrap ? { reBootstrap: true } : {}),
       });
       snapshotId = result.snapshotId;
       return {
@@ -80,6 +81,7 @@ function vmPort(settings: RunSettings, vm: VmSpec, session: VmSession, learned: 
           .map(([key, state]) => ({ path: vmFile(key).label, changed: state === 'changed' })),
         packageAction: result.package.action,
         restarted: result.restarted,
+        reBootstrapped: result.reBootstrapped,
       };
     },
     async rollback(reason) {
@@ -110,6 +112,8 @@ function toFacts(facts: VmFacts): InspectedVm {
     ...(facts.sidecar.installedVersion ? { installedVersion: facts.sidecar.installedVersion } : {}),
     ...(facts.routeSourceIP ? { routeSourceIP: facts.routeSourceIP } : {}),
     reachesDiscovery: facts.eastWest.reachable !== false,
+    ...(facts.provisionedCertificate ? { provisionedCertificate: facts.provisionedCertificate } : {}),
+    ...(facts.clockMs !== null ? { clockMs: facts.clockMs } : {}),
     currentFiles: Object.fromEntries(
       VM_FILES.filter((file) => file.rendered !== undefined && !file.secret).map((file) => [
         file.label,

@@ -65,6 +65,8 @@ export interface World {
   installed: Set<string>;
   /** Addresses with a WorkloadEntry; undefined: every address has one. */
   workloadEntries?: Set<string>;
+  /** Per VM: /etc/certs/cert-chain.pem and the VM's clock as inspect reads them. */
+  provisioned?: Map<string, { certificate: string; clockMs: number }>;
 }
 
 export function makeWorld(): World {
@@ -136,6 +138,12 @@ export function fakes(world: World) {
           routeSourceIP: vm.internalIP,
           reachesDiscovery: true,
           currentFiles: {},
+          ...(world.provisioned?.has(vm.name)
+            ? {
+                provisionedCertificate: world.provisioned.get(vm.name)!.certificate,
+                clockMs: world.provisioned.get(vm.name)!.clockMs,
+              }
+            : {}),
         }),
         apply: async (request) => {
           await new Promise((resolve) => setTimeout(resolve, 5));
@@ -148,7 +156,8 @@ export function fakes(world: World) {
           return {
             files: [{ path: '/var/lib/istio/envoy/cluster.env', changed }],
             packageAction: firstInstall ? 'installed' : 'unchanged',
-            restarted: changed,
+            restarted: changed || !!request.reBootstrap,
+            reBootstrapped: !!request.reBootstrap,
           };
         },
         rollback: async () => {

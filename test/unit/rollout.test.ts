@@ -1,7 +1,8 @@
 // The orchestrator against fake ports: what it does with each VM, in which order, and when it stops.
 import { describe, expect, it } from '@jest/globals';
 import type { RunLogger } from '../../src/rollout/ports.js';
-import { fakes, inventoryOf, makeWorld, run } from './rollout-fakes.js';
+import { fakes, inventoryOf, makeWorld, run, silent } from './rollout-fakes.js';
+import { makeCa, makeWorkloadCert, TEST_EPOCH_MS } from './verify-fixtures.js';
 
 describe('runRollout', () => {
   it('onboards every VM, applies the group objects first, and renders files istioctl-style', async () => {
@@ -55,6 +56,36 @@ describe('runRollout', () => {
     await run(fresh, inventoryOf([1]));
     await run(fresh, inventoryOf([1], 'static'));
     expect(fresh.applied.get('vm-0-0')!.restart).toBeUndefined();
+  });
+
+  it('re-bootstraps an installed VM whose certificate in /etc/certs expired (by its clock); plan shows it first', async () => {
+    const ca = makeCa('cluster.local');
+    const spiffe = 'spiffe://cluster.local/ns/ns0/sa/sa0';
+    const certificate = (notAfterMs: number) =>
+      makeWorkloadCert(ca, spiffe, { notBefore: new Date(notAfterMs - 3_600_000), notAfter: new Date(notAfterMs) });
+    const world = makeWorld();
+    await run(world, inventoryOf([2]));
+    world.provisioned = new Map([
+      ['vm-0-0', { certificate: certificate(TEST_EPOCH_MS - 86_400_000), clockMs: TEST_EPOCH_MS }],
+      ['vm-0-1', { certificate: certificate(TEST_EPOCH_MS + 3_600_000), clockMs: TEST_EPOCH_MS }],
+    ]);
+    const lines: string[] = [];
+    const logger = { ...silent, info: (line: string) => lines.push(line) };
+
+    const plan = await run(world, inventoryOf([2]), { mode: 'plan' }, { logger });
+    expect(plan.vms[0]?.reBootstrap).toEqual({ certificateNotAfter: '2026-11-25T12:00:00.000Z', done: false });
+    expect(plan.vms[0]?.steps.find((step) => step.name === 'plan')?.detail).toContain(
+      'would re-bootstrap: certificate expired at 2026-11-25T12:00:00.000Z',
+    );
+    expect(plan.vms[1]?.reBootstrap).toBeUndefined();
+
+    const onboard = await run(world, inventoryOf([2]), {}, { logger });
+    expect(world.applied.get('vm-0-0')!.reBootstrap).toBe(true);
+    expect(world.applied.get('vm-0-1')!.reBootstrap).toBeUndefined();
+    expect(onboard.vms[0]?.reBootstrap).toEqual({ certificateNotAfter: '2026-11-25T12:00:00.000Z', done: true });
+    expect(onboard.vms.map((vm) => vm.outcome)).toEqual(['updated', 'unchanged']);
+    expect(lines).toContain('[vm-0-0] re-bootstrapped: certificate expired at 2026-11-25T12:00:00.000Z');
+    expect(lines.filter((line) => line.startsWith('[vm-0-1]') && /re-bootstrap/.test(line))).toEqual([]);
   });
 
   it('keeps concurrency and max-unavailable per group', async () => {

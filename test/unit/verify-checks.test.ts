@@ -761,6 +761,39 @@ const CASES: FailureCase[] = [
     summary: /in 30 min/,
   },
   {
+    title: 'no workload cert in Envoy, the one in /etc/certs expired (the VM was off too long)',
+    check: 'workload-certificate',
+    hintId: 'cert-rebootstrap',
+    vm: (s) => {
+      s.sections1.secrets = ok('{"configs":[]}');
+      s.sections1.certs = ok('{"certificates":[]}');
+      s.sections1['provisioned-cert'] = {
+        body: makeWorkloadCert(CA, SPIFFE, {
+          notBefore: new Date('2026-11-20T00:00:00Z'),
+          notAfter: new Date('2026-11-21T00:00:00Z'),
+        }),
+      };
+    },
+    summary:
+      /^certificate expired: re-bootstrap needed \(\/etc\/certs\/cert-chain\.pem expired at 2026-11-21T00:00:00\.000Z\)$/,
+    evidence: /\/etc\/certs\/cert-chain\.pem: serial [0-9a-f]+, notAfter 2026-11-21T00:00:00\.000Z/,
+    hint: /rerun `onboard` for this VM: it re-bootstraps it/,
+  },
+  {
+    title: "Envoy's cert expired and so did the one in /etc/certs",
+    check: 'workload-certificate',
+    hintId: 'cert-rebootstrap',
+    vm: (s) => {
+      const expired = makeWorkloadCert(CA, SPIFFE, {
+        notBefore: new Date('2026-11-25T00:00:00Z'),
+        notAfter: new Date('2026-11-26T11:00:00Z'),
+      });
+      withLeaf(expired)(s);
+      s.sections1['provisioned-cert'] = { body: expired };
+    },
+    summary: /^certificate expired: re-bootstrap needed \(.* expired at 2026-11-26T11:00:00\.000Z\)$/,
+  },
+  {
     title: 'no workload cert in Envoy',
     check: 'workload-certificate',
     hintId: 'cert-missing',

@@ -312,12 +312,38 @@ describe('apply result parsing', () => {
       package: { action: 'upgraded', version: '1.24.1', previousVersion: '1.24.0', source: 'download' },
       service: 'restarted',
       restarted: true,
+      reBootstrapped: false,
       changed: true,
       snapshotId: 'snap-9',
       lock: { acquiredAt: 1700000000.5, releasedAt: 1700000001.25 },
     });
     expect(session.counters.execRoundTrips).toBe(1);
     expect(Buffer.isBuffer(session.calls[0]!.stdin)).toBe(true);
+  });
+
+  it('a re-bootstrap: asked for in the script, reported back as a change even when no file changed', async () => {
+    const session = new FakeVmSession(() => ({
+      code: 0,
+      stderr: '',
+      stdout: protocolLines({
+        'file.rootCert': 'unchanged',
+        'file.clusterEnv': 'unchanged',
+        'file.meshConfig': 'unchanged',
+        'file.token': 'changed',
+        'file.dropIn': 'unchanged',
+        'file.hosts': 'unchanged',
+        'package.action': 'unchanged',
+        rebootstrap: 'removed',
+        service: 'restarted',
+        done: 'yes',
+      }),
+    }));
+    const result = await applyVmChanges(session, { ...change(), reBootstrap: true });
+    expect(innerOf(session.calls[0]!.script)).toContain("IVO_REBOOTSTRAP='1'");
+    expect(innerOf(applyScript(change(), 'id'))).toContain("IVO_REBOOTSTRAP='0'");
+    expect(result.reBootstrapped).toBe(true);
+    expect(result.changed).toBe(true);
+    expect(result.restarted).toBe(true);
   });
 
   it('turns a named failure into VmScriptError with a hint, and a silent non-zero exit too', async () => {
@@ -381,7 +407,17 @@ describe('inspect parsing', () => {
     route: '10.233.0.1 dev eth0 src 10.233.0.11 uid 0 \\    cache',
     done: 'yes',
   };
-  const encoded = ['user', 'uname', 'os-release', 'pkg.version', 'hosts.block', 'ew.as', 'ew.detail', 'route'];
+  const encoded = [
+    'user',
+    'uname',
+    'os-release',
+    'pkg.version',
+    'hosts.block',
+    'ew.as',
+    'ew.detail',
+    'route',
+    'prov.cert',
+  ];
   const answer =
     (values: Record<string, string | string[]>, code = 0) =>
     () => ({
@@ -413,6 +449,19 @@ describe('inspect parsing', () => {
     expect(facts.fileHashes.rootCert).toBe('ab'.repeat(32));
     expect(facts.fileHashes.clusterEnv).toBeNull();
     expect(() => assertPreflight(facts)).not.toThrow();
+    expect(facts.provisionedCertificate).toBeNull();
+    expect(facts.clockMs).toBeNull();
+  });
+
+  it('reads the certificate pilot-agent renews with (as the proxy user) and the VM clock to judge it by', async () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----';
+    const session = new FakeVmSession(answer({ ...base, 'prov.cert': pem, clock: '1764158400' }));
+    const facts = await inspectVm(session, { eastWestAddress: '10.233.0.1' });
+    expect(facts.provisionedCertificate).toBe(pem);
+    expect(facts.clockMs).toBe(1764158400_000);
+    const inner = innerOf(session.calls[0]!.script);
+    expect(inner).toContain("IVO_PROV_CHAIN='/etc/certs/cert-chain.pem'");
+    expect(inner).toContain('ivo_probe_as head -c 65536 "$IVO_PROV_CHAIN"');
   });
 
   it('names every blocking problem: arch, disk, 15012, route source, missing downloader', async () => {

@@ -1,6 +1,7 @@
 // workload-certificate: Envoy's certificate (round trip 1: /config_dump secrets, else /certs) has this
 // group's SPIFFE identity, chains to the mesh root the action installed, and is not about to expire.
 import { sameCertificates } from '../../render/certificate-set.js';
+import { readFileSync } from 'node:fs';
 import { describeFetch, failResult, fetchOk, passResult, probeOutput, type CheckDefinition } from '../check.js';
 import {
   inspectCertificate,
@@ -11,8 +12,12 @@ import {
   verifyChainToRoots,
   type CertificateInfo,
 } from '../envoy/certs.js';
+import { PROVISIONED_CERT_PATHS, provisionedCertificateState } from '../provisioned-certificate.js';
 import type { ScriptOutput } from '../vm-script.js';
+import { ISTIO_PROXY_USER, probeAsProxyPart } from '../../vm/scripts/inspect.js';
 import type { CheckName, CheckResult, VerifyContext, VerifyOptions } from '../types.js';
+
+const PROVISIONED_CERT_SCRIPT = readFileSync(new URL('./workload-certificate.sh', import.meta.url), 'utf8');
 
 export function expectedSpiffeId(ctx: VerifyContext): string {
   return `spiffe://${ctx.trustDomain}/ns/${ctx.group.namespace}/sa/${ctx.group.serviceAccount}`;
@@ -22,6 +27,36 @@ function describeCert(c: CertificateInfo): string {
   const sans = c.uriSans.join(' ') || '(none)';
   const validity = `${c.notBefore.toISOString()} – ${c.notAfter.toISOString()}`;
   return `serial ${c.serialNumber}, SAN ${sans}, issuer "${c.issuer}", valid ${validity}`;
+}
+
+/** The provisioned certificate (/etc/certs/cert-chain.pem) when it has expired at `now`. */
+function expiredProvisionedCertificate(
+  output: ScriptOutput,
+  now: Date,
+): { notAfter: Date; serialNumber: string } | undefined {
+  const state = provisionedCertificateState(output.sections.get('provisioned-cert')?.body, now);
+  return state.state === 'expired' ? state : undefined;
+}
+
+/** Envoy has no valid certificate and the one the agent would renew with expired: only a fresh token helps. */
+function reBootstrapFailure(
+  ctx: VerifyContext,
+  provisioned: { notAfter: Date; serialNumber: string },
+  evidence: string[],
+  durationMs: number,
+): CheckResult {
+  const notAfter = provisioned.notAfter.toISOString();
+  return failResult(ctx, {
+    check: 'workload-certificate',
+    seen: `certificate expired: re-bootstrap needed (${PROVISIONED_CERT_PATHS.certChain} expired at ${notAfter})`,
+    hint: 'cert-rebootstrap',
+    vars: { path: PROVISIONED_CERT_PATHS.certChain, notAfter },
+    evidence: [
+      `${PROVISIONED_CERT_PATHS.certChain}: serial ${provisioned.serialNumber}, notAfter ${notAfter} (the certificate pilot-agent renews with)`,
+      ...evidence,
+    ],
+    durationMs,
+  });
 }
 
 export function checkWorkloadCertificate(
@@ -34,6 +69,7 @@ export function checkWorkloadCertificate(
   const duration = () => Date.now() - started;
   const now = new Date(ctx.now?.() ?? Date.now());
   const evidence: string[] = [];
+  const provisionedExpired = expiredProvisionedCertificate(output, now);
 
   const vmRootPem = splitPemCertificates(output.sections.get('root-cert')?.body ?? '');
   const installedRootPem = ctx.rootCertPem ? splitPemCertificates(ctx.rootCertPem) : vmRootPem;
@@ -66,12 +102,26 @@ export function checkWorkloadCertificate(
         const contexts = parseCertsJson(certsSection.body);
         const withChain = contexts.find((c) => c.certChain.some((e) => e.uriSans.length > 0));
         if (withChain)
-          return evaluateCertsFallback(ctx, withChain, installedRootPem, rootDiffers, evidence, options, now, started);
+          return evaluateCertsFallback(
+            ctx,
+            withChain,
+            installedRootPem,
+            rootDiffers,
+            evidence,
+            options,
+            now,
+            started,
+            provisionedExpired,
+          );
       } catch (err) {
         evidence.push(`/certs: ${(err as Error).message}`);
       }
     }
     const warmingNote = warming.length > 0 ? `; warming: ${warming.join(', ')}` : '';
+    if (provisionedExpired) {
+      evidence.push(`Envoy has no workload certificate (secret "default" absent${warmingNote})`);
+      return reBootstrapFailure(ctx, provisionedExpired, evidence, duration());
+    }
     if (rootDiffers) {
       return failResult(ctx, {
         check: name,
@@ -115,6 +165,7 @@ export function checkWorkloadCertificate(
     options,
     now,
     started,
+    provisionedExpired,
   );
 }
 
@@ -127,6 +178,7 @@ function evaluateLeaf(
   options: VerifyOptions,
   now: Date,
   started: number,
+  provisionedExpired?: { notAfter: Date; serialNumber: string },
 ): CheckResult {
   const name: CheckName = 'workload-certificate';
   const duration = () => Date.now() - started;
@@ -197,6 +249,7 @@ function evaluateLeaf(
   }
   const remainingMs = leaf.notAfter.getTime() - now.getTime();
   if (remainingMs <= 0) {
+    if (provisionedExpired) return reBootstrapFailure(ctx, provisionedExpired, evidence, duration());
     return failResult(ctx, {
       check: name,
       seen: `cert expired at ${leaf.notAfter.toISOString()}`,
@@ -233,6 +286,7 @@ function evaluateCertsFallback(
   options: VerifyOptions,
   now: Date,
   started: number,
+  provisionedExpired?: { notAfter: Date; serialNumber: string },
 ): CheckResult {
   const leaf = context.certChain[0]!;
   evidence.unshift(
@@ -256,7 +310,7 @@ function evaluateCertsFallback(
         `installed root has ${installedSerials.join(', ') || 'none'}`,
     };
   };
-  return evaluateLeaf(ctx, leafView, verify, rootDiffers, evidence, options, now, started);
+  return evaluateLeaf(ctx, leafView, verify, rootDiffers, evidence, options, now, started, provisionedExpired);
 }
 
 export const workloadCertificate: CheckDefinition = {
@@ -299,6 +353,11 @@ export const workloadCertificate: CheckDefinition = {
         'restore connectivity to istiod on 15012 and a valid token (rerun onboard); ' +
         'then `sudo systemctl restart istio`',
     },
+    'cert-rebootstrap': {
+      cause:
+        'the certificate pilot-agent renews with ({path}, PROV_CERT in istio-start.sh) expired at {notAfter}: the VM was off or cut off from istiod longer than its lifetime, and the bootstrap token the agent falls back to is as old (certificate expired: re-bootstrap needed)',
+      fix: 'rerun `onboard` for this VM: it re-bootstraps it (a fresh token, the expired cert-chain.pem and key.pem removed, the sidecar restarted)',
+    },
     'cert-expiring': {
       cause: 'the workload certificate expires at {notAfter}, within {thresholdMin} min, and was not renewed',
       fix: 'check that the sidecar can reach istiod to rotate it (sidecar-ready / xds-connected), then rerun verify',
@@ -309,5 +368,12 @@ export const workloadCertificate: CheckDefinition = {
     },
   },
   phase: 'probe',
+  collect: {
+    // The certificate pilot-agent renews with, read as the proxy user, who writes it and owns its directory.
+    probe: {
+      values: { ...probeAsProxyPart(ISTIO_PROXY_USER).values, IVO_PROV_CHAIN: PROVISIONED_CERT_PATHS.certChain },
+      text: `${probeAsProxyPart(ISTIO_PROXY_USER).text}\n${PROVISIONED_CERT_SCRIPT}`,
+    },
+  },
   evaluate: ({ ctx, probe, options }) => checkWorkloadCertificate(ctx, probeOutput(probe), options),
 };

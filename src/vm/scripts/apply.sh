@@ -7,7 +7,8 @@
 # Values: IVO_STATE_DIR, IVO_STAGING, IVO_FORMAT (deb|rpm), IVO_WANT_VERSION, IVO_WANT_SHA, IVO_PACKAGE_URL,
 # IVO_PACKAGE_UPLOADED (1|0), IVO_PACKAGE_SPACE_KIB, IVO_RESTART_POLICY (if-changed|always),
 # IVO_SNAPSHOT_ID, IVO_BASELINE_PATHS (one a line), IVO_HOSTS, IVO_UNIT, IVO_FAILED_MARKER,
-# IVO_PLACEMENT_DIRS (one a line), IVO_DROP_IN_DIR, IVO_TOKEN_DIR, and those of common.sh,
+# IVO_PLACEMENT_DIRS (one a line), IVO_DROP_IN_DIR, IVO_TOKEN_DIR, IVO_REBOOTSTRAP (1|0), IVO_PROV_DIR,
+# IVO_PROV_CHAIN, IVO_PROV_KEY, and those of common.sh,
 # hosts-block.sh and managed-files.sh.
 umask 077
 S=$IVO_STATE_DIR
@@ -178,8 +179,8 @@ if [ "$CHANGED" != " " ] || [ "$PKG_NEEDED" = 1 ]; then
   ivo_emit snapshot "$IVO_SNAPSHOT_ID"
 fi
 
-# A (re)start will come (package or a restarting file changed): prime connection tracking now.
-{ [ "$PKG_NEEDED" = 1 ] || [ "$RESTART" = 1 ] || [ "$IVO_RESTART_POLICY" = always ]; } && ivo_conntrack_prime
+# A (re)start will come (package or a restarting file changed, or a re-bootstrap): prime connection tracking now.
+{ [ "$PKG_NEEDED" = 1 ] || [ "$RESTART" = 1 ] || [ "$IVO_RESTART_POLICY" = always ] || [ "$IVO_REBOOTSTRAP" = 1 ]; } && ivo_conntrack_prime
 
 # 5. install the package
 ivo_pkg_failed() {
@@ -228,6 +229,20 @@ ivo_each_managed_file ivo_commit_changed
 ivo_each_managed_file ivo_fix_managed
 if ivo_changed hosts; then ivo_run hosts ivo_hosts_write "$STG/hosts.new" "$IVO_HOSTS"; fi
 ivo_sync_runtime_token
+
+# 6b. re-bootstrap (the runner found the certificate pilot-agent renews with expired): the agent presents
+# cert-chain.pem and key.pem in /etc/certs once they exist (istio-start.sh points it there), so they go,
+# and it starts over with the fresh token placed above. The proxy user owns that directory and removes
+# them: an unlink never follows a symlink, and root opens nothing there. /etc/certs itself is a name in
+# root's /etc.
+if [ "$IVO_REBOOTSTRAP" = 1 ]; then
+  [ -L "$IVO_PROV_DIR" ] && ivo_fail rebootstrap "$IVO_PROV_DIR is a symlink; not touched"
+  ivo_run rebootstrap ivo_as_proxy rm -f -- "$IVO_PROV_CHAIN" "$IVO_PROV_KEY"
+  { [ -e "$IVO_PROV_CHAIN" ] || [ -L "$IVO_PROV_CHAIN" ] || [ -e "$IVO_PROV_KEY" ] || [ -L "$IVO_PROV_KEY" ]; } &&
+    ivo_fail rebootstrap "$IVO_PROV_CHAIN or $IVO_PROV_KEY is still there after removing it"
+  ivo_emit rebootstrap removed
+  RESTART=1
+fi
 
 # 7. the unit: (re)start only when something that matters changed, or it is not running.
 if ivo_changed dropIn; then ivo_run reload systemctl daemon-reload; fi

@@ -11,6 +11,7 @@ import {
   TOKEN_RESTORE_DROP_IN,
   type ManagedFileKey,
 } from '../paths.js';
+import { PROVISIONED_CERT_PATHS } from '../../verify/provisioned-certificate.js';
 import type { VmSession } from '../session.js';
 import { createTar, type TarEntry } from '../tar.js';
 import { changeFunctions } from './common.js';
@@ -36,6 +37,12 @@ export interface VmChange {
   restartPolicy?: 'if-changed' | 'always';
   /** Restart when only the bootstrap token changed; default false (a running sidecar keeps its certificate). */
   restartOnTokenChange?: boolean;
+  /**
+   * Re-bootstrap: remove the certificate and key pilot-agent renews with (/etc/certs, PROV_CERT) after placing
+   * the fresh token, and restart the sidecar; for a VM whose certificate expired
+   * (src/verify/provisioned-certificate.ts).
+   */
+  reBootstrap?: boolean;
   /**
    * The VM's SSH port: the apply refuses a cluster.env whose traffic capture would take it over
    * (ISTIO_INBOUND_PORTS '*' without the port in ISTIO_LOCAL_EXCLUDE_PORTS, istio#36870).
@@ -63,6 +70,8 @@ export interface VmApplyResult {
   /** What happened to the istio unit. `started`: nothing changed but it was not running. */
   service: 'restarted' | 'started' | 'unchanged';
   restarted: boolean;
+  /** The provisioned certificate and key were removed (re-bootstrap). */
+  reBootstrapped: boolean;
   /** Anything changed on the VM (files, hosts block or package). */
   changed: boolean;
   /** Id of the previous-state snapshot this apply made (null when nothing changed); rollbackVm can require it. */
@@ -235,6 +244,10 @@ export function applyScript(change: VmChange, snapshotId: string): string {
         IVO_PLACEMENT_DIRS: PLACEMENT_DIRS.join('\n'),
         IVO_TOKEN_DIR: parentDir(ONBOARD_PATHS.persistentToken),
         IVO_DROP_IN_DIR: parentDir(ONBOARD_PATHS.dropIn),
+        IVO_REBOOTSTRAP: change.reBootstrap ? 1 : 0,
+        IVO_PROV_DIR: PROVISIONED_CERT_PATHS.dir,
+        IVO_PROV_CHAIN: PROVISIONED_CERT_PATHS.certChain,
+        IVO_PROV_KEY: PROVISIONED_CERT_PATHS.key,
       },
       text: APPLY,
     },
@@ -269,7 +282,11 @@ export async function applyVmChanges(session: VmSession, change: VmChange): Prom
     },
     service,
     restarted: service !== 'unchanged',
-    changed: action !== 'unchanged' || Object.values(files).some((value) => value === 'changed'),
+    reBootstrapped: output.get('rebootstrap') === 'removed',
+    changed:
+      action !== 'unchanged' ||
+      Object.values(files).some((value) => value === 'changed') ||
+      output.get('rebootstrap') === 'removed',
     snapshotId: output.get('snapshot') ?? null,
     lock: {
       acquiredAt: Number(output.get('lock.acquired') ?? 'NaN'),

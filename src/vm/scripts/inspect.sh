@@ -4,7 +4,8 @@
 # the proxy user: see probe-as-proxy.sh) and the VM's source address towards the gateway.
 # Values: IVO_PACKAGE_NAME, IVO_PACKAGE_DIR, IVO_UNIT, IVO_RUNTIME_TOKEN, IVO_HOSTS, IVO_FAILED_MARKER,
 # IVO_LOCK_FILE, IVO_EW_HOST, IVO_EW_PORT, IVO_EW_IS_IP (1|0), IVO_REACH_TIMEOUT (seconds),
-# IVO_CONTENT_FILES (lines of: KEY PATH, files whose content to return), and those of hosts-block.sh,
+# IVO_CONTENT_FILES (lines of: KEY PATH, files whose content to return), IVO_PROV_CHAIN (the certificate
+# pilot-agent renews with: src/verify/provisioned-certificate.ts), and those of hosts-block.sh,
 # managed-files.sh and probe-as-proxy.sh.
 ivo_emit root yes
 ivo_emit df.root "$(df -Pk / 2>/dev/null | awk 'NR==2 {print $4}')"
@@ -60,4 +61,10 @@ ivo_emit_content() {
   if [ -f "$ivo_ec_path" ]; then ivo_emit_file "content.${1%% *}" "$ivo_ec_path"; fi
 }
 ivo_each_line "$IVO_CONTENT_FILES" ivo_emit_content
+# The certificate pilot-agent renews with (/etc/certs/cert-chain.pem): read as the proxy user, who writes it and owns its
+# directory (root never opens a name that user can swap), and the VM's clock to judge it by.
+if [ -n "$ivo_px_via" ] && [ -f "$IVO_PROV_CHAIN" ]; then
+  ivo_emit64 prov.cert "$(ivo_probe_as head -c 65536 "$IVO_PROV_CHAIN" 2>/dev/null </dev/null)"
+fi
+ivo_emit clock "$(date +%s)"
 ivo_emit 'done' yes

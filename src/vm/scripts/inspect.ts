@@ -10,6 +10,7 @@
 // root would be answered by Envoy and a blocked 15012 would read as reachable.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { PROVISIONED_CERT_PATHS } from '../../verify/provisioned-certificate.js';
 import { ISTIO_PATHS, MANAGED_FILES, ONBOARD_PATHS, type ManagedFileKey } from '../paths.js';
 import type { VmSession } from '../session.js';
 import { ISTIO_PROXY_USER } from './common.js';
@@ -85,6 +86,13 @@ export interface VmFacts {
   lockHeld: boolean | null;
   /** Content of /var/lib/istio-vm-onboard/FAILED when a failed first install was left marked. */
   failedMarker: string | null;
+  /**
+   * /etc/certs/cert-chain.pem, the certificate pilot-agent renews with (src/verify/provisioned-certificate.ts),
+   * read as the proxy user; null when absent or unreadable.
+   */
+  provisionedCertificate: string | null;
+  /** The VM's clock (epoch ms, whole seconds) when it was inspected; null when unknown. */
+  clockMs: number | null;
   /** Current content of the non-secret managed files, when asked for (for `plan` diffs). */
   contents?: { clusterEnv: string | null; meshConfig: string | null; rootCert: string | null };
   problems: PreflightProblem[];
@@ -148,6 +156,7 @@ export function inspectScript(options: InspectOptions): string {
         IVO_EW_IS_IP: isIP(options.eastWestAddress) !== 0 ? 1 : 0,
         IVO_REACH_TIMEOUT: REACH_TIMEOUT_SECONDS,
         IVO_CONTENT_FILES: contentFiles.join('\n'),
+        IVO_PROV_CHAIN: PROVISIONED_CERT_PATHS.certChain,
       },
       text: INSPECT,
     },
@@ -210,6 +219,8 @@ function emptyFacts(target: string, options: InspectOptions): VmFacts {
     routeDetail: '',
     lockHeld: null,
     failedMarker: null,
+    provisionedCertificate: null,
+    clockMs: null,
     problems: [],
   };
 }
@@ -321,6 +332,9 @@ function parseFacts(target: string, output: ScriptOutput, options: InspectOption
   const route = parseRouteSource(output.get('route') ?? '');
   facts.routeSourceIP = route.ip;
   facts.routeDetail = route.detail;
+  facts.provisionedCertificate = output.get('prov.cert') || null;
+  const clock = output.get('clock');
+  facts.clockMs = clock && /^\d+$/.test(clock) ? Number(clock) * 1000 : null;
   if (options.withContents) {
     facts.contents = {
       clusterEnv: output.get('content.clusterEnv') ?? null,

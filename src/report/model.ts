@@ -60,10 +60,10 @@ export interface VmReport {
   /** When the bootstrap token given to this VM expires (ISO 8601). */
   tokenExpiresAt?: string;
   /**
-   * The certificate pilot-agent renews with (/etc/certs/cert-chain.pem) was expired or about to be: the VM
-   * is re-bootstrapped (`done`), or would be (plan).
+   * The certificate pilot-agent renews with (/etc/certs/cert-chain.pem) was expired or about to be, or not
+   * under a root of the installed bundle (`cause`): the VM is re-bootstrapped (`done`), or would be (plan).
    */
-  reBootstrap?: { certificateNotAfter: string; done: boolean };
+  reBootstrap?: { certificateNotAfter: string; cause: 'expired' | 'untrusted-root'; done: boolean };
   /** Host key learned on first use (only when ssh-trust-on-first-use is on). */
   learnedHostKey?: string;
   error?: { step: StepName; message: string; hint?: string };

@@ -23,6 +23,7 @@ import {
   needsReBootstrap,
   provisionedCertificateState,
   REBOOTSTRAP_MARGIN_MS,
+  type ReBootstrapCause,
 } from '../verify/provisioned-certificate.js';
 
 export interface VmPipelineContext {
@@ -67,8 +68,11 @@ interface VmRun {
   files?: RenderedVmFiles;
   /** Set when the sidecar must restart even if nothing changed (it must register again). */
   restart?: 'always';
-  /** Set when the certificate the agent renews with is expired (or about to be): the VM is re-bootstrapped. */
-  reBootstrap?: { state: 'expired' | 'expiring'; notAfter: Date };
+  /**
+   * Set when the certificate the agent renews with is expired (or about to be), or not under a root of the
+   * bundle this run installs: the VM is re-bootstrapped.
+   */
+  reBootstrap?: ReBootstrapCause;
   applied?: VmApplyOutcome;
 }
 
@@ -83,7 +87,7 @@ function stagesFor(settings: RunSettings): VmStage[] {
     case 'verify':
       return [connect, inspect, workloadAddress, verifyOnly];
     case 'plan':
-      return [connect, inspect, workloadAddress, requireDiscovery, render, reBootstrapIfExpired, plan];
+      return [connect, inspect, workloadAddress, requireDiscovery, render, reBootstrapIfNeeded, plan];
     case 'onboard':
       return [
         connect,
@@ -92,7 +96,7 @@ function stagesFor(settings: RunSettings): VmStage[] {
         requireDiscovery,
         bootstrapToken,
         render,
-        reBootstrapIfExpired,
+        reBootstrapIfNeeded,
         restartIfUnregistered,
         applyStaticWorkloadEntry,
         apply,
@@ -299,18 +303,25 @@ async function plan(run: VmRun): Promise<'stop'> {
 // A VM off longer than its certificate's lifetime cannot renew with it: the agent presents the certificate in
 // /etc/certs once it exists, or, with that expired, a bootstrap token just as old (see
 // src/verify/provisioned-certificate.ts). It is judged by the VM's clock (the agent's), and counts as expired
-// a little before its end: the new token must be what the restarted agent uses.
-async function reBootstrapIfExpired(run: VmRun): Promise<void> {
+// a little before its end: the new token must be what the restarted agent uses. A certificate under a root
+// the rendered bundle no longer holds (a root rotation's last step) is refused by istiod just the same.
+async function reBootstrapIfNeeded(run: VmRun): Promise<void> {
   const facts = inspected(run);
   if (!facts.installedVersion) return;
   const state = provisionedCertificateState(
     facts.provisionedCertificate,
     new Date(facts.clockMs ?? Date.now()),
     REBOOTSTRAP_MARGIN_MS,
+    // The roots this run gives the VM: a certificate under none of them is refused by istiod.
+    run.files?.rootCert ?? meshOf(run).rootCert,
   );
   if (!needsReBootstrap(state)) return;
-  run.reBootstrap = { state: state.state, notAfter: state.notAfter };
-  run.report.reBootstrap = { certificateNotAfter: state.notAfter.toISOString(), done: false };
+  run.reBootstrap = state;
+  run.report.reBootstrap = {
+    certificateNotAfter: state.notAfter.toISOString(),
+    cause: state.state === 'untrusted' ? 'untrusted-root' : 'expired',
+    done: false,
+  };
   if (run.context.settings.mode === 'onboard')
     run.say(`${describeReBootstrap(state)}: the VM will be re-bootstrapped (fresh token, certificate removed)`);
 }
@@ -369,7 +380,11 @@ async function apply(run: VmRun): Promise<void> {
   );
   run.applied = applied;
   if (run.reBootstrap && applied.reBootstrapped) {
-    run.report.reBootstrap = { certificateNotAfter: run.reBootstrap.notAfter.toISOString(), done: true };
+    run.report.reBootstrap = {
+      certificateNotAfter: run.reBootstrap.notAfter.toISOString(),
+      cause: run.reBootstrap.state === 'untrusted' ? 'untrusted-root' : 'expired',
+      done: true,
+    };
     run.say(`re-bootstrapped: ${describeReBootstrap(run.reBootstrap)}`);
   }
   run.report.files = applied.files.map((file) => ({ path: file.path, changed: file.changed }));

@@ -224,7 +224,11 @@ describe('a VM held down past its certificate is re-bootstrapped by onboard', ()
   it('plan shows the re-bootstrap before it happens, and changes nothing', async () => {
     const r = await runAction(state, { ...inputs, mode: 'plan' }, { entry });
     expect(r.code).toBe(0);
-    expect(vmOf(r.report, VM).reBootstrap).toEqual({ certificateNotAfter: expiredAt.toISOString(), done: false });
+    expect(vmOf(r.report, VM).reBootstrap).toEqual({
+      certificateNotAfter: expiredAt.toISOString(),
+      cause: 'expired',
+      done: false,
+    });
     expect(r.log).toContain(`would re-bootstrap: certificate expired at ${expiredAt.toISOString()}`);
     expect((await provisionedCertificate()).leaf.serialNumber).toBe(expiredSerial);
   }, 300_000);
@@ -234,7 +238,11 @@ describe('a VM held down past its certificate is re-bootstrapped by onboard', ()
     if (r.code !== 0) console.log(actionLog(r), await sidecarDiagnostics());
     expect(r.log).toContain(`[${VM}] re-bootstrapped: certificate expired at ${expiredAt.toISOString()}`);
     expect(r.code).toBe(0);
-    expect(vmOf(r.report, VM).reBootstrap).toEqual({ certificateNotAfter: expiredAt.toISOString(), done: true });
+    expect(vmOf(r.report, VM).reBootstrap).toEqual({
+      certificateNotAfter: expiredAt.toISOString(),
+      cause: 'expired',
+      done: true,
+    });
     expect(vmOf(r.report, VM).restarted).toBe(true);
     expect(checksOf(r).get('workload-certificate')?.status).toBe('pass');
     const { leaf } = await provisionedCertificate();

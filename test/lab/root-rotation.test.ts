@@ -7,10 +7,14 @@
 //   1 add-root          both roots trusted, istiod signs with the old root's intermediate
 //                       → `verify` names the VMs whose root file is stale; `onboard` pushes it, restarts them
 //   2 new-intermediate  istiod signs with the new root's intermediate (its serving certificate too)
-//                       → the VMs, which trust both roots now, stay connected; `onboard` pushes what istiod
-//                         publishes and restarts where the file changed: those VMs renew under the new root
+//                       → the VMs, which trust both roots now, stay connected; istiod's bundle holds the same
+//                         roots (the new one twice), so `onboard` changes no file and restarts nobody — the
+//                         VMs keep certificates of the old root until they renew (pilot-agent rewrites
+//                         root-cert.pem in its own layout, which counts as the same file)
 //   3 drop-old-root     only the new root is trusted
-//                       → `onboard` pushes it and restarts; each VM's workload certificate now comes from the
+//                       → `onboard` pushes it; a VM whose certificate in /etc/certs is still of the old root
+//                         (istiod would refuse it: the agent renews with it) is re-bootstrapped — fresh token,
+//                         old pair removed — and restarted; each VM's workload certificate then comes from the
 //                         new intermediate and chains to the new root, the only one the VM trusts.
 // onboard runs with verify-after-onboard: false, so each step's proof comes from `mode: verify` (all checks,
 // the mesh→VM call through the Pod runner's injected Job included).
@@ -146,6 +150,13 @@ describe('a mesh root rotation, step by step, with the action rerun between the 
     for (const vm of VMS) {
       expect(rootFileChanged(push, vm)).toBe(true);
       expect(vmOf(push.report, vm).restarted).toBe(true);
+      // Each VM still renewed with a certificate of the first root (step 2 restarted nobody): istiod, which now
+      // trusts only the new root, would refuse it — so onboard re-bootstrapped the VM (fresh token, pair removed).
+      expect(vmOf(push.report, vm).reBootstrap).toEqual({
+        certificateNotAfter: expect.any(String),
+        cause: 'untrusted-root',
+        done: true,
+      });
       expect(await vmRoots(vm)).toEqual(['Lab Root CA', 'Lab Root CA 2']);
     }
     const after = await verify();
@@ -206,7 +217,7 @@ describe('a mesh root rotation, step by step, with the action rerun between the 
     }
   }, 900_000);
 
-  it('3 drop-old-root: onboard pushes the new root alone; each VM holds a certificate chaining to it', async () => {
+  it('3 drop-old-root: onboard pushes the new root alone and re-bootstraps each VM still on the old root; all chain to the new one', async () => {
     const before = await publishedBundle();
     await faultCli(dir, 'fault', 'root-rotation-drop-old-root');
     expect(await untilPublished(['Lab Root CA 2'], before)).toContain('Lab Root CA 2');

@@ -92,3 +92,28 @@ describe('provisionedCertificateState', () => {
     expect(needsReBootstrap(broken)).toBe(false);
   });
 });
+
+describe('provisionedCertificateState against the roots the VM is given', () => {
+  const OTHER = makeCa('cluster.local');
+  const now = new Date(TEST_EPOCH_MS);
+  const valid = () => chain(TEST_EPOCH_MS - 5 * MINUTE, TEST_EPOCH_MS + 60 * MINUTE);
+
+  it('untrusted when no root of the bundle is above it (a rotation dropped its root): re-bootstrap, saying why', () => {
+    const state = provisionedCertificateState(valid(), now, REBOOTSTRAP_MARGIN_MS, OTHER.certPem);
+    expect(state.state).toBe('untrusted');
+    expect(needsReBootstrap(state)).toBe(true);
+    if (!needsReBootstrap(state)) throw new Error('unreachable');
+    expect(describeReBootstrap(state)).toMatch(/^certificate \(valid until .*\) is not under a root the mesh trusts: /);
+  });
+
+  it('valid when one root of the bundle is above it (both roots trusted during a rotation): no re-bootstrap', () => {
+    const state = provisionedCertificateState(valid(), now, REBOOTSTRAP_MARGIN_MS, OTHER.certPem + CA.certPem);
+    expect(state.state).toBe('valid');
+    expect(needsReBootstrap(state)).toBe(false);
+  });
+
+  it('an expired certificate stays expired whatever the roots', () => {
+    const expired = chain(TEST_EPOCH_MS - 10 * MINUTE, TEST_EPOCH_MS - MINUTE);
+    expect(provisionedCertificateState(expired, now, 0, OTHER.certPem).state).toBe('expired');
+  });
+});

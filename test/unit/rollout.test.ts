@@ -73,7 +73,11 @@ describe('runRollout', () => {
     const logger = { ...silent, info: (line: string) => lines.push(line) };
 
     const plan = await run(world, inventoryOf([2]), { mode: 'plan' }, { logger });
-    expect(plan.vms[0]?.reBootstrap).toEqual({ certificateNotAfter: '2026-11-25T12:00:00.000Z', done: false });
+    expect(plan.vms[0]?.reBootstrap).toEqual({
+      certificateNotAfter: '2026-11-25T12:00:00.000Z',
+      cause: 'expired',
+      done: false,
+    });
     expect(plan.vms[0]?.steps.find((step) => step.name === 'plan')?.detail).toContain(
       'would re-bootstrap: certificate expired at 2026-11-25T12:00:00.000Z',
     );
@@ -82,7 +86,11 @@ describe('runRollout', () => {
     const onboard = await run(world, inventoryOf([2]), {}, { logger });
     expect(world.applied.get('vm-0-0')!.reBootstrap).toBe(true);
     expect(world.applied.get('vm-0-1')!.reBootstrap).toBeUndefined();
-    expect(onboard.vms[0]?.reBootstrap).toEqual({ certificateNotAfter: '2026-11-25T12:00:00.000Z', done: true });
+    expect(onboard.vms[0]?.reBootstrap).toEqual({
+      certificateNotAfter: '2026-11-25T12:00:00.000Z',
+      cause: 'expired',
+      done: true,
+    });
     expect(onboard.vms.map((vm) => vm.outcome)).toEqual(['updated', 'unchanged']);
     expect(lines).toContain('[vm-0-0] re-bootstrapped: certificate expired at 2026-11-25T12:00:00.000Z');
     expect(lines.filter((line) => line.startsWith('[vm-0-1]') && /re-bootstrap/.test(line))).toEqual([]);

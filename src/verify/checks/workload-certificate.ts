@@ -12,7 +12,11 @@ import {
   verifyChainToRoots,
   type CertificateInfo,
 } from '../envoy/certs.js';
-import { PROVISIONED_CERT_PATHS, provisionedCertificateState } from '../provisioned-certificate.js';
+import {
+  PROVISIONED_CERT_PATHS,
+  provisionedCertificateState,
+  type ProvisionedCertificateState,
+} from '../provisioned-certificate.js';
 import type { ScriptOutput } from '../vm-script.js';
 import { ISTIO_PROXY_USER, probeAsProxyPart } from '../../vm/scripts/inspect.js';
 import type { CheckName, CheckResult, VerifyContext, VerifyOptions } from '../types.js';
@@ -29,32 +33,46 @@ function describeCert(c: CertificateInfo): string {
   return `serial ${c.serialNumber}, SAN ${sans}, issuer "${c.issuer}", valid ${validity}`;
 }
 
-/** The provisioned certificate (/etc/certs/cert-chain.pem) when it has expired at `now`. */
-function expiredProvisionedCertificate(
-  output: ScriptOutput,
-  now: Date,
-): { notAfter: Date; serialNumber: string } | undefined {
-  const state = provisionedCertificateState(output.sections.get('provisioned-cert')?.body, now);
-  return state.state === 'expired' ? state : undefined;
+/** The provisioned certificate (/etc/certs/cert-chain.pem) when istiod will refuse it. */
+type ProvisionedProblem =
+  | { state: 'expired'; notAfter: Date; serialNumber: string }
+  | Extract<ProvisionedCertificateState, { state: 'untrusted' }>;
+
+/** The provisioned certificate when it has expired at `now`, or is under none of `trustedRootsPem`. */
+function provisionedProblem(output: ScriptOutput, now: Date, trustedRootsPem?: string): ProvisionedProblem | undefined {
+  const body = output.sections.get('provisioned-cert')?.body;
+  const state = provisionedCertificateState(body, now, 0, trustedRootsPem);
+  if (state.state === 'expired')
+    return { state: 'expired', notAfter: state.notAfter, serialNumber: state.serialNumber };
+  return state.state === 'untrusted' ? state : undefined;
 }
 
-/** Envoy has no valid certificate and the one the agent would renew with expired: only a fresh token helps. */
+/** Envoy has no valid certificate and istiod will refuse the one the agent renews with: only a fresh token helps. */
 function reBootstrapFailure(
   ctx: VerifyContext,
-  provisioned: { notAfter: Date; serialNumber: string },
+  provisioned: ProvisionedProblem,
   evidence: string[],
   durationMs: number,
 ): CheckResult {
   const notAfter = provisioned.notAfter.toISOString();
+  const path = PROVISIONED_CERT_PATHS.certChain;
+  const what =
+    `${path}: serial ${provisioned.serialNumber}, notAfter ${notAfter} ` + '(the certificate pilot-agent renews with)';
+  if (provisioned.state === 'untrusted')
+    return failResult(ctx, {
+      check: 'workload-certificate',
+      seen: `certificate under a root the mesh no longer trusts: re-bootstrap needed (${path}: ${provisioned.reason})`,
+      hint: 'cert-rebootstrap-untrusted',
+      vars: { path },
+      evidence: [what, ...evidence],
+      durationMs,
+    });
   return failResult(ctx, {
     check: 'workload-certificate',
-    seen: `certificate expired: re-bootstrap needed (${PROVISIONED_CERT_PATHS.certChain} expired at ${notAfter})`,
+    seen: `certificate expired: re-bootstrap needed (${path} expired at ${notAfter})`,
     hint: 'cert-rebootstrap',
-    vars: { path: PROVISIONED_CERT_PATHS.certChain, notAfter },
-    evidence: [
-      `${PROVISIONED_CERT_PATHS.certChain}: serial ${provisioned.serialNumber}, notAfter ${notAfter} (the certificate pilot-agent renews with)`,
-      ...evidence,
-    ],
+    vars: { path, notAfter },
+    evidence: [what, ...evidence],
     durationMs,
   });
 }
@@ -69,7 +87,7 @@ export function checkWorkloadCertificate(
   const duration = () => Date.now() - started;
   const now = new Date(ctx.now?.() ?? Date.now());
   const evidence: string[] = [];
-  const provisionedExpired = expiredProvisionedCertificate(output, now);
+  const provisionedExpired = provisionedProblem(output, now, ctx.rootCertPem);
 
   const vmRootPem = splitPemCertificates(output.sections.get('root-cert')?.body ?? '');
   const installedRootPem = ctx.rootCertPem ? splitPemCertificates(ctx.rootCertPem) : vmRootPem;
@@ -178,7 +196,7 @@ function evaluateLeaf(
   options: VerifyOptions,
   now: Date,
   started: number,
-  provisionedExpired?: { notAfter: Date; serialNumber: string },
+  provisionedExpired?: ProvisionedProblem,
 ): CheckResult {
   const name: CheckName = 'workload-certificate';
   const duration = () => Date.now() - started;
@@ -249,7 +267,8 @@ function evaluateLeaf(
   }
   const remainingMs = leaf.notAfter.getTime() - now.getTime();
   if (remainingMs <= 0) {
-    if (provisionedExpired) return reBootstrapFailure(ctx, provisionedExpired, evidence, duration());
+    if (provisionedExpired?.state === 'expired')
+      return reBootstrapFailure(ctx, provisionedExpired, evidence, duration());
     return failResult(ctx, {
       check: name,
       seen: `cert expired at ${leaf.notAfter.toISOString()}`,
@@ -286,7 +305,7 @@ function evaluateCertsFallback(
   options: VerifyOptions,
   now: Date,
   started: number,
-  provisionedExpired?: { notAfter: Date; serialNumber: string },
+  provisionedExpired?: ProvisionedProblem,
 ): CheckResult {
   const leaf = context.certChain[0]!;
   evidence.unshift(
@@ -355,8 +374,21 @@ export const workloadCertificate: CheckDefinition = {
     },
     'cert-rebootstrap': {
       cause:
-        'the certificate pilot-agent renews with ({path}, PROV_CERT in istio-start.sh) expired at {notAfter}: the VM was off or cut off from istiod longer than its lifetime, and the bootstrap token the agent falls back to is as old (certificate expired: re-bootstrap needed)',
-      fix: 'rerun `onboard` for this VM: it re-bootstraps it (a fresh token, the expired cert-chain.pem and key.pem removed, the sidecar restarted)',
+        'the certificate pilot-agent renews with ({path}, PROV_CERT in istio-start.sh) expired at {notAfter}: ' +
+        'the VM was off or cut off from istiod longer than its lifetime, and the bootstrap token the agent falls ' +
+        'back to is as old (certificate expired: re-bootstrap needed)',
+      fix:
+        'rerun `onboard` for this VM: it re-bootstraps it (a fresh token, the expired cert-chain.pem and key.pem ' +
+        'removed, the sidecar restarted)',
+    },
+    'cert-rebootstrap-untrusted': {
+      cause:
+        'the certificate pilot-agent renews with ({path}) is under a root the mesh no longer trusts (the last step ' +
+        'of a root rotation dropped it before this VM renewed): the agent still presents it and istiod refuses ' +
+        'the handshake (unknown certificate authority)',
+      fix:
+        'rerun `onboard` for this VM: it re-bootstraps it (a fresh token, the old cert-chain.pem and key.pem ' +
+        'removed, the sidecar restarted)',
     },
     'cert-expiring': {
       cause: 'the workload certificate expires at {notAfter}, within {thresholdMin} min, and was not renewed',

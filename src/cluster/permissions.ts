@@ -109,8 +109,14 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
     ONBOARD,
     'server-side apply of the WorkloadGroup',
   ),
-  p('get', 'networking.istio.io', 'workloadentries', 'group-namespace', ALL, "find a VM's WorkloadEntry"),
-  p('list', 'networking.istio.io', 'workloadentries', 'group-namespace', ALL, "list the group's WorkloadEntries"),
+  p(
+    'list',
+    'networking.istio.io',
+    'workloadentries',
+    'group-namespace',
+    ALL,
+    "list the group's WorkloadEntries (find a VM's)",
+  ),
   p('create', 'networking.istio.io', 'workloadentries', 'group-namespace', ONBOARD, 'create static WorkloadEntries', {
     when: 'static-registration',
   }),

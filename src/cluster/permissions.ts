@@ -187,7 +187,7 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
   ),
   p('delete', 'networking.istio.io', 'serviceentries', 'group-namespace', VERIFY, 'delete it after the check'),
   p('create', 'batch', 'jobs', 'group-namespace', VERIFY, 'mesh-to-VM mTLS verification Job (ADR 0002)'),
-  p('get', 'batch', 'jobs', 'group-namespace', VERIFY, 'wait for the verification Job'),
+  p('watch', 'batch', 'jobs', 'group-namespace', VERIFY, 'wait for the verification Job (one watch of it)'),
   p('delete', 'batch', 'jobs', 'group-namespace', VERIFY, 'delete the verification Job'),
   p('list', '', 'pods', 'group-namespace', VERIFY, "find the verification Job's pod"),
   p('get', '', 'pods', 'group-namespace', VERIFY, "read the verification pod's status"),

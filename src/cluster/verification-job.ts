@@ -281,6 +281,45 @@ function newestPod(pods: V1Pod[]): V1Pod | undefined {
   )[0];
 }
 
+/** Watches of one Job at most: the server or the connection may end a watch before the Job ends. */
+const MAX_JOB_WATCHES = 10;
+
+/**
+ * Until the Job finishes, disappears or `deadline`: one watch of that Job (a request for its whole life,
+ * instead of a GET per poll), watched again (at most MAX_JOB_WATCHES times, `pauseMs` apart) when the
+ * watch ends early. A watch without resourceVersion starts with the Job as it is.
+ */
+async function waitForJob(
+  ctx: ClusterContext,
+  namespace: string,
+  name: string,
+  deadline: number,
+  pauseMs: number,
+): Promise<JobPhase> {
+  let phase: JobPhase = { state: 'running' };
+  for (let watches = 0; phase.state === 'running' && watches < MAX_JOB_WATCHES; watches++) {
+    const remainingMs = deadline - Date.now();
+    if (remainingMs <= 0) break;
+    if (watches > 0) await sleep(Math.min(pauseMs, remainingMs));
+    const end = await ctx.transport.watch(
+      `/apis/batch/v1/namespaces/${encodeURIComponent(namespace)}/jobs`,
+      { fieldSelector: `metadata.name=${name}`, timeoutSeconds: Math.max(1, Math.ceil(remainingMs / 1000)) },
+      (type, object) => {
+        if (type === 'DELETED') {
+          phase = { state: 'failed', reason: 'the Job disappeared before it finished' };
+          return true;
+        }
+        if (type !== 'ADDED' && type !== 'MODIFIED') return false;
+        phase = jobPhase(object as V1Job);
+        return phase.state !== 'running';
+      },
+      Math.max(0, deadline - Date.now()),
+    );
+    if (end === 'timeout') break;
+  }
+  return phase;
+}
+
 export async function runVerificationJob(
   ctx: ClusterContext,
   input: VerificationJobInput,
@@ -313,20 +352,7 @@ export async function runVerificationJob(
     }
     created = true;
 
-    let phase: JobPhase = { state: 'running' };
-    // A Job's pod usually ends within a second or two: look soon, then less often (up to pollMs).
-    let interval = Math.min(100, pollMs);
-    const maxPolls = Math.ceil(input.timeoutMs / 100) + 1;
-    for (let polls = 0; phase.state === 'running' && Date.now() < deadline && polls < maxPolls; polls++) {
-      await sleep(Math.min(interval, Math.max(0, deadline - Date.now())));
-      interval = Math.min(pollMs, Math.round(interval * 1.5));
-      const job = await ctx.transport.callOptional((o) => ctx.batch.readNamespacedJob({ namespace, name }, o));
-      if (!job) {
-        phase = { state: 'failed', reason: 'the Job disappeared before it finished' };
-        break;
-      }
-      phase = jobPhase(job);
-    }
+    const phase = await waitForJob(ctx, namespace, name, deadline, pollMs);
 
     const pods = await ctx.transport.call((o) =>
       ctx.core.listNamespacedPod({ namespace, labelSelector: `job-name=${name}` }, o),

@@ -949,6 +949,26 @@ describe('verification Jobs (ADR 0002)', () => {
     expect(kube.requests.log.some((r) => r.path.endsWith('/log') && r.query.includes('container=ivo-client'))).toBe(
       true,
     );
+    // Waiting for it is one watch of that Job (issue 20), not a GET per poll.
+    const jobReads = kube.requests.log.filter((r) => r.method === 'GET' && r.resource === 'jobs.batch');
+    expect(jobReads.map((r) => `${r.verb} ${r.path} ${decodeURIComponent(r.query)}`)).toEqual([
+      expect.stringMatching(
+        /^watch \/apis\/batch\/v1\/namespaces\/vm-ns\/jobs \?.*fieldSelector=metadata\.name=ivo-verify-vm1-abc123/,
+      ),
+    ]);
+  });
+
+  it('without permission to watch Jobs the run says which permission it lacks, and the Job is still deleted', async () => {
+    behaviour = 'succeed';
+    const undo = kube.denyPermission({ verb: 'watch', group: 'batch', resource: 'jobs' });
+    try {
+      await expect(clientFor(kube).runVerificationJob(input('ivo-verify-vm1-nowatch'))).rejects.toThrow(
+        /refused \(403 Forbidden\) to watch jobs.batch in namespace "vm-ns"/,
+      );
+      expect(kube.store.get(JOBS, 'vm-ns', 'ivo-verify-vm1-nowatch')).toBeUndefined();
+    } finally {
+      undo();
+    }
   });
 
   const service = {

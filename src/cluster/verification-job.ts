@@ -1,8 +1,9 @@
 // The Kubernetes half of ADR 0002 and ADR 0005 (mesh→VM mTLS check): a short-lived Job in the VM group's
 // namespace whose one container (`ivo-client`) calls the VM and prints `ivo-call <n> <code>` per call
 // and `ivo-done`. The mTLS attempt calls the VM through a short-lived ServiceEntry (ADR 0005): a mesh
-// client's sidecar uses mutual TLS only for a mesh service, never for a raw IP. We create the entry and
-// the Job, wait (bounded), read the pod's log, and always delete both.
+// client's sidecar uses mutual TLS only for a mesh service, never for a raw IP. We create the Job and the
+// entry (owned by the Job), wait (bounded), read the pod's log, and always delete both (the entry by
+// garbage collection when we delete its Job).
 import { randomBytes } from 'node:crypto';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { sleep, type ClusterContext } from './context.js';
@@ -153,11 +154,16 @@ export function serviceUrl(service: Pick<VerificationService, 'host' | 'port'>, 
   return `http://${service.host}:${service.port}${path}`;
 }
 
-/** ADR 0005: the ServiceEntry of one verification (named like its Job). Pure. */
+/**
+ * ADR 0005: the ServiceEntry of one verification (named like its Job). With `ownerJobUid` it is owned by
+ * its Job: deleting the Job (propagation Background), or its ttlSecondsAfterFinished, garbage-collects it.
+ * Pure.
+ */
 export function buildVerificationServiceEntry(input: {
   namespace: string;
   name: string;
   service: VerificationService;
+  ownerJobUid?: string;
 }): Record<string, unknown> & { metadata: { name: string; namespace: string; labels: Record<string, string> } } {
   const { service } = input;
   const tcp = service.protocol === 'tcp';
@@ -168,6 +174,9 @@ export function buildVerificationServiceEntry(input: {
       name: input.name,
       namespace: input.namespace,
       labels: { ...MANAGED_BY_LABELS, [VERIFIES_VM_LABEL]: dnsLabel(service.vmName).slice(0, 63) || 'vm' },
+      ...(input.ownerJobUid
+        ? { ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: input.name, uid: input.ownerJobUid }] }
+        : {}),
     },
     spec: {
       hosts: [service.host],
@@ -330,9 +339,28 @@ export async function runVerificationJob(
   const deadline = Date.now() + input.timeoutMs;
   let created = false;
   let entryCreated = false;
+  /** The Job's uid, when its create answered: the ServiceEntry is then owned by the Job (no DELETE of its own). */
+  let jobUid: string | undefined;
   try {
+    // The Job first, then its ServiceEntry (owned by the Job): the Job's script waits (IVO_WAIT_FOR, bounded)
+    // until its sidecar has the entry's endpoint, so the entry may come a moment after the Job.
+    try {
+      const job = await ctx.transport.call((o) =>
+        ctx.batch.createNamespacedJob({ namespace, body: buildVerificationJob(input) }, o),
+      );
+      jobUid = job.metadata?.uid || undefined;
+    } catch (err) {
+      // A retried create whose first attempt went through: the Job (unique name) exists.
+      if (!(err instanceof KubeRequestError && err.kind === 'conflict' && err.attempts > 1)) throw err;
+    }
+    created = true;
     if (input.service) {
-      const body = buildVerificationServiceEntry({ namespace, name, service: input.service });
+      const body = buildVerificationServiceEntry({
+        namespace,
+        name,
+        service: input.service,
+        ...(jobUid ? { ownerJobUid: jobUid } : {}),
+      });
       try {
         await ctx.transport.call((o) =>
           ctx.custom.createNamespacedCustomObject({ ...SERVICE_ENTRY_API, namespace, body }, o),
@@ -342,15 +370,6 @@ export async function runVerificationJob(
       }
       entryCreated = true;
     }
-    try {
-      await ctx.transport.call((o) =>
-        ctx.batch.createNamespacedJob({ namespace, body: buildVerificationJob(input) }, o),
-      );
-    } catch (err) {
-      // A retried create whose first attempt went through: the Job (unique name) exists.
-      if (!(err instanceof KubeRequestError && err.kind === 'conflict' && err.attempts > 1)) throw err;
-    }
-    created = true;
 
     const phase = await waitForJob(ctx, namespace, name, deadline, pollMs);
 
@@ -401,16 +420,20 @@ export async function runVerificationJob(
     }
     return result;
   } finally {
+    let jobDeleted = false;
     if (created) {
       try {
         await ctx.transport.callOptional((o) =>
           ctx.batch.deleteNamespacedJob({ namespace, name, propagationPolicy: 'Background' }, o),
         );
+        jobDeleted = true;
       } catch {
         // ttlSecondsAfterFinished (300 s) removes it anyway; the result above is what matters.
       }
     }
-    if (entryCreated) {
+    // An entry the Job owns goes with the Job (garbage collection); otherwise, or when the Job could not be
+    // deleted, delete it ourselves.
+    if (entryCreated && !(jobUid && jobDeleted)) {
       try {
         await ctx.transport.callOptional((o) =>
           ctx.custom.deleteNamespacedCustomObject({ ...SERVICE_ENTRY_API, namespace, name }, o),

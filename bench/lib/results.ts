@@ -100,6 +100,8 @@ export interface SizeSummary {
     restarts: number;
     wallRatio: number;
     onboardingRatio: number;
+    /** Kubernetes API requests of a rerun: the report's count (= the lab API's, action-requests.test.ts). */
+    apiRequests: number;
   };
   baselines: Record<BaselineName, { wallMs: number; cpuPerVmS: number } | undefined>;
   ratios: { onboardingVsLean: number; wholeVsLean: number; runbookVsOnboarding: number; ansibleVsOnboarding: number };
@@ -198,6 +200,7 @@ export function summarize(raw: RawResults): Summary {
         restarts: pairs.reduce((a, r) => a + r.rerun!.restarts, 0),
         wallRatio: rerunWall / pairFirstWall,
         onboardingRatio: rerunOnboarding / pairFirstOnboarding,
+        apiRequests: median(pairs.map((r) => r.rerun!.apiRequests ?? Number.NaN)),
       },
       baselines,
       ratios: {
@@ -273,6 +276,20 @@ export function summarize(raw: RawResults): Summary {
       goal: `rerun with no changes ≤ 0.3× first run (whole run) at ${s.vms} VM(s)`,
       measured: s.rerun.pairs > 0 ? ratio(s.rerun.wallRatio) : 'no successful first install to rerun',
       met: s.rerun.pairs > 0 ? judged(s.rerun.wallRatio, (v) => v <= 0.3) : undefined,
+    });
+  }
+  // Issue 20: O(groups) + per-VM requests; the bench's inventory is one group.
+  for (const s of sizes) {
+    goals.push({
+      goal: `Kubernetes API requests ≤ 20 + 2N on a first install at N = ${s.vms} VM(s) (one group)`,
+      measured: `${num(s.action.apiRequests)} (≤ ${20 + 2 * s.vms})`,
+      met: judged(s.action.apiRequests, (v) => v <= 20 + 2 * s.vms),
+    });
+    goals.push({
+      goal: `Kubernetes API requests ≤ 20 + N on a rerun with no changes at N = ${s.vms} VM(s)`,
+      measured:
+        s.rerun.pairs > 0 ? `${num(s.rerun.apiRequests)} (≤ ${20 + s.vms})` : 'no successful first install to rerun',
+      met: s.rerun.pairs > 0 ? judged(s.rerun.apiRequests, (v) => v <= 20 + s.vms) : undefined,
     });
   }
   const pairs = sizes.reduce((a, s) => a + s.rerun.pairs, 0);
@@ -442,12 +459,12 @@ export function renderMarkdown(raw: RawResults, summary: Summary): string {
     '',
   );
   L.push(
-    '| VMs | SSH connections / VM (max) | exec round trips / VM (max) | bytes uploaded / VM (median) | runner CPU s / VM: action | (c) | (a) | (b) | kube API requests / run |',
+    '| VMs | SSH connections / VM (max) | exec round trips / VM (max) | bytes uploaded / VM (median) | runner CPU s / VM: action | (c) | (a) | (b) | kube API requests / run | … / VM |',
   );
-  L.push('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  L.push('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const s of summary.sizes) {
     L.push(
-      `| ${s.vms} | ${num(s.action.sshConnectionsPerVm)} | ${num(s.action.execRoundTripsPerVm)} | ${bytes(s.action.bytesUploadedPerVm)} | ${num(s.action.cpuPerVmS, 2)}${s.action.fromFailedRuns ? '†' : ''} | ${num(s.baselines.lean?.cpuPerVmS, 2)} | ${num(s.baselines.runbook?.cpuPerVmS, 2)} | ${num(s.baselines.ansible?.cpuPerVmS, 2)} | ${num(s.action.apiRequests)} |`,
+      `| ${s.vms} | ${num(s.action.sshConnectionsPerVm)} | ${num(s.action.execRoundTripsPerVm)} | ${bytes(s.action.bytesUploadedPerVm)} | ${num(s.action.cpuPerVmS, 2)}${s.action.fromFailedRuns ? '†' : ''} | ${num(s.baselines.lean?.cpuPerVmS, 2)} | ${num(s.baselines.runbook?.cpuPerVmS, 2)} | ${num(s.baselines.ansible?.cpuPerVmS, 2)} | ${num(s.action.apiRequests)} | ${num(s.action.apiRequests / s.vms, 1)} |`,
     );
   }
   L.push('');
@@ -458,13 +475,13 @@ export function renderMarkdown(raw: RawResults, summary: Summary): string {
     '',
   );
   L.push(
-    '| VMs | reruns counted | first run | rerun | rerun ÷ first (whole run) | rerun ÷ first (onboarding phase) | sidecar restarts (counted reruns) |',
+    '| VMs | reruns counted | first run | rerun | rerun ÷ first (whole run) | rerun ÷ first (onboarding phase) | sidecar restarts (counted reruns) | kube API requests / run | … / VM |',
   );
-  L.push('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  L.push('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const s of summary.sizes) {
     const firstWall = s.rerun.pairs > 0 ? s.rerun.wallMs / s.rerun.wallRatio : Number.NaN;
     L.push(
-      `| ${s.vms} | ${s.rerun.pairs} | ${secs(firstWall)} | ${secs(s.rerun.wallMs)} | ${ratio(s.rerun.wallRatio)} | ${ratio(s.rerun.onboardingRatio)} | ${s.rerun.pairs > 0 ? s.rerun.restarts : '—'} |`,
+      `| ${s.vms} | ${s.rerun.pairs} | ${secs(firstWall)} | ${secs(s.rerun.wallMs)} | ${ratio(s.rerun.wallRatio)} | ${ratio(s.rerun.onboardingRatio)} | ${s.rerun.pairs > 0 ? s.rerun.restarts : '—'} | ${num(s.rerun.apiRequests)} | ${num(s.rerun.apiRequests / s.vms, 1)} |`,
     );
   }
   L.push('');

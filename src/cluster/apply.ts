@@ -17,6 +17,7 @@ import {
 } from './mesh-objects.js';
 import type { PeerAuthenticationSetting } from './permissions.js';
 import { APPLY_PATCH_HEADERS } from './transport.js';
+import { recentWorkloadEntriesKey } from './workload-entries.js';
 
 /** `would-*` only with dryRun (plan mode): nothing was written. */
 export type ApplyAction = 'created' | 'configured' | 'unchanged' | 'would-create' | 'would-configure';
@@ -214,6 +215,8 @@ export async function applyStaticWorkloadEntry(
     group.adopt === true,
   );
   if (live !== undefined) byName.set(manifest.metadata.name, live);
+  // The lookups of the workload-entry check share a recent listing: not one from before this write.
+  ctx.cache.forgetRecent(recentWorkloadEntriesKey(namespace));
   return applied;
 }
 
@@ -282,6 +285,8 @@ export async function applyGroupObjects(
     manifests.map((m, i) => applyIfChanged(ctx, m, { live: lives[i] }, dryRun, group.adopt === true)),
   );
   out.push(...applied.map((result) => result.applied));
+  // The mesh-to-vm-mtls check reads the namespace's PeerAuthentications once per run: not before this write.
+  if (pa && !dryRun) ctx.cache.delete(`peerauthentications/${group.namespace}`);
 
   for (const { vm, address } of options.workloadEntries ?? []) {
     out.push(await applyStaticWorkloadEntry(ctx, render, group, vm, address, dryRun));

@@ -85,7 +85,7 @@ export interface ClusterClientOptions {
   resolver?: HostnameResolver;
   /** Wait for istio-ca-root-cert after namespace creation. Default 10 s. */
   rootCertWaitMs?: number;
-  /** Poll interval of verification Jobs. Default 500 ms. */
+  /** Pause before watching a verification Job again when a watch ended early. Default 500 ms. */
   jobPollMs?: number;
   /** Builders of the WorkloadGroup / WorkloadEntry (default: src/render). */
   render?: RenderedObjects;
@@ -97,6 +97,7 @@ export function createClusterClient(kubeConfig: KubeConfig, options: ClusterClie
     ...(options.retry ? { retry: options.retry } : {}),
     ...(options.onRequest ? { onRequest: options.onRequest } : {}),
     ...(options.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
+    kubeConfig,
   });
   const ctx: ClusterContext = createClusterContext(kubeConfig, transport, options.fieldManager ?? FIELD_MANAGER);
   const render: RenderedObjects = options.render ?? { buildWorkloadGroup, buildWorkloadEntry };

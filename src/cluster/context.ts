@@ -27,6 +27,31 @@ export class RunCache {
     return p;
   }
 
+  private readonly recent = new Map<string, { startedAt: number; value: Promise<unknown> }>();
+
+  /**
+   * A read shared by everyone who asks within `maxAgeMs` of its start (and while it runs): VMs of a group
+   * that poll the same namespace at once make one request per round, not one each. A failed read is not
+   * shared after it settles. `now` is the clock (tests pass their own).
+   */
+  recentOrNew<T>(key: string, maxAgeMs: number, compute: () => Promise<T>, now: () => number = Date.now): Promise<T> {
+    const hit = this.recent.get(key);
+    const at = now();
+    if (hit && at - hit.startedAt >= 0 && at - hit.startedAt < maxAgeMs) return hit.value as Promise<T>;
+    const value = compute();
+    const entry = { startedAt: at, value };
+    this.recent.set(key, entry);
+    value.catch(() => {
+      if (this.recent.get(key) === entry) this.recent.delete(key);
+    });
+    return value;
+  }
+
+  /** Forget a shared read (after a write that changes what it would return). */
+  forgetRecent(key: string): void {
+    this.recent.delete(key);
+  }
+
   set<T>(key: string, value: T): void {
     this.entries.set(key, Promise.resolve(value));
   }

@@ -5,7 +5,9 @@
 import {
   ApiException,
   Observable,
+  Watch,
   type ConfigurationOptions,
+  type KubeConfig,
   type ObservableMiddleware,
 } from '@kubernetes/client-node';
 import type { RequestContext, ResponseContext } from '@kubernetes/client-node';
@@ -38,7 +40,12 @@ export interface TransportOptions {
   requestTimeoutMs?: number;
   /** Injected for tests; default setTimeout. */
   sleep?: (ms: number) => Promise<void>;
+  /** The credentials and server for watches (`watch`); the API clients carry their own. */
+  kubeConfig?: KubeConfig;
 }
+
+/** How a watch ended: the caller stopped it, the server (or the connection) ended it, or it ran out of time. */
+export type WatchEnd = 'stopped' | 'closed' | 'timeout';
 
 export const DEFAULT_RETRY: Required<RetryPolicy> = { attempts: 4, baseDelayMs: 250, maxDelayMs: 4000 };
 
@@ -197,6 +204,72 @@ export class KubeTransport {
         throw this.toError(failure, last.method, last.path, attempt, err);
       }
     }
+  }
+
+  /**
+   * One watch (`GET path?watch=true&…`), counted and reported like any request; not retried (the caller
+   * decides whether to watch again: a new watch without resourceVersion starts with the current state).
+   * `onEvent` gets each event and returns true to stop. Ends after `timeoutMs` at the latest. Throws
+   * KubeRequestError when the server refuses the watch (403, 404, …); a connection that fails or drops
+   * ends it as 'closed'.
+   */
+  async watch(
+    path: string,
+    query: Record<string, string | number>,
+    onEvent: (type: string, object: unknown) => boolean,
+    timeoutMs: number,
+  ): Promise<WatchEnd> {
+    const kubeConfig = this.options.kubeConfig;
+    if (!kubeConfig) throw new Error('this Kubernetes transport has no kubeconfig for watches');
+    const search = new URLSearchParams({ watch: 'true' });
+    for (const [k, v] of Object.entries(query)) search.set(k, String(v));
+    const recorded = `${path}?${search.toString()}`;
+    this.requestCount++;
+    this.options.onRequest?.({ method: 'GET', path: recorded });
+    return new Promise<WatchEnd>((resolve, reject) => {
+      let settled = false;
+      let controller: AbortController | undefined;
+      const finish = (end: WatchEnd, error?: unknown): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        controller?.abort();
+        if (error !== undefined) reject(error);
+        else resolve(end);
+      };
+      const timer = setTimeout(() => finish('timeout'), Math.max(0, timeoutMs));
+      const refused = (err: unknown): KubeRequestError | undefined => {
+        const status = (err as { statusCode?: unknown } | null)?.statusCode;
+        if (typeof status !== 'number') return undefined;
+        const kind = kindOfStatus(status);
+        return this.toError({ kind, status, retryable: false }, 'GET', recorded, 1, err);
+      };
+      new Watch(kubeConfig)
+        .watch(
+          path,
+          query,
+          (type: string, object: unknown) => {
+            if (settled) return;
+            if (type === 'ERROR') return finish('closed');
+            try {
+              if (onEvent(type, object)) finish('stopped');
+            } catch (err) {
+              finish('stopped', err);
+            }
+          },
+          (err: unknown) => {
+            const refusal = err ? refused(err) : undefined;
+            finish('closed', refusal);
+          },
+        )
+        .then(
+          (c) => {
+            controller = c;
+            if (settled) c.abort();
+          },
+          (err: unknown) => finish('closed', refused(err)),
+        );
+    });
   }
 
   /** Like call, but a 404 gives undefined. */

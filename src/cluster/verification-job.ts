@@ -1,8 +1,9 @@
 // The Kubernetes half of ADR 0002 and ADR 0005 (mesh→VM mTLS check): a short-lived Job in the VM group's
 // namespace whose one container (`ivo-client`) calls the VM and prints `ivo-call <n> <code>` per call
 // and `ivo-done`. The mTLS attempt calls the VM through a short-lived ServiceEntry (ADR 0005): a mesh
-// client's sidecar uses mutual TLS only for a mesh service, never for a raw IP. We create the entry and
-// the Job, wait (bounded), read the pod's log, and always delete both.
+// client's sidecar uses mutual TLS only for a mesh service, never for a raw IP. We create the Job and the
+// entry (owned by the Job), wait (bounded), read the pod's log, and always delete both (the entry by
+// garbage collection when we delete its Job).
 import { randomBytes } from 'node:crypto';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { sleep, type ClusterContext } from './context.js';
@@ -153,11 +154,16 @@ export function serviceUrl(service: Pick<VerificationService, 'host' | 'port'>, 
   return `http://${service.host}:${service.port}${path}`;
 }
 
-/** ADR 0005: the ServiceEntry of one verification (named like its Job). Pure. */
+/**
+ * ADR 0005: the ServiceEntry of one verification (named like its Job). With `ownerJobUid` it is owned by
+ * its Job: deleting the Job (propagation Background), or its ttlSecondsAfterFinished, garbage-collects it.
+ * Pure.
+ */
 export function buildVerificationServiceEntry(input: {
   namespace: string;
   name: string;
   service: VerificationService;
+  ownerJobUid?: string;
 }): Record<string, unknown> & { metadata: { name: string; namespace: string; labels: Record<string, string> } } {
   const { service } = input;
   const tcp = service.protocol === 'tcp';
@@ -168,6 +174,9 @@ export function buildVerificationServiceEntry(input: {
       name: input.name,
       namespace: input.namespace,
       labels: { ...MANAGED_BY_LABELS, [VERIFIES_VM_LABEL]: dnsLabel(service.vmName).slice(0, 63) || 'vm' },
+      ...(input.ownerJobUid
+        ? { ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: input.name, uid: input.ownerJobUid }] }
+        : {}),
     },
     spec: {
       hosts: [service.host],
@@ -281,6 +290,45 @@ function newestPod(pods: V1Pod[]): V1Pod | undefined {
   )[0];
 }
 
+/** Watches of one Job at most: the server or the connection may end a watch before the Job ends. */
+const MAX_JOB_WATCHES = 10;
+
+/**
+ * Until the Job finishes, disappears or `deadline`: one watch of that Job (a request for its whole life,
+ * instead of a GET per poll), watched again (at most MAX_JOB_WATCHES times, `pauseMs` apart) when the
+ * watch ends early. A watch without resourceVersion starts with the Job as it is.
+ */
+async function waitForJob(
+  ctx: ClusterContext,
+  namespace: string,
+  name: string,
+  deadline: number,
+  pauseMs: number,
+): Promise<JobPhase> {
+  let phase: JobPhase = { state: 'running' };
+  for (let watches = 0; phase.state === 'running' && watches < MAX_JOB_WATCHES; watches++) {
+    const remainingMs = deadline - Date.now();
+    if (remainingMs <= 0) break;
+    if (watches > 0) await sleep(Math.min(pauseMs, remainingMs));
+    const end = await ctx.transport.watch(
+      `/apis/batch/v1/namespaces/${encodeURIComponent(namespace)}/jobs`,
+      { fieldSelector: `metadata.name=${name}`, timeoutSeconds: Math.max(1, Math.ceil(remainingMs / 1000)) },
+      (type, object) => {
+        if (type === 'DELETED') {
+          phase = { state: 'failed', reason: 'the Job disappeared before it finished' };
+          return true;
+        }
+        if (type !== 'ADDED' && type !== 'MODIFIED') return false;
+        phase = jobPhase(object as V1Job);
+        return phase.state !== 'running';
+      },
+      Math.max(0, deadline - Date.now()),
+    );
+    if (end === 'timeout') break;
+  }
+  return phase;
+}
+
 export async function runVerificationJob(
   ctx: ClusterContext,
   input: VerificationJobInput,
@@ -291,9 +339,28 @@ export async function runVerificationJob(
   const deadline = Date.now() + input.timeoutMs;
   let created = false;
   let entryCreated = false;
+  /** The Job's uid, when its create answered: the ServiceEntry is then owned by the Job (no DELETE of its own). */
+  let jobUid: string | undefined;
   try {
+    // The Job first, then its ServiceEntry (owned by the Job): the Job's script waits (IVO_WAIT_FOR, bounded)
+    // until its sidecar has the entry's endpoint, so the entry may come a moment after the Job.
+    try {
+      const job = await ctx.transport.call((o) =>
+        ctx.batch.createNamespacedJob({ namespace, body: buildVerificationJob(input) }, o),
+      );
+      jobUid = job.metadata?.uid || undefined;
+    } catch (err) {
+      // A retried create whose first attempt went through: the Job (unique name) exists.
+      if (!(err instanceof KubeRequestError && err.kind === 'conflict' && err.attempts > 1)) throw err;
+    }
+    created = true;
     if (input.service) {
-      const body = buildVerificationServiceEntry({ namespace, name, service: input.service });
+      const body = buildVerificationServiceEntry({
+        namespace,
+        name,
+        service: input.service,
+        ...(jobUid ? { ownerJobUid: jobUid } : {}),
+      });
       try {
         await ctx.transport.call((o) =>
           ctx.custom.createNamespacedCustomObject({ ...SERVICE_ENTRY_API, namespace, body }, o),
@@ -303,30 +370,8 @@ export async function runVerificationJob(
       }
       entryCreated = true;
     }
-    try {
-      await ctx.transport.call((o) =>
-        ctx.batch.createNamespacedJob({ namespace, body: buildVerificationJob(input) }, o),
-      );
-    } catch (err) {
-      // A retried create whose first attempt went through: the Job (unique name) exists.
-      if (!(err instanceof KubeRequestError && err.kind === 'conflict' && err.attempts > 1)) throw err;
-    }
-    created = true;
 
-    let phase: JobPhase = { state: 'running' };
-    // A Job's pod usually ends within a second or two: look soon, then less often (up to pollMs).
-    let interval = Math.min(100, pollMs);
-    const maxPolls = Math.ceil(input.timeoutMs / 100) + 1;
-    for (let polls = 0; phase.state === 'running' && Date.now() < deadline && polls < maxPolls; polls++) {
-      await sleep(Math.min(interval, Math.max(0, deadline - Date.now())));
-      interval = Math.min(pollMs, Math.round(interval * 1.5));
-      const job = await ctx.transport.callOptional((o) => ctx.batch.readNamespacedJob({ namespace, name }, o));
-      if (!job) {
-        phase = { state: 'failed', reason: 'the Job disappeared before it finished' };
-        break;
-      }
-      phase = jobPhase(job);
-    }
+    const phase = await waitForJob(ctx, namespace, name, deadline, pollMs);
 
     const pods = await ctx.transport.call((o) =>
       ctx.core.listNamespacedPod({ namespace, labelSelector: `job-name=${name}` }, o),
@@ -375,16 +420,20 @@ export async function runVerificationJob(
     }
     return result;
   } finally {
+    let jobDeleted = false;
     if (created) {
       try {
         await ctx.transport.callOptional((o) =>
           ctx.batch.deleteNamespacedJob({ namespace, name, propagationPolicy: 'Background' }, o),
         );
+        jobDeleted = true;
       } catch {
         // ttlSecondsAfterFinished (300 s) removes it anyway; the result above is what matters.
       }
     }
-    if (entryCreated) {
+    // An entry the Job owns goes with the Job (garbage collection); otherwise, or when the Job could not be
+    // deleted, delete it ourselves.
+    if (entryCreated && !(jobUid && jobDeleted)) {
       try {
         await ctx.transport.callOptional((o) =>
           ctx.custom.deleteNamespacedCustomObject({ ...SERVICE_ENTRY_API, namespace, name }, o),

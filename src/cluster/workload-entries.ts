@@ -97,8 +97,30 @@ export async function listWorkloadEntries(
 }
 
 /**
- * The WorkloadEntry for a VM address in a group: first by the auto-registration name (one GET),
- * else by listing the namespace and matching spec.address.
+ * How long one listing of a namespace's WorkloadEntries answers every VM's lookup: less than the
+ * workload-entry check's poll interval (500 ms), so each poll of a VM still sees a newer listing.
+ */
+export const SHARED_WORKLOAD_ENTRY_LIST_MS = 400;
+
+export function recentWorkloadEntriesKey(namespace: string): string {
+  return `workloadentries-recent/${namespace}`;
+}
+
+/** The namespace's WorkloadEntries, one listing shared by the lookups within SHARED_WORKLOAD_ENTRY_LIST_MS. */
+function recentWorkloadEntries(ctx: ClusterContext, namespace: string): Promise<RawEntry[]> {
+  return ctx.cache.recentOrNew(recentWorkloadEntriesKey(namespace), SHARED_WORKLOAD_ENTRY_LIST_MS, async () => {
+    const list = (await ctx.transport.call((o) =>
+      ctx.custom.listNamespacedCustomObject({ ...WORKLOAD_ENTRY_API, namespace }, o),
+    )) as { items?: RawEntry[] };
+    return list.items ?? [];
+  });
+}
+
+/**
+ * The WorkloadEntry for a VM address in a group: the one with the auto-registration name and that
+ * address, else one of the group with that address. From a listing of the namespace that every VM of
+ * the group polling at once shares (one request per round instead of a GET, and a LIST while it is
+ * missing, per VM).
  */
 export async function findWorkloadEntryFor(
   ctx: ClusterContext,
@@ -109,12 +131,14 @@ export async function findWorkloadEntryFor(
   const groupName = typeof group === 'string' ? group : group.name;
   const network = typeof group === 'string' ? undefined : group.network || undefined;
   const name = autoRegisteredWorkloadEntryName(groupName, address, network);
-  const direct = (await ctx.transport.callOptional((o) =>
-    ctx.custom.getNamespacedCustomObject({ ...WORKLOAD_ENTRY_API, namespace, name }, o),
-  )) as RawEntry | undefined;
-  if (direct && direct.spec?.address === address) return toWorkloadEntryInfo(direct);
-  const all = await listWorkloadEntries(ctx, namespace, group);
-  return all.find((e) => e.address === address);
+  const items = await recentWorkloadEntries(ctx, namespace);
+  const direct = items.find((raw) => raw.metadata?.name === name && raw.spec?.address === address);
+  if (direct) return toWorkloadEntryInfo(direct);
+  return items
+    .map(toWorkloadEntryInfo)
+    .filter((e) => belongsToGroup(e, group))
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .find((e) => e.address === address);
 }
 
 /** Deletes a WorkloadEntry; false when it was already gone. */
@@ -123,6 +147,7 @@ export async function deleteWorkloadEntry(ctx: ClusterContext, namespace: string
     ctx.custom.deleteNamespacedCustomObject({ ...WORKLOAD_ENTRY_API, namespace, name }, o),
   );
   ctx.cache.delete(`workloadentries/${namespace}`);
+  ctx.cache.forgetRecent(recentWorkloadEntriesKey(namespace));
   return result !== undefined;
 }
 
@@ -189,17 +214,19 @@ export async function getPeerAuthenticationMode(
   labels: Record<string, string>,
   rootNamespace: string,
 ): Promise<PeerAuthenticationModeInfo> {
-  const list = async (ns: string): Promise<RawPeerAuthentication[]> => {
-    const res = (await ctx.transport.call((o) =>
-      ctx.custom.listNamespacedCustomObject({ ...PEER_AUTH_API, namespace: ns }, o),
-    )) as {
-      items?: RawPeerAuthentication[];
-    };
-    return (res.items ?? []).map((i) => ({
-      ...i,
-      metadata: { ...i.metadata, namespace: i.metadata?.namespace ?? ns },
-    }));
-  };
+  // Read once per namespace per run: every VM of a group (and every group, for the root namespace) asks.
+  const list = (ns: string): Promise<RawPeerAuthentication[]> =>
+    ctx.cache.once(`peerauthentications/${ns}`, async () => {
+      const res = (await ctx.transport.call((o) =>
+        ctx.custom.listNamespacedCustomObject({ ...PEER_AUTH_API, namespace: ns }, o),
+      )) as {
+        items?: RawPeerAuthentication[];
+      };
+      return (res.items ?? []).map((i) => ({
+        ...i,
+        metadata: { ...i.metadata, namespace: i.metadata?.namespace ?? ns },
+      }));
+    });
   const inNamespace = await list(namespace);
   const inRoot = rootNamespace === namespace ? inNamespace : await list(rootNamespace);
   return effectivePeerAuthenticationMode(inNamespace, inRoot, labels);

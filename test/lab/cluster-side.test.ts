@@ -629,9 +629,10 @@ describe('preflight', () => {
     expect(missing).toContain('create namespaces');
     expect(missing).toContain('patch workloadgroups');
     expect(missing).toContain('create serviceaccounts/token');
-    expect(missing.some((m) => /^(get|list) /.test(m))).toBe(false);
-    // Every permission the rules did not prove was asked, and only those: the reads were not.
-    const reads = report.permissions.checked.filter((m) => m.namespace && ['get', 'list'].includes(m.verb));
+    expect(missing.some((m) => /^(get|list|watch) /.test(m))).toBe(false);
+    // Every permission the rules did not prove was asked, and only those: the reads (get, list, watch: the
+    // read-only user's verbs) were not.
+    const reads = report.permissions.checked.filter((m) => m.namespace && ['get', 'list', 'watch'].includes(m.verb));
     expect(reviewsOf(paths)).toEqual({ rules: 2, access: report.permissions.checked.length - reads.length });
   });
 
@@ -949,6 +950,26 @@ describe('verification Jobs (ADR 0002)', () => {
     expect(kube.requests.log.some((r) => r.path.endsWith('/log') && r.query.includes('container=ivo-client'))).toBe(
       true,
     );
+    // Waiting for it is one watch of that Job (issue 20), not a GET per poll.
+    const jobReads = kube.requests.log.filter((r) => r.method === 'GET' && r.resource === 'jobs.batch');
+    expect(jobReads.map((r) => `${r.verb} ${r.path} ${decodeURIComponent(r.query)}`)).toEqual([
+      expect.stringMatching(
+        /^watch \/apis\/batch\/v1\/namespaces\/vm-ns\/jobs \?.*fieldSelector=metadata\.name=ivo-verify-vm1-abc123/,
+      ),
+    ]);
+  });
+
+  it('without permission to watch Jobs the run says which permission it lacks, and the Job is still deleted', async () => {
+    behaviour = 'succeed';
+    const undo = kube.denyPermission({ verb: 'watch', group: 'batch', resource: 'jobs' });
+    try {
+      await expect(clientFor(kube).runVerificationJob(input('ivo-verify-vm1-nowatch'))).rejects.toThrow(
+        /refused \(403 Forbidden\) to watch jobs.batch in namespace "vm-ns"/,
+      );
+      expect(kube.store.get(JOBS, 'vm-ns', 'ivo-verify-vm1-nowatch')).toBeUndefined();
+    } finally {
+      undo();
+    }
   });
 
   const service = {
@@ -962,10 +983,18 @@ describe('verification Jobs (ADR 0002)', () => {
     waitAttempts: 3,
   };
 
-  it('ADR 0005: creates the ServiceEntry before the Job, deletes both after: two more requests per VM', async () => {
+  it('ADR 0005: creates the Job, then the ServiceEntry owned by it; deleting the Job removes both: one more request per VM', async () => {
     behaviour = 'succeed';
     kube.requests.reset();
+    const entries: KubeObject[] = [];
+    const unwatch = kube.store.watch('serviceentries.networking.istio.io', (e) => {
+      if (e.type === 'ADDED') entries.push(e.object);
+    });
     const result = await clientFor(kube).runVerificationJob({ ...input('ivo-verify-vm1-se1234'), service });
+    unwatch();
+    expect(entries.map((e) => e.metadata.ownerReferences)).toEqual([
+      [{ apiVersion: 'batch/v1', kind: 'Job', name: 'ivo-verify-vm1-se1234', uid: seenJobs.at(-1)!.metadata.uid }],
+    ]);
     expect(result).toMatchObject({
       succeeded: true,
       serviceEntry: 'ivo-verify-vm1-se1234',
@@ -975,11 +1004,14 @@ describe('verification Jobs (ADR 0002)', () => {
       .filter((r) => r.method === 'POST' || r.method === 'DELETE')
       .map((r) => `${r.method} ${r.path}`);
     expect(writes).toEqual([
-      'POST /apis/networking.istio.io/v1/namespaces/vm-ns/serviceentries',
       'POST /apis/batch/v1/namespaces/vm-ns/jobs',
+      'POST /apis/networking.istio.io/v1/namespaces/vm-ns/serviceentries',
       'DELETE /apis/batch/v1/namespaces/vm-ns/jobs/ivo-verify-vm1-se1234',
-      'DELETE /apis/networking.istio.io/v1/namespaces/vm-ns/serviceentries/ivo-verify-vm1-se1234',
     ]);
+    // Owned by the Job; the Job deleted with propagation Background, the API server's garbage collector removed it.
+    const entryCreate = kube.requests.log.find((r) => r.method === 'POST' && r.resource?.startsWith('serviceentries'));
+    expect(entryCreate).toBeDefined();
+    expect(kube.requests.log.find((r) => r.method === 'DELETE')?.query).toContain('propagationPolicy=Background');
     expect(kube.store.get('serviceentries.networking.istio.io', 'vm-ns', 'ivo-verify-vm1-se1234')).toBeUndefined();
     expect(seenJobs.at(-1)!.spec.template.spec.containers[0].env.map((e: { name: string }) => e.name)).toEqual([
       'IVO_TARGET_URL',
@@ -990,15 +1022,14 @@ describe('verification Jobs (ADR 0002)', () => {
     ]);
   });
 
-  it('ADR 0005: without permission to create ServiceEntries the run says so and no Job is created', async () => {
+  it('ADR 0005: without permission to create ServiceEntries the run says so and its Job is deleted again', async () => {
     behaviour = 'succeed';
     const undo = kube.denyPermission({ verb: 'create', group: 'networking.istio.io', resource: 'serviceentries' });
     try {
-      const before = seenJobs.length;
       await expect(clientFor(kube).runVerificationJob({ ...input('ivo-verify-vm1-se403'), service })).rejects.toThrow(
         /serviceentries/,
       );
-      expect(seenJobs.length).toBe(before);
+      expect(kube.store.get(JOBS, 'vm-ns', 'ivo-verify-vm1-se403')).toBeUndefined();
     } finally {
       undo();
     }

@@ -8,7 +8,13 @@ export type ControlRequest =
   | { op: 'heal'; name: string; vm?: string; options?: Record<string, string> }
   | { op: 'shutdown' }
   /** Replace the Kubernetes double's RBAC rules of one kubeconfig user (e.g. lab-restricted). */
-  | { op: 'kube-user-rules'; user: string; rules: PolicyRule[] };
+  | { op: 'kube-user-rules'; user: string; rules: PolicyRule[] }
+  /**
+   * The Kubernetes double's requests after the `since`-th (default: all it keeps), and `total`, the mark
+   * to pass next time. Each: method, path (no query), verb, user, status, and resource, subresource,
+   * namespace, name when the path names them.
+   */
+  | { op: 'kube-requests'; since?: number };
 
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
 

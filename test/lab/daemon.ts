@@ -136,6 +136,23 @@ async function main(): Promise<void> {
         kube.setUserRules(req.user, req.rules);
         return { user: req.user, rules: req.rules.length };
       }
+      case 'kube-requests': {
+        const kube = controlPlane?.parts?.kube;
+        if (!kube) throw new Error('the lab has no Kubernetes double (yet)');
+        const total = kube.requests.total;
+        const requests = kube.requests.since(req.since ?? 0).map((r) => ({
+          method: r.method,
+          path: r.path,
+          verb: r.verb,
+          user: r.user,
+          status: r.status,
+          ...(r.resource !== undefined ? { resource: r.resource } : {}),
+          ...(r.subresource !== undefined ? { subresource: r.subresource } : {}),
+          ...(r.namespace !== undefined ? { namespace: r.namespace } : {}),
+          ...(r.name !== undefined ? { name: r.name } : {}),
+        }));
+        return { total, requests };
+      }
       case 'shutdown':
         setImmediate(() => void shutdown('shutdown request'));
         return { stopping: true };

@@ -607,6 +607,13 @@ describe('verification Job (ADR 0002)', () => {
     });
     const tcp = buildVerificationServiceEntry({ namespace: 'ns', name: 'j', service: { ...service, protocol: 'tcp' } });
     expect(tcp.spec).toMatchObject({ addresses: ['10.0.0.1'], ports: [{ name: 'tcp-verify', protocol: 'TCP' }] });
+    // Owned by its Job (issue 20): deleting the Job garbage-collects it; without a uid, no owner.
+    expect(buildVerificationServiceEntry({ namespace: 'ns', name: 'j', service, ownerJobUid: 'u-1' }).metadata).toEqual(
+      expect.objectContaining({ ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: 'j', uid: 'u-1' }] }),
+    );
+    expect(buildVerificationServiceEntry({ namespace: 'ns', name: 'j', service }).metadata).not.toHaveProperty(
+      'ownerReferences',
+    );
   });
   it('the client script: waits (bounded, 1 s apart) until Envoy has the endpoint, then calls with --resolve', () => {
     const bin = mkdtempSync(join(tmpdir(), 'ivo verify script '));

@@ -36,7 +36,11 @@ export interface RequestRecord {
 export interface RequestLog {
   /** Number of requests seen (every one, including rejected ones). */
   readonly count: number;
+  /** Number of requests seen since the double started; never reset, so a reader can take what came after a mark. */
+  readonly total: number;
   readonly log: readonly RequestRecord[];
+  /** The requests after the `total`-th one (as many as are still kept). */
+  since(total: number): RequestRecord[];
   /** Requests whose verb is a write (create, update, patch, delete, deletecollection). */
   writes(): RequestRecord[];
   reset(): void;
@@ -44,8 +48,16 @@ export interface RequestLog {
 
 export class RequestRecorder implements RequestLog {
   private entries: RequestRecord[] = [];
+  private seen = 0;
   get count(): number {
     return this.entries.length;
+  }
+  get total(): number {
+    return this.seen;
+  }
+  since(total: number): RequestRecord[] {
+    const kept = this.seen - this.entries.length;
+    return this.entries.slice(Math.max(0, total - kept));
   }
   get log(): readonly RequestRecord[] {
     return this.entries;
@@ -57,6 +69,7 @@ export class RequestRecorder implements RequestLog {
     this.entries = [];
   }
   add(r: RequestRecord): void {
+    this.seen += 1;
     this.entries.push(r);
     if (this.entries.length > 20000) this.entries.splice(0, 10000);
   }

@@ -1,0 +1,187 @@
+// How many Kubernetes API requests `mode: onboard` makes, counted by the lab's Kubernetes double (not by
+// the action), for N VMs in one group: the goal of issue 20 is ≤ 20 + 2N on a first install and ≤ 20 + N
+// on a rerun with nothing changed. One lab of five VMs: group `app` (vm1, N = 1) and group `app4` (vm2..vm5,
+// N = 4) in a namespace of its own, so both are first installs. The action runs through dist/ with the
+// kubeconfig's `lab-restricted` user given an admin's rules — what the lab's `lab` context can do, under a
+// name of its own, so the double tells the action's requests from those of the lab's istiod double (which
+// reads the API as `lab-admin`). Prints the requests grouped by verb and resource, and checks what the
+// reductions so far guarantee; the goal itself is an expected failure until it is met.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse, stringify } from 'yaml';
+import { runAction, snapshotDist, type ActionRun } from './action-harness.js';
+import { controlRequest } from './control.js';
+import { ADMIN_RULES, RESTRICTED_USER } from './kube/auth.js';
+import type { LabState } from './state.js';
+import { downLab, newLabDir, upLab } from './testing.js';
+
+const dir = newLabDir('action-requests');
+let state: LabState;
+let entry: string;
+const inventories: Record<number, string> = {};
+
+interface KubeRequest {
+  method: string;
+  path: string;
+  verb: string;
+  user: string;
+  status: number;
+  resource?: string;
+  subresource?: string;
+  namespace?: string;
+}
+
+interface Counted {
+  total: number;
+  /** `verb resource[/subresource]` (or `METHOD path` for non-resource paths) → count. */
+  byKind: Record<string, number>;
+}
+
+/** The mark to count from: how many requests the double has seen so far. */
+async function mark(): Promise<number> {
+  const reply = await controlRequest(state.files.controlSocket, {
+    op: 'kube-requests',
+    since: Number.MAX_SAFE_INTEGER,
+  });
+  if (!reply.ok) throw new Error(`kube-requests: ${reply.error}`);
+  return (reply.result as { total: number }).total;
+}
+
+/** The action's requests since `since`, grouped. */
+async function countedSince(since: number): Promise<Counted> {
+  const reply = await controlRequest(state.files.controlSocket, { op: 'kube-requests', since });
+  if (!reply.ok) throw new Error(`kube-requests: ${reply.error}`);
+  const requests = (reply.result as { requests: KubeRequest[] }).requests.filter((r) => r.user === RESTRICTED_USER);
+  const byKind: Record<string, number> = {};
+  for (const r of requests) {
+    const kind = r.resource
+      ? `${r.verb} ${r.resource}${r.subresource ? `/${r.subresource}` : ''}`
+      : `${r.method} ${r.path}`;
+    byKind[kind] = (byKind[kind] ?? 0) + 1;
+  }
+  return { total: requests.length, byKind };
+}
+
+function breakdown(label: string, counted: Counted): string {
+  const rows = Object.entries(counted.byKind).sort(([a, x], [b, y]) => y - x || a.localeCompare(b));
+  return [
+    `${label}: ${counted.total} requests`,
+    ...rows.map(([kind, n]) => `  ${String(n).padStart(4)}  ${kind}`),
+  ].join('\n');
+}
+
+async function onboard(vms: number): Promise<{ run: ActionRun; counted: Counted }> {
+  const since = await mark();
+  const run = await runAction(
+    state,
+    { context: 'lab-restricted', mode: 'onboard', inventory: inventories[vms]! },
+    { entry, timeoutMs: 400_000 },
+  );
+  if (run.code !== 0) console.log(run.log.slice(-4000));
+  expect(run.code).toBe(0);
+  expect(run.report?.vms.map((vm) => vm.outcome)).toEqual(
+    Array(vms).fill(expect.stringMatching(/installed|unchanged/)),
+  );
+  return { run, counted: await countedSince(since) };
+}
+
+beforeAll(async () => {
+  state = await upLab(dir, 5);
+  entry = await snapshotDist(dir);
+  const reply = await controlRequest(state.files.controlSocket, {
+    op: 'kube-user-rules',
+    user: RESTRICTED_USER,
+    rules: ADMIN_RULES,
+  });
+  if (!reply.ok) throw new Error(`kube-user-rules: ${reply.error}`);
+  type Group = { name: string; namespace: string; serviceAccount: string; vms: { name: string }[] };
+  const doc = parse(readFileSync(state.files.inventory, 'utf8')) as { groups: Group[] };
+  const [group] = doc.groups;
+  if (!group || doc.groups.length !== 1 || group.vms.length !== 5) throw new Error('expected one group of 5 VMs');
+  const variants: Record<number, Group> = {
+    1: { ...group, vms: group.vms.slice(0, 1) },
+    4: {
+      ...group,
+      name: `${group.name}4`,
+      namespace: `${group.namespace}4`,
+      serviceAccount: `${group.serviceAccount}4`,
+      vms: group.vms.slice(1),
+    },
+  };
+  for (const [n, variant] of Object.entries(variants)) {
+    const file = path.join(dir, `inventory of ${n} VMs.yaml`);
+    writeFileSync(file, stringify({ ...doc, groups: [variant] }));
+    inventories[Number(n)] = file;
+  }
+}, 300_000);
+
+afterAll(async () => {
+  await downLab(dir);
+}, 120_000);
+
+/**
+ * What the reductions so far guarantee whatever the timing: per VM exactly one verification Job, waited
+ * for with watches (no GET per poll), its ServiceEntry removed with it (no DELETE of its own); WorkloadEntries
+ * found in a shared listing (no GET by name); PeerAuthentications read once per namespace (group + root).
+ */
+function expectReductions(counted: Counted, vms: number): void {
+  const n = (kind: string): number => counted.byKind[kind] ?? 0;
+  expect({
+    createJobs: n('create jobs.batch'),
+    getJobs: n('get jobs.batch'),
+    deleteJobs: n('delete jobs.batch'),
+    createServiceEntries: n('create serviceentries.networking.istio.io'),
+    deleteServiceEntries: n('delete serviceentries.networking.istio.io'),
+    getWorkloadEntries: n('get workloadentries.networking.istio.io'),
+    listPeerAuthentications: n('list peerauthentications.security.istio.io'),
+  }).toEqual({
+    createJobs: vms,
+    getJobs: 0,
+    deleteJobs: vms,
+    createServiceEntries: vms,
+    deleteServiceEntries: 0,
+    getWorkloadEntries: 0,
+    listPeerAuthentications: 2,
+  });
+  // A watch of a Job is opened again only when one ends before the Job (at most 10 per Job).
+  expect(n('watch jobs.batch')).toBeGreaterThanOrEqual(vms);
+}
+
+describe.each([1, 4])('Kubernetes requests of onboard for %i VM(s) in one group', (vms) => {
+  let first: { run: ActionRun; counted: Counted } | undefined;
+  let rerun: { run: ActionRun; counted: Counted } | undefined;
+
+  it("first install: the double counts what the action's report counts (what the bench reads)", async () => {
+    first = await onboard(vms);
+    console.log(breakdown(`first install, ${vms} VM(s) (issue 20's goal: ≤ ${20 + 2 * vms})`, first.counted));
+    expect(first.run.report?.vms.map((vm) => vm.outcome)).toEqual(Array(vms).fill('installed'));
+    expect(first.run.report?.cluster?.apiRequests).toBe(first.counted.total);
+    expectReductions(first.counted, vms);
+  }, 420_000);
+
+  it('rerun with nothing changed: the same, every VM unchanged', async () => {
+    expect(first?.run.code).toBe(0);
+    rerun = await onboard(vms);
+    console.log(breakdown(`rerun, ${vms} VM(s) (issue 20's goal: ≤ ${20 + vms})`, rerun.counted));
+    expect(rerun.run.report?.vms.map((vm) => vm.outcome)).toEqual(Array(vms).fill('unchanged'));
+    expect(rerun.run.report?.cluster?.apiRequests).toBe(rerun.counted.total);
+    expectReductions(rerun.counted, vms);
+  }, 420_000);
+
+  // Issue 20's goal is not met yet (ADR 0005, last section: one verification Job per group is the part
+  // left). At 4 VMs the requests every VM makes whatever the timing (TokenRequest, and create Job, create
+  // ServiceEntry, watch, list pods, pod log, delete Job) already exceed it, so these fail for sure and jest
+  // reports them as expected failures; once the goal is met they fail the run, and `.failing` is to go.
+  // At 1 VM the counts sit at the goal's edge (a WorkloadEntry listing more or less): printed, not asserted.
+  if (vms === 4) {
+    it.failing(`issue 20's goal: first install ≤ 20 + 2·${vms} (not met yet)`, () => {
+      expect(first).toBeDefined();
+      expect(first!.counted.total).toBeLessThanOrEqual(20 + 2 * vms);
+    });
+    it.failing(`issue 20's goal: rerun ≤ 20 + ${vms} (not met yet)`, () => {
+      expect(rerun).toBeDefined();
+      expect(rerun!.counted.total).toBeLessThanOrEqual(20 + vms);
+    });
+  }
+});

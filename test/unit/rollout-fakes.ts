@@ -1,4 +1,5 @@
 // Fake ports for the orchestrator's unit tests: a world that records what the rollout asked of it.
+import { createHash } from 'node:crypto';
 import { parseInventory } from '../../src/inventory/index.js';
 import type { CheckResult } from '../../src/report/model.js';
 import type {
@@ -11,6 +12,7 @@ import type {
 } from '../../src/rollout/ports.js';
 import { runRollout, type RolloutDependencies } from '../../src/rollout/run.js';
 import { readSettings, type InputName } from '../../src/settings.js';
+import { managedFileContent, MANAGED_FILES, VM_FILES, type ManagedFile } from '../../src/vm/paths.js';
 
 const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n';
 
@@ -65,6 +67,10 @@ export interface World {
   installed: Set<string>;
   /** Addresses with a WorkloadEntry; undefined: every address has one. */
   workloadEntries?: Set<string>;
+  /** Per VM: the managed files on it by label (VM_FILES), as the last apply wrote them (tests edit them). */
+  vmFiles: Map<string, Map<string, string>>;
+  /** `Kind ns/name` of the cluster objects applied (tests delete them). */
+  clusterObjects: Set<string>;
 }
 
 export function makeWorld(): World {
@@ -77,8 +83,12 @@ export function makeWorld(): World {
     failingConnect: new Set(),
     applied: new Map(),
     installed: new Set(),
+    vmFiles: new Map(),
+    clusterObjects: new Set(),
   };
 }
+
+const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
 
 export function fakes(world: World) {
   const groupFlight = new Map<string, number>();
@@ -87,12 +97,15 @@ export function fakes(world: World) {
     preflight: async () => ({ istioVersion: '1.24.0', revision: '', warnings: [] }),
     applyGroup: async (group, options) => {
       world.events.push(`applyGroup ${group.name}${options.dryRun ? ' (dry-run)' : ''}`);
+      const id = `WorkloadGroup ${group.namespace}/${group.name}`;
+      const exists = world.clusterObjects.has(id);
+      if (!options.dryRun) world.clusterObjects.add(id);
       return [
         {
           kind: 'WorkloadGroup',
           namespace: group.namespace,
           name: group.name,
-          action: options.dryRun ? 'would-create' : 'created',
+          action: exists ? 'unchanged' : options.dryRun ? 'would-create' : 'created',
         },
       ];
     },
@@ -107,12 +120,17 @@ export function fakes(world: World) {
     }),
     bootstrapToken: async () => ({ token: 'token-value-123', expiresAt: new Date('2030-01-01T00:00:00Z') }),
     hasWorkloadEntry: async (_group, address) => world.workloadEntries?.has(address) ?? true,
-    applyStaticWorkloadEntry: async (group, vm) => ({
-      kind: 'WorkloadEntry',
-      namespace: group.namespace,
-      name: vm.name,
-      action: 'created',
-    }),
+    applyStaticWorkloadEntry: async (group, vm, _address, options) => {
+      const id = `WorkloadEntry ${group.namespace}/${vm.name}`;
+      const exists = world.clusterObjects.has(id);
+      if (!options?.dryRun) world.clusterObjects.add(id);
+      return {
+        kind: 'WorkloadEntry',
+        namespace: group.namespace,
+        name: vm.name,
+        action: exists ? 'unchanged' : options?.dryRun ? 'would-create' : 'created',
+      };
+    },
     removeWorkloadEntries: async (group, vm) => [
       { kind: 'WorkloadEntry', namespace: group.namespace, name: vm.name, action: 'deleted' },
     ],
@@ -135,7 +153,18 @@ export function fakes(world: World) {
           ...(world.installed.has(vm.name) ? { installedVersion: '1.24.0' } : {}),
           routeSourceIP: vm.internalIP,
           reachesDiscovery: true,
-          currentFiles: {},
+          currentFiles: Object.fromEntries(
+            VM_FILES.filter((file) => file.rendered !== undefined && !file.secret).map((file) => [
+              file.label,
+              world.vmFiles.get(vm.name)?.get(file.label),
+            ]),
+          ),
+          fileHashes: Object.fromEntries(
+            MANAGED_FILES.map((file) => {
+              const content = world.vmFiles.get(vm.name)?.get(file.label);
+              return [file.label, content === undefined ? undefined : sha256(content)];
+            }),
+          ),
         }),
         apply: async (request) => {
           await new Promise((resolve) => setTimeout(resolve, 5));
@@ -143,6 +172,15 @@ export function fakes(world: World) {
           world.applied.set(vm.name, request);
           const firstInstall = !world.installed.has(vm.name);
           world.installed.add(vm.name);
+          world.vmFiles.set(
+            vm.name,
+            new Map(
+              VM_FILES.map((file) => [
+                file.label,
+                file.key === 'hosts' ? request.files.hosts : managedFileContent(file as ManagedFile, request.files),
+              ]),
+            ),
+          );
           const changed = !before || before.files.clusterEnv !== request.files.clusterEnv;
           world.events.push(`apply ${vm.name}`);
           return {

@@ -71,6 +71,8 @@ export interface World {
   vmFiles: Map<string, Map<string, string>>;
   /** `Kind ns/name` of the cluster objects applied (tests delete them). */
   clusterObjects: Set<string>;
+  /** The labels each WorkloadGroup was applied with (JSON). */
+  groupLabels: Map<string, string>;
 }
 
 export function makeWorld(): World {
@@ -85,6 +87,7 @@ export function makeWorld(): World {
     installed: new Set(),
     vmFiles: new Map(),
     clusterObjects: new Set(),
+    groupLabels: new Map(),
   };
 }
 
@@ -97,15 +100,23 @@ export function fakes(world: World) {
     preflight: async () => ({ istioVersion: '1.24.0', revision: '', warnings: [] }),
     applyGroup: async (group, options) => {
       world.events.push(`applyGroup ${group.name}${options.dryRun ? ' (dry-run)' : ''}`);
+      // The group's object and its labels: other labels are a change of .spec.metadata.labels.
       const id = `WorkloadGroup ${group.namespace}/${group.name}`;
+      const labels = JSON.stringify(group.labels);
+      const live = world.groupLabels.get(id);
       const exists = world.clusterObjects.has(id);
-      if (!options.dryRun) world.clusterObjects.add(id);
+      if (!options.dryRun) {
+        world.clusterObjects.add(id);
+        world.groupLabels.set(id, labels);
+      }
+      const base = { kind: 'WorkloadGroup', namespace: group.namespace, name: group.name };
+      if (!exists) return [{ ...base, action: options.dryRun ? 'would-create' : 'created' }];
+      if (live === labels) return [{ ...base, action: 'unchanged' }];
       return [
         {
-          kind: 'WorkloadGroup',
-          namespace: group.namespace,
-          name: group.name,
-          action: exists ? 'unchanged' : options.dryRun ? 'would-create' : 'created',
+          ...base,
+          action: options.dryRun ? 'would-configure' : 'configured',
+          drift: ['.spec.metadata.labels differs'],
         },
       ];
     },
@@ -172,6 +183,7 @@ export function fakes(world: World) {
           world.applied.set(vm.name, request);
           const firstInstall = !world.installed.has(vm.name);
           world.installed.add(vm.name);
+          const onVm = world.vmFiles.get(vm.name);
           world.vmFiles.set(
             vm.name,
             new Map(
@@ -181,7 +193,12 @@ export function fakes(world: World) {
               ]),
             ),
           );
-          const changed = !before || before.files.clusterEnv !== request.files.clusterEnv;
+          // A change: a file on the VM (not the token, fresh every run) other than what this apply wrote.
+          const changed =
+            !before ||
+            VM_FILES.some(
+              (file) => !file.secret && onVm?.get(file.label) !== world.vmFiles.get(vm.name)?.get(file.label),
+            );
           world.events.push(`apply ${vm.name}`);
           return {
             files: [{ path: '/var/lib/istio/envoy/cluster.env', changed }],

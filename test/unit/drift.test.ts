@@ -1,7 +1,11 @@
 // Drift: the comparison of a VM's managed files, package and its group's cluster objects with what onboard
 // would make them (src/rollout/drift.ts), and what verify and plan do with it (against the fake ports).
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
+import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
+import { renderJobSummary } from '../../src/report/summary.js';
 import { clusterObjectDrift, compareVmFiles, plannedFileChanges, vmDrift } from '../../src/rollout/drift.js';
 import type { InspectedVm, RenderedVmFiles } from '../../src/rollout/ports.js';
 import { ISTIO_PATHS, MANAGED_FILES, ONBOARD_PATHS, TOKEN_RESTORE_DROP_IN, VM_FILES } from '../../src/vm/paths.js';
@@ -151,6 +155,15 @@ describe('verify and plan report drift; onboard repairs it', () => {
     expect(vm.error).toMatchObject({ step: 'drift', hint: 'run onboard to repair' });
     expect(vm.error?.message).toContain(`${ISTIO_PATHS.clusterEnv} was edited on the VM`);
     expect(drifted.totals.failed).toBe(1);
+    const ajv = new Ajv.default({ allErrors: true, strict: true });
+    addFormats.default(ajv);
+    const validate = ajv.compile(JSON.parse(readFileSync('report.schema.json', 'utf8')));
+    expect(validate(JSON.parse(JSON.stringify(drifted))) ? [] : validate.errors).toEqual([]);
+    const summary = renderJobSummary(drifted);
+    expect(summary).toContain('### Drift');
+    expect(summary).toContain(`- **file** \`${ISTIO_PATHS.clusterEnv}\` edited`);
+    expect(summary).toContain("  -ISTIO_SVC_IP='10.6.6.6'");
+    expect(summary).toContain('- **cluster-object** `WorkloadEntry ns0/vm-0-1` missing');
 
     const planned = await run(world, inventory, { mode: 'plan' });
     expect(planned.vms[1]?.outcome).toBe('planned');

@@ -62,7 +62,8 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
   // GET /api/v1/namespaces/<ns> is a request *in* <ns> for the API server (RequestInfo sets the namespace
   // from the path, k8s.io/apiserver pkg/endpoints/request/requestinfo.go), so the group role's RoleBinding in
   // <ns> grants reading that namespace object, and only that one.
-  p('get', '', 'namespaces', 'group-namespace', COMPARES, 'see that the group namespace exists (only its own object)'),
+  // verify (drift) reads it too, but falls back to the ConfigMaps every namespace holds (group-namespaces.ts).
+  p('get', '', 'namespaces', 'group-namespace', READS, 'see that the group namespace exists (only its own object)'),
   // Cluster-scoped, and only asked for namespaces that do not exist (a RoleBinding cannot live in them).
   p('create', '', 'namespaces', 'cluster', ONBOARD, 'create a missing group namespace (server-side apply)', {
     when: 'missing-namespace',

@@ -244,7 +244,7 @@ async function verifyOnly(run: VmRun): Promise<'stop'> {
   const drifted = report.drift ?? [];
   report.outcome = drifted.length > 0 || report.checks.some((check) => check.status === 'fail') ? 'failed' : 'verified';
   if (drifted.length > 0) {
-    report.error = { step: 'drift', message: `drift: ${describeDrift(drifted)}`, hint: REPAIR_HINT };
+    report.error = { step: 'drift', message: describeDrift(drifted), hint: REPAIR_HINT };
   }
   return 'stop';
 }

@@ -15,40 +15,49 @@ import { execInVm } from './vm/exec.js';
 const CLUSTER_ENV = '/var/lib/istio/envoy/cluster.env';
 const TOKEN = '/var/lib/istio/tokens/istio-token';
 
-let dir: string;
-let state: LabState;
-let entry: string;
-let inventory: string;
+/** The default lab (the double istiod and sidecar), and Istio's own istiod and sidecar. */
+const LABS: Array<[string, string[]]> = [
+  ['the lab double', []],
+  ['real istiod and sidecar', ['--istiod', 'real', '--sidecar', 'real']],
+];
 
-function kubectl(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return run(['kubectl', '--kubeconfig', state.files.kubeconfig!, ...args], { timeoutMs: 30_000, allowFailure: true });
-}
+describe.each(LABS)('drift through dist/, %s', (kind, labArguments) => {
+  let dir: string;
+  let state: LabState;
+  let entry: string;
+  let inventory: string;
 
-function action(mode: string): Promise<ActionRun> {
-  return runAction(state, { mode, inventory }, { entry, timeoutMs: 240_000 });
-}
+  function kubectl(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return run(['kubectl', '--kubeconfig', state.files.kubeconfig!, ...args], {
+      timeoutMs: 30_000,
+      allowFailure: true,
+    });
+  }
 
-function driftOf(result: ActionRun, vm: string): string[] {
-  return (vmOf(result.report, vm).drift ?? []).map((record) => `${record.kind} ${record.subject}: ${record.change}`);
-}
+  function action(mode: string): Promise<ActionRun> {
+    return runAction(state, { mode, inventory }, { entry, timeoutMs: 240_000 });
+  }
 
-beforeAll(async () => {
-  dir = newLabDir('drift');
-  state = await upLab(dir, 2);
-  entry = await snapshotDist(dir);
-  // A static group with a Service: both are cluster objects the group owns.
-  const doc = parse(readFileSync(state.files.inventory, 'utf8')) as { groups: Array<Record<string, unknown>> };
-  doc.groups[0]!.registration = 'static';
-  doc.groups[0]!.service = true;
-  inventory = path.join(dir, 'drift.yaml');
-  writeFileSync(inventory, stringify(doc));
-}, 300_000);
+  function driftOf(result: ActionRun, vm: string): string[] {
+    return (vmOf(result.report, vm).drift ?? []).map((record) => `${record.kind} ${record.subject}: ${record.change}`);
+  }
 
-afterAll(async () => {
-  if (dir) await downLab(dir);
-}, 120_000);
+  beforeAll(async () => {
+    dir = newLabDir(`drift-${kind === 'the lab double' ? 'double' : 'real'}`);
+    state = await upLab(dir, 2, labArguments);
+    entry = await snapshotDist(dir);
+    // A static group with a Service: both are cluster objects the group owns.
+    const doc = parse(readFileSync(state.files.inventory, 'utf8')) as { groups: Array<Record<string, unknown>> };
+    doc.groups[0]!.registration = 'static';
+    doc.groups[0]!.service = true;
+    inventory = path.join(dir, 'drift.yaml');
+    writeFileSync(inventory, stringify(doc));
+  }, 300_000);
 
-describe('drift through dist/', () => {
+  afterAll(async () => {
+    if (dir) await downLab(dir);
+  }, 120_000);
+
   it('onboard, then verify finds no drift', async () => {
     const onboard = await action('onboard');
     expect([onboard.code, onboard.log.slice(-1500)]).toEqual([0, onboard.log.slice(-1500)]);

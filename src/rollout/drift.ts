@@ -13,6 +13,8 @@ import type { InspectedVm, RenderedVmFiles } from './ports.js';
 export interface FileComparison {
   file: VmFile;
   state: 'same' | 'missing' | 'edited';
+  /** Edited, but meaning the same (the same certificates: VmFile.sameWhen): onboard rewrites it, no drift. */
+  equivalent?: true;
   /** Unified diff, the VM's content against the rendered one; only for non-secret files read in full. */
   diff?: string;
 }
@@ -36,9 +38,12 @@ export function compareVmFiles(files: RenderedVmFiles, facts: InspectedVm): File
     // Read in full, or absent (no hash; for /etc/hosts: no block of ours).
     const after = file.rendered === undefined ? managedFileContent(file as ManagedFile, files) : files[file.rendered];
     if ((before ?? '') === after) return { file, state: 'same' };
+    const equivalent =
+      before !== undefined && file.sameWhen === 'certificates' && sameCertificates(before, after) ? true : undefined;
     return {
       file,
       state: before === undefined ? 'missing' : 'edited',
+      ...(equivalent ? { equivalent } : {}),
       ...(file.rendered !== undefined
         ? {
             diff: createTwoFilesPatch(
@@ -87,8 +92,8 @@ export function vmDrift(input: {
 }): DriftRecord[] {
   const { comparisons, facts, packageVersion } = input;
   if (!wasOnboarded(facts)) return [];
-  const out: DriftRecord[] = comparisons.flatMap(({ file, state, diff }): DriftRecord[] => {
-    if (state === 'same') return [];
+  const out: DriftRecord[] = comparisons.flatMap(({ file, state, diff, equivalent }): DriftRecord[] => {
+    if (state === 'same' || equivalent) return [];
     return [
       {
         kind: 'file',
@@ -141,6 +146,20 @@ export function clusterObjectDrift(objects: readonly ClusterObjectRecord[]): Dri
 /** One line naming each drift, for logs and errors. */
 export function describeDrift(drift: readonly DriftRecord[]): string {
   return drift.map((record) => record.detail).join('; ');
+}
+
+/** The PEM certificates of a text, each as its base64 body without whitespace, sorted. */
+function certificatesOf(text: string): string[] {
+  return [...text.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)]
+    .map((match) => (match[1] ?? '').replace(/\s+/g, ''))
+    .sort();
+}
+
+/** Whether two texts hold the same (non-empty) set of PEM certificates, whatever their line breaks. */
+export function sameCertificates(a: string, b: string): boolean {
+  const left = certificatesOf(a);
+  const right = certificatesOf(b);
+  return left.length > 0 && left.length === right.length && left.every((body, index) => body === right[index]);
 }
 
 function sha256(text: string): string {

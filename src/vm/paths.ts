@@ -72,6 +72,12 @@ export interface VmFile<Key extends VmFileKey = VmFileKey> {
   restarts: boolean;
   /** Never diffed, shown or counted as a change. */
   secret: boolean;
+  /**
+   * `certificates`: other bytes holding the same PEM certificates are the same file for drift. Istio's agent
+   * rewrites /etc/certs/root-cert.pem with the roots istiod's CA returned, in its own encoding (istio-start.sh
+   * exports OUTPUT_CERTS=./etc/certs; security/pkg/nodeagent/util/util.go OutputKeyCertToDir).
+   */
+  sameWhen?: 'certificates';
 }
 
 /** A plain file we place whole (the hosts block is merged into the system's /etc/hosts instead). */
@@ -90,6 +96,7 @@ export const VM_FILES: readonly VmFile[] = [
     sourcedByRoot: false,
     restarts: true,
     secret: false,
+    sameWhen: 'certificates',
   },
   {
     key: 'clusterEnv',

@@ -22,6 +22,7 @@ const LABS: Array<[string, string[]]> = [
 ];
 
 describe.each(LABS)('drift through dist/, %s', (kind, labArguments) => {
+  const real = labArguments.length > 0;
   let dir: string;
   let state: LabState;
   let entry: string;
@@ -43,7 +44,7 @@ describe.each(LABS)('drift through dist/, %s', (kind, labArguments) => {
   }
 
   beforeAll(async () => {
-    dir = newLabDir(`drift-${kind === 'the lab double' ? 'double' : 'real'}`);
+    dir = newLabDir(`drift-${real ? 'real' : 'double'}`);
     state = await upLab(dir, 2, labArguments);
     entry = await snapshotDist(dir);
     // A static group with a Service: both are cluster objects the group owns.
@@ -62,10 +63,10 @@ describe.each(LABS)('drift through dist/, %s', (kind, labArguments) => {
     const onboard = await action('onboard');
     expect([onboard.code, onboard.log.slice(-1500)]).toEqual([0, onboard.log.slice(-1500)]);
     const verify = await action('verify');
+    // the drift first: a failure shows each finding with its diff
+    expect(['vm1', 'vm2'].map((vm) => vmOf(verify.report, vm).drift)).toEqual([[], []]);
     expect([verify.code, verify.log.slice(-1500)]).toEqual([0, verify.log.slice(-1500)]);
-    for (const vm of ['vm1', 'vm2']) {
-      expect(vmOf(verify.report, vm)).toMatchObject({ outcome: 'verified', drift: [] });
-    }
+    for (const vm of ['vm1', 'vm2']) expect(vmOf(verify.report, vm).outcome).toBe('verified');
   });
 
   it('a file edited on vm2, the Service and vm2 WorkloadEntry deleted: verify fails naming the VM and each drift', async () => {
@@ -110,7 +111,7 @@ describe.each(LABS)('drift through dist/, %s', (kind, labArguments) => {
       'cluster-object WorkloadEntry vm-app/vm2: missing',
     ]);
     expect(vmOf(plan.report, 'vm2').files.find((file) => file.path === CLUSTER_ENV)).toMatchObject({ changed: true });
-    expect(vmOf(plan.report, 'vm1').files.every((file) => !file.changed)).toBe(true);
+    expect(driftOf(plan, 'vm1')).toEqual(['cluster-object Service vm-app/app: missing']);
     expect(plan.report!.cluster!.objects).toContainEqual(
       expect.objectContaining({ kind: 'Service', name: 'app', action: 'would-create' }),
     );
@@ -120,7 +121,9 @@ describe.each(LABS)('drift through dist/, %s', (kind, labArguments) => {
     const onboard = await action('onboard');
     expect([onboard.code, onboard.log.slice(-1500)]).toEqual([0, onboard.log.slice(-1500)]);
     expect(vmOf(onboard.report, 'vm2').outcome).toBe('updated');
-    expect(vmOf(onboard.report, 'vm1').outcome).toBe('unchanged');
+    // With Istio's agent, onboard rewrites root-cert.pem each run: the agent rewrote it with the same root in
+    // its own encoding (no final newline: OUTPUT_CERTS, OutputKeyCertToDir), which is no drift.
+    expect(vmOf(onboard.report, 'vm1').outcome).toBe(real ? 'updated' : 'unchanged');
     expect(onboard.report!.cluster!.objects).toContainEqual(
       expect.objectContaining({ kind: 'Service', name: 'app', action: 'created' }),
     );

@@ -79,6 +79,26 @@ describe('compareVmFiles and vmDrift', () => {
     expect(compareVmFiles(rendered, facts).find((c) => c.file.key === 'rootCert')?.state).toBe('edited');
   });
 
+  it("takes root-cert.pem rewritten by Istio's agent (same certificates, other bytes) as no drift; other roots are", () => {
+    const pem = (body: string): string => `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
+    const files = { ...rendered, rootCert: pem('QUJD\nREVG') };
+    const facts = onboardedVm();
+    // pilot-agent's encoding: no final newline
+    facts.currentFiles[ISTIO_PATHS.rootCert] = files.rootCert.trimEnd();
+    const comparisons = compareVmFiles(files, facts);
+    expect(vmDrift({ comparisons, facts, packageVersion: '1.28.0' })).toEqual([]);
+    // onboard still writes its bytes back, and plan says so
+    expect(plannedFileChanges(comparisons).find((change) => change.path === ISTIO_PATHS.rootCert)?.changed).toBe(true);
+    facts.currentFiles[ISTIO_PATHS.rootCert] = pem('WFla');
+    expect(
+      vmDrift({ comparisons: compareVmFiles(files, facts), facts, packageVersion: '1.28.0' }).map((d) => d.subject),
+    ).toEqual([ISTIO_PATHS.rootCert]);
+    facts.currentFiles[ISTIO_PATHS.rootCert] = files.rootCert + pem('WFla');
+    expect(
+      vmDrift({ comparisons: compareVmFiles(files, facts), facts, packageVersion: '1.28.0' }).map((d) => d.subject),
+    ).toEqual([ISTIO_PATHS.rootCert]);
+  });
+
   it('reports the token only as missing, never its content', () => {
     const facts = onboardedVm();
     facts.fileHashes[ONBOARD_PATHS.persistentToken] = undefined;

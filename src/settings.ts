@@ -190,8 +190,8 @@ export const INPUTS_UNUSED_IN_MODE: Record<Mode, readonly InputName[]> = {
   onboard: [],
   // plan renders the files with an empty token and reports the package action without downloading it.
   plan: [...INSTALL_INPUTS, 'verify', 'verify-after-onboard', ...VERIFICATION_INPUTS],
-  // verify installs nothing and always runs the checks.
-  verify: [...INSTALL_INPUTS, 'istio-version', 'verify', 'verify-after-onboard'],
+  // verify installs nothing and always runs the checks; istio-version is the version it expects installed (drift).
+  verify: [...INSTALL_INPUTS, 'verify', 'verify-after-onboard'],
   // offboard connects and removes: no mesh values, no package, no checks.
   offboard: [
     ...INSTALL_INPUTS,

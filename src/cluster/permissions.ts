@@ -40,6 +40,8 @@ export interface RequiredPermission {
 const ALL: readonly RunMode[] = ['onboard', 'verify', 'offboard', 'plan'];
 const ONBOARD: readonly RunMode[] = ['onboard'];
 const READS: readonly RunMode[] = ['onboard', 'plan'];
+/** Reads that compare the group's objects with what onboard applies: plan, and verify (drift). */
+const COMPARES: readonly RunMode[] = ['onboard', 'plan', 'verify'];
 const VERIFY: readonly RunMode[] = ['onboard', 'verify'];
 
 function p(
@@ -60,6 +62,7 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
   // GET /api/v1/namespaces/<ns> is a request *in* <ns> for the API server (RequestInfo sets the namespace
   // from the path, k8s.io/apiserver pkg/endpoints/request/requestinfo.go), so the group role's RoleBinding in
   // <ns> grants reading that namespace object, and only that one.
+  // verify (drift) reads it too, but falls back to the ConfigMaps every namespace holds (group-namespaces.ts).
   p('get', '', 'namespaces', 'group-namespace', READS, 'see that the group namespace exists (only its own object)'),
   // Cluster-scoped, and only asked for namespaces that do not exist (a RoleBinding cannot live in them).
   p('create', '', 'namespaces', 'cluster', ONBOARD, 'create a missing group namespace (server-side apply)', {
@@ -69,7 +72,7 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
     when: 'missing-namespace',
   }),
 
-  p('get', '', 'serviceaccounts', 'group-namespace', READS, "compare the group's ServiceAccount before applying"),
+  p('get', '', 'serviceaccounts', 'group-namespace', COMPARES, "compare the group's ServiceAccount before applying"),
   p('create', '', 'serviceaccounts', 'group-namespace', ONBOARD, "create the group's ServiceAccount"),
   p('patch', '', 'serviceaccounts', 'group-namespace', ONBOARD, "server-side apply of the group's ServiceAccount"),
   p(
@@ -140,7 +143,7 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
     "delete an offboarded VM's WorkloadEntry",
   ),
 
-  p('get', '', 'services', 'group-namespace', READS, "compare the group's Service", { when: 'service' }),
+  p('get', '', 'services', 'group-namespace', COMPARES, "compare the group's Service", { when: 'service' }),
   p('create', '', 'services', 'group-namespace', ONBOARD, "create the group's Service", { when: 'service' }),
   p('patch', '', 'services', 'group-namespace', ONBOARD, "server-side apply of the group's Service", {
     when: 'service',

@@ -101,8 +101,10 @@ export function connectClusterPort(
       secrets.add(token.token);
       return { token: token.token, expiresAt: token.expiresAt };
     },
-    async applyStaticWorkloadEntry(group, vm, address) {
-      return toRecord(await real.applyStaticWorkloadEntry(group, vm, address));
+    async applyStaticWorkloadEntry(group, vm, address, options) {
+      return toRecord(
+        await real.applyStaticWorkloadEntry(group, vm, address, options?.dryRun ? { dryRun: true } : undefined),
+      );
     },
     async hasWorkloadEntry(group, address) {
       return (
@@ -137,11 +139,13 @@ function toRecord(object: {
   namespace: string;
   name: string;
   action: ClusterObjectRecord['action'];
+  drift?: string[];
 }): ClusterObjectRecord {
   return {
     kind: object.kind,
     ...(object.namespace ? { namespace: object.namespace } : {}),
     name: object.name,
     action: object.action,
+    ...(object.drift && object.drift.length > 0 ? { drift: object.drift } : {}),
   };
 }

@@ -23,7 +23,7 @@ export type VmOutcome =
   | 'skipped-preflight';
 
 export type StepName =
-  'connect' | 'inspect' | 'token' | 'render' | 'plan' | 'apply' | 'verify' | 'rollback' | 'offboard';
+  'connect' | 'inspect' | 'token' | 'render' | 'drift' | 'plan' | 'apply' | 'verify' | 'rollback' | 'offboard';
 
 export interface StepRecord {
   name: StepName;
@@ -38,6 +38,28 @@ export interface FileChange {
   changed: boolean;
   /** Unified diff (plan mode), never for secret files. */
   diff?: string;
+}
+
+/**
+ * One way a VM (or a cluster object its group owns) differs from what onboard would make it: verify fails
+ * on it, plan shows it, onboard repairs it (src/rollout/drift.ts). Never a secret's content.
+ */
+export interface DriftRecord {
+  /** A managed file on the VM (VM_FILES), the sidecar package, or a cluster object of the group. */
+  kind: 'file' | 'package' | 'cluster-object';
+  /** The file's label, the package name, or `Kind namespace/name`. */
+  subject: string;
+  /** missing: gone; edited: a file's content differs; changed: another version, or managed fields differ. */
+  change: 'missing' | 'edited' | 'changed';
+  /** What differs, in one line. */
+  detail: string;
+  /** Unified diff of a non-secret file: the VM's content against what onboard writes. */
+  diff?: string;
+  /** A cluster object's managed fields that differ. */
+  fields?: string[];
+  /** The package version on the VM (absent: not installed) and the one onboard installs. */
+  from?: string;
+  to?: string;
 }
 
 export interface VmReport {
@@ -56,6 +78,8 @@ export interface VmReport {
   checks: CheckResult[];
   files: FileChange[];
   package?: { version: string; action: 'installed' | 'upgraded' | 'unchanged' | 'removed' };
+  /** verify and plan: what differs from what onboard would make (empty: nothing); absent in other modes. */
+  drift?: DriftRecord[];
   restarted: boolean;
   /** When the bootstrap token given to this VM expires (ISO 8601). */
   tokenExpiresAt?: string;
@@ -76,6 +100,8 @@ export interface ClusterObjectRecord {
   namespace?: string;
   name: string;
   action: 'created' | 'configured' | 'unchanged' | 'deleted' | 'would-create' | 'would-configure';
+  /** For configured / would-configure: the managed fields that differed. */
+  drift?: string[];
 }
 
 export interface RunReport {

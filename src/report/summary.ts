@@ -48,6 +48,11 @@ export function renderJobSummary(report: RunReport): string {
     out.push('### Failures', '');
     for (const vm of failures) out.push(...failureBlock(vm));
   }
+  const drifted = report.vms.filter((vm) => (vm.drift ?? []).length > 0);
+  if (drifted.length > 0) {
+    out.push('### Drift', '', report.mode === 'verify' ? 'Run onboard to repair it.' : 'Onboard would repair it.', '');
+    for (const vm of drifted) out.push(...driftBlock(vm));
+  }
   if (report.warnings.length > 0) {
     out.push('### Warnings', '', ...report.warnings.map((warning) => `- ${escapeCell(warning)}`), '');
   }
@@ -128,6 +133,25 @@ function failureBlock(vm: VmReport): string[] {
         '',
         '  ```',
         ...check.evidence.map((line) => `  ${line}`),
+        '  ```',
+        '  </details>',
+      );
+    }
+  }
+  lines.push('');
+  return lines;
+}
+
+function driftBlock(vm: VmReport): string[] {
+  const lines = [`#### \`${vm.name}\` (${vm.group}, ${vm.address})`, ''];
+  for (const record of vm.drift ?? []) {
+    lines.push(`- **${record.kind}** \`${escapeCell(record.subject)}\` ${record.change}: ${escapeCell(record.detail)}`);
+    if (record.diff) {
+      lines.push(
+        '  <details><summary>diff</summary>',
+        '',
+        '  ```diff',
+        ...record.diff.split('\n').map((line) => `  ${line}`),
         '  ```',
         '  </details>',
       );

@@ -33,8 +33,13 @@ export interface ClusterPort {
    */
   meshContext(group: GroupSpec, options?: { namespaceNotCreatedYet?: boolean }): Promise<MeshContext>;
   bootstrapToken(group: GroupSpec): Promise<{ token: string; expiresAt: Date }>;
-  /** For registration: static. */
-  applyStaticWorkloadEntry(group: GroupSpec, vm: VmSpec, address: string): Promise<ClusterObjectRecord>;
+  /** For registration: static; dryRun (plan, verify) compares without writing. */
+  applyStaticWorkloadEntry(
+    group: GroupSpec,
+    vm: VmSpec,
+    address: string,
+    options?: { dryRun: boolean },
+  ): Promise<ClusterObjectRecord>;
   /** Whether a WorkloadEntry of the group has this address (auto registration: istiod made it). */
   hasWorkloadEntry(group: GroupSpec, address: string): Promise<boolean>;
   /** Offboard: the VM's static or auto-registered WorkloadEntry. */
@@ -50,12 +55,17 @@ export interface InspectedVm {
   /** The VM's source address on its route to the east-west gateway. */
   routeSourceIP?: string;
   reachesDiscovery: boolean;
-  /** Current content of the managed, non-secret files by label (VM_FILES, src/vm/paths.ts); undefined: absent. */
+  /**
+   * Current content of the managed, non-secret files by label (VM_FILES, src/vm/paths.ts), read in plan and
+   * verify; undefined: absent (or not read).
+   */
   currentFiles: Record<string, string | undefined>;
   /** /etc/certs/cert-chain.pem, the certificate pilot-agent renews with; undefined: absent or unreadable. */
   provisionedCertificate?: string;
   /** The VM's clock (epoch ms) when it was inspected, to judge that certificate by. */
   clockMs?: number;
+  /** sha256 of every managed file placed whole (MANAGED_FILES) by label, the token's too; undefined: absent. */
+  fileHashes: Record<string, string | undefined>;
 }
 
 /** istioctl's files for one VM, as src/render makes them. */

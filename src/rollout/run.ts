@@ -92,6 +92,8 @@ export async function runRollout(
   // Cluster side: nothing on a VM is touched unless all of this succeeds.
   let cluster: ClusterPort;
   const meshByGroup = new Map<GroupSpec, MeshContext>();
+  // verify and plan: the group's objects as a dry-run apply found them (its VMs report their drift).
+  const objectsByGroup = new Map<GroupSpec, ClusterObjectRecord[]>();
   let early: EarlyConnections | undefined;
   try {
     cluster = await deps.cluster();
@@ -128,6 +130,19 @@ export async function runRollout(
             `  ${object.kind} ${object.namespace ? `${object.namespace}/` : ''}${object.name}: ${object.action}`,
           );
         }
+        if (settings.mode === 'plan') objectsByGroup.set(group, objects);
+      }
+      if (settings.mode === 'verify') {
+        // Drift of the group's objects: compared, never written. Not being able to compare them is a
+        // warning, not a reason to skip the VMs' checks.
+        try {
+          objectsByGroup.set(
+            group,
+            await cluster.applyGroup(group, { peerAuthentication: settings.peerAuthentication, dryRun: true }),
+          );
+        } catch (error) {
+          report.warnings.push(`group ${group.name}: its cluster objects were not compared: ${messageOf(error)}`);
+        }
       }
       if (settings.mode !== 'offboard') {
         const mesh = await cluster.meshContext(group, namespaceNotCreatedYet ? { namespaceNotCreatedYet } : undefined);
@@ -159,7 +174,7 @@ export async function runRollout(
 
   const istioVersion = settings.istioVersion || report.cluster?.istioVersion || '';
   const connector = early?.connector ?? deps.connector;
-  const vmResults = await rollVms(settings, selection.selected, cluster, meshByGroup, istioVersion, {
+  const vmResults = await rollVms(settings, selection.selected, cluster, meshByGroup, objectsByGroup, istioVersion, {
     ...deps,
     connector,
   }).finally(() => early?.discardUnused());
@@ -189,6 +204,7 @@ async function rollVms(
   selected: { group: GroupSpec; vm: VmSpec }[],
   cluster: ClusterPort,
   meshByGroup: Map<GroupSpec, MeshContext>,
+  objectsByGroup: Map<GroupSpec, ClusterObjectRecord[]>,
   istioVersion: string,
   deps: RolloutDependencies,
 ): Promise<VmReport[]> {
@@ -205,7 +221,7 @@ async function rollVms(
   const inFlight = new Set<string>();
   const report = (): void =>
     deps.progress?.({ done, total: selected.length, failed: failures, inFlight: [...inFlight] });
-  const context: Omit<VmPipelineContext, 'group' | 'vm' | 'mesh'> = {
+  const context: Omit<VmPipelineContext, 'group' | 'vm' | 'mesh' | 'groupObjects'> = {
     settings,
     istioVersion,
     cluster,
@@ -228,7 +244,14 @@ async function rollVms(
           }
           inFlight.add(vm.name);
           report();
-          const result = await runVmPipeline({ ...context, group, vm, mesh: meshByGroup.get(group) });
+          const groupObjects = objectsByGroup.get(group);
+          const result = await runVmPipeline({
+            ...context,
+            group,
+            vm,
+            mesh: meshByGroup.get(group),
+            ...(groupObjects ? { groupObjects } : {}),
+          });
           if (result.outcome === 'failed' || result.outcome === 'rolled-back') failures += 1;
           inFlight.delete(vm.name);
           done += 1;

@@ -1,8 +1,7 @@
 // One VM's way through a run. Every step is recorded with its duration; the first failure stops the
 // VM (others go on), and a VM whose checks fail after a change is rolled back to its previous state.
-import { createTwoFilesPatch } from 'diff';
 import type { GroupSpec, VmSpec } from '../inventory/types.js';
-import type { CheckResult, FileChange, StepName, VmReport } from '../report/model.js';
+import type { CheckResult, ClusterObjectRecord, DriftRecord, FileChange, StepName, VmReport } from '../report/model.js';
 import { packageUrlFor, type RunSettings } from '../settings.js';
 import type {
   ClusterPort,
@@ -16,8 +15,6 @@ import type {
   VmPort,
 } from './ports.js';
 import { renderFilesForVm } from './render-vm.js';
-import { VM_FILES } from '../vm/paths.js';
-import { sameCertificates } from '../render/certificate-set.js';
 import {
   describeReBootstrap,
   needsReBootstrap,
@@ -25,6 +22,14 @@ import {
   REBOOTSTRAP_MARGIN_MS,
   type ReBootstrapCause,
 } from '../verify/provisioned-certificate.js';
+import {
+  clusterObjectDrift,
+  compareVmFiles,
+  describeDrift,
+  plannedFileChanges,
+  vmDrift,
+  type FileComparison,
+} from './drift.js';
 
 export interface VmPipelineContext {
   settings: RunSettings;
@@ -39,6 +44,8 @@ export interface VmPipelineContext {
   verifier: VerifierPort;
   logger: RunLogger;
   packageUpload?: Buffer;
+  /** verify and plan: the dry-run apply of the group's objects (what onboard would create or configure). */
+  groupObjects?: ClusterObjectRecord[];
 }
 
 class StepFailure extends Error {
@@ -66,6 +73,8 @@ interface VmRun {
   earlyToken?: Promise<{ token: string; expiresAt: Date }>;
   token?: string;
   files?: RenderedVmFiles;
+  /** The managed files on the VM against the rendered ones (plan and verify). */
+  comparisons?: FileComparison[];
   /** Set when the sidecar must restart even if nothing changed (it must register again). */
   restart?: 'always';
   /**
@@ -85,9 +94,9 @@ function stagesFor(settings: RunSettings): VmStage[] {
     case 'offboard':
       return [connect, offboard];
     case 'verify':
-      return [connect, inspect, workloadAddress, verifyOnly];
+      return [connect, inspect, workloadAddress, render, drift, verifyOnly];
     case 'plan':
-      return [connect, inspect, workloadAddress, requireDiscovery, render, reBootstrapIfNeeded, plan];
+      return [connect, inspect, workloadAddress, requireDiscovery, render, reBootstrapIfNeeded, drift, plan];
     case 'onboard':
       return [
         connect,
@@ -241,10 +250,47 @@ async function workloadAddress(run: VmRun): Promise<void> {
   run.report.workloadIPSource = vm.internalIP ? 'inventory' : 'route-to-gateway';
 }
 
+/** verify fails a VM that drifted (onboard repairs it); a failing check fails it too. */
 async function verifyOnly(run: VmRun): Promise<'stop'> {
+  const { report } = run;
   await verifyStep(run);
-  run.report.outcome = run.report.checks.some((check) => check.status === 'fail') ? 'failed' : 'verified';
+  const drifted = report.drift ?? [];
+  report.outcome = drifted.length > 0 || report.checks.some((check) => check.status === 'fail') ? 'failed' : 'verified';
+  if (drifted.length > 0) {
+    report.error = { step: 'drift', message: describeDrift(drifted), hint: REPAIR_HINT };
+  }
   return 'stop';
+}
+
+const REPAIR_HINT = 'run onboard to repair';
+
+/**
+ * What differs from what onboard would make: the managed files and the package on the VM, the static
+ * WorkloadEntry and the group's objects in the cluster (a dry-run apply: nothing is written).
+ */
+async function drift(run: VmRun): Promise<void> {
+  const { context, report } = run;
+  const { group, vm, cluster, settings } = context;
+  const workloadIP = workloadAddressOf(run);
+  const found = await run.step(
+    'drift',
+    async (): Promise<DriftRecord[]> => {
+      const facts = inspected(run);
+      run.comparisons = compareVmFiles(rendered(run), facts);
+      const onVm = vmDrift({ comparisons: run.comparisons, facts, packageVersion: context.istioVersion });
+      const objects = [...(context.groupObjects ?? [])];
+      if (group.registration === 'static') {
+        objects.push(await cluster.applyStaticWorkloadEntry(group, vm, workloadIP, { dryRun: true }));
+      }
+      return [...onVm, ...clusterObjectDrift(objects)];
+    },
+    (records) => (records.length === 0 ? 'none' : `${records.length} finding(s)`),
+  );
+  report.drift = found;
+  for (const record of found) {
+    if (settings.mode === 'verify') context.logger.error(`[${vm.name}] drift: ${record.detail} — ${REPAIR_HINT}`);
+    else run.say(`drift: ${record.detail} (onboard repairs it)`);
+  }
 }
 
 async function requireDiscovery(run: VmRun): Promise<void> {
@@ -281,7 +327,7 @@ async function plan(run: VmRun): Promise<'stop'> {
   const { report, context } = run;
   const facts = inspected(run);
   const packageVersion = context.istioVersion;
-  report.files = planFileChanges(rendered(run), facts);
+  report.files = plannedFileChanges(run.comparisons ?? compareVmFiles(rendered(run), facts));
   const packageAction =
     facts.installedVersion === packageVersion ? 'unchanged' : facts.installedVersion ? 'upgraded' : 'installed';
   report.package = { version: packageVersion, action: packageAction };
@@ -485,30 +531,6 @@ async function verifyStep(run: VmRun): Promise<void> {
   for (const check of failed) {
     context.logger.error(`[${context.vm.name}] ${check.name}: ${check.summary}${check.hint ? ` — ${check.hint}` : ''}`);
   }
-}
-
-function planFileChanges(files: RenderedVmFiles, facts: InspectedVm): FileChange[] {
-  // The files a plan can diff: rendered per VM and not secret (the token is never diffed).
-  return VM_FILES.flatMap((file) => {
-    if (file.rendered === undefined || file.secret) return [];
-    const path = file.label;
-    const before = facts.currentFiles[path] ?? '';
-    const after = files[file.rendered];
-    const changed = file.comparedAs === 'certificates' ? !sameCertificates(before, after) : before !== after;
-    return [
-      {
-        path,
-        changed,
-        ...(changed
-          ? {
-              diff: createTwoFilesPatch(`${path} (on the VM)`, `${path} (planned)`, before, after, '', '', {
-                context: 2,
-              }),
-            }
-          : {}),
-      },
-    ];
-  });
 }
 
 function describePlan(files: FileChange[], packageAction: string): string {

@@ -167,6 +167,14 @@ export const VM_FILES: readonly VmFile[] = [
   },
 ];
 
+/**
+ * What a managed file placed whole holds on the VM: its rendered file, or ours (the drop-in). Apply writes
+ * exactly this, and drift compares the VM's file with it.
+ */
+export function managedFileContent(file: ManagedFile, files: Omit<VmFiles, 'hosts'>): string {
+  return file.rendered === undefined ? TOKEN_RESTORE_DROP_IN : files[file.rendered as Exclude<keyof VmFiles, 'hosts'>];
+}
+
 /** The plain files we place whole (the hosts block is handled separately). */
 export const MANAGED_FILES: readonly ManagedFile[] = VM_FILES.filter(
   (file): file is ManagedFile => file.key !== 'hosts',

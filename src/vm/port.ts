@@ -3,7 +3,7 @@
 import type { InspectedVm, VmConnectorPort, VmPort } from '../rollout/ports.js';
 import type { VmSpec } from '../inventory/types.js';
 import type { RunSettings } from '../settings.js';
-import { VM_FILES, vmFile, type VmFileKey } from './paths.js';
+import { MANAGED_FILES, VM_FILES, vmFile, type VmFileKey } from './paths.js';
 import { applyVmChanges } from './scripts/apply.js';
 import { assertPreflight, inspectVm, type VmFacts } from './scripts/inspect.js';
 import { offboardVm } from './scripts/offboard.js';
@@ -46,7 +46,7 @@ function vmPort(settings: RunSettings, vm: VmSpec, session: VmSession, learned: 
     async inspect(eastWestAddress) {
       const facts = await inspectVm(session, {
         eastWestAddress,
-        withContents: settings.mode === 'plan',
+        withContents: settings.mode === 'plan' || settings.mode === 'verify',
         downloads: settings.sidecarPackage.uploadPath === '',
         needsRouteSource: vm.internalIP === undefined,
       });
@@ -102,7 +102,7 @@ function vmPort(settings: RunSettings, vm: VmSpec, session: VmSession, learned: 
   };
 }
 
-/** What the rollout needs of inspect's facts; the current files (plan mode) by their label. */
+/** What the rollout needs of inspect's facts; the current files (plan and verify) and their hashes by label. */
 function toFacts(facts: VmFacts): InspectedVm {
   const contentOf = (key: VmFileKey): string | null | undefined =>
     key === 'hosts' ? facts.hostsBlock : facts.contents?.[key as keyof NonNullable<VmFacts['contents']>];
@@ -120,5 +120,6 @@ function toFacts(facts: VmFacts): InspectedVm {
         contentOf(file.key) ?? undefined,
       ]),
     ),
+    fileHashes: Object.fromEntries(MANAGED_FILES.map((file) => [file.label, facts.fileHashes[file.key] ?? undefined])),
   };
 }

@@ -164,7 +164,16 @@ describe('mesh→VM mTLS through a ServiceEntry host (dist/), the client routing
       // The group's PeerAuthentication is PERMISSIVE since the onboard above (verify does not change it).
       const r = await action({ mode: 'verify', 'peer-authentication': 'permissive', revision: 'canary' });
       expectPassThroughServiceHost(r, false);
-      expect(r.code).toBe(0);
+      // The VM was onboarded for the default revision: against what a canary onboarding writes it has
+      // drifted, so verify fails on the drift alone (README, Drift); every check passes.
+      const vm = vmOf(r.report, 'vm1');
+      expect(vm.checks.filter((c) => c.status !== 'pass').map((c) => c.name)).toEqual([]);
+      expect(vm.error?.step).toBe('drift');
+      expect(vm.drift?.map((d) => d.subject)).toEqual([
+        '/var/lib/istio/envoy/cluster.env',
+        '/etc/hosts (istio-vm-onboard block)',
+      ]);
+      expect(r.code).toBe(1);
     } finally {
       await kubectl(['label', 'deployment', '-l', 'app=istiod', 'istio.io/rev=default', '--overwrite']);
       const cm = JSON.parse(injector) as { metadata: Record<string, unknown> };

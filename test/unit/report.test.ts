@@ -41,7 +41,7 @@ describe('the run report', () => {
     expect(summary).toContain('- **sidecar-ready**: bad');
     expect(summary).toContain('  - what to do: fix it');
     expect(summary).toContain('- **connect**: connection refused by 10.0.0.12:22');
-    expect(summary).toContain('| WorkloadGroup | ns0 | g0 | created |');
+    expect(summary).toContain('| WorkloadGroup | ns0 | g0 | configured |');
   });
 
   it('folds passing VMs away when there are many', async () => {

@@ -1,4 +1,5 @@
 // Fake ports for the orchestrator's unit tests: a world that records what the rollout asked of it.
+import { createHash } from 'node:crypto';
 import { parseInventory } from '../../src/inventory/index.js';
 import type { CheckResult } from '../../src/report/model.js';
 import type {
@@ -11,6 +12,7 @@ import type {
 } from '../../src/rollout/ports.js';
 import { runRollout, type RolloutDependencies } from '../../src/rollout/run.js';
 import { readSettings, type InputName } from '../../src/settings.js';
+import { managedFileContent, MANAGED_FILES, VM_FILES, type ManagedFile } from '../../src/vm/paths.js';
 
 const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n';
 
@@ -67,6 +69,12 @@ export interface World {
   workloadEntries?: Set<string>;
   /** Per VM: /etc/certs/cert-chain.pem and the VM's clock as inspect reads them. */
   provisioned?: Map<string, { certificate: string; clockMs: number }>;
+  /** Per VM: the managed files on it by label (VM_FILES), as the last apply wrote them (tests edit them). */
+  vmFiles: Map<string, Map<string, string>>;
+  /** `Kind ns/name` of the cluster objects applied (tests delete them). */
+  clusterObjects: Set<string>;
+  /** The labels each WorkloadGroup was applied with (JSON). */
+  groupLabels: Map<string, string>;
 }
 
 export function makeWorld(): World {
@@ -79,8 +87,13 @@ export function makeWorld(): World {
     failingConnect: new Set(),
     applied: new Map(),
     installed: new Set(),
+    vmFiles: new Map(),
+    clusterObjects: new Set(),
+    groupLabels: new Map(),
   };
 }
+
+const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
 
 export function fakes(world: World) {
   const groupFlight = new Map<string, number>();
@@ -89,12 +102,23 @@ export function fakes(world: World) {
     preflight: async () => ({ istioVersion: '1.24.0', revision: '', warnings: [] }),
     applyGroup: async (group, options) => {
       world.events.push(`applyGroup ${group.name}${options.dryRun ? ' (dry-run)' : ''}`);
+      // The group's object and its labels: other labels are a change of .spec.metadata.labels.
+      const id = `WorkloadGroup ${group.namespace}/${group.name}`;
+      const labels = JSON.stringify(group.labels);
+      const live = world.groupLabels.get(id);
+      const exists = world.clusterObjects.has(id);
+      if (!options.dryRun) {
+        world.clusterObjects.add(id);
+        world.groupLabels.set(id, labels);
+      }
+      const base = { kind: 'WorkloadGroup', namespace: group.namespace, name: group.name };
+      if (!exists) return [{ ...base, action: options.dryRun ? 'would-create' : 'created' }];
+      if (live === labels) return [{ ...base, action: 'unchanged' }];
       return [
         {
-          kind: 'WorkloadGroup',
-          namespace: group.namespace,
-          name: group.name,
-          action: options.dryRun ? 'would-create' : 'created',
+          ...base,
+          action: options.dryRun ? 'would-configure' : 'configured',
+          drift: ['.spec.metadata.labels differs'],
         },
       ];
     },
@@ -109,12 +133,17 @@ export function fakes(world: World) {
     }),
     bootstrapToken: async () => ({ token: 'token-value-123', expiresAt: new Date('2030-01-01T00:00:00Z') }),
     hasWorkloadEntry: async (_group, address) => world.workloadEntries?.has(address) ?? true,
-    applyStaticWorkloadEntry: async (group, vm) => ({
-      kind: 'WorkloadEntry',
-      namespace: group.namespace,
-      name: vm.name,
-      action: 'created',
-    }),
+    applyStaticWorkloadEntry: async (group, vm, _address, options) => {
+      const id = `WorkloadEntry ${group.namespace}/${vm.name}`;
+      const exists = world.clusterObjects.has(id);
+      if (!options?.dryRun) world.clusterObjects.add(id);
+      return {
+        kind: 'WorkloadEntry',
+        namespace: group.namespace,
+        name: vm.name,
+        action: exists ? 'unchanged' : options?.dryRun ? 'would-create' : 'created',
+      };
+    },
     removeWorkloadEntries: async (group, vm) => [
       { kind: 'WorkloadEntry', namespace: group.namespace, name: vm.name, action: 'deleted' },
     ],
@@ -137,13 +166,24 @@ export function fakes(world: World) {
           ...(world.installed.has(vm.name) ? { installedVersion: '1.24.0' } : {}),
           routeSourceIP: vm.internalIP,
           reachesDiscovery: true,
-          currentFiles: {},
           ...(world.provisioned?.has(vm.name)
             ? {
                 provisionedCertificate: world.provisioned.get(vm.name)!.certificate,
                 clockMs: world.provisioned.get(vm.name)!.clockMs,
               }
             : {}),
+          currentFiles: Object.fromEntries(
+            VM_FILES.filter((file) => file.rendered !== undefined && !file.secret).map((file) => [
+              file.label,
+              world.vmFiles.get(vm.name)?.get(file.label),
+            ]),
+          ),
+          fileHashes: Object.fromEntries(
+            MANAGED_FILES.map((file) => {
+              const content = world.vmFiles.get(vm.name)?.get(file.label);
+              return [file.label, content === undefined ? undefined : sha256(content)];
+            }),
+          ),
         }),
         apply: async (request) => {
           await new Promise((resolve) => setTimeout(resolve, 5));
@@ -151,7 +191,22 @@ export function fakes(world: World) {
           world.applied.set(vm.name, request);
           const firstInstall = !world.installed.has(vm.name);
           world.installed.add(vm.name);
-          const changed = !before || before.files.clusterEnv !== request.files.clusterEnv;
+          const onVm = world.vmFiles.get(vm.name);
+          world.vmFiles.set(
+            vm.name,
+            new Map(
+              VM_FILES.map((file) => [
+                file.label,
+                file.key === 'hosts' ? request.files.hosts : managedFileContent(file as ManagedFile, request.files),
+              ]),
+            ),
+          );
+          // A change: a file on the VM (not the token, fresh every run) other than what this apply wrote.
+          const changed =
+            !before ||
+            VM_FILES.some(
+              (file) => !file.secret && onVm?.get(file.label) !== world.vmFiles.get(vm.name)?.get(file.label),
+            );
           world.events.push(`apply ${vm.name}`);
           return {
             files: [{ path: '/var/lib/istio/envoy/cluster.env', changed }],

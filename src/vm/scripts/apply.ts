@@ -7,8 +7,8 @@ import {
   BASELINE_PATHS,
   ISTIO_PATHS,
   MANAGED_FILES,
+  managedFileContent,
   ONBOARD_PATHS,
-  TOKEN_RESTORE_DROP_IN,
   type ManagedFileKey,
 } from '../paths.js';
 import { PROVISIONED_CERT_PATHS } from '../../verify/provisioned-certificate.js';
@@ -197,14 +197,9 @@ function packageSpaceKiB(change: VmChange): number {
 export function applyPayload(change: VmChange): Buffer {
   const entries: TarEntry[] = [];
   if (change.package.upload) entries.push({ name: `package.${change.package.format}`, data: change.package.upload });
-  const content: Record<ManagedFileKey, string> = {
-    rootCert: change.files.rootCert,
-    clusterEnv: change.files.clusterEnv,
-    meshConfig: change.files.meshYaml,
-    token: change.files.token,
-    dropIn: TOKEN_RESTORE_DROP_IN,
-  };
-  for (const file of MANAGED_FILES) entries.push({ name: file.staged, data: Buffer.from(content[file.key], 'utf8') });
+  for (const file of MANAGED_FILES) {
+    entries.push({ name: file.staged, data: Buffer.from(managedFileContent(file, change.files), 'utf8') });
+  }
   entries.push({ name: 'hosts-block', data: Buffer.from(hostsBlockContent(change.hostsEntries), 'utf8') });
   const manifest = entries
     .map((entry) => `${createHash('sha256').update(entry.data).digest('hex')}  ${entry.name}\n`)

@@ -8,6 +8,7 @@ import { parseActionEnv } from './files.js';
 import type { LabState } from './state.js';
 import { node24, REPO_ROOT } from './testing.js';
 import type { RunReport } from '../../src/report/model.js';
+import type { CheckResult } from '../../src/verify/types.js';
 
 export interface ActionRun {
   code: number;
@@ -142,4 +143,18 @@ export function vmOf(report: RunReport | undefined, name: string): RunReport['vm
       `no VM ${name} in the report (${report?.vms.map((entry) => entry.name).join(', ') ?? 'no report'})`,
     );
   return vm;
+}
+
+/** The checks of one VM in a run's report, by name. */
+export function checksOf(r: ActionRun, vm: string): Map<string, CheckResult> {
+  return new Map(vmOf(r.report, vm).checks.map((check) => [check.name, check]));
+}
+
+/** The end of the action's log without the Kubernetes request lines, for a failing assertion's context. */
+export function actionLogTail(r: ActionRun, lines = 60): string {
+  return r.log
+    .split('\n')
+    .filter((line) => !line.startsWith('::debug::kube '))
+    .slice(-lines)
+    .join('\n');
 }

@@ -20,13 +20,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
-import { runAction, snapshotDist, vmOf, type ActionRun } from './action-harness.js';
+import { actionLogTail, checksOf, runAction, snapshotDist, vmOf } from './action-harness.js';
 import { istioBuild } from './istio/binaries.js';
 import { realSidecarSources } from './package/real-sidecar.js';
 import type { LabState } from './state.js';
 import { downLab, newLabDir, upLab } from './testing.js';
 import { execInVm } from './vm/exec.js';
-import type { CheckResult } from '../../src/verify/types.js';
 
 const execFileP = promisify(execFile);
 const VM = 'vm1';
@@ -38,19 +37,6 @@ let dir: string;
 let state: LabState;
 let entry: string;
 let inputs: Record<string, string>;
-
-function checksOf(r: ActionRun): Map<string, CheckResult> {
-  return new Map(vmOf(r.report, VM).checks.map((c) => [c.name, c]));
-}
-
-/** The action's log without the Kubernetes request lines, for a failing assertion's context. */
-function actionLog(r: ActionRun): string {
-  return r.log
-    .split('\n')
-    .filter((l) => !l.startsWith('::debug::kube '))
-    .slice(-60)
-    .join('\n');
-}
 
 async function sidecarDiagnostics(): Promise<string> {
   const r = await execInVm(
@@ -114,9 +100,9 @@ describe('a VM held down past its certificate is re-bootstrapped by onboard', ()
 
   it('onboard: the agent asks for SECRET_TTL and the real istiod signs a certificate that short', async () => {
     const r = await runAction(state, { ...inputs, mode: 'onboard' }, { entry, timeoutMs: 300_000 });
-    if (r.code !== 0) console.log(actionLog(r), await sidecarDiagnostics());
+    if (r.code !== 0) console.log(actionLogTail(r), await sidecarDiagnostics());
     expect(r.code).toBe(0);
-    expect(checksOf(r).get('workload-certificate')?.status).toBe('pass');
+    expect(checksOf(r, VM).get('workload-certificate')?.status).toBe('pass');
     const env = await execInVm(state, VM, ['grep', '^SECRET_TTL=', '/var/lib/istio/envoy/cluster.env']);
     expect(env.stdout.trim()).toBe(`SECRET_TTL='${SECRET_TTL}'`);
     const { leaf } = await provisionedCertificate();
@@ -154,7 +140,7 @@ describe('a VM held down past its certificate is re-bootstrapped by onboard', ()
     }
     const before = await provisionedCertificate();
     const r = await runAction(state, { ...inputs, mode: 'onboard' }, { entry, timeoutMs: 300_000 });
-    if (r.code !== 0) console.log(actionLog(r), await sidecarDiagnostics());
+    if (r.code !== 0) console.log(actionLogTail(r), await sidecarDiagnostics());
     expect(r.code).toBe(0);
     const after = await provisionedCertificate();
     // The agent rotates at 85 % of the lifetime: still ahead, or this control would prove nothing.
@@ -208,8 +194,8 @@ describe('a VM held down past its certificate is re-bootstrapped by onboard', ()
 
   it('verify: workload-certificate fails "certificate expired: re-bootstrap needed", with the notAfter', async () => {
     const r = await runAction(state, { ...inputs, mode: 'verify', 'verify-ready-timeout': '10' }, { entry });
-    const check = checksOf(r).get('workload-certificate');
-    if (check?.status !== 'fail') console.log(actionLog(r), await sidecarDiagnostics());
+    const check = checksOf(r, VM).get('workload-certificate');
+    if (check?.status !== 'fail') console.log(actionLogTail(r), await sidecarDiagnostics());
     expect(r.code).toBe(1);
     expect(check?.status).toBe('fail');
     expect(check?.hintId).toBe('cert-rebootstrap');
@@ -235,7 +221,7 @@ describe('a VM held down past its certificate is re-bootstrapped by onboard', ()
 
   it('onboard re-bootstraps it: "re-bootstrapped: certificate expired at …", exit 0, a fresh certificate', async () => {
     const r = await runAction(state, { ...inputs, mode: 'onboard' }, { entry, timeoutMs: 300_000 });
-    if (r.code !== 0) console.log(actionLog(r), await sidecarDiagnostics());
+    if (r.code !== 0) console.log(actionLogTail(r), await sidecarDiagnostics());
     expect(r.log).toContain(`[${VM}] re-bootstrapped: certificate expired at ${expiredAt.toISOString()}`);
     expect(r.code).toBe(0);
     expect(vmOf(r.report, VM).reBootstrap).toEqual({
@@ -244,11 +230,11 @@ describe('a VM held down past its certificate is re-bootstrapped by onboard', ()
       done: true,
     });
     expect(vmOf(r.report, VM).restarted).toBe(true);
-    expect(checksOf(r).get('workload-certificate')?.status).toBe('pass');
+    expect(checksOf(r, VM).get('workload-certificate')?.status).toBe('pass');
     const { leaf } = await provisionedCertificate();
     expect(leaf.serialNumber).not.toBe(expiredSerial);
     expect(leaf.validToDate.getTime()).toBeGreaterThan((await vmNow()).getTime());
     const again = await runAction(state, { ...inputs, mode: 'verify' }, { entry });
-    expect(checksOf(again).get('workload-certificate')?.status).toBe('pass');
+    expect(checksOf(again, VM).get('workload-certificate')?.status).toBe('pass');
   }, 600_000);
 });

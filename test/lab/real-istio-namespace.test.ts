@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { runAction, snapshotDist, vmOf, type ActionRun } from './action-harness.js';
+import { actionLogTail, runAction, snapshotDist, vmOf } from './action-harness.js';
 import { run } from './exec.js';
 import { istioBuild } from './istio/binaries.js';
 import { realSidecarSources } from './package/real-sidecar.js';
@@ -23,14 +23,6 @@ const ISTIO_NAMESPACE = 'istio-ops';
 let dir: string;
 let state: LabState;
 let entry: string;
-
-function actionLog(r: ActionRun): string {
-  return r.log
-    .split('\n')
-    .filter((l) => !l.startsWith('::debug::kube '))
-    .slice(-60)
-    .join('\n');
-}
 
 beforeAll(async () => {
   istioBuild();
@@ -72,7 +64,7 @@ describe(`Istio installed in ${ISTIO_NAMESPACE} (not istio-system)`, () => {
       ],
       { allowFailure: true },
     );
-    if (certificate?.status !== 'pass') console.log(actionLog(r), agentLog.stdout);
+    if (certificate?.status !== 'pass') console.log(actionLogTail(r), agentLog.stdout);
     expect(checks.get('sidecar-ready')?.status).toBe('pass');
     expect(checks.get('xds-connected')?.status).toBe('pass');
     expect(certificate?.status).toBe('pass');
@@ -91,7 +83,7 @@ describe(`Istio installed in ${ISTIO_NAMESPACE} (not istio-system)`, () => {
       { mode: 'onboard', 'verify-after-onboard': 'false' },
       { entry, timeoutMs: 280_000 },
     );
-    if (onboard.code !== 0) console.log(actionLog(onboard));
+    if (onboard.code !== 0) console.log(actionLogTail(onboard));
     expect(onboard.code).toBe(0);
     const edit = await execInVm(
       state,
@@ -114,7 +106,7 @@ describe(`Istio installed in ${ISTIO_NAMESPACE} (not istio-system)`, () => {
         allowFailure: true,
       },
     );
-    if (certificate?.status !== 'fail') console.log(actionLog(r), agentLog.stdout);
+    if (certificate?.status !== 'fail') console.log(actionLogTail(r), agentLog.stdout);
     expect(r.code).toBe(1);
     expect(certificate?.status).toBe('fail');
     expect(agentLog.stdout).toContain('istiod.istio-system.svc:15012');

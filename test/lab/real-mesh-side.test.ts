@@ -10,7 +10,7 @@
 //   no change to the lab: istiod stops giving the client cluster its ISTIO_MUTUAL transport socket.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
-import { runAction, snapshotDist, vmOf, type ActionRun } from './action-harness.js';
+import { runAction, snapshotDist, vmOf, type ActionRun, actionLogTail, checksOf } from './action-harness.js';
 import { istioBuild } from './istio/binaries.js';
 import { realSidecarSources } from './package/real-sidecar.js';
 import type { LabState } from './state.js';
@@ -21,7 +21,6 @@ import {
   parseVerificationLog,
   VERIFY_CONTAINER_NAME,
 } from '../../src/cluster/verification-job.js';
-import type { CheckResult } from '../../src/verify/types.js';
 
 const VM = 'vm1';
 let dir: string;
@@ -38,18 +37,6 @@ function kubectl(args: string[], input?: string): Promise<string> {
     );
     if (input !== undefined) child.stdin?.end(input);
   });
-}
-
-function checksOf(r: ActionRun): Map<string, CheckResult> {
-  return new Map(vmOf(r.report, VM).checks.map((c) => [c.name, c]));
-}
-
-function actionLog(r: ActionRun): string {
-  return r.log
-    .split('\n')
-    .filter((l) => !l.startsWith('::debug::kube '))
-    .slice(-60)
-    .join('\n');
 }
 
 beforeAll(async () => {
@@ -74,7 +61,7 @@ describe('the mesh side on real Istio: verification Jobs run by the Pod runner, 
       { entry, timeoutMs: 280_000 },
     );
     const lines = vmOf(strict.report, VM).checks.map((c) => `${c.name}: ${c.status}`);
-    if (strict.code !== 0) console.log(actionLog(strict));
+    if (strict.code !== 0) console.log(actionLogTail(strict));
     expect(lines).toEqual([
       'sidecar-running: pass',
       'sidecar-ready: pass',
@@ -84,7 +71,7 @@ describe('the mesh side on real Istio: verification Jobs run by the Pod runner, 
       'vm-to-mesh: pass',
       'mesh-to-vm-mtls: pass',
     ]);
-    const mtls = checksOf(strict).get('mesh-to-vm-mtls');
+    const mtls = checksOf(strict, VM).get('mesh-to-vm-mtls');
     expect(mtls?.summary).toMatch(
       /mesh calls arrived over mutual TLS \(\+\d+ istio_requests_total\); plaintext refused \(STRICT\)/,
     );
@@ -145,9 +132,9 @@ describe('the mesh side on real Istio: verification Jobs run by the Pod runner, 
     await kubectl(['apply', '-f', '-'], JSON.stringify(dr));
     try {
       const r = await runAction(state, { mode: 'verify' }, { entry, timeoutMs: 200_000 });
-      const checks = checksOf(r);
+      const checks = checksOf(r, VM);
       const mtls = checks.get('mesh-to-vm-mtls');
-      if (mtls?.status !== 'fail') console.log(actionLog(r));
+      if (mtls?.status !== 'fail') console.log(actionLogTail(r));
       expect(checks.get('workload-entry')?.status).toBe('pass');
       expect(mtls?.status).toBe('fail');
       // STRICT (from the onboard run) refuses the plaintext the client now sends.

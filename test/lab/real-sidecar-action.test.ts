@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { runAction, snapshotDist, vmOf, type ActionRun } from './action-harness.js';
+import { runAction, snapshotDist, vmOf, type ActionRun, actionLogTail, checksOf } from './action-harness.js';
 import { istioBuild } from './istio/binaries.js';
 import { realSidecarSources } from './package/real-sidecar.js';
 import type { LabState } from './state.js';
@@ -33,15 +33,6 @@ function checkLines(checks: CheckResult[]): string[] {
   return checks.map((c) => `${c.name}: ${c.status}${c.status === 'pass' ? '' : ` — ${c.summary}`}`);
 }
 
-/** The action's log without the Kubernetes request lines, for a failing assertion's context. */
-function actionLog(r: ActionRun): string {
-  return r.log
-    .split('\n')
-    .filter((l) => !l.startsWith('::debug::kube '))
-    .slice(-60)
-    .join('\n');
-}
-
 /** The unit's state and the agent's logs on the VM, for a failing assertion's context. */
 async function sidecarDiagnostics(): Promise<string> {
   const r = await execInVm(
@@ -55,10 +46,6 @@ async function sidecarDiagnostics(): Promise<string> {
     { allowFailure: true, timeoutMs: 30_000 },
   );
   return `${r.stdout}${r.stderr}`;
-}
-
-function checksOf(r: ActionRun): Map<string, CheckResult> {
-  return new Map(vmOf(r.report, VM).checks.map((c) => [c.name, c]));
 }
 
 beforeAll(async () => {
@@ -99,7 +86,7 @@ describe('the action onboards a VM running the real pilot-agent against the real
     onboard = await runAction(state, { mode: 'onboard' }, { entry, timeoutMs: 280_000 });
     const lines = checkLines(vmOf(onboard.report, VM).checks);
     if (lines.slice(0, 5).some((l) => !l.endsWith(': pass')))
-      console.log(actionLog(onboard), await sidecarDiagnostics());
+      console.log(actionLogTail(onboard), await sidecarDiagnostics());
     expect(lines.slice(0, 5)).toEqual([
       'sidecar-running: pass',
       'sidecar-ready: pass',
@@ -107,7 +94,7 @@ describe('the action onboards a VM running the real pilot-agent against the real
       'workload-certificate: pass',
       'workload-entry: pass',
     ]);
-    const checks = checksOf(onboard);
+    const checks = checksOf(onboard, VM);
     // Evidence from the real agent (15021 is pilot-agent's own readiness, which reads the stand-in's stats)
     // and from istiod (the WorkloadEntry it created on the proxy's connection).
     expect(checks.get('sidecar-ready')?.evidence.join('\n')).toMatch(/localhost:15021\/healthz\/ready → 200/);
@@ -118,8 +105,8 @@ describe('the action onboards a VM running the real pilot-agent against the real
   }, 300_000);
 
   it('vm-to-mesh passes through the sidecar: istiod resolved by its DNS proxy to the Service VIP, routed to the EndpointSlice endpoint', () => {
-    const checks = checksOf(onboard);
-    if (checks.get('vm-to-mesh')?.status !== 'pass') console.log(actionLog(onboard));
+    const checks = checksOf(onboard, VM);
+    if (checks.get('vm-to-mesh')?.status !== 'pass') console.log(actionLogTail(onboard));
     // The double allocated istiod's Service a cluster IP (10.96.0.0/16) and its EndpointSlice controller listed
     // the istiod Pod (at the east-west address): istiod's DNS name table (pkg/dns/server/name_table.go) answers
     // the agent's DNS proxy with the VIP, the stand-in routes the captured call by Host through istiod's RDS
@@ -131,9 +118,9 @@ describe('the action onboards a VM running the real pilot-agent against the real
   });
 
   it('mesh-to-vm-mtls passes: the Job pod injected by the real istiod, its sidecar calls the ServiceEntry host over auto mTLS', () => {
-    const checks = checksOf(onboard);
+    const checks = checksOf(onboard, VM);
     const mtls = checks.get('mesh-to-vm-mtls');
-    if (mtls?.status !== 'pass') console.log(actionLog(onboard));
+    if (mtls?.status !== 'pass') console.log(actionLogTail(onboard));
     // The Pod runner (pods/runner.ts) ran the Job's pod as admitted by istiod's injection webhook: the real
     // pilot-agent as istio-proxy, the stand-in routing the call by Host to the ServiceEntry's cluster, whose
     // endpoint (the VM, tlsMode istio) picks the ISTIO_MUTUAL transport socket; the VM counted the calls.
@@ -177,8 +164,8 @@ describe('the action onboards a VM running the real pilot-agent against the real
       { mode: 'verify', 'verify-url': 'http://no-endpoints.istio-system.svc.cluster.local:8080/' },
       { entry, timeoutMs: 200_000 },
     );
-    const vmToMesh = checksOf(r).get('vm-to-mesh');
-    if (vmToMesh?.status !== 'fail') console.log(actionLog(r));
+    const vmToMesh = checksOf(r, VM).get('vm-to-mesh');
+    if (vmToMesh?.status !== 'fail') console.log(actionLogTail(r));
     expect(vmToMesh?.status).toBe('fail');
     expect(vmToMesh?.evidence.join('\n')).toMatch(/no-endpoints\.istio-system\.svc\.cluster\.local → 10\.96\./);
     expect(vmToMesh?.evidence.join('\n')).toMatch(/→ HTTP 503/);
@@ -208,8 +195,8 @@ describe('the action onboards a VM running the real pilot-agent against the real
     // again while istiod is up, and see xds-connected pass on the open xDS stream first.
     expect((await execInVm(state, VM, ['systemctl', 'start', 'istio'], { timeoutMs: 90_000 })).code).toBe(0);
     const before = await runAction(state, { mode: 'verify' }, { entry, timeoutMs: 200_000 });
-    const connected = checksOf(before).get('xds-connected');
-    if (connected?.status !== 'pass') console.log(actionLog(before), await sidecarDiagnostics());
+    const connected = checksOf(before, VM).get('xds-connected');
+    if (connected?.status !== 'pass') console.log(actionLogTail(before), await sidecarDiagnostics());
     expect(connected?.status).toBe('pass');
     expect(connected?.evidence).toContain('cluster.xds-grpc.upstream_rq_active: 1');
     const mainPid = async () =>
@@ -229,9 +216,9 @@ describe('the action onboards a VM running the real pilot-agent against the real
         await new Promise((r) => setTimeout(r, 500));
       }
       const r = await runAction(state, { mode: 'verify', 'verify-ready-timeout': '10' }, { entry, timeoutMs: 200_000 });
-      const checks = checksOf(r);
+      const checks = checksOf(r, VM);
       const xds = checks.get('xds-connected');
-      if (xds?.status !== 'fail') console.log(actionLog(r), await sidecarDiagnostics());
+      if (xds?.status !== 'fail') console.log(actionLogTail(r), await sidecarDiagnostics());
       expect(r.code).toBe(1);
       expect(xds?.status).toBe('fail');
       expect(xds?.hintId).toBe('xds-upstream-down');
@@ -258,7 +245,7 @@ describe('the action onboards a VM running the real pilot-agent against the real
       const restart = await execInVm(state, VM, ['systemctl', 'restart', 'istio'], { timeoutMs: 90_000 });
       expect(restart.code).toBe(0);
       const r = await runAction(state, { mode: 'verify', 'verify-ready-timeout': '10' }, { entry, timeoutMs: 200_000 });
-      const checks = checksOf(r);
+      const checks = checksOf(r, VM);
       expect(r.code).toBe(1);
       // Meanwhile Istio's unit ran istio-start.sh: the real `pilot-agent istio-iptables` capture (legacy or nft
       // backend, whichever it detected) and the agent and the stand-in as istio-proxy.
@@ -272,7 +259,7 @@ describe('the action onboards a VM running the real pilot-agent against the real
         ],
         { allowFailure: true },
       );
-      if (!/ISTIO_INBOUND/.test(seen.stdout)) console.log(actionLog(r), await sidecarDiagnostics());
+      if (!/ISTIO_INBOUND/.test(seen.stdout)) console.log(actionLogTail(r), await sidecarDiagnostics());
       expect(seen.stdout).toMatch(/-A ISTIO_INBOUND -p tcp -m tcp --dport 8080 -j ISTIO_IN_REDIRECT/);
       expect(seen.stdout).toMatch(/-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001/);
       expect(seen.stdout).toMatch(/^istio-proxy\s+pilot-agent$/m);

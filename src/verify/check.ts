@@ -228,6 +228,8 @@ export function readyFacts(output: ScriptOutput): {
   attempts: number;
   elapsedMs: number;
   outcome: string;
+  /** curl's exit code on the last attempt (7: connection refused, 28: no answer in time); undefined: not told. */
+  curlExit: number | undefined;
 } {
   const section = output.sections.get('ready');
   const body = section?.body ?? '';
@@ -237,5 +239,6 @@ export function readyFacts(output: ScriptOutput): {
     attempts: Number(get('attempts') ?? 0),
     elapsedMs: Number(get('elapsed_ms') ?? 0),
     outcome: get('outcome') ?? 'unknown',
+    curlExit: get('curl_rc') === undefined ? undefined : Number(get('curl_rc')),
   };
 }

@@ -659,13 +659,23 @@ const CASES: FailureCase[] = [
     vm: notReady(NOT_RECEIVED, ''),
   },
   {
-    title: 'nothing on 15021',
+    title: 'nothing on 15021 (connection refused)',
     check: 'sidecar-ready',
     hintId: 'ready-timeout',
     vm: (s) => {
-      s.sections1.ready = { http: '000', body: 'attempts=31 elapsed_ms=30000 outcome=timeout\n' };
+      s.sections1.ready = { http: '000', body: 'attempts=31 elapsed_ms=30000 outcome=timeout curl_rc=7\n' };
     },
     summary: /did not answer \(nothing listening on 15021\)/,
+  },
+  {
+    // pilot-agent holds the readiness request while istiod is unreachable: a listener that never answers.
+    title: '15021 listening but never answering (curl timed out)',
+    check: 'sidecar-ready',
+    hintId: 'ready-timeout',
+    vm: (s) => {
+      s.sections1.ready = { http: '000', body: 'attempts=15 elapsed_ms=30000 outcome=timeout curl_rc=28\n' };
+    },
+    summary: /did not answer \(no answer within 2 s on 15021\) over 30\.0 s/,
   },
   {
     title: 'no xDS connection',

@@ -15,6 +15,13 @@ import { classifyAgentLog, type HintId } from '../hints.js';
 import type { ScriptOutput } from '../vm-script.js';
 import type { CheckName, CheckResult, VerifyContext } from '../types.js';
 
+/** Why 15021 gave no HTTP answer, from curl's exit code: pilot-agent's readiness handler can hold a request. */
+function noAnswerReason(curlExit: number | undefined): string {
+  if (curlExit === 7) return 'nothing listening on 15021';
+  if (curlExit === 28) return 'no answer within 2 s on 15021';
+  return curlExit === undefined ? 'no HTTP answer on 15021' : `no HTTP answer on 15021, curl exit ${curlExit}`;
+}
+
 export function checkSidecarReady(ctx: VerifyContext, output: ScriptOutput): CheckResult {
   const name: CheckName = 'sidecar-ready';
   const ready = readyFacts(output);
@@ -37,10 +44,11 @@ export function checkSidecarReady(ctx: VerifyContext, output: ScriptOutput): Che
   const logs = agentLogLines(ctx, output);
   const cause = classifyAgentLog([...logs.log, ...logs.err]);
   if (cause && !evidence.some((e) => e.endsWith(cause.line))) evidence.push(`agent log: ${cause.line}`);
+  const over = `${(ready.elapsedMs / 1000).toFixed(1)} s`;
   const seen =
     ready.http === '000'
-      ? `/healthz/ready did not answer (nothing listening on 15021) over ${(ready.elapsedMs / 1000).toFixed(1)} s`
-      : `/healthz/ready answered ${ready.http} for ${(ready.elapsedMs / 1000).toFixed(1)} s`;
+      ? `/healthz/ready did not answer (${noAnswerReason(ready.curlExit)}) over ${over}`
+      : `/healthz/ready answered ${ready.http} for ${over}`;
   const reason = notReady ? notReady.replace(/^.*Envoy proxy is NOT ready:\s*/, '') : '';
   let hintId: HintId;
   let detail = reason || `last answer ${ready.http}`;

@@ -14,10 +14,12 @@ ivo_cmd unit-before ivo_unit
 ivo_rs0=$(ivo_restarts_seen)
 ivo_max=$IVO_READY_ATTEMPTS
 case "$(ivo_prop ActiveState)" in active) ;; *) ivo_max=1 ;; esac
-ivo_n=0; ivo_ready=000; ivo_why=timeout
+ivo_n=0; ivo_ready=000; ivo_why=timeout; ivo_curl_rc=0
 while [ "$ivo_n" -lt "$ivo_max" ]; do
   ivo_n=$((ivo_n + 1))
-  ivo_ready=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$IVO_READY_URL" 2>/dev/null | tr -cd '0-9' | cut -c1-3)
+  # curl's exit code tells a refused connection (7) from one that never answered (28).
+  ivo_ready=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$IVO_READY_URL" 2>/dev/null) && ivo_curl_rc=0 || ivo_curl_rc=$?
+  ivo_ready=$(printf '%s' "$ivo_ready" | tr -cd '0-9' | cut -c1-3)
   [ -n "$ivo_ready" ] || ivo_ready=000
   if [ "$ivo_ready" = 200 ]; then ivo_why=ready; break; fi
   if [ "$(ivo_restarts)" != "$ivo_rs0" ]; then ivo_why=restarted; break; fi
@@ -25,7 +27,7 @@ while [ "$ivo_n" -lt "$ivo_max" ]; do
   if [ $(( $(ivo_now_ms) - ivo_start )) -lt "$IVO_READY_FAST_MS" ]; then ivo_nap=$IVO_READY_NAP; else ivo_nap=$IVO_READY_SLOW_NAP; fi
   [ "$ivo_n" -lt "$ivo_max" ] && sleep "$ivo_nap"
 done
-ivo_note ready "$ivo_ready" "attempts=$ivo_n elapsed_ms=$(( $(ivo_now_ms) - ivo_start )) outcome=$ivo_why start_ms=$ivo_start"
+ivo_note ready "$ivo_ready" "attempts=$ivo_n elapsed_ms=$(( $(ivo_now_ms) - ivo_start )) outcome=$ivo_why start_ms=$ivo_start curl_rc=$ivo_curl_rc"
 ivo_fetch stats 3 "$IVO_STATS_URL"
 ivo_fetch secrets 3 "$IVO_SECRETS_URL"
 ivo_fetch certs 3 "$IVO_CERTS_URL"

@@ -1,4 +1,6 @@
-// Issue 15 item 4: a static group (registration: static) with a probe reaches Healthy, through dist/.
+// Issue 15 item 4: a static group (registration: static) with a probe reaches Healthy, through dist/, on the
+// real control plane (the real istiod's autoregistration controller and health-check handling, the real
+// pilot-agent reporting its probe).
 // What real Istio needs (pilot/pkg/autoregistration/controller.go OnConnect, internal/health): the entry
 // exists before the sidecar connects (else istiod refuses the connection), carries the annotation
 // proxy.istio.io/health-checks-enabled, and the VM's cluster.env names it in ISTIO_META_WORKLOAD_ENTRY.
@@ -8,6 +10,8 @@ import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { runAction, snapshotDist, vmOf } from './action-harness.js';
 import { run } from './exec.js';
+import { istioBuild } from './istio/binaries.js';
+import { realSidecarSources } from './package/real-sidecar.js';
 import type { LabState } from './state.js';
 import { downLab, newLabDir, ssh, upLab } from './testing.js';
 
@@ -17,14 +21,16 @@ let entry: string;
 let inventory: string;
 
 beforeAll(async () => {
+  istioBuild();
+  realSidecarSources();
   dir = newLabDir('static-registration');
-  state = await upLab(dir, 1);
+  state = await upLab(dir, 1, ['--istiod', 'real', '--sidecar', 'real']);
   entry = await snapshotDist(dir);
   const doc = parse(readFileSync(state.files.inventory, 'utf8')) as { groups: Array<Record<string, unknown>> };
   doc.groups[0]!.registration = 'static';
   inventory = path.join(dir, 'static.yaml');
   writeFileSync(inventory, stringify(doc));
-}, 300_000);
+}, 600_000);
 
 afterAll(async () => {
   if (dir) await downLab(dir);
@@ -32,7 +38,7 @@ afterAll(async () => {
 
 describe('static registration through dist/', () => {
   it('onboard: the entry is applied before the sidecar starts, istiod writes its health, every check passes', async () => {
-    const r = await runAction(state, { mode: 'onboard', inventory }, { entry, timeoutMs: 150_000 });
+    const r = await runAction(state, { mode: 'onboard', inventory }, { entry, timeoutMs: 280_000 });
     const vm = vmOf(r.report, 'vm1');
     expect(vm.checks.map((c) => `${c.name}:${c.status}${c.status === 'pass' ? '' : ` ${c.summary}`}`)).toEqual([
       'sidecar-running:pass',
@@ -48,7 +54,7 @@ describe('static registration through dist/', () => {
     );
     // xds-connected names pilot-agent's own istiod connection (its log), not only Envoy's pipe to the agent.
     expect(vm.checks.find((c) => c.name === 'xds-connected')!.evidence.join('\n')).toMatch(
-      /^istiod connection \(agent log\): .*connected to upstream XDS server: /m,
+      /^istiod connection \(agent log\): .*connected to delta upstream XDS server: istiod\.istio-system\.svc:15012/m,
     );
     // The WorkloadEntry step comes before the step that installs and starts the sidecar.
     const applySteps = vm.steps.filter((s) => s.name === 'apply').map((s) => s.detail ?? '');
@@ -81,5 +87,5 @@ describe('static registration through dist/', () => {
     };
     expect(obj.metadata.annotations?.['proxy.istio.io/health-checks-enabled']).toBe('true');
     expect(obj.status?.conditions?.find((c) => c.type === 'Healthy')?.status).toBe('True');
-  }, 200_000);
+  }, 400_000);
 });

@@ -214,6 +214,10 @@ describe('the action in the lab, through dist/', () => {
         state.files.knownHosts,
         '--dns-servers',
         labInputs['INPUT_DNS-SERVERS']!,
+        // The sidecar version onboard installed: without it verify expects istiod's own version (1.31-dev on the
+        // real control plane) and reports the package as drift.
+        '--istio-version',
+        labInputs['INPUT_ISTIO-VERSION']!,
         // The real control plane sets none: the default, istiod's own Service, is the mesh service.
         ...(labInputs['INPUT_VERIFY-URL'] ? ['--verify-url', labInputs['INPUT_VERIFY-URL']] : []),
         '--report-path',

@@ -87,7 +87,7 @@ export function checkWorkloadCertificate(
   const duration = () => Date.now() - started;
   const now = new Date(ctx.now?.() ?? Date.now());
   const evidence: string[] = [];
-  const provisionedExpired = provisionedProblem(output, now, ctx.rootCertPem);
+  const provisionedRefused = provisionedProblem(output, now, ctx.rootCertPem);
 
   const vmRootPem = splitPemCertificates(output.sections.get('root-cert')?.body ?? '');
   const installedRootPem = ctx.rootCertPem ? splitPemCertificates(ctx.rootCertPem) : vmRootPem;
@@ -129,16 +129,16 @@ export function checkWorkloadCertificate(
             options,
             now,
             started,
-            provisionedExpired,
+            provisionedRefused,
           );
       } catch (err) {
         evidence.push(`/certs: ${(err as Error).message}`);
       }
     }
     const warmingNote = warming.length > 0 ? `; warming: ${warming.join(', ')}` : '';
-    if (provisionedExpired) {
+    if (provisionedRefused) {
       evidence.push(`Envoy has no workload certificate (secret "default" absent${warmingNote})`);
-      return reBootstrapFailure(ctx, provisionedExpired, evidence, duration());
+      return reBootstrapFailure(ctx, provisionedRefused, evidence, duration());
     }
     if (rootDiffers) {
       return failResult(ctx, {
@@ -183,7 +183,7 @@ export function checkWorkloadCertificate(
     options,
     now,
     started,
-    provisionedExpired,
+    provisionedRefused,
   );
 }
 
@@ -196,7 +196,7 @@ function evaluateLeaf(
   options: VerifyOptions,
   now: Date,
   started: number,
-  provisionedExpired?: ProvisionedProblem,
+  provisionedRefused?: ProvisionedProblem,
 ): CheckResult {
   const name: CheckName = 'workload-certificate';
   const duration = () => Date.now() - started;
@@ -267,8 +267,8 @@ function evaluateLeaf(
   }
   const remainingMs = leaf.notAfter.getTime() - now.getTime();
   if (remainingMs <= 0) {
-    if (provisionedExpired?.state === 'expired')
-      return reBootstrapFailure(ctx, provisionedExpired, evidence, duration());
+    if (provisionedRefused?.state === 'expired')
+      return reBootstrapFailure(ctx, provisionedRefused, evidence, duration());
     return failResult(ctx, {
       check: name,
       seen: `cert expired at ${leaf.notAfter.toISOString()}`,
@@ -305,7 +305,7 @@ function evaluateCertsFallback(
   options: VerifyOptions,
   now: Date,
   started: number,
-  provisionedExpired?: ProvisionedProblem,
+  provisionedRefused?: ProvisionedProblem,
 ): CheckResult {
   const leaf = context.certChain[0]!;
   evidence.unshift(
@@ -329,7 +329,7 @@ function evaluateCertsFallback(
         `installed root has ${installedSerials.join(', ') || 'none'}`,
     };
   };
-  return evaluateLeaf(ctx, leafView, verify, rootDiffers, evidence, options, now, started, provisionedExpired);
+  return evaluateLeaf(ctx, leafView, verify, rootDiffers, evidence, options, now, started, provisionedRefused);
 }
 
 export const workloadCertificate: CheckDefinition = {

@@ -8,6 +8,7 @@ import type { SecretRegistry } from '../secrets.js';
 import type { RunSettings } from '../settings.js';
 import { createClusterClient, type ClusterClient } from './client.js';
 import { loadKubeConfig } from './credentials.js';
+import { sharedPerServiceAccount } from './group-tokens.js';
 
 /** The port, the client behind it (verification reads through it too) and what preflight learned. */
 export interface ClusterAdapter {
@@ -92,15 +93,18 @@ export function connectClusterPort(
         },
       };
     },
-    async bootstrapToken(group) {
-      const token = await real.requestBootstrapToken({
-        namespace: group.namespace,
-        serviceAccount: group.serviceAccount,
-        expirationSeconds: settings.tokenLifetimeSeconds,
-      });
-      secrets.add(token.token);
-      return { token: token.token, expiresAt: token.expiresAt };
-    },
+    bootstrapToken: sharedPerServiceAccount(
+      async (group) => {
+        const token = await real.requestBootstrapToken({
+          namespace: group.namespace,
+          serviceAccount: group.serviceAccount,
+          expirationSeconds: settings.tokenLifetimeSeconds,
+        });
+        secrets.add(token.token);
+        return { token: token.token, expiresAt: token.expiresAt };
+      },
+      { lifetimeSeconds: settings.tokenLifetimeSeconds },
+    ),
     async applyStaticWorkloadEntry(group, vm, address, options) {
       return toRecord(
         await real.applyStaticWorkloadEntry(group, vm, address, options?.dryRun ? { dryRun: true } : undefined),

@@ -32,6 +32,7 @@ export interface ClusterPort {
    * namespace, read once, instead of waiting for the group namespace's copy.
    */
   meshContext(group: GroupSpec, options?: { namespaceNotCreatedYet?: boolean }): Promise<MeshContext>;
+  /** A token for the group's ServiceAccount (audience istio-ca); VMs of one ServiceAccount may share it. */
   bootstrapToken(group: GroupSpec): Promise<{ token: string; expiresAt: Date }>;
   /** For registration: static; dryRun (plan, verify) compares without writing. */
   applyStaticWorkloadEntry(

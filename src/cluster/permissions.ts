@@ -81,7 +81,7 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
     'serviceaccounts',
     'group-namespace',
     ONBOARD,
-    'TokenRequest: bootstrap token (audience istio-ca) per VM',
+    'TokenRequest: bootstrap token (audience istio-ca), one per ServiceAccount and run',
     {
       subresource: 'token',
     },

@@ -63,8 +63,11 @@ const CLUSTER_ENV =
   "CANONICAL_REVISION='latest'\nISTIO_INBOUND_PORTS='*'\nISTIO_LOCAL_EXCLUDE_PORTS='22,15090,15021'\nISTIO_NAMESPACE='vm-app'\n";
 const clusterEnvWith = (revision: string): string => CLUSTER_ENV.replace("'latest'", `'${revision}'`);
 
-function change(overrides: { clusterEnv?: string; token?: string; sha256?: string; upload?: boolean } = {}): VmChange {
+function change(
+  overrides: { clusterEnv?: string; token?: string; sha256?: string; upload?: boolean; reBootstrap?: boolean } = {},
+): VmChange {
   return {
+    ...(overrides.reBootstrap ? { reBootstrap: true } : {}),
     files: {
       clusterEnv: overrides.clusterEnv ?? CLUSTER_ENV,
       meshYaml: 'defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n',
@@ -302,6 +305,32 @@ describe('VM side against lab VMs', () => {
     expect(rolled.restoredFiles).toEqual(['clusterEnv']);
     expect(await onVm('vm1', 'cat /var/lib/istio/envoy/cluster.env')).toBe(CLUSTER_ENV);
     expect(session.counters.connections).toBe(1);
+  });
+
+  it('a rollback keeps the fresh token of a re-bootstrap it undoes, and restores the token of any other change', async () => {
+    const session = await connect('vm1');
+    const token = () => onVm('vm1', 'cat /var/lib/istio/tokens/istio-token /var/run/secrets/tokens/istio-token');
+    // A plain change of cluster.env and token: the rollback puts the old token back with the old file.
+    const before = await token();
+    const plain = await applyVmChanges(
+      session,
+      change({ token: 'lab-bootstrap-token-3', clusterEnv: clusterEnvWith('v3') }),
+    );
+    const undonePlain = await rollbackVm(session, { reason: 'checks failed', expectSnapshotId: plain.snapshotId! });
+    expect(undonePlain.freshTokenKept).toBe(false);
+    expect(undonePlain.restoredFiles.sort()).toEqual(['clusterEnv', 'token']);
+    expect(await token()).toBe(before);
+    // A re-bootstrap (the agent's certificate removed): the old token is of no use, the fresh one stays.
+    const fresh = await applyVmChanges(
+      session,
+      change({ token: 'lab-bootstrap-token-4', clusterEnv: clusterEnvWith('v4'), reBootstrap: true }),
+    );
+    expect(fresh.reBootstrapped).toBe(true);
+    const undone = await rollbackVm(session, { reason: 'checks failed', expectSnapshotId: fresh.snapshotId! });
+    expect(undone.freshTokenKept).toBe(true);
+    expect(undone.restoredFiles).toEqual(['clusterEnv']);
+    expect(await token()).toBe('lab-bootstrap-token-4'.repeat(2));
+    expect(await onVm('vm1', 'cat /var/lib/istio/envoy/cluster.env')).toBe(CLUSTER_ENV);
   });
 
   it('two concurrent applies on one VM do not interleave; a held lock makes a run wait, then fail clearly', async () => {

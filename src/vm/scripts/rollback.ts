@@ -26,6 +26,8 @@ export interface VmRollbackResult {
   packageRestored: string | null;
   /** The version had changed but the old package file was not kept. */
   packageNotRestorable: boolean;
+  /** The run being undone re-bootstrapped the VM: its fresh token stays (the old one is of no use). */
+  freshTokenKept: boolean;
 }
 
 const ROLLBACK = readFileSync(new URL('./rollback.sh', import.meta.url), 'utf8');
@@ -64,5 +66,6 @@ export async function rollbackVm(
     restoredFiles: output.all('restored'),
     packageRestored: output.get('package.restored') ?? null,
     packageNotRestorable: output.get('package.not-restorable') === 'yes',
+    freshTokenKept: output.get('token.kept') === 'fresh',
   };
 }

@@ -35,6 +35,8 @@ export interface ClusterClient {
   readonly server: string;
   /** Requests sent so far (every attempt counts). */
   readonly requestCount: number;
+  /** The run is done with the cluster: background watches stop (no request after this). */
+  close(): void;
 
   preflight(inventory: Inventory, options: PreflightOptions): Promise<PreflightReport>;
 
@@ -99,7 +101,13 @@ export function createClusterClient(kubeConfig: KubeConfig, options: ClusterClie
     ...(options.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
     kubeConfig,
   });
-  const ctx: ClusterContext = createClusterContext(kubeConfig, transport, options.fieldManager ?? FIELD_MANAGER);
+  const lifetime = new AbortController();
+  const ctx: ClusterContext = createClusterContext(
+    kubeConfig,
+    transport,
+    options.fieldManager ?? FIELD_MANAGER,
+    lifetime.signal,
+  );
   const render: RenderedObjects = options.render ?? { buildWorkloadGroup, buildWorkloadEntry };
   const meshReader = createMeshContextReader(ctx, {
     resolver: options.resolver ?? createDnsResolver(options.dnsServers),
@@ -112,6 +120,7 @@ export function createClusterClient(kubeConfig: KubeConfig, options: ClusterClie
     get requestCount() {
       return transport.requestCount;
     },
+    close: () => lifetime.abort(),
     preflight: (inventory, opts) => runPreflight(ctx, inventory, opts),
     applyMeshObjects: (group, opts) => applyGroupObjects(ctx, render, group, opts),
     applyStaticWorkloadEntry: (group, vm, address, opts) =>

@@ -70,14 +70,18 @@ export interface ClusterContext {
   custom: CustomObjectsApi;
   fieldManager: string;
   cache: RunCache;
+  /** Aborted when the run is done with the cluster: what still runs in the background (watches) stops. */
+  closed: AbortSignal;
 }
 
 export function createClusterContext(
   kubeConfig: KubeConfig,
   transport: KubeTransport,
   fieldManager: string,
+  closed: AbortSignal = new AbortController().signal,
 ): ClusterContext {
   return {
+    closed,
     transport,
     core: kubeConfig.makeApiClient(CoreV1Api),
     apps: kubeConfig.makeApiClient(AppsV1Api),

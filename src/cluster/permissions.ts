@@ -120,6 +120,14 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
     ALL,
     "list the group's WorkloadEntries (find a VM's)",
   ),
+  p(
+    'watch',
+    'networking.istio.io',
+    'workloadentries',
+    'group-namespace',
+    VERIFY,
+    'follow the WorkloadEntries while VMs register and turn Healthy (one watch per namespace)',
+  ),
   p('create', 'networking.istio.io', 'workloadentries', 'group-namespace', ONBOARD, 'create static WorkloadEntries', {
     when: 'static-registration',
   }),

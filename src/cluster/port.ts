@@ -43,6 +43,7 @@ export function connectClusterPort(
 
   const port: ClusterPort = {
     server: real.server,
+    close: () => real.close(),
     async preflight({ groups, mode }) {
       const report = await real.preflight(inventory, {
         revision,

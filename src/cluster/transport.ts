@@ -209,7 +209,8 @@ export class KubeTransport {
   /**
    * One watch (`GET path?watch=true&…`), counted and reported like any request; not retried (the caller
    * decides whether to watch again: a new watch without resourceVersion starts with the current state).
-   * `onEvent` gets each event and returns true to stop. Ends after `timeoutMs` at the latest. Throws
+   * `onEvent` gets each event and returns true to stop. Ends after `timeoutMs` at the latest, or when `signal`
+   * aborts ('stopped'). Throws
    * KubeRequestError when the server refuses the watch (403, 404, …); a connection that fails or drops
    * ends it as 'closed'.
    */
@@ -218,6 +219,7 @@ export class KubeTransport {
     query: Record<string, string | number>,
     onEvent: (type: string, object: unknown) => boolean,
     timeoutMs: number,
+    signal?: AbortSignal,
   ): Promise<WatchEnd> {
     const kubeConfig = this.options.kubeConfig;
     if (!kubeConfig) throw new Error('this Kubernetes transport has no kubeconfig for watches');
@@ -233,11 +235,15 @@ export class KubeTransport {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         controller?.abort();
         if (error !== undefined) reject(error);
         else resolve(end);
       };
       const timer = setTimeout(() => finish('timeout'), Math.max(0, timeoutMs));
+      const onAbort = (): void => finish('stopped');
+      if (signal?.aborted) onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
       const refused = (err: unknown): KubeRequestError | undefined => {
         const status = (err as { statusCode?: unknown } | null)?.statusCode;
         if (typeof status !== 'number') return undefined;

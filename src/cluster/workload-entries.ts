@@ -97,8 +97,8 @@ export async function listWorkloadEntries(
 }
 
 /**
- * How long one listing of a namespace's WorkloadEntries answers every VM's lookup: less than the
- * workload-entry check's poll interval (500 ms), so each poll of a VM still sees a newer listing.
+ * How long one listing of a namespace's WorkloadEntries answers every VM's lookup when they cannot be
+ * watched: less than the workload-entry check's poll interval (500 ms), so each poll still sees a newer one.
  */
 export const SHARED_WORKLOAD_ENTRY_LIST_MS = 400;
 
@@ -116,11 +116,147 @@ function recentWorkloadEntries(ctx: ClusterContext, namespace: string): Promise<
   });
 }
 
+/** Limits of a namespace's WorkloadEntry watch (bounded: it stops by itself). */
+export const WORKLOAD_ENTRY_WATCH = {
+  /** One watch asks the server for at most this long, then is opened again from where it was. */
+  watchSeconds: 300,
+  /** Watches opened (and lists made to restart one) per namespace and run, at most. */
+  maxWatches: 20,
+  /** Pause before watching again after a watch ended early. */
+  pauseMs: 500,
+} as const;
+
+type RawEntryWithVersion = RawEntry & { metadata?: { resourceVersion?: string } };
+
+/**
+ * A namespace's WorkloadEntries as the API server has them, kept current by one list and one watch (with
+ * bookmarks) for the whole run instead of a list every poll: while VMs register and turn Healthy the
+ * lookups read memory. `live` is false when the watch cannot run (refused, or past its bounds): lookups
+ * then list again. Stops when the run closes the cluster client.
+ */
+export class WatchedWorkloadEntries {
+  private readonly items = new Map<string, RawEntry>();
+  private resourceVersion = '';
+  private watching = false;
+  private opened = 0;
+
+  constructor(
+    private readonly ctx: ClusterContext,
+    private readonly namespace: string,
+    private readonly limits: { watchSeconds: number; maxWatches: number; pauseMs: number } = WORKLOAD_ENTRY_WATCH,
+  ) {}
+
+  get live(): boolean {
+    return this.watching && !this.ctx.closed.aborted;
+  }
+
+  entries(): RawEntry[] {
+    return [...this.items.values()];
+  }
+
+  /** Lists the namespace and starts following it; resolves once the list is in memory. */
+  async start(): Promise<void> {
+    await this.list();
+    this.watching = true;
+    void this.follow().finally(() => {
+      this.watching = false;
+    });
+  }
+
+  private async list(): Promise<void> {
+    const list = (await this.ctx.transport.call((o) =>
+      this.ctx.custom.listNamespacedCustomObject({ ...WORKLOAD_ENTRY_API, namespace: this.namespace }, o),
+    )) as { items?: RawEntryWithVersion[]; metadata?: { resourceVersion?: string } };
+    this.items.clear();
+    for (const item of list.items ?? []) if (item.metadata?.name) this.items.set(item.metadata.name, item);
+    this.resourceVersion = list.metadata?.resourceVersion ?? '';
+  }
+
+  private async follow(): Promise<void> {
+    const path = `/apis/${WORKLOAD_ENTRY_API.group}/${WORKLOAD_ENTRY_API.version}/namespaces/${encodeURIComponent(
+      this.namespace,
+    )}/${WORKLOAD_ENTRY_API.plural}`;
+    while (this.opened < this.limits.maxWatches && !this.ctx.closed.aborted) {
+      if (this.opened > 0) await sleepUnlessClosed(this.ctx.closed, this.limits.pauseMs);
+      if (this.ctx.closed.aborted) return;
+      this.opened++;
+      // A watch from an expired resourceVersion ends at once (410, an ERROR event): list again, then watch.
+      let expired = false;
+      let end;
+      try {
+        end = await this.ctx.transport.watch(
+          path,
+          {
+            resourceVersion: this.resourceVersion,
+            allowWatchBookmarks: 'true',
+            timeoutSeconds: this.limits.watchSeconds,
+          },
+          (type, object) => {
+            const raw = object as RawEntryWithVersion;
+            const version = raw?.metadata?.resourceVersion;
+            if (type === 'ERROR') {
+              expired = true;
+              return true;
+            }
+            if (version) this.resourceVersion = version;
+            const name = raw?.metadata?.name;
+            if (!name) return false;
+            if (type === 'ADDED' || type === 'MODIFIED') this.items.set(name, raw);
+            else if (type === 'DELETED') this.items.delete(name);
+            return false;
+          },
+          (this.limits.watchSeconds + 5) * 1000,
+          this.ctx.closed,
+        );
+      } catch {
+        return; // refused (403 without `watch`, 404): the lookups list instead
+      }
+      if (end === 'stopped' && this.ctx.closed.aborted) return;
+      if (expired || end === 'closed') {
+        if (this.opened >= this.limits.maxWatches) return;
+        this.opened++;
+        try {
+          await this.list();
+        } catch {
+          return;
+        }
+      }
+    }
+  }
+}
+
+function sleepUnlessClosed(closed: AbortSignal, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      closed.removeEventListener('abort', done);
+      resolve();
+    }
+    closed.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** The namespace's watched WorkloadEntries, started once per run; undefined when the watch could not start. */
+async function watchedWorkloadEntries(
+  ctx: ClusterContext,
+  namespace: string,
+): Promise<WatchedWorkloadEntries | undefined> {
+  const watched = await ctx.cache
+    .once(`workloadentries-watch/${namespace}`, async () => {
+      const entries = new WatchedWorkloadEntries(ctx, namespace);
+      await entries.start();
+      return entries;
+    })
+    .catch(() => undefined);
+  return watched?.live ? watched : undefined;
+}
+
 /**
  * The WorkloadEntry for a VM address in a group: the one with the auto-registration name and that
- * address, else one of the group with that address. From a listing of the namespace that every VM of
- * the group polling at once shares (one request per round instead of a GET, and a LIST while it is
- * missing, per VM).
+ * address, else one of the group with that address. From the namespace's watched entries (one list and
+ * one watch for the run), or when they cannot be watched from a listing that every VM of the group polling
+ * at once shares (one request per round).
  */
 export async function findWorkloadEntryFor(
   ctx: ClusterContext,
@@ -131,7 +267,8 @@ export async function findWorkloadEntryFor(
   const groupName = typeof group === 'string' ? group : group.name;
   const network = typeof group === 'string' ? undefined : group.network || undefined;
   const name = autoRegisteredWorkloadEntryName(groupName, address, network);
-  const items = await recentWorkloadEntries(ctx, namespace);
+  const watched = await watchedWorkloadEntries(ctx, namespace);
+  const items = watched ? watched.entries() : await recentWorkloadEntries(ctx, namespace);
   const direct = items.find((raw) => raw.metadata?.name === name && raw.spec?.address === address);
   if (direct) return toWorkloadEntryInfo(direct);
   return items

@@ -21,6 +21,8 @@ export interface PreflightOutcome {
 export interface ClusterPort {
   /** API server URL, for messages (never credentials). */
   readonly server: string;
+  /** The run is done with the cluster: what still follows it in the background stops. */
+  close?(): void;
   preflight(input: { inventory: Inventory; groups: GroupSpec[]; mode: Mode }): Promise<PreflightOutcome>;
   /** Namespace, ServiceAccount, WorkloadGroup, Service, PeerAuthentication; dryRun reports without writing. */
   applyGroup(

@@ -90,7 +90,7 @@ export async function runRollout(
   }
 
   // Cluster side: nothing on a VM is touched unless all of this succeeds.
-  let cluster: ClusterPort;
+  let cluster: ClusterPort | undefined;
   const meshByGroup = new Map<GroupSpec, MeshContext>();
   // verify and plan: the group's objects as a dry-run apply found them (its VMs report their drift).
   const objectsByGroup = new Map<GroupSpec, ClusterObjectRecord[]>();
@@ -168,6 +168,7 @@ export async function runRollout(
     report.fatal = { stage: 'cluster', message: messageOf(error), hint: hintOf(error) };
     log.error(`cluster: ${messageOf(error)}`);
     await early?.discardUnused();
+    cluster?.close?.();
     for (const { group, vm } of selection.selected) report.vms.push(skippedVm(group, vm, 'skipped-preflight'));
     return finish();
   }
@@ -195,6 +196,7 @@ export async function runRollout(
     if (index === 0) continue;
     if (mesh.trustDomain !== report.cluster?.trustDomain) report.warnings.push('groups disagree on the trust domain');
   }
+  cluster.close?.();
   if (report.cluster) report.cluster.apiRequests = cluster.requestCount();
   return finish();
 }

@@ -15,6 +15,7 @@ import {
   type ClusterClient,
   type ClusterClientOptions,
 } from '../../src/cluster/index.js';
+import { SHARED_WORKLOAD_ENTRY_LIST_MS } from '../../src/cluster/workload-entries.js';
 import type { GroupSpec, Inventory, VmSpec } from '../../src/inventory/types.js';
 import {
   JOBS,
@@ -46,6 +47,7 @@ async function newDouble(seed: Parameters<typeof startKubeApi>[0]['seed'] = {}):
 }
 
 afterAll(async () => {
+  for (const c of clients) c.close();
   for (const d of doubles) await d.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
@@ -90,14 +92,19 @@ function inventoryOf(...groups: GroupSpec[]): Inventory {
   };
 }
 
+const clients: ClusterClient[] = [];
+
+/** A client of the action on the double; closed after the file (its WorkloadEntry watches stop). */
 function clientFor(kube: KubeApiDouble, options: ClusterClientOptions = {}): ClusterClient {
   const { kubeConfig } = loadKubeConfig({ kubeconfigPath: kube.kubeconfigPath });
-  return createClusterClient(kubeConfig, {
+  const client = createClusterClient(kubeConfig, {
     retry: { attempts: 4, baseDelayMs: 20 },
     rootCertWaitMs: 3000,
     jobPollMs: 50,
     ...options,
   });
+  clients.push(client);
+  return client;
 }
 
 function writesOf(kube: KubeApiDouble): string[] {
@@ -248,7 +255,10 @@ describe('mesh objects (server-side apply, idempotent)', () => {
     const c = clientFor(kube);
     kube.requests.reset();
     const entry = await c.findWorkloadEntryFor('vm-ns', 'app', '10.0.0.7');
-    expect(kube.requests.count).toBe(1);
+    // One list; the watch that follows the namespace from then on may already be open.
+    expect(kube.requests.log.filter((r) => r.verb === 'list').length).toBe(1);
+    expect(kube.requests.count).toBeLessThanOrEqual(2);
+    c.close();
     expect(entry).toMatchObject({
       name: 'app-10.0.0.7',
       autoRegistered: true,
@@ -257,6 +267,70 @@ describe('mesh objects (server-side apply, idempotent)', () => {
       healthMessage: 'probe failed',
     });
     expect((await c.listWorkloadEntries('vm-ns', 'app')).map((e) => e.name)).toEqual(['app-10.0.0.7']);
+  });
+
+  it('one list and one watch follow the namespace for the run: a new entry, its Healthy condition and its deletion are seen without a request each', async () => {
+    const c = clientFor(kube);
+    const address = '10.0.0.8';
+    const lookup = () => c.findWorkloadEntryFor('vm-ns', 'app', address);
+    /** Bounded: 200 looks, 25 ms apart. */
+    async function until(condition: (found: Awaited<ReturnType<typeof lookup>>) => boolean): Promise<void> {
+      for (let look = 0; look < 200; look++) {
+        if (condition(await lookup())) return;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      throw new Error('the lookup never saw the change');
+    }
+    const mark = kube.requests.total;
+    expect(await lookup()).toBeUndefined();
+    await until(() => kube.requests.since(mark).some((r) => r.verb === 'watch'));
+    kube.store.create(KINDS.workloadEntries, {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'WorkloadEntry',
+      metadata: {
+        name: `app-${address}`,
+        namespace: 'vm-ns',
+        annotations: { 'istio.io/autoRegistrationGroup': 'app' },
+      },
+      spec: { address, serviceAccount: 'vm-sa', labels: { app: 'app' } },
+    });
+    await until((found) => found?.name === `app-${address}`);
+    kube.store.patchStatus(KINDS.workloadEntries, 'vm-ns', `app-${address}`, {
+      conditions: [{ type: 'Healthy', status: 'True' }],
+    });
+    await until((found) => found?.healthy === 'True');
+    kube.store.delete(KINDS.workloadEntries, 'vm-ns', `app-${address}`);
+    await until((found) => found === undefined);
+    const made = kube.requests.since(mark).filter((r) => r.resource === KINDS.workloadEntries);
+    expect(made.map((r) => r.verb)).toEqual(['list', 'watch']);
+    // Closed with the run: the watch ends and nothing more is asked.
+    c.close();
+    const closedAt = kube.requests.total;
+    expect(await lookup()).toBeUndefined();
+    expect(kube.requests.since(closedAt).map((r) => r.verb)).toEqual(['list']);
+  });
+
+  it('without permission to watch WorkloadEntries, the watch is refused once and each lookup lists the namespace', async () => {
+    const allowWatch = kube.denyPermission({
+      verb: 'watch',
+      group: 'networking.istio.io',
+      resource: 'workloadentries',
+    });
+    const c = clientFor(kube);
+    try {
+      const mark = kube.requests.total;
+      expect(await c.findWorkloadEntryFor('vm-ns', 'app', '10.0.0.9')).toBeUndefined();
+      // Bounded: until the refused watch is on record.
+      for (let look = 0; look < 200 && !kube.requests.since(mark).some((r) => r.verb === 'watch'); look++)
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      await new Promise((resolve) => setTimeout(resolve, SHARED_WORKLOAD_ENTRY_LIST_MS + 50));
+      expect(await c.findWorkloadEntryFor('vm-ns', 'app', '10.0.0.9')).toBeUndefined();
+      const made = kube.requests.since(mark).filter((r) => r.resource === KINDS.workloadEntries);
+      expect(made.map((r) => `${r.verb} ${r.status}`)).toEqual(['list 200', 'watch 403', 'list 200']);
+    } finally {
+      allowWatch();
+      c.close();
+    }
   });
 
   it('reads the PeerAuthentication mode that applies to the group', async () => {

@@ -9,7 +9,7 @@ import { request } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { startKubeApi, type KubeApiDouble } from './kube/index.js';
+import { KINDS, startKubeApi, type KubeApiDouble } from './kube/index.js';
 
 /** The bearer token of the kubeconfig's `lab` context (the admin user). */
 function adminToken(): string {
@@ -702,7 +702,19 @@ describe('seeded cluster, controllers and faults', () => {
   });
 
   it('crd-missing removes networking.istio.io from discovery and the kinds from kubectl; heal restores', async () => {
+    // Its custom resources go with the definition, each with a DELETED event for watchers (istiod's informers).
+    kube.store.create('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'crd-ns' } });
+    kube.store.create(KINDS.workloadEntries, {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'WorkloadEntry',
+      metadata: { name: 'app-10.0.0.5', namespace: 'crd-ns' },
+      spec: { address: '10.0.0.5' },
+    });
+    const seen: string[] = [];
+    const unwatch = kube.store.watch(KINDS.workloadEntries, (e) => seen.push(`${e.type} ${e.object.metadata.name}`));
     await fault('crd-missing').apply({});
+    unwatch();
+    expect(seen).toEqual(['DELETED app-10.0.0.5']);
     try {
       const groups = await kubectl(kube, ['api-versions']);
       expect(groups.stdout).not.toContain('networking.istio.io');

@@ -427,8 +427,18 @@ export class ObjectStore {
     const t = this.typeOf(kindKey);
     const current = this.mustGet(kindKey, namespace, name);
     if (opts.dryRun) return current;
+    // Deleting a definition deletes every custom resource of it, and each watcher sees it go (a DELETED event
+    // each), as from the API server: istiod's informers must drop them, or it later updates entries that are gone.
+    const definedKind =
+      kindKey === 'customresourcedefinitions.apiextensions.k8s.io' ? resourceTypeFromCrd(current) : undefined;
+    if (definedKind) {
+      const k = kindKeyOf(definedKind);
+      for (const o of [...(this.objects.get(k)?.values() ?? [])])
+        this.delete(k, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Orphan' });
+    }
     const key = nsName(current.metadata.namespace, name);
     this.bucket(kindKey).delete(key);
+    if (definedKind) this.objects.delete(kindKeyOf(definedKind));
     this.rv += 1;
     current.metadata.resourceVersion = String(this.rv);
     this.emit({ type: 'DELETED', kindKey, object: current, resourceVersion: current.metadata.resourceVersion });
@@ -438,10 +448,6 @@ export class ObjectStore {
         for (const o of this.list(k, { namespace: name }))
           this.delete(k, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Orphan' });
       }
-    }
-    if (kindKey === 'customresourcedefinitions.apiextensions.k8s.io') {
-      const ct = resourceTypeFromCrd(current);
-      if (ct) this.objects.delete(kindKeyOf(ct));
     }
     // jobs.batch (and the legacy default for it) orphans unless asked otherwise; everything else cascades.
     const policy = opts.propagationPolicy ?? (kindKey === 'jobs.batch' ? 'Orphan' : 'Background');

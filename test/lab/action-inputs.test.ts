@@ -4,20 +4,25 @@
 // The cases are generated from action.yml: an input without a malformed value here (and not on the
 // short exemption list, with its reason) fails the first test, so a new input cannot skip the rule.
 //
-// Counting: the lab's Kubernetes double records every request with its user; the action runs as the
-// kubeconfig's `lab-restricted` user, while the lab's own istiod double reads the API as `lab-admin`,
-// so every request that is not lab-admin's is the action's (or an unauthenticated one). Each VM's
+// The lab runs on real Istio (`up --istiod real --sidecar real`). Its Kubernetes API records every request
+// with its user. Counting only the action's: the action gets a kubeconfig that holds the `lab-restricted`
+// user and nothing else (no admin credentials it could fall back to), so each request it can make is
+// lab-restricted's or, without credentials, system:anonymous's; only those are counted. The real istiod
+// reads and watches the API all along under its own identity (the lab kubeconfig's `lab` context, user
+// `lab-admin`), and the control test below shows those requests exist and are left out. Each VM's
 // sshd runs with LogLevel VERBOSE and logs every connection ("Connection from …"), authenticated or
 // not. Two control runs with good inputs show that both counters do see the action.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
-import { runAction, snapshotDist, type ActionRun } from './action-harness.js';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { runAction, type ActionRun } from './action-harness.js';
 import { controlRequest } from './control.js';
 import type { LabState } from './state.js';
-import { downLab, newLabDir, REPO_ROOT, upLab } from './testing.js';
+import { ADMIN_USER, RESTRICTED_USER } from './kube/auth.js';
+import { upRealLab } from './real-lab.js';
+import { downLab, REPO_ROOT } from './testing.js';
 import { vmPath } from './vm/exec.js';
 
 const ACTION_INPUTS = Object.keys(
@@ -92,30 +97,50 @@ const MALFORMED: Record<string, Case[]> = {
   'east-west-address': [{ label: 'an IPv4 address out of range', value: '10.0.0.300' }],
 };
 
-let dir: string;
+let dir: string | undefined;
 let state: LabState;
 let entry: string;
+/** The lab's kubeconfig cut down to the restricted user: the only credentials the action is given. */
+let restrictedKubeconfig = '';
+
+/** Users the action's requests arrive as: its kubeconfig's one user, or none (the API's anonymous user). */
+const ACTION_USERS = new Set([RESTRICTED_USER, 'system:anonymous', '']);
+
+type Kubeconfig = {
+  users: { name: string }[];
+  contexts: { name: string; context: { user: string } }[];
+  'current-context': string;
+};
 
 beforeAll(async () => {
-  dir = newLabDir('action-inputs');
-  state = await upLab(dir, 1);
-  entry = await snapshotDist(dir);
+  ({ dir, state, entry } = await upRealLab('action-inputs', 1));
+  const full = parseYaml(readFileSync(state.files.kubeconfig!, 'utf8')) as Kubeconfig;
+  restrictedKubeconfig = stringifyYaml({
+    ...full,
+    users: full.users.filter((u) => u.name === RESTRICTED_USER),
+    contexts: full.contexts.filter((c) => c.context.user === RESTRICTED_USER),
+    'current-context': 'lab-restricted',
+  });
   const keyFile = path.join(dir, 'protected key');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'correct horse', '-C', '', '-f', keyFile]);
   protectedKey = readFileSync(keyFile, 'utf8');
-}, 300_000);
+}, 600_000);
 
 afterAll(async () => {
   if (dir) await downLab(dir);
 }, 120_000);
 
-/** Requests not made by the lab's own control plane, and connections every VM's sshd has logged. */
-async function counters(): Promise<{ kubeRequests: number; sshConnections: number }> {
+/** The API requests by each user since the lab started. */
+async function kubeRequestsByUser(): Promise<Record<string, number>> {
   const reply = await controlRequest(state.files.controlSocket, { op: 'status' }, 10_000);
   if (!reply.ok) throw new Error(`lab status: ${reply.error}`);
-  const byUser = (reply.result as { kubeRequestsByUser: Record<string, number> }).kubeRequestsByUser;
-  const kubeRequests = Object.entries(byUser)
-    .filter(([user]) => user !== 'lab-admin')
+  return (reply.result as { kubeRequestsByUser: Record<string, number> }).kubeRequestsByUser;
+}
+
+/** The action's API requests (by the users it can be), and connections every VM's sshd has logged. */
+async function counters(): Promise<{ kubeRequests: number; sshConnections: number }> {
+  const kubeRequests = Object.entries(await kubeRequestsByUser())
+    .filter(([user]) => ACTION_USERS.has(user))
     .reduce((sum, [, count]) => sum + count, 0);
   let sshConnections = 0;
   for (const vm of state.vms) {
@@ -134,7 +159,11 @@ function resolveKey(value: string): string {
 
 function action(inputs: Record<string, string>): Promise<ActionRun> {
   const resolved = Object.fromEntries(Object.entries(inputs).map(([name, value]) => [name, resolveKey(value)]));
-  return runAction(state, { context: 'lab-restricted', ...resolved }, { entry, timeoutMs: 60_000 });
+  return runAction(
+    state,
+    { kubeconfig: restrictedKubeconfig, context: 'lab-restricted', ...resolved },
+    { entry, timeoutMs: 60_000 },
+  );
 }
 
 describe('inputs of action.yml', () => {
@@ -185,6 +214,10 @@ describe('inputs of action.yml', () => {
     const run = await action({ mode: 'plan' });
     const after = await counters();
     expect(after.kubeRequests).toBeGreaterThan(before.kubeRequests);
+    // The real istiod's own requests are there, under its own identity, and not among the counted ones.
+    const byUser = await kubeRequestsByUser();
+    expect(byUser[ADMIN_USER] ?? 0).toBeGreaterThan(0);
+    expect(ACTION_USERS.has(ADMIN_USER)).toBe(false);
     // (Before plan stopped waiting for the root cert of a namespace it does not create, this stopped at the
     // cluster stage on this fresh lab: action-plan-fresh.test.ts.)
     expect([run.code, run.report?.fatal]).toEqual([0, undefined]);
@@ -192,7 +225,13 @@ describe('inputs of action.yml', () => {
 
   it('control: a plan as the admin logs in to the VM (SSH counted); an input plan does not read is named in a notice, not parsed', async () => {
     const before = await counters();
-    const run = await action({ context: 'lab', mode: 'plan', 'verify-requests': 'many', 'token-lifetime': '1' });
+    const run = await action({
+      kubeconfig: readFileSync(state.files.kubeconfig!, 'utf8'),
+      context: 'lab',
+      mode: 'plan',
+      'verify-requests': 'many',
+      'token-lifetime': '1',
+    });
     const after = await counters();
     expect(after.sshConnections).toBeGreaterThan(before.sshConnections);
     expect(run.log).toContain(

@@ -3,22 +3,27 @@
 // the root istiod publishes in its own namespace (the same bundle istiod's namespace controller copies into
 // every namespace), shows the Namespace, ServiceAccount and WorkloadGroup it would create, and succeeds.
 // An onboard afterwards shows the namespace's copy is the root the plan used.
+//
+// On real Istio (`up --istiod real --sidecar real`): the root in istio-system and the copy in the new
+// namespace are the real istiod's (its namespace controller publishes istio-ca-root-cert in every namespace:
+// pilot/pkg/serviceregistry/kube/controller/namespacecontroller.go in istio.io/istio).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import path from 'node:path';
-import { runAction, snapshotDist, vmOf } from './action-harness.js';
+import { runAction, vmOf } from './action-harness.js';
 import { run } from './exec.js';
 import { GROUP } from './files.js';
 import type { LabState } from './state.js';
-import { downLab, newLabDir, upLab } from './testing.js';
+import { upRealLab } from './real-lab.js';
+import { downLab } from './testing.js';
 
-const dir = newLabDir('action-plan-fresh');
+let dir: string | undefined;
 let state: LabState;
 let entry: string;
 
 /** `kubectl get` as the lab admin; undefined when the object does not exist. */
 async function kubeGet(args: string[]): Promise<string | undefined> {
   const result = await run(
-    ['kubectl', '--kubeconfig', state.files.kubeconfig ?? path.join(dir, 'kubeconfig'), ...args],
+    ['kubectl', '--kubeconfig', state.files.kubeconfig ?? path.join(state.dir, 'kubeconfig'), ...args],
     {
       timeoutMs: 30_000,
       allowFailure: true,
@@ -33,11 +38,11 @@ const rootCertOf = (namespace: string) =>
   kubeGet(['-n', namespace, 'get', 'configmap', 'istio-ca-root-cert', '-o', 'jsonpath={.data.root-cert\\.pem}']);
 
 beforeAll(async () => {
-  state = await upLab(dir, 1);
-  entry = await snapshotDist(dir);
-}, 300_000);
+  ({ dir, state, entry } = await upRealLab('action-plan-fresh', 1));
+}, 600_000);
 
 afterAll(async () => {
+  if (!dir) return;
   const result = await downLab(dir);
   expect(result.code).toBe(0);
 }, 120_000);

@@ -1,9 +1,14 @@
 // The least-privilege RBAC of the README, end to end through the bundled action (dist/): the kubeconfig's
 // `lab-restricted` user gets exactly what `istio-vm-onboard rbac` (dist/cli) prints, bound as the README says
 // — the group role by a RoleBinding in the group namespace, the Istio role in istio-system, and the opt-in
-// namespaces ClusterRole not at all. The Kubernetes double authorizes as RBAC does for that: a rule bound
+// namespaces ClusterRole not at all. The lab's Kubernetes API authorizes as RBAC does for that: a rule bound
 // in a namespace applies to requests in it, and GET of a namespace object is a request in that namespace
 // (k8s.io/apiserver pkg/endpoints/request/requestinfo.go).
+// The lab runs on real Istio (`up --istiod real --sidecar real`): onboarding as that user has the real
+// istiod sign the VM's certificate and inject the verification Job. The real istiod reads the API all along
+// under its own identity (the lab kubeconfig's `lab` context, user `lab-admin`, which the restricted rules
+// do not touch); the requests examined here are the action's own: from its log (`::debug::kube METHOD
+// PATH`), and the API's record of lab-restricted's requests, which counts what the action's report counts.
 //   - The group namespace exists (made by an admin, as the README asks): onboarding passes with no
 //     cluster-scoped permission at all, and the action never writes the namespace.
 //   - The group's namespace is missing: preflight fails naming the namespace and the permissions the
@@ -12,17 +17,18 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { runAction, snapshotDist, vmOf, type ActionRun } from './action-harness.js';
+import { runAction, vmOf, type ActionRun } from './action-harness.js';
 import { controlRequest } from './control.js';
 import { run } from './exec.js';
 import { GROUP } from './files.js';
 import type { PolicyRule } from './kube/auth.js';
 import { RESTRICTED_USER } from './kube/auth.js';
 import type { LabState } from './state.js';
-import { downLab, newLabDir, REPO_ROOT, upLab } from './testing.js';
+import { upRealLab } from './real-lab.js';
+import { downLab, REPO_ROOT } from './testing.js';
 import { vmPath } from './vm/exec.js';
 
-const dir = newLabDir('action-rbac');
+let dir: string | undefined;
 let state: LabState;
 let entry: string;
 
@@ -55,7 +61,7 @@ function boundAsTheReadmeSays(docs: RbacDoc[], groupNamespaces: string[]): Polic
 
 async function kubectlAsAdmin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const result = await run(
-    ['kubectl', '--kubeconfig', state.files.kubeconfig ?? path.join(dir, 'kubeconfig'), ...args],
+    ['kubectl', '--kubeconfig', state.files.kubeconfig ?? path.join(state.dir, 'kubeconfig'), ...args],
     {
       timeoutMs: 30_000,
       allowFailure: true,
@@ -73,14 +79,32 @@ function kubeRequestsOf(r: ActionRun): string[] {
     );
 }
 
+/** How many requests the lab's Kubernetes API has recorded so far (from every user). */
+async function requestMark(): Promise<number> {
+  const reply = await controlRequest(state.files.controlSocket, {
+    op: 'kube-requests',
+    since: Number.MAX_SAFE_INTEGER,
+  });
+  if (!reply.ok) throw new Error(`kube-requests: ${reply.error}`);
+  return (reply.result as { total: number }).total;
+}
+
+/** The requests the API recorded from the action's user (lab-restricted) since `since`. */
+async function restrictedRequestsSince(since: number): Promise<{ verb: string; resource?: string }[]> {
+  const reply = await controlRequest(state.files.controlSocket, { op: 'kube-requests', since });
+  if (!reply.ok) throw new Error(`kube-requests: ${reply.error}`);
+  return (reply.result as { requests: { verb: string; user: string; resource?: string }[] }).requests.filter(
+    (q) => q.user === RESTRICTED_USER,
+  );
+}
+
 function sshConnections(): number {
   const log = readFileSync(vmPath(state, state.vms[0]!, '/var/log/sshd-lab.log'), 'utf8');
   return log.split('\n').filter((line) => line.includes('Connection from ')).length;
 }
 
 beforeAll(async () => {
-  state = await upLab(dir, 1);
-  entry = await snapshotDist(dir);
+  ({ dir, state, entry } = await upRealLab('action-rbac', 1));
   const rules = boundAsTheReadmeSays(await rbacFromCli(), [GROUP.namespace]);
   const reply = await controlRequest(state.files.controlSocket, {
     op: 'kube-user-rules',
@@ -88,10 +112,10 @@ beforeAll(async () => {
     rules,
   });
   if (!reply.ok) throw new Error(`kube-user-rules: ${reply.error}`);
-}, 300_000);
+}, 600_000);
 
 afterAll(async () => {
-  await downLab(dir);
+  if (dir) await downLab(dir);
 }, 120_000);
 
 describe('least-privilege RBAC (RoleBindings per group namespace, no namespace creation)', () => {
@@ -105,6 +129,7 @@ describe('least-privilege RBAC (RoleBindings per group namespace, no namespace c
 
   it('the group namespace exists: onboard as that user passes, and the namespace is only read', async () => {
     expect((await kubectlAsAdmin(['create', 'namespace', GROUP.namespace])).code).toBe(0);
+    const since = await requestMark();
     const r = await runAction(state, { context: 'lab-restricted', mode: 'onboard' }, { entry, timeoutMs: 280_000 });
     if (r.code !== 0)
       console.log(
@@ -123,6 +148,10 @@ describe('least-privilege RBAC (RoleBindings per group namespace, no namespace c
     expect(vmOf(r.report, state.vms[0]!.name).checks.every((c) => c.status === 'pass')).toBe(true);
     const requests = kubeRequestsOf(r);
     expect(requests).toContain(`GET /api/v1/namespaces/${GROUP.namespace}`);
+    // The API saw as many requests from the action's user as the action counted (istiod's are not among them).
+    const recorded = await restrictedRequestsSince(since);
+    expect(recorded.length).toBe(r.report?.cluster?.apiRequests);
+    expect(recorded.filter((q) => q.resource === 'namespaces' && q.verb !== 'get')).toEqual([]);
     expect(requests.filter((line) => /^(POST|PATCH|PUT|DELETE) \/api\/v1\/namespaces(\/[^/]+)?$/.test(line))).toEqual(
       [],
     );
@@ -130,7 +159,7 @@ describe('least-privilege RBAC (RoleBindings per group namespace, no namespace c
 
   it('the group namespace is missing: preflight names it and the permissions to create it; nothing is touched', async () => {
     const missingNamespace = 'vm-not-there';
-    const inventory = path.join(dir, 'inventory in a missing namespace.yaml');
+    const inventory = path.join(state.dir, 'inventory in a missing namespace.yaml');
     const text = readFileSync(state.files.inventory, 'utf8');
     expect(text).toContain(`namespace: ${GROUP.namespace}\n`);
     writeFileSync(inventory, text.replace(`namespace: ${GROUP.namespace}\n`, `namespace: ${missingNamespace}\n`));

@@ -1,22 +1,25 @@
-// How many Kubernetes API requests `mode: onboard` makes, counted by the lab's Kubernetes double (not by
+// How many Kubernetes API requests `mode: onboard` makes, counted by the lab's Kubernetes API (not by
 // the action), for N VMs in one group: the goal of issue 20 is ≤ 20 + 2N on a first install and ≤ 20 + N
 // on a rerun with nothing changed. One lab of five VMs: group `app` (vm1, N = 1) and group `app4` (vm2..vm5,
 // N = 4) in a namespace of its own, so both are first installs. The action runs through dist/ with the
 // kubeconfig's `lab-restricted` user given an admin's rules — what the lab's `lab` context can do, under a
-// name of its own, so the double tells the action's requests from those of the lab's istiod double (which
-// reads the API as `lab-admin`). Prints the requests grouped by verb and resource, and checks what the
+// name of its own, so the lab's Kubernetes API tells the action's requests from those of the real istiod
+// (the lab runs on real Istio, `up --istiod real --sidecar real`; istiod lists, watches, writes
+// WorkloadEntries and reviews tokens all along, as `lab-admin`): only lab-restricted's are counted, and each
+// count is held against the number the action's own report gives (apiRequests). Prints the requests grouped by verb and resource, and checks what the
 // reductions so far guarantee; the goal itself is an expected failure until it is met.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
-import { runAction, snapshotDist, type ActionRun } from './action-harness.js';
+import { runAction, type ActionRun } from './action-harness.js';
 import { controlRequest } from './control.js';
 import { ADMIN_RULES, RESTRICTED_USER } from './kube/auth.js';
 import type { LabState } from './state.js';
-import { downLab, newLabDir, upLab } from './testing.js';
+import { upRealLab } from './real-lab.js';
+import { downLab } from './testing.js';
 
-const dir = newLabDir('action-requests');
+let dir: string | undefined;
 let state: LabState;
 let entry: string;
 const inventories: Record<number, string> = {};
@@ -38,7 +41,7 @@ interface Counted {
   byKind: Record<string, number>;
 }
 
-/** The mark to count from: how many requests the double has seen so far. */
+/** The mark to count from: how many requests the lab's Kubernetes API has seen so far. */
 async function mark(): Promise<number> {
   const reply = await controlRequest(state.files.controlSocket, {
     op: 'kube-requests',
@@ -87,8 +90,7 @@ async function onboard(vms: number): Promise<{ run: ActionRun; counted: Counted 
 }
 
 beforeAll(async () => {
-  state = await upLab(dir, 5);
-  entry = await snapshotDist(dir);
+  ({ dir, state, entry } = await upRealLab('action-requests', 5));
   const reply = await controlRequest(state.files.controlSocket, {
     op: 'kube-user-rules',
     user: RESTRICTED_USER,
@@ -110,14 +112,14 @@ beforeAll(async () => {
     },
   };
   for (const [n, variant] of Object.entries(variants)) {
-    const file = path.join(dir, `inventory of ${n} VMs.yaml`);
+    const file = path.join(state.dir, `inventory of ${n} VMs.yaml`);
     writeFileSync(file, stringify({ ...doc, groups: [variant] }));
     inventories[Number(n)] = file;
   }
-}, 300_000);
+}, 600_000);
 
 afterAll(async () => {
-  await downLab(dir);
+  if (dir) await downLab(dir);
 }, 120_000);
 
 /**
@@ -152,7 +154,7 @@ describe.each([1, 4])('Kubernetes requests of onboard for %i VM(s) in one group'
   let first: { run: ActionRun; counted: Counted } | undefined;
   let rerun: { run: ActionRun; counted: Counted } | undefined;
 
-  it("first install: the double counts what the action's report counts (what the bench reads)", async () => {
+  it("first install: the lab's API counts what the action's report counts (what the bench reads)", async () => {
     first = await onboard(vms);
     console.log(breakdown(`first install, ${vms} VM(s) (issue 20's goal: ≤ ${20 + 2 * vms})`, first.counted));
     expect(first.run.report?.vms.map((vm) => vm.outcome)).toEqual(Array(vms).fill('installed'));
@@ -173,7 +175,9 @@ describe.each([1, 4])('Kubernetes requests of onboard for %i VM(s) in one group'
   // left). At 4 VMs the requests every VM makes whatever the timing (TokenRequest, and create Job, create
   // ServiceEntry, watch, list pods, pod log, delete Job) already exceed it, so these fail for sure and jest
   // reports them as expected failures; once the goal is met they fail the run, and `.failing` is to go.
-  // At 1 VM the counts sit at the goal's edge (a WorkloadEntry listing more or less): printed, not asserted.
+  // At 1 VM the count depends on timing: the action lists WorkloadEntries until the real istiod has
+  // auto-registered the VM's (on the double that was at once; on real Istio a first install at 1 VM listed
+  // them 22 times, 47 requests in all), so it is printed, not asserted.
   if (vms === 4) {
     it.failing(`issue 20's goal: first install ≤ 20 + 2·${vms} (not met yet)`, () => {
       expect(first).toBeDefined();

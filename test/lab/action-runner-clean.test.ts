@@ -11,16 +11,20 @@
 //
 // Each run gets private, empty RUNNER_TEMP and TMPDIR folders. The runner's own files (GITHUB_OUTPUT,
 // GITHUB_STATE, GITHUB_STEP_SUMMARY) and the workspace live elsewhere: they are not the action's.
+//
+// The lab runs on real Istio (`up --istiod real --sidecar real`): the cancelled run is interrupted while it
+// onboards against the real istiod, and the passing run onboards a VM whose real pilot-agent starts.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { actionEnvironment, parseOutputFile, snapshotDist } from './action-harness.js';
+import { actionEnvironment, parseOutputFile } from './action-harness.js';
 import { run } from './exec.js';
 import type { LabState } from './state.js';
-import { downLab, newLabDir, node24, processGone, upLab } from './testing.js';
+import { upRealLab } from './real-lab.js';
+import { downLab, node24, processGone } from './testing.js';
 
-const dir = newLabDir('action-runner-clean');
+let dir: string | undefined;
 let state: LabState;
 let distDir: string;
 
@@ -33,7 +37,7 @@ interface RunnerJob {
 }
 
 function newJob(name: string): RunnerJob {
-  const root = mkdtempSync(path.join(dir, `${name} `));
+  const root = mkdtempSync(path.join(state.dir, `${name} `));
   const job: RunnerJob = {
     runnerTemp: path.join(root, 'runner temp'),
     tmp: path.join(root, 'tmp'),
@@ -170,11 +174,13 @@ async function postStep(job: RunnerJob): Promise<{ code: number | null; log: str
 }
 
 beforeAll(async () => {
-  state = await upLab(dir, 1);
-  distDir = path.dirname(await snapshotDist(dir));
-}, 300_000);
+  let entry: string;
+  ({ dir, state, entry } = await upRealLab('action-runner-clean', 1));
+  distDir = path.dirname(entry);
+}, 600_000);
 
 afterAll(async () => {
+  if (!dir) return;
   const result = await downLab(dir);
   expect(result.code).toBe(0);
 }, 120_000);

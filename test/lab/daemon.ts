@@ -62,7 +62,7 @@ async function statusOf(
       requests: Object.fromEntries(packages?.requests ?? []),
     },
     actionInputs: state.actionInputs,
-    /** Requests the Kubernetes double has answered since it started (rejected ones too), by user ('' = none). */
+    /** Requests the lab's Kubernetes API has answered since it started (rejected ones too; both istiod modes), by user ('' = none). */
     kubeRequestsByUser: kubeRequestsByUser(controlPlane),
     istiod: state.istiod ?? { mode: 'double' },
     vms,
@@ -73,8 +73,7 @@ async function statusOf(
 
 function kubeRequestsByUser(controlPlane: ControlPlane | undefined): Record<string, number> {
   const counts: Record<string, number> = {};
-  for (const request of controlPlane?.parts?.kube.requests.log ?? [])
-    counts[request.user] = (counts[request.user] ?? 0) + 1;
+  for (const request of controlPlane?.kube?.requests.log ?? []) counts[request.user] = (counts[request.user] ?? 0) + 1;
   return counts;
 }
 
@@ -130,14 +129,14 @@ async function main(): Promise<void> {
         return { faults: active };
       }
       case 'kube-user-rules': {
-        const kube = controlPlane?.parts?.kube;
+        const kube = controlPlane?.kube;
         if (!kube) throw new Error('the lab has no Kubernetes double (yet)');
         log(`kube-user-rules ${req.user}: ${req.rules.length} rule(s)`);
         kube.setUserRules(req.user, req.rules);
         return { user: req.user, rules: req.rules.length };
       }
       case 'kube-requests': {
-        const kube = controlPlane?.parts?.kube;
+        const kube = controlPlane?.kube;
         if (!kube) throw new Error('the lab has no Kubernetes double (yet)');
         const total = kube.requests.total;
         const requests = kube.requests.since(req.since ?? 0).map((r) => ({

@@ -362,9 +362,10 @@ describe('lab faults through dist/ in a 3-VM lab (sshd on port 2222)', () => {
     const verify = await action({ mode: 'verify' });
     expectRun(verify, 1, { vm1: 'verified', vm2: 'failed', vm3: 'verified' });
     const check = vmOf(verify.report, 'vm2').checks.find((c) => c.name === 'workload-entry');
-    expect({ status: check?.status, hint: check?.hintId, summary: check?.summary }).toEqual({
+    expect({ status: check?.status, hintId: check?.hintId, hint: check?.hint, summary: check?.summary }).toEqual({
       status: 'fail',
-      hint: 'we-missing',
+      hintId: 'we-missing',
+      hint: expect.stringContaining('an entry deleted while it stays connected is not re-created: rerun onboard'),
       summary: expect.stringMatching(
         new RegExp(`^no WorkloadEntry with address ${escapeRe(vm2)} in ${NAMESPACE} after `),
       ),

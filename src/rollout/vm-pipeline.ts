@@ -372,8 +372,11 @@ async function reBootstrapIfNeeded(run: VmRun): Promise<void> {
     run.say(`${describeReBootstrap(state)}: the VM will be re-bootstrapped (fresh token, certificate removed)`);
 }
 
-// An installed sidecar of an auto-registered group whose WorkloadEntry is gone (deleted by hand, or
-// with the CRDs) does not register again until it reconnects: restart it even if nothing changed.
+// An installed sidecar of an auto-registered group whose WorkloadEntry is gone (deleted by hand) does not
+// register again until it reconnects: istiod creates the entry in OnConnect, and for proxies already connected
+// only when their WorkloadGroup is added (pilot/pkg/autoregistration/controller.go: registerWorkload,
+// setupAutoRecreate). Restart it even if nothing changed. (When this run re-created the WorkloadGroup, istiod
+// re-registers the connected proxies itself and the restart is only redundant.)
 async function restartIfUnregistered(run: VmRun): Promise<void> {
   const { group, cluster } = run.context;
   if (group.registration !== 'auto' || !inspected(run).installedVersion) return;

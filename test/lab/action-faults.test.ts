@@ -1,13 +1,19 @@
 // The fault matrix through the bundled action (dist/, run as a GitHub runner would), against one 3-VM
-// lab: the lab faults that action-e2e and action-checks do not cover. Each case applies a fault,
-// runs the action, asserts what a workflow would see (exit code, outputs, report, summary, log) and
-// what is left on the VMs, heals in `finally`, and a later run proves the lab converged again.
+// lab on the real control plane (`up --istiod real --sidecar real`): Istio's istiod and pilot-agent built
+// from the pinned module, Istio's istio-start.sh, istio.service and istio-iptables in the sidecar package,
+// the Go Envoy stand-in, the Pod runner for the verification Jobs. Every fault is a real condition: sshd
+// stopped, connections cut by the lab's network, tc limits, a reboot, istiod stopped, objects deleted or
+// changed through the lab's Kubernetes API. (host-key-changed and sudo-password through dist/ are in
+// action-e2e.test.ts.) Each case applies a fault, runs the action, asserts what
+// a workflow would see (exit code, outputs, report, summary, log) and what is left on the VMs, heals in
+// `finally`, and a later run proves the lab converged again.
 //
 // The lab runs every VM's sshd on port 2222 (`up --ssh-port 2222`), and the inventory's group
-// declares no ports, so the sidecar captures EVERY inbound port (ISTIO_INBOUND_PORTS='*'): a new SSH
-// connection reaches sshd after a sidecar started only because the action put 2222 into
-// ISTIO_LOCAL_EXCLUDE_PORTS (istio#36870). Every run after the first one connects anew, so each of
-// them also proves that.
+// declares no ports, so Istio's istio-iptables captures EVERY inbound port (ISTIO_INBOUND_PORTS='*'): a new
+// SSH connection reaches sshd after a sidecar started only because the action put 2222 into
+// ISTIO_LOCAL_EXCLUDE_PORTS (istio#36870); the control case takes 2222 out by hand and, with the sidecar
+// without config, a new connection is refused. Every run after the first one connects anew, so each of them
+// also proves that the exclusion is in place.
 //
 // The VMs are inspected from the host (`execInVm`, nsenter), never over SSH, so an SSH fault cannot
 // hide what is on a VM.
@@ -15,11 +21,12 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { runAction, snapshotDist, vmOf, type ActionRun } from './action-harness.js';
+import { runAction, vmOf, type ActionRun } from './action-harness.js';
 import { LAB_GATEWAY_HOSTNAME } from './control-plane.js';
 import { run } from './exec.js';
 import { findVm, type LabState } from './state.js';
-import { downLab, faultCli, newLabDir, ssh, upLab } from './testing.js';
+import { upRealLab } from './real-lab.js';
+import { downLab, faultCli, ssh } from './testing.js';
 import { execInVm } from './vm/exec.js';
 import { CHECK_NAMES, type CheckResult } from '../../src/verify/types.js';
 import { ISTIO_PATHS, ONBOARD_PATHS } from '../../src/vm/paths.js';
@@ -28,6 +35,11 @@ const VMS = ['vm1', 'vm2', 'vm3'] as const;
 type VmName = (typeof VMS)[number];
 const SSH_PORT = 2222;
 const NAMESPACE = 'vm-app';
+/**
+ * The slow-network case's limit: the real sidecar package is tens of MiB, so a rate that makes its download
+ * take seconds (at 1 Mbit/s, the default, it would take minutes).
+ */
+const SLOW_RATE_MBIT = 64;
 
 let dir: string;
 let state: LabState;
@@ -43,12 +55,9 @@ interface InventoryDoc {
 }
 
 beforeAll(async () => {
-  dir = newLabDir('action-faults');
-  state = await upLab(dir, VMS.length, ['--ssh-port', String(SSH_PORT)]);
-  // Pin one build of dist/ for the whole file (others may rebuild the shared tree meanwhile).
-  entry = await snapshotDist(dir);
+  ({ dir, state, entry } = await upRealLab('action-faults', VMS.length, ['--ssh-port', String(SSH_PORT)]));
   current = inventoryWith('open', () => undefined);
-}, 300_000);
+}, 600_000);
 
 afterAll(async () => {
   if (dir) await downLab(dir);
@@ -87,6 +96,19 @@ async function onVm(vm: VmName, script: string): Promise<string> {
 }
 
 const ipOf = (vm: VmName) => findVm(state, vm).ip;
+
+/** kubectl as the lab's admin against the lab's Kubernetes API; stdout. */
+async function kubectl(args: string[]): Promise<string> {
+  return (await run(['kubectl', '--kubeconfig', state.files.kubeconfig!, ...args], { timeoutMs: 30_000 })).stdout;
+}
+
+/** The WorkloadEntries in the group's namespace, name by address. */
+async function entriesByAddress(): Promise<Record<string, string>> {
+  const list = JSON.parse(await kubectl(['-n', NAMESPACE, 'get', 'workloadentries', '-o', 'json'])) as {
+    items: { metadata: { name: string }; spec: { address?: string } }[];
+  };
+  return Object.fromEntries(list.items.map((item) => [item.spec.address ?? '', item.metadata.name]));
+}
 const escapeRe = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const escapeCell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
 
@@ -105,10 +127,12 @@ function expectRun(r: ActionRun, code: number, outcomes: Record<VmName, string>)
   const seen = Object.fromEntries(VMS.map((vm) => [vm, vmOf(r.report, vm).outcome]));
   const errors =
     r.report?.vms.filter((vm) => vm.error).map((vm) => `${vm.name}: ${vm.error!.step}: ${vm.error!.message}`) ?? [];
+  const failing = VMS.filter((vm) => outcomes[vm] === 'failed');
   expect({ code: r.code, outcomes: seen, errors, fatal: r.report?.fatal?.message }).toEqual({
     code,
     outcomes,
-    errors: expect.anything(),
+    // Only the VMs expected to fail have errors (shown here when a run goes otherwise).
+    errors: failing.length ? expect.anything() : [],
     fatal: undefined,
   });
   const failed = VMS.filter(
@@ -161,6 +185,29 @@ find /etc /var/lib/istio /run/secrets -name '*.ivo-new' 2>/dev/null
 for d in ${ONBOARD_PATHS.staging} ${ONBOARD_PATHS.stateDir}/previous.new; do [ -e "$d" ] && echo "left: $d"; done
 ls /run/ivo-err.* 2>/dev/null
 true`,
+  );
+}
+
+/**
+ * The ISTIO_INBOUND rules Istio's istio-iptables installed in the VM (`-S` form). `pilot-agent istio-iptables`
+ * picks the iptables backend itself (legacy or nft, tools/istio-iptables/pkg/dependencies in the module), so
+ * both are read; a backend that does not hold the chain prints nothing for it.
+ */
+async function inboundCapture(vm: VmName): Promise<string[]> {
+  const saved = await onVm(vm, '{ iptables-legacy-save -t nat; iptables-nft-save -t nat; } 2>/dev/null');
+  return saved.split('\n').filter((line) => line.startsWith('-A ISTIO_INBOUND '));
+}
+
+const sshReturnRule = `-A ISTIO_INBOUND -p tcp -m tcp --dport ${SSH_PORT} -j RETURN`;
+
+/** Waits (bounded) for pilot-agent's readiness on 15021 (Envoy has its config); the last HTTP code seen. */
+async function sidecarReady(vm: VmName): Promise<string> {
+  return onVm(
+    vm,
+    `for i in $(seq 1 150); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:15021/healthz/ready)
+  [ "$code" = 200 ] && break; sleep 0.2
+done; echo "$code"`,
   );
 }
 
@@ -220,14 +267,11 @@ describe('lab faults through dist/ in a 3-VM lab (sshd on port 2222)', () => {
         true,
         expect.arrayContaining([String(SSH_PORT)]),
       ]);
-      // The sidecar's capture is really on: everything inbound is redirected to Envoy except the
-      // excluded ports, 2222 among them.
-      const nat = (await onVm(vm, 'iptables -w 5 -t nat -S ISTIO_INBOUND')).split('\n');
-      expect([vm, nat.at(-1)]).toEqual([vm, '-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT']);
-      expect([vm, nat]).toEqual([
-        vm,
-        expect.arrayContaining([`-A ISTIO_INBOUND -p tcp -m tcp --dport ${SSH_PORT} -j RETURN`]),
-      ]);
+      // Istio's capture is really on: everything inbound is redirected to Envoy except the excluded
+      // ports, 2222 among them.
+      const inbound = await inboundCapture(vm);
+      expect([vm, inbound.at(-1)]).toEqual([vm, '-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT']);
+      expect([vm, inbound]).toEqual([vm, expect.arrayContaining([sshReturnRule])]);
       // A new connection with the real OpenSSH client, opened after the sidecar installed its rules.
       const login = await ssh(state, vm, 'echo ssh-ok');
       expect([vm, login.code, login.stdout.trim()]).toEqual([vm, 0, 'ssh-ok']);
@@ -240,6 +284,106 @@ describe('lab faults through dist/ in a 3-VM lab (sshd on port 2222)', () => {
       expect(vmOf(r.report, vm).steps[0]?.detail).toBe(`connected to lab@${ipOf(vm)}:${SSH_PORT}`);
     }
   }, 120_000);
+
+  it("control, istiod down: with 2222 taken out of vm2's ISTIO_LOCAL_EXCLUDE_PORTS by hand and the sidecar restarted, Istio's capture sends a new SSH connection to an Envoy without listeners and it is refused; with the action's exclusion put back, SSH works", async () => {
+    // With its config, Envoy's inbound passthrough would carry plaintext SSH on to sshd (the lab's mesh is
+    // PERMISSIVE: the run's peer-authentication is `unchanged`), so a capture of 2222 bites when the sidecar has
+    // no config: istiod unreachable (here: stopped), the sidecar starting, Envoy down — or a STRICT policy.
+    // That is when an operator needs SSH most; the exclusion keeps it off the sidecar's path.
+    const vm = 'vm2';
+    const env = ISTIO_PATHS.clusterEnv;
+    const backup = '/root/cluster.env.before-ssh-control';
+    const line = await onVm(vm, `grep -E '^ISTIO_LOCAL_EXCLUDE_PORTS=' ${env}`);
+    const ports = (/^ISTIO_LOCAL_EXCLUDE_PORTS='([\d,]*)'$/.exec(line)?.[1] ?? '').split(',');
+    expect(ports).toContain(String(SSH_PORT));
+    const without = ports.filter((p) => p !== String(SSH_PORT)).join(',');
+    /** Restarts Istio's unit and waits (bounded) until istio-iptables has (or has not) put the SSH exclusion in. */
+    const restartSidecar = async (excluded: boolean): Promise<string[]> => {
+      await onVm(vm, 'systemctl restart istio');
+      let inbound: string[] = [];
+      for (let i = 0; i < 150; i++) {
+        inbound = await inboundCapture(vm);
+        const redirecting = inbound.at(-1) === '-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT';
+        if (redirecting && inbound.includes(sshReturnRule) === excluded) break;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      return inbound;
+    };
+    let refused: Awaited<ReturnType<typeof ssh>>;
+    let captured: string[];
+    let restored: string[];
+    let login: Awaited<ReturnType<typeof ssh>>;
+    await fault('fault', 'istiod-down');
+    try {
+      try {
+        await onVm(
+          vm,
+          `cp -p ${env} ${backup} && sed -i "s/^ISTIO_LOCAL_EXCLUDE_PORTS=.*/ISTIO_LOCAL_EXCLUDE_PORTS='${without}'/" ${env}`,
+        );
+        captured = await restartSidecar(false);
+        // A new connection with the real OpenSSH client: the nat rules send it to Envoy's inbound port.
+        refused = await ssh(state, vm, 'echo ssh-ok');
+      } finally {
+        await onVm(vm, `[ -f ${backup} ] && cp -p ${backup} ${env} && rm -f ${backup}`);
+      }
+      // The file as the action wrote it, the sidecar still without config: SSH does not go through it.
+      restored = await restartSidecar(true);
+      login = await ssh(state, vm, 'echo ssh-ok');
+    } finally {
+      await fault('heal', 'istiod-down');
+    }
+    expect({ redirecting: captured.at(-1), sshExcluded: captured.includes(sshReturnRule) }).toEqual({
+      redirecting: '-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT',
+      sshExcluded: false,
+    });
+    expect({ code: refused.code, stdout: refused.stdout.trim(), stderr: refused.stderr.trim() }).toEqual({
+      code: 255,
+      stdout: '',
+      stderr: `ssh: connect to host ${ipOf(vm)} port ${SSH_PORT}: Connection refused`,
+    });
+    expect(restored).toEqual(expect.arrayContaining([sshReturnRule]));
+    expect([login.code, login.stdout.trim()]).toEqual([0, 'ssh-ok']);
+    expect(await leftovers(vm)).toBe('');
+    // istiod back: the sidecar gets its config, and the action finds vm2's files as it left them.
+    expect(await sidecarReady(vm)).toBe('200');
+    const r = await action();
+    expectCleanRun(r, { vm1: 'unchanged', vm2: 'unchanged', vm3: 'unchanged' });
+  }, 180_000);
+
+  it("WorkloadEntry of vm2 deleted while its sidecar stays connected: istiod does not register it again by itself (verify fails with we-missing); the next onboard restarts vm2's sidecar only and the entry is back", async () => {
+    const vm2 = ipOf('vm2');
+    const name = (await entriesByAddress())[vm2];
+    expect(name).toEqual(expect.any(String));
+    const pidBefore = await sidecarPid('vm2');
+    await kubectl(['-n', NAMESPACE, 'delete', 'workloadentry', name!]);
+    // Real istiod creates an auto-registered entry only when a proxy connects, or for the proxies already
+    // connected when their WorkloadGroup is added (OnConnect/registerWorkload and setupAutoRecreate in
+    // pilot/pkg/autoregistration/controller.go): nothing brings back an entry deleted under a connected agent.
+    const verify = await action({ mode: 'verify' });
+    expectRun(verify, 1, { vm1: 'verified', vm2: 'failed', vm3: 'verified' });
+    const check = vmOf(verify.report, 'vm2').checks.find((c) => c.name === 'workload-entry');
+    expect({ status: check?.status, hintId: check?.hintId, hint: check?.hint, summary: check?.summary }).toEqual({
+      status: 'fail',
+      hintId: 'we-missing',
+      hint: expect.stringContaining('an entry deleted while it stays connected is not re-created: rerun onboard'),
+      summary: expect.stringMatching(
+        new RegExp(`^no WorkloadEntry with address ${escapeRe(vm2)} in ${NAMESPACE} after `),
+      ),
+    });
+    // The agent stayed up (and connected) all along, and the entry is still gone.
+    expect(await sidecarPid('vm2')).toBe(pidBefore);
+    expect((await entriesByAddress())[vm2]).toBeUndefined();
+
+    const r = await action();
+    expectCleanRun(r, { vm1: 'unchanged', vm2: 'unchanged', vm3: 'unchanged' });
+    expect(r.report!.vms.filter((vm) => vm.restarted).map((vm) => vm.name)).toEqual(['vm2']);
+    expect(r.log).toContain(
+      `[vm2] no WorkloadEntry with address ${vm2} in ${NAMESPACE}: the sidecar will be restarted so that it registers again`,
+    );
+    expect(await sidecarPid('vm2')).not.toBe(pidBefore);
+    // The reconnected agent registered again, under the same name (the group, the address and the network).
+    expect((await entriesByAddress())[vm2]).toBe(name);
+  }, 150_000);
 
   it('reboot of vm1 (tmpfs /run emptied, services restarted): the drop-in restores the token and verify passes all seven checks', async () => {
     const pidBefore = await sidecarPid('vm1');
@@ -280,8 +424,8 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
   }, 120_000);
 
   it("ssh-drop on vm3 (every connection reset after 64 KiB) while its change uploads: vm3 fails in apply after one reconnect, nothing in Istio's paths changed; healed, a rerun applies it", async () => {
-    // The runner uploads the package (≈130 KiB) in the apply's tar stream, so both the first
-    // connection (after inspect) and the reconnected one are cut inside the upload.
+    // The runner uploads the package (the real pilot-agent and the stand-in: tens of MiB) in the apply's
+    // tar stream, so both the first connection (after inspect) and the reconnected one are cut inside it.
     const inventory = vm3Revision('2');
     const upload = { inventory, 'sidecar-package-path': state.package.path };
     const before = await istioFiles('vm3');
@@ -334,7 +478,7 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     const inventory = vm3Revision('3');
     const staged = `${ONBOARD_PATHS.staging}/package.deb`;
     const fullSize = state.package.sizeBytes;
-    // 128 kbit/s: the ≈130 KiB package takes ≥ 8 s to go up, a wide window to cut it in.
+    // 128 kbit/s: the package (tens of MiB) would take most of an hour to go up, a wide window to cut it in.
     await fault('fault', 'slow-network', 'vm3', ['--rate', '128kbit']);
     let running: Promise<ActionRun> | undefined;
     let partial = -1;
@@ -381,7 +525,7 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     current = inventory; // vm3 keeps its labels from here on
   }, 150_000);
 
-  it('slow network on vm1 (1 mbit/s both ways) while it is onboarded afresh: the VM downloads the package through the limit, vm1 is installed; vm2 and vm3 are unaffected', async () => {
+  it(`slow network on vm1 (${SLOW_RATE_MBIT} mbit/s both ways) while it is onboarded afresh: the VM downloads the package through the limit, vm1 is installed; vm2 and vm3 are unaffected`, async () => {
     const onlyVm1 = inventoryWith('only-vm1', (doc) => {
       doc.groups[0]!.vms = doc.groups[0]!.vms.filter((vm) => vm.name === 'vm1');
     });
@@ -389,7 +533,7 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     expect({ code: off.code, outcome: vmOf(off.report, 'vm1').outcome }).toEqual({ code: 0, outcome: 'offboarded' });
 
     const hostVeth = (vm: VmName) => findVm(state, vm).hostVeth;
-    await fault('fault', 'slow-network', 'vm1');
+    await fault('fault', 'slow-network', 'vm1', ['--rate', `${SLOW_RATE_MBIT}mbit`]);
     let r: ActionRun;
     let limiter: string;
     try {
@@ -405,7 +549,7 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     const sent = Number(/Sent (\d+) bytes/.exec(limiter)?.[1] ?? 0);
     const overlimits = Number(/overlimits (\d+)/.exec(limiter)?.[1] ?? 0);
     expect({
-      tbf: /qdisc tbf .* rate 1Mbit/.test(limiter),
+      tbf: new RegExp(`qdisc tbf .* rate ${SLOW_RATE_MBIT}Mbit`).test(limiter),
       sentAtLeastPackage: sent >= state.package.sizeBytes,
       throttled: overlimits > 0,
     }).toEqual({
@@ -413,8 +557,8 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
       sentAtLeastPackage: true,
       throttled: true,
     });
-    // …so vm1's apply cannot have been faster than the package at 1 Mbit/s (less the 16 KiB burst).
-    const minApplyMs = ((state.package.sizeBytes - 16 * 1024) / 125_000) * 1000 * 0.9;
+    // …so vm1's apply cannot have been faster than the package at the limit (less the 16 KiB burst).
+    const minApplyMs = ((state.package.sizeBytes - 16 * 1024) / (SLOW_RATE_MBIT * 125_000)) * 1000 * 0.9;
     expect(vmOf(r.report, 'vm1').steps.find((s) => s.name === 'apply')!.durationMs).toBeGreaterThanOrEqual(minApplyMs);
     // The other VMs' links carry no limit at all.
     for (const vm of ['vm2', 'vm3'] as const) {
@@ -458,60 +602,6 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
       expect([vm, vmOf(noDns.report, vm).outcome, vmOf(noDns.report, vm).steps]).toEqual([vm, 'skipped-preflight', []]);
   }, 120_000);
 
-  it('WorkloadGroup/WorkloadEntry CRDs missing: the run stops at the cluster preflight naming them, and no VM is even connected to', async () => {
-    // sshd logs every connection (accepted or not): its log must not grow.
-    const sshdLog = () => Promise.all(VMS.map((vm) => onVm(vm, 'wc -l < /var/log/sshd-lab.log')));
-    const logBefore = await sshdLog();
-    await fault('fault', 'crd-missing');
-    let r: ActionRun;
-    try {
-      r = await action();
-      expect(await sshdLog()).toEqual(logBefore);
-    } finally {
-      await fault('heal', 'crd-missing');
-    }
-    expect(r.code).toBe(1);
-    expect(r.report?.fatal?.stage).toBe('cluster');
-    const message = r.report?.fatal?.message ?? '';
-    expect(message).toMatch(
-      /^Cluster preflight failed: Istio CRDs not served: workloadgroups\.networking\.istio\.io \(networking\.istio\.io\/v1\), workloadentries\.networking\.istio\.io \(networking\.istio\.io\/v1\), serviceentries\.networking\.istio\.io \(networking\.istio\.io\/v1\)\. Install Istio's CRDs/,
-    );
-    for (const vm of VMS) {
-      const report = vmOf(r.report, vm);
-      expect({ vm, outcome: report.outcome, steps: report.steps, counters: report.counters }).toEqual({
-        vm,
-        outcome: 'skipped-preflight',
-        steps: [],
-        counters: undefined,
-      });
-    }
-    expect({ failed: r.outputs.failed, onboarded: r.outputs.onboarded }).toEqual({ failed: '', onboarded: '' });
-    expect(r.summary).toContain(`**cluster**: ${message}`);
-    expect(r.log).toContain(`::error::${message}`);
-
-    // Healed. Deleting the CRDs deleted their objects too: the next onboard alone converges. It creates
-    // the WorkloadGroup again and, as the VMs' auto-registered entries are gone, restarts their (otherwise
-    // unchanged) sidecars so that they register again; every check then passes.
-    const again = await action();
-    expectCleanRun(again, { vm1: 'unchanged', vm2: 'unchanged', vm3: 'unchanged' });
-    expect(again.report?.cluster?.objects).toEqual(
-      expect.arrayContaining([{ kind: 'WorkloadGroup', namespace: NAMESPACE, name: 'app', action: 'created' }]),
-    );
-    for (const vm of VMS) {
-      expect({ vm, restarted: vmOf(again.report, vm).restarted }).toEqual({ vm, restarted: true });
-      expect(again.log).toMatch(
-        new RegExp(
-          `\\[${vm}\\] no WorkloadEntry with address \\S+ in ${NAMESPACE}: the sidecar will be restarted so that it registers again`,
-        ),
-      );
-    }
-    // And the next run has nothing to do.
-    const settled = await action();
-    expectCleanRun(settled, { vm1: 'unchanged', vm2: 'unchanged', vm3: 'unchanged' });
-    for (const vm of VMS)
-      expect({ vm, restarted: vmOf(settled.report, vm).restarted }).toEqual({ vm, restarted: false });
-  }, 150_000);
-
   it('plan on the onboarded fleet: nothing would change; a label change shows as a diff on vm3 only, and nothing is touched', async () => {
     const planned = (r: ActionRun, vm: VmName) => vmOf(r.report, vm);
     const quiet = await action({ mode: 'plan' });
@@ -549,4 +639,41 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
       true,
     );
   }, 120_000);
+
+  // Last: what the lab's API does to istiod's caches when the CRDs are deleted is not what a real API server
+  // does (it drops the custom resources without a DELETED event and keeps the watches open), so istiod keeps the
+  // deleted WorkloadEntries and, after the heal, refuses every reconnecting agent ("failed updating
+  // WorkloadEntry … not found", pilot/pkg/autoregistration/controller.go registerWorkload). Only the preflight is
+  // asserted here; the convergence after the heal is left out until the lab's API deletes like a real one.
+  it('WorkloadGroup/WorkloadEntry CRDs missing: the run stops at the cluster preflight naming them, and no VM is even connected to', async () => {
+    // sshd logs every connection (accepted or not): its log must not grow.
+    const sshdLog = () => Promise.all(VMS.map((vm) => onVm(vm, 'wc -l < /var/log/sshd-lab.log')));
+    const logBefore = await sshdLog();
+    await fault('fault', 'crd-missing');
+    let r: ActionRun;
+    try {
+      r = await action();
+      expect(await sshdLog()).toEqual(logBefore);
+    } finally {
+      await fault('heal', 'crd-missing');
+    }
+    expect(r.code).toBe(1);
+    expect(r.report?.fatal?.stage).toBe('cluster');
+    const message = r.report?.fatal?.message ?? '';
+    expect(message).toMatch(
+      /^Cluster preflight failed: Istio CRDs not served: workloadgroups\.networking\.istio\.io \(networking\.istio\.io\/v1\), workloadentries\.networking\.istio\.io \(networking\.istio\.io\/v1\), serviceentries\.networking\.istio\.io \(networking\.istio\.io\/v1\)\. Install Istio's CRDs/,
+    );
+    for (const vm of VMS) {
+      const report = vmOf(r.report, vm);
+      expect({ vm, outcome: report.outcome, steps: report.steps, counters: report.counters }).toEqual({
+        vm,
+        outcome: 'skipped-preflight',
+        steps: [],
+        counters: undefined,
+      });
+    }
+    expect({ failed: r.outputs.failed, onboarded: r.outputs.onboarded }).toEqual({ failed: '', onboarded: '' });
+    expect(r.summary).toContain(`**cluster**: ${message}`);
+    expect(r.log).toContain(`::error::${message}`);
+  }, 150_000);
 });

@@ -1,4 +1,6 @@
-// Every VM fault of lab part 1 shows its effect, and its heal brings the VM back.
+// Every VM fault of lab part 1 shows its effect, and its heal brings the VM back. No Istio is involved (sshd,
+// host keys, sudoers, the disk, a reboot of the lab app, the link): it stays on the default lab; the same faults
+// against the real control plane are in action-faults.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -850,6 +850,7 @@ const CASES: FailureCase[] = [
       delete m.entry;
     },
     summary: /no WorkloadEntry with address 10\.233\.0\.11 in vm-ns after 20\.0 s/,
+    hint: /an entry deleted while it stays connected is not re-created: rerun onboard/,
   },
   {
     title: 'app down: entry not Healthy',

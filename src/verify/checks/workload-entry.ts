@@ -180,9 +180,14 @@ export const workloadEntry: CheckDefinition = {
     },
     'we-missing': {
       cause: 'no WorkloadEntry with address {address} in namespace {namespace}{detail}',
+      // istiod creates an auto-registered entry only when the proxy connects, or for connected proxies when their
+      // WorkloadGroup is added: one deleted under a connected agent stays gone until the agent reconnects
+      // (pilot/pkg/autoregistration/controller.go: OnConnect, registerWorkload, setupAutoRecreate).
       fix:
-        'auto: the sidecar must be connected to istiod with ISTIO_META_AUTO_REGISTER_GROUP={group} ' +
-        'and the address {address}; static: rerun onboard to apply the entry',
+        'auto: istiod registers the VM only when its sidecar connects (ISTIO_META_AUTO_REGISTER_GROUP={group}, ' +
+        'address {address}); an entry deleted while it stays connected is not re-created: rerun onboard ' +
+        '(it restarts a sidecar whose entry is gone) or `sudo systemctl restart istio`; ' +
+        'static: rerun onboard to apply the entry',
     },
     'we-unhealthy': {
       cause:

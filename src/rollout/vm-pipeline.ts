@@ -482,7 +482,7 @@ async function applyStaticWorkloadEntry(run: VmRun): Promise<void> {
   );
 }
 
-async function apply(run: VmRun): Promise<void> {
+async function apply(run: VmRun): Promise<'stop' | void> {
   const { settings, istioVersion: packageVersion, packageUpload } = run.context;
   const port = connected(run);
   const facts = inspected(run);
@@ -493,23 +493,44 @@ async function apply(run: VmRun): Promise<void> {
     : {
         url: packageUrlFor(settings.sidecarPackage.urlTemplate, packageVersion, facts.packageFormat, facts.arch),
       };
-  const applied = await run.step(
-    'apply',
-    () =>
-      port.apply({
-        files,
-        package: { version: packageVersion, format: facts.packageFormat, ...source, ...(sha256 ? { sha256 } : {}) },
-        ...(run.restart ? { restart: run.restart } : {}),
-        ...(run.reBootstrap ? { reBootstrap: true } : {}),
-      }),
-    (outcome) =>
-      `package ${outcome.packageAction}` +
-      (outcome.packageAction === 'unchanged'
-        ? ''
-        : ` ${describePackageChange({ version: packageVersion, ...(facts.installedVersion ? { from: facts.installedVersion } : {}) })}`) +
-      `; ${outcome.files.filter((file) => file.changed).length} file(s) changed; ` +
-      (outcome.restarted ? 'sidecar restarted' : 'no restart'),
-  );
+  const from = facts.installedVersion ? { from: facts.installedVersion } : {};
+  let applied: VmApplyOutcome;
+  try {
+    applied = await run.step(
+      'apply',
+      () =>
+        port.apply({
+          files,
+          package: { version: packageVersion, format: facts.packageFormat, ...source, ...(sha256 ? { sha256 } : {}) },
+          ...(run.restart ? { restart: run.restart } : {}),
+          ...(run.reBootstrap ? { reBootstrap: true } : {}),
+        }),
+      (outcome) =>
+        `package ${outcome.packageAction}` +
+        (outcome.packageAction === 'unchanged'
+          ? ''
+          : ` ${describePackageChange({ version: packageVersion, ...(facts.installedVersion ? { from: facts.installedVersion } : {}) })}`) +
+        `; ${outcome.files.filter((file) => file.changed).length} file(s) changed; ` +
+        (outcome.restarted ? 'sidecar restarted' : 'no restart'),
+    );
+  } catch (error) {
+    // An upgrade whose apply failed after the VM's state was kept (dpkg refused the new version, a file
+    // could not be placed): put that state back and check the VM on it, as after failing checks.
+    if (!facts.installedVersion || !port.madeRollbackPoint?.()) throw error;
+    const failure = error instanceof StepFailure ? error : new StepFailure('apply', messageOf(error), hintOf(error));
+    run.context.logger.error(
+      `[${run.context.vm.name}] apply failed: ${failure.message}${failure.hint ? ` — ${failure.hint}` : ''}`,
+    );
+    run.report.package = { version: packageVersion, action: 'upgraded', ...from };
+    const restored = await run.step(
+      'rollback',
+      () => port.rollback(`apply failed: ${failure.message}`),
+      (value) => (value ? 'previous files and package restored, sidecar restarted' : 'nothing to restore'),
+    );
+    run.report.outcome = restored ? await verifyAfterRollback(run) : 'failed';
+    run.report.error = { step: 'apply', message: failure.message, ...(failure.hint ? { hint: failure.hint } : {}) };
+    return 'stop';
+  }
   run.applied = applied;
   if (run.reBootstrap && applied.reBootstrapped) {
     run.report.reBootstrap = {
@@ -523,7 +544,7 @@ async function apply(run: VmRun): Promise<void> {
   run.report.package = {
     version: packageVersion,
     action: applied.packageAction,
-    ...(facts.installedVersion ? { from: facts.installedVersion } : {}),
+    ...from,
   };
   run.report.restarted = applied.restarted;
 }
@@ -693,6 +714,10 @@ function describeChecks(checks: CheckResult[]): string[] {
 
 function lastStep(report: VmReport): StepName {
   return report.steps.at(-1)?.name ?? 'connect';
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function hintOf(error: unknown): string | undefined {

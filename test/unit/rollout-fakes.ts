@@ -77,6 +77,8 @@ export interface World {
   versions: Map<string, string>;
   /** Per VM: a sidecar version whose checks fail on that VM. */
   failingVersion: Map<string, string>;
+  /** Per VM: a sidecar version the VM's package manager refuses (the apply fails after keeping the state). */
+  refusedVersion: Map<string, string>;
   /** istiod's version as the preflight finds it. */
   istiodVersion: string;
   /** `Kind ns/name` of the cluster objects applied (tests delete them). */
@@ -99,6 +101,7 @@ export function makeWorld(): World {
     vmFiles: new Map(),
     versions: new Map(),
     failingVersion: new Map(),
+    refusedVersion: new Map(),
     istiodVersion: '1.24.0',
     clusterObjects: new Set(),
     groupLabels: new Map(),
@@ -173,6 +176,7 @@ export function fakes(world: World) {
       const group = vm.group;
       groupFlight.set(group, (groupFlight.get(group) ?? 0) + 1);
       world.maxInFlightByGroup.set(group, Math.max(world.maxInFlightByGroup.get(group) ?? 0, groupFlight.get(group)!));
+      let keptState = false;
       const port: VmPort = {
         inspect: async () => ({
           arch: 'amd64',
@@ -201,6 +205,15 @@ export function fakes(world: World) {
         }),
         apply: async (request) => {
           await new Promise((resolve) => setTimeout(resolve, 5));
+          keptState = false;
+          if (world.refusedVersion.get(vm.name) === request.package.version) {
+            world.events.push(`apply ${vm.name} refused`);
+            keptState = true;
+            previous.set(vm.name, world.versions.get(vm.name) ?? '1.24.0');
+            throw Object.assign(new Error(`dpkg: dependency problems prevent configuration of istio-sidecar`), {
+              hint: 'install what the package depends on',
+            });
+          }
           const before = world.applied.get(vm.name);
           world.applied.set(vm.name, request);
           const firstInstall = !world.installed.has(vm.name);
@@ -237,6 +250,7 @@ export function fakes(world: World) {
             reBootstrapped: !!request.reBootstrap,
           };
         },
+        madeRollbackPoint: () => keptState,
         rollback: async () => {
           world.events.push(`rollback ${vm.name}`);
           if (previous.has(vm.name)) world.versions.set(vm.name, previous.get(vm.name)!);

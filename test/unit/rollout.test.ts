@@ -438,6 +438,32 @@ describe('sidecar upgrade: one canary per group first', () => {
     expect(world.versions.get('vm-0-2')).toBe('1.24.0');
   });
 
+  it('a VM whose package manager refuses the new version is rolled back and checked on the old one', async () => {
+    const world = await upgradeWorld();
+    world.refusedVersion.set('vm-0-2', '1.24.1');
+    const report = await run(world, inventoryOf([4]), { 'istio-version': '1.24.1', 'max-unavailable': '1' });
+    expect(report.vms.map((vm) => vm.outcome)).toEqual(['updated', 'updated', 'rolled-back', 'updated']);
+    const vm = report.vms[2]!;
+    expect(vm.error).toMatchObject({ step: 'apply', message: expect.stringContaining('dependency problems') });
+    expect(vm.package).toEqual({ version: '1.24.1', action: 'upgraded', from: '1.24.0' });
+    expect(vm.afterRollback).toMatchObject({ healthy: true, version: '1.24.0' });
+    expect(vm.steps.map((step) => `${step.name} ${step.status}`).slice(-3)).toEqual([
+      'apply failed',
+      'rollback ok',
+      'verify-after-rollback ok',
+    ]);
+    const { renderJobSummary } = await import('../../src/report/summary.js');
+    expect(renderJobSummary(report)).toContain('| ↩️ rolled-back | 1.24.0 → 1.24.1 (rolled back to 1.24.0) |');
+  });
+
+  it('a first install whose apply fails is not rolled back (nothing to go back to)', async () => {
+    const world = makeWorld();
+    world.refusedVersion.set('vm-0-0', '1.24.0');
+    const report = await run(world, inventoryOf([1]), { 'istio-version': '1.24.0' });
+    expect(report.vms[0]!.outcome).toBe('failed');
+    expect(world.events).not.toContain('rollback vm-0-0');
+  });
+
   it('first installs do not wait for a canary; unchanged VMs neither', async () => {
     const world = makeWorld();
     await run(world, inventoryOf([2]), { 'istio-version': '1.24.0' });

@@ -53,7 +53,8 @@ export function renderTerminalTable(report: RunReport): string {
     if (vm.afterRollback) {
       const failedAfter = vm.afterRollback.checks.filter((check) => check.status === 'fail').map((check) => check.name);
       out.push(
-        `${vm.name}: after rollback ${vm.afterRollback.healthy ? 'healthy again' : `STILL UNHEALTHY (${failedAfter.join(', ')} failed)`}` +
+        `${vm.name}: after rollback ` +
+          (vm.afterRollback.healthy ? 'healthy again' : `STILL UNHEALTHY (${failedAfter.join(', ')} failed)`) +
           (vm.afterRollback.version ? ` on ${vm.afterRollback.version}` : ''),
       );
     }

@@ -49,7 +49,9 @@ export function checkVersionSkew(dataPlane: string, controlPlane: string): SkewV
     return {
       ok: false,
       rule: 'the data plane and the control plane must share the major version',
-      message: `sidecar ${dataPlane} (${name(data)}) and istiod ${controlPlane} (${name(control)}) differ in major version`,
+      message:
+        `sidecar ${dataPlane} (${name(data)}) and istiod ${controlPlane} (${name(control)}) ` +
+        'differ in major version',
     };
   }
   if (data.minor > control.minor) {

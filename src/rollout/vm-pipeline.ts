@@ -509,7 +509,7 @@ async function apply(run: VmRun): Promise<'stop' | void> {
         `package ${outcome.packageAction}` +
         (outcome.packageAction === 'unchanged'
           ? ''
-          : ` ${describePackageChange({ version: packageVersion, ...(facts.installedVersion ? { from: facts.installedVersion } : {}) })}`) +
+          : ` ${describePackageChange({ version: packageVersion, ...from })}`) +
         `; ${outcome.files.filter((file) => file.changed).length} file(s) changed; ` +
         (outcome.restarted ? 'sidecar restarted' : 'no restart'),
     );

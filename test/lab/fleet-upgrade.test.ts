@@ -1,12 +1,12 @@
 // Issue 19 item 1, through dist/ on Istio's real istiod and sidecar: a fleet sidecar upgrade. Four VMs are
-// onboarded at the lab's version A; the lab serves two more versions of the same package, B and C, which
-// declare a dependency A did not have (faketime, present on the lab machine and so on every VM). A VM
-// whose dpkg database lacks it refuses the new version for that real reason: dpkg leaves it unconfigured.
-//   - upgrade to B with vm3 lacking the dependency: the group's canary is upgraded and checked first (the log
-//     order shows it), vm3 is rolled back to A and checked healthy there, the other two are upgraded; the
-//     report, summary and plan show from → to; the job fails naming vm3.
-//   - upgrade to C with no VM having the dependency: the canary fails and is rolled back, the rest of the
-//     group is skipped-canary (never touched), each naming the canary and why.
+// onboarded at the lab's version A; the lab serves two more versions of the same package, B and C, each
+// declaring a dependency A did not have. A VM whose dpkg database lacks it refuses the new version for that
+// real reason: dpkg leaves it unconfigured, and the apply fails.
+//   - B depends on faketime (on the lab machine, so on every VM) and vm3 has it removed: the group's canary
+//     is upgraded and checked first (the log order shows it), vm3 is rolled back to A and checked healthy
+//     there, the other two are upgraded; the report, summary and plan show from → to; the job fails naming vm3.
+//   - C depends on a package no VM has: the canary fails and is rolled back, the rest of the group is
+//     skipped-canary (never changed), each naming the canary and why.
 //   - a version Istio does not support with this istiod is refused before any VM is touched.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { actionLogTail, runAction, snapshotDist, vmOf, type ActionRun } from './action-harness.js';
@@ -18,6 +18,8 @@ import { execInVm } from './vm/exec.js';
 
 const VMS = ['vm1', 'vm2', 'vm3', 'vm4'];
 const DEPENDENCY = 'faketime';
+/** A package no VM has (C's new dependency). */
+const ABSENT_DEPENDENCY = 'ivo-lab-runtime';
 
 let dir: string;
 let state: LabState;
@@ -76,7 +78,7 @@ beforeAll(async () => {
     '--extra-versions',
     `${versionB},${versionC}`,
     '--extra-depends',
-    `${versionB}=${DEPENDENCY},${versionC}=${DEPENDENCY}`,
+    `${versionB}=${DEPENDENCY},${versionC}=${ABSENT_DEPENDENCY}`,
   ]);
   expect(state.istioVersion).toBe(versionA);
   entry = await snapshotDist(dir);
@@ -148,7 +150,6 @@ describe('fleet sidecar upgrade through dist/, real istiod and sidecar', () => {
   }, 700_000);
 
   it('a canary that fails the new version is rolled back and the rest of the group is not started', async () => {
-    for (const vm of VMS.filter((name) => name !== 'vm3')) await removeDependency(vm);
     const r = await upgradeTo(versionC);
     expect([r.code, actionLogTail(r)]).toEqual([1, actionLogTail(r)]);
     const canary = VMS.find((vm) => vmOf(r.report, vm).canary?.self)!;
@@ -156,8 +157,9 @@ describe('fleet sidecar upgrade through dist/, real istiod and sidecar', () => {
     expect(vmOf(r.report, canary)).toMatchObject({
       outcome: 'rolled-back',
       afterRollback: { healthy: true },
-      error: { step: 'apply' },
+      error: { step: 'apply', message: expect.stringContaining(ABSENT_DEPENDENCY) },
     });
+    expect(await installedVersion(canary)).toBe(canary === 'vm3' ? versionA : versionB);
     for (const vm of VMS.filter((name) => name !== canary)) {
       const report = vmOf(r.report, vm);
       expect(report.outcome).toBe('skipped-canary');

@@ -14,16 +14,29 @@ export type VmOutcome =
   | 'updated'
   | 'unchanged'
   | 'rolled-back'
+  | 'rolled-back-unhealthy'
   | 'failed'
   | 'offboarded'
   | 'verified'
   | 'planned'
   | 'skipped-shard'
   | 'skipped-budget'
-  | 'skipped-preflight';
+  | 'skipped-preflight'
+  | 'skipped-canary';
 
 export type StepName =
-  'connect' | 'inspect' | 'token' | 'render' | 'drift' | 'plan' | 'apply' | 'verify' | 'rollback' | 'offboard';
+  | 'connect'
+  | 'inspect'
+  | 'canary'
+  | 'token'
+  | 'render'
+  | 'drift'
+  | 'plan'
+  | 'apply'
+  | 'verify'
+  | 'rollback'
+  | 'verify-after-rollback'
+  | 'offboard';
 
 export interface StepRecord {
   name: StepName;
@@ -77,7 +90,18 @@ export interface VmReport {
   steps: StepRecord[];
   checks: CheckResult[];
   files: FileChange[];
-  package?: { version: string; action: 'installed' | 'upgraded' | 'unchanged' | 'removed' };
+  /** The sidecar package: the version installed (or planned), and the one on the VM before (`from`), when any. */
+  package?: { version: string; action: 'installed' | 'upgraded' | 'unchanged' | 'removed'; from?: string };
+  /**
+   * An upgrade of the sidecar: the group's canary VM (upgraded and checked before the group's other upgrades
+   * start), its name on every upgrading VM of the group, and whether this VM is it.
+   */
+  canary?: { vm: string; self: boolean };
+  /**
+   * After a rollback the VM is checked again on its previous version: healthy (every check passes) or not
+   * (outcome rolled-back-unhealthy).
+   */
+  afterRollback?: { healthy: boolean; version?: string; checks: CheckResult[] };
   /** verify and plan: what differs from what onboard would make (empty: nothing); absent in other modes. */
   drift?: DriftRecord[];
   restarted: boolean;
@@ -127,7 +151,7 @@ export interface RunReport {
   vms: VmReport[];
   warnings: string[];
   /** A failure before any VM was touched (bad input, preflight). */
-  fatal?: { stage: string; message: string; hint?: string; file?: string; line?: number };
+  fatal?: { stage: string; message: string; hint?: string; hintId?: string; file?: string; line?: number };
   totals: {
     vms: number;
     succeeded: number;
@@ -139,7 +163,7 @@ export interface RunReport {
 }
 
 const SUCCESS: readonly VmOutcome[] = ['installed', 'updated', 'unchanged', 'offboarded', 'verified', 'planned'];
-const SKIPPED: readonly VmOutcome[] = ['skipped-shard', 'skipped-budget', 'skipped-preflight'];
+const SKIPPED: readonly VmOutcome[] = ['skipped-shard', 'skipped-budget', 'skipped-preflight', 'skipped-canary'];
 
 export function isSuccess(vm: VmReport): boolean {
   return SUCCESS.includes(vm.outcome);
@@ -155,6 +179,23 @@ export function computeTotals(vms: readonly VmReport[]): RunReport['totals'] {
     unchanged: vms.filter((vm) => vm.outcome === 'unchanged' || vm.outcome === 'verified').length,
     skipped: vms.filter((vm) => SKIPPED.includes(vm.outcome)).length,
   };
+}
+
+/** `1.24.0 → 1.24.1` for a change of version, else the version. */
+export function describePackageChange(pkg: { version: string; from?: string }): string {
+  return pkg.from && pkg.from !== pkg.version ? `${pkg.from} → ${pkg.version}` : pkg.version;
+}
+
+/** The VM's sidecar version for the tables: from → to, and where a rollback left it. */
+export function sidecarVersionOf(vm: VmReport): string {
+  if (!vm.package) return '';
+  const back = vm.afterRollback?.version ? ` (rolled back to ${vm.afterRollback.version})` : '';
+  return `${describePackageChange(vm.package)}${back}`;
+}
+
+/** Whether a run changed (or would change) the sidecar version of an installed VM: the tables then show it. */
+export function changesSidecarVersion(vms: readonly VmReport[]): boolean {
+  return vms.some((vm) => vm.package?.from !== undefined && vm.package.from !== vm.package.version);
 }
 
 /** Whether the run as a whole failed (the job then fails). */

@@ -13,6 +13,10 @@ export interface RunOutputs {
 export function computeOutputs(report: RunReport, reportPath: string): RunOutputs {
   const succeeded = report.vms.filter(isSuccess).map((vm) => vm.name);
   const failed = report.vms.filter((vm) => !isSuccess(vm) && !vm.outcome.startsWith('skipped')).map((vm) => vm.name);
+  // Skipped for a reason of this run (not another shard's VMs): the canary's failure, the budget, the preflight.
+  const skipped = report.vms
+    .filter((vm) => vm.outcome.startsWith('skipped') && vm.outcome !== 'skipped-shard')
+    .map((vm) => ({ vm: vm.name, outcome: vm.outcome, ...(vm.error ? { message: vm.error.message } : {}) }));
   const result = {
     schemaVersion: report.schemaVersion,
     mode: report.mode,
@@ -27,6 +31,7 @@ export function computeOutputs(report: RunReport, reportPath: string): RunOutput
         checks: vm.checks.filter((check) => check.status === 'fail').map((check) => check.name),
         message: vm.error?.message,
       })),
+    ...(skipped.some((vm) => vm.outcome === 'skipped-canary') ? { skipped } : {}),
   };
   return {
     'report-path': reportPath,

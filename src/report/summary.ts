@@ -1,7 +1,15 @@
 // The job summary (GitHub-flavoured Markdown): one row per VM, then the failures with evidence and
 // hints, then the cluster objects. Passing VMs fold away so that 500 VMs stay readable.
 import { checkDefinition, checkNames } from '../verify/registry.js';
-import { isSuccess, runFailed, type CheckResult, type RunReport, type VmReport } from './model.js';
+import {
+  changesSidecarVersion,
+  isSuccess,
+  runFailed,
+  sidecarVersionOf,
+  type CheckResult,
+  type RunReport,
+  type VmReport,
+} from './model.js';
 
 /** Above this many VMs the passing ones are folded into a <details> block. */
 const FOLD_PASSING_ABOVE = 20;
@@ -92,11 +100,13 @@ export function renderJobSummary(report: RunReport): string {
 
 function vmTable(vms: VmReport[]): string[] {
   const checkColumns = checkNames().filter((name) => vms.some((vm) => vm.checks.some((check) => check.name === name)));
+  const sidecar = changesSidecarVersion(vms);
   const header = [
     'VM',
     'group',
     'address',
     'result',
+    ...(sidecar ? ['sidecar'] : []),
     ...checkColumns.map((name) => checkDefinition(name)?.short ?? name),
     'time',
   ];
@@ -109,6 +119,7 @@ function vmTable(vms: VmReport[]): string[] {
         vm.group,
         `${vm.address}${vm.workloadIP && !vm.address.startsWith(`${vm.workloadIP}:`) ? ` (${vm.workloadIP})` : ''}`,
         outcomeLabel(vm),
+        ...(sidecar ? [sidecarVersionOf(vm)] : []),
         ...checkColumns.map((name) => checkMark(vm.checks.find((check) => check.name === name))),
         formatDuration(vm.durationMs),
       ];
@@ -123,6 +134,16 @@ function failureBlock(vm: VmReport): string[] {
     lines.push(`- **${vm.error.step}**: ${escapeCell(vm.error.message)}`);
     // A verify failure's hint is the failing check's own, shown with it below.
     if (vm.error.hint && vm.error.step !== 'verify') lines.push(`  - what to do: ${escapeCell(vm.error.hint)}`);
+  }
+  if (vm.canary?.self) lines.push(`- this VM was the canary of group ${vm.group}: its other upgrades were not started`);
+  if (vm.afterRollback) {
+    const failedAfter = vm.afterRollback.checks.filter((check) => check.status === 'fail').map((check) => check.name);
+    const on = vm.afterRollback.version ? ` on ${vm.afterRollback.version}` : '';
+    lines.push(
+      vm.afterRollback.healthy
+        ? `- **after rollback**: healthy again${on} (every check passed)`
+        : `- **after rollback**: STILL UNHEALTHY${on}: ${failedAfter.join(', ')} failed — the VM needs a look`,
+    );
   }
   for (const check of vm.checks.filter((item) => item.status === 'fail')) {
     lines.push(`- **${check.name}**: ${escapeCell(check.summary)}`);
@@ -168,7 +189,9 @@ function outcomeLabel(vm: VmReport): string {
       ? '⏭️'
       : vm.outcome === 'rolled-back'
         ? '↩️'
-        : '❌';
+        : vm.outcome === 'rolled-back-unhealthy'
+          ? '↩️❌'
+          : '❌';
   return `${icon} ${vm.outcome}`;
 }
 

@@ -1,6 +1,6 @@
 // The CLI's view of a run: one line per VM with every check, then the failures with hints.
 import { checkNames } from '../verify/registry.js';
-import { isSuccess, runFailed, type RunReport } from './model.js';
+import { changesSidecarVersion, isSuccess, runFailed, sidecarVersionOf, type RunReport } from './model.js';
 import { formatDuration } from './summary.js';
 
 const MARK = { pass: 'ok', fail: 'FAIL', skipped: '-' } as const;
@@ -8,12 +8,22 @@ const MARK = { pass: 'ok', fail: 'FAIL', skipped: '-' } as const;
 export function renderTerminalTable(report: RunReport): string {
   const shown = report.vms.filter((vm) => vm.outcome !== 'skipped-shard');
   const checks = checkNames().filter((name) => shown.some((vm) => vm.checks.some((check) => check.name === name)));
-  const header = ['VM', 'GROUP', 'ADDRESS', 'RESULT', ...checks.map((name) => name.toUpperCase()), 'TIME'];
+  const sidecar = changesSidecarVersion(shown);
+  const header = [
+    'VM',
+    'GROUP',
+    'ADDRESS',
+    'RESULT',
+    ...(sidecar ? ['SIDECAR'] : []),
+    ...checks.map((name) => name.toUpperCase()),
+    'TIME',
+  ];
   const rows = shown.map((vm) => [
     vm.name,
     vm.group,
     vm.address,
     vm.outcome,
+    ...(sidecar ? [sidecarVersionOf(vm)] : []),
     ...checks.map((name) => {
       const check = vm.checks.find((item) => item.name === name);
       return check ? MARK[check.status] : '';
@@ -27,16 +37,26 @@ export function renderTerminalTable(report: RunReport): string {
       .join('  ')
       .trimEnd();
   const out = [line(header), ...rows.map(line)];
-  const failures = shown.filter((vm) => !isSuccess(vm) && !vm.outcome.startsWith('skipped'));
+  const failures = shown.filter(
+    (vm) => (!isSuccess(vm) && !vm.outcome.startsWith('skipped')) || vm.outcome === 'skipped-canary',
+  );
   for (const vm of failures) {
     out.push('');
     if (vm.error)
       out.push(
-        `${vm.name}: ${vm.error.step} failed: ` +
+        `${vm.name}: ${vm.error.step} ${vm.outcome === 'skipped-canary' ? 'skipped' : 'failed'}: ` +
           `${vm.error.message}${vm.error.hint ? `\n  what to do: ${vm.error.hint}` : ''}`,
       );
     for (const check of vm.checks.filter((item) => item.status === 'fail')) {
       out.push(`${vm.name}: ${check.name}: ${check.summary}${check.hint ? `\n  what to do: ${check.hint}` : ''}`);
+    }
+    if (vm.afterRollback) {
+      const failedAfter = vm.afterRollback.checks.filter((check) => check.status === 'fail').map((check) => check.name);
+      out.push(
+        `${vm.name}: after rollback ` +
+          (vm.afterRollback.healthy ? 'healthy again' : `STILL UNHEALTHY (${failedAfter.join(', ')} failed)`) +
+          (vm.afterRollback.version ? ` on ${vm.afterRollback.version}` : ''),
+      );
     }
   }
   if (report.fatal)

@@ -108,6 +108,11 @@ export interface VmPort {
    * stopped and marked).
    */
   rollback(reason: string): Promise<boolean>;
+  /**
+   * Whether this run's last apply kept the VM's previous state (also when it then failed): only then may a
+   * failed apply be rolled back. Absent: never after a failed apply.
+   */
+  madeRollbackPoint?(): boolean;
   offboard(): Promise<void>;
   /** Runs a read-only script in one round trip (the verification checks use it). */
   runScript(script: string, options: { timeoutMs: number }): Promise<{ code: number; stdout: string; stderr: string }>;

@@ -6,6 +6,7 @@ import pLimit from 'p-limit';
 import type { GroupSpec, Inventory, VmSpec } from '../inventory/types.js';
 import {
   computeTotals,
+  isSuccess,
   REPORT_SCHEMA_VERSION,
   type ClusterObjectRecord,
   type RunReport,
@@ -16,6 +17,8 @@ import type { ClusterPort, MeshContext, RunLogger, VerifierPort, VmConnectorPort
 import { firstWave, openEarlyConnections, type EarlyConnections } from './early-connections.js';
 import { selectVms } from './select.js';
 import { runVmPipeline, type VmPipelineContext } from './vm-pipeline.js';
+import { checkVersionSkew, VersionSkewError } from './version-skew.js';
+import { UpgradeCanary } from './canary.js';
 
 export interface RolloutDependencies {
   /** Built lazily so that a bad input never opens a connection. */
@@ -98,6 +101,8 @@ export async function runRollout(
   try {
     cluster = await deps.cluster();
     const preflight = await cluster.preflight({ inventory, groups, mode: settings.mode });
+    // Before any login: a sidecar version Istio does not support with this istiod is refused.
+    checkSkew(settings, preflight.istioVersion, report.warnings);
     // The cluster answers and allows this run: log in to the first VMs while its objects and mesh values are prepared.
     if (settings.mode !== 'offboard')
       early = openEarlyConnections(deps.connector, firstWave(selection.selected, settings.rollout));
@@ -165,8 +170,14 @@ export async function runRollout(
       }
     }
   } catch (error) {
-    report.fatal = { stage: 'cluster', message: messageOf(error), hint: hintOf(error) };
-    log.error(`cluster: ${messageOf(error)}`);
+    const stage = error instanceof VersionSkewError ? 'version-skew' : 'cluster';
+    report.fatal = {
+      stage,
+      message: messageOf(error),
+      hint: hintOf(error),
+      ...(error instanceof VersionSkewError ? { hintId: error.hintId } : {}),
+    };
+    log.error(`${stage}: ${messageOf(error)}${error instanceof VersionSkewError ? ` — ${error.hint}` : ''}`);
     await early?.discardUnused();
     cluster?.close?.();
     for (const { group, vm } of selection.selected) report.vms.push(skippedVm(group, vm, 'skipped-preflight'));
@@ -217,6 +228,9 @@ async function rollVms(
       perGroup.set(group, pLimit(resolveShare(settings.rollout.maxUnavailable, group.vms.length)));
     }
   }
+  // onboard: one upgrade canary per group (canary.ts); first installs and unchanged VMs never wait for it.
+  const canaries = new Map<GroupSpec, UpgradeCanary>();
+  if (settings.mode === 'onboard') for (const group of perGroup.keys()) canaries.set(group, new UpgradeCanary());
   const allowedFailures = resolveShare(settings.rollout.failureBudget, selected.length, 0);
   let failures = 0;
   let done = 0;
@@ -253,8 +267,9 @@ async function rollVms(
             vm,
             mesh: meshByGroup.get(group),
             ...(groupObjects ? { groupObjects } : {}),
+            ...(canaries.has(group) ? { canary: canaries.get(group)! } : {}),
           });
-          if (result.outcome === 'failed' || result.outcome === 'rolled-back') failures += 1;
+          if (!isSuccess(result) && !result.outcome.startsWith('skipped')) failures += 1;
           inFlight.delete(vm.name);
           done += 1;
           report();
@@ -283,6 +298,23 @@ function skippedVm(
     restarted: false,
     durationMs: 0,
   };
+}
+
+/**
+ * onboard and plan refuse a sidecar version (the istio-version input) Istio does not support with the istiod
+ * found; verify, which installs nothing, warns. Without the input the sidecar is istiod's own version.
+ */
+function checkSkew(settings: RunSettings, istiodVersion: string, warnings: string[]): void {
+  if (!settings.istioVersion || settings.mode === 'offboard') return;
+  const verdict = checkVersionSkew(settings.istioVersion, istiodVersion);
+  if (verdict.ok) return;
+  if (verdict.unknown) {
+    warnings.push(`version skew not checked: ${verdict.reason}`);
+    return;
+  }
+  const error = new VersionSkewError(verdict);
+  if (settings.mode === 'verify') warnings.push(error.message);
+  else throw error;
 }
 
 function uniqueGroups(groups: GroupSpec[]): GroupSpec[] {

@@ -1,7 +1,15 @@
 // One VM's way through a run. Every step is recorded with its duration; the first failure stops the
 // VM (others go on), and a VM whose checks fail after a change is rolled back to its previous state.
 import type { GroupSpec, VmSpec } from '../inventory/types.js';
-import type { CheckResult, ClusterObjectRecord, DriftRecord, FileChange, StepName, VmReport } from '../report/model.js';
+import {
+  describePackageChange,
+  type CheckResult,
+  type ClusterObjectRecord,
+  type DriftRecord,
+  type FileChange,
+  type StepName,
+  type VmReport,
+} from '../report/model.js';
 import { packageUrlFor, type RunSettings } from '../settings.js';
 import type {
   ClusterPort,
@@ -9,12 +17,14 @@ import type {
   RenderedVmFiles,
   RunLogger,
   VerifierPort,
+  VerifyRequest,
   VmApplyOutcome,
   VmConnectorPort,
   InspectedVm,
   VmPort,
 } from './ports.js';
 import { renderFilesForVm } from './render-vm.js';
+import type { UpgradeCanary } from './canary.js';
 import {
   describeReBootstrap,
   needsReBootstrap,
@@ -46,6 +56,8 @@ export interface VmPipelineContext {
   packageUpload?: Buffer;
   /** verify and plan: the dry-run apply of the group's objects (what onboard would create or configure). */
   groupObjects?: ClusterObjectRecord[];
+  /** onboard: the group's upgrade canary (canary.ts), shared by the group's VMs. */
+  canary?: UpgradeCanary;
 }
 
 class StepFailure extends Error {
@@ -83,6 +95,10 @@ interface VmRun {
    */
   reBootstrap?: ReBootstrapCause;
   applied?: VmApplyOutcome;
+  /** This VM is its group's upgrade canary: the group's other upgrades wait for its outcome. */
+  isCanary?: boolean;
+  /** Runs `work` with the VM's timeout held (waiting for the canary is not the VM's own time). */
+  withTimeoutHeld<T>(work: () => Promise<T>): Promise<T>;
 }
 
 /** One stage of a VM's way; `stop` ends the VM with the outcome the stage set. */
@@ -103,6 +119,7 @@ function stagesFor(settings: RunSettings): VmStage[] {
         inspect,
         workloadAddress,
         requireDiscovery,
+        awaitCanary,
         bootstrapToken,
         render,
         reBootstrapIfNeeded,
@@ -132,7 +149,40 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
     durationMs: 0,
   };
   const say = (line: string): void => logger.info(`[${vm.name}] ${line}`);
-  const run: VmRun = { context, report, say, step: recordedStep(report, say) };
+  let timer: NodeJS.Timeout | undefined;
+  let timeUp: (error: StepFailure) => void = () => undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timeUp = reject;
+  });
+  const arm = (): void => {
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(
+      () =>
+        timeUp(
+          new StepFailure(
+            lastStep(report),
+            `timed out after ${settings.rollout.vmTimeoutSeconds}s`,
+            'raise vm-timeout or check the VM',
+          ),
+        ),
+      settings.rollout.vmTimeoutSeconds * 1000,
+    );
+    timer.unref();
+  };
+  const run: VmRun = {
+    context,
+    report,
+    say,
+    step: recordedStep(report, say),
+    withTimeoutHeld: async (work) => {
+      if (timer) clearTimeout(timer);
+      try {
+        return await work();
+      } finally {
+        arm();
+      }
+    },
+  };
   const stages = stagesFor(settings);
   // The bootstrap token does not depend on the VM: ask for it while connecting and inspecting (a token
   // nobody uses is harmless: TokenRequest stores nothing and the token expires).
@@ -140,30 +190,14 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
     run.earlyToken = context.cluster.bootstrapToken(group);
     run.earlyToken.catch(() => undefined);
   }
-  let timer: NodeJS.Timeout | undefined;
   try {
     const work = (async () => {
       for (const stage of stages) {
         if ((await stage(run)) === 'stop') return;
       }
     })();
-    await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new StepFailure(
-                lastStep(report),
-                `timed out after ${settings.rollout.vmTimeoutSeconds}s`,
-                'raise vm-timeout or check the VM',
-              ),
-            ),
-          settings.rollout.vmTimeoutSeconds * 1000,
-        );
-        timer.unref();
-      }),
-    ]);
+    arm();
+    await Promise.race([work, timeout]);
   } catch (error) {
     const failure = error instanceof StepFailure ? error : new StepFailure(lastStep(report), String(error));
     report.outcome = 'failed';
@@ -176,6 +210,8 @@ export async function runVmPipeline(context: VmPipelineContext): Promise<VmRepor
       await run.port.close().catch(() => undefined);
     }
     report.durationMs = Date.now() - started;
+    // The group's waiting upgrades go on (or are skipped) by the canary's outcome, whatever it was.
+    if (run.isCanary) context.canary?.finish(report);
   }
   // When the VM is done: its outcome, and its checks folded beneath it (the steps are already above).
   if (report.checks.length > 0) logger.group(`${vm.name}: ${report.outcome}`, describeChecks(report.checks));
@@ -303,6 +339,48 @@ async function requireDiscovery(run: VmRun): Promise<void> {
   );
 }
 
+/**
+ * An upgrade (another sidecar version is installed) goes through the group's canary: the first upgrading VM
+ * is it; the others wait here, before their token and apply, and are not started when it failed.
+ */
+async function awaitCanary(run: VmRun): Promise<'stop' | void> {
+  const { canary, group, vm, istioVersion, logger } = run.context;
+  const from = inspected(run).installedVersion;
+  if (!canary || !from || from === istioVersion) return;
+  const role = canary.join(vm.name);
+  if (role.canary) {
+    run.isCanary = true;
+    run.report.canary = { vm: vm.name, self: true };
+    run.say(
+      `canary of group ${group.name}: upgrading ${from} → ${istioVersion} first; ` +
+        "the group's other upgrades wait for its checks",
+    );
+    return;
+  }
+  run.report.canary = { vm: role.vm, self: false };
+  run.say(`upgrade ${from} → ${istioVersion} waits for the group's canary ${role.vm}`);
+  const started = Date.now();
+  const result = await run.withTimeoutHeld(() => role.result);
+  if (result.ok) {
+    const detail = `canary ${role.vm} upgraded and verified`;
+    run.report.steps.push({ name: 'canary', status: 'ok', durationMs: Date.now() - started, detail });
+    run.say(`canary: ${detail}; upgrading`);
+    // The token asked for at the start may be old by now: ask for a fresh one.
+    delete run.earlyToken;
+    return;
+  }
+  const message = `not upgraded (${from} → ${istioVersion}): the group's canary ${role.vm} ${result.reason}`;
+  run.report.steps.push({ name: 'canary', status: 'skipped', durationMs: Date.now() - started, detail: message });
+  run.report.outcome = 'skipped-canary';
+  run.report.error = {
+    step: 'canary',
+    message,
+    hint: `fix what failed on ${role.vm} (its checks and log are in this report), then run again`,
+  };
+  logger.warning(`[${vm.name}] ${message}`);
+  return 'stop';
+}
+
 async function bootstrapToken(run: VmRun): Promise<void> {
   const { cluster, group } = run.context;
   const token = await run.step(
@@ -330,7 +408,11 @@ async function plan(run: VmRun): Promise<'stop'> {
   report.files = plannedFileChanges(run.comparisons ?? compareVmFiles(rendered(run), facts));
   const packageAction =
     facts.installedVersion === packageVersion ? 'unchanged' : facts.installedVersion ? 'upgraded' : 'installed';
-  report.package = { version: packageVersion, action: packageAction };
+  report.package = {
+    version: packageVersion,
+    action: packageAction,
+    ...(facts.installedVersion ? { from: facts.installedVersion } : {}),
+  };
   const reBootstrap = run.reBootstrap
     ? `; would re-bootstrap: ${describeReBootstrap(run.reBootstrap)} ` +
       '(fresh token, certificate and key removed, sidecar restarted)'
@@ -339,9 +421,9 @@ async function plan(run: VmRun): Promise<'stop'> {
     name: 'plan',
     status: 'ok',
     durationMs: 0,
-    detail: describePlan(report.files, packageAction) + reBootstrap,
+    detail: describePlan(report.files, report.package) + reBootstrap,
   });
-  run.say(`plan: ${describePlan(report.files, packageAction)}${reBootstrap}`);
+  run.say(`plan: ${describePlan(report.files, report.package)}${reBootstrap}`);
   report.outcome = 'planned';
   return 'stop';
 }
@@ -403,7 +485,7 @@ async function applyStaticWorkloadEntry(run: VmRun): Promise<void> {
   );
 }
 
-async function apply(run: VmRun): Promise<void> {
+async function apply(run: VmRun): Promise<'stop' | void> {
   const { settings, istioVersion: packageVersion, packageUpload } = run.context;
   const port = connected(run);
   const facts = inspected(run);
@@ -414,19 +496,44 @@ async function apply(run: VmRun): Promise<void> {
     : {
         url: packageUrlFor(settings.sidecarPackage.urlTemplate, packageVersion, facts.packageFormat, facts.arch),
       };
-  const applied = await run.step(
-    'apply',
-    () =>
-      port.apply({
-        files,
-        package: { version: packageVersion, format: facts.packageFormat, ...source, ...(sha256 ? { sha256 } : {}) },
-        ...(run.restart ? { restart: run.restart } : {}),
-        ...(run.reBootstrap ? { reBootstrap: true } : {}),
-      }),
-    (outcome) =>
-      `package ${outcome.packageAction}; ${outcome.files.filter((file) => file.changed).length} file(s) changed; ` +
-      (outcome.restarted ? 'sidecar restarted' : 'no restart'),
-  );
+  const from = facts.installedVersion ? { from: facts.installedVersion } : {};
+  let applied: VmApplyOutcome;
+  try {
+    applied = await run.step(
+      'apply',
+      () =>
+        port.apply({
+          files,
+          package: { version: packageVersion, format: facts.packageFormat, ...source, ...(sha256 ? { sha256 } : {}) },
+          ...(run.restart ? { restart: run.restart } : {}),
+          ...(run.reBootstrap ? { reBootstrap: true } : {}),
+        }),
+      (outcome) =>
+        `package ${outcome.packageAction}` +
+        (outcome.packageAction === 'unchanged'
+          ? ''
+          : ` ${describePackageChange({ version: packageVersion, ...from })}`) +
+        `; ${outcome.files.filter((file) => file.changed).length} file(s) changed; ` +
+        (outcome.restarted ? 'sidecar restarted' : 'no restart'),
+    );
+  } catch (error) {
+    // An upgrade whose apply failed after the VM's state was kept (dpkg refused the new version, a file
+    // could not be placed): put that state back and check the VM on it, as after failing checks.
+    if (!facts.installedVersion || !port.madeRollbackPoint?.()) throw error;
+    const failure = error instanceof StepFailure ? error : new StepFailure('apply', messageOf(error), hintOf(error));
+    run.context.logger.error(
+      `[${run.context.vm.name}] apply failed: ${failure.message}${failure.hint ? ` — ${failure.hint}` : ''}`,
+    );
+    run.report.package = { version: packageVersion, action: 'upgraded', ...from };
+    const restored = await run.step(
+      'rollback',
+      () => port.rollback(`apply failed: ${failure.message}`),
+      (value) => (value ? 'previous files and package restored, sidecar restarted' : 'nothing to restore'),
+    );
+    run.report.outcome = restored ? await verifyAfterRollback(run) : 'failed';
+    run.report.error = { step: 'apply', message: failure.message, ...(failure.hint ? { hint: failure.hint } : {}) };
+    return 'stop';
+  }
   run.applied = applied;
   if (run.reBootstrap && applied.reBootstrapped) {
     run.report.reBootstrap = {
@@ -437,7 +544,11 @@ async function apply(run: VmRun): Promise<void> {
     run.say(`re-bootstrapped: ${describeReBootstrap(run.reBootstrap)}`);
   }
   run.report.files = applied.files.map((file) => ({ path: file.path, changed: file.changed }));
-  run.report.package = { version: packageVersion, action: applied.packageAction };
+  run.report.package = {
+    version: packageVersion,
+    action: applied.packageAction,
+    ...from,
+  };
   run.report.restarted = applied.restarted;
 }
 
@@ -458,12 +569,46 @@ async function verifyOrRollBack(run: VmRun): Promise<'stop' | void> {
           ? 'previous files and package restored, sidecar restarted'
           : 'first install: sidecar stopped and marked failed on the VM',
     );
-    report.outcome = restored ? 'rolled-back' : 'failed';
+    report.outcome = restored ? await verifyAfterRollback(run) : 'failed';
   } else {
     report.outcome = 'failed';
   }
   report.error = { step: 'verify', message: reason, ...(failed[0]?.hint ? { hint: failed[0].hint } : {}) };
   return 'stop';
+}
+
+/**
+ * A rolled-back VM runs its previous files and package again: its checks run once more, to say whether it is
+ * healthy there (rolled-back) or not (rolled-back-unhealthy: it needs a person).
+ */
+async function verifyAfterRollback(run: VmRun): Promise<'rolled-back' | 'rolled-back-unhealthy'> {
+  const { context, report } = run;
+  const previous = inspected(run).installedVersion;
+  const started = Date.now();
+  const checks = await context.verifier.verify(verifyRequest(run));
+  const failed = checks.filter((check) => check.status === 'fail');
+  const healthy = failed.length === 0;
+  report.afterRollback = { healthy, ...(previous ? { version: previous } : {}), checks };
+  const on = previous ? ` on ${previous}` : '';
+  const detail = healthy
+    ? `healthy again${on}: ${checks.length}/${checks.length} checks passed`
+    : `still unhealthy${on}: ${failed.map((check) => check.name).join(', ')} failed`;
+  report.steps.push({
+    name: 'verify-after-rollback',
+    status: healthy ? 'ok' : 'failed',
+    durationMs: Date.now() - started,
+    detail,
+  });
+  if (healthy) run.say(`verify-after-rollback: ${detail}`);
+  else {
+    context.logger.error(`[${context.vm.name}] after the rollback the VM is ${detail} — it needs a look`);
+    for (const check of failed) {
+      context.logger.error(
+        `[${context.vm.name}] after rollback ${check.name}: ${check.summary}${check.hint ? ` — ${check.hint}` : ''}`,
+      );
+    }
+  }
+  return healthy ? 'rolled-back' : 'rolled-back-unhealthy';
 }
 
 async function reportApplied(run: VmRun): Promise<'stop'> {
@@ -512,17 +657,22 @@ function changedByApply(run: VmRun): boolean {
   );
 }
 
-async function verifyStep(run: VmRun): Promise<void> {
-  const { context, report } = run;
-  const started = Date.now();
-  const checks: CheckResult[] = await context.verifier.verify({
+function verifyRequest(run: VmRun): VerifyRequest {
+  const { context } = run;
+  return {
     vm: context.vm,
     group: context.group,
     port: connected(run),
     mesh: meshOf(run),
     workloadIP: workloadAddressOf(run),
     peerAuthentication: context.settings.peerAuthentication,
-  });
+  };
+}
+
+async function verifyStep(run: VmRun): Promise<void> {
+  const { context, report } = run;
+  const started = Date.now();
+  const checks: CheckResult[] = await context.verifier.verify(verifyRequest(run));
   report.checks = checks;
   const failed = checks.filter((check) => check.status === 'fail');
   report.steps.push({
@@ -536,9 +686,15 @@ async function verifyStep(run: VmRun): Promise<void> {
   }
 }
 
-function describePlan(files: FileChange[], packageAction: string): string {
+function describePlan(files: FileChange[], pkg: NonNullable<VmReport['package']>): string {
   const changed = files.filter((file) => file.changed).map((file) => file.path);
-  return `package would be ${packageAction === 'unchanged' ? 'left as is' : packageAction}; ${
+  const what =
+    pkg.action === 'unchanged'
+      ? 'left as is'
+      : pkg.action === 'upgraded'
+        ? `upgraded ${describePackageChange(pkg)}`
+        : `${pkg.action} (${pkg.version})`;
+  return `package would be ${what}; ${
     changed.length === 0 ? 'no file would change' : `would change ${changed.join(', ')}`
   }`;
 }
@@ -561,6 +717,10 @@ function describeChecks(checks: CheckResult[]): string[] {
 
 function lastStep(report: VmReport): StepName {
   return report.steps.at(-1)?.name ?? 'connect';
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function hintOf(error: unknown): string | undefined {

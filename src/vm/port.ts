@@ -8,7 +8,7 @@ import { applyVmChanges } from './scripts/apply.js';
 import { assertPreflight, inspectVm, type VmFacts } from './scripts/inspect.js';
 import { offboardVm } from './scripts/offboard.js';
 import { rollbackVm } from './scripts/rollback.js';
-import { asRoot } from './scripts/protocol.js';
+import { asRoot, VmScriptError } from './scripts/protocol.js';
 import type { VmSession } from './session.js';
 import { connectVm } from './ssh-session.js';
 
@@ -60,6 +60,7 @@ function vmPort(settings: RunSettings, vm: VmSpec, session: VmSession, learned: 
       return toFacts(facts);
     },
     async apply(request) {
+      snapshotId = null;
       const result = await applyVmChanges(session, {
         files: {
           clusterEnv: request.files.clusterEnv,
@@ -72,6 +73,11 @@ function vmPort(settings: RunSettings, vm: VmSpec, session: VmSession, learned: 
         sshPort: vm.ssh.port,
         ...(request.restart ? { restartPolicy: request.restart } : {}),
         ...(request.reBootstrap ? { reBootstrap: true } : {}),
+      }).catch((error: unknown) => {
+        // An apply that failed after keeping the previous state (e.g. dpkg refused the new package): that
+        // state is what a rollback restores, and only that one.
+        if (error instanceof VmScriptError) snapshotId = error.output?.get('snapshot') ?? null;
+        throw error;
       });
       snapshotId = result.snapshotId;
       return {
@@ -84,6 +90,7 @@ function vmPort(settings: RunSettings, vm: VmSpec, session: VmSession, learned: 
         reBootstrapped: result.reBootstrapped,
       };
     },
+    madeRollbackPoint: () => snapshotId !== null,
     async rollback(reason) {
       const result = await rollbackVm(session, { reason, ...(snapshotId ? { expectSnapshotId: snapshotId } : {}) });
       return result.action === 'rolled-back';

@@ -5,7 +5,7 @@ import { labDown, labUp } from './lab.js';
 import { tryReadState } from './state.js';
 
 const USAGE = `usage: npm run lab -- <command> [options]
-  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P] [--node-path PATH] [--istiod double|real] [--sidecar simulator|real] [--istio-namespace NS (with --istiod real)]
+  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P] [--node-path PATH] [--istiod double|real] [--sidecar simulator|real] [--istio-namespace NS (with --istiod real)] [--extra-versions V1,V2] [--extra-depends V=PKG[+PKG]]
   down --dir DIR
   fault NAME [--vm VM] --dir DIR [--after-bytes N] [--rate R]
   heal NAME [--vm VM] --dir DIR
@@ -18,6 +18,27 @@ interface Parsed {
 }
 
 const BOOLEAN_FLAGS = new Set(['json', 'help']);
+
+/** `--extra-versions 1.31.1,1.31.2 --extra-depends 1.31.1=faketime+curl` → versions with their dependencies. */
+function extraVersions(list: string | undefined, depends: string | undefined) {
+  if (!list) {
+    if (depends) throw new Error('--extra-depends needs --extra-versions');
+    return undefined;
+  }
+  const byVersion = new Map<string, string[]>();
+  for (const item of (depends ?? '').split(',').filter(Boolean)) {
+    const [version, packages] = item.split('=');
+    if (!version || !packages) throw new Error(`--extra-depends: '${item}' is not VERSION=PKG[+PKG]`);
+    byVersion.set(version, packages.split('+'));
+  }
+  const versions = list.split(',').filter(Boolean);
+  for (const version of byVersion.keys())
+    if (!versions.includes(version)) throw new Error(`--extra-depends: ${version} is not in --extra-versions`);
+  return versions.map((version) => ({
+    version,
+    ...(byVersion.has(version) ? { depends: byVersion.get(version)! } : {}),
+  }));
+}
 
 export function parseArgs(argv: string[]): Parsed {
   const [command = '', ...rest] = argv;
@@ -138,6 +159,7 @@ async function main(argv: string[]): Promise<number> {
         istiod,
         sidecar,
         istioNamespace: p.flags.get('istio-namespace'),
+        extraVersions: extraVersions(p.flags.get('extra-versions'), p.flags.get('extra-depends')),
       });
       process.stdout.write(
         [

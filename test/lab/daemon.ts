@@ -171,6 +171,13 @@ async function main(): Promise<void> {
         sha256: state.package.sha256,
         sizeBytes: state.package.sizeBytes,
       },
+      ...(state.package.extra ?? []).map((extra) => ({
+        version: extra.version,
+        fileName: extra.path.split('/').pop() as string,
+        path: extra.path,
+        sha256: extra.sha256,
+        sizeBytes: extra.sizeBytes,
+      })),
     ],
     log,
   );

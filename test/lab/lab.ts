@@ -34,6 +34,7 @@ import {
 } from './state.js';
 import { bootServices, killVmProcesses, startAnchor } from './vm/boot.js';
 import { destroyPod } from './pods/sandbox.js';
+import { istioBuild } from './istio/binaries.js';
 import { installCommand, missingRequirements } from '../../scripts/machine/requirements.mjs';
 import { buildVmSeed, OVERLAID_DIRS, pickLabUid, systemIdRange } from './vm/root.js';
 
@@ -59,9 +60,21 @@ export interface UpOptions {
    * unit with the Go Envoy stand-in (package/real-sidecar.ts). `real` needs `istiod: 'real'`.
    */
   sidecar?: 'simulator' | 'real';
+  /**
+   * More versions of the sidecar package to serve (built from the same sources with that Version), e.g. to
+   * upgrade to; `depends` adds packages the version declares it needs (a VM without them refuses it).
+   */
+  extraVersions?: Array<{ version: string; depends?: string[] }>;
   /** Parallel VM set-ups (default 8). */
   concurrency?: number;
   log?: (line: string) => void;
+}
+
+/** The real istiod's release as x.y.0 (its build says e.g. 1.31-dev-eed52ebb; a package needs x.y.z). */
+function realIstioRelease(): string {
+  const m = /^(\d+)\.(\d+)/.exec(istioBuild().version);
+  if (!m) throw new Error(`cannot read major.minor from the real Istio build's version '${istioBuild().version}'`);
+  return `${m[1]}.${m[2]}.0`;
 }
 
 function defaultLog(line: string): void {
@@ -158,7 +171,15 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const k = allocateLabIndex(dir);
   log(`lab ${k}: setting up ${options.vms} VMs in ${dir}`);
   const sshPort = options.sshPort ?? 22;
-  const version = options.istioVersion ?? '1.24.0';
+  // The double istiod says 1.24.0; the real one is the pinned build (e.g. 1.31-dev-eed52ebb): its package is
+  // labelled with that minor version, which Istio's skew rule accepts (src/rollout/version-skew.ts).
+  const version = options.istioVersion ?? (options.istiod === 'real' ? realIstioRelease() : '1.24.0');
+  for (const extra of options.extraVersions ?? []) {
+    if (!/^\d+\.\d+\.\d+$/.test(extra.version) || extra.version === version)
+      throw new Error(`--extra-versions: '${extra.version}' must be a release like 1.24.1 other than ${version}`);
+    for (const dep of extra.depends ?? [])
+      if (!/^[a-z0-9][a-z0-9+.-]+$/.test(dep)) throw new Error(`--extra-depends: '${dep}' is not a package name`);
+  }
   const arch = options.arch ?? 'amd64';
   const gw = gatewayIP(k);
   const nets = planVmNetworks(k, options.vms);
@@ -247,6 +268,27 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         sizeBytes: built.sizeBytes,
         simulator: built.simulator,
       });
+      // Each extra version: the same build with another Version (and its own dependencies), in its own folder.
+      const extras: NonNullable<LabState['package']['extra']> = [];
+      for (const extra of options.extraVersions ?? []) {
+        const other = await buildSidecarPackage({
+          outDir: path.join(dir, 'package', extra.version),
+          version: extra.version,
+          arch,
+          sizeMb: options.packageSizeMb,
+          sidecar: options.sidecar ?? 'simulator',
+          ...(extra.depends ? { depends: extra.depends } : {}),
+        });
+        extras.push({
+          version: extra.version,
+          path: other.path,
+          sha256: other.sha256,
+          sizeBytes: other.sizeBytes,
+          url: `http://${gw}:${PACKAGE_PORT}${packageUrlPath(extra.version, other.fileName)}`,
+          depends: extra.depends ?? [],
+        });
+      }
+      if (extras.length > 0) state.package.extra = extras;
       timings.packageMs = Date.now() - t;
       if (built.simulator === 'placeholder')
         log('sidecar simulator (test/lab/sidecar/main.ts) not found: the package carries a placeholder that exits 1');

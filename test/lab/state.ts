@@ -47,6 +47,19 @@ export interface LabPackageState {
    * pilot-agent with the Go Envoy stand-in (`up --sidecar real`, package/real-sidecar.ts).
    */
   simulator: 'bundled' | 'placeholder' | 'real';
+  /** More versions of the same package served next to it (`up --extra-versions`), e.g. for an upgrade. */
+  extra?: LabExtraPackage[];
+}
+
+/** Another version of the lab's sidecar package, served at its own release URL. */
+export interface LabExtraPackage {
+  version: string;
+  path: string;
+  sha256: string;
+  sizeBytes: number;
+  url: string;
+  /** Packages this version depends on beyond the base ones (`--extra-depends`). */
+  depends: string[];
 }
 
 export interface ActiveFault {

@@ -14,7 +14,7 @@ import { inventoryOf, makeWorld, run } from './rollout-fakes.js';
 async function mixedRun() {
   const world = makeWorld();
   await run(world, inventoryOf([4]));
-  world.failingChecks.add('vm-0-1');
+  world.failingUntilRollback.add('vm-0-1');
   world.failingConnect.add('vm-0-2');
   const changed = inventoryOf([4]);
   changed.groups[0]!.labels = { tier: 'new' };

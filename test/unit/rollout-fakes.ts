@@ -62,6 +62,8 @@ export interface World {
   maxInFlight: number;
   maxInFlightByGroup: Map<string, number>;
   failingChecks: Set<string>;
+  /** VMs whose checks fail until a rollback restores them (what this run changed broke them). */
+  failingUntilRollback: Set<string>;
   failingConnect: Set<string>;
   applied: Map<string, VmApplyRequest>;
   installed: Set<string>;
@@ -71,6 +73,14 @@ export interface World {
   provisioned?: Map<string, { certificate: string; clockMs: number }>;
   /** Per VM: the managed files on it by label (VM_FILES), as the last apply wrote them (tests edit them). */
   vmFiles: Map<string, Map<string, string>>;
+  /** Per VM: the sidecar version installed (default 1.24.0 once installed). */
+  versions: Map<string, string>;
+  /** Per VM: a sidecar version whose checks fail on that VM. */
+  failingVersion: Map<string, string>;
+  /** Per VM: a sidecar version the VM's package manager refuses (the apply fails after keeping the state). */
+  refusedVersion: Map<string, string>;
+  /** istiod's version as the preflight finds it. */
+  istiodVersion: string;
   /** `Kind ns/name` of the cluster objects applied (tests delete them). */
   clusterObjects: Set<string>;
   /** The labels each WorkloadGroup was applied with (JSON). */
@@ -84,10 +94,15 @@ export function makeWorld(): World {
     maxInFlight: 0,
     maxInFlightByGroup: new Map(),
     failingChecks: new Set(),
+    failingUntilRollback: new Set(),
     failingConnect: new Set(),
     applied: new Map(),
     installed: new Set(),
     vmFiles: new Map(),
+    versions: new Map(),
+    failingVersion: new Map(),
+    refusedVersion: new Map(),
+    istiodVersion: '1.24.0',
     clusterObjects: new Set(),
     groupLabels: new Map(),
   };
@@ -97,9 +112,11 @@ const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8
 
 export function fakes(world: World) {
   const groupFlight = new Map<string, number>();
+  /** The version each VM had before its last apply (rollback restores it). */
+  const previous = new Map<string, string>();
   const cluster: ClusterPort = {
     server: 'https://127.0.0.1:6443',
-    preflight: async () => ({ istioVersion: '1.24.0', revision: '', warnings: [] }),
+    preflight: async () => ({ istioVersion: world.istiodVersion, revision: '', warnings: [] }),
     applyGroup: async (group, options) => {
       world.events.push(`applyGroup ${group.name}${options.dryRun ? ' (dry-run)' : ''}`);
       // The group's object and its labels: other labels are a change of .spec.metadata.labels.
@@ -159,11 +176,12 @@ export function fakes(world: World) {
       const group = vm.group;
       groupFlight.set(group, (groupFlight.get(group) ?? 0) + 1);
       world.maxInFlightByGroup.set(group, Math.max(world.maxInFlightByGroup.get(group) ?? 0, groupFlight.get(group)!));
+      let keptState = false;
       const port: VmPort = {
         inspect: async () => ({
           arch: 'amd64',
           packageFormat: 'deb',
-          ...(world.installed.has(vm.name) ? { installedVersion: '1.24.0' } : {}),
+          ...(world.installed.has(vm.name) ? { installedVersion: world.versions.get(vm.name) ?? '1.24.0' } : {}),
           routeSourceIP: vm.internalIP,
           reachesDiscovery: true,
           ...(world.provisioned?.has(vm.name)
@@ -187,10 +205,23 @@ export function fakes(world: World) {
         }),
         apply: async (request) => {
           await new Promise((resolve) => setTimeout(resolve, 5));
+          keptState = false;
+          if (world.refusedVersion.get(vm.name) === request.package.version) {
+            world.events.push(`apply ${vm.name} refused`);
+            keptState = true;
+            previous.set(vm.name, world.versions.get(vm.name) ?? '1.24.0');
+            throw Object.assign(new Error(`dpkg: dependency problems prevent configuration of istio-sidecar`), {
+              hint: 'install what the package depends on',
+            });
+          }
           const before = world.applied.get(vm.name);
           world.applied.set(vm.name, request);
           const firstInstall = !world.installed.has(vm.name);
+          const previousVersion = world.versions.get(vm.name) ?? '1.24.0';
           world.installed.add(vm.name);
+          world.versions.set(vm.name, request.package.version);
+          if (firstInstall) previous.delete(vm.name);
+          else previous.set(vm.name, previousVersion);
           const onVm = world.vmFiles.get(vm.name);
           world.vmFiles.set(
             vm.name,
@@ -210,14 +241,22 @@ export function fakes(world: World) {
           world.events.push(`apply ${vm.name}`);
           return {
             files: [{ path: '/var/lib/istio/envoy/cluster.env', changed }],
-            packageAction: firstInstall ? 'installed' : 'unchanged',
+            packageAction: firstInstall
+              ? 'installed'
+              : previousVersion !== request.package.version
+                ? 'upgraded'
+                : 'unchanged',
             restarted: changed || !!request.reBootstrap,
             reBootstrapped: !!request.reBootstrap,
           };
         },
+        madeRollbackPoint: () => keptState,
         rollback: async () => {
           world.events.push(`rollback ${vm.name}`);
-          return world.applied.size > 0 && world.events.filter((e) => e === `apply ${vm.name}`).length > 1;
+          if (previous.has(vm.name)) world.versions.set(vm.name, previous.get(vm.name)!);
+          world.failingUntilRollback.delete(vm.name);
+          // Something to restore: the VM had the sidecar before the last apply (else: first install, stopped).
+          return previous.has(vm.name);
         },
         offboard: async () => {
           world.events.push(`offboard ${vm.name}`);
@@ -235,7 +274,12 @@ export function fakes(world: World) {
   };
   const verifier: VerifierPort = {
     verify: async (request) => {
-      const failing = world.failingChecks.has(request.vm.name);
+      const name = request.vm.name;
+      world.events.push(`verify ${name}`);
+      const failing =
+        world.failingChecks.has(name) ||
+        world.failingUntilRollback.has(name) ||
+        (world.failingVersion.has(name) && world.failingVersion.get(name) === world.versions.get(name));
       return [pass('sidecar-running'), failing ? fail('sidecar-ready') : pass('sidecar-ready')];
     },
   };

@@ -117,14 +117,42 @@ describe('runRollout', () => {
     expect(report.totals).toMatchObject({ succeeded: 2, failed: 1 });
   });
 
-  it('rolls back a VM whose checks fail after a change', async () => {
+  it('rolls back a VM whose checks fail after a change, and checks it again: healthy on what it had', async () => {
+    const world = makeWorld();
+    await run(world, inventoryOf([1]));
+    world.failingUntilRollback.add('vm-0-0');
+    const changed = inventoryOf([1]);
+    changed.groups[0]!.labels = { tier: 'new' };
+    const report = await run(world, changed);
+    expect(report.vms[0]?.outcome).toBe('rolled-back');
+    expect(report.vms[0]?.afterRollback).toMatchObject({ healthy: true, version: '1.24.0' });
+    expect(report.vms[0]?.steps.map((step) => `${step.name} ${step.status}`).slice(-3)).toEqual([
+      'verify failed',
+      'rollback ok',
+      'verify-after-rollback ok',
+    ]);
+    expect(world.events.filter((e) => e.startsWith('verify') || e.startsWith('rollback'))).toEqual([
+      'verify vm-0-0',
+      'verify vm-0-0',
+      'rollback vm-0-0',
+      'verify vm-0-0',
+    ]);
+    expect(report.totals.failed).toBe(1);
+  });
+
+  it('says distinctly when a rolled-back VM is still unhealthy on its previous state', async () => {
     const world = makeWorld();
     await run(world, inventoryOf([1]));
     world.failingChecks.add('vm-0-0');
     const changed = inventoryOf([1]);
     changed.groups[0]!.labels = { tier: 'new' };
-    const report = await run(world, changed);
-    expect(report.vms[0]?.outcome).toBe('rolled-back');
+    const errors: string[] = [];
+    const report = await run(world, changed, {}, { logger: { ...silent, error: (line) => errors.push(line) } });
+    expect(report.vms[0]?.outcome).toBe('rolled-back-unhealthy');
+    expect(report.vms[0]?.afterRollback).toMatchObject({ healthy: false, version: '1.24.0' });
+    expect(errors).toContain(
+      '[vm-0-0] after the rollback the VM is still unhealthy on 1.24.0: sidecar-ready failed — it needs a look',
+    );
     expect(report.totals.failed).toBe(1);
   });
 
@@ -312,5 +340,186 @@ describe('runRollout', () => {
     expect(groups).toEqual([]);
     expect(log.filter((line) => line.startsWith('[vm-0-0] plan: '))).toHaveLength(1);
     expect(log.at(-1)).toMatch(/^\[vm-0-0\] \S+$/);
+  });
+});
+
+describe('sidecar upgrade: one canary per group first', () => {
+  /** Four VMs of one group on 1.24.0, then a run to 1.24.1 (istiod 1.24.x). */
+  async function upgradeWorld(vms = [4]) {
+    const world = makeWorld();
+    await run(world, inventoryOf(vms), { 'istio-version': '1.24.0' });
+    world.events.length = 0;
+    return world;
+  }
+  const logged = () => {
+    const lines: string[] = [];
+    const push = (line: string) => lines.push(line);
+    return { lines, logger: { ...silent, info: push, warning: push, error: push } };
+  };
+
+  it('upgrades the canary alone, then the rest within max-unavailable; from → to everywhere', async () => {
+    const world = await upgradeWorld();
+    const log = logged();
+    const report = await run(
+      world,
+      inventoryOf([4]),
+      { 'istio-version': '1.24.1', 'max-unavailable': '100%' },
+      { logger: log.logger },
+    );
+    expect(report.vms.map((vm) => vm.outcome)).toEqual(['updated', 'updated', 'updated', 'updated']);
+    const canary = report.vms.find((vm) => vm.canary?.self)!;
+    expect(canary).toBeDefined();
+    for (const vm of report.vms) {
+      expect(vm.package).toEqual({ version: '1.24.1', action: 'upgraded', from: '1.24.0' });
+      expect(vm.canary?.vm).toBe(canary.name);
+    }
+    // the canary's apply and checks come before any other apply
+    const applies = world.events.filter((e) => /^(apply|verify) vm-/.test(e));
+    expect(applies.slice(0, 2)).toEqual([`apply ${canary.name}`, `verify ${canary.name}`]);
+    // ...and the others ran together after it (max-unavailable 100%)
+    expect(world.maxInFlightByGroup.get('g0')).toBe(4);
+    expect(log.lines).toContain(
+      `[${canary.name}] canary of group g0: upgrading 1.24.0 → 1.24.1 first; the group's other upgrades wait for its checks`,
+    );
+    expect(log.lines).toContain(
+      `[${canary.name}] apply: package upgraded 1.24.0 → 1.24.1; 0 file(s) changed; no restart`,
+    );
+    const others = report.vms.filter((vm) => !vm.canary?.self);
+    for (const vm of others) {
+      expect(log.lines).toContain(`[${vm.name}] upgrade 1.24.0 → 1.24.1 waits for the group's canary ${canary.name}`);
+      expect(vm.steps.find((step) => step.name === 'canary')).toMatchObject({ status: 'ok' });
+    }
+    // the summary and the table show from → to
+    const { renderJobSummary } = await import('../../src/report/summary.js');
+    const { renderTerminalTable } = await import('../../src/report/table.js');
+    expect(renderJobSummary(report)).toContain('| ✅ updated | 1.24.0 → 1.24.1 |');
+    expect(renderTerminalTable(report)).toMatch(/updated\s+1\.24\.0 → 1\.24\.1/);
+  });
+
+  it('a failing canary is rolled back and the group’s other upgrades are skipped, naming it and why', async () => {
+    const world = await upgradeWorld([4, 2]);
+    world.failingVersion.set('vm-0-0', '1.24.1');
+    const report = await run(world, inventoryOf([4, 2]), {
+      'istio-version': '1.24.1',
+      'max-unavailable': '1',
+      'failure-budget': '5',
+    });
+    const byName = Object.fromEntries(report.vms.map((vm) => [vm.name, vm]));
+    expect(byName['vm-0-0']!.outcome).toBe('rolled-back');
+    expect(byName['vm-0-0']!.canary).toEqual({ vm: 'vm-0-0', self: true });
+    expect(byName['vm-0-0']!.afterRollback).toMatchObject({ healthy: true, version: '1.24.0' });
+    for (const name of ['vm-0-1', 'vm-0-2', 'vm-0-3']) {
+      expect(byName[name]!.outcome).toBe('skipped-canary');
+      expect(byName[name]!.error).toMatchObject({
+        step: 'canary',
+        message:
+          "not upgraded (1.24.0 → 1.24.1): the group's canary vm-0-0 was rolled back at verify: checks failed: sidecar-ready",
+      });
+      expect(world.events).not.toContain(`apply ${name}`);
+    }
+    // the other group has its own canary and upgrades
+    expect([byName['vm-1-0']!.outcome, byName['vm-1-1']!.outcome]).toEqual(['updated', 'updated']);
+    expect(report.totals).toMatchObject({ failed: 1, skipped: 3, succeeded: 2 });
+    const { computeOutputs } = await import('../../src/report/outputs.js');
+    const outputs = computeOutputs(report, 'report.json');
+    expect(outputs.failed).toBe('vm-0-0');
+    expect(JSON.parse(outputs.result).skipped.map((vm: { vm: string }) => vm.vm)).toEqual([
+      'vm-0-1',
+      'vm-0-2',
+      'vm-0-3',
+    ]);
+  });
+
+  it('a VM failing the new version after a good canary is rolled back; the others are upgraded', async () => {
+    const world = await upgradeWorld();
+    world.failingVersion.set('vm-0-2', '1.24.1');
+    const report = await run(world, inventoryOf([4]), { 'istio-version': '1.24.1', 'max-unavailable': '1' });
+    expect(report.vms.map((vm) => vm.outcome)).toEqual(['updated', 'updated', 'rolled-back', 'updated']);
+    expect(world.versions.get('vm-0-2')).toBe('1.24.0');
+  });
+
+  it('a VM whose package manager refuses the new version is rolled back and checked on the old one', async () => {
+    const world = await upgradeWorld();
+    world.refusedVersion.set('vm-0-2', '1.24.1');
+    const report = await run(world, inventoryOf([4]), { 'istio-version': '1.24.1', 'max-unavailable': '1' });
+    expect(report.vms.map((vm) => vm.outcome)).toEqual(['updated', 'updated', 'rolled-back', 'updated']);
+    const vm = report.vms[2]!;
+    expect(vm.error).toMatchObject({ step: 'apply', message: expect.stringContaining('dependency problems') });
+    expect(vm.package).toEqual({ version: '1.24.1', action: 'upgraded', from: '1.24.0' });
+    expect(vm.afterRollback).toMatchObject({ healthy: true, version: '1.24.0' });
+    expect(vm.steps.map((step) => `${step.name} ${step.status}`).slice(-3)).toEqual([
+      'apply failed',
+      'rollback ok',
+      'verify-after-rollback ok',
+    ]);
+    const { renderJobSummary } = await import('../../src/report/summary.js');
+    expect(renderJobSummary(report)).toContain('| ↩️ rolled-back | 1.24.0 → 1.24.1 (rolled back to 1.24.0) |');
+  });
+
+  it('a first install whose apply fails is not rolled back (nothing to go back to)', async () => {
+    const world = makeWorld();
+    world.refusedVersion.set('vm-0-0', '1.24.0');
+    const report = await run(world, inventoryOf([1]), { 'istio-version': '1.24.0' });
+    expect(report.vms[0]!.outcome).toBe('failed');
+    expect(world.events).not.toContain('rollback vm-0-0');
+  });
+
+  it('first installs do not wait for a canary; unchanged VMs neither', async () => {
+    const world = makeWorld();
+    await run(world, inventoryOf([2]), { 'istio-version': '1.24.0' });
+    world.events.length = 0;
+    // two VMs installed, two new ones: the new ones install without waiting
+    const report = await run(world, inventoryOf([4]), { 'istio-version': '1.24.0', 'max-unavailable': '100%' });
+    expect(report.vms.map((vm) => vm.outcome)).toEqual(['unchanged', 'unchanged', 'installed', 'installed']);
+    expect(report.vms.every((vm) => vm.canary === undefined)).toBe(true);
+  });
+
+  it('plan shows the upgrade before it happens', async () => {
+    const world = await upgradeWorld([1]);
+    const log = logged();
+    const report = await run(
+      world,
+      inventoryOf([1]),
+      { mode: 'plan', 'istio-version': '1.24.1' },
+      { logger: log.logger },
+    );
+    expect(report.vms[0]!.package).toEqual({ version: '1.24.1', action: 'upgraded', from: '1.24.0' });
+    expect(log.lines.some((line) => line.startsWith('[vm-0-0] plan: package would be upgraded 1.24.0 → 1.24.1;'))).toBe(
+      true,
+    );
+    expect(world.events.filter((e) => e.startsWith('apply vm-'))).toEqual([]);
+  });
+});
+
+describe('version skew', () => {
+  it.each([
+    ['1.26.0', 'newer than istiod'],
+    ['1.23.4', '2 minor versions behind'],
+    ['2.25.0', 'differ in major version'],
+  ])('refuses sidecar %s with istiod 1.25.2 before any VM is touched (%s)', async (version, why) => {
+    const world = makeWorld();
+    world.istiodVersion = '1.25.2';
+    const report = await run(world, inventoryOf([2]), { 'istio-version': version });
+    expect(report.fatal).toMatchObject({ stage: 'version-skew', hintId: 'version-skew' });
+    expect(report.fatal!.message).toContain(why);
+    expect(report.fatal!.message).toContain(
+      'https://istio.io/latest/docs/releases/supported-releases/#control-planedata-plane-skew',
+    );
+    expect(report.vms.map((vm) => vm.outcome)).toEqual(['skipped-preflight', 'skipped-preflight']);
+    expect(world.events).toEqual([]);
+  });
+
+  it('accepts the same minor and one behind; verify only warns', async () => {
+    for (const version of ['1.25.0', '1.24.9']) {
+      const world = makeWorld();
+      world.istiodVersion = '1.25-dev-eed52ebb';
+      const report = await run(world, inventoryOf([1]), { 'istio-version': version });
+      expect(report.fatal).toBeUndefined();
+    }
+    const world = makeWorld();
+    world.istiodVersion = '1.27.0';
+    const report = await run(world, inventoryOf([1]), { mode: 'verify', 'istio-version': '1.25.0' });
+    expect(report.fatal).toBeUndefined();
+    expect(report.warnings.some((w) => w.startsWith('unsupported version skew: sidecar 1.25.0'))).toBe(true);
   });
 });

@@ -40,6 +40,8 @@ export interface BuildPackageOptions {
    * Envoy stand-in and Istio's own istio-start.sh, istio.service, sidecar.env and postinst (real-sidecar.ts).
    */
   sidecar?: 'simulator' | 'real';
+  /** Packages this build depends on beyond the base ones (a new version's new dependency). */
+  depends?: string[];
 }
 
 export interface BuiltPackage {
@@ -141,7 +143,7 @@ export async function buildSidecarPackage(o: BuildPackageOptions): Promise<Built
       `Architecture: ${o.arch}`,
       'Maintainer: istio-vm-onboard lab <lab@istio-vm-onboard.invalid>',
       `Installed-Size: ${installedKb}`,
-      'Depends: iproute2, iptables, sudo, hostname',
+      `Depends: ${['iproute2', 'iptables', 'sudo', 'hostname', ...(o.depends ?? [])].join(', ')}`,
       'Section: default',
       'Priority: optional',
       'Homepage: https://istio.io',

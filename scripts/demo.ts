@@ -115,7 +115,7 @@ async function main(): Promise<number> {
     step(
       'bringing up the lab: 3 VMs (network namespaces running real sshd, sudo, dpkg) + the real istiod (pilot-discovery) and, in the sidecar package, the real pilot-agent with the Go Envoy stand-in',
     );
-    const state = await upLab(dir, 3, ['--istiod', 'real', '--sidecar', 'real']);
+    const state = await upLab(dir, 3);
     process.stdout.write(`lab ready in ${dir}: ${state.vms.map((vm) => `${vm.name} ${vm.ip}`).join(', ')}\n`);
     const inventory = demoInventory(state);
 

@@ -432,7 +432,7 @@ export function renderMarkdown(raw: RawResults, summary: Summary): string {
   L.push('');
 
   L.push(
-    "Inside the verification phase (median per VM, seconds, first install). The VMs of the lab share the runner's 2 cores: every restarted sidecar (a Node.js simulator of pilot-agent + Envoy) and every mesh-client Job of the Kubernetes double runs on them, so these grow with the number of VMs; on real VMs and a real cluster each has its own CPU.",
+    "Inside the verification phase (median per VM, seconds, first install). The VMs of the lab share the runner's 2 cores: every restarted sidecar (Istio's pilot-agent with the lab's Envoy stand-in), istiod and every mesh-client pod of the Pod runner run on them, so these grow with the number of VMs; on real VMs and a real cluster each has its own CPU.",
     '',
   );
   L.push(

@@ -58,7 +58,7 @@ beforeAll(async () => {
   // Built here, not inside `up`'s time budget: the Istio build and the stand-in (no-ops when up to date).
   istioBuild();
   realSidecarSources();
-  state = await upLab(dir, 4, ['--istiod', 'real', '--sidecar', 'real']);
+  state = await upLab(dir, 4);
   entry = await snapshotDist(dir);
   originalInventory = readFileSync(state.files.inventory, 'utf8');
   for (const vm of ['vm3', 'vm4']) treeBefore[vm] = await tree(vm);

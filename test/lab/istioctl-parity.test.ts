@@ -110,7 +110,7 @@ function expectSameFiles(istioctlDir: string, ourDir: string): void {
 beforeAll(async () => {
   istioBuild();
   dir = newLabDir('istioctl-parity');
-  state = await upLab(dir, 1, ['--istiod', 'real']);
+  state = await upLab(dir, 1);
   const kubectl = (...args: string[]) => run('kubectl', ['--kubeconfig', kubeconfig(), ...args], { timeout: 30_000 });
   await kubectl('create', 'namespace', NS);
   await kubectl('-n', NS, 'create', 'serviceaccount', 'vm-sa');

@@ -50,15 +50,8 @@ export interface UpOptions {
   appPort?: number;
   /** The Node 24 binary the VMs' programs run on (default: this process's); a test moves it to odd paths. */
   nodePath?: string;
-  /** The control plane's istiod: the double (default) or Istio's real one built from the pinned module. */
-  istiod?: 'double' | 'real';
-  /** With `istiod: 'real'`: install Istio into this namespace instead of istio-system. */
+  /** Install Istio into this namespace instead of istio-system. */
   istioNamespace?: string;
-  /**
-   * The VMs' sidecar package: the Node simulator (default) or `real` — Istio's pilot-agent, start script and
-   * unit with the Go Envoy stand-in (package/real-sidecar.ts). `real` needs `istiod: 'real'`.
-   */
-  sidecar?: 'simulator' | 'real';
   /** Parallel VM set-ups (default 8). */
   concurrency?: number;
   log?: (line: string) => void;
@@ -141,10 +134,6 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const dir = path.resolve(options.dir);
   ensureDirAllowed(dir);
   assertMachineReady();
-  if (options.istioNamespace && options.istiod !== 'real')
-    throw new Error("istioNamespace needs istiod 'real' (the double's objects are seeded in istio-system)");
-  if (options.sidecar === 'real' && options.istiod !== 'real')
-    throw new Error("sidecar 'real' needs istiod 'real' (the real pilot-agent speaks only to the real istiod)");
   if (!Number.isInteger(options.vms) || options.vms < 1 || options.vms > 200)
     throw new Error(`--vms must be 1..200, got ${options.vms}`);
   mkdirSync(dir, { recursive: true });
@@ -176,7 +165,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     istioVersion: version,
     nodePath: options.nodePath ?? process.execPath,
     istiod: {
-      mode: options.istiod ?? 'double',
+      mode: 'real',
       ...(options.istioNamespace ? { istioNamespace: options.istioNamespace } : {}),
     },
     files: {
@@ -195,7 +184,6 @@ export async function labUp(options: UpOptions): Promise<LabState> {
       arch,
       url: `http://${gw}:${PACKAGE_PORT}${packageUrlPath(version, fileName)}`,
       urlTemplate: `http://${gw}:${PACKAGE_PORT}/releases/{version}/{format}/istio-sidecar.{format}`,
-      simulator: 'placeholder',
     },
     vms: nets.map((n) => ({
       name: `vm${n.index}`,
@@ -239,17 +227,13 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         version,
         arch,
         sizeMb: options.packageSizeMb,
-        sidecar: options.sidecar ?? 'simulator',
       });
       Object.assign(state.package, {
         path: built.path,
         sha256: built.sha256,
         sizeBytes: built.sizeBytes,
-        simulator: built.simulator,
       });
       timings.packageMs = Date.now() - t;
-      if (built.simulator === 'placeholder')
-        log('sidecar simulator (test/lab/sidecar/main.ts) not found: the package carries a placeholder that exits 1');
     })();
     const netTask = (async () => {
       const t = Date.now();

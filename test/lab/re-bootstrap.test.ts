@@ -78,7 +78,7 @@ beforeAll(async () => {
   istioBuild();
   realSidecarSources();
   dir = newLabDir('re-bootstrap');
-  state = await upLab(dir, 1, ['--istiod', 'real', '--sidecar', 'real']);
+  state = await upLab(dir, 1);
   entry = await snapshotDist(dir);
   // The lab's inventory, its group's workloads annotated with the short certificate lifetime.
   const inventory = parse(readFileSync(state.files.inventory, 'utf8')) as {

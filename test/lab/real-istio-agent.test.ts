@@ -214,7 +214,7 @@ beforeAll(async () => {
   istioBuild();
   xdsProbe(); // built once here (seconds with Go's build cache warm), not inside a test's time
   dir = newLabDir('real-istio-agent');
-  state = await upLab(dir, 1, ['--istiod', 'real']);
+  state = await upLab(dir, 1);
   await kubectl('create', 'namespace', NS);
   await kubectl('-n', NS, 'create', 'serviceaccount', SA);
   writeFileSync(path.join(dir, 'wg.yaml'), WG);

@@ -43,7 +43,7 @@ beforeAll(async () => {
   istioBuild();
   realSidecarSources();
   dir = newLabDir('real-mesh-side');
-  state = await upLab(dir, 1, ['--istiod', 'real', '--sidecar', 'real']);
+  state = await upLab(dir, 1);
   entry = await snapshotDist(dir);
 }, 600_000);
 

@@ -112,7 +112,7 @@ beforeAll(async () => {
   istioBuild();
   realSidecarSources();
   dir = newLabDir('root-rotation');
-  state = await upLab(dir, VMS.length, ['--istiod', 'real', '--sidecar', 'real']);
+  state = await upLab(dir, VMS.length);
   entry = await snapshotDist(dir);
 }, 600_000);
 

@@ -116,7 +116,7 @@ beforeAll(async () => {
   istioBuild();
   realSidecarSources();
   dir = newLabDir('verify');
-  state = await upLab(dir, 1, ['--istiod', 'real', '--sidecar', 'real']);
+  state = await upLab(dir, 1);
   // The lab runs the real istiod on the gateway's 15012: stop it (by pid), so "no istiod" stays true.
   await faultCli(dir, 'fault', 'istiod-down');
   const labVm = state.vms[0]!;

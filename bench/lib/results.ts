@@ -362,7 +362,7 @@ export function renderMarkdown(raw: RawResults, summary: Summary): string {
   L.push(`Bundle: ${raw.dist.source}, action \`dist/index.js\` sha256 \`${raw.dist.actionSha256.slice(0, 16)}…\`.`, '');
   L.push('## How it was measured', '');
   L.push(
-    `- Lab: \`npm run lab -- up --vms N --package-size-mb ${raw.config.packageSizeMB}\` (network namespaces with real sshd/sudo/dpkg; a ${raw.config.packageSizeMB} MB incompressible .deb served on the gateway). ` +
+    `- Lab: \`npm run lab -- up --vms N --package-size-mb ${raw.config.packageSizeMB}\` (network namespaces with real sshd/sudo/dpkg; Istio's real istiod; a .deb of Istio's pilot-agent and the Envoy stand-in, padded to at least ${raw.config.packageSizeMB} MB, served on the gateway). ` +
       `**A fresh lab for every repetition**; in it the action runs first (a first install), then the rerun, then each baseline after a reset (\`dpkg --purge\`, files, user, hosts restored — through nsenter, untimed).`,
   );
   L.push(

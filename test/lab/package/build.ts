@@ -24,7 +24,7 @@ export interface BuildPackageOptions {
   outDir: string;
   version: string;
   arch: 'amd64' | 'arm64';
-  /** Pads the package with incompressible bytes up to about this many MiB (0 = no padding). */
+  /** The package's size to pad up to, in MiB, when it is smaller (0 = no padding). */
   sizeMb?: number;
 }
 
@@ -68,13 +68,23 @@ export async function sha256File(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/**
+ * The package of Istio's sidecar; with `sizeMb` larger than that, padded with incompressible bytes so that the
+ * download weighs about that much (the real pilot-agent already weighs tens of MiB: a smaller size adds nothing).
+ */
 export async function buildSidecarPackage(o: BuildPackageOptions): Promise<BuiltPackage> {
+  const unpadded = await buildPackageFile(o, 0);
+  const target = Math.round((o.sizeMb ?? 0) * 1024 * 1024);
+  if (unpadded.sizeBytes + 64 * 1024 >= target) return unpadded;
+  return buildPackageFile(o, target - unpadded.sizeBytes);
+}
+
+async function buildPackageFile(o: BuildPackageOptions, padBytes: number): Promise<BuiltPackage> {
   const staging = path.join(o.outDir, `staging-${o.arch}`);
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true });
 
   stageRealSidecar(staging);
-  const padBytes = Math.max(0, Math.round((o.sizeMb ?? 0) * 1024 * 1024) - 64 * 1024);
   if (padBytes > 0) put(staging, 'usr/local/lib/istio-lab/padding.bin', paddingBytes(padBytes));
 
   const installedKb = Math.ceil(Number((await run(['du', '-sk', '--apparent-size', staging])).stdout.split(/\s/)[0]));

@@ -1,4 +1,4 @@
-// npm run demo: bring up a 3-VM lab on real Istio (`up --istiod real --sidecar real`: the real istiod, the real
+// npm run demo: bring up a 3-VM lab on real Istio (the real istiod, the real
 // pilot-agent on every VM, the Go Envoy stand-in), onboard it with the bundled action (dist/index.js) exactly as a
 // GitHub runner would (INPUT_* variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files), show the job summary and
 // `go version -m` of the running istiod and of each VM's pilot-agent, then make one VM accept plaintext under the
@@ -115,7 +115,7 @@ async function main(): Promise<number> {
     step(
       'bringing up the lab: 3 VMs (network namespaces running real sshd, sudo, dpkg) + the real istiod (pilot-discovery) and, in the sidecar package, the real pilot-agent with the Go Envoy stand-in',
     );
-    const state = await upLab(dir, 3, ['--istiod', 'real', '--sidecar', 'real']);
+    const state = await upLab(dir, 3);
     process.stdout.write(`lab ready in ${dir}: ${state.vms.map((vm) => `${vm.name} ${vm.ip}`).join(', ')}\n`);
     const inventory = demoInventory(state);
 

@@ -362,7 +362,7 @@ export function renderMarkdown(raw: RawResults, summary: Summary): string {
   L.push(`Bundle: ${raw.dist.source}, action \`dist/index.js\` sha256 \`${raw.dist.actionSha256.slice(0, 16)}…\`.`, '');
   L.push('## How it was measured', '');
   L.push(
-    `- Lab: \`npm run lab -- up --vms N --package-size-mb ${raw.config.packageSizeMB}\` (network namespaces with real sshd/sudo/dpkg; a ${raw.config.packageSizeMB} MB incompressible .deb served on the gateway). ` +
+    `- Lab: \`npm run lab -- up --vms N --package-size-mb ${raw.config.packageSizeMB}\` (network namespaces with real sshd/sudo/dpkg; Istio's real istiod; a .deb of Istio's pilot-agent and the Envoy stand-in, padded to at least ${raw.config.packageSizeMB} MB, served on the gateway). ` +
       `**A fresh lab for every repetition**; in it the action runs first (a first install), then the rerun, then each baseline after a reset (\`dpkg --purge\`, files, user, hosts restored — through nsenter, untimed).`,
   );
   L.push(
@@ -432,7 +432,7 @@ export function renderMarkdown(raw: RawResults, summary: Summary): string {
   L.push('');
 
   L.push(
-    "Inside the verification phase (median per VM, seconds, first install). The VMs of the lab share the runner's 2 cores: every restarted sidecar (a Node.js simulator of pilot-agent + Envoy) and every mesh-client Job of the Kubernetes double runs on them, so these grow with the number of VMs; on real VMs and a real cluster each has its own CPU.",
+    "Inside the verification phase (median per VM, seconds, first install). The VMs of the lab share the runner's 2 cores: every restarted sidecar (Istio's pilot-agent with the lab's Envoy stand-in), istiod and every mesh-client pod of the Pod runner run on them, so these grow with the number of VMs; on real VMs and a real cluster each has its own CPU.",
     '',
   );
   L.push(

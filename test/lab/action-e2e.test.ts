@@ -1,8 +1,8 @@
-// The action end to end, through dist/index.js, on a lab of four VMs on real Istio (`up --istiod real --sidecar
-// real`: the real istiod, the real pilot-agent with the Go Envoy stand-in on every VM, verification Jobs run by
-// the Pod runner and injected by the real istiod): onboarding, an idempotent rerun, a change that touches one VM
-// only, VM-level failures that stay with their VM, rollback of a VM whose checks fail after a change, offboarding
-// back to the VM's original file tree, and two runs at once.
+// The action end to end, through dist/index.js, on a lab of four VMs on real Istio (the real istiod, the real
+// pilot-agent with the Go Envoy stand-in on every VM, verification Jobs run by the Pod runner and injected by the real
+// istiod): onboarding, an idempotent rerun, a change that touches one VM only, VM-level failures that stay with their
+// VM, rollback of a VM whose checks fail after a change, offboarding back to the VM's original file tree, and two runs
+// at once.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -58,7 +58,7 @@ beforeAll(async () => {
   // Built here, not inside `up`'s time budget: the Istio build and the stand-in (no-ops when up to date).
   istioBuild();
   realSidecarSources();
-  state = await upLab(dir, 4, ['--istiod', 'real', '--sidecar', 'real']);
+  state = await upLab(dir, 4);
   entry = await snapshotDist(dir);
   originalInventory = readFileSync(state.files.inventory, 'utf8');
   for (const vm of ['vm3', 'vm4']) treeBefore[vm] = await tree(vm);

@@ -1,5 +1,5 @@
 // The fault matrix through the bundled action (dist/, run as a GitHub runner would), against one 3-VM
-// lab on the real control plane (`up --istiod real --sidecar real`): Istio's istiod and pilot-agent built
+// lab on the real control plane: Istio's istiod and pilot-agent built
 // from the pinned module, Istio's istio-start.sh, istio.service and istio-iptables in the sidecar package,
 // the Go Envoy stand-in, the Pod runner for the verification Jobs. Every fault is a real condition: sshd
 // stopped, connections cut by the lab's network, tc limits, a reboot, istiod stopped, objects deleted or

@@ -4,7 +4,7 @@
 // The cases are generated from action.yml: an input without a malformed value here (and not on the
 // short exemption list, with its reason) fails the first test, so a new input cannot skip the rule.
 //
-// The lab runs on real Istio (`up --istiod real --sidecar real`). Its Kubernetes API records every request
+// The lab runs on real Istio. Its Kubernetes API records every request
 // with its user. Counting only the action's: the action gets a kubeconfig that holds the `lab-restricted`
 // user and nothing else (no admin credentials it could fall back to), so each request it can make is
 // lab-restricted's or, without credentials, system:anonymous's; only those are counted. The real istiod

@@ -4,7 +4,7 @@
 // every namespace), shows the Namespace, ServiceAccount and WorkloadGroup it would create, and succeeds.
 // An onboard afterwards shows the namespace's copy is the root the plan used.
 //
-// On real Istio (`up --istiod real --sidecar real`): the root in istio-system and the copy in the new
+// On real Istio: the root in istio-system and the copy in the new
 // namespace are the real istiod's (its namespace controller publishes istio-ca-root-cert in every namespace:
 // pilot/pkg/serviceregistry/kube/controller/namespacecontroller.go in istio.io/istio).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';

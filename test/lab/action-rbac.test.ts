@@ -4,7 +4,7 @@
 // namespaces ClusterRole not at all. The lab's Kubernetes API authorizes as RBAC does for that: a rule bound
 // in a namespace applies to requests in it, and GET of a namespace object is a request in that namespace
 // (k8s.io/apiserver pkg/endpoints/request/requestinfo.go).
-// The lab runs on real Istio (`up --istiod real --sidecar real`): onboarding as that user has the real
+// The lab runs on real Istio: onboarding as that user has the real
 // istiod sign the VM's certificate and inject the verification Job. The real istiod reads the API all along
 // under its own identity (the lab kubeconfig's `lab` context, user `lab-admin`, which the restricted rules
 // do not touch); the requests examined here are the action's own: from its log (`::debug::kube METHOD

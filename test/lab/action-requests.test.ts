@@ -1,13 +1,12 @@
-// How many Kubernetes API requests `mode: onboard` makes, counted by the lab's Kubernetes API (not by
-// the action), for N VMs in one group: the goal of issue 20 is ≤ 20 + 2N on a first install and ≤ 20 + N
-// on a rerun with nothing changed. One lab of five VMs: group `app` (vm1, N = 1) and group `app4` (vm2..vm5,
-// N = 4) in a namespace of its own, so both are first installs. The action runs through dist/ with the
-// kubeconfig's `lab-restricted` user given an admin's rules — what the lab's `lab` context can do, under a
-// name of its own, so the lab's Kubernetes API tells the action's requests from those of the real istiod
-// (the lab runs on real Istio, `up --istiod real --sidecar real`; istiod lists, watches, writes
-// WorkloadEntries and reviews tokens all along, as `lab-admin`): only lab-restricted's are counted, and each
-// count is held against the number the action's own report gives (apiRequests). Prints the requests grouped by verb and resource, and checks what the
-// reductions so far guarantee; the goal itself is an expected failure until it is met.
+// How many Kubernetes API requests `mode: onboard` makes, counted by the lab's Kubernetes API (not by the action), for
+// N VMs in one group: the goal of issue 20 is ≤ 20 + 2N on a first install and ≤ 20 + N on a rerun with nothing
+// changed. One lab of five VMs: group `app` (vm1, N = 1) and group `app4` (vm2..vm5, N = 4) in a namespace of its own,
+// so both are first installs. The action runs through dist/ with the kubeconfig's `lab-restricted` user given an
+// admin's rules — what the lab's `lab` context can do, under a name of its own, so the lab's Kubernetes API tells the
+// action's requests from those of the real istiod (the lab runs on real Istio; istiod lists, watches, writes
+// WorkloadEntries and reviews tokens all along, as `lab-admin`): only lab-restricted's are counted, and each count is
+// held against the number the action's own report gives (apiRequests). Prints the requests grouped by verb and
+// resource, and checks what the reductions so far guarantee; the goal itself is an expected failure until it is met.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

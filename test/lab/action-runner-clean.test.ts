@@ -12,7 +12,7 @@
 // Each run gets private, empty RUNNER_TEMP and TMPDIR folders. The runner's own files (GITHUB_OUTPUT,
 // GITHUB_STATE, GITHUB_STEP_SUMMARY) and the workspace live elsewhere: they are not the action's.
 //
-// The lab runs on real Istio (`up --istiod real --sidecar real`): the cancelled run is interrupted while it
+// The lab runs on real Istio: the cancelled run is interrupted while it
 // onboards against the real istiod, and the passing run onboards a VM whose real pilot-agent starts.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';

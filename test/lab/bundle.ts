@@ -1,5 +1,5 @@
 // Bundles a lab TypeScript entry point into one ESM file that runs on plain Node (no node_modules), for
-// code that runs inside the VMs (systemctl stand-in, workload app, the sidecar simulator).
+// code that runs inside the VMs (systemctl stand-in, workload app).
 import { build } from 'esbuild';
 
 export async function bundleForVm(entry: string, outfile: string): Promise<void> {

@@ -5,7 +5,7 @@ import { labDown, labUp } from './lab.js';
 import { tryReadState } from './state.js';
 
 const USAGE = `usage: npm run lab -- <command> [options]
-  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P] [--node-path PATH] [--istiod double|real] [--sidecar simulator|real] [--istio-namespace NS (with --istiod real)] [--extra-versions V1,V2] [--extra-depends V=PKG[+PKG]]
+  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P] [--node-path PATH] [--istio-namespace NS] [--extra-versions V1,V2] [--extra-depends V=PKG[+PKG]]
   down --dir DIR
   fault NAME [--vm VM] --dir DIR [--after-bytes N] [--rate R]
   heal NAME [--vm VM] --dir DIR
@@ -87,8 +87,8 @@ interface StatusResult {
   labIndex: number;
   gatewayIP: string;
   daemonPid: number;
-  package: { url: string; sha256: string; simulator: string };
-  istiod: { mode: 'double' | 'real'; pid?: number; binary?: string; logPath?: string };
+  package: { url: string; sha256: string };
+  istiod: { mode: 'real'; pid?: number; binary?: string; logPath?: string };
   vms: {
     name: string;
     ip: string;
@@ -105,12 +105,8 @@ interface StatusResult {
 function printStatus(s: StatusResult): void {
   const out: string[] = [];
   out.push(`lab ${s.labIndex} (${s.phase}), gateway ${s.gatewayIP}, daemon pid ${s.daemonPid}`);
-  out.push(`package ${s.package.url} sha256 ${s.package.sha256} (simulator: ${s.package.simulator})`);
-  out.push(
-    s.istiod.mode === 'real'
-      ? `istiod: real, pid ${s.istiod.pid ?? 'DOWN'}, ${s.istiod.binary ?? '?'}, log ${s.istiod.logPath ?? '?'}`
-      : 'istiod: double',
-  );
+  out.push(`package ${s.package.url} sha256 ${s.package.sha256}`);
+  out.push(`istiod: real, pid ${s.istiod.pid ?? 'DOWN'}, ${s.istiod.binary ?? '?'}, log ${s.istiod.logPath ?? '?'}`);
   for (const vm of s.vms) {
     out.push(
       `${vm.name}  ${vm.ip}:${vm.sshPort}  netns ${vm.netns}  sshd ${vm.sshdPid ?? 'DOWN'}  ${vm.processes.length} processes`,
@@ -135,18 +131,9 @@ async function main(argv: string[]): Promise<number> {
     case 'up': {
       const arch = p.flags.get('arch') ?? 'amd64';
       if (arch !== 'amd64' && arch !== 'arm64') throw new Error(`--arch must be amd64 or arm64`);
-      const istiod = p.flags.get('istiod') ?? 'double';
-      if (istiod !== 'double' && istiod !== 'real') throw new Error(`--istiod must be double or real`);
-      const sidecar = p.flags.get('sidecar') ?? 'simulator';
-      if (sidecar !== 'simulator' && sidecar !== 'real') throw new Error(`--sidecar must be simulator or real`);
-      if (sidecar === 'real' && istiod !== 'real')
-        throw new Error('--sidecar real needs --istiod real (the real pilot-agent speaks only to the real istiod)');
       const istioNamespace = p.flags.get('istio-namespace');
-      if (
-        istioNamespace !== undefined &&
-        (istiod !== 'real' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(istioNamespace))
-      )
-        throw new Error('--istio-namespace needs --istiod real and a DNS-1123 label');
+      if (istioNamespace !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(istioNamespace))
+        throw new Error('--istio-namespace needs a DNS-1123 label');
       const state = await labUp({
         dir,
         vms: intFlag(p, 'vms') ?? 1,
@@ -156,8 +143,6 @@ async function main(argv: string[]): Promise<number> {
         arch,
         appPort: intFlag(p, 'app-port'),
         nodePath: p.flags.get('node-path'),
-        istiod,
-        sidecar,
         istioNamespace: p.flags.get('istio-namespace'),
         extraVersions: extraVersions(p.flags.get('extra-versions'), p.flags.get('extra-depends')),
       });

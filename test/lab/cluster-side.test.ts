@@ -1,17 +1,15 @@
 // The cluster side (src/cluster) against the lab's Kubernetes API double (HTTPS on loopback) with
 // the real @kubernetes/client-node. Every check has a passing and a failing case.
 //
-// Why no istiod here, real or double (issue 16): this suite tests the action's client against the
-// Kubernetes API only — how it reads, applies, retries, reviews access, watches Jobs and words API errors.
-// It starts the lab's Kubernetes API alone (test/lab/kube/, which stays in the lab), never a lab, so neither
-// the istiod double (test/lab/istiod/server.ts, ca.ts), the sidecar simulator (test/lab/sidecar/) nor
-// test/lab/mesh/job-runner.ts runs. Where a case needs an object istiod or a kubelet would write (the
-// istio-ca-root-cert ConfigMap, an auto-registered WorkloadEntry and its Healthy condition, a Job's pod
-// status), the test puts that object into the API itself: the API state is the input under test, not
-// istiod's behaviour. That istiod really writes those objects, and in that shape, is held by the suites on
-// real Istio: action-plan-fresh (the root cert istiod's namespace controller publishes), real-sidecar-action
-// and action-e2e (the WorkloadEntry istiod auto-registers and its health), verify and mesh-to-vm-service
-// (verification Jobs whose pods the real istiod injected).
+// Why no istiod here (issue 16): this suite tests the action's client against the Kubernetes API only — how it reads,
+// applies, retries, reviews access, watches Jobs and WorkloadEntries and words API errors. It starts the lab's
+// Kubernetes API alone (test/lab/kube/), never a lab, so no istiod runs. Where a case needs an object istiod or a
+// kubelet would write (the istio-ca-root-cert ConfigMap, an auto-registered WorkloadEntry and its Healthy condition, a
+// Job's pod status), the test puts that object into the API itself: the API state is the input under test, not istiod's
+// behaviour. That istiod really writes those objects, and in that shape, is held by the suites on real Istio:
+// action-plan-fresh (the root cert istiod's namespace controller publishes), real-sidecar-action and action-e2e (the
+// WorkloadEntry istiod auto-registers and its health), verify and mesh-to-vm-service (verification Jobs whose pods the
+// real istiod injected).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -58,13 +58,12 @@ async function statusOf(
     package: {
       url: state.package.url,
       sha256: state.package.sha256,
-      simulator: state.package.simulator,
       requests: Object.fromEntries(packages?.requests ?? []),
     },
     actionInputs: state.actionInputs,
-    /** Requests the lab's Kubernetes API has answered since it started (rejected ones too; both istiod modes), by user ('' = none). */
+    /** Requests the lab's Kubernetes API has answered since it started (rejected ones too), by user ('' = none). */
     kubeRequestsByUser: kubeRequestsByUser(controlPlane),
-    istiod: state.istiod ?? { mode: 'double' },
+    istiod: state.istiod ?? { mode: 'real' },
     vms,
     faults: state.faults,
     availableFaults: registry?.list() ?? [],
@@ -130,14 +129,14 @@ async function main(): Promise<void> {
       }
       case 'kube-user-rules': {
         const kube = controlPlane?.kube;
-        if (!kube) throw new Error('the lab has no Kubernetes double (yet)');
+        if (!kube) throw new Error('the Kubernetes API of the lab is not up (yet)');
         log(`kube-user-rules ${req.user}: ${req.rules.length} rule(s)`);
         kube.setUserRules(req.user, req.rules);
         return { user: req.user, rules: req.rules.length };
       }
       case 'kube-requests': {
         const kube = controlPlane?.kube;
-        if (!kube) throw new Error('the lab has no Kubernetes double (yet)');
+        if (!kube) throw new Error('the Kubernetes API of the lab is not up (yet)');
         const total = kube.requests.total;
         const requests = kube.requests.since(req.since ?? 0).map((r) => ({
           method: r.method,
@@ -188,17 +187,12 @@ async function main(): Promise<void> {
     labIndex: state.labIndex,
     gatewayIP: state.gatewayIP,
     vms: state.vms.map((vm) => ({ name: vm.name, ip: vm.ip, netns: vm.netns, sshPort: vm.sshPort })),
-    istiod: state.istiod?.mode ?? 'double',
     ...(state.istiod?.istioNamespace ? { istioNamespace: state.istiod.istioNamespace } : {}),
-    ...(state.istiod?.mode === 'real'
-      ? {
-          log,
-          onPodsChanged: (pods) => {
-            state.pods = pods.map((p) => ({ ...p }));
-            writeState(state);
-          },
-        }
-      : {}),
+    log,
+    onPodsChanged: (pods) => {
+      state.pods = pods.map((p) => ({ ...p }));
+      writeState(state);
+    },
   });
   if (controlPlane.istiod) {
     state.istiod = {

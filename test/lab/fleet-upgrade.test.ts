@@ -71,10 +71,6 @@ beforeAll(async () => {
   versionC = patch(versionA, 2);
   dir = newLabDir('fleet-upgrade');
   state = await upLab(dir, VMS.length, [
-    '--istiod',
-    'real',
-    '--sidecar',
-    'real',
     '--extra-versions',
     `${versionB},${versionC}`,
     '--extra-depends',

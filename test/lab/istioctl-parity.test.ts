@@ -1,5 +1,5 @@
-// Parity with Istio's real istioctl (built from the pinned module) on a live lab cluster (`up --istiod
-// real`: istio-system as `istioctl manifest generate` renders it, istiod publishing the root):
+// Parity with Istio's real istioctl (built from the pinned module) on a live lab cluster (istio-system as `istioctl
+// manifest generate` renders it, istiod publishing the root):
 // - `istioctl x workload entry configure` and our `render --kubeconfig` write the same bytes for every
 //   file but istio-token (each TokenRequest is new: its claims are compared instead);
 // - `istioctl x workload group create` and our WorkloadGroup builder make the same object, except the
@@ -110,7 +110,7 @@ function expectSameFiles(istioctlDir: string, ourDir: string): void {
 beforeAll(async () => {
   istioBuild();
   dir = newLabDir('istioctl-parity');
-  state = await upLab(dir, 1, ['--istiod', 'real']);
+  state = await upLab(dir, 1);
   const kubectl = (...args: string[]) => run('kubectl', ['--kubeconfig', kubeconfig(), ...args], { timeout: 30_000 });
   await kubectl('create', 'namespace', NS);
   await kubectl('-n', NS, 'create', 'serviceaccount', 'vm-sa');

@@ -51,15 +51,8 @@ export interface UpOptions {
   appPort?: number;
   /** The Node 24 binary the VMs' programs run on (default: this process's); a test moves it to odd paths. */
   nodePath?: string;
-  /** The control plane's istiod: the double (default) or Istio's real one built from the pinned module. */
-  istiod?: 'double' | 'real';
-  /** With `istiod: 'real'`: install Istio into this namespace instead of istio-system. */
+  /** Install Istio into this namespace instead of istio-system. */
   istioNamespace?: string;
-  /**
-   * The VMs' sidecar package: the Node simulator (default) or `real` — Istio's pilot-agent, start script and
-   * unit with the Go Envoy stand-in (package/real-sidecar.ts). `real` needs `istiod: 'real'`.
-   */
-  sidecar?: 'simulator' | 'real';
   /**
    * More versions of the sidecar package to serve (built from the same sources with that Version), e.g. to
    * upgrade to; `depends` adds packages the version declares it needs (a VM without them refuses it).
@@ -154,10 +147,6 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const dir = path.resolve(options.dir);
   ensureDirAllowed(dir);
   assertMachineReady();
-  if (options.istioNamespace && options.istiod !== 'real')
-    throw new Error("istioNamespace needs istiod 'real' (the double's objects are seeded in istio-system)");
-  if (options.sidecar === 'real' && options.istiod !== 'real')
-    throw new Error("sidecar 'real' needs istiod 'real' (the real pilot-agent speaks only to the real istiod)");
   if (!Number.isInteger(options.vms) || options.vms < 1 || options.vms > 200)
     throw new Error(`--vms must be 1..200, got ${options.vms}`);
   mkdirSync(dir, { recursive: true });
@@ -171,9 +160,9 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const k = allocateLabIndex(dir);
   log(`lab ${k}: setting up ${options.vms} VMs in ${dir}`);
   const sshPort = options.sshPort ?? 22;
-  // The double istiod says 1.24.0; the real one is the pinned build (e.g. 1.31-dev-eed52ebb): its package is
-  // labelled with that minor version, which Istio's skew rule accepts (src/rollout/version-skew.ts).
-  const version = options.istioVersion ?? (options.istiod === 'real' ? realIstioRelease() : '1.24.0');
+  // istiod is the pinned build (e.g. 1.31-dev-eed52ebb): the package is labelled with that minor version,
+  // which Istio's skew rule accepts (src/rollout/version-skew.ts).
+  const version = options.istioVersion ?? realIstioRelease();
   for (const extra of options.extraVersions ?? []) {
     if (!/^\d+\.\d+\.\d+$/.test(extra.version) || extra.version === version)
       throw new Error(`--extra-versions: '${extra.version}' must be a release like 1.24.1 other than ${version}`);
@@ -197,7 +186,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     istioVersion: version,
     nodePath: options.nodePath ?? process.execPath,
     istiod: {
-      mode: options.istiod ?? 'double',
+      mode: 'real',
       ...(options.istioNamespace ? { istioNamespace: options.istioNamespace } : {}),
     },
     files: {
@@ -216,7 +205,6 @@ export async function labUp(options: UpOptions): Promise<LabState> {
       arch,
       url: `http://${gw}:${PACKAGE_PORT}${packageUrlPath(version, fileName)}`,
       urlTemplate: `http://${gw}:${PACKAGE_PORT}/releases/{version}/{format}/istio-sidecar.{format}`,
-      simulator: 'placeholder',
     },
     vms: nets.map((n) => ({
       name: `vm${n.index}`,
@@ -260,13 +248,11 @@ export async function labUp(options: UpOptions): Promise<LabState> {
         version,
         arch,
         sizeMb: options.packageSizeMb,
-        sidecar: options.sidecar ?? 'simulator',
       });
       Object.assign(state.package, {
         path: built.path,
         sha256: built.sha256,
         sizeBytes: built.sizeBytes,
-        simulator: built.simulator,
       });
       // Each extra version: the same build with another Version (and its own dependencies), in its own folder.
       const extras: NonNullable<LabState['package']['extra']> = [];
@@ -276,7 +262,6 @@ export async function labUp(options: UpOptions): Promise<LabState> {
           version: extra.version,
           arch,
           sizeMb: options.packageSizeMb,
-          sidecar: options.sidecar ?? 'simulator',
           ...(extra.depends ? { depends: extra.depends } : {}),
         });
         extras.push({
@@ -290,8 +275,6 @@ export async function labUp(options: UpOptions): Promise<LabState> {
       }
       if (extras.length > 0) state.package.extra = extras;
       timings.packageMs = Date.now() - t;
-      if (built.simulator === 'placeholder')
-        log('sidecar simulator (test/lab/sidecar/main.ts) not found: the package carries a placeholder that exits 1');
     })();
     const netTask = (async () => {
       const t = Date.now();

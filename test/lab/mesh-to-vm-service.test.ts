@@ -3,7 +3,7 @@
 // The action calls the VM through a short-lived ServiceEntry host; the old ADR 0002 call by the VM's IP is
 // kept below as a regression test of why it was replaced (it leaves the client in plaintext).
 //
-// On real Istio (`up --istiod real --sidecar real`): the client is a verification Job's pod injected by the
+// On real Istio: the client is a verification Job's pod injected by the
 // real istiod and run by the Pod runner (pilot-agent + the Envoy stand-in acting on the xDS istiod sends);
 // the VM runs Istio's pilot-agent and istio-iptables. The refusing VM is a real condition: Istio's inbound
 // capture rule removed from the VM's nat table. The revision-canary case is not here: on real Istio it needs

@@ -1,4 +1,4 @@
-// Re-bootstrap after expiry, on the real control plane (`up --istiod real --sidecar real`), through the bundled
+// Re-bootstrap after expiry, on the real control plane, through the bundled
 // action. Istio's istio-start.sh sets PROV_CERT=./etc/certs and OUTPUT_CERTS=./etc/certs: the real pilot-agent
 // writes each workload certificate to /etc/certs and renews with it; with it expired it falls back to its
 // bootstrap token (pilot/pkg/grpc/tls.go), which on a VM held down as long has expired too.
@@ -78,7 +78,7 @@ beforeAll(async () => {
   istioBuild();
   realSidecarSources();
   dir = newLabDir('re-bootstrap');
-  state = await upLab(dir, 1, ['--istiod', 'real', '--sidecar', 'real']);
+  state = await upLab(dir, 1);
   entry = await snapshotDist(dir);
   // The lab's inventory, its group's workloads annotated with the short certificate lifetime.
   const inventory = parse(readFileSync(state.files.inventory, 'utf8')) as {

@@ -1,4 +1,4 @@
-// Istio's real pilot-agent gets its workload certificate from Istio's real istiod (`up --istiod real`),
+// Istio's real pilot-agent gets its workload certificate from Istio's real istiod,
 // using exactly the files our `render --kubeconfig` writes for a VM, placed at Istio's paths inside a lab
 // VM and started by Istio's own istio-start.sh (from the pinned module's tools/packaging/common).
 // No Envoy is needed for this proof: with DISABLE_ENVOY=true the agent fetches the workload certificate
@@ -214,7 +214,7 @@ beforeAll(async () => {
   istioBuild();
   xdsProbe(); // built once here (seconds with Go's build cache warm), not inside a test's time
   dir = newLabDir('real-istio-agent');
-  state = await upLab(dir, 1, ['--istiod', 'real']);
+  state = await upLab(dir, 1);
   await kubectl('create', 'namespace', NS);
   await kubectl('-n', NS, 'create', 'serviceaccount', SA);
   writeFileSync(path.join(dir, 'wg.yaml'), WG);

@@ -28,7 +28,7 @@ beforeAll(async () => {
   istioBuild();
   realSidecarSources();
   dir = newLabDir('real-istio-namespace');
-  state = await upLab(dir, 1, ['--istiod', 'real', '--sidecar', 'real', '--istio-namespace', ISTIO_NAMESPACE]);
+  state = await upLab(dir, 1, ['--istio-namespace', ISTIO_NAMESPACE]);
   entry = await snapshotDist(dir);
 }, 600_000);
 

@@ -1,6 +1,6 @@
 // The beforeAll every suite on real Istio shares: the Istio build and the sidecar package's sources (no-ops
 // when up to date, built here rather than inside `up`'s time budget), a lab on the real control plane
-// (`up --istiod real --sidecar real`: Istio's istiod and pilot-agent, the Go Envoy stand-in, the Pod runner),
+// (Istio's istiod and pilot-agent, the Go Envoy stand-in, the Pod runner),
 // and the bundled action pinned for the file (see snapshotDist).
 import { snapshotDist } from './action-harness.js';
 import { istioBuild } from './istio/binaries.js';
@@ -16,7 +16,7 @@ export async function upRealLab(
   istioBuild();
   realSidecarSources();
   const dir = newLabDir(name);
-  const state = await upLab(dir, vms, ['--istiod', 'real', '--sidecar', 'real', ...extraArgs]);
+  const state = await upLab(dir, vms, extraArgs);
   try {
     return { dir, state, entry: await snapshotDist(dir) };
   } catch (e) {

@@ -1,4 +1,4 @@
-// The mesh side of the real-Istio lab (`up --istiod real --sidecar real`), through the bundled action (dist/):
+// The mesh side of the real-Istio lab, through the bundled action (dist/):
 // the verification Jobs run on the lab's Pod runner (pods/runner.ts) — admitted by the real istiod's injection
 // webhook, their sidecar the real pilot-agent with the Envoy stand-in — so what decides a check is Istio's own
 // configuration, not a lab rule:
@@ -43,7 +43,7 @@ beforeAll(async () => {
   istioBuild();
   realSidecarSources();
   dir = newLabDir('real-mesh-side');
-  state = await upLab(dir, 1, ['--istiod', 'real', '--sidecar', 'real']);
+  state = await upLab(dir, 1);
   entry = await snapshotDist(dir);
 }, 600_000);
 

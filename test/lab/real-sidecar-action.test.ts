@@ -1,5 +1,5 @@
 // The bundled action (dist/) onboards a lab VM whose istio-sidecar.deb carries the real sidecar
-// (`up --istiod real --sidecar real`): Istio's pilot-agent built from the pinned module, Istio's own
+//: Istio's pilot-agent built from the pinned module, Istio's own
 // istio-start.sh, istio.service, sidecar.env and postinst.sh, and the Go Envoy stand-in as envoy. The
 // systemctl stand-in runs Istio's unit (istio-start.sh as root: `pilot-agent istio-iptables`, then the
 // agent as istio-proxy through sudo), the agent reads the files the action wrote, gets its certificate
@@ -11,13 +11,12 @@
 // real pilot-agent with the stand-in. All seven checks pass.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { runAction, snapshotDist, vmOf, type ActionRun, actionLogTail, checksOf } from './action-harness.js';
 import { istioBuild } from './istio/binaries.js';
 import { realSidecarSources } from './package/real-sidecar.js';
 import type { LabState } from './state.js';
-import { downLab, faultCli, labCli, newLabDir, upLab } from './testing.js';
+import { downLab, faultCli, newLabDir, upLab } from './testing.js';
 import { execInVm, vmPath } from './vm/exec.js';
 import type { CheckResult } from '../../src/verify/types.js';
 
@@ -53,7 +52,7 @@ beforeAll(async () => {
   istioBuild();
   realSidecarSources();
   dir = newLabDir('real-sidecar');
-  state = await upLab(dir, 1, ['--istiod', 'real', '--sidecar', 'real']);
+  state = await upLab(dir, 1);
   entry = await snapshotDist(dir);
 }, 600_000);
 
@@ -65,7 +64,6 @@ describe('the action onboards a VM running the real pilot-agent against the real
   let onboard: ActionRun;
 
   it('the package carries the real programs: pilot-agent from the pinned istio.io/istio module, the Go stand-in as envoy', async () => {
-    expect(state.package.simulator).toBe('real');
     const build = istioBuild();
     const { stdout } = await execFileP('dpkg-deb', ['--contents', state.package.path], { maxBuffer: 1 << 24 });
     for (const f of [
@@ -283,18 +281,4 @@ describe('the action onboards a VM running the real pilot-agent against the real
       await faultCli(dir, 'heal', 'istiod-down');
     }
   }, 300_000);
-});
-
-describe('lab up --sidecar real', () => {
-  it('is refused without --istiod real, before anything is made', async () => {
-    const empty = newLabDir('real-sidecar-refused');
-    try {
-      const r = await labCli(['up', '--vms', '1', '--dir', empty, '--sidecar', 'real']);
-      expect(r.code).not.toBe(0);
-      expect(r.stderr).toContain('--sidecar real needs --istiod real');
-      expect(readdirSync(empty)).toEqual([]);
-    } finally {
-      rmSync(empty, { recursive: true, force: true });
-    }
-  });
 });

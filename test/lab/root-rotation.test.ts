@@ -1,9 +1,8 @@
-// Mesh root-certificate rotation with a plugged-in CA, on the real control plane (`up --istiod real --sidecar
-// real`), through the bundled action: the three steps an operator takes by updating the `cacerts` Secret and
-// restarting istiod (lab faults root-rotation-*, test/lab/istio/istiod.ts), and what the action does between
-// them. istiod publishes `root-cert.pem` of ./etc/cacerts — "which may contain multiple roots"
-// (pilot/pkg/bootstrap/istio_ca.go, createIstioCA) — as istio-ca-root-cert in every namespace; the action
-// renders the VMs' /etc/certs/root-cert.pem from that ConfigMap.
+// Mesh root-certificate rotation with a plugged-in CA, on the real control plane, through the bundled action: the three
+// steps an operator takes by updating the `cacerts` Secret and restarting istiod (lab faults root-rotation-*,
+// test/lab/istio/istiod.ts), and what the action does between them. istiod publishes `root-cert.pem` of ./etc/cacerts —
+// "which may contain multiple roots" (pilot/pkg/bootstrap/istio_ca.go, createIstioCA) — as istio-ca-root-cert in every
+// namespace; the action renders the VMs' /etc/certs/root-cert.pem from that ConfigMap.
 //   1 add-root          both roots trusted, istiod signs with the old root's intermediate
 //                       → `verify` names the VMs whose root file is stale; `onboard` pushes it, restarts them
 //   2 new-intermediate  istiod signs with the new root's intermediate (its serving certificate too)
@@ -112,7 +111,7 @@ beforeAll(async () => {
   istioBuild();
   realSidecarSources();
   dir = newLabDir('root-rotation');
-  state = await upLab(dir, VMS.length, ['--istiod', 'real', '--sidecar', 'real']);
+  state = await upLab(dir, VMS.length);
   entry = await snapshotDist(dir);
 }, 600_000);
 

@@ -42,11 +42,6 @@ export interface LabPackageState {
   url: string;
   /** Istio-style template with literal {version}/{format}/{arch} placeholders. */
   urlTemplate: string;
-  /**
-   * What the package runs: the bundled simulator (test/lab/sidecar/main.ts), a placeholder, or `real`: Istio's
-   * pilot-agent with the Go Envoy stand-in (`up --sidecar real`, package/real-sidecar.ts).
-   */
-  simulator: 'bundled' | 'placeholder' | 'real';
   /** More versions of the same package served next to it (`up --extra-versions`), e.g. for an upgrade. */
   extra?: LabExtraPackage[];
 }
@@ -84,14 +79,15 @@ export interface LabState {
   istioVersion: string;
   /** Which istiod the control plane runs; for the real one, its process (a child of the daemon). */
   istiod?: {
-    mode: 'double' | 'real';
+    /** Always `real`: Istio's istiod built from the pinned module (the double is retired, ADR 0007). */
+    mode: 'real';
     pid?: number;
     binary?: string;
     logPath?: string;
-    /** The namespace Istio is installed into (`up --istio-namespace`, real istiod only); default istio-system. */
+    /** The namespace Istio is installed into (`up --istio-namespace`, ); default istio-system. */
     istioNamespace?: string;
   };
-  /** Absolute path of the Node 24 binary that VM-side scripts (systemctl stand-in, app, simulator) run on. */
+  /** Absolute path of the Node 24 binary that VM-side scripts (systemctl stand-in, workload app) run on. */
   nodePath: string;
   files: {
     inventory: string;
@@ -105,7 +101,7 @@ export interface LabState {
   package: LabPackageState;
   vms: LabVmState[];
   /**
-   * Pods the Pod runner (`--istiod real`, pods/runner.ts) has running: registered before their netns is made,
+   * Pods the Pod runner (pods/runner.ts) has running: registered before their netns is made,
    * removed once it is gone; `down` removes what is left (by pid, then the netns and veth).
    */
   pods?: LabPodState[];

@@ -24,7 +24,7 @@ beforeAll(async () => {
   istioBuild();
   realSidecarSources();
   dir = newLabDir('static-registration');
-  state = await upLab(dir, 1, ['--istiod', 'real', '--sidecar', 'real']);
+  state = await upLab(dir, 1);
   entry = await snapshotDist(dir);
   const doc = parse(readFileSync(state.files.inventory, 'utf8')) as { groups: Array<Record<string, unknown>> };
   doc.groups[0]!.registration = 'static';

@@ -1,4 +1,4 @@
-// Verification checks against the lab on real Istio (`up --istiod real --sidecar real`): real sshd, sudo, dpkg,
+// Verification checks against the lab on real Istio: real sshd, sudo, dpkg,
 // the systemctl stand-in, and the lab's istio-sidecar.deb carrying Istio's pilot-agent (built from the pinned
 // istio.io/istio module), Istio's istio-start.sh, unit and sidecar.env, and the Go Envoy stand-in.
 //
@@ -116,7 +116,7 @@ beforeAll(async () => {
   istioBuild();
   realSidecarSources();
   dir = newLabDir('verify');
-  state = await upLab(dir, 1, ['--istiod', 'real', '--sidecar', 'real']);
+  state = await upLab(dir, 1);
   // The lab runs the real istiod on the gateway's 15012: stop it (by pid), so "no istiod" stays true.
   await faultCli(dir, 'fault', 'istiod-down');
   const labVm = state.vms[0]!;

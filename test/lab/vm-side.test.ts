@@ -28,7 +28,7 @@ const sessions: VmSession[] = [];
 beforeAll(async () => {
   state = await upLab(dir, 2);
   // A listener on the lab's gateway address stands in for 15012, so reachability is tested both ways
-  // without depending on the istiod double.
+  // without depending on istiod.
   probe = createServer((socket) => socket.end());
   await new Promise<void>((resolve) => probe.listen(0, state.gatewayIP, resolve));
   probePort = (probe.address() as { port: number }).port;

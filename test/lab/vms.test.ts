@@ -285,9 +285,14 @@ describe('lab VMs', () => {
     const a = await buildSidecarPackage({ ...base, arch: 'amd64', outDir: `${dir}/pkg-a` });
     const b = await buildSidecarPackage({ ...base, arch: 'amd64', outDir: `${dir}/pkg-b` });
     expect(a.sha256).toBe(b.sha256);
-    const big = await buildSidecarPackage({ ...base, arch: 'amd64', outDir: `${dir}/pkg-big`, sizeMb: 3 });
-    expect(big.sizeBytes).toBeGreaterThan(3 * 1024 * 1024 - 200 * 1024);
-    expect(big.sizeBytes).toBeLessThan(4 * 1024 * 1024);
+    // Padded up to a size above the real programs' weight; a size below it adds nothing.
+    const MiB = 1024 * 1024;
+    const targetMb = Math.ceil(a.sizeBytes / MiB) + 3;
+    const big = await buildSidecarPackage({ ...base, arch: 'amd64', outDir: `${dir}/pkg-big`, sizeMb: targetMb });
+    expect(big.sizeBytes).toBeGreaterThan(targetMb * MiB - 200 * 1024);
+    expect(big.sizeBytes).toBeLessThan((targetMb + 1) * MiB);
+    const small = await buildSidecarPackage({ ...base, arch: 'amd64', outDir: `${dir}/pkg-small`, sizeMb: 1 });
+    expect(small.sha256).toBe(a.sha256);
     const arm = await buildSidecarPackage({ ...base, arch: 'arm64', outDir: `${dir}/pkg-arm` });
     expect(arm.fileName).toBe('istio-sidecar-arm64.deb');
     const info = await run(['dpkg-deb', '-f', arm.path, 'Package', 'Architecture', 'Depends']);

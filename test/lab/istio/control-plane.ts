@@ -1,4 +1,4 @@
-// The lab's control plane with Istio's real istiod (`up --istiod real`): the Kubernetes API double seeded
+// The lab's control plane with Istio's real istiod: the Kubernetes API double seeded
 // with what `istioctl manifest generate` renders, the lab DNS, and `pilot-discovery discovery` as a child
 // process of the lab daemon (tracked by pid, stopped on `down`), with the Pod object a cluster would show for
 // it (Ready while the process serves), so istiod's Service has an endpoint.

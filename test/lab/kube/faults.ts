@@ -60,7 +60,7 @@ export function kubeFaults(c: KubeFaultControls, o: KubeFaultOptions = {}): Faul
     ),
     lab(
       'autoregistration-off',
-      'istiod Deployment env PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false (the istiod double reads it)',
+      'istiod Deployment env PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false (the real control plane restarts istiod with it: istio/control-plane.ts)',
       () => c.setAutoregistration(false),
       () => c.setAutoregistration(true),
     ),

@@ -1,8 +1,7 @@
-// The mesh service `echo` (namespace mesh-test) of the real-Istio lab (`--istiod real`), as a mesh workload
-// instead of the double's TLS server (mesh/echo.ts): the namespace is labelled istio-injection=enabled, a
-// Deployment `echo` and a Service `echo` (port 8080, selector app=echo) are created, and the Pod runner runs the
-// Deployment's pod — injected by the real istiod (namespace webhook), its sidecar the real pilot-agent with the
-// Envoy stand-in, its app a plain HTTP server answering `echo from mesh` (what mesh/echo.ts answers). Istio
+// The mesh service `echo` (namespace mesh-test) of the lab, as a mesh workload: the namespace is labelled
+// istio-injection=enabled, a Deployment `echo` and a Service `echo` (port 8080, selector app=echo) are created,
+// and the Pod runner runs the Deployment's pod — injected by the real istiod (namespace webhook), its sidecar the
+// real pilot-agent with the Envoy stand-in, its app a plain HTTP server answering `echo from mesh`. Istio
 // rewrites the app's readinessProbe to the agent (/app-health/echo/readyz on 15020); once it passes the pod is
 // Ready, the EndpointSlice controller lists it, and istiod gives clients its endpoint (tlsMode istio: mTLS).
 import { randomBytes } from 'node:crypto';

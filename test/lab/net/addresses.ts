@@ -23,7 +23,7 @@ export function vmIP(k: number, i: number): string {
 }
 
 /**
- * Pods the lab's Pod runner starts (`--istiod real`): slot s (0 ≤ s < MAX_PODS) is netns `ivo<k>p<s>`, host
+ * Pods the lab's Pod runner starts ): slot s (0 ≤ s < MAX_PODS) is netns `ivo<k>p<s>`, host
  * veth `ivo<k>p<s>h`, address `10.233.<k>.<211+s>` — above every VM (.11–.210), below the mesh VIPs (.250+).
  */
 export const MAX_PODS = 39;

@@ -1,4 +1,4 @@
-// The real sidecar's contents of the lab's istio-sidecar.deb (`up --sidecar real`): Istio's own pilot-agent
+// The real sidecar's contents of the lab's istio-sidecar.deb: Istio's own pilot-agent
 // built from the pinned module, the lab's Envoy stand-in (Go, test/lab/envoy) as /usr/local/bin/envoy, and
 // Istio's own packaging files taken from the module at build time (never copied into the repository):
 //   tools/packaging/common/{istio-start.sh,istio.service,sidecar.env,envoy_bootstrap.json} (via

@@ -1,4 +1,4 @@
-// The lab's Pod runner (`--istiod real`): what a real cluster's Job controller, apiserver admission and kubelet
+// The lab's Pod runner ): what a real cluster's Job controller, apiserver admission and kubelet
 // do for the Pods the action's verification Jobs create (and for the mesh's own workloads, see
 // mesh/real-echo.ts). For a Job labelled app.kubernetes.io/managed-by=istio-vm-onboard it
 // 1. makes the Pod as the Job controller does (kube/jobs.ts podFromJob);

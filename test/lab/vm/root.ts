@@ -29,7 +29,7 @@ export interface VmRootOptions {
 export const LAB_VM_LIB = '/usr/local/lib/lab-vm';
 /**
  * The Node binary inside a VM: the runner's Node, bind-mounted read-only at boot (boot.ts). VM-side programs
- * (systemctl stand-in, app, simulator) run on it, so a checkout under /tmp (hidden by the VM's own /tmp) or
+ * (systemctl stand-in, workload app) run on it, so a checkout under /tmp (hidden by the VM's own /tmp) or
  * under a path with spaces works the same.
  */
 export const LAB_VM_NODE = `${LAB_VM_LIB}/node`;

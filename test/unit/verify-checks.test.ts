@@ -12,7 +12,7 @@ import { checkNames, registerCheck } from '../../src/verify/registry.js';
 import { renderJobSummary } from '../../src/report/summary.js';
 import { renderTerminalTable } from '../../src/report/table.js';
 import { inventoryOf, makeWorld, run } from './rollout-fakes.js';
-import { allHints, renderHintsMarkdown } from '../../src/verify/hints.js';
+import { allHints, classifyAgentLog, renderHintsMarkdown } from '../../src/verify/hints.js';
 import { buildProbeScript, parseScriptOutput } from '../../src/verify/vm-script.js';
 import type {
   MeshProbe,
@@ -538,6 +538,30 @@ const CASES: FailureCase[] = [
     summary: /auto-restart/,
     // The exit counts as a restart under way, and the agent's last error line is named when no known cause matches.
     hint: /systemd restarted it 1 time\(s\) in [\d.]+ s\); the log shows: .*Envoy exited with error: signal: segmentation fault/,
+  },
+  {
+    title: "crash loop on the real pilot-agent: the error it exited with is named, not its probe of Envoy's admin port",
+    check: 'sidecar-running',
+    hintId: 'crash-loop',
+    vm: (s) => {
+      s.sections1['unit-after'] = {
+        body: 'LoadState=loaded\nActiveState=activating\nSubState=auto-restart\nNRestarts=2\nMainPID=0\nis-active=activating\n',
+      };
+      // What the real agent wrote with its Envoy bootstrap template cut short (lab fault sidecar-crash-loop).
+      s.sections1['agent-log'] = {
+        body:
+          '2026-12-07T15:20:49.963051Z\terror\tfailed to accept downstream gRPC connection grpc: the server has been stopped\n' +
+          '2026-12-07T15:20:49.963089Z\tinfo\thealthcheck\tfailure threshold hit, marking as unhealthy: Get "http://127.0.0.1:15000/stats?usedonly": dial tcp 127.0.0.1:15000: connect: connection refused\n' +
+          '2026-12-07T15:20:49.963274Z\terror\tfailed to initialize envoy agent: failed to generate bootstrap config: template: bootstrap:9: unexpected EOF\n',
+      };
+      s.sections1['agent-err-log'] = {
+        body:
+          '2026/12/07 15:20:49 ERROR failed to set GOMEMLIMIT package=github.com/KimMachineGun/automemlimit/memlimit error="failed to set GOMEMLIMIT: process is not in cgroup"\n' +
+          'Error: failed to initialize envoy agent: failed to generate bootstrap config: template: bootstrap:9: unexpected EOF\n',
+      };
+    },
+    summary: /^crash-looping: NRestarts 0 → 2/,
+    hint: /the log shows: Error: failed to initialize envoy agent: failed to generate bootstrap config: template: bootstrap:9: unexpected EOF\. Fix:/,
   },
   {
     title: 'unit stopped',
@@ -1198,5 +1222,18 @@ describe('a check is one definition: a test-only eighth check', () => {
     expect(() => registerCheck(diskFree)).toThrow(/exists already/);
     expect(() => registerCheck({ ...diskFree, name: 'other', dependsOn: ['nope'] })).toThrow(/depends on nope/);
     expect(() => registerCheck({ ...diskFree, name: 'other' })).toThrow(/belongs to disk-free/);
+  });
+});
+
+describe("classifyAgentLog: the agent's probes of its own Envoy are not about istiod", () => {
+  it('a refused or timed-out loopback connection (Envoy admin 15000) names no istiod cause; the 15012 one does', () => {
+    const probe =
+      '2026-12-07T15:20:49.963089Z\tinfo\thealthcheck\tfailure threshold hit, marking as unhealthy: Get "http://127.0.0.1:15000/stats?usedonly": dial tcp 127.0.0.1:15000: connect: connection refused';
+    const timeout =
+      '2026-12-07T15:20:50Z\twarn\tEnvoy proxy is NOT ready: Get "http://localhost:15000/stats": context deadline exceeded';
+    expect(classifyAgentLog([probe, timeout])).toBeUndefined();
+    const blocked =
+      '2026-12-07T15:20:51Z\twarn\tca\tca request failed: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 10.233.0.1:15012: i/o timeout"';
+    expect(classifyAgentLog([blocked, probe])).toEqual({ id: 'port-15012-blocked', line: blocked });
   });
 });

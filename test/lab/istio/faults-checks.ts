@@ -10,7 +10,7 @@
 //   asks for istio-ca (security/pkg/server/ca/authenticate/kubeauth/kube_jwt.go) and refuses it.
 // - wrong-trust-domain: the mesh config (ConfigMap `istio`) says trustDomain corp.example and istiod is rolled
 //   out with it: it signs for corp.example from now on; the VMs' certificates name cluster.local.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { run } from '../exec.js';
 import type { ControlPlaneOptions } from '../control-plane.js';
@@ -31,7 +31,12 @@ export interface CheckFaultsContext {
 /** The trust domain `wrong-trust-domain` switches the mesh to. */
 export const OTHER_TRUST_DOMAIN = 'corp.example';
 const BOOTSTRAP_TEMPLATE = '/var/lib/istio/envoy/envoy_bootstrap_tmpl.json';
-const TOKEN_PATH = '/var/run/secrets/tokens/istio-token';
+/**
+ * The bootstrap token: the persistent copy onboard leaves, which its unit drop-in installs as pilot-agent's
+ * /var/run/secrets/tokens/istio-token before every start, and that runtime file (/var/run is a symlink to
+ * /run in the VM: named by its target, as the VM's root is reached from the host).
+ */
+const TOKEN_PATHS = ['/var/lib/istio/tokens/istio-token', '/run/secrets/tokens/istio-token'] as const;
 /** Both iptables backends: `pilot-agent istio-iptables` picks the one it detects. */
 const IPTABLES = ['iptables-legacy', 'iptables'] as const;
 
@@ -60,7 +65,7 @@ export function checkFaults(ctx: CheckFaultsContext): FaultDefinition[] {
 
   // sidecar-crash-loop / token-rejected: the VM's original file content (kept in memory, never on disk).
   const templates = new Map<string, Buffer>();
-  const tokens = new Map<string, Buffer>();
+  const tokens = new Map<string, Map<string, Buffer>>();
 
   // wrong-trust-domain: the mesh config text before.
   let meshBefore: string | undefined;
@@ -139,28 +144,29 @@ export function checkFaults(ctx: CheckFaultsContext): FaultDefinition[] {
     {
       name: 'token-rejected',
       scope: 'vm',
-      description: `the VM's bootstrap token (${TOKEN_PATH}) is replaced by a token of its ServiceAccount for the API server's audience, not istio-ca: istiod's TokenReview refuses it at the next sidecar start; heal puts the original back`,
+      description:
+        "the VM's bootstrap token (/var/lib/istio/tokens/istio-token and /var/run/secrets/tokens/istio-token) is replaced by a token of its ServiceAccount for the API server's audience, not istio-ca: istiod's TokenReview refuses it at the next sidecar start; heal puts the original back",
       async apply(t) {
         for (const vm of targets(t)) {
           if (tokens.has(vm.name)) continue;
-          const file = vmPath(state(), vm, TOKEN_PATH);
-          const original = readFileSync(file);
-          const claims = JSON.parse(Buffer.from(original.toString().split('.')[1] ?? '', 'base64url').toString()) as {
+          const files = TOKEN_PATHS.map((p) => vmPath(state(), vm, p)).filter((f) => existsSync(f));
+          if (!files.length) throw new Error(`${vm.name}: no bootstrap token (${TOKEN_PATHS.join(', ')})`);
+          const originals = new Map(files.map((f) => [f, readFileSync(f)]));
+          const payload = originals.get(files[0]!)!.toString().split('.')[1] ?? '';
+          const claims = JSON.parse(Buffer.from(payload, 'base64url').toString() || '{}') as {
             'kubernetes.io'?: { namespace?: string; serviceaccount?: { name?: string } };
           };
           const ns = claims['kubernetes.io']?.namespace;
           const sa = claims['kubernetes.io']?.serviceaccount?.name;
-          if (!ns || !sa) throw new Error(`${vm.name}: ${TOKEN_PATH} is not a ServiceAccount token`);
+          if (!ns || !sa) throw new Error(`${vm.name}: ${files[0]} is not a ServiceAccount token`);
           const wrong = ctx.kube.issueServiceAccountToken(ns, sa, [API_AUDIENCE], 3600);
-          tokens.set(vm.name, original);
-          writeFileSync(file, wrong.token);
+          tokens.set(vm.name, originals);
+          for (const f of files) writeFileSync(f, wrong.token);
         }
       },
       async heal(t) {
         for (const vm of targets(t)) {
-          const original = tokens.get(vm.name);
-          if (!original) continue;
-          writeFileSync(vmPath(state(), vm, TOKEN_PATH), original);
+          for (const [file, original] of tokens.get(vm.name) ?? []) writeFileSync(file, original);
           tokens.delete(vm.name);
         }
       },

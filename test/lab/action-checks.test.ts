@@ -456,7 +456,9 @@ describe('verification through dist/ in a 3-VM lab', () => {
     }
   }, 240_000);
 
-  it('15012 blocked (vm3) and bootstrap token rejected (vm1), both biting at a sidecar restart: each fails sidecar-ready with its own cause', async () => {
+  // The token only counts where the agent has no certificate to renew with: token-rejected also removes vm1's
+  // provisioned pair (/etc/certs), as on a VM that must bootstrap (src/verify/provisioned-certificate.ts).
+  it('15012 blocked (vm3) and bootstrap token rejected (vm1, bootstrapping), both biting at a sidecar restart: each fails sidecar-ready with its own cause', async () => {
     await fault('fault', 'block-15012', 'vm3');
     await fault('fault', 'token-rejected', 'vm1');
     try {
@@ -546,7 +548,7 @@ describe('verification through dist/ in a 3-VM lab', () => {
       expect(r.outputs.failed).toBe('vm2');
       expect(r.outputs.onboarded).toBe('vm1,vm3');
       expectStoppedInInspectFor15012(r, 'vm2');
-      // vm1 and vm3 finish, unchanged, and pass every check (istiod is back: previous case healed).
+      // vm1 and vm3 finish, unchanged, and pass every check (the mesh trust domain is cluster.local again: previous case healed).
       for (const vm of ['vm1', 'vm3'] as const) {
         expect(vmOf(r.report, vm).outcome).toBe('unchanged');
         expectAllPass(r, vm);

@@ -5,12 +5,12 @@
 // - sidecar-crash-loop: the packaged Envoy bootstrap template is cut short; pilot-agent fails to render it and
 //   exits ("failed to generate bootstrap config", pkg/istio-agent/agent.go), Istio's unit restarts it
 //   (Restart=always, RestartSec=10 in tools/packaging/common/istio.service).
-// - token-rejected: the VM's bootstrap token is replaced by a real token of the group's ServiceAccount for
-//   the API server's audience (what `kubectl create token` gives without --audience); istiod's TokenReview
+// - token-rejected: the VM must bootstrap again (its provisioned certificate gone) and its bootstrap token is
+//   replaced by a real token of the group's ServiceAccount for the API server's audience (what `kubectl create token` gives without --audience); istiod's TokenReview
 //   asks for istio-ca (security/pkg/server/ca/authenticate/kubeauth/kube_jwt.go) and refuses it.
 // - wrong-trust-domain: the mesh config (ConfigMap `istio`) says trustDomain corp.example and istiod is rolled
 //   out with it: it signs for corp.example from now on; the VMs' certificates name cluster.local.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { run } from '../exec.js';
 import type { ControlPlaneOptions } from '../control-plane.js';
@@ -37,6 +37,12 @@ const BOOTSTRAP_TEMPLATE = '/var/lib/istio/envoy/envoy_bootstrap_tmpl.json';
  * /run in the VM: named by its target, as the VM's root is reached from the host).
  */
 const TOKEN_PATHS = ['/var/lib/istio/tokens/istio-token', '/run/secrets/tokens/istio-token'] as const;
+/**
+ * The certificate and key the agent renews with (PROV_CERT = OUTPUT_CERTS = ./etc/certs in istio-start.sh):
+ * while they exist the agent authenticates with them and never shows istiod the token
+ * (src/verify/provisioned-certificate.ts), so the token bites only on a VM that must bootstrap.
+ */
+const PROVISIONED_PAIR = ['/etc/certs/cert-chain.pem', '/etc/certs/key.pem'] as const;
 /** Both iptables backends: `pilot-agent istio-iptables` picks the one it detects. */
 const IPTABLES = ['iptables-legacy', 'iptables'] as const;
 
@@ -145,7 +151,7 @@ export function checkFaults(ctx: CheckFaultsContext): FaultDefinition[] {
       name: 'token-rejected',
       scope: 'vm',
       description:
-        "the VM's bootstrap token (/var/lib/istio/tokens/istio-token and /var/run/secrets/tokens/istio-token) is replaced by a token of its ServiceAccount for the API server's audience, not istio-ca: istiod's TokenReview refuses it at the next sidecar start; heal puts the original back",
+        "the VM must bootstrap again (its provisioned /etc/certs/cert-chain.pem and key.pem gone, as on a new VM) and its bootstrap token (/var/lib/istio/tokens/istio-token and /var/run/secrets/tokens/istio-token) is a token of its ServiceAccount for the API server's audience, not istio-ca: istiod's TokenReview refuses it at the next sidecar start; heal puts the original files back",
       async apply(t) {
         for (const vm of targets(t)) {
           if (tokens.has(vm.name)) continue;
@@ -160,8 +166,11 @@ export function checkFaults(ctx: CheckFaultsContext): FaultDefinition[] {
           const sa = claims['kubernetes.io']?.serviceaccount?.name;
           if (!ns || !sa) throw new Error(`${vm.name}: ${files[0]} is not a ServiceAccount token`);
           const wrong = ctx.kube.issueServiceAccountToken(ns, sa, [API_AUDIENCE], 3600);
+          const pair = PROVISIONED_PAIR.map((p) => vmPath(state(), vm, p)).filter((f) => existsSync(f));
+          for (const f of pair) originals.set(f, readFileSync(f));
           tokens.set(vm.name, originals);
           for (const f of files) writeFileSync(f, wrong.token);
+          for (const f of pair) rmSync(f);
         }
       },
       async heal(t) {

@@ -416,6 +416,41 @@ describe("xds-connected reflects pilot-agent's connection to istiod, not only En
     );
   });
 
+  // What the real agent shows with its provisioned certificate gone and a token istiod's TokenReview refuses
+  // (lab fault token-rejected): gRPC code 16 is Unauthenticated — not a reachability problem.
+  it('stream closed with "16, authentication failure": xds-upstream-down names the refused token, not only reachability', async () => {
+    const vm = withStreams('0');
+    vm.sections1['agent-err-log'] = {
+      body: '[2026-12-07 15:42:02.998][10248][warning][config] DeltaAggregatedResources gRPC config stream to xds-grpc closed: 16, authentication failure\n',
+    };
+    const r = byName(await verifyVm(harness(vm, healthyMesh()).ctx), 'xds-connected');
+    expect([r.status, r.hintId]).toEqual(['fail', 'xds-upstream-down']);
+    expect(r.hint).toMatch(
+      /closed: 16, authentication failure\); likely: token rejected: istiod refused the bootstrap token/,
+    );
+    expect(r.hint).toMatch(/Fix: if istiod refused the agent \(authentication failure\), fix the token or root cert/);
+  });
+
+  // What the real agent shows with 15012 dropped (lab fault block-15012): Envoy's stream to the agent is open,
+  // nothing accepted, and no upstream event yet — only the CA client's timeouts.
+  it('no upstream event, no config, the agent log timing out on 15012: xds-upstream-down, not "connected to istiod"', async () => {
+    const vm = withStreams('1');
+    statsWith({ 'cluster_manager.cds.update_success': '0', 'listener_manager.lds.update_success': '0' })(vm);
+    vm.sections1['agent-err-log'] = { body: '' };
+    const timeout =
+      '2026-12-07T15:42:00.000000Z\twarn\tca\tca request failed, starting attempt 2 in 200ms: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 10.233.0.1:15012: i/o timeout"';
+    vm.sections1['agent-log'] = { body: `${timeout}\n` };
+    const r = byName(await verifyVm(harness(vm, healthyMesh()).ctx), 'xds-connected');
+    expect([r.status, r.hintId]).toEqual(['fail', 'xds-upstream-down']);
+    expect(r.summary).toMatch(/^pilot-agent has not connected to istiod: no config accepted \(cds 0, lds 0\)/);
+    expect(r.evidence).toContain(`agent log: ${timeout}`);
+    // Without such a line the verdict stays "no config accepted".
+    const quiet = withStreams('1');
+    statsWith({ 'listener_manager.lds.update_success': '0' })(quiet);
+    quiet.sections1['agent-err-log'] = { body: '' };
+    expect(byName(await verifyVm(harness(quiet, healthyMesh()).ctx), 'xds-connected').hintId).toBe('xds-no-config');
+  });
+
   it('the xDS stream open: passes, with the stream count as evidence', async () => {
     const vm = withStreams('1');
     vm.sections1['xds-upstream'] = { body: `${CONNECTED}\n` };

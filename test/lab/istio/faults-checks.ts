@@ -6,8 +6,9 @@
 //   exits ("failed to generate bootstrap config", pkg/istio-agent/agent.go), Istio's unit restarts it
 //   (Restart=always, RestartSec=10 in tools/packaging/common/istio.service).
 // - token-rejected: the VM must bootstrap again (its provisioned certificate gone) and its bootstrap token is
-//   replaced by a real token of the group's ServiceAccount for the API server's audience (what `kubectl create token` gives without --audience); istiod's TokenReview
-//   asks for istio-ca (security/pkg/server/ca/authenticate/kubeauth/kube_jwt.go) and refuses it.
+//   replaced by a real token of the group's ServiceAccount for the API server's audience (what `kubectl create
+//   token` gives without --audience); istiod's TokenReview asks for istio-ca
+//   (security/pkg/server/ca/authenticate/kubeauth/kube_jwt.go) and refuses it.
 // - wrong-trust-domain: the mesh config (ConfigMap `istio`) says trustDomain corp.example and istiod is rolled
 //   out with it: it signs for corp.example from now on; the VMs' certificates name cluster.local.
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

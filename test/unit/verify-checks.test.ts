@@ -7,7 +7,14 @@ import path from 'node:path';
 import type { GroupSpec, VmSpec } from '../../src/inventory/types.js';
 import { verifyVm, verificationJobName } from '../../src/verify/verify-vm.js';
 import { describeFailure, defaultMtlsTarget } from '../../src/verify/checks.js';
-import { failResult, passResult, probeOutput, type CheckDefinition } from '../../src/verify/check.js';
+import {
+  currentRunLines,
+  failResult,
+  passResult,
+  probeOutput,
+  vmUtcOffsetMinutes,
+  type CheckDefinition,
+} from '../../src/verify/check.js';
 import { checkNames, registerCheck } from '../../src/verify/registry.js';
 import { renderJobSummary } from '../../src/report/summary.js';
 import { renderTerminalTable } from '../../src/report/table.js';
@@ -1270,5 +1277,28 @@ describe("classifyAgentLog: the agent's probes of its own Envoy are not about is
     const blocked =
       '2026-12-07T15:20:51Z\twarn\tca\tca request failed: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 10.233.0.1:15012: i/o timeout"';
     expect(classifyAgentLog([blocked, probe])).toEqual({ id: 'port-15012-blocked', line: blocked });
+  });
+});
+
+describe("the current run's log lines: Envoy's too, read in the VM's time zone", () => {
+  // Envoy's default log format has the process's local time and no zone; the probe reports `date +%z`.
+  const started = Date.parse('2026-12-07T15:51:21.000Z');
+  const stale =
+    '[2026-12-07 16:51:20.464][24846][warning][config] DeltaAggregatedResources gRPC config stream to xds-grpc closed: 14, connection error: desc = "transport: Error while dialing: dial tcp 10.233.2.1:15012: connect: connection refused"';
+  const current =
+    '[2026-12-07 16:51:35.000][24901][warning][config] DeltaAggregatedResources gRPC config stream to xds-grpc closed: 14, connection error: desc = "transport: Error while dialing: dial tcp 10.233.2.1:15012: i/o timeout"';
+
+  it('drops an Envoy line from before the start (UTC+01:00 VM), keeps the current one; without the offset keeps both', () => {
+    expect(currentRunLines([stale, current], started, 60)).toEqual([current]);
+    expect(currentRunLines([stale, current], started)).toEqual([stale, current]);
+    // The stale refusal no longer decides the cause of the current run.
+    expect(classifyAgentLog(currentRunLines([stale, current], started, 60))?.id).toBe('port-15012-blocked');
+  });
+
+  it("reads the offset from the probe's ready note", () => {
+    const out = (body: string) => ({ sections: new Map([['ready', { http: '200', body }]]) }) as never;
+    expect(vmUtcOffsetMinutes(out('attempts=1 outcome=ready curl_rc=0 utc_offset=+0100\n'))).toBe(60);
+    expect(vmUtcOffsetMinutes(out('attempts=1 outcome=ready curl_rc=0 utc_offset=-0330\n'))).toBe(-210);
+    expect(vmUtcOffsetMinutes(out('attempts=1 outcome=ready curl_rc=0\n'))).toBeUndefined();
   });
 });

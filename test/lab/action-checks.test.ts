@@ -423,10 +423,42 @@ describe('verification through dist/ in a 3-VM lab', () => {
     }
   }, 120_000);
 
-  // Runs before any case that restarts istiod: Envoy's lines in istio.err.log ("[2026-12-07 15:51:20.464]…",
-  // its default log format, in the VM's local time zone) are not dropped as an earlier run's by the check
-  // (src/verify/check.ts currentRunLines reads RFC 3339 times only), so a "connection refused" Envoy logged
-  // while istiod restarted earlier would be blamed for vm3's blocked 15012 — a known limitation of the action.
+  it('autoregistration off (istiod), vm2 restarted after its entry is deleted: it is not re-created; workload-entry fails with we-autoregistration-off', async () => {
+    await fault('fault', 'autoregistration-off');
+    try {
+      // The real istiod keeps an auto-registered entry whose proxy was connected when istiod restarted
+      // (its istio.io/connectedAt stays until the max connection age: shouldCleanupEntry in
+      // pilot/pkg/autoregistration/controller.go), so the entry goes as an operator (or that cleanup) would
+      // remove it; with autoregistration off, the reconnecting sidecar does not register again (OnConnect).
+      const we = await workloadEntryOf('vm2');
+      expect(we?.metadata.name).toBe(`app-${findVm(state, 'vm2').ip}`);
+      await kubectl(['-n', NAMESPACE, 'delete', 'workloadentry', we!.metadata.name]);
+      await restartSidecar('vm2');
+      await waitWorkloadEntry('vm2', 'absent');
+      const r = await verify();
+      expectFailedRun(r, ['vm2']); // vm1 healed by the previous case
+      expectCheckFails(
+        r,
+        'vm2',
+        'workload-entry',
+        'we-autoregistration-off',
+        new RegExp(
+          `no WorkloadEntry for ${ipOf('vm2')}[\\s\\S]*PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false on istiod`,
+        ),
+      );
+      // verify reports it per VM instead of refusing to run; the cluster preflight names it as a warning.
+      expect(r.report?.warnings.join('\n')).toMatch(/PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false/);
+      expect(r.summary).toContain('### Warnings');
+    } finally {
+      // istiod restarts with autoregistration on: the reconnecting sidecars register again.
+      await fault('heal', 'autoregistration-off');
+      await waitWorkloadEntry('vm2', 'True', 60_000);
+    }
+  }, 240_000);
+
+  // Runs after a case that restarted istiod: every VM's istio.err.log then holds Envoy's "connection refused"
+  // of that moment, in Envoy's own time format; the checks read only the current run's lines (with the VM's
+  // UTC offset: src/verify/check.ts currentRunLines), so vm3's cause is the blocked 15012, not that refusal.
   // The token only counts where the agent has no certificate to renew with: token-rejected also removes vm1's
   // provisioned pair (/etc/certs), as on a VM that must bootstrap (src/verify/provisioned-certificate.ts).
   it('15012 blocked (vm3) and bootstrap token rejected (vm1, bootstrapping), both biting at a sidecar restart: each fails sidecar-ready with its own cause', async () => {
@@ -436,7 +468,7 @@ describe('verification through dist/ in a 3-VM lab', () => {
       await Promise.all([restartSidecar('vm3'), restartSidecar('vm1')]);
       // A shorter readiness timeout than the default 30 s (the input is honoured: see the summaries).
       const r = await verify({ 'verify-ready-timeout': '12' });
-      expectFailedRun(r, ['vm1', 'vm3']); // vm2 passes everything (healed two cases before)
+      expectFailedRun(r, ['vm1', 'vm3']); // vm2 healed by the previous case
       for (const vm of ['vm1', 'vm3'] as const) {
         expect(checkOf(r, vm, 'sidecar-ready').summary).toMatch(/(over|for) 1[234]\.\d s\b/);
       }
@@ -491,39 +523,6 @@ describe('verification through dist/ in a 3-VM lab', () => {
     const clean = await verify();
     expectCleanRun(clean);
     expect(clean.durationMs).toBeLessThan(clean.report!.vms.reduce((sum, vm) => sum + vm.durationMs, 0));
-  }, 240_000);
-
-  it('autoregistration off (istiod), vm2 restarted after its entry is deleted: it is not re-created; workload-entry fails with we-autoregistration-off', async () => {
-    await fault('fault', 'autoregistration-off');
-    try {
-      // The real istiod keeps an auto-registered entry whose proxy was connected when istiod restarted
-      // (its istio.io/connectedAt stays until the max connection age: shouldCleanupEntry in
-      // pilot/pkg/autoregistration/controller.go), so the entry goes as an operator (or that cleanup) would
-      // remove it; with autoregistration off, the reconnecting sidecar does not register again (OnConnect).
-      const we = await workloadEntryOf('vm2');
-      expect(we?.metadata.name).toBe(`app-${findVm(state, 'vm2').ip}`);
-      await kubectl(['-n', NAMESPACE, 'delete', 'workloadentry', we!.metadata.name]);
-      await restartSidecar('vm2');
-      await waitWorkloadEntry('vm2', 'absent');
-      const r = await verify();
-      expectFailedRun(r, ['vm2']); // vm1 and vm3 healed by the previous case
-      expectCheckFails(
-        r,
-        'vm2',
-        'workload-entry',
-        'we-autoregistration-off',
-        new RegExp(
-          `no WorkloadEntry for ${ipOf('vm2')}[\\s\\S]*PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false on istiod`,
-        ),
-      );
-      // verify reports it per VM instead of refusing to run; the cluster preflight names it as a warning.
-      expect(r.report?.warnings.join('\n')).toMatch(/PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=false/);
-      expect(r.summary).toContain('### Warnings');
-    } finally {
-      // istiod restarts with autoregistration on: the reconnecting sidecars register again.
-      await fault('heal', 'autoregistration-off');
-      await waitWorkloadEntry('vm2', 'True', 60_000);
-    }
   }, 240_000);
 
   it('wrong trust domain (mesh config trustDomain corp.example, istiod rolled out): workload-certificate fails on every VM, naming both trust domains', async () => {

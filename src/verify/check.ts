@@ -201,25 +201,46 @@ export function unitStartedMs(output: ScriptOutput): number | undefined {
   return m[1] === 'ms' ? Number(m[2]) - 100 : Number(m[2]) * 1000;
 }
 
+/** The VM's UTC offset in minutes (`date +%z` in the probe's `ready` note); undefined when not told. */
+export function vmUtcOffsetMinutes(output: ScriptOutput): number | undefined {
+  const m = /(?:^|\s)utc_offset=([+-])(\d\d)(\d\d)(?:\s|$)/.exec(output.sections.get('ready')?.body ?? '');
+  if (!m) return undefined;
+  return (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3]));
+}
+
+/** When a log line was written (epoch ms), from its leading time; NaN when it has none this can read. */
+function lineTimeMs(line: string, utcOffsetMinutes: number | undefined): number {
+  // pilot-agent: an RFC 3339 time.
+  const rfc3339 = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d))\s/.exec(line)?.[1];
+  if (rfc3339) return Date.parse(rfc3339);
+  // Envoy's default --log-format "[%Y-%m-%d %T.%e]…" (pilot-agent passes none: pkg/envoy/proxy.go): the
+  // process's local time, no zone in the line (envoyproxy/envoy#3546, #11238) — read with the VM's offset.
+  const envoy = /^\[(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d+)?)\]/.exec(line);
+  if (envoy && utcOffsetMinutes !== undefined)
+    return Date.parse(`${envoy[1]}T${envoy[2]}Z`) - utcOffsetMinutes * 60_000;
+  return NaN;
+}
+
 /**
  * Drops log lines written before the sidecar's current run started (pilot-agent lines begin with an
- * RFC 3339 time): the log keeps earlier runs, and a cause they show (a token rejected before a fix, say)
- * must not be blamed for what the current run does. Lines without a time are kept.
+ * RFC 3339 time, Envoy's with its local time, read with the VM's UTC offset when known): the log keeps
+ * earlier runs, and a cause they show (a token rejected before a fix, a "connection refused" while istiod
+ * restarted, say) must not be blamed for what the current run does. Lines without a time are kept.
  */
-export function currentRunLines(lines: string[], startedMs: number | undefined): string[] {
+export function currentRunLines(lines: string[], startedMs: number | undefined, utcOffsetMinutes?: number): string[] {
   if (startedMs === undefined) return lines;
   return lines.filter((line) => {
-    const at = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d))\s/.exec(line)?.[1];
-    const ms = at ? Date.parse(at) : NaN;
+    const ms = lineTimeMs(line, utcOffsetMinutes);
     return Number.isNaN(ms) || ms >= startedMs;
   });
 }
 
 export function agentLogLines(ctx: VerifyContext, output: ScriptOutput): { log: string[]; err: string[] } {
   const started = unitStartedMs(output);
+  const offset = vmUtcOffsetMinutes(output);
   return {
-    log: currentRunLines(scrubLines(ctx, output.sections.get('agent-log')?.body ?? ''), started),
-    err: currentRunLines(scrubLines(ctx, output.sections.get('agent-err-log')?.body ?? ''), started),
+    log: currentRunLines(scrubLines(ctx, output.sections.get('agent-log')?.body ?? ''), started, offset),
+    err: currentRunLines(scrubLines(ctx, output.sections.get('agent-err-log')?.body ?? ''), started, offset),
   };
 }
 

@@ -34,8 +34,15 @@ export function renderHint(id: HintId, vars: Record<string, string | number | un
   return `${fill(entry.cause, vars)}. Fix: ${fill(entry.fix, vars)}`;
 }
 
+/**
+ * A connection to the VM's own loopback: pilot-agent probing Envoy's admin port (pkg/istio-agent/health/
+ * health_check.go logs "failure threshold hit, marking as unhealthy: Get \"http://127.0.0.1:15000/stats…\": …
+ * connection refused" whenever Envoy is not up). Such a line says nothing about the way to istiod.
+ */
+const LOOPBACK_TARGET = /(?:\/\/|\s)(?:127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+/;
+
 /** Causes found in pilot-agent's log (istio.log / istio.err.log), most specific first. */
-const AGENT_LOG_CAUSES: { id: HintId; pattern: RegExp }[] = [
+const AGENT_LOG_CAUSES: { id: HintId; pattern: RegExp; unless?: RegExp }[] = [
   {
     id: 'root-cert-rejected-by-agent',
     pattern: /x509|certificate signed by unknown authority|failed to verify certificate|certificate verify failed/i,
@@ -44,20 +51,21 @@ const AGENT_LOG_CAUSES: { id: HintId; pattern: RegExp }[] = [
     id: 'token-rejected',
     pattern: /Unauthenticated|authenticat\w* fail|token (?:is )?(?:invalid|expired|rejected)|audience/i,
   },
-  { id: 'istiod-refused', pattern: /connection refused/i },
+  { id: 'istiod-refused', pattern: /connection refused/i, unless: LOOPBACK_TARGET },
   {
     id: 'port-15012-blocked',
     pattern: /i\/o timeout|deadline exceeded|no route to host|network is unreachable|connection timed out/i,
+    unless: LOOPBACK_TARGET,
   },
   { id: 'istiod-name-unresolved', pattern: /no such host|server misbehaving|Temporary failure in name resolution/i },
 ];
 
 /** The most specific cause the agent's log lines show, with the line that shows it (last such line wins). */
 export function classifyAgentLog(lines: string[]): { id: HintId; line: string } | undefined {
-  for (const { id, pattern } of AGENT_LOG_CAUSES) {
+  for (const { id, pattern, unless } of AGENT_LOG_CAUSES) {
     for (let i = lines.length - 1; i >= 0; i--) {
       const line = lines[i]!;
-      if (pattern.test(line)) return { id, line };
+      if (pattern.test(line) && !unless?.test(line)) return { id, line };
     }
   }
   return undefined;

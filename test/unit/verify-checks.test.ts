@@ -7,12 +7,19 @@ import path from 'node:path';
 import type { GroupSpec, VmSpec } from '../../src/inventory/types.js';
 import { verifyVm, verificationJobName } from '../../src/verify/verify-vm.js';
 import { describeFailure, defaultMtlsTarget } from '../../src/verify/checks.js';
-import { failResult, passResult, probeOutput, type CheckDefinition } from '../../src/verify/check.js';
+import {
+  currentRunLines,
+  failResult,
+  passResult,
+  probeOutput,
+  vmUtcOffsetMinutes,
+  type CheckDefinition,
+} from '../../src/verify/check.js';
 import { checkNames, registerCheck } from '../../src/verify/registry.js';
 import { renderJobSummary } from '../../src/report/summary.js';
 import { renderTerminalTable } from '../../src/report/table.js';
 import { inventoryOf, makeWorld, run } from './rollout-fakes.js';
-import { allHints, renderHintsMarkdown } from '../../src/verify/hints.js';
+import { allHints, classifyAgentLog, renderHintsMarkdown } from '../../src/verify/hints.js';
 import { buildProbeScript, parseScriptOutput } from '../../src/verify/vm-script.js';
 import type {
   MeshProbe,
@@ -416,6 +423,41 @@ describe("xds-connected reflects pilot-agent's connection to istiod, not only En
     );
   });
 
+  // What the real agent shows with its provisioned certificate gone and a token istiod's TokenReview refuses
+  // (lab fault token-rejected): gRPC code 16 is Unauthenticated — not a reachability problem.
+  it('stream closed with "16, authentication failure": xds-upstream-down names the refused token, not only reachability', async () => {
+    const vm = withStreams('0');
+    vm.sections1['agent-err-log'] = {
+      body: '[2026-12-07 15:42:02.998][10248][warning][config] DeltaAggregatedResources gRPC config stream to xds-grpc closed: 16, authentication failure\n',
+    };
+    const r = byName(await verifyVm(harness(vm, healthyMesh()).ctx), 'xds-connected');
+    expect([r.status, r.hintId]).toEqual(['fail', 'xds-upstream-down']);
+    expect(r.hint).toMatch(
+      /closed: 16, authentication failure\); likely: token rejected: istiod refused the bootstrap token/,
+    );
+    expect(r.hint).toMatch(/Fix: if istiod refused the agent \(authentication failure\), fix the token or root cert/);
+  });
+
+  // What the real agent shows with 15012 dropped (lab fault block-15012): Envoy's stream to the agent is open,
+  // nothing accepted, and no upstream event yet — only the CA client's timeouts.
+  it('no upstream event, no config, the agent log timing out on 15012: xds-upstream-down, not "connected to istiod"', async () => {
+    const vm = withStreams('1');
+    statsWith({ 'cluster_manager.cds.update_success': '0', 'listener_manager.lds.update_success': '0' })(vm);
+    vm.sections1['agent-err-log'] = { body: '' };
+    const timeout =
+      '2026-12-07T15:42:00.000000Z\twarn\tca\tca request failed, starting attempt 2 in 200ms: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 10.233.0.1:15012: i/o timeout"';
+    vm.sections1['agent-log'] = { body: `${timeout}\n` };
+    const r = byName(await verifyVm(harness(vm, healthyMesh()).ctx), 'xds-connected');
+    expect([r.status, r.hintId]).toEqual(['fail', 'xds-upstream-down']);
+    expect(r.summary).toMatch(/^pilot-agent has not connected to istiod: no config accepted \(cds 0, lds 0\)/);
+    expect(r.evidence).toContain(`agent log: ${timeout}`);
+    // Without such a line the verdict stays "no config accepted".
+    const quiet = withStreams('1');
+    statsWith({ 'listener_manager.lds.update_success': '0' })(quiet);
+    quiet.sections1['agent-err-log'] = { body: '' };
+    expect(byName(await verifyVm(harness(quiet, healthyMesh()).ctx), 'xds-connected').hintId).toBe('xds-no-config');
+  });
+
   it('the xDS stream open: passes, with the stream count as evidence', async () => {
     const vm = withStreams('1');
     vm.sections1['xds-upstream'] = { body: `${CONNECTED}\n` };
@@ -538,6 +580,30 @@ const CASES: FailureCase[] = [
     summary: /auto-restart/,
     // The exit counts as a restart under way, and the agent's last error line is named when no known cause matches.
     hint: /systemd restarted it 1 time\(s\) in [\d.]+ s\); the log shows: .*Envoy exited with error: signal: segmentation fault/,
+  },
+  {
+    title: "crash loop on the real pilot-agent: the error it exited with is named, not its probe of Envoy's admin port",
+    check: 'sidecar-running',
+    hintId: 'crash-loop',
+    vm: (s) => {
+      s.sections1['unit-after'] = {
+        body: 'LoadState=loaded\nActiveState=activating\nSubState=auto-restart\nNRestarts=2\nMainPID=0\nis-active=activating\n',
+      };
+      // What the real agent wrote with its Envoy bootstrap template cut short (lab fault sidecar-crash-loop).
+      s.sections1['agent-log'] = {
+        body:
+          '2026-12-07T15:20:49.963051Z\terror\tfailed to accept downstream gRPC connection grpc: the server has been stopped\n' +
+          '2026-12-07T15:20:49.963089Z\tinfo\thealthcheck\tfailure threshold hit, marking as unhealthy: Get "http://127.0.0.1:15000/stats?usedonly": dial tcp 127.0.0.1:15000: connect: connection refused\n' +
+          '2026-12-07T15:20:49.963274Z\terror\tfailed to initialize envoy agent: failed to generate bootstrap config: template: bootstrap:9: unexpected EOF\n',
+      };
+      s.sections1['agent-err-log'] = {
+        body:
+          '2026/12/07 15:20:49 ERROR failed to set GOMEMLIMIT package=github.com/KimMachineGun/automemlimit/memlimit error="failed to set GOMEMLIMIT: process is not in cgroup"\n' +
+          'Error: failed to initialize envoy agent: failed to generate bootstrap config: template: bootstrap:9: unexpected EOF\n',
+      };
+    },
+    summary: /^crash-looping: NRestarts 0 → 2/,
+    hint: /the log shows: Error: failed to initialize envoy agent: failed to generate bootstrap config: template: bootstrap:9: unexpected EOF\. Fix:/,
   },
   {
     title: 'unit stopped',
@@ -1199,5 +1265,41 @@ describe('a check is one definition: a test-only eighth check', () => {
     expect(() => registerCheck(diskFree)).toThrow(/exists already/);
     expect(() => registerCheck({ ...diskFree, name: 'other', dependsOn: ['nope'] })).toThrow(/depends on nope/);
     expect(() => registerCheck({ ...diskFree, name: 'other' })).toThrow(/belongs to disk-free/);
+  });
+});
+
+describe("classifyAgentLog: the agent's probes of its own Envoy are not about istiod", () => {
+  it('a refused or timed-out loopback connection (Envoy admin 15000) names no istiod cause; the 15012 one does', () => {
+    const probe =
+      '2026-12-07T15:20:49.963089Z\tinfo\thealthcheck\tfailure threshold hit, marking as unhealthy: Get "http://127.0.0.1:15000/stats?usedonly": dial tcp 127.0.0.1:15000: connect: connection refused';
+    const timeout =
+      '2026-12-07T15:20:50Z\twarn\tEnvoy proxy is NOT ready: Get "http://localhost:15000/stats": context deadline exceeded';
+    expect(classifyAgentLog([probe, timeout])).toBeUndefined();
+    const blocked =
+      '2026-12-07T15:20:51Z\twarn\tca\tca request failed: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 10.233.0.1:15012: i/o timeout"';
+    expect(classifyAgentLog([blocked, probe])).toEqual({ id: 'port-15012-blocked', line: blocked });
+  });
+});
+
+describe("the current run's log lines: Envoy's too, read in the VM's time zone", () => {
+  // Envoy's default log format has the process's local time and no zone; the probe reports `date +%z`.
+  const started = Date.parse('2026-12-07T15:51:21.000Z');
+  const stale =
+    '[2026-12-07 16:51:20.464][24846][warning][config] DeltaAggregatedResources gRPC config stream to xds-grpc closed: 14, connection error: desc = "transport: Error while dialing: dial tcp 10.233.2.1:15012: connect: connection refused"';
+  const current =
+    '[2026-12-07 16:51:35.000][24901][warning][config] DeltaAggregatedResources gRPC config stream to xds-grpc closed: 14, connection error: desc = "transport: Error while dialing: dial tcp 10.233.2.1:15012: i/o timeout"';
+
+  it('drops an Envoy line from before the start (UTC+01:00 VM), keeps the current one; without the offset keeps both', () => {
+    expect(currentRunLines([stale, current], started, 60)).toEqual([current]);
+    expect(currentRunLines([stale, current], started)).toEqual([stale, current]);
+    // The stale refusal no longer decides the cause of the current run.
+    expect(classifyAgentLog(currentRunLines([stale, current], started, 60))?.id).toBe('port-15012-blocked');
+  });
+
+  it("reads the offset from the probe's ready note", () => {
+    const out = (body: string) => ({ sections: new Map([['ready', { http: '200', body }]]) }) as never;
+    expect(vmUtcOffsetMinutes(out('attempts=1 outcome=ready curl_rc=0 utc_offset=+0100\n'))).toBe(60);
+    expect(vmUtcOffsetMinutes(out('attempts=1 outcome=ready curl_rc=0 utc_offset=-0330\n'))).toBe(-210);
+    expect(vmUtcOffsetMinutes(out('attempts=1 outcome=ready curl_rc=0\n'))).toBeUndefined();
   });
 });

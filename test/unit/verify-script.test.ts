@@ -153,7 +153,9 @@ describe('probe script (round trip 1)', () => {
     const s = r.output.sections;
     expect(r.output.tools).toEqual({ curl: true, base64: true, systemctl: true });
     expect(s.get('ready')).toMatchObject({ http: '200' });
-    expect(s.get('ready')?.body).toMatch(/^attempts=3 elapsed_ms=\d+ outcome=ready start_ms=\d{13} curl_rc=0\n$/);
+    expect(s.get('ready')?.body).toMatch(
+      /^attempts=3 elapsed_ms=\d+ outcome=ready start_ms=\d{13} curl_rc=0 utc_offset=[+-]\d{4}\n$/,
+    );
     expect(s.get('stats')).toMatchObject({ rc: 0, http: '200', body: stats });
     expect(s.get('secrets')?.body).toBe(dump);
     expect(s.get('certs')).toMatchObject({ rc: 7, http: '000' });
@@ -289,7 +291,7 @@ describe('probe script (round trip 1)', () => {
     expect(r.elapsed).toBeLessThan(6000);
     reset('failed', ['000']);
     const r2 = run(buildProbeScript(OPTIONS));
-    expect(r2.output.sections.get('ready')?.body).toMatch(/^attempts=1 .* curl_rc=7\n$/);
+    expect(r2.output.sections.get('ready')?.body).toMatch(/^attempts=1 .* curl_rc=7 utc_offset=[+-]\d{4}\n$/);
     expect(r2.output.sections.get('ready')?.http).toBe('000');
   });
 });

@@ -15,6 +15,18 @@ import { scrubSecrets } from '../scrub.js';
 import { followUpParts, type ScriptOutput } from '../vm-script.js';
 import type { CheckName, CheckResult, VerifyContext } from '../types.js';
 
+/**
+ * The error pilot-agent exited with: its command line reports it on stderr as `Error: …` (cobra, from
+ * pilot/cmd/pilot-agent/main.go: rootCmd.Execute() failing ends in os.Exit), which Istio's unit sends to
+ * istio.err.log. The last such line of the current run is why the process stopped.
+ */
+function exitLine(errLines: string[]): { line: string } | undefined {
+  for (let i = errLines.length - 1; i >= 0; i--) {
+    if (/^Error: \S/.test(errLines[i]!)) return { line: errLines[i]! };
+  }
+  return undefined;
+}
+
 /** The agent's last error-level line (pilot-agent: `<time>\terror\t…`), when no known cause matched. */
 function lastErrorLine(lines: string[]): { line: string } | undefined {
   for (let i = lines.length - 1; i >= 0; i--) {
@@ -102,7 +114,9 @@ export function checkSidecarRunning(ctx: VerifyContext, probe: ProbeOutcome, fol
     // In auto-restart the unit has exited and systemd is restarting it (RestartSec): count that restart,
     // a 2-s window rarely sees NRestarts itself grow.
     const restarts = restartsGrew ? after.nRestarts! - before.nRestarts! : 1;
-    const cause = classifyAgentLog([...logs.log, ...logs.err]) ?? lastErrorLine([...logs.log, ...logs.err]);
+    // The error the agent exited with says why; otherwise a known cause, otherwise its last error line.
+    const cause =
+      exitLine(logs.err) ?? classifyAgentLog([...logs.log, ...logs.err]) ?? lastErrorLine([...logs.log, ...logs.err]);
     const seen = restartsGrew
       ? `crash-looping: NRestarts ${before.nRestarts} → ${after.nRestarts} within ${(windowMs / 1000).toFixed(1)} s`
       : autoRestart

@@ -28,6 +28,16 @@ const XDS_STATS = {
 /** Envoy's open xDS streams (the ADS stream to pilot-agent); see checkXdsConnected. */
 const XDS_STREAMS_ACTIVE = 'cluster.xds-grpc.upstream_rq_active';
 
+/**
+ * `; likely: <cause>` when the agent's line says istiod refused it (a token or a root cert: "authentication
+ * failure" is gRPC code 16, Unauthenticated) rather than that istiod could not be reached.
+ */
+function likelyCause(line: string | undefined): string {
+  const cause = line === undefined ? undefined : classifyAgentLog([line]);
+  if (!cause || (cause.id !== 'token-rejected' && cause.id !== 'root-cert-rejected-by-agent')) return '';
+  return `; likely: ${renderHint(cause.id).split('. Fix:')[0]}`;
+}
+
 export function checkXdsConnected(ctx: VerifyContext, output: ScriptOutput): CheckResult {
   const name: CheckName = 'xds-connected';
   const started = Date.now();
@@ -66,7 +76,7 @@ export function checkXdsConnected(ctx: VerifyContext, output: ScriptOutput): Che
         `pilot-agent is not connected to istiod: Envoy's xDS stream through it is closed ` +
         `(${XDS_STREAMS_ACTIVE} = 0, connection to the agent up)`,
       hint: 'xds-upstream-down',
-      vars: { line: upstreamLine ?? `${XDS_STREAMS_ACTIVE} = 0` },
+      vars: { line: upstreamLine ?? `${XDS_STREAMS_ACTIVE} = 0`, logCause: likelyCause(upstreamLine) },
       evidence,
       durationMs: duration(),
     });
@@ -96,10 +106,30 @@ export function checkXdsConnected(ctx: VerifyContext, output: ScriptOutput): Che
       check: name,
       seen: `pilot-agent is not connected to istiod: its last upstream event is a failure`,
       hint: 'xds-upstream-down',
-      vars: { line: upstream },
+      vars: { line: upstream, logCause: likelyCause(upstream) },
       evidence,
       durationMs: duration(),
     });
+  }
+  // No upstream event in this run and no config: the agent's dial to istiod has not succeeded (with 15012
+  // dropped, it hangs, logging nothing but its CA client's timeouts). Envoy's stream to the agent being open
+  // says nothing about istiod; the agent's log names why, when it does.
+  if (!upstream && (v.cdsSuccess < 1 || v.ldsSuccess < 1)) {
+    const logs = agentLogLines(ctx, output);
+    const cause = classifyAgentLog([...logs.log, ...logs.err]);
+    if (cause) {
+      evidence.push(`agent log: ${cause.line}`);
+      return failResult(ctx, {
+        check: name,
+        seen:
+          `pilot-agent has not connected to istiod: no config accepted (cds ${v.cdsSuccess}, lds ${v.ldsSuccess}) ` +
+          'and no "connected to upstream XDS server" in this run',
+        hint: 'xds-upstream-down',
+        vars: { line: cause.line, logCause: likelyCause(cause.line) },
+        evidence,
+        durationMs: duration(),
+      });
+    }
   }
   evidence.push(
     upstream
@@ -153,9 +183,10 @@ export const xdsConnected: CheckDefinition = {
     'xds-upstream-down': {
       cause:
         "Envoy's xds-grpc connection only reaches pilot-agent, which keeps it up; pilot-agent's own connection " +
-        'to istiod is down ({line})',
+        'to istiod is down ({line}){logCause}',
       fix:
-        'make istiod reachable on 15012 from the VM (east-west gateway, firewall, /etc/hosts, CA_ADDR / ' +
+        'if istiod refused the agent (authentication failure), fix the token or root cert as sidecar-ready says; ' +
+        'otherwise make istiod reachable on 15012 from the VM (east-west gateway, firewall, /etc/hosts, CA_ADDR / ' +
         'discoveryAddress), then check `/var/log/istio/istio.log` for "connected to upstream XDS server"',
     },
     'xds-config-rejected': {

@@ -20,6 +20,7 @@ import { RealIstiod, ROOT_ROTATION_STEPS, rotateRoot, writePluggedInCa, type Roo
 import { PodRunner } from '../pods/runner.js';
 import { ECHO_NAMESPACE, startRealEcho } from '../mesh/real-echo.js';
 import { realSidecarSources } from '../package/real-sidecar.js';
+import { checkFaults } from './faults-checks.js';
 
 const rootRotationStepText: Record<RootRotationStep, string> = {
   'add-root': 'a second root is trusted next to the first; istiod still signs with the first',
@@ -122,6 +123,7 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
   const originalCa = `${istiod.cacertsDir}.original`;
   const beforeRotation = `${istiod.cacertsDir}.before-rotation`;
   const faults: FaultDefinition[] = [
+    ...checkFaults({ options, kube, istioNamespace, rollOut }),
     block15012.fault,
     // The double's own autoregistration-off only edits the Deployment; here the process follows it.
     ...kube.faults.filter((f) => f.name !== 'autoregistration-off'),

@@ -1,5 +1,5 @@
 // The seven verification checks through the bundled action (dist/, run as a GitHub runner would),
-// against one 3-VM lab on the real control plane (`up --istiod real --sidecar real`: Istio's istiod and
+// against one 3-VM lab on the real control plane (Istio's istiod and
 // pilot-agent built from the pinned module, the Go Envoy stand-in, the verification Job's pods injected by
 // the real istiod): all pass after onboarding, then each fault — a real condition, not a switch in a double
 // (test/lab/istio/faults-checks.ts, test/lab/istio/control-plane.ts, test/lab/faults.ts) — makes the named

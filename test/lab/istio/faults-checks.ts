@@ -1,4 +1,4 @@
-// Faults of the real-Istio lab (`up --istiod real --sidecar real`) for the verification checks
+// Faults of the lab for the verification checks
 // (test/lab/action-checks.test.ts): each is a condition the real programs meet, not a switch in a double.
 // - dns-capture-broken: the DNS rules `pilot-agent istio-iptables` installed (nat ISTIO_OUTPUT_DNS, udp/tcp
 //   53 → the agent's DNS proxy on 15053; tools/istio-iptables/pkg/capture/run.go) are deleted in the VM's netns.

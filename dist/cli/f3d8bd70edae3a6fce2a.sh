@@ -170,6 +170,9 @@ if [ "$CHANGED" != " " ] || [ "$PKG_NEEDED" = 1 ]; then
   ivo_each_managed_file ivo_snapshot_managed
   ivo_hosts_extract "$IVO_HOSTS" > "$SNAP/hosts-block" || ivo_fail snapshot "cannot save the current hosts block"
   printf '%s\n' "$CUR_VER" > "$SNAP/package-version"
+  # A re-bootstrap replaces a token the agent can no longer use and removes the certificate it renewed
+  # with: a rollback of this run keeps the fresh token, or the VM would be left with neither.
+  if [ "$IVO_REBOOTSTRAP" = 1 ]; then : > "$SNAP/token.keep-fresh" || ivo_fail snapshot "cannot mark the snapshot"; fi
   if [ "$PKG_NEEDED" = 1 ] && [ -n "$CUR_VER" ] && [ -f "$S/package/current.$FMT" ]; then
     ln -f "$S/package/current.$FMT" "$SNAP/package.$FMT" 2>/dev/null || ivo_run snapshot cp -p "$S/package/current.$FMT" "$SNAP/package.$FMT"
   fi

@@ -27,7 +27,7 @@ while [ "$ivo_n" -lt "$ivo_max" ]; do
   if [ $(( $(ivo_now_ms) - ivo_start )) -lt "$IVO_READY_FAST_MS" ]; then ivo_nap=$IVO_READY_NAP; else ivo_nap=$IVO_READY_SLOW_NAP; fi
   [ "$ivo_n" -lt "$ivo_max" ] && sleep "$ivo_nap"
 done
-ivo_note ready "$ivo_ready" "attempts=$ivo_n elapsed_ms=$(( $(ivo_now_ms) - ivo_start )) outcome=$ivo_why start_ms=$ivo_start curl_rc=$ivo_curl_rc"
+ivo_note ready "$ivo_ready" "attempts=$ivo_n elapsed_ms=$(( $(ivo_now_ms) - ivo_start )) outcome=$ivo_why start_ms=$ivo_start curl_rc=$ivo_curl_rc utc_offset=$(date +%z)"
 ivo_fetch stats 3 "$IVO_STATS_URL"
 ivo_fetch secrets 3 "$IVO_SECRETS_URL"
 ivo_fetch certs 3 "$IVO_CERTS_URL"

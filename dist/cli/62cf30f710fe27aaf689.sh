@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # Rollback, as root: put back the files, hosts block and package version kept by the last apply that
-# changed something, and restart. A first install (nothing to go back to) is stopped, disabled and
+# changed something (but not the token that a re-bootstrap replaced), and restart. A first install (nothing to go back to) is stopped, disabled and
 # marked with the FAILED file and the reason.
 # Values: IVO_STATE_DIR, IVO_REASON, IVO_EXPECT_SNAPSHOT (empty: any), IVO_HOSTS, IVO_UNIT,
 # IVO_FAILED_MARKER, and those of common.sh, hosts-block.sh and managed-files.sh.
@@ -39,7 +39,12 @@ if [ "$FIRST" = 1 ]; then
   exit 0
 fi
 ivo_restore() {
-  # ivo_restore KEY STAGED PATH OWNER MODE RESTARTS (a managed file's row)
+  # ivo_restore KEY STAGED PATH OWNER MODE RESTARTS (a managed file's row). After a re-bootstrap the kept
+  # token is the one the agent could no longer use (its certificate is gone): the fresh one stays.
+  if [ "$1" = token ] && [ -f "$P/token.keep-fresh" ]; then
+    ivo_emit token.kept fresh
+    return 0
+  fi
   if [ -f "$P/$2.absent" ]; then
     if [ -f "$3" ]; then ivo_run restore rm -f "$3"; ivo_emit restored "$1"; fi
   elif [ -f "$P/$2" ] && ! ivo_same "$P/$2" "$3"; then

@@ -23,6 +23,7 @@ import type {
   InspectedVm,
   VmPort,
 } from './ports.js';
+import { ISTIO_PATHS } from '../vm/paths.js';
 import { renderFilesForVm } from './render-vm.js';
 import type { UpgradeCanary } from './canary.js';
 import {
@@ -569,12 +570,35 @@ async function verifyOrRollBack(run: VmRun): Promise<'stop' | void> {
           ? 'previous files and package restored, sidecar restarted'
           : 'first install: sidecar stopped and marked failed on the VM',
     );
-    report.outcome = restored ? await verifyAfterRollback(run) : 'failed';
+    report.outcome = !restored
+      ? 'failed'
+      : changedItsClusterEnv(run)
+        ? notCheckedAfterRollback(run)
+        : await verifyAfterRollback(run);
   } else {
     report.outcome = 'failed';
   }
   report.error = { step: 'verify', message: reason, ...(failed[0]?.hint ? { hint: failed[0].hint } : {}) };
   return 'stop';
+}
+
+/** Whether this run's apply rewrote cluster.env: the VM's address, labels, identity or mesh settings. */
+function changedItsClusterEnv(run: VmRun): boolean {
+  return appliedOutcome(run).files.some((file) => file.changed && file.path === ISTIO_PATHS.clusterEnv);
+}
+
+/**
+ * A rollback that put back another cluster.env: the VM runs as the previous inventory described it (another
+ * address, labels or identity), which this run's checks would not describe — so they are not run again; a
+ * `verify` with the previous inventory tells whether it is healthy there.
+ */
+function notCheckedAfterRollback(run: VmRun): 'rolled-back' {
+  const detail =
+    `not checked again: the rolled-back change rewrote ${ISTIO_PATHS.clusterEnv}, so the VM runs as the ` +
+    'previous inventory described it; run verify with that inventory to check it';
+  run.report.steps.push({ name: 'verify-after-rollback', status: 'skipped', durationMs: 0, detail });
+  run.say(`verify-after-rollback: ${detail}`);
+  return 'rolled-back';
 }
 
 /**

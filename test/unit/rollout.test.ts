@@ -117,13 +117,11 @@ describe('runRollout', () => {
     expect(report.totals).toMatchObject({ succeeded: 2, failed: 1 });
   });
 
-  it('rolls back a VM whose checks fail after a change, and checks it again: healthy on what it had', async () => {
+  it('rolls back a VM whose checks fail after an upgrade, and checks it again: healthy on what it had', async () => {
     const world = makeWorld();
-    await run(world, inventoryOf([1]));
+    await run(world, inventoryOf([1]), { 'istio-version': '1.24.0' });
     world.failingUntilRollback.add('vm-0-0');
-    const changed = inventoryOf([1]);
-    changed.groups[0]!.labels = { tier: 'new' };
-    const report = await run(world, changed);
+    const report = await run(world, inventoryOf([1]), { 'istio-version': '1.24.1' });
     expect(report.vms[0]?.outcome).toBe('rolled-back');
     expect(report.vms[0]?.afterRollback).toMatchObject({ healthy: true, version: '1.24.0' });
     expect(report.vms[0]?.steps.map((step) => `${step.name} ${step.status}`).slice(-3)).toEqual([
@@ -140,14 +138,38 @@ describe('runRollout', () => {
     expect(report.totals.failed).toBe(1);
   });
 
-  it('says distinctly when a rolled-back VM is still unhealthy on its previous state', async () => {
+  it('does not check again a VM whose rolled-back change rewrote cluster.env (this run would not describe it)', async () => {
     const world = makeWorld();
     await run(world, inventoryOf([1]));
-    world.failingChecks.add('vm-0-0');
+    world.failingUntilRollback.add('vm-0-0');
     const changed = inventoryOf([1]);
     changed.groups[0]!.labels = { tier: 'new' };
+    const report = await run(world, changed);
+    expect(report.vms[0]?.outcome).toBe('rolled-back');
+    expect(report.vms[0]?.afterRollback).toBeUndefined();
+    expect(report.vms[0]?.steps.map((step) => `${step.name} ${step.status}`).slice(-3)).toEqual([
+      'verify failed',
+      'rollback ok',
+      'verify-after-rollback skipped',
+    ]);
+    expect(world.events.filter((e) => e.startsWith('verify') || e.startsWith('rollback'))).toEqual([
+      'verify vm-0-0',
+      'verify vm-0-0',
+      'rollback vm-0-0',
+    ]);
+  });
+
+  it('says distinctly when a rolled-back VM is still unhealthy on its previous state', async () => {
+    const world = makeWorld();
+    await run(world, inventoryOf([1]), { 'istio-version': '1.24.0' });
+    world.failingChecks.add('vm-0-0');
     const errors: string[] = [];
-    const report = await run(world, changed, {}, { logger: { ...silent, error: (line) => errors.push(line) } });
+    const report = await run(
+      world,
+      inventoryOf([1]),
+      { 'istio-version': '1.24.1' },
+      { logger: { ...silent, error: (line) => errors.push(line) } },
+    );
     expect(report.vms[0]?.outcome).toBe('rolled-back-unhealthy');
     expect(report.vms[0]?.afterRollback).toMatchObject({ healthy: false, version: '1.24.0' });
     expect(errors).toContain(

@@ -23,7 +23,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { runAction, vmOf, type ActionRun } from './action-harness.js';
+import { expectNoVmTouched, runAction, vmOf, type ActionRun } from './action-harness.js';
 import { run } from './exec.js';
 import { findVm, type LabState } from './state.js';
 import { upRealLab } from './real-lab.js';
@@ -158,17 +158,7 @@ function expectFatalBeforeVms(r: ActionRun, message: RegExp): void {
   expect(r.code).toBe(1);
   expect(r.report?.fatal?.stage).toBe('cluster');
   expect(r.report?.fatal?.message).toMatch(message);
-  for (const vm of VMS) {
-    const report = vmOf(r.report, vm);
-    expect({ vm, outcome: report.outcome, steps: report.steps, counters: report.counters }).toEqual({
-      vm,
-      outcome: 'skipped-preflight',
-      steps: [],
-      counters: undefined,
-    });
-  }
-  expect(r.outputs.failed).toBe('');
-  expect(r.outputs.onboarded).toBe('');
+  expectNoVmTouched(r, VMS);
   expect(r.summary).toContain('> [!CAUTION]');
   expect(r.summary).toContain(escapeCell(r.report!.fatal!.message));
   expect(r.log).toMatch(/^::error::/m);

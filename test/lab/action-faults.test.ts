@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { runAction, vmOf, type ActionRun } from './action-harness.js';
+import { expectNoVmTouched, runAction, vmOf, type ActionRun } from './action-harness.js';
 import { LAB_GATEWAY_HOSTNAME } from './control-plane.js';
 import { run } from './exec.js';
 import { findVm, type LabState } from './state.js';
@@ -663,16 +663,7 @@ echo "same-as-persistent=$(cmp -s ${ISTIO_PATHS.runtimeToken} ${ONBOARD_PATHS.pe
     expect(message).toMatch(
       /^Cluster preflight failed: Istio CRDs not served: workloadgroups\.networking\.istio\.io \(networking\.istio\.io\/v1\), workloadentries\.networking\.istio\.io \(networking\.istio\.io\/v1\), serviceentries\.networking\.istio\.io \(networking\.istio\.io\/v1\)\. Install Istio's CRDs/,
     );
-    for (const vm of VMS) {
-      const report = vmOf(r.report, vm);
-      expect({ vm, outcome: report.outcome, steps: report.steps, counters: report.counters }).toEqual({
-        vm,
-        outcome: 'skipped-preflight',
-        steps: [],
-        counters: undefined,
-      });
-    }
-    expect({ failed: r.outputs.failed, onboarded: r.outputs.onboarded }).toEqual({ failed: '', onboarded: '' });
+    expectNoVmTouched(r, VMS);
     expect(r.summary).toContain(`**cluster**: ${message}`);
     expect(r.log).toContain(`::error::${message}`);
   }, 150_000);

@@ -23,7 +23,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { expectNoVmTouched, runAction, vmOf, type ActionRun } from './action-harness.js';
+import { expectNoVmTouched } from './action-expect.js';
+import { runAction, vmOf, type ActionRun } from './action-harness.js';
 import { run } from './exec.js';
 import { findVm, type LabState } from './state.js';
 import { upRealLab } from './real-lab.js';

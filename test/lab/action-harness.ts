@@ -1,7 +1,6 @@
 // Runs the bundled action (dist/index.js) against a lab the way a GitHub runner would: INPUT_*
 // variables (from the lab's action.env plus the key, known_hosts and kubeconfig as contents),
 // GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, RUNNER_TEMP. Returns what a workflow would see.
-import { expect } from '@jest/globals';
 import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { run } from './exec.js';
@@ -158,18 +157,4 @@ export function actionLogTail(r: ActionRun, lines = 60): string {
     .filter((line) => !line.startsWith('::debug::kube '))
     .slice(-lines)
     .join('\n');
-}
-
-/** Every VM skipped at the cluster preflight: no step, no SSH counters, nothing onboarded or failed. */
-export function expectNoVmTouched(r: ActionRun, vms: readonly string[]): void {
-  for (const vm of vms) {
-    const report = vmOf(r.report, vm);
-    expect({ vm, outcome: report.outcome, steps: report.steps, counters: report.counters }).toEqual({
-      vm,
-      outcome: 'skipped-preflight',
-      steps: [],
-      counters: undefined,
-    });
-  }
-  expect({ failed: r.outputs.failed, onboarded: r.outputs.onboarded }).toEqual({ failed: '', onboarded: '' });
 }

@@ -19,3 +19,12 @@ export function istiodAddress(istioNamespace: string, revision?: string): string
 export function meshConfigMapName(revision?: string): string {
   return isRevisioned(revision) ? `istio-${revision}` : 'istio';
 }
+
+/**
+ * The istiod address a VM's sidecar dials for its certificate and config: CA_ADDR of its cluster.env, which
+ * onboarding writes as `istiodAddress(istioNamespace, revision)` (render/vm-files.ts); without CA_ADDR,
+ * Istio's istio-start.sh falls back to istiod.istio-system.svc:15012. A revision move changes it.
+ */
+export function sidecarControlPlaneAddress(caAddress: string | undefined): string {
+  return caAddress ?? istiodAddress('istio-system');
+}

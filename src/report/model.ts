@@ -98,6 +98,11 @@ export interface VmReport {
    */
   canary?: { vm: string; self: boolean };
   /**
+   * A revision move: the istiod address the VM's sidecar dials after this run (`istiod-REV.<ns>.svc:15012`, its
+   * CA_ADDR) and the one before. Absent when the run does not change it.
+   */
+  controlPlane?: { address: string; from: string };
+  /**
    * After a rollback the VM is checked again on its previous version: healthy (every check passes) or not
    * (outcome rolled-back-unhealthy).
    */
@@ -196,6 +201,18 @@ export function sidecarVersionOf(vm: VmReport): string {
 /** Whether a run changed (or would change) the sidecar version of an installed VM: the tables then show it. */
 export function changesSidecarVersion(vms: readonly VmReport[]): boolean {
   return vms.some((vm) => vm.package?.from !== undefined && vm.package.from !== vm.package.version);
+}
+
+/** The VM's istiod for the tables: from → to (`:15012` left out), where a revision move takes it. */
+export function controlPlaneMoveOf(vm: VmReport): string {
+  if (!vm.controlPlane) return '';
+  const host = (address: string): string => address.replace(/:15012$/, '');
+  return `${host(vm.controlPlane.from)} → ${host(vm.controlPlane.address)}`;
+}
+
+/** Whether a run moved (or would move) an installed VM to another istiod: the tables then show it. */
+export function movesControlPlane(vms: readonly VmReport[]): boolean {
+  return vms.some((vm) => vm.controlPlane !== undefined);
 }
 
 /** Whether the run as a whole failed (the job then fails). */

@@ -6,6 +6,8 @@ import {
   isSuccess,
   runFailed,
   sidecarVersionOf,
+  controlPlaneMoveOf,
+  movesControlPlane,
   type CheckResult,
   type RunReport,
   type VmReport,
@@ -101,12 +103,14 @@ export function renderJobSummary(report: RunReport): string {
 function vmTable(vms: VmReport[]): string[] {
   const checkColumns = checkNames().filter((name) => vms.some((vm) => vm.checks.some((check) => check.name === name)));
   const sidecar = changesSidecarVersion(vms);
+  const istiod = movesControlPlane(vms);
   const header = [
     'VM',
     'group',
     'address',
     'result',
     ...(sidecar ? ['sidecar'] : []),
+    ...(istiod ? ['istiod'] : []),
     ...checkColumns.map((name) => checkDefinition(name)?.short ?? name),
     'time',
   ];
@@ -120,6 +124,7 @@ function vmTable(vms: VmReport[]): string[] {
         `${vm.address}${vm.workloadIP && !vm.address.startsWith(`${vm.workloadIP}:`) ? ` (${vm.workloadIP})` : ''}`,
         outcomeLabel(vm),
         ...(sidecar ? [sidecarVersionOf(vm)] : []),
+        ...(istiod ? [controlPlaneMoveOf(vm)] : []),
         ...checkColumns.map((name) => checkMark(vm.checks.find((check) => check.name === name))),
         formatDuration(vm.durationMs),
       ];
@@ -135,7 +140,8 @@ function failureBlock(vm: VmReport): string[] {
     // A verify failure's hint is the failing check's own, shown with it below.
     if (vm.error.hint && vm.error.step !== 'verify') lines.push(`  - what to do: ${escapeCell(vm.error.hint)}`);
   }
-  if (vm.canary?.self) lines.push(`- this VM was the canary of group ${vm.group}: its other upgrades were not started`);
+  if (vm.canary?.self)
+    lines.push(`- this VM was the canary of group ${vm.group}: its other upgrades and revision moves were not started`);
   if (vm.afterRollback) {
     const failedAfter = vm.afterRollback.checks.filter((check) => check.status === 'fail').map((check) => check.name);
     const on = vm.afterRollback.version ? ` on ${vm.afterRollback.version}` : '';

@@ -1,6 +1,14 @@
 // The CLI's view of a run: one line per VM with every check, then the failures with hints.
 import { checkNames } from '../verify/registry.js';
-import { changesSidecarVersion, isSuccess, runFailed, sidecarVersionOf, type RunReport } from './model.js';
+import {
+  changesSidecarVersion,
+  controlPlaneMoveOf,
+  isSuccess,
+  movesControlPlane,
+  runFailed,
+  sidecarVersionOf,
+  type RunReport,
+} from './model.js';
 import { formatDuration } from './summary.js';
 
 const MARK = { pass: 'ok', fail: 'FAIL', skipped: '-' } as const;
@@ -9,12 +17,14 @@ export function renderTerminalTable(report: RunReport): string {
   const shown = report.vms.filter((vm) => vm.outcome !== 'skipped-shard');
   const checks = checkNames().filter((name) => shown.some((vm) => vm.checks.some((check) => check.name === name)));
   const sidecar = changesSidecarVersion(shown);
+  const istiod = movesControlPlane(shown);
   const header = [
     'VM',
     'GROUP',
     'ADDRESS',
     'RESULT',
     ...(sidecar ? ['SIDECAR'] : []),
+    ...(istiod ? ['ISTIOD'] : []),
     ...checks.map((name) => name.toUpperCase()),
     'TIME',
   ];
@@ -24,6 +34,7 @@ export function renderTerminalTable(report: RunReport): string {
     vm.address,
     vm.outcome,
     ...(sidecar ? [sidecarVersionOf(vm)] : []),
+    ...(istiod ? [controlPlaneMoveOf(vm)] : []),
     ...checks.map((name) => {
       const check = vm.checks.find((item) => item.name === name);
       return check ? MARK[check.status] : '';

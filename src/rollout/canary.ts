@@ -9,7 +9,7 @@ export type CanaryResult = { vm: string; ok: true } | { vm: string; ok: false; r
 
 export type CanaryRole = { canary: true } | { canary: false; vm: string; result: Promise<CanaryResult> };
 
-export class UpgradeCanary {
+export class GroupCanary {
   private canaryVm: string | undefined;
   private settle!: (result: CanaryResult) => void;
   private readonly result = new Promise<CanaryResult>((resolve) => {

@@ -55,6 +55,8 @@ export interface InspectedVm {
   arch: string;
   packageFormat: PackageFormat;
   installedVersion?: string;
+  /** CA_ADDR of the VM's cluster.env (the istiod its sidecar dials); undefined: none set, or no cluster.env. */
+  caAddress?: string;
   /** The VM's source address on its route to the east-west gateway. */
   routeSourceIP?: string;
   reachesDiscovery: boolean;

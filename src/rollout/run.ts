@@ -18,7 +18,7 @@ import { firstWave, openEarlyConnections, type EarlyConnections } from './early-
 import { selectVms } from './select.js';
 import { runVmPipeline, type VmPipelineContext } from './vm-pipeline.js';
 import { checkVersionSkew, VersionSkewError } from './version-skew.js';
-import { UpgradeCanary } from './canary.js';
+import { GroupCanary } from './canary.js';
 
 export interface RolloutDependencies {
   /** Built lazily so that a bad input never opens a connection. */
@@ -228,9 +228,10 @@ async function rollVms(
       perGroup.set(group, pLimit(resolveShare(settings.rollout.maxUnavailable, group.vms.length)));
     }
   }
-  // onboard: one upgrade canary per group (canary.ts); first installs and unchanged VMs never wait for it.
-  const canaries = new Map<GroupSpec, UpgradeCanary>();
-  if (settings.mode === 'onboard') for (const group of perGroup.keys()) canaries.set(group, new UpgradeCanary());
+  // onboard: one canary per group (canary.ts) for upgrades and revision moves; first installs and unchanged VMs
+  // never wait for it.
+  const canaries = new Map<GroupSpec, GroupCanary>();
+  if (settings.mode === 'onboard') for (const group of perGroup.keys()) canaries.set(group, new GroupCanary());
   const allowedFailures = resolveShare(settings.rollout.failureBudget, selected.length, 0);
   let failures = 0;
   let done = 0;

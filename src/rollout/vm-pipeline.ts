@@ -25,7 +25,8 @@ import type {
 } from './ports.js';
 import { ISTIO_PATHS } from '../vm/paths.js';
 import { renderFilesForVm } from './render-vm.js';
-import type { UpgradeCanary } from './canary.js';
+import { istiodAddress, sidecarControlPlaneAddress } from '../render/istiod.js';
+import type { GroupCanary } from './canary.js';
 import {
   describeReBootstrap,
   needsReBootstrap,
@@ -57,8 +58,8 @@ export interface VmPipelineContext {
   packageUpload?: Buffer;
   /** verify and plan: the dry-run apply of the group's objects (what onboard would create or configure). */
   groupObjects?: ClusterObjectRecord[];
-  /** onboard: the group's upgrade canary (canary.ts), shared by the group's VMs. */
-  canary?: UpgradeCanary;
+  /** onboard: the group's canary for upgrades and revision moves (canary.ts), shared by the group's VMs. */
+  canary?: GroupCanary;
 }
 
 class StepFailure extends Error {
@@ -96,7 +97,7 @@ interface VmRun {
    */
   reBootstrap?: ReBootstrapCause;
   applied?: VmApplyOutcome;
-  /** This VM is its group's upgrade canary: the group's other upgrades wait for its outcome. */
+  /** This VM is its group's canary: the group's other upgrades and revision moves wait for its outcome. */
   isCanary?: boolean;
   /** Runs `work` with the VM's timeout held (waiting for the canary is not the VM's own time). */
   withTimeoutHeld<T>(work: () => Promise<T>): Promise<T>;
@@ -341,36 +342,65 @@ async function requireDiscovery(run: VmRun): Promise<void> {
 }
 
 /**
- * An upgrade (another sidecar version is installed) goes through the group's canary: the first upgrading VM
- * is it; the others wait here, before their token and apply, and are not started when it failed.
+ * What this run changes under a running sidecar: its version (an upgrade) and the istiod it dials (a revision
+ * move: CA_ADDR, discoveryAddress and the hosts entry name istiod-REV). Undefined: nothing runs yet (a first
+ * install) or neither changes.
+ */
+function runningSidecarChange(
+  run: VmRun,
+): { describe: string; controlPlane?: { from: string; to: string } } | undefined {
+  const facts = inspected(run);
+  const from = facts.installedVersion;
+  if (!from) return undefined;
+  const mesh = meshOf(run);
+  const fromAddress = sidecarControlPlaneAddress(facts.caAddress);
+  const toAddress = istiodAddress(mesh.istioNamespace, mesh.revision);
+  const parts: string[] = [];
+  if (from !== run.context.istioVersion) parts.push(`sidecar ${from} → ${run.context.istioVersion}`);
+  if (fromAddress !== toAddress) parts.push(`istiod ${fromAddress} → ${toAddress}`);
+  if (parts.length === 0) return undefined;
+  return {
+    describe: parts.join(', '),
+    ...(fromAddress !== toAddress ? { controlPlane: { from: fromAddress, to: toAddress } } : {}),
+  };
+}
+
+/**
+ * A change under a running sidecar (an upgrade, a revision move: `runningSidecarChange`) goes through the
+ * group's canary: the first such VM is it; the others wait here, before their token and apply, and are not
+ * started when it failed.
  */
 async function awaitCanary(run: VmRun): Promise<'stop' | void> {
-  const { canary, group, vm, istioVersion, logger } = run.context;
-  const from = inspected(run).installedVersion;
-  if (!canary || !from || from === istioVersion) return;
+  const { canary, group, vm, logger } = run.context;
+  const change = runningSidecarChange(run);
+  if (!change) return;
+  if (change.controlPlane) {
+    run.report.controlPlane = { address: change.controlPlane.to, from: change.controlPlane.from };
+  }
+  if (!canary) return;
   const role = canary.join(vm.name);
   if (role.canary) {
     run.isCanary = true;
     run.report.canary = { vm: vm.name, self: true };
     run.say(
-      `canary of group ${group.name}: upgrading ${from} → ${istioVersion} first; ` +
-        "the group's other upgrades wait for its checks",
+      `canary of group ${group.name}: ${change.describe} first; the group's other upgrades and revision moves ` +
+        'wait for its checks',
     );
     return;
   }
   run.report.canary = { vm: role.vm, self: false };
-  run.say(`upgrade ${from} → ${istioVersion} waits for the group's canary ${role.vm}`);
+  run.say(`${change.describe} waits for the group's canary ${role.vm}`);
   const started = Date.now();
   const result = await run.withTimeoutHeld(() => role.result);
   if (result.ok) {
-    const detail = `canary ${role.vm} upgraded and verified`;
+    const detail = `canary ${role.vm} changed and verified`;
     run.report.steps.push({ name: 'canary', status: 'ok', durationMs: Date.now() - started, detail });
-    run.say(`canary: ${detail}; upgrading`);
+    run.say(`canary: ${detail}; going on`);
     // The token asked for at the start may be old by now: ask for a fresh one.
     delete run.earlyToken;
     return;
   }
-  const message = `not upgraded (${from} → ${istioVersion}): the group's canary ${role.vm} ${result.reason}`;
+  const message = `not changed (${change.describe}): the group's canary ${role.vm} ${result.reason}`;
   run.report.steps.push({ name: 'canary', status: 'skipped', durationMs: Date.now() - started, detail: message });
   run.report.outcome = 'skipped-canary';
   run.report.error = {
@@ -418,13 +448,17 @@ async function plan(run: VmRun): Promise<'stop'> {
     ? `; would re-bootstrap: ${describeReBootstrap(run.reBootstrap)} ` +
       '(fresh token, certificate and key removed, sidecar restarted)'
     : '';
+  // A revision move goes through the group's canary like an upgrade (awaitCanary): say so before it happens.
+  const move = runningSidecarChange(run)?.controlPlane;
+  if (move) report.controlPlane = { address: move.to, from: move.from };
+  const moveText = move ? `; would move the sidecar from ${move.from} to ${move.to} (revision move, canary first)` : '';
   report.steps.push({
     name: 'plan',
     status: 'ok',
     durationMs: 0,
-    detail: describePlan(report.files, report.package) + reBootstrap,
+    detail: describePlan(report.files, report.package) + reBootstrap + moveText,
   });
-  run.say(`plan: ${describePlan(report.files, report.package)}${reBootstrap}`);
+  run.say(`plan: ${describePlan(report.files, report.package)}${reBootstrap}${moveText}`);
   report.outcome = 'planned';
   return 'stop';
 }

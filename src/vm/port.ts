@@ -117,6 +117,7 @@ function toFacts(facts: VmFacts): InspectedVm {
     arch: facts.arch ?? facts.machine,
     packageFormat: facts.packageFormat ?? 'deb',
     ...(facts.sidecar.installedVersion ? { installedVersion: facts.sidecar.installedVersion } : {}),
+    ...(facts.sidecar.caAddress ? { caAddress: facts.sidecar.caAddress } : {}),
     ...(facts.routeSourceIP ? { routeSourceIP: facts.routeSourceIP } : {}),
     reachesDiscovery: facts.eastWest.reachable !== false,
     ...(facts.provisionedCertificate ? { provisionedCertificate: facts.provisionedCertificate } : {}),

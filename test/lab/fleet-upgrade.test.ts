@@ -112,7 +112,7 @@ describe('fleet sidecar upgrade through dist/, real istiod and sidecar', () => {
     // with max-unavailable 2 the first two VMs start: one of them is the canary
     expect(['vm1', 'vm2']).toContain(canary);
     expect(r.log).toContain(
-      `[${canary}] canary of group ${vmOf(r.report, canary!).group}: upgrading ${versionA} → ${versionB} first`,
+      `[${canary}] canary of group ${vmOf(r.report, canary!).group}: sidecar ${versionA} → ${versionB} first`,
     );
     // the canary's upgrade and checks come before any other VM's apply
     const canaryDone = r.log.split('\n').findIndex((line) => line.includes(`${canary}: updated`));

@@ -81,6 +81,8 @@ export interface World {
   refusedVersion: Map<string, string>;
   /** istiod's version as the preflight finds it. */
   istiodVersion: string;
+  /** The istiod revision the preflight and the mesh values are for ('' = default). */
+  revision: string;
   /** `Kind ns/name` of the cluster objects applied (tests delete them). */
   clusterObjects: Set<string>;
   /** The labels each WorkloadGroup was applied with (JSON). */
@@ -103,9 +105,16 @@ export function makeWorld(): World {
     failingVersion: new Map(),
     refusedVersion: new Map(),
     istiodVersion: '1.24.0',
+    revision: '',
     clusterObjects: new Set(),
     groupLabels: new Map(),
   };
+}
+
+/** CA_ADDR of a cluster.env as inspect reads it (unquoted), when it sets one. */
+function caAddressOf(clusterEnv: string | undefined): { caAddress?: string } {
+  const value = /^CA_ADDR='([^']*)'$/m.exec(clusterEnv ?? '')?.[1];
+  return value ? { caAddress: value } : {};
 }
 
 const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
@@ -116,7 +125,7 @@ export function fakes(world: World) {
   const previous = new Map<string, string>();
   const cluster: ClusterPort = {
     server: 'https://127.0.0.1:6443',
-    preflight: async () => ({ istioVersion: world.istiodVersion, revision: '', warnings: [] }),
+    preflight: async () => ({ istioVersion: world.istiodVersion, revision: world.revision, warnings: [] }),
     applyGroup: async (group, options) => {
       world.events.push(`applyGroup ${group.name}${options.dryRun ? ' (dry-run)' : ''}`);
       // The group's object and its labels: other labels are a change of .spec.metadata.labels.
@@ -144,7 +153,7 @@ export function fakes(world: World) {
       rootCert: 'ROOT',
       clusterID: 'Kubernetes',
       trustDomain: 'cluster.local',
-      revision: '',
+      revision: world.revision,
       istioNamespace: 'istio-system',
       eastWest: { address: '10.0.9.1', source: 'lb-ip', candidates: ['10.0.9.1'] },
     }),
@@ -182,6 +191,7 @@ export function fakes(world: World) {
           arch: 'amd64',
           packageFormat: 'deb',
           ...(world.installed.has(vm.name) ? { installedVersion: world.versions.get(vm.name) ?? '1.24.0' } : {}),
+          ...caAddressOf(world.vmFiles.get(vm.name)?.get('/var/lib/istio/envoy/cluster.env')),
           routeSourceIP: vm.internalIP,
           reachesDiscovery: true,
           ...(world.provisioned?.has(vm.name)

@@ -401,14 +401,14 @@ describe('sidecar upgrade: one canary per group first', () => {
     // ...and the others ran together after it (max-unavailable 100%)
     expect(world.maxInFlightByGroup.get('g0')).toBe(4);
     expect(log.lines).toContain(
-      `[${canary.name}] canary of group g0: upgrading 1.24.0 → 1.24.1 first; the group's other upgrades wait for its checks`,
+      `[${canary.name}] canary of group g0: sidecar 1.24.0 → 1.24.1 first; the group's other upgrades and revision moves wait for its checks`,
     );
     expect(log.lines).toContain(
       `[${canary.name}] apply: package upgraded 1.24.0 → 1.24.1; 0 file(s) changed; no restart`,
     );
     const others = report.vms.filter((vm) => !vm.canary?.self);
     for (const vm of others) {
-      expect(log.lines).toContain(`[${vm.name}] upgrade 1.24.0 → 1.24.1 waits for the group's canary ${canary.name}`);
+      expect(log.lines).toContain(`[${vm.name}] sidecar 1.24.0 → 1.24.1 waits for the group's canary ${canary.name}`);
       expect(vm.steps.find((step) => step.name === 'canary')).toMatchObject({ status: 'ok' });
     }
     // the summary and the table show from → to
@@ -435,7 +435,7 @@ describe('sidecar upgrade: one canary per group first', () => {
       expect(byName[name]!.error).toMatchObject({
         step: 'canary',
         message:
-          "not upgraded (1.24.0 → 1.24.1): the group's canary vm-0-0 was rolled back at verify: checks failed: sidecar-ready",
+          "not changed (sidecar 1.24.0 → 1.24.1): the group's canary vm-0-0 was rolled back at verify: checks failed: sidecar-ready",
       });
       expect(world.events).not.toContain(`apply ${name}`);
     }
@@ -509,6 +509,103 @@ describe('sidecar upgrade: one canary per group first', () => {
     expect(log.lines.some((line) => line.startsWith('[vm-0-0] plan: package would be upgraded 1.24.0 → 1.24.1;'))).toBe(
       true,
     );
+    expect(world.events.filter((e) => e.startsWith('apply vm-'))).toEqual([]);
+  });
+});
+
+describe('revision move: the group canary first, like an upgrade', () => {
+  const DEFAULT_ISTIOD = 'istiod.istio-system.svc:15012';
+  const CANARY_ISTIOD = 'istiod-canary.istio-system.svc:15012';
+  async function onDefaultRevision(vms = [3]) {
+    const world = makeWorld();
+    await run(world, inventoryOf(vms), { 'istio-version': '1.24.0' });
+    world.events.length = 0;
+    world.revision = 'canary';
+    return world;
+  }
+  const clusterEnvOf = (world: ReturnType<typeof makeWorld>, vm: string) => world.applied.get(vm)!.files.clusterEnv;
+
+  it('moves the canary alone, then the rest; from → to in the report, summary and table', async () => {
+    const world = await onDefaultRevision();
+    const lines: string[] = [];
+    const logger = { ...silent, info: (line: string) => lines.push(line) };
+    const report = await run(
+      world,
+      inventoryOf([3]),
+      { 'istio-version': '1.24.0', 'max-unavailable': '100%' },
+      { logger },
+    );
+    expect(report.vms.map((vm) => vm.outcome)).toEqual(['updated', 'updated', 'updated']);
+    const canary = report.vms.find((vm) => vm.canary?.self)!;
+    expect(canary).toBeDefined();
+    for (const vm of report.vms) {
+      expect(vm.controlPlane).toEqual({ address: CANARY_ISTIOD, from: DEFAULT_ISTIOD });
+      expect(vm.canary?.vm).toBe(canary.name);
+      expect(clusterEnvOf(world, vm.name)).toContain(`CA_ADDR='${CANARY_ISTIOD}'`);
+    }
+    const applies = world.events.filter((e) => /^(apply|verify) vm-/.test(e));
+    expect(applies.slice(0, 2)).toEqual([`apply ${canary.name}`, `verify ${canary.name}`]);
+    expect(lines).toContain(
+      `[${canary.name}] canary of group g0: istiod ${DEFAULT_ISTIOD} → ${CANARY_ISTIOD} first; ` +
+        "the group's other upgrades and revision moves wait for its checks",
+    );
+    const { renderJobSummary } = await import('../../src/report/summary.js');
+    const { renderTerminalTable } = await import('../../src/report/table.js');
+    expect(renderJobSummary(report)).toContain(
+      '| ✅ updated | istiod.istio-system.svc → istiod-canary.istio-system.svc |',
+    );
+    expect(renderTerminalTable(report)).toMatch(/ISTIOD[\s\S]*updated\s+istiod\.istio-system\.svc → istiod-canary/);
+
+    // moved: the next run changes nothing and needs no canary
+    world.events.length = 0;
+    const again = await run(world, inventoryOf([3]), { 'istio-version': '1.24.0' });
+    expect(again.vms.map((vm) => vm.outcome)).toEqual(['unchanged', 'unchanged', 'unchanged']);
+    expect(again.vms.every((vm) => vm.canary === undefined && vm.controlPlane === undefined)).toBe(true);
+  });
+
+  it('a canary failing on the new revision is rolled back; the group is not moved', async () => {
+    const world = await onDefaultRevision([3]);
+    world.failingUntilRollback.add('vm-0-0');
+    const report = await run(world, inventoryOf([3]), { 'istio-version': '1.24.0', 'max-unavailable': '1' });
+    const byName = Object.fromEntries(report.vms.map((vm) => [vm.name, vm]));
+    expect(byName['vm-0-0']!.outcome).toBe('rolled-back');
+    expect(world.events).toContain('rollback vm-0-0');
+    for (const name of ['vm-0-1', 'vm-0-2']) {
+      expect(byName[name]!.outcome).toBe('skipped-canary');
+      expect(byName[name]!.error!.message).toBe(
+        `not changed (istiod ${DEFAULT_ISTIOD} → ${CANARY_ISTIOD}): the group's canary vm-0-0 was rolled back ` +
+          'at verify: checks failed: sidecar-ready',
+      );
+      expect(world.events).not.toContain(`apply ${name}`);
+    }
+  });
+
+  it('an upgrade and a move at once are one change through the canary', async () => {
+    const world = await onDefaultRevision([2]);
+    const report = await run(world, inventoryOf([2]), { 'istio-version': '1.24.1', 'max-unavailable': '100%' });
+    const canary = report.vms.find((vm) => vm.canary?.self)!;
+    const other = report.vms.find((vm) => !vm.canary?.self)!;
+    expect(other.steps.find((step) => step.name === 'canary')).toMatchObject({
+      status: 'ok',
+      detail: `canary ${canary.name} changed and verified`,
+    });
+    expect(report.vms.map((vm) => vm.package?.from)).toEqual(['1.24.0', '1.24.0']);
+    expect(report.vms.map((vm) => vm.controlPlane?.address)).toEqual([CANARY_ISTIOD, CANARY_ISTIOD]);
+  });
+
+  it('plan shows the move before it happens and touches nothing', async () => {
+    const world = await onDefaultRevision([1]);
+    const lines: string[] = [];
+    const logger = { ...silent, info: (line: string) => lines.push(line) };
+    const report = await run(world, inventoryOf([1]), { mode: 'plan', 'istio-version': '1.24.0' }, { logger });
+    expect(report.vms[0]!.controlPlane).toEqual({ address: CANARY_ISTIOD, from: DEFAULT_ISTIOD });
+    expect(
+      lines.some((line) =>
+        line.endsWith(
+          `would move the sidecar from ${DEFAULT_ISTIOD} to ${CANARY_ISTIOD} (revision move, canary first)`,
+        ),
+      ),
+    ).toBe(true);
     expect(world.events.filter((e) => e.startsWith('apply vm-'))).toEqual([]);
   });
 });

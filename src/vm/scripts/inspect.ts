@@ -67,6 +67,11 @@ export interface VmFacts {
     packageSha256: string | null;
     /** `systemctl is-active istio`. */
     unitState: string | null;
+    /**
+     * CA_ADDR of the VM's cluster.env, unquoted (`istiod-canary.istio-system.svc:15012`): the istiod its sidecar
+     * dials; null when cluster.env is absent or sets none (istio-start.sh then uses istiod.istio-system.svc:15012).
+     */
+    caAddress: string | null;
   };
   /** sha256 of each managed file on the VM, null when absent (the token: hash only). */
   fileHashes: Record<ManagedFileKey | 'runtimeToken', string | null>;
@@ -211,7 +216,7 @@ function emptyFacts(target: string, options: InspectOptions): VmFacts {
     init: 'none',
     tools: [],
     diskFreeKiB: { root: null, varLib: null },
-    sidecar: { installedVersion: null, packageSha256: null, unitState: null },
+    sidecar: { installedVersion: null, packageSha256: null, unitState: null, caAddress: null },
     fileHashes: { rootCert: null, clusterEnv: null, meshConfig: null, token: null, dropIn: null, runtimeToken: null },
     hostsBlock: null,
     eastWest: { address: options.eastWestAddress, port: options.discoveryPort ?? 15012, reachable: null, detail: '' },
@@ -285,6 +290,7 @@ function parseFacts(target: string, output: ScriptOutput, options: InspectOption
     installedVersion: output.get('pkg.version') || null,
     packageSha256: output.get('pkg.sha256') || null,
     unitState: output.get('unit.state') ?? null,
+    caAddress: unquoteEnvValue(output.get('ca.addr') ?? '') || null,
   };
   for (const key of Object.keys(facts.fileHashes) as (keyof VmFacts['fileHashes'])[]) {
     const value = output.get(`file.${key}`);
@@ -344,6 +350,12 @@ function parseFacts(target: string, output: ScriptOutput, options: InspectOption
   }
   facts.problems = preflightProblems(facts, options);
   return facts;
+}
+
+/** A cluster.env value as istioctl writes it (`'…'`, sorted `K='V'` lines), without its single quotes. */
+function unquoteEnvValue(value: string): string {
+  const trimmed = value.trim();
+  return trimmed.length >= 2 && trimmed.startsWith("'") && trimmed.endsWith("'") ? trimmed.slice(1, -1) : trimmed;
 }
 
 /** What stops (error) or should worry (warning) an onboarding of this VM. */

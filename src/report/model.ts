@@ -93,8 +93,8 @@ export interface VmReport {
   /** The sidecar package: the version installed (or planned), and the one on the VM before (`from`), when any. */
   package?: { version: string; action: 'installed' | 'upgraded' | 'unchanged' | 'removed'; from?: string };
   /**
-   * An upgrade of the sidecar: the group's canary VM (upgraded and checked before the group's other upgrades
-   * start), its name on every upgrading VM of the group, and whether this VM is it.
+   * An upgrade of the sidecar or a revision move: the group's canary VM (changed and checked before the group's
+   * other upgrades and moves start), its name on every such VM of the group, and whether this VM is it.
    */
   canary?: { vm: string; self: boolean };
   /**

@@ -1,10 +1,10 @@
-// The upgrade canary of a group: when a run changes the sidecar version of VMs that have one installed, the
-// first of the group's VMs found upgrading goes first, alone; the group's other upgrades wait (after inspect,
-// before their token and apply) for its outcome, and are not started when it was rolled back or failed.
-// First installs never wait: nothing runs there yet that a bad version could break.
+// The canary of a group: when a run changes what runs on VMs that have the sidecar installed — its version (an
+// upgrade) or the istiod it dials (a revision move) — the first of the group's VMs found changing goes first,
+// alone; the group's other changes wait (after inspect, before their token and apply) for its outcome, and are
+// not started when it was rolled back or failed. First installs never wait: nothing runs there yet to break.
 import { isSuccess, type VmReport } from '../report/model.js';
 
-/** What the group's waiting upgrades learn from their canary. */
+/** What the group's waiting upgrades and moves learn from their canary. */
 export type CanaryResult = { vm: string; ok: true } | { vm: string; ok: false; reason: string };
 
 export type CanaryRole = { canary: true } | { canary: false; vm: string; result: Promise<CanaryResult> };
@@ -16,7 +16,7 @@ export class GroupCanary {
     this.settle = resolve;
   });
 
-  /** An upgrading VM of the group joins: the first becomes the canary, the others wait for it. */
+  /** A changing VM of the group joins: the first becomes the canary, the others wait for it. */
   join(vm: string): CanaryRole {
     if (this.canaryVm === undefined) {
       this.canaryVm = vm;

@@ -43,6 +43,9 @@ const LOOPBACK_TARGET = /(?:\/\/|\s)(?:127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+
 
 /** Causes found in pilot-agent's log (istio.log / istio.err.log), most specific first. */
 const AGENT_LOG_CAUSES: { id: HintId; pattern: RegExp; unless?: RegExp }[] = [
+  // Go's crypto/x509 HostnameError ("certificate is valid for A, B, not C"): a trusted istiod answered for
+  // another name. Through an east-west gateway that is a revision's istiod-REV name routed to another istiod.
+  { id: 'istiod-name-mismatch', pattern: /certificate is valid for [^\n]*, not [\w.-]+/i },
   {
     id: 'root-cert-rejected-by-agent',
     pattern: /x509|certificate signed by unknown authority|failed to verify certificate|certificate verify failed/i,

@@ -5,7 +5,7 @@ import { labDown, labUp } from './lab.js';
 import { tryReadState } from './state.js';
 
 const USAGE = `usage: npm run lab -- <command> [options]
-  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P] [--node-path PATH] [--istio-namespace NS] [--extra-versions V1,V2] [--extra-depends V=PKG[+PKG]]
+  up --vms N --dir DIR [--ssh-port P] [--package-size-mb N] [--istio-version V] [--arch amd64|arm64] [--app-port P] [--node-path PATH] [--istio-namespace NS] [--extra-revision REV] [--extra-versions V1,V2] [--extra-depends V=PKG[+PKG]]
   down --dir DIR
   fault NAME [--vm VM] --dir DIR [--after-bytes N] [--rate R]
   heal NAME [--vm VM] --dir DIR
@@ -134,6 +134,9 @@ async function main(argv: string[]): Promise<number> {
       const istioNamespace = p.flags.get('istio-namespace');
       if (istioNamespace !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(istioNamespace))
         throw new Error('--istio-namespace needs a DNS-1123 label');
+      const extraRevision = p.flags.get('extra-revision');
+      if (extraRevision !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(extraRevision))
+        throw new Error('--extra-revision needs a DNS-1123 label');
       const state = await labUp({
         dir,
         vms: intFlag(p, 'vms') ?? 1,
@@ -144,6 +147,7 @@ async function main(argv: string[]): Promise<number> {
         appPort: intFlag(p, 'app-port'),
         nodePath: p.flags.get('node-path'),
         istioNamespace: p.flags.get('istio-namespace'),
+        extraRevision,
         extraVersions: extraVersions(p.flags.get('extra-versions'), p.flags.get('extra-depends')),
       });
       process.stdout.write(

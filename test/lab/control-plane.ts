@@ -34,6 +34,11 @@ export interface ControlPlaneOptions {
   log?: (line: string) => void;
   /** The namespace Istio is installed into (default istio-system). */
   istioNamespace?: string;
+  /**
+   * A second istiod of this revision next to the default one (`up --extra-revision`), on its own address
+   * with the same plugged-in CA; the east-west address's 15012 then routes by SNI (istiod-sni-router.ts).
+   */
+  extraRevision?: string;
   /** Every change of the Pod runner's running pods (the daemon keeps them in state.json). */
   onPodsChanged?: (pods: LabPodState[]) => void;
 }
@@ -46,6 +51,8 @@ export interface ControlPlane {
   faults: FaultDefinition[];
   /** The real istiod process. */
   istiod?: RealIstiodInfo;
+  /** The second istiod (`extraRevision`): its revision, address and process. */
+  extraIstiod?: RealIstiodInfo & { revision: string; address: string };
   /** The lab's Kubernetes API (the daemon serves its request log and user rules). */
   kube?: KubeApiDouble;
   stop(): Promise<void>;

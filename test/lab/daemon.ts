@@ -188,6 +188,7 @@ async function main(): Promise<void> {
     gatewayIP: state.gatewayIP,
     vms: state.vms.map((vm) => ({ name: vm.name, ip: vm.ip, netns: vm.netns, sshPort: vm.sshPort })),
     ...(state.istiod?.istioNamespace ? { istioNamespace: state.istiod.istioNamespace } : {}),
+    ...(state.istiod?.extraRevision ? { extraRevision: state.istiod.extraRevision } : {}),
     log,
     onPodsChanged: (pods) => {
       state.pods = pods.map((p) => ({ ...p }));
@@ -201,6 +202,16 @@ async function main(): Promise<void> {
       ...(controlPlane.istiod.pid ? { pid: controlPlane.istiod.pid } : {}),
       binary: controlPlane.istiod.binary,
       logPath: controlPlane.istiod.logPath,
+      ...(controlPlane.extraIstiod
+        ? {
+            extra: {
+              revision: controlPlane.extraIstiod.revision,
+              ...(controlPlane.extraIstiod.pid ? { pid: controlPlane.extraIstiod.pid } : {}),
+              logPath: controlPlane.extraIstiod.logPath,
+              address: controlPlane.extraIstiod.address,
+            },
+          }
+        : {}),
     };
   }
   const cp = controlPlane;

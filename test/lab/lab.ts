@@ -53,6 +53,8 @@ export interface UpOptions {
   nodePath?: string;
   /** Install Istio into this namespace instead of istio-system. */
   istioNamespace?: string;
+  /** A second istiod, of this revision (istiod-REV), next to the default one: for revision moves. */
+  extraRevision?: string | undefined;
   /**
    * More versions of the sidecar package to serve (built from the same sources with that Version), e.g. to
    * upgrade to; `depends` adds packages the version declares it needs (a VM without them refuses it).
@@ -188,6 +190,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     istiod: {
       mode: 'real',
       ...(options.istioNamespace ? { istioNamespace: options.istioNamespace } : {}),
+      ...(options.extraRevision ? { extraRevision: options.extraRevision } : {}),
     },
     files: {
       inventory: path.join(dir, 'inventory.yaml'),

@@ -86,6 +86,10 @@ export interface LabState {
     logPath?: string;
     /** The namespace Istio is installed into (`up --istio-namespace`, ); default istio-system. */
     istioNamespace?: string;
+    /** A second istiod's revision (`up --extra-revision`): istiod-REV runs next to the default istiod. */
+    extraRevision?: string;
+    /** The second istiod's process, when there is one. */
+    extra?: { revision: string; pid?: number; logPath: string; address: string };
   };
   /** Absolute path of the Node 24 binary that VM-side scripts (systemctl stand-in, workload app) run on. */
   nodePath: string;

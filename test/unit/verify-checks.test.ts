@@ -1281,6 +1281,21 @@ describe("classifyAgentLog: the agent's probes of its own Envoy are not about is
   });
 });
 
+describe('classifyAgentLog: an istiod answering for other names is not an untrusted root', () => {
+  // The agent's line when the east-west gateway sends istiod-canary's SNI to the default istiod (recorded in the
+  // lab: revision-unexposed fault, real pilot-agent and istiod).
+  const mismatch =
+    '[2026-12-07 18:48:45.243][27274][warning][config] DeltaAggregatedResources gRPC config stream to xds-grpc closed: 14, connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate is valid for istio-pilot.istio-system.svc, istiod-remote.istio-system.svc, istiod.istio-system.svc, not istiod-canary.istio-system.svc"';
+  const unknownAuthority =
+    '2026-12-07T18:48:45Z\twarn\tca\tca request failed: rpc error: code = Unavailable desc = connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority"';
+
+  it('names the gateway route to the revision, not the root cert', () => {
+    expect(classifyAgentLog([mismatch])).toEqual({ id: 'istiod-name-mismatch', line: mismatch });
+    expect(classifyAgentLog([unknownAuthority])).toEqual({ id: 'root-cert-rejected-by-agent', line: unknownAuthority });
+    expect(allHints()['istiod-name-mismatch']!.fix).toContain('expose-istiod-rev.yaml.tmpl');
+  });
+});
+
 describe("the current run's log lines: Envoy's too, read in the VM's time zone", () => {
   // Envoy's default log format has the process's local time and no zone; the probe reports `date +%z`.
   const started = Date.parse('2026-12-07T15:51:21.000Z');

@@ -102,6 +102,16 @@ export const sidecarReady: CheckDefinition = {
         'rerun onboard so the managed /etc/hosts block is written ' +
         '(with a hostname load balancer, give the gateway address explicitly)',
     },
+    'istiod-name-mismatch': {
+      cause:
+        'the istiod that answered on 15012 has a certificate for other names (x509: "certificate is valid for …, ' +
+        'not …"): the east-west gateway sends the name the VM dials (CA_ADDR, istiod-REV for a revision) to ' +
+        "another istiod — the revision's istiod is not exposed on the gateway",
+      fix:
+        "expose the revision's istiod on the east-west gateway (Istio's samples/multicluster/" +
+        'expose-istiod-rev.yaml.tmpl with REVISION set: a TLS passthrough route for sniHosts istiod-REV.<istio ' +
+        'namespace>.svc), or check the revision input; then rerun onboard',
+    },
     'root-cert-rejected-by-agent': {
       cause:
         "the sidecar does not trust istiod's certificate (x509: signed by unknown authority): " +

@@ -16,9 +16,13 @@ function describeEntry(entry: WorkloadEntryView): string {
   const h = healthyCondition(entry);
   const healthy = h ? h.status : '(none)';
   const healthMessage = h?.message ? ` (${h.message})` : '';
+  // The istiod instance (its pod) that holds the VM's connection and keeps the entry: after a revision move,
+  // a pod of istiod-REV (annotation istio.io/workloadController: "the current/last pilot instance connected to
+  // the workload for XDS", istio.io/api annotation/annotations.gen.go; set by pilot/pkg/autoregistration).
+  const controller = a['istio.io/workloadController'] ? `, kept by istiod pod ${a['istio.io/workloadController']}` : '';
   return (
     `WorkloadEntry ${entry.metadata.namespace ?? ''}/${entry.metadata.name} ${kind}, ` +
-    `address ${entry.spec.address ?? '?'}, Healthy=${healthy}${healthMessage}`
+    `address ${entry.spec.address ?? '?'}, Healthy=${healthy}${healthMessage}${controller}`
   );
 }
 

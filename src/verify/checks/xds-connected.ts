@@ -29,12 +29,14 @@ const XDS_STATS = {
 const XDS_STREAMS_ACTIVE = 'cluster.xds-grpc.upstream_rq_active';
 
 /**
- * `; likely: <cause>` when the agent's line says istiod refused it (a token or a root cert: "authentication
- * failure" is gRPC code 16, Unauthenticated) rather than that istiod could not be reached.
+ * `; likely: <cause>` when the agent's line says istiod refused it or was not the one dialled (a token, a root
+ * cert — "authentication failure" is gRPC code 16, Unauthenticated — or an istiod with a certificate for other
+ * names) rather than that istiod could not be reached.
  */
 function likelyCause(line: string | undefined): string {
   const cause = line === undefined ? undefined : classifyAgentLog([line]);
-  if (!cause || (cause.id !== 'token-rejected' && cause.id !== 'root-cert-rejected-by-agent')) return '';
+  const refusals = ['token-rejected', 'root-cert-rejected-by-agent', 'istiod-name-mismatch'];
+  if (!cause || !refusals.includes(cause.id)) return '';
   return `; likely: ${renderHint(cause.id).split('. Fix:')[0]}`;
 }
 

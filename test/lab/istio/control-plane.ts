@@ -3,7 +3,6 @@
 // process of the lab daemon (tracked by pid, stopped on `down`), with the Pod object a cluster would show for
 // it (Ready while the process serves), so istiod's Service has an endpoint.
 import { cpSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import {
   blockIstiodFault,
@@ -12,7 +11,7 @@ import {
   type ControlPlaneOptions,
 } from '../control-plane.js';
 import type { FaultDefinition } from '../fault-types.js';
-import { startKubeApi, type KubeObject } from '../kube/index.js';
+import { startKubeApi } from '../kube/index.js';
 import { startLabDns } from '../dns/index.js';
 import { istioBuild } from './binaries.js';
 import { istioInstallObjects, istiodDeploymentArgs, istiodNamespaceOf, istiodProcessEnv } from './install.js';
@@ -21,6 +20,8 @@ import { PodRunner } from '../pods/runner.js';
 import { ECHO_NAMESPACE, startRealEcho } from '../mesh/real-echo.js';
 import { realSidecarSources } from '../package/real-sidecar.js';
 import { checkFaults } from './faults-checks.js';
+import { istiodPodObject, podRunningStatus } from './istiod-pod.js';
+import { DEFAULT_ISTIOD_BEHIND_ROUTER_PORT, startExtraRevision, type ExtraRevision } from './extra-revision.js';
 
 const rootRotationStepText: Record<RootRotationStep, string> = {
   'add-root': 'a second root is trusted next to the first; istiod still signs with the first',
@@ -53,7 +54,12 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     kubeconfigPath,
     workDir,
     host: options.gatewayIP,
-    ...(options.istiodPort !== undefined ? { ports: { secureGrpc: options.istiodPort } } : {}),
+    // With a second revision the east-west address's 15012 is the SNI router's (extra-revision.ts).
+    ...(options.extraRevision
+      ? { ports: { secureGrpc: DEFAULT_ISTIOD_BEHIND_ROUTER_PORT } }
+      : options.istiodPort !== undefined
+        ? { ports: { secureGrpc: options.istiodPort } }
+        : {}),
     trustDomain,
     // What the Deployment in the cluster says now (the action reads the same object).
     deploymentArgs: () => istiodDeploymentArgs([istiodDeploymentNow()]),
@@ -81,6 +87,29 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     );
   setIstiodPodReady(true);
 
+  let extra: ExtraRevision | undefined;
+  if (options.extraRevision) {
+    try {
+      extra = await startExtraRevision({
+        revision: options.extraRevision,
+        kube,
+        kubeconfigPath,
+        dir: options.dir,
+        labIndex: options.labIndex,
+        gatewayIP: options.gatewayIP,
+        routerPort: options.istiodPort ?? 15012,
+        istioNamespace,
+        trustDomain,
+        defaultIstiod: istiod,
+        log,
+      });
+    } catch (e) {
+      await istiod.stop();
+      await Promise.allSettled([dns.stop(), kube.stop()]);
+      throw e;
+    }
+  }
+
   // The Pod runner (kubelet + Job controller + admission): the verification Jobs' pods, injected by this istiod.
   const sidecar = realSidecarSources();
   const pods = new PodRunner({
@@ -95,8 +124,15 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     },
     // A cluster's DNS + kube-proxy would bring istiod.<namespace>.svc to istiod; in the lab it listens on the
     // east-west address (the same line `render` writes for VMs).
-    hosts: [`${options.gatewayIP} istiod.${istioNamespace}.svc`],
-    serviceAddress: (ns, name) => (ns === istioNamespace && name === 'istiod' ? options.gatewayIP : undefined),
+    hosts: [`${options.gatewayIP} istiod.${istioNamespace}.svc`, ...(extra ? [`${extra.address} ${extra.host}`] : [])],
+    serviceAddress: (ns, name) =>
+      ns !== istioNamespace
+        ? undefined
+        : name === 'istiod'
+          ? options.gatewayIP
+          : extra && name === `istiod-${extra.revision}`
+            ? extra.address
+            : undefined,
     ...(options.onPodsChanged ? { onPodsChanged: options.onPodsChanged } : {}),
     nodePath: process.execPath,
     log,
@@ -108,6 +144,7 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     log(`echo.${ECHO_NAMESPACE}: pod ${echo.state.name} at ${echo.state.ip}`);
   } catch (e) {
     await pods.stop();
+    await extra?.stop();
     await istiod.stop();
     await Promise.allSettled([dns.stop(), kube.stop()]);
     throw e;
@@ -127,6 +164,7 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
     block15012.fault,
     // The double's own autoregistration-off only edits the Deployment; here the process follows it.
     ...kube.faults.filter((f) => f.name !== 'autoregistration-off'),
+    ...(extra?.faults ?? []),
     {
       name: 'wrong-root-cert',
       scope: 'lab',
@@ -202,48 +240,28 @@ export async function startRealIstioControlPlane(options: ControlPlaneOptions): 
       cacertsDir: istiod.cacertsDir,
       ports: istiod.ports,
     },
+    ...(extra
+      ? {
+          extraIstiod: {
+            revision: extra.revision,
+            address: extra.address,
+            get pid() {
+              return extra.istiod.pid;
+            },
+            binary: extra.istiod.binary,
+            logPath: extra.istiod.logPath,
+            cacertsDir: extra.istiod.cacertsDir,
+            ports: extra.istiod.ports,
+          },
+        }
+      : {}),
     kube,
     async stop() {
       await block15012.unblockAll();
       await pods.stop();
+      await extra?.stop();
       await istiod.stop();
       await Promise.allSettled([dns.stop(), kube.stop()]);
     },
-  };
-}
-
-/** The Pod of the istiod Deployment (its template's labels and spec); its address comes with its status. */
-function istiodPodObject(deployment: KubeObject): KubeObject {
-  const template = (deployment.spec?.template ?? {}) as {
-    metadata?: { labels?: Record<string, string> };
-    spec?: object;
-  };
-  const hash = createHash('sha256').update(JSON.stringify(template)).digest('hex');
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: {
-      name: `istiod-${hash.slice(0, 10)}-${hash.slice(10, 15)}`,
-      namespace: deployment.metadata.namespace,
-      labels: { ...(template.metadata?.labels ?? {}), 'pod-template-hash': hash.slice(0, 10) },
-    },
-    spec: { ...(template.spec ?? {}), nodeName: 'lab-node' },
-  };
-}
-
-/** A running Pod's status at `address`, Ready or not (what the kubelet reports from the readiness probe). */
-function podRunningStatus(address: string, ready: boolean): object {
-  const at = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const condition = (type: string, status: boolean) => ({
-    type,
-    status: status ? 'True' : 'False',
-    lastTransitionTime: at,
-  });
-  return {
-    phase: 'Running',
-    podIP: address,
-    podIPs: [{ ip: address }],
-    hostIP: address,
-    conditions: [condition('Initialized', true), condition('ContainersReady', ready), condition('Ready', ready)],
   };
 }

@@ -16,6 +16,13 @@ export interface IstioInstallOptions {
   healthChecks?: boolean;
   /** The Istio namespace (`values.global.istioNamespace`; default istio-system). */
   istioNamespace?: string;
+  /** A revision (`--set revision=…`): istiod-REV, istio-REV, istio-sidecar-injector-REV and its webhook. */
+  revision?: string;
+}
+
+/** The istiod Deployment's name for a revision, as Istio's chart names it. */
+export function istiodDeploymentName(revision?: string): string {
+  return revision ? `istiod-${revision}` : 'istiod';
 }
 
 /** `istioctl manifest generate` with the lab's values; returns the objects it renders. */
@@ -34,6 +41,7 @@ export function istioInstallObjects(o: IstioInstallOptions = {}): KubeObject[] {
     ...set(`values.pilot.env.PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION=${String(o.autoregistration ?? true)}`),
     ...set(`values.pilot.env.PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS=${String(o.healthChecks ?? true)}`),
     ...(o.istioNamespace ? set(`values.global.istioNamespace=${o.istioNamespace}`) : []),
+    ...(o.revision ? set(`revision=${o.revision}`) : []),
   ];
   const text = execFileSync(build.istioctl, args, {
     encoding: 'utf8',
@@ -47,8 +55,9 @@ export function istioInstallObjects(o: IstioInstallOptions = {}): KubeObject[] {
     const o2 = doc.toJS() as KubeObject | null;
     if (o2 && typeof o2 === 'object' && o2.kind && o2.metadata?.name) objects.push(o2);
   }
-  if (!objects.some((x) => x.kind === 'Deployment' && x.metadata.name === 'istiod'))
-    throw new Error('istioctl manifest generate rendered no istiod Deployment');
+  const name = istiodDeploymentName(o.revision);
+  if (!objects.some((x) => x.kind === 'Deployment' && x.metadata.name === name))
+    throw new Error(`istioctl manifest generate rendered no ${name} Deployment`);
   return objects;
 }
 
@@ -58,16 +67,21 @@ interface EnvVar {
   valueFrom?: { fieldRef?: { fieldPath?: string } };
 }
 
-/** The istiod container of the Deployment `istioInstallObjects` rendered. */
+/** The istiod Deployment among the objects (app=istiod; a revision's is istiod-REV). */
+function istiodDeploymentIn(objects: KubeObject[]): KubeObject | undefined {
+  return objects.find((x) => x.kind === 'Deployment' && x.metadata.labels?.app === 'istiod');
+}
+
 /** The namespace of the installed istiod Deployment. */
 export function istiodNamespaceOf(objects: KubeObject[]): string {
-  const d = objects.find((x) => x.kind === 'Deployment' && x.metadata.name === 'istiod');
+  const d = istiodDeploymentIn(objects);
   if (!d?.metadata.namespace) throw new Error('no istiod Deployment (with a namespace) in the install objects');
   return d.metadata.namespace;
 }
 
+/** The istiod container of the Deployment `istioInstallObjects` rendered. */
 function istiodContainer(objects: KubeObject[]): { args: string[]; env: EnvVar[] } {
-  const d = objects.find((x) => x.kind === 'Deployment' && x.metadata.name === 'istiod') as
+  const d = istiodDeploymentIn(objects) as
     | (KubeObject & { spec: { template: { spec: { containers: Array<{ args?: string[]; env?: EnvVar[] }> } } } })
     | undefined;
   const c = d?.spec.template.spec.containers[0];
@@ -81,7 +95,7 @@ function istiodContainer(objects: KubeObject[]): { args: string[]; env: EnvVar[]
  */
 export function istiodProcessEnv(objects: KubeObject[], kubeconfigPath: string): Record<string, string> {
   const fields: Record<string, string> = {
-    'metadata.name': 'istiod-lab',
+    'metadata.name': `${istiodDeploymentIn(objects)?.metadata.name ?? 'istiod'}-lab`,
     'metadata.namespace': istiodNamespaceOf(objects),
     'spec.serviceAccountName': 'istiod',
   };

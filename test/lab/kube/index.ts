@@ -111,6 +111,11 @@ export interface KubeApiDouble {
   controllerErrors: unknown[];
   /** `kind/name` of `seed.istioInstall` objects whose kind the double does not serve (RBAC, HPA, …). */
   skippedInstallObjects: string[];
+  /**
+   * Installs more of Istio after the start (a second revision's `istioctl manifest generate --set revision=…`):
+   * returns the `kind/name` left out (kinds not served, objects already there such as the shared CRDs).
+   */
+  installIstio(objects: KubeObject[]): string[];
   /** TokenRequest without HTTP. Throws KubeApiError 404 when the ServiceAccount does not exist. */
   issueServiceAccountToken(
     namespace: string,
@@ -390,20 +395,25 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
   const istioNs =
     seed.istioInstall?.find((o) => o.kind === 'Deployment' && o.metadata.name === 'istiod')?.metadata.namespace ??
     'istio-system';
-  if (seed.istio && seed.istioInstall) {
-    system({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: istioNs } });
+  /**
+   * Objects `istioctl manifest generate` rendered, created as the install would (CRDs first, each istiod
+   * Deployment rolled out); kinds the double does not serve and objects already there (a second revision's
+   * CRDs) are left out and listed.
+   */
+  const installIstio = (objects: KubeObject[]): string[] => {
+    const skipped: string[] = [];
     const served = (o: KubeObject): boolean => {
       const [g] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : [''];
       return store.types().some((x) => x.group === (g ?? '') && x.kind === o.kind);
     };
     // CRDs first: the custom resources in the install need their types.
     const ordered = [
-      ...seed.istioInstall.filter((o) => o.kind === 'CustomResourceDefinition'),
-      ...seed.istioInstall.filter((o) => o.kind !== 'CustomResourceDefinition'),
+      ...objects.filter((o) => o.kind === 'CustomResourceDefinition'),
+      ...objects.filter((o) => o.kind !== 'CustomResourceDefinition'),
     ];
     for (const o of ordered) {
-      if (!served(o)) {
-        skippedInstallObjects.push(`${o.kind}/${o.metadata.name}`);
+      if (!served(o) || store.get(kindKeyFor(o), o.metadata.namespace, o.metadata.name)) {
+        skipped.push(`${o.kind}/${o.metadata.name}`);
         continue;
       }
       const created = system(structuredClone(o));
@@ -414,9 +424,20 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
           created.metadata.name,
           crdStatus(o),
         );
-      if (o.kind === 'Deployment' && o.metadata.name === 'istiod')
-        store.patchStatus('deployments.apps', istioNs, 'istiod', istiodDeploymentStatus(), 'kube-controller-manager');
+      if (o.kind === 'Deployment' && o.metadata.labels?.app === 'istiod')
+        store.patchStatus(
+          'deployments.apps',
+          o.metadata.namespace,
+          o.metadata.name,
+          istiodDeploymentStatus(),
+          'kube-controller-manager',
+        );
     }
+    return skipped;
+  };
+  if (seed.istio && seed.istioInstall) {
+    system({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: istioNs } });
+    skippedInstallObjects.push(...installIstio(seed.istioInstall));
     const eastWest = eastWestService(seed.network);
     system({ ...eastWest, metadata: { ...(eastWest.metadata as object), namespace: istioNs } } as typeof eastWest);
     store.patchStatus(
@@ -630,6 +651,7 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiDouble>
     restrictedUser: RESTRICTED_USER,
     controllerErrors,
     skippedInstallObjects,
+    installIstio,
     issueServiceAccountToken,
     reviewToken,
     addController(fn, kinds) {

@@ -6,6 +6,10 @@ export const LAB_RUN_DIR = '/run/ivo-lab';
 export function gatewayIP(k: number): string {
   return `10.233.${k}.1`;
 }
+/** A second address on the bridge, for a second istiod revision (below every VM's .11 and up). */
+export function extraIstiodIP(k: number): string {
+  return `10.233.${k}.2`;
+}
 export function subnet(k: number): string {
   return `10.233.${k}.0/24`;
 }

@@ -1,7 +1,8 @@
 # shellcheck shell=sh
 # Inspect, as root: disk, the installed sidecar, hashes of the managed files (never the token's
 # content), the managed hosts block, the lock and a FAILED marker, 15012 reachability from the VM (as
-# the proxy user: see probe-as-proxy.sh) and the VM's source address towards the gateway.
+# the proxy user: see probe-as-proxy.sh), the VM's source address towards the gateway and the CA_ADDR
+# line of cluster.env (the istiod its sidecar dials).
 # Values: IVO_PACKAGE_NAME, IVO_PACKAGE_DIR, IVO_UNIT, IVO_RUNTIME_TOKEN, IVO_HOSTS, IVO_FAILED_MARKER,
 # IVO_LOCK_FILE, IVO_EW_HOST, IVO_EW_PORT, IVO_EW_IS_IP (1|0), IVO_REACH_TIMEOUT (seconds),
 # IVO_CONTENT_FILES (lines of: KEY PATH, files whose content to return), IVO_PROV_CHAIN (the certificate
@@ -22,7 +23,13 @@ ivo_file_hash() {
   # ivo_file_hash KEY PATH: the file's sha256, or - when it is absent
   if [ -f "$2" ]; then ivo_emit "file.$1" "$(sha256sum < "$2" | cut -d' ' -f1)"; else ivo_emit "file.$1" -; fi
 }
-ivo_hash_managed() { ivo_file_hash "$1" "$3"; }
+ivo_hash_managed() {
+  ivo_file_hash "$1" "$3"
+  # The istiod address the running sidecar dials (a revision move changes it): CA_ADDR of cluster.env.
+  if [ "$1" = clusterEnv ] && [ -f "$3" ]; then
+    ivo_emit64 ca.addr "$(sed -n 's/^CA_ADDR=//p' "$3" | head -n1)"
+  fi
+}
 ivo_each_managed_file ivo_hash_managed
 ivo_file_hash runtimeToken "$IVO_RUNTIME_TOKEN"
 if grep -q -x -e "$IVO_HOSTS_BEGIN" "$IVO_HOSTS" 2>/dev/null; then

@@ -24,6 +24,8 @@ export interface WorkloadEntryInfo {
   healthMessage?: string;
   connectedAt?: string;
   disconnectedAt?: string;
+  /** The istiod instance (pod) connected to the workload for xDS (annotation istio.io/workloadController). */
+  controller?: string;
 }
 
 /** Name istiod gives an auto-registered WorkloadEntry. Pure. */
@@ -65,6 +67,7 @@ export function toWorkloadEntryInfo(raw: RawEntry): WorkloadEntryInfo {
   if (healthy?.message) info.healthMessage = healthy.message;
   if (ann['istio.io/connectedAt']) info.connectedAt = ann['istio.io/connectedAt'];
   if (ann['istio.io/disconnectedAt']) info.disconnectedAt = ann['istio.io/disconnectedAt'];
+  if (ann['istio.io/workloadController']) info.controller = ann['istio.io/workloadController'];
   return info;
 }
 

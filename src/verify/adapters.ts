@@ -17,6 +17,7 @@ export function vmProbeFromSession(session: Pick<VmSession, 'exec'>): VmProbe {
 export function workloadEntryViewOf(info: WorkloadEntryInfo): WorkloadEntryView {
   const annotations: Record<string, string> = {};
   if (info.autoRegistered && info.group) annotations['istio.io/autoRegistrationGroup'] = info.group;
+  if (info.controller) annotations['istio.io/workloadController'] = info.controller;
   const view: WorkloadEntryView = {
     metadata: { name: info.name, namespace: info.namespace, annotations },
     spec: {

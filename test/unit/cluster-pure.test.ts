@@ -441,7 +441,7 @@ describe('WorkloadEntries and PeerAuthentication', () => {
   });
   it('reads the entry fields checks need', () => {
     const wle = parseYaml(`
-metadata: {name: vm-app-10.128.0.27, namespace: vm-ns, annotations: {istio.io/autoRegistrationGroup: vm-app, istio.io/connectedAt: "2024-05-02T10:15:30Z"}}
+metadata: {name: vm-app-10.128.0.27, namespace: vm-ns, annotations: {istio.io/autoRegistrationGroup: vm-app, istio.io/connectedAt: "2024-05-02T10:15:30Z", istio.io/workloadController: istiod-canary-7d9f-x2x}}
 spec: {address: 10.128.0.27, serviceAccount: vm-sa, network: n1, labels: {app: vm-app}}
 status: {conditions: [{type: Healthy, status: "True"}]}`);
     expect(toWorkloadEntryInfo(wle)).toEqual({
@@ -455,6 +455,7 @@ status: {conditions: [{type: Healthy, status: "True"}]}`);
       group: 'vm-app',
       healthy: 'True',
       connectedAt: '2024-05-02T10:15:30Z',
+      controller: 'istiod-canary-7d9f-x2x',
     });
   });
   it('effective mTLS mode: workload > namespace > mesh > PERMISSIVE; UNSET inherits; oldest wins', () => {

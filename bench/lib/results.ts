@@ -505,7 +505,7 @@ export function renderMarkdown(raw: RawResults, summary: Summary): string {
     `| action start (spawn of \`node dist/index.js\`) → first visible log line (median over all first installs) | ${secs(summary.startup.firstVisibleLineMs)} s |`,
   );
   L.push(
-    `| action start → first byte on stdout (an \`::add-mask::\` command) | ${secs(summary.startup.firstOutputMs)} s |`,
+    `| action start → first byte on stdout (the first log line; before the entry was split, an \`::add-mask::\` command) | ${secs(summary.startup.firstOutputMs)} s |`,
   );
   if (summary.startup.alone) {
     const alone = summary.startup.alone;

@@ -27,8 +27,8 @@ import { TOOL_VERSION } from './version.js';
 
 /**
  * Called by the entry (src/main.ts) once this bundle is loaded, with the run folder it made for Node's
- * compile cache (saved in the job state before anything else, so the post step removes it even when this
- * step is cancelled) or why it made none. Every error ends as a failed step.
+ * compile cache (saved in the job state before anything else, for the post step; cancelled before this,
+ * the post step finds it in RUNNER_TEMP) or why it made none. Every error ends as a failed step.
  */
 export async function runAction(start: { runFolder?: string; problem?: string }): Promise<void> {
   try {

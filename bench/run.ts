@@ -6,7 +6,12 @@
 //   BENCH_SIZES=1,5,10,20   BENCH_REPS=3   BENCH_SLOW_SIZES=1,10 (where (a) and (b) run)
 //   BENCH_DEADLINE_MIN=30 (repetitions not started by then are recorded as skipped)
 //   BENCH_OUT=bench (where results.md/json go)
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+//   BENCH_ONLY=startup (only the action's start-up, bench/lib/startup.ts: no lab, no root, ~1 min; prints a
+//     table and writes nothing)
+//   BENCH_STARTUP_BEFORE=DIR[,DIR…] (bundle folders to compare the start-up with, measured in the same run,
+//     samples interleaved; e.g. the committed bundle: `git archive HEAD dist | tar -x -C SOMEWHERE`, then
+//     SOMEWHERE/dist)
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { run } from '../test/lab/exec.js';
@@ -24,7 +29,13 @@ import {
   type BenchLab,
 } from './lib/lab.js';
 import { measurePlan } from './lib/plan.js';
-import { measureStartup, startupMedians } from './lib/startup.js';
+import {
+  measureStartups,
+  startupComparisonTable,
+  startupMedians,
+  type StartupComparison,
+  type StartupMeasurement,
+} from './lib/startup.js';
 import { renderMarkdown, summarize, type Machine, type RawResults, type Repetition } from './lib/results.js';
 import { secs } from './lib/stats.js';
 
@@ -42,7 +53,12 @@ const SLOW_SIZES = list(process.env.BENCH_SLOW_SIZES, [1, 10]);
 const DEADLINE_MS = (Number(process.env.BENCH_DEADLINE_MIN ?? 30) || 30) * 60_000;
 const OUT_DIR = path.resolve(REPO_ROOT, process.env.BENCH_OUT ?? 'bench');
 const PLAN_REPS = 3;
-const STARTUP_SAMPLES = 9;
+const STARTUP_SAMPLES = 11;
+const ONLY = process.env.BENCH_ONLY ?? '';
+const STARTUP_BEFORE = (process.env.BENCH_STARTUP_BEFORE ?? '')
+  .split(',')
+  .map((dir) => dir.trim())
+  .filter((dir) => dir !== '');
 
 const started = performance.now();
 function log(line: string): void {
@@ -116,7 +132,38 @@ async function repetition(vms: number, index: number, distDir: string): Promise<
   return rep;
 }
 
+/** The action's start-up alone, for the bundle under test and each BENCH_STARTUP_BEFORE folder (interleaved). */
+async function startupPart(distDir: string): Promise<{ startup: StartupMeasurement; compared: StartupComparison[] }> {
+  const before = STARTUP_BEFORE.map((dir) => path.resolve(dir));
+  for (const dir of before) {
+    if (!existsSync(path.join(dir, 'index.js'))) throw new Error(`BENCH_STARTUP_BEFORE: no index.js in ${dir}`);
+  }
+  const [startup, ...others] = await measureStartups([distDir, ...before], STARTUP_SAMPLES);
+  const compared = others.map((measurement, i) => ({ label: STARTUP_BEFORE[i]!, measurement }));
+  const figures = startupMedians(startup!);
+  log(
+    `start-up: first log line ${secs(figures.firstVisibleLineMs)} s; rollout ready ${secs(figures.readyFreshMs)} s fresh, ${secs(figures.readyReusedMs)} s with the compile cache (medians of ${STARTUP_SAMPLES})`,
+  );
+  return { startup: startup!, compared };
+}
+
+/** BENCH_ONLY=startup: the start-up part alone, printed as a table (nothing written). */
+async function startupOnly(): Promise<void> {
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'ivo-bench-'));
+  try {
+    const dist = await snapshotDist(path.join(scratch, 'dist'));
+    log(`bundle: ${dist.source} (${dist.actionSha256.slice(0, 12)}); load average ${os.loadavg().join(', ')}`);
+    const { startup, compared } = await startupPart(dist.dir);
+    process.stdout.write(`${startupComparisonTable(startup, compared).join('\n')}\n`);
+    log(`load average ${os.loadavg().join(', ')}`);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
+  if (ONLY === 'startup') return startupOnly();
+  if (ONLY !== '') throw new Error(`BENCH_ONLY=${ONLY}: only "startup" can run alone`);
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (the lab creates network namespaces)');
   log(`sizes ${SIZES.join(',')}, ${REPS} repetition(s), (a)/(b) at ${SLOW_SIZES.join(',')} VM(s)`);
   const ansible = await ensureAnsible();
@@ -131,11 +178,7 @@ async function main(): Promise<void> {
       `1,000-VM render: ${plan.map((p) => `${secs(p.wallMs)} s / ${Math.round(p.maxRssKiB / 1024)} MiB${p.ok ? '' : ' FAILED'}`).join(', ')}`,
     );
     // also before any lab: the action's start-up alone (the machine may still be shared: medians)
-    const startup = await measureStartup(dist.dir, STARTUP_SAMPLES);
-    const startupFigures = startupMedians(startup);
-    log(
-      `start-up: first log line ${secs(startupFigures.firstVisibleLineMs)} s; rollout ready ${secs(startupFigures.readyFreshMs)} s fresh, ${secs(startupFigures.readyReusedMs)} s with the compile cache (medians of ${STARTUP_SAMPLES})`,
-    );
+    const { startup, compared: startupCompared } = await startupPart(dist.dir);
     const repetitions: Repetition[] = [];
     // Repetitions interleave the sizes (1,5,10,20, 1,5,10,20, …) so that slow drift of the shared
     // machine's load spreads over all sizes instead of landing on one.
@@ -174,6 +217,7 @@ async function main(): Promise<void> {
       repetitions,
       plan,
       startup,
+      ...(startupCompared.length > 0 ? { startupCompared } : {}),
     };
     const summary = summarize(raw);
     mkdirSync(OUT_DIR, { recursive: true });

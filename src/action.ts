@@ -12,6 +12,7 @@ import { renderJobSummary } from './report/summary.js';
 import { runFailed } from './report/model.js';
 import type { RunLogger } from './rollout/ports.js';
 import { runRollout } from './rollout/run.js';
+import { RUN_FOLDER_STATE } from './runner-files.js';
 import { createRuntime, redactInputs } from './runtime.js';
 import { forgetSecretInputs, neutralizeWorkflowCommands, registerSecretInputs, SecretRegistry } from './secrets.js';
 import {
@@ -24,7 +25,22 @@ import {
 } from './settings.js';
 import { TOOL_VERSION } from './version.js';
 
-export async function run(): Promise<void> {
+/**
+ * Called by the entry (src/main.ts) once this bundle is loaded, with the run folder it made for Node's
+ * compile cache (saved in the job state before anything else, for the post step; cancelled before this,
+ * the post step finds it in RUNNER_TEMP) or why it made none. Every error ends as a failed step.
+ */
+export async function runAction(start: { runFolder?: string; problem?: string }): Promise<void> {
+  try {
+    if (start.runFolder !== undefined) core.saveState(RUN_FOLDER_STATE, start.runFolder);
+    if (start.problem !== undefined) core.debug(start.problem);
+    await run();
+  } catch (error) {
+    core.setFailed(error instanceof Error ? error.message : String(error));
+  }
+}
+
+async function run(): Promise<void> {
   const secrets = new SecretRegistry();
   secrets.onAdd((value) => core.setSecret(value));
   // Mask before anything else can print: secret inputs, and the credentials inside the kubeconfig.

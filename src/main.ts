@@ -1,16 +1,15 @@
-// Entry point of the bundled action (dist/index.js). Kept small on purpose (@actions/core, the input
-// defaults and the version only): it prints the first line — what the run is about to do — within
-// milliseconds of `node dist/index.js`, then loads the rest (dist/run.js: the Kubernetes client, SSH,
-// the rollout), like the CLI's entry (src/cli/load-heavy.ts).
+// Entry point of the bundled action (dist/index.js). Kept small on purpose: no @actions/* and no
+// library, only Node's own modules and src/action-first-line.ts. It prints the first line — what the
+// run is about to do — within milliseconds of `node dist/index.js`, then loads the rest (dist/run.js:
+// @actions/core, the Kubernetes client, SSH, the rollout), like the CLI's entry (src/cli/load-heavy.ts).
+// `npm run bench` measures both (bench/lib/startup.ts; BENCH_ONLY=startup runs that part alone).
 import './shims/esm-cjs-globals.js';
-import * as core from '@actions/core';
 import { mkdirSync } from 'node:fs';
 import { enableCompileCache } from 'node:module';
+import { EOL } from 'node:os';
 import path from 'node:path';
-import { isInlineInventory } from './inventory/source.js';
-import { RUN_FOLDER_STATE, runFolderPath } from './runner-files.js';
-import { INPUT_DEFAULTS } from './settings.js';
-import { TOOL_VERSION } from './version.js';
+import { firstLine } from './action-first-line.js';
+import { runFolderPath } from './runner-files.js';
 
 type ActionModule = typeof import('./action.js');
 
@@ -21,36 +20,28 @@ async function loadAction(): Promise<ActionModule> {
   return (await import(/* webpackIgnore: true */ here.replace(/[^/]+$/, 'run.js'))) as ActionModule;
 }
 
-function firstLine(): string {
-  const mode = core.getInput('mode') || INPUT_DEFAULTS.mode;
-  const inventory = core.getInput('inventory');
-  const source = inventory === '' ? '(none given)' : isInlineInventory(inventory) ? 'inline' : inventory.trim();
-  return `istio-vm-onboard ${TOOL_VERSION}: mode ${mode}, inventory ${source}`;
-}
-
 /**
  * Node's compile cache for dist/run.js, in the run folder the post step removes. On a fresh runner the
  * cache is empty, so the first run of the action in a job gains nothing (it compiles as without a cache,
- * and writes ~2 MB of cache besides); a second use of the action in the same job (plan, then onboard;
- * onboard, then verify) loads run.js from the cache. `npm run bench` measures both (bench/lib/startup.ts).
- * Saved in the job state first, so the post step finds the folder even when this step is killed.
+ * and writes ~2 MB of cache as it exits); a second use of the action in the same job (plan, then
+ * onboard; onboard, then verify) loads run.js from the cache. Returns the folder, or why there is none
+ * (the adapter saves the one and logs the other as debug, once @actions/core is loaded).
  */
-function useCompileCache(): void {
+function useCompileCache(): { runFolder?: string; problem?: string } {
   const folder = runFolderPath(process.env);
   try {
     mkdirSync(folder, { recursive: true, mode: 0o700 });
-    core.saveState(RUN_FOLDER_STATE, folder);
-    enableCompileCache(path.join(folder, 'compile-cache'));
+    const { message } = enableCompileCache(path.join(folder, 'compile-cache'));
+    return { runFolder: folder, ...(message !== undefined ? { problem: `compile cache not used: ${message}` } : {}) };
   } catch (error) {
-    core.debug(`no compile cache: ${error instanceof Error ? error.message : String(error)}`);
+    return { problem: `no compile cache: ${error instanceof Error ? error.message : String(error)}` };
   }
 }
 
-core.info(firstLine());
-useCompileCache();
-try {
-  const { run } = await loadAction();
-  await run();
-} catch (error) {
-  core.setFailed(error instanceof Error ? error.message : String(error));
-}
+// What @actions/core's info() writes; that module is not loaded yet. The line names no secret input, so
+// it may come before the secrets' ::add-mask:: commands (src/action.ts registers them first thing).
+process.stdout.write(firstLine(process.env) + EOL);
+const cache = useCompileCache();
+// If run.js cannot be loaded, the import throws: Node prints the error and exits with code 1.
+const { runAction } = await loadAction();
+await runAction(cache);

@@ -2,10 +2,10 @@
 // runs after the job's steps whether they passed, failed or were cancelled, and removes what the main
 // step left on the runner (src/runner-files.ts). The report stays where report-path says.
 import * as core from '@actions/core';
-import { removeRunFolder, RUN_FOLDER_STATE } from './runner-files.js';
+import { removeRunFolder, RUN_FOLDER_STATE, runFolderToRemove } from './runner-files.js';
 
 try {
-  const outcome = await removeRunFolder(core.getState(RUN_FOLDER_STATE));
+  const outcome = await removeRunFolder(runFolderToRemove(core.getState(RUN_FOLDER_STATE), process.env));
   if (outcome.removed) core.info(`removed ${outcome.removed}`);
   else core.info(`nothing to remove: ${outcome.skipped}`);
 } catch (error) {

@@ -17,6 +17,17 @@ export function runFolderPath(env: NodeJS.ProcessEnv): string {
 }
 
 /**
+ * The folder the post step removes: the one the main step saved in the job state, else (it was cancelled
+ * while dist/run.js was still loading, after the entry made the folder) the one it makes in this job's
+ * RUNNER_TEMP — only on a runner, which gives each job its own RUNNER_TEMP, never in a shared temporary
+ * directory. '' when there is none.
+ */
+export function runFolderToRemove(saved: string, env: NodeJS.ProcessEnv): string {
+  if (saved !== '') return saved;
+  return env.RUNNER_TEMP ? runFolderPath(env) : '';
+}
+
+/**
  * Removes the run folder named in the post step's state. Refuses anything that is not a folder named
  * istio-vm-onboard (state comes from a file of the job; never remove what it merely names). Returns
  * what was removed, or why nothing was.

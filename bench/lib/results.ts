@@ -3,7 +3,7 @@
 import { VERIFY_PARTS, type ActionMeasurement } from './action.js';
 import type { BaselineMeasurement, BaselineName } from './baselines.js';
 import type { PlanMeasurement } from './plan.js';
-import { startupMedians, type StartupMeasurement } from './startup.js';
+import { startupComparisonTable, startupMedians, type StartupComparison, type StartupMeasurement } from './startup.js';
 
 interface PlanSummary {
   wallMs: number;
@@ -59,6 +59,8 @@ export interface RawResults {
   plan: PlanMeasurement[];
   /** Start-up alone (bench/lib/startup.ts); absent in results from before it was measured. */
   startup?: StartupMeasurement;
+  /** Other bundle folders (BENCH_STARTUP_BEFORE) started alone in the same run, interleaved with `startup`. */
+  startupCompared?: StartupComparison[];
 }
 
 export interface SizeSummary {
@@ -503,7 +505,7 @@ export function renderMarkdown(raw: RawResults, summary: Summary): string {
     `| action start (spawn of \`node dist/index.js\`) → first visible log line (median over all first installs) | ${secs(summary.startup.firstVisibleLineMs)} s |`,
   );
   L.push(
-    `| action start → first byte on stdout (an \`::add-mask::\` command) | ${secs(summary.startup.firstOutputMs)} s |`,
+    `| action start → first byte on stdout (the first log line; before the entry was split, an \`::add-mask::\` command) | ${secs(summary.startup.firstOutputMs)} s |`,
   );
   if (summary.startup.alone) {
     const alone = summary.startup.alone;
@@ -519,6 +521,14 @@ export function renderMarkdown(raw: RawResults, summary: Summary): string {
     `| dist/index.js (action entry) / dist/run.js (the action's rollout, loaded after the first line) / dist/cli/index.js (CLI entry: render, rbac, help) / dist/cli/run.js (CLI runs, loaded on demand) | ${bytes(raw.dist.actionBytes)} / ${raw.dist.actionRunBytes !== undefined ? bytes(raw.dist.actionRunBytes) : '—'} / ${bytes(raw.dist.cliBytes)} / ${raw.dist.cliRunBytes !== undefined ? bytes(raw.dist.cliRunBytes) : '—'} |`,
   );
   L.push('');
+  if (raw.startup && raw.startupCompared && raw.startupCompared.length > 0) {
+    L.push(
+      'Start-up compared with other builds (BENCH_STARTUP_BEFORE; the action started alone as above, all bundles in the same run with their starts interleaved):',
+      '',
+      ...startupComparisonTable(raw.startup, raw.startupCompared),
+      '',
+    );
+  }
 
   const problems = raw.repetitions.flatMap((r) => [
     ...r.errors.map((e) => `${r.vms} VM(s), repetition ${r.repetition}: ${e}`),

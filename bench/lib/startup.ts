@@ -4,15 +4,20 @@
 // cluster, whose kubeconfig points at a closed loopback port anyway; nothing leaves the machine. Each
 // sample gets private, empty RUNNER_TEMP and TMPDIR folders. Two ways, each over the same number of samples:
 //   fresh  — a fresh runner: RUNNER_TEMP empty, so Node's compile cache (src/main.ts) is empty too;
-//   reused — a second use of the action in the same job: the compile cache the previous sample wrote.
+//   reused — a second use of the action in the same job: the compile cache an earlier step wrote (that
+//            step runs to its end — a plan against the closed port fails within seconds — because Node
+//            writes the cache as the process exits, and a killed process writes none).
 // The first visible line does not depend on the cache (it is printed before dist/run.js is loaded).
+// Several bundle folders (e.g. the build before a change and after it) are measured in one run with
+// their samples interleaved (A, B, A, B, …), so drifting load on a shared machine hits them alike: compare
+// their ratios, not their absolute figures across runs.
 // Not a test: nothing asserts; the figures go to bench/results.md.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { node24 } from '../../test/lab/testing.js';
-import { median } from './stats.js';
+import { median, num, ratio } from './stats.js';
 import { fileURLToPath } from 'node:url';
 
 export interface StartupSample {
@@ -55,7 +60,8 @@ const KUBECONFIG = [
   '',
 ].join('\n');
 
-function sample(entry: string, runnerTemp: string, tmp: string): Promise<StartupSample> {
+/** One start; `untilExit`: let it run to its end (to write the compile cache) instead of killing it when ready. */
+function sample(entry: string, runnerTemp: string, tmp: string, untilExit = false): Promise<StartupSample> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     let firstVisibleLineMs = Number.NaN;
@@ -82,9 +88,9 @@ function sample(entry: string, runnerTemp: string, tmp: string): Promise<Startup
       const now = performance.now() - started;
       for (const line of lines) {
         if (Number.isNaN(firstVisibleLineMs) && line !== '' && !line.startsWith('::')) firstVisibleLineMs = now;
-        if (line.startsWith('plan: ')) {
+        if (line.startsWith('plan: ') && Number.isNaN(readyMs)) {
           readyMs = now;
-          child.kill('SIGKILL');
+          if (!untilExit) child.kill('SIGKILL');
         }
       }
     });
@@ -99,20 +105,35 @@ function sample(entry: string, runnerTemp: string, tmp: string): Promise<Startup
 
 /** `samples` fresh-runner starts, then `samples` starts that reuse one runner's compile cache. */
 export async function measureStartup(distDir: string, samples: number): Promise<StartupMeasurement> {
-  const entry = path.join(distDir, 'index.js');
+  const [measured] = await measureStartups([distDir], samples);
+  return measured!;
+}
+
+/**
+ * The same for several bundle folders in one run, their samples interleaved (A, B, A, B, …; the order
+ * alternates each round so neither always goes first). Returns one measurement per folder, in order.
+ */
+export async function measureStartups(distDirs: string[], samples: number): Promise<StartupMeasurement[]> {
+  const entries = distDirs.map((dir) => path.join(dir, 'index.js'));
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'ivo-bench-startup-'));
+  const tmp = () => mkdtempSync(path.join(scratch, 'tmp-'));
+  const order = (round: number) => entries.map((_, i) => i).sort((a, b) => (round % 2 === 0 ? a - b : b - a));
   try {
-    const fresh: StartupSample[] = [];
-    for (let i = 0; i < samples; i++) {
-      const runnerTemp = mkdtempSync(path.join(scratch, 'runner-temp-'));
-      fresh.push(await sample(entry, runnerTemp, mkdtempSync(path.join(scratch, 'tmp-'))));
-      rmSync(runnerTemp, { recursive: true, force: true });
+    const results: StartupMeasurement[] = entries.map(() => ({ samples, fresh: [], reused: [] }));
+    for (let round = 0; round < samples; round++) {
+      for (const i of order(round)) {
+        const runnerTemp = mkdtempSync(path.join(scratch, 'runner-temp-'));
+        results[i]!.fresh.push(await sample(entries[i]!, runnerTemp, tmp()));
+        rmSync(runnerTemp, { recursive: true, force: true });
+      }
     }
-    const shared = mkdtempSync(path.join(scratch, 'runner-temp-shared-'));
-    await sample(entry, shared, mkdtempSync(path.join(scratch, 'tmp-'))); // fills the cache
-    const reused: StartupSample[] = [];
-    for (let i = 0; i < samples; i++) reused.push(await sample(entry, shared, mkdtempSync(path.join(scratch, 'tmp-'))));
-    return { samples, fresh, reused };
+    // one runner per bundle: an earlier step of the job fills its compile cache, later steps reuse it
+    const shared = entries.map(() => mkdtempSync(path.join(scratch, 'runner-temp-shared-')));
+    for (const [i, entry] of entries.entries()) await sample(entry, shared[i]!, tmp(), true);
+    for (let round = 0; round < samples; round++) {
+      for (const i of order(round)) results[i]!.reused.push(await sample(entries[i]!, shared[i]!, tmp()));
+    }
+    return results;
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
@@ -130,11 +151,39 @@ export function startupMedians(m: StartupMeasurement): {
   };
 }
 
-// `tsx bench/lib/startup.ts DIST_DIR [SAMPLES]`: the figures for one bundle folder, e.g. to compare a
-// build with the one before it.
+/** A bundle folder measured beside the one under test (BENCH_STARTUP_BEFORE), by the name it was given. */
+export interface StartupComparison {
+  label: string;
+  measurement: StartupMeasurement;
+}
+
+/**
+ * A markdown table: the bundle under test and each compared one, medians, and the bundle under test's
+ * figure as a ratio of the compared one's (below 1× = faster). Samples of one run, interleaved.
+ */
+export function startupComparisonTable(current: StartupMeasurement, compared: StartupComparison[]): string[] {
+  const now = startupMedians(current);
+  const cell = (value: number, base?: number) =>
+    base === undefined ? `${num(value)} ms` : `${num(value)} ms (this build ${ratio(base / value)})`;
+  const lines = [
+    `| bundle (median of ${current.samples} starts each, interleaved) | spawn → first log line | → rollout ready, fresh runner | → rollout ready, compile cache of an earlier step |`,
+    '| --- | ---: | ---: | ---: |',
+    `| this build | ${cell(now.firstVisibleLineMs)} | ${cell(now.readyFreshMs)} | ${cell(now.readyReusedMs)} |`,
+  ];
+  for (const { label, measurement } of compared) {
+    const then = startupMedians(measurement);
+    lines.push(
+      `| ${label} | ${cell(then.firstVisibleLineMs, now.firstVisibleLineMs)} | ${cell(then.readyFreshMs, now.readyFreshMs)} | ${cell(then.readyReusedMs, now.readyReusedMs)} |`,
+    );
+  }
+  return lines;
+}
+
+// `tsx bench/lib/startup.ts DIST_DIR [SAMPLES]`: the figures for one bundle folder (the whole start-up
+// part of the bench, with a comparison, is `BENCH_ONLY=startup npm run bench`).
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(fileURLToPath(import.meta.url))) {
   const dir = path.resolve(process.argv[2] ?? 'dist');
-  const measured = await measureStartup(dir, Number(process.argv[3] ?? 9) || 9);
+  const measured = await measureStartup(dir, Number(process.argv[3] ?? 11) || 11);
   const medians = startupMedians(measured);
   console.log(
     JSON.stringify(

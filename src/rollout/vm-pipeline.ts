@@ -360,6 +360,8 @@ async function awaitCanary(run: VmRun): Promise<'stop' | void> {
   }
   run.report.canary = { vm: role.vm, self: false };
   run.say(`upgrade ${from} → ${istioVersion} waits for the group's canary ${role.vm}`);
+  // The canary verifies first: it must not wait for this VM to share a verification Job (issue 20).
+  run.context.verifier.withdraw?.(group, vm);
   const started = Date.now();
   const result = await run.withTimeoutHeld(() => role.result);
   if (result.ok) {

@@ -146,8 +146,8 @@ describe('mesh→VM mTLS through a ServiceEntry host (dist/), the client routing
     expect(removed.code).toBe(0);
     const backend = removed.stdout.trim();
     try {
-      // max-unavailable 100%: both VMs are verified at once (the default 25% takes one VM of two at a time).
-      const r = await action({ mode: 'verify', 'peer-authentication': 'strict', 'max-unavailable': '100%' });
+      // The harness sets max-unavailable 100%: both VMs are verified at once and share the Jobs.
+      const r = await action({ mode: 'verify', 'peer-authentication': 'strict' });
       const refusing = meshCheck(r, 'vm1');
       expect({ status: refusing.status, hintId: refusing.hintId }).toEqual({
         status: 'fail',

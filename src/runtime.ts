@@ -8,7 +8,13 @@ import type { ClusterPort, RunLogger, VerifierPort, VmConnectorPort } from './ro
 import { SECRET_INPUTS, type InputName, type RunSettings } from './settings.js';
 import type { SecretRegistry } from './secrets.js';
 import { createVmConnector } from './vm/port.js';
-import { meshProbeFromCluster, verifyVm } from './verify/index.js';
+import {
+  groupJobRunner,
+  meshProbeFromCluster,
+  verificationGroupKey,
+  VerificationJobBatcher,
+  verifyVm,
+} from './verify/index.js';
 
 export interface Runtime {
   cluster: () => Promise<ClusterPort>;
@@ -47,13 +53,24 @@ function createVerifier(
   cluster: () => ClusterAdapter | undefined,
 ): VerifierPort {
   const revision = runRevision(settings, inventory);
+  // Issue 20: the VMs of a group reaching the mesh→VM check together share one verification Job.
+  const jobs = new VerificationJobBatcher(
+    groupJobRunner(() => {
+      const connected = cluster();
+      if (!connected) throw new Error('verification needs the cluster client');
+      return connected.client;
+    }),
+  );
   return {
+    expect: (group, vm) => jobs.expect(verificationGroupKey(group), vm.name),
+    withdraw: (group, vm) => jobs.withdraw(verificationGroupKey(group), vm.name),
     async verify(request) {
       const connected = cluster();
       if (!connected) throw new Error('verification needs the cluster client');
       const client = connected.client;
       const autoRegistrationEnabled = connected.autoRegistrationEnabled();
       const results = await verifyVm({
+        verificationJobs: jobs,
         vm: request.vm,
         group: request.group,
         workloadAddress: request.workloadIP,
@@ -73,7 +90,7 @@ function createVerifier(
           readyTimeoutMs: settings.verify.readyTimeoutSeconds * 1000,
           certExpiryThresholdMs: settings.verify.certificateMinValidityMinutes * 60_000,
         },
-      });
+      }).finally(() => jobs.withdraw(verificationGroupKey(request.group), request.vm.name));
       return results.map((result) => ({
         ...result,
         summary: secrets.scrub(result.summary),

@@ -19,7 +19,13 @@ import { FIELD_MANAGER } from './mesh-objects.js';
 import { runPreflight, type PreflightOptions, type PreflightReport } from './preflight.js';
 import { requestBootstrapToken, type BootstrapToken, type BootstrapTokenRequest } from './tokens.js';
 import { KubeTransport, type RetryPolicy } from './transport.js';
-import { runVerificationJob, type VerificationJobInput, type VerificationJobResult } from './verification-job.js';
+import {
+  runGroupVerificationJob,
+  runVerificationJob,
+  type GroupVerificationJobInput,
+  type VerificationJobInput,
+  type VerificationJobResult,
+} from './verification-job.js';
 import {
   deleteWorkloadEntry,
   findWorkloadEntryFor,
@@ -71,6 +77,8 @@ export interface ClusterClient {
   ): Promise<PeerAuthenticationModeInfo>;
 
   runVerificationJob(input: VerificationJobInput): Promise<VerificationJobResult>;
+  /** Issue 20: one Job for several VMs of a group; one result per target, in order. */
+  runGroupVerificationJob(input: GroupVerificationJobInput, timeoutMs: number): Promise<VerificationJobResult[]>;
 }
 
 export interface ClusterClientOptions {
@@ -140,5 +148,6 @@ export function createClusterClient(kubeConfig: KubeConfig, options: ClusterClie
     getPeerAuthenticationMode: (namespace, labels, rootNamespace = 'istio-system') =>
       getPeerAuthenticationMode(ctx, namespace, labels, rootNamespace),
     runVerificationJob: (input) => runVerificationJob(ctx, input, jobTiming),
+    runGroupVerificationJob: (input, timeoutMs) => runGroupVerificationJob(ctx, input, timeoutMs, jobTiming),
   };
 }

@@ -1,9 +1,10 @@
 // The Kubernetes half of ADR 0002 and ADR 0005 (mesh→VM mTLS check): a short-lived Job in the VM group's
-// namespace whose one container (`ivo-client`) calls the VM and prints `ivo-call <n> <code>` per call
-// and `ivo-done`. The mTLS attempt calls the VM through a short-lived ServiceEntry (ADR 0005): a mesh
-// client's sidecar uses mutual TLS only for a mesh service, never for a raw IP. We create the Job and the
-// entry (owned by the Job), wait (bounded), read the pod's log, and always delete both (the entry by
-// garbage collection when we delete its Job).
+// namespace whose one container (`ivo-client`) calls one or more VMs of the group (issue 20: one Job per
+// group) and prints `ivo-call <k> <n> <code>` per call to VM k and `ivo-done`. The mTLS attempt calls each
+// VM through a short-lived ServiceEntry of its own (ADR 0005): a mesh client's sidecar uses mutual TLS only
+// for a mesh service, never for a raw IP. We create the Job and the entries (owned by the Job), wait
+// (bounded), read the pod's log, and always delete them (the entries by garbage collection when we delete
+// their Job).
 import { randomBytes } from 'node:crypto';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { sleep, type ClusterContext } from './context.js';
@@ -14,20 +15,27 @@ export const VERIFY_CONTAINER_NAME = 'ivo-client';
 export { DEFAULT_VERIFY_CLIENT_IMAGE } from '../settings.js';
 
 /**
- * The fixed script of ADR 0002/0004; it reads only env vars. With IVO_WAIT_FOR it first polls the pod's
- * own sidecar (`localhost:15000/clusters`, Envoy's admin) until that line appears — the client sees the
- * VM's endpoint — at most IVO_WAIT_ATTEMPTS times, 1 s apart, printing `ivo-wait <n> seen|unseen`.
- * IVO_RESOLVE is curl's `--resolve host:port:address` (the ServiceEntry host is in no DNS).
+ * The fixed script of ADR 0002/0005, for IVO_VMS VMs (issue 20: one Job per group); it reads only env vars.
+ * VM k (1..IVO_VMS) has IVO_TARGET_URL_k, and for the mTLS attempt IVO_RESOLVE_k (curl's
+ * `--resolve host:port:address`: the ServiceEntry host is in no DNS) and IVO_WAIT_FOR_k. First, while a VM's
+ * IVO_WAIT_FOR_k line is not in the pod's own sidecar (`localhost:15000/clusters`, Envoy's admin) — the client
+ * does not see the VM's endpoint yet — it looks again, at most IVO_WAIT_ATTEMPTS times, 1 s apart, printing
+ * `ivo-wait <k> <n> seen|unseen`. Then it calls each VM IVO_REQUESTS times: `ivo-call <k> <n> <code>`.
+ * `eval` only ever expands a variable named by the loop's own counter (never a value).
  */
 export const VERIFY_CLIENT_SCRIPT =
-  'if [ -n "${IVO_WAIT_FOR:-}" ]; then w=0; while [ "$w" -lt "${IVO_WAIT_ATTEMPTS:-1}" ]; do w=$((w+1)); ' +
-  'if curl -s --max-time 2 http://localhost:15000/clusters | grep -qF "$IVO_WAIT_FOR"; then echo ' +
-  '"ivo-wait $w seen"; break; fi; ' +
-  'echo "ivo-wait $w unseen"; [ "$w" -lt "${IVO_WAIT_ATTEMPTS:-1}" ] && sleep 1; done; fi; ' +
-  'set --; if [ -n "${IVO_RESOLVE:-}" ]; then set -- --resolve "$IVO_RESOLVE"; fi; ' +
+  'n="${IVO_VMS:-1}"; a="${IVO_WAIT_ATTEMPTS:-1}"; seen=" "; w=0; left=1; ' +
+  'while [ "$left" = 1 ] && [ "$w" -lt "$a" ]; do w=$((w+1)); left=0; k=0; ' +
+  'while [ "$k" -lt "$n" ]; do k=$((k+1)); eval "f=\\${IVO_WAIT_FOR_$k:-}"; ' +
+  'case "$seen" in *" $k "*) continue ;; esac; [ -n "$f" ] || continue; ' +
+  'if curl -s --max-time 2 http://localhost:15000/clusters | grep -qF "$f"; then ' +
+  'echo "ivo-wait $k $w seen"; seen="$seen$k "; else echo "ivo-wait $k $w unseen"; left=1; fi; done; ' +
+  '[ "$left" = 1 ] && [ "$w" -lt "$a" ] && sleep 1; done; ' +
+  'k=0; while [ "$k" -lt "$n" ]; do k=$((k+1)); eval "u=\\${IVO_TARGET_URL_$k}; r=\\${IVO_RESOLVE_$k:-}"; ' +
+  'set --; if [ -n "$r" ]; then set -- --resolve "$r"; fi; ' +
   'i=0; while [ "$i" -lt "$IVO_REQUESTS" ]; do i=$((i+1)); ' +
-  `c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$IVO_TARGET_URL" || true); ` +
-  'echo "ivo-call $i ${c:-000}"; done; echo ivo-done';
+  `c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$u" || true); ` +
+  'echo "ivo-call $k $i ${c:-000}"; done; done; echo ivo-done';
 
 /**
  * The client container runs restricted (Pod Security "restricted" for this container): non-root (uid 100 is
@@ -103,6 +111,8 @@ export interface VerificationJobResult {
   calls: VerificationCall[];
   /** ADR 0005: the attempts to see the VM's endpoint in the client's sidecar (empty without a service). */
   waits?: VerificationWait[];
+  /** Issue 20: the Job's name when it called several VMs of the group (this result is one VM's part). */
+  job?: string;
   /** The ServiceEntry the calls went through (ADR 0005), and the URL the Job called. */
   serviceEntry?: string;
   calledUrl?: string;
@@ -164,6 +174,8 @@ export function buildVerificationServiceEntry(input: {
   name: string;
   service: VerificationService;
   ownerJobUid?: string;
+  /** The owning Job's name when it is not the entry's (issue 20: one Job for the group's entries). */
+  ownerJobName?: string;
 }): Record<string, unknown> & { metadata: { name: string; namespace: string; labels: Record<string, string> } } {
   const { service } = input;
   const tcp = service.protocol === 'tcp';
@@ -175,7 +187,11 @@ export function buildVerificationServiceEntry(input: {
       namespace: input.namespace,
       labels: { ...MANAGED_BY_LABELS, [VERIFIES_VM_LABEL]: dnsLabel(service.vmName).slice(0, 63) || 'vm' },
       ...(input.ownerJobUid
-        ? { ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: input.name, uid: input.ownerJobUid }] }
+        ? {
+            ownerReferences: [
+              { apiVersion: 'batch/v1', kind: 'Job', name: input.ownerJobName ?? input.name, uid: input.ownerJobUid },
+            ],
+          }
         : {}),
     },
     spec: {
@@ -199,24 +215,61 @@ export function buildVerificationServiceEntry(input: {
   };
 }
 
-/** The Job of ADR 0002 (and 0004 when `service` is given). Pure. */
+/**
+ * Issue 20: one Job for several VMs of a group. Each target is one VM's `VerificationJobInput` (its `name`
+ * names its ServiceEntry); they share namespace, image, requests, injection and revision (the first's).
+ */
+export interface GroupVerificationJobInput {
+  namespace: string;
+  /** The Job's name (for one target, its own name). */
+  name: string;
+  targets: Omit<VerificationJobInput, 'timeoutMs'>[];
+}
+
+/** What the Job's time bounds grow by per VM beyond the first (its script calls the VMs one after another). */
+export const JOB_SECONDS_PER_EXTRA_VM = 20;
+
+/** Whether these inputs can share one Job: same namespace, image, calls, injection and revision. Pure. */
+export function verificationBatchKey(
+  input: Omit<VerificationJobInput, 'timeoutMs' | 'name' | 'targetUrl' | 'service'>,
+): string {
+  return JSON.stringify([input.namespace, input.image, input.requests, input.injectSidecar, input.revision ?? '']);
+}
+
+/** The Job of ADR 0002 (and 0005 when `service` is given) for one VM. Pure. */
 export function buildVerificationJob(input: Omit<VerificationJobInput, 'timeoutMs'>): V1Job {
+  return buildGroupVerificationJob({ namespace: input.namespace, name: input.name, targets: [input] });
+}
+
+/** The Job calling every target, VM k (from 1) with its own `IVO_*_k` variables. Pure. */
+export function buildGroupVerificationJob(input: GroupVerificationJobInput): V1Job {
+  const first = input.targets[0];
+  if (!first) throw new Error('a verification Job needs at least one VM to call');
   const env = [
-    { name: 'IVO_TARGET_URL', value: input.service ? serviceUrl(input.service, input.targetUrl) : input.targetUrl },
-    { name: 'IVO_REQUESTS', value: String(input.requests) },
+    { name: 'IVO_VMS', value: String(input.targets.length) },
+    { name: 'IVO_REQUESTS', value: String(first.requests) },
   ];
-  if (input.service) {
-    const { host, address, port } = input.service;
-    env.push(
-      { name: 'IVO_RESOLVE', value: `${host}:${port}:${address.includes(':') ? `[${address}]` : address}` },
-      { name: 'IVO_WAIT_FOR', value: envoyEndpointLine(input.service) },
-      { name: 'IVO_WAIT_ATTEMPTS', value: String(Math.max(1, Math.floor(input.service.waitAttempts))) },
-    );
+  let waitAttempts = 0;
+  for (const [index, target] of input.targets.entries()) {
+    const k = index + 1;
+    env.push({
+      name: `IVO_TARGET_URL_${k}`,
+      value: target.service ? serviceUrl(target.service, target.targetUrl) : target.targetUrl,
+    });
+    if (target.service) {
+      const { host, address, port } = target.service;
+      env.push(
+        { name: `IVO_RESOLVE_${k}`, value: `${host}:${port}:${address.includes(':') ? `[${address}]` : address}` },
+        { name: `IVO_WAIT_FOR_${k}`, value: envoyEndpointLine(target.service) },
+      );
+      waitAttempts = Math.max(waitAttempts, Math.max(1, Math.floor(target.service.waitAttempts)));
+    }
   }
-  const injection: Record<string, string> = !input.injectSidecar
+  if (waitAttempts > 0) env.push({ name: 'IVO_WAIT_ATTEMPTS', value: String(waitAttempts) });
+  const injection: Record<string, string> = !first.injectSidecar
     ? { 'sidecar.istio.io/inject': 'false' }
-    : input.revision
-      ? { 'istio.io/rev': input.revision }
+    : first.revision
+      ? { 'istio.io/rev': first.revision }
       : { 'sidecar.istio.io/inject': 'true' };
   return {
     apiVersion: 'batch/v1',
@@ -225,12 +278,12 @@ export function buildVerificationJob(input: Omit<VerificationJobInput, 'timeoutM
     spec: {
       ttlSecondsAfterFinished: 300,
       backoffLimit: 0,
-      activeDeadlineSeconds: 60,
+      activeDeadlineSeconds: 60 + JOB_SECONDS_PER_EXTRA_VM * (input.targets.length - 1),
       template: {
         metadata: {
           labels: { ...MANAGED_BY_LABELS, ...injection },
           // Native sidecar (init container with restartPolicy Always) so the Job can complete.
-          ...(input.injectSidecar ? { annotations: { 'sidecar.istio.io/nativeSidecar': 'true' } } : {}),
+          ...(first.injectSidecar ? { annotations: { 'sidecar.istio.io/nativeSidecar': 'true' } } : {}),
         },
         spec: {
           serviceAccountName: 'default',
@@ -238,7 +291,7 @@ export function buildVerificationJob(input: Omit<VerificationJobInput, 'timeoutM
           containers: [
             {
               name: VERIFY_CONTAINER_NAME,
-              image: input.image,
+              image: first.image,
               command: ['sh', '-c', VERIFY_CLIENT_SCRIPT],
               env,
               securityContext: VERIFY_CONTAINER_SECURITY_CONTEXT,
@@ -250,24 +303,36 @@ export function buildVerificationJob(input: Omit<VerificationJobInput, 'timeoutM
   };
 }
 
-/** `ivo-call <n> <code>` lines and whether `ivo-done` was printed. Pure. */
-export function parseVerificationLog(log: string): {
+/**
+ * VM k's `ivo-call <k> <n> <code>` and `ivo-wait <k> <n> seen|unseen` lines (k from 1, default the first),
+ * whether `ivo-done` was printed, and the log without the other VMs' lines. Pure.
+ */
+export function parseVerificationLog(
+  log: string,
+  k = 1,
+): {
   calls: VerificationCall[];
   done: boolean;
   waits: VerificationWait[];
+  /** The log without the lines of the other VMs. */
+  own: string;
 } {
   const calls: VerificationCall[] = [];
   const waits: VerificationWait[] = [];
+  const own: string[] = [];
   let done = false;
   for (const raw of log.split('\n')) {
     const line = raw.trim();
-    const m = /^ivo-call (\d+) (\d{3})$/.exec(line);
-    const w = /^ivo-wait (\d+) (seen|unseen)$/.exec(line);
-    if (m) calls.push({ n: Number(m[1]), code: m[2]! });
-    else if (w) waits.push({ n: Number(w[1]), seen: w[2] === 'seen' });
+    const m = /^ivo-call (\d+) (\d+) (\d{3})$/.exec(line);
+    const w = /^ivo-wait (\d+) (\d+) (seen|unseen)$/.exec(line);
+    const vm = Number((m ?? w)?.[1] ?? k);
+    if (vm !== k) continue;
+    own.push(raw);
+    if (m) calls.push({ n: Number(m[2]), code: m[3]! });
+    else if (w) waits.push({ n: Number(w[2]), seen: w[3] === 'seen' });
     else if (line === 'ivo-done') done = true;
   }
-  return { calls, done, waits };
+  return { calls, done, waits, own: own.join('\n') };
 }
 
 export type JobPhase = { state: 'running' } | { state: 'complete' } | { state: 'failed'; reason: string };
@@ -329,24 +394,47 @@ async function waitForJob(
   return phase;
 }
 
+/** One VM's Job (ADR 0002/0005): a group Job of one, named and owning its ServiceEntry under `input.name`. */
 export async function runVerificationJob(
   ctx: ClusterContext,
   input: VerificationJobInput,
   timing: { pollMs?: number } = {},
 ): Promise<VerificationJobResult> {
-  const { namespace, name } = input;
+  const [result] = await runGroupVerificationJob(
+    ctx,
+    { namespace: input.namespace, name: input.name, targets: [input] },
+    input.timeoutMs,
+    timing,
+  );
+  return result!;
+}
+
+/**
+ * Issue 20: one Job calling every target (VMs of one group), each mTLS target through a ServiceEntry of its
+ * own (named by its input's `name`) owned by that Job; one result per target, in order. `timeoutMs` bounds the
+ * wait for one VM; it grows by JOB_SECONDS_PER_EXTRA_VM per further VM, as the Job's own deadline does.
+ */
+export async function runGroupVerificationJob(
+  ctx: ClusterContext,
+  input: GroupVerificationJobInput,
+  timeoutMs: number,
+  timing: { pollMs?: number } = {},
+): Promise<VerificationJobResult[]> {
+  const { namespace, name, targets } = input;
   const pollMs = timing.pollMs ?? 500;
-  const deadline = Date.now() + input.timeoutMs;
+  const totalTimeoutMs = timeoutMs + JOB_SECONDS_PER_EXTRA_VM * 1000 * (targets.length - 1);
+  const deadline = Date.now() + totalTimeoutMs;
   let created = false;
-  let entryCreated = false;
-  /** The Job's uid, when its create answered: the ServiceEntry is then owned by the Job (no DELETE of its own). */
+  /** The entries created (their names): owned by the Job, they go with it. */
+  const entries: string[] = [];
+  /** The Job's uid, when its create answered: the ServiceEntries are then owned by the Job (no DELETE of their own). */
   let jobUid: string | undefined;
   try {
-    // The Job first, then its ServiceEntry (owned by the Job): the Job's script waits (IVO_WAIT_FOR, bounded)
-    // until its sidecar has the entry's endpoint, so the entry may come a moment after the Job.
+    // The Job first, then its ServiceEntries (owned by the Job): the Job's script waits (IVO_WAIT_FOR_k, bounded)
+    // until its sidecar has each entry's endpoint, so the entries may come a moment after the Job.
     try {
       const job = await ctx.transport.call((o) =>
-        ctx.batch.createNamespacedJob({ namespace, body: buildVerificationJob(input) }, o),
+        ctx.batch.createNamespacedJob({ namespace, body: buildGroupVerificationJob(input) }, o),
       );
       jobUid = job.metadata?.uid || undefined;
     } catch (err) {
@@ -354,12 +442,13 @@ export async function runVerificationJob(
       if (!(err instanceof KubeRequestError && err.kind === 'conflict' && err.attempts > 1)) throw err;
     }
     created = true;
-    if (input.service) {
+    for (const target of targets) {
+      if (!target.service) continue;
       const body = buildVerificationServiceEntry({
         namespace,
-        name,
-        service: input.service,
-        ...(jobUid ? { ownerJobUid: jobUid } : {}),
+        name: target.name,
+        service: target.service,
+        ...(jobUid ? { ownerJobUid: jobUid, ownerJobName: name } : {}),
       });
       try {
         await ctx.transport.call((o) =>
@@ -368,7 +457,7 @@ export async function runVerificationJob(
       } catch (err) {
         if (!(err instanceof KubeRequestError && err.kind === 'conflict' && err.attempts > 1)) throw err;
       }
-      entryCreated = true;
+      entries.push(target.name);
     }
 
     const phase = await waitForJob(ctx, namespace, name, deadline, pollMs);
@@ -392,17 +481,12 @@ export async function runVerificationJob(
         logError = err.serverMessage ?? err.message;
       }
     }
-    const { calls, done, waits } = parseVerificationLog(logs);
-    const result: VerificationJobResult = { succeeded: false, calls, logs };
-    if (input.service) {
-      result.waits = waits;
-      result.serviceEntry = name;
-      result.calledUrl = serviceUrl(input.service, input.targetUrl);
-    }
-    if (podName) result.podName = podName;
+    const shared = targets.length > 1 ? ` (one Job for ${targets.length} VMs of the group)` : '';
+    let reason: string | undefined;
     if (phase.state === 'running') {
-      result.reason =
-        `the verification Job ${namespace}/${name} did not finish within ${Math.round(input.timeoutMs / 1000)} s` +
+      reason =
+        `the verification Job ${namespace}/${name}${shared} did not finish ` +
+        `within ${Math.round(totalTimeoutMs / 1000)} s` +
         (pod?.status?.phase
           ? ` (pod ${podName} is ${pod.status.phase})`
           : podName
@@ -410,15 +494,26 @@ export async function runVerificationJob(
             : ' (no pod was created: image pull, quota or admission?)') +
         (logError ? `; log: ${logError}` : '');
     } else if (phase.state === 'failed') {
-      result.reason = `the verification Job ${namespace}/${name} failed: ${phase.reason}`;
-    } else if (!done) {
-      result.reason = logError
-        ? `the verification Job ${namespace}/${name} completed but its log could not be read: ${logError}`
-        : `the verification Job ${namespace}/${name} completed but its log has no "ivo-done" line`;
-    } else {
-      result.succeeded = true;
+      reason = `the verification Job ${namespace}/${name}${shared} failed: ${phase.reason}`;
     }
-    return result;
+    return targets.map((target, index) => {
+      const { calls, done, waits, own } = parseVerificationLog(logs, index + 1);
+      const result: VerificationJobResult = { succeeded: false, calls, logs: own };
+      if (targets.length > 1) result.job = name;
+      if (target.service) {
+        result.waits = waits;
+        result.serviceEntry = target.name;
+        result.calledUrl = serviceUrl(target.service, target.targetUrl);
+      }
+      if (podName) result.podName = podName;
+      if (reason) result.reason = reason;
+      else if (!done) {
+        result.reason = logError
+          ? `the verification Job ${namespace}/${name}${shared} completed but its log could not be read: ${logError}`
+          : `the verification Job ${namespace}/${name}${shared} completed but its log has no "ivo-done" line`;
+      } else result.succeeded = true;
+      return result;
+    });
   } finally {
     let jobDeleted = false;
     if (created) {
@@ -431,15 +526,17 @@ export async function runVerificationJob(
         // ttlSecondsAfterFinished (300 s) removes it anyway; the result above is what matters.
       }
     }
-    // An entry the Job owns goes with the Job (garbage collection); otherwise, or when the Job could not be
-    // deleted, delete it ourselves.
-    if (entryCreated && !(jobUid && jobDeleted)) {
-      try {
-        await ctx.transport.callOptional((o) =>
-          ctx.custom.deleteNamespacedCustomObject({ ...SERVICE_ENTRY_API, namespace, name }, o),
-        );
-      } catch {
-        // Left behind: labelled managed-by istio-vm-onboard and verifies-vm (ADR 0005 says how to find it).
+    // Entries the Job owns go with the Job (garbage collection); otherwise, or when the Job could not be
+    // deleted, delete them ourselves.
+    if (!(jobUid && jobDeleted)) {
+      for (const entry of entries) {
+        try {
+          await ctx.transport.callOptional((o) =>
+            ctx.custom.deleteNamespacedCustomObject({ ...SERVICE_ENTRY_API, namespace, name: entry }, o),
+          );
+        } catch {
+          // Left behind: labelled managed-by istio-vm-onboard and verifies-vm (ADR 0005 says how to find it).
+        }
       }
     }
   }

@@ -137,6 +137,13 @@ export interface VerifyRequest {
 
 export interface VerifierPort {
   verify(request: VerifyRequest): Promise<CheckResult[]>;
+  /**
+   * Issue 20 (one verification Job per group): `vm` is on its way to its checks (its pipeline started); the
+   * group's VMs reaching the mesh→VM check together wait (bounded) for it, to share one Job.
+   */
+  expect?(group: GroupSpec, vm: VmSpec): void;
+  /** `vm` will not reach its checks now (it failed earlier, waits for a canary, or its pipeline ended). */
+  withdraw?(group: GroupSpec, vm: VmSpec): void;
 }
 
 /** Where the orchestrator writes what happens; the action and the CLI each provide one. */

@@ -262,6 +262,8 @@ async function rollVms(
           inFlight.add(vm.name);
           report();
           const groupObjects = objectsByGroup.get(group);
+          // Issue 20: the group's VMs reaching the mesh→VM check together share one Job; this one is on its way.
+          deps.verifier.expect?.(group, vm);
           const result = await runVmPipeline({
             ...context,
             group,
@@ -269,7 +271,7 @@ async function rollVms(
             mesh: meshByGroup.get(group),
             ...(groupObjects ? { groupObjects } : {}),
             ...(canaries.has(group) ? { canary: canaries.get(group)! } : {}),
-          });
+          }).finally(() => deps.verifier.withdraw?.(group, vm));
           if (!isSuccess(result) && !result.outcome.startsWith('skipped')) failures += 1;
           inFlight.delete(vm.name);
           done += 1;

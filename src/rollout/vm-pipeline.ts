@@ -390,12 +390,16 @@ async function awaitCanary(run: VmRun): Promise<'stop' | void> {
   }
   run.report.canary = { vm: role.vm, self: false };
   run.say(`${change.describe} waits for the group's canary ${role.vm}`);
+  // The canary verifies first: it must not wait for this VM to share a verification Job (issue 20).
+  run.context.verifier.withdraw?.(group, vm);
   const started = Date.now();
   const result = await run.withTimeoutHeld(() => role.result);
   if (result.ok) {
     const detail = `canary ${role.vm} changed and verified`;
     run.report.steps.push({ name: 'canary', status: 'ok', durationMs: Date.now() - started, detail });
     run.say(`canary: ${detail}; going on`);
+    // On its way to the check again: the group's VMs that waited share a verification Job.
+    run.context.verifier.expect?.(group, vm);
     // The token asked for at the start may be old by now: ask for a fresh one.
     delete run.earlyToken;
     return;

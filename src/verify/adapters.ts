@@ -1,6 +1,8 @@
 // Adapters from the real side-effect interfaces to the verification ports: `VmSession` (src/vm) →
 // VmProbe, `ClusterClient` (src/cluster) → MeshProbe. The orchestrator builds a VerifyContext with these.
 import type { ClusterClient } from '../cluster/index.js';
+import { verificationJobName } from '../cluster/verification-job.js';
+import type { GroupJobRunner } from './job-batcher.js';
 import type { VmSession } from '../vm/session.js';
 import type { MeshProbe, VmProbe, WorkloadEntryView } from './ports.js';
 
@@ -65,4 +67,23 @@ export function meshProbeFromCluster(client: ClusterForVerify, extras: MeshProbe
   }
   if (extras.workloadGroupExists) probe.workloadGroupExists = extras.workloadGroupExists;
   return probe;
+}
+
+/**
+ * Issue 20: the batcher's runner on the cluster client — one VM: its own Job (named as its ServiceEntry, as
+ * before); several: one Job `ivo-verify-<group>-<random>` calling them all, each through its own ServiceEntry.
+ */
+export function groupJobRunner(
+  client: () => Pick<ClusterClient, 'runVerificationJob' | 'runGroupVerificationJob'>,
+): GroupJobRunner {
+  return async (group, specs) => {
+    const [first] = specs;
+    if (!first) return [];
+    if (specs.length === 1) return [await client().runVerificationJob(first)];
+    const groupName = group.slice(group.indexOf('/') + 1);
+    return client().runGroupVerificationJob(
+      { namespace: first.namespace, name: verificationJobName(groupName), targets: specs },
+      Math.max(...specs.map((spec) => spec.timeoutMs)),
+    );
+  };
 }

@@ -66,6 +66,8 @@ export interface CheckDefinition {
   start?: (input: CheckInput) => Promise<unknown>;
   /** Run before round trip 2 once its dependencies passed (e.g. the mesh client's Jobs). */
   prepare?: (input: CheckInput) => Promise<unknown>;
+  /** Called once when a `follow-up` check will not run (a dependency did not pass), e.g. to free a shared Job. */
+  notRun?: (input: CheckInput) => void;
   evaluate(input: CheckInput): CheckResult | Promise<CheckResult>;
   /** Evaluated again after round trip 2 (round trip 1's verdict stays when round trip 2 did not run). */
   reviseAfterFollowUp?: boolean;

@@ -28,4 +28,18 @@ export { buildProbeScript, buildFollowUpScript, parseScriptOutput, PROBE_URLS } 
 export * from './types.js';
 export type * from './ports.js';
 export * as envoy from './envoy/index.js';
-export { vmProbeFromSession, meshProbeFromCluster, workloadEntryViewOf, type MeshProbeExtras } from './adapters.js';
+export {
+  vmProbeFromSession,
+  meshProbeFromCluster,
+  workloadEntryViewOf,
+  groupJobRunner,
+  type MeshProbeExtras,
+} from './adapters.js';
+export {
+  VerificationJobBatcher,
+  verificationGroupKey,
+  DEFAULT_JOB_BATCHER_OPTIONS,
+  type BatchClock,
+  type GroupJobRunner,
+  type JobBatcherOptions,
+} from './job-batcher.js';

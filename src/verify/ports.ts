@@ -66,3 +66,14 @@ export interface MeshProbe {
   /** istiod's `PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION` (optional; undefined = unknown). */
   autoRegistrationEnabled?(): Promise<boolean | undefined>;
 }
+
+/**
+ * Issue 20: where a VM's verification Job goes when the VMs of its group share one Job (job-batcher.ts).
+ * `group` is `<namespace>/<group name>` (verificationGroupKey).
+ */
+export interface VerificationJobQueue {
+  /** Runs `spec` in its group's next Job of its kind, with the group's other VMs that reach the check meanwhile. */
+  submit(group: string, vm: string, spec: VerificationJobSpec): Promise<VerificationJobResult>;
+  /** The VM will not reach the check (this time): its group no longer waits for it. */
+  withdraw(group: string, vm: string): void;
+}

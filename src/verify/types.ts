@@ -1,7 +1,7 @@
 // Typed results of the verification checks and the context they run in. The checks themselves are
 // listed in registry.ts.
 import type { GroupSpec, VmSpec } from '../inventory/types.js';
-import type { MeshProbe, VmProbe } from './ports.js';
+import type { MeshProbe, VerificationJobQueue, VmProbe } from './ports.js';
 export { CHECK_NAMES } from './registry.js';
 
 /** A check's name (registry.ts lists them). */
@@ -91,6 +91,11 @@ export interface VerifyContext {
   healthChecks?: boolean;
   vmProbe: VmProbe;
   meshProbe: MeshProbe;
+  /**
+   * Issue 20: the run's batcher (job-batcher.ts): the first mTLS and plaintext Jobs go there and share one Job
+   * with the group's other VMs; without it each VM runs its own (meshProbe.runVerificationJob).
+   */
+  verificationJobs?: VerificationJobQueue;
   options?: Partial<VerifyOptions>;
   /** Known secret values (token, keys) to scrub from evidence in addition to pattern-based scrubbing. */
   secretValues?: string[];

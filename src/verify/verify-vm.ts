@@ -87,6 +87,7 @@ export async function verifyVm(ctx: VerifyContext): Promise<CheckResult[]> {
   // Round trip 2, when a check needs it.
   const followUps = checks.filter((check) => check.phase === 'follow-up');
   const runnable = followUps.filter((check) => !blockedBy(check, results));
+  for (const check of followUps) if (!runnable.includes(check)) check.notRun?.(input);
   if (runnable.length > 0) {
     for (const check of runnable) {
       if (check.prepare) input.prepared.set(check.name, await check.prepare(input));

@@ -122,15 +122,16 @@ afterAll(async () => {
 }, 120_000);
 
 /**
- * What the reductions so far guarantee whatever the timing: per VM exactly one verification Job, waited
- * for with watches (no GET per poll), its ServiceEntry removed with it (no DELETE of its own); WorkloadEntries
+ * What the reductions so far guarantee whatever the timing: per VM one ServiceEntry, created in a verification
+ * Job shared by the group's VMs that reach the check together (issue 20: at most one Job per VM, at least one for
+ * the group), waited for with watches (no GET per poll), the entries removed with their Job (no DELETE of their
+ * own); WorkloadEntries
  * followed by one list and one watch of the namespace (no GET by name, no list per poll round); one bootstrap
  * token for the group's ServiceAccount; PeerAuthentications read once per namespace (group + root).
  */
 function expectReductions(counted: Counted, vms: number): void {
   const n = (kind: string): number => counted.byKind[kind] ?? 0;
   expect({
-    createJobs: n('create jobs.batch'),
     getJobs: n('get jobs.batch'),
     deleteJobs: n('delete jobs.batch'),
     createServiceEntries: n('create serviceentries.networking.istio.io'),
@@ -141,9 +142,8 @@ function expectReductions(counted: Counted, vms: number): void {
     tokenRequests: n('create serviceaccounts/token'),
     listPeerAuthentications: n('list peerauthentications.security.istio.io'),
   }).toEqual({
-    createJobs: vms,
     getJobs: 0,
-    deleteJobs: vms,
+    deleteJobs: n('create jobs.batch'),
     createServiceEntries: vms,
     deleteServiceEntries: 0,
     getWorkloadEntries: 0,
@@ -152,8 +152,10 @@ function expectReductions(counted: Counted, vms: number): void {
     tokenRequests: 1,
     listPeerAuthentications: 2,
   });
+  expect(n('create jobs.batch')).toBeGreaterThanOrEqual(1);
+  expect(n('create jobs.batch')).toBeLessThanOrEqual(vms);
   // A watch of a Job is opened again only when one ends before the Job (at most 10 per Job).
-  expect(n('watch jobs.batch')).toBeGreaterThanOrEqual(vms);
+  expect(n('watch jobs.batch')).toBeGreaterThanOrEqual(n('create jobs.batch'));
 }
 
 describe.each([1, 4])('Kubernetes requests of onboard for %i VM(s) in one group', (vms) => {
@@ -177,10 +179,13 @@ describe.each([1, 4])('Kubernetes requests of onboard for %i VM(s) in one group'
     expectReductions(rerun.counted, vms);
   }, 420_000);
 
-  // Issue 20's goal is not met yet (ADR 0005, last section: one verification Job per group is the part
-  // left). At 4 VMs the requests every VM makes whatever the timing (create Job, create ServiceEntry,
-  // watch, list pods, pod log, delete Job) already exceed it, so these fail for sure and jest
-  // reports them as expected failures; once the goal is met they fail the run, and `.failing` is to go.
+  // Issue 20's goal is not met yet at 4 VMs, by 2 requests on a first install and 1 on a rerun (2026-12-07: 30
+  // and 25; 45 and 40 before the group shared one verification Job). With max-unavailable 100% (the harness's, as
+  // in the bench) the group's VMs are verified together and share one Job: create Job, one ServiceEntry per VM,
+  // watch, list pods, pod log, delete Job (5 + N). The rest is the run's fixed cost, 21 requests on a first install
+  // and 16 on a rerun (ConfigMaps, access reviews, PeerAuthentications, discovery, the group's objects, the token,
+  // the WorkloadEntry list and watch). These fail for sure and jest reports them as expected failures; once the
+  // goal is met they fail the run, and `.failing` is to go.
   // At 1 VM it is printed, not asserted: the verification's Job watches may be opened again depending on
   // timing. (Before WorkloadEntries were watched, a first install at 1 VM listed them 22 times while the real
   // istiod registered the VM: 47 requests in all.)

@@ -969,8 +969,17 @@ describe('verification Jobs (ADR 0002)', () => {
         if (behaviour === 'hang') return;
         const env = (job.spec.template.spec.containers[0].env as Array<{ name: string; value: string }>) ?? [];
         const n = Number(env.find((e) => e.name === 'IVO_REQUESTS')?.value ?? '0');
-        const code = behaviour === 'succeed' ? '200' : '000';
-        const lines = Array.from({ length: n }, (_, i) => `ivo-call ${i + 1} ${code}`);
+        const vms = Number(env.find((e) => e.name === 'IVO_VMS')?.value ?? '1');
+        // VM k answers 200 (succeed) or nothing (fail); the VM at 10.0.0.2 (its IVO_RESOLVE_k) answers 503.
+        const codeOf = (k: number) =>
+          behaviour !== 'succeed'
+            ? '000'
+            : env.find((e) => e.name === `IVO_RESOLVE_${k}`)?.value.endsWith(':10.0.0.2')
+              ? '503'
+              : '200';
+        const lines = Array.from({ length: vms }, (_, v) =>
+          Array.from({ length: n }, (_, i) => `ivo-call ${v + 1} ${i + 1} ${codeOf(v + 1)}`),
+        ).flat();
         api.setPodLog(
           ns,
           pod.metadata.name,
@@ -1023,8 +1032,9 @@ describe('verification Jobs (ADR 0002)', () => {
     expect(job.spec.template.spec.serviceAccountName).toBe('default');
     expect(job.spec.template.spec.containers[0].name).toBe('ivo-client');
     expect(job.spec.template.spec.containers[0].env).toEqual([
-      { name: 'IVO_TARGET_URL', value: 'http://10.0.0.1:8080/' },
+      { name: 'IVO_VMS', value: '1' },
       { name: 'IVO_REQUESTS', value: '3' },
+      { name: 'IVO_TARGET_URL_1', value: 'http://10.0.0.1:8080/' },
     ]);
     const del = kube.requests.log.find((r) => r.method === 'DELETE');
     expect(del?.path).toBe('/apis/batch/v1/namespaces/vm-ns/jobs/ivo-verify-vm1-abc123');
@@ -1096,12 +1106,74 @@ describe('verification Jobs (ADR 0002)', () => {
     expect(kube.requests.log.find((r) => r.method === 'DELETE')?.query).toContain('propagationPolicy=Background');
     expect(kube.store.get('serviceentries.networking.istio.io', 'vm-ns', 'ivo-verify-vm1-se1234')).toBeUndefined();
     expect(seenJobs.at(-1)!.spec.template.spec.containers[0].env.map((e: { name: string }) => e.name)).toEqual([
-      'IVO_TARGET_URL',
+      'IVO_VMS',
       'IVO_REQUESTS',
-      'IVO_RESOLVE',
-      'IVO_WAIT_FOR',
+      'IVO_TARGET_URL_1',
+      'IVO_RESOLVE_1',
+      'IVO_WAIT_FOR_1',
       'IVO_WAIT_ATTEMPTS',
     ]);
+  });
+
+  it('issue 20: one Job for two VMs of a group, a ServiceEntry per VM owned by it; each VM gets its own calls', async () => {
+    behaviour = 'succeed';
+    kube.requests.reset();
+    const entries: KubeObject[] = [];
+    const unwatch = kube.store.watch('serviceentries.networking.istio.io', (e) => {
+      if (e.type === 'ADDED') entries.push(e.object);
+    });
+    const other = {
+      ...service,
+      host: 'ivo-verify-vm2-se5678.vm-ns.ivo-verify.internal',
+      address: '10.0.0.2',
+      vmName: 'vm2',
+    };
+    const results = await clientFor(kube).runGroupVerificationJob(
+      {
+        namespace: 'vm-ns',
+        name: 'ivo-verify-app-g1h2i3',
+        targets: [
+          { ...input('ivo-verify-vm1-se1234'), service },
+          { ...input('ivo-verify-vm2-se5678'), targetUrl: 'http://10.0.0.2:8080/', service: other },
+        ],
+      },
+      3000,
+    );
+    unwatch();
+    const uid = seenJobs.at(-1)!.metadata.uid;
+    expect(entries.map((e) => [e.metadata.name, e.metadata.ownerReferences])).toEqual([
+      ['ivo-verify-vm1-se1234', [{ apiVersion: 'batch/v1', kind: 'Job', name: 'ivo-verify-app-g1h2i3', uid }]],
+      ['ivo-verify-vm2-se5678', [{ apiVersion: 'batch/v1', kind: 'Job', name: 'ivo-verify-app-g1h2i3', uid }]],
+    ]);
+    expect(
+      results.map((r) => [r.succeeded, r.job, r.serviceEntry, r.calledUrl, r.calls.map((c) => c.code).join(' ')]),
+    ).toEqual([
+      [
+        true,
+        'ivo-verify-app-g1h2i3',
+        'ivo-verify-vm1-se1234',
+        'http://ivo-verify-vm1-se1234.vm-ns.ivo-verify.internal:8080/',
+        '200 200 200',
+      ],
+      [
+        true,
+        'ivo-verify-app-g1h2i3',
+        'ivo-verify-vm2-se5678',
+        'http://ivo-verify-vm2-se5678.vm-ns.ivo-verify.internal:8080/',
+        '503 503 503',
+      ],
+    ]);
+    const writes = kube.requests.log
+      .filter((r) => r.method === 'POST' || r.method === 'DELETE')
+      .map((r) => `${r.method} ${r.path}`);
+    expect(writes).toEqual([
+      'POST /apis/batch/v1/namespaces/vm-ns/jobs',
+      'POST /apis/networking.istio.io/v1/namespaces/vm-ns/serviceentries',
+      'POST /apis/networking.istio.io/v1/namespaces/vm-ns/serviceentries',
+      'DELETE /apis/batch/v1/namespaces/vm-ns/jobs/ivo-verify-app-g1h2i3',
+    ]);
+    expect(seenJobs.at(-1)!.spec.activeDeadlineSeconds).toBe(80);
+    expect(kube.store.get('serviceentries.networking.istio.io', 'vm-ns', 'ivo-verify-vm2-se5678')).toBeUndefined();
   });
 
   it('ADR 0005: without permission to create ServiceEntries the run says so and its Job is deleted again', async () => {

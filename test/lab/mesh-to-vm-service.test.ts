@@ -1,12 +1,13 @@
 // Issue 15 / ADR 0005: the mesh→VM mTLS check against a client that routes as Envoy does
-// (mesh/routing.ts), through the bundled action (dist/) on a one-VM lab, under STRICT and PERMISSIVE.
+// (mesh/routing.ts), through the bundled action (dist/) on a two-VM lab (one group), under STRICT and PERMISSIVE.
 // The action calls the VM through a short-lived ServiceEntry host; the old ADR 0002 call by the VM's IP is
 // kept below as a regression test of why it was replaced (it leaves the client in plaintext).
 //
 // On real Istio: the client is a verification Job's pod injected by the
 // real istiod and run by the Pod runner (pilot-agent + the Envoy stand-in acting on the xDS istiod sends);
 // the VM runs Istio's pilot-agent and istio-iptables. The refusing VM is a real condition: Istio's inbound
-// capture rule removed from the VM's nat table. The revision-canary case is not here: on real Istio it needs
+// capture rule removed from the VM's nat table; with both VMs verified at once (issue 20) one verification Job calls
+// both, and each VM gets its own verdict from it. The revision-canary case is not here: on real Istio it needs
 // a second istiod running as revision `canary` (its own Deployment, injector and webhook), which the lab does
 // not run; relabelling the one istiod's Deployment would only be a switch in the API, not a canary.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -29,7 +30,7 @@ let entry: string;
 let port = 0;
 
 beforeAll(async () => {
-  ({ dir, state, entry } = await upRealLab('mesh-service', 1));
+  ({ dir, state, entry } = await upRealLab('mesh-service', 2));
 }, 600_000);
 
 afterAll(async () => {
@@ -38,8 +39,8 @@ afterAll(async () => {
 
 const action = (inputs: Record<string, string>) => runAction(state, inputs, { entry, timeoutMs: 150_000 });
 
-function meshCheck(r: ActionRun): CheckResult {
-  const found = vmOf(r.report, 'vm1').checks.find((c) => c.name === 'mesh-to-vm-mtls');
+function meshCheck(r: ActionRun, vm = 'vm1'): CheckResult {
+  const found = vmOf(r.report, vm).checks.find((c) => c.name === 'mesh-to-vm-mtls');
   if (!found) throw new Error(`no mesh-to-vm-mtls check in the report: ${r.log.slice(-1500)}`);
   return found;
 }
@@ -128,7 +129,7 @@ describe('mesh→VM mTLS through a ServiceEntry host (dist/), the client routing
     expect(await mutualTlsCount()).toBe(before);
   }, 90_000);
 
-  it('a VM that refuses mTLS (inbound capture removed): mesh-to-vm-mtls fails with mtls-calls-failed', async () => {
+  it('two VMs of the group in one Job: vm1 refuses mTLS (inbound capture removed) and fails with mtls-calls-failed, vm2 passes', async () => {
     // istio-iptables picks the legacy or the nft backend (tools/istio-iptables/pkg/dependencies in
     // istio.io/istio): remove the jump from PREROUTING in whichever holds it, and put it back there.
     const rule = '-t nat -D PREROUTING -p tcp -j ISTIO_INBOUND';
@@ -145,19 +146,43 @@ describe('mesh→VM mTLS through a ServiceEntry host (dist/), the client routing
     expect(removed.code).toBe(0);
     const backend = removed.stdout.trim();
     try {
-      const r = await action({ mode: 'verify', 'peer-authentication': 'strict' });
-      const check = meshCheck(r);
-      expect({ status: check.status, hintId: check.hintId }).toEqual({ status: 'fail', hintId: 'mtls-calls-failed' });
-      expect(check.evidence.join('\n')).toMatch(
+      // The harness sets max-unavailable 100%: both VMs are verified at once and share the Job. The mesh is
+      // PERMISSIVE since the case above (verify writes nothing), so the check expects no refused plaintext.
+      const r = await action({ mode: 'verify', 'peer-authentication': 'permissive' });
+      const refusing = meshCheck(r, 'vm1');
+      expect({ status: refusing.status, hintId: refusing.hintId }).toEqual({
+        status: 'fail',
+        hintId: 'mtls-calls-failed',
+      });
+      expect(refusing.evidence.join('\n')).toMatch(
         /mTLS Job \(injected\) → http:\/\/ivo-verify-vm1-\w+\.vm-app\.ivo-verify\.internal:\d+\/\S*: 503 503 503/,
       );
-      expect(r.code).toBe(1);
+      const passing = meshCheck(r, 'vm2');
+      expect([passing.status, passing.summary]).toEqual([
+        'pass',
+        expect.stringMatching(/^3 mesh calls arrived over mutual TLS \(\+[3-9] istio_requests_total\)$/),
+      ]);
+      expect(passing.evidence.join('\n')).toMatch(
+        /^mTLS Job \(injected\) → http:\/\/ivo-verify-vm2-\w+\.vm-app\.ivo-verify\.internal:\d+\/\S*: 200 200 200$/m,
+      );
+      // Each VM through its own ServiceEntry, both from one Job: the same Job line.
+      const jobLine = (check: CheckResult) =>
+        check.evidence.find((line) => line.startsWith("one verification Job for the group's VMs: "));
+      expect(jobLine(refusing)).toMatch(/^one verification Job for the group's VMs: vm-app\/ivo-verify-app-\w+$/);
+      expect(jobLine(passing)).toBe(jobLine(refusing));
+      expect(refusing.evidence.join('\n')).toMatch(/^ServiceEntry vm-app\/ivo-verify-vm1-\w+ /m);
+      expect(passing.evidence.join('\n')).toMatch(/^ServiceEntry vm-app\/ivo-verify-vm2-\w+ /m);
+      expect({ code: r.code, vm2: vmOf(r.report, 'vm2').outcome }).toEqual({
+        code: 1,
+        vm2: expect.not.stringMatching(/fail/),
+      });
+      expect(await serviceEntries()).toEqual([]);
     } finally {
       await execInVm(state, 'vm1', ['sh', '-c', `${backend} -w 5 -t nat -A PREROUTING -p tcp -j ISTIO_INBOUND`], {
         allowFailure: true,
       });
     }
-  }, 200_000);
+  }, 300_000);
 
   it('multi-network group with the default verify-url: fails before any change, naming verify-url', async () => {
     const doc = parse(readFileSync(state.files.inventory, 'utf8')) as { groups: Array<Record<string, unknown>> };

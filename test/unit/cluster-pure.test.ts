@@ -34,6 +34,7 @@ import {
 } from '../../src/cluster/preflight.js';
 import { renderMinimalRbacYaml } from '../../src/cluster/rbac.js';
 import {
+  buildGroupVerificationJob,
   buildVerificationJob,
   buildVerificationServiceEntry,
   envoyEndpointLine,
@@ -537,8 +538,9 @@ describe('verification Job (ADR 0002)', () => {
     expect(c.image).toBe('img');
     expect(DEFAULT_VERIFY_CLIENT_IMAGE).toMatch(/^curlimages\/curl:8\.11\.1@sha256:[0-9a-f]{64}$/);
     expect(c.env).toEqual([
-      { name: 'IVO_TARGET_URL', value: 'http://10.0.0.1:8080/' },
+      { name: 'IVO_VMS', value: '1' },
       { name: 'IVO_REQUESTS', value: '3' },
+      { name: 'IVO_TARGET_URL_1', value: 'http://10.0.0.1:8080/' },
     ]);
     expect(
       buildVerificationJob({
@@ -578,10 +580,11 @@ describe('verification Job (ADR 0002)', () => {
       'istio.io/rev': 'canary',
     });
     expect(pod.spec!.containers[0]!.env).toEqual([
-      { name: 'IVO_TARGET_URL', value: 'http://j.ns.ivo-verify.internal:8080/healthz?x=1' },
+      { name: 'IVO_VMS', value: '1' },
       { name: 'IVO_REQUESTS', value: '3' },
-      { name: 'IVO_RESOLVE', value: 'j.ns.ivo-verify.internal:8080:10.0.0.1' },
-      { name: 'IVO_WAIT_FOR', value: 'outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::' },
+      { name: 'IVO_TARGET_URL_1', value: 'http://j.ns.ivo-verify.internal:8080/healthz?x=1' },
+      { name: 'IVO_RESOLVE_1', value: 'j.ns.ivo-verify.internal:8080:10.0.0.1' },
+      { name: 'IVO_WAIT_FOR_1', value: 'outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::' },
       { name: 'IVO_WAIT_ATTEMPTS', value: '5' },
     ]);
     expect(envoyEndpointLine({ ...service, address: 'fd00::1' })).toBe(
@@ -636,14 +639,15 @@ echo "$*" >> "$IVO_STUB_DIR/calls"; printf 200
       const env = {
         PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
         IVO_STUB_DIR: bin,
-        IVO_TARGET_URL: 'http://j.ns.ivo-verify.internal:8080/',
+        IVO_VMS: '1',
+        IVO_TARGET_URL_1: 'http://j.ns.ivo-verify.internal:8080/',
         IVO_REQUESTS: '2',
-        IVO_RESOLVE: 'j.ns.ivo-verify.internal:8080:10.0.0.1',
-        IVO_WAIT_FOR: 'outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::',
+        IVO_RESOLVE_1: 'j.ns.ivo-verify.internal:8080:10.0.0.1',
+        IVO_WAIT_FOR_1: 'outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::',
         IVO_WAIT_ATTEMPTS: '3',
       };
       const out = execFileSync('sh', ['-c', VERIFY_CLIENT_SCRIPT], { env, encoding: 'utf8' });
-      expect(out).toBe('ivo-wait 1 unseen\nivo-wait 2 seen\nivo-call 1 200\nivo-call 2 200\nivo-done\n');
+      expect(out).toBe('ivo-wait 1 1 unseen\nivo-wait 1 2 seen\nivo-call 1 1 200\nivo-call 1 2 200\nivo-done\n');
       expect(readFileSync(join(bin, 'calls'), 'utf8')).toBe(
         '-s -o /dev/null -w %{http_code} --max-time 5 --resolve j.ns.ivo-verify.internal:8080:10.0.0.1 http://j.ns.ivo-verify.internal:8080/\n'.repeat(
           2,
@@ -652,10 +656,16 @@ echo "$*" >> "$IVO_STUB_DIR/calls"; printf 200
       // Without the wait/resolve variables (the plaintext Job) the script calls the URL as before.
       rmSync(join(bin, 'calls'));
       const plain = execFileSync('sh', ['-c', VERIFY_CLIENT_SCRIPT], {
-        env: { PATH: env.PATH, IVO_STUB_DIR: bin, IVO_TARGET_URL: 'http://10.0.0.1:8080/', IVO_REQUESTS: '1' },
+        env: {
+          PATH: env.PATH,
+          IVO_STUB_DIR: bin,
+          IVO_VMS: '1',
+          IVO_TARGET_URL_1: 'http://10.0.0.1:8080/',
+          IVO_REQUESTS: '1',
+        },
         encoding: 'utf8',
       });
-      expect(plain).toBe('ivo-call 1 200\nivo-done\n');
+      expect(plain).toBe('ivo-call 1 1 200\nivo-done\n');
       expect(readFileSync(join(bin, 'calls'), 'utf8')).toBe(
         '-s -o /dev/null -w %{http_code} --max-time 5 http://10.0.0.1:8080/\n',
       );
@@ -663,20 +673,139 @@ echo "$*" >> "$IVO_STUB_DIR/calls"; printf 200
       rmSync(bin, { recursive: true, force: true });
     }
   });
+  it('issue 20: one Job for two VMs of a group, each with its own variables; its entries owned by that Job', () => {
+    const second = {
+      ...service,
+      host: 'k.ns.ivo-verify.internal',
+      address: '10.0.0.2',
+      vmName: 'vm2',
+      waitAttempts: 7,
+    };
+    const base = { namespace: 'ns', image: 'img', requests: 2, injectSidecar: true };
+    const job = buildGroupVerificationJob({
+      namespace: 'ns',
+      name: 'ivo-verify-app-a1b2c3',
+      targets: [
+        { ...base, name: 'j', targetUrl: 'http://10.0.0.1:8080/', service },
+        { ...base, name: 'k', targetUrl: 'http://10.0.0.2:8080/', service: second },
+      ],
+    });
+    expect(job.metadata?.name).toBe('ivo-verify-app-a1b2c3');
+    expect(job.spec?.activeDeadlineSeconds).toBe(80);
+    expect(job.spec!.template.spec!.containers[0]!.env).toEqual([
+      { name: 'IVO_VMS', value: '2' },
+      { name: 'IVO_REQUESTS', value: '2' },
+      { name: 'IVO_TARGET_URL_1', value: 'http://j.ns.ivo-verify.internal:8080/' },
+      { name: 'IVO_RESOLVE_1', value: 'j.ns.ivo-verify.internal:8080:10.0.0.1' },
+      { name: 'IVO_WAIT_FOR_1', value: 'outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::' },
+      { name: 'IVO_TARGET_URL_2', value: 'http://k.ns.ivo-verify.internal:8080/' },
+      { name: 'IVO_RESOLVE_2', value: 'k.ns.ivo-verify.internal:8080:10.0.0.2' },
+      { name: 'IVO_WAIT_FOR_2', value: 'outbound|8080||k.ns.ivo-verify.internal::10.0.0.2:8080::' },
+      { name: 'IVO_WAIT_ATTEMPTS', value: '7' },
+    ]);
+    expect(
+      buildVerificationServiceEntry({
+        namespace: 'ns',
+        name: 'k',
+        service: second,
+        ownerJobUid: 'u-2',
+        ownerJobName: 'ivo-verify-app-a1b2c3',
+      }).metadata,
+    ).toEqual(
+      expect.objectContaining({
+        name: 'k',
+        ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: 'ivo-verify-app-a1b2c3', uid: 'u-2' }],
+      }),
+    );
+    expect(() => buildGroupVerificationJob({ namespace: 'ns', name: 'x', targets: [] })).toThrow(/at least one VM/);
+  });
+  it('issue 20: the client script waits for each VM until seen, then calls each; a refusing VM fails alone', () => {
+    const bin = mkdtempSync(join(tmpdir(), 'ivo group script '));
+    try {
+      // /clusters shows VM 1's endpoint at once and VM 2's from the 3rd look; VM 2 refuses (000).
+      writeFileSync(
+        join(bin, 'curl'),
+        `#!/bin/sh
+for a in "$@"; do last="$a"; done
+if [ "$last" = http://localhost:15000/clusters ]; then
+  n=$(cat "$IVO_STUB_DIR/looks" 2>/dev/null || echo 0); n=$((n+1)); echo "$n" > "$IVO_STUB_DIR/looks"
+  echo "outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::cx_active::0"
+  [ "$n" -ge 4 ] && echo "outbound|8080||k.ns.ivo-verify.internal::10.0.0.2:8080::cx_active::0"
+  exit 0
+fi
+echo "$*" >> "$IVO_STUB_DIR/calls"
+case "$last" in *k.ns*) printf 000; exit 7 ;; esac
+printf 200
+`,
+        { mode: 0o755 },
+      );
+      const env = {
+        PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+        IVO_STUB_DIR: bin,
+        IVO_VMS: '2',
+        IVO_REQUESTS: '2',
+        IVO_TARGET_URL_1: 'http://j.ns.ivo-verify.internal:8080/',
+        IVO_RESOLVE_1: 'j.ns.ivo-verify.internal:8080:10.0.0.1',
+        IVO_WAIT_FOR_1: 'outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::',
+        IVO_TARGET_URL_2: 'http://k.ns.ivo-verify.internal:8080/$(touch injected)',
+        IVO_RESOLVE_2: 'k.ns.ivo-verify.internal:8080:10.0.0.2',
+        IVO_WAIT_FOR_2: 'outbound|8080||k.ns.ivo-verify.internal::10.0.0.2:8080::',
+        IVO_WAIT_ATTEMPTS: '5',
+      };
+      const out = execFileSync('sh', ['-c', VERIFY_CLIENT_SCRIPT], { env, encoding: 'utf8', cwd: bin });
+      expect(out).toBe(
+        [
+          'ivo-wait 1 1 seen',
+          'ivo-wait 2 1 unseen',
+          'ivo-wait 2 2 unseen',
+          'ivo-wait 2 3 seen',
+          'ivo-call 1 1 200',
+          'ivo-call 1 2 200',
+          'ivo-call 2 1 000',
+          'ivo-call 2 2 000',
+          'ivo-done',
+          '',
+        ].join('\n'),
+      );
+      // A value is never evaluated by the shell.
+      expect(readFileSync(join(bin, 'calls'), 'utf8')).toContain(
+        'http://k.ns.ivo-verify.internal:8080/$(touch injected)',
+      );
+      expect(() => readFileSync(join(bin, 'injected'))).toThrow();
+      expect(parseVerificationLog(out, 2).calls.map((c) => c.code)).toEqual(['000', '000']);
+      expect(parseVerificationLog(out, 1).calls.map((c) => c.code)).toEqual(['200', '200']);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
   it('parses the log lines and the Job phase', () => {
-    expect(parseVerificationLog('noise\nivo-call 1 200\nivo-call 2 000\r\nivo-call x 1\nivo-done\n')).toEqual({
+    expect(parseVerificationLog('noise\nivo-call 1 1 200\nivo-call 1 2 000\r\nivo-call 1 x 1\nivo-done\n')).toEqual({
       calls: [
         { n: 1, code: '200' },
         { n: 2, code: '000' },
       ],
       done: true,
       waits: [],
+      own: 'noise\nivo-call 1 1 200\nivo-call 1 2 000\r\nivo-call 1 x 1\nivo-done\n',
     });
-    expect(parseVerificationLog('ivo-wait 1 unseen\nivo-wait 2 seen\nivo-call 1 200\n').waits).toEqual([
+    expect(parseVerificationLog('ivo-wait 1 1 unseen\nivo-wait 1 2 seen\nivo-call 1 1 200\n').waits).toEqual([
       { n: 1, seen: false },
       { n: 2, seen: true },
     ]);
-    expect(parseVerificationLog('ivo-call 1 503\n').done).toBe(false);
+    expect(parseVerificationLog('ivo-call 1 1 503\n').done).toBe(false);
+    // Issue 20: one Job's log for two VMs; each VM reads its own lines (and the shared ones).
+    const two =
+      'ivo-wait 1 1 seen\nivo-wait 2 1 unseen\nivo-wait 2 2 seen\nivo-call 1 1 200\nivo-call 2 1 503\nivo-done\n';
+    expect(parseVerificationLog(two, 2)).toEqual({
+      calls: [{ n: 1, code: '503' }],
+      done: true,
+      waits: [
+        { n: 1, seen: false },
+        { n: 2, seen: true },
+      ],
+      own: 'ivo-wait 2 1 unseen\nivo-wait 2 2 seen\nivo-call 2 1 503\nivo-done\n',
+    });
+    expect(parseVerificationLog(two, 1).calls).toEqual([{ n: 1, code: '200' }]);
     expect(jobPhase(undefined)).toEqual({ state: 'running' });
     expect(jobPhase({ status: { succeeded: 1 } })).toEqual({ state: 'complete' });
     expect(

@@ -29,6 +29,7 @@ import type {
 } from '../../src/verify/ports.js';
 import type { CheckName, CheckResult, VerifyContext } from '../../src/verify/types.js';
 import { TEST_EPOCH_MS, makeCa, makeWorkloadCert, secretsDumpJson } from './verify-fixtures.js';
+import { VerificationJobBatcher, verificationGroupKey } from '../../src/verify/job-batcher.js';
 
 const REF = path.resolve(process.cwd(), '../shared/envoy-reference');
 const ref = (p: string) => readFileSync(path.join(REF, p), 'utf8');
@@ -1316,5 +1317,76 @@ describe("the current run's log lines: Envoy's too, read in the VM's time zone",
     expect(vmUtcOffsetMinutes(out('attempts=1 outcome=ready curl_rc=0 utc_offset=+0100\n'))).toBe(60);
     expect(vmUtcOffsetMinutes(out('attempts=1 outcome=ready curl_rc=0 utc_offset=-0330\n'))).toBe(-210);
     expect(vmUtcOffsetMinutes(out('attempts=1 outcome=ready curl_rc=0\n'))).toBeUndefined();
+  });
+});
+
+describe('issue 20: the VMs of a group reaching the check together share one verification Job', () => {
+  /** A clock whose timers never fire: a batch that only a timer could release would hang the test. */
+  const stoppedClock = { now: () => TEST_EPOCH_MS, setTimer: () => () => undefined };
+
+  it('one Job per kind for both VMs; each VM keeps its own verdict (vm-2 refuses: mtls-calls-failed, vm-1 passes)', async () => {
+    const runs: string[][] = [];
+    const batcher = new VerificationJobBatcher(
+      async (_group, specs) => {
+        runs.push(specs.map((s) => `${s.injectSidecar ? 'mtls' : 'plain'} ${s.name}`));
+        return specs.map((s) =>
+          !s.injectSidecar
+            ? { succeeded: true, calls: callsOf('000', '000', '000'), logs: '', job: 'ivo-verify-vm-app-a1b2c3' }
+            : s.name.includes('vm-2')
+              ? { succeeded: true, calls: callsOf('503', '503', '503'), logs: '', job: 'ivo-verify-vm-app-a1b2c3' }
+              : { succeeded: true, calls: callsOf('200', '200', '200'), logs: '', job: 'ivo-verify-vm-app-a1b2c3' },
+        );
+      },
+      { clock: stoppedClock },
+    );
+    const group = verificationGroupKey(GROUP);
+    batcher.expect(group, 'vm-1');
+    batcher.expect(group, 'vm-2');
+    const one = harness(healthyVm(), healthyMesh(), { verificationJobs: batcher });
+    const two = harness(healthyVm(), healthyMesh(), { verificationJobs: batcher, vm: { ...VM, name: 'vm-2' } });
+    const [first, second] = await Promise.all([verifyVm(one.ctx), verifyVm(two.ctx)]);
+    expect(runs).toEqual([
+      ['mtls ivo-verify-vm-1-abcde', 'mtls ivo-verify-vm-2-abcde'],
+      ['plain ivo-verify-vm-1-abcde', 'plain ivo-verify-vm-2-abcde'],
+    ]);
+    // Nothing went to the per-VM Job of the mesh probe.
+    expect([...one.jobs, ...two.jobs]).toEqual([]);
+    const passed = byName(first, 'mesh-to-vm-mtls');
+    expect(passed.status).toBe('pass');
+    expect(passed.evidence).toContain("one verification Job for the group's VMs: vm-ns/ivo-verify-vm-app-a1b2c3");
+    const failed = byName(second, 'mesh-to-vm-mtls');
+    expect([failed.status, failed.hintId]).toEqual(['fail', 'mtls-calls-failed']);
+    expect(failed.summary).toMatch(/0 of 3 calls succeeded, codes 503 503 503/);
+  });
+
+  it('a VM whose check is skipped (round trip 1 failed) withdraws: the other runs at once, alone', async () => {
+    const runs: number[] = [];
+    const batcher = new VerificationJobBatcher(
+      async (_group, specs) => {
+        runs.push(specs.length);
+        return specs.map(() => ({ succeeded: true, calls: callsOf('200', '200', '200'), logs: '' }));
+      },
+      { clock: stoppedClock },
+    );
+    const group = verificationGroupKey(GROUP);
+    batcher.expect(group, 'vm-1');
+    batcher.expect(group, 'vm-2');
+    const healthy = harness(
+      healthyVm(),
+      { ...healthyMesh(), mode: 'PERMISSIVE' },
+      {
+        verificationJobs: batcher,
+        peerAuthentication: 'permissive',
+      },
+    );
+    const broken = harness({ ...healthyVm(), execError: 'ssh: connection reset' }, healthyMesh(), {
+      verificationJobs: batcher,
+      vm: { ...VM, name: 'vm-2' },
+    });
+    const [first, second] = await Promise.all([verifyVm(healthy.ctx), verifyVm(broken.ctx)]);
+    expect(byName(first, 'mesh-to-vm-mtls').status).toBe('pass');
+    expect(byName(second, 'mesh-to-vm-mtls').status).toBe('skipped');
+    expect(runs).toEqual([1]);
+    expect(batcher.waitingFor(group)).toEqual([]);
   });
 });

@@ -3,10 +3,11 @@
 // 1 and 2, around the Jobs); under STRICT a plaintext call from a pod without sidecar is refused.
 import { randomBytes } from 'node:crypto';
 import { verificationServiceHost } from '../../cluster/verification-job.js';
+import { verificationGroupKey } from '../job-batcher.js';
 import { describeFetch, failResult, fetchOk, isSuccessCode, passResult, probeOutput, scrubLines } from '../check.js';
 import type { CheckDefinition, CheckInput } from '../check.js';
 import { parsePrometheusText, sumMetric } from '../envoy/prometheus.js';
-import type { VerificationJobResult } from '../ports.js';
+import type { VerificationJobResult, VerificationJobSpec } from '../ports.js';
 import { scrubSecrets } from '../scrub.js';
 import { followUpParts, type ScriptSection } from '../vm-script.js';
 import type { CheckName, CheckResult, VerifyContext, VerifyOptions } from '../types.js';
@@ -120,6 +121,7 @@ export function evaluateMeshToVmMtls(
         `client sidecar, attempt ${w.n}: VM endpoint ${w.seen ? 'seen' : 'not seen yet'} in localhost:15000/clusters`,
       );
   }
+  if (job.job) evidence.push(`one verification Job for the group's VMs: ${ctx.group.namespace}/${job.job}`);
   evidence.push(`mTLS Job (injected) → ${called}: ${jobCodes(job)}${job.reason ? ` (${job.reason})` : ''}`);
   if (job.serviceEntry && job.calls.length > 0 && !waits.some((w) => w.seen)) {
     const detail =
@@ -269,19 +271,24 @@ function acceptsPlaintext(job: VerificationJobResult | { error: string }): job i
 /**
  * One verification Job. The mTLS attempt (`target` given) calls the VM through a ServiceEntry host
  * (ADR 0005): an in-mesh client's sidecar uses mTLS only for mesh services. The plaintext attempt under
- * STRICT calls the VM's IP from a pod without sidecar.
+ * STRICT calls the VM's IP from a pod without sidecar. `shared`: the Job may be one for the group's VMs
+ * reaching the check together (issue 20, ctx.verificationJobs); its `name` then names the VM's ServiceEntry.
  */
 async function runJob(
   ctx: VerifyContext,
   options: VerifyOptions,
   url: string,
   injectSidecar: boolean,
+  shared: boolean,
   target?: MtlsTarget,
 ): Promise<VerificationJobResult | { error: string }> {
   const name = verificationJobName(ctx.vm.name, (ctx.randomSuffix ?? randomSuffix)());
   const revision = ctx.revision && ctx.revision !== 'default' ? ctx.revision : undefined;
+  const queue = shared ? ctx.verificationJobs : undefined;
+  const run = (spec: VerificationJobSpec) =>
+    queue ? queue.submit(verificationGroupKey(ctx.group), ctx.vm.name, spec) : ctx.meshProbe.runVerificationJob(spec);
   try {
-    return await ctx.meshProbe.runVerificationJob({
+    return await run({
       namespace: ctx.group.namespace,
       name,
       image: ctx.verifyClientImage,
@@ -310,6 +317,11 @@ async function runJob(
   }
 }
 
+/** Issue 20: this VM will not reach its Jobs: the group's shared Job does not wait for it. */
+function withdrawFromGroupJob(ctx: VerifyContext): void {
+  ctx.verificationJobs?.withdraw(verificationGroupKey(ctx.group), ctx.vm.name);
+}
+
 /** What the Jobs between the round trips saw. */
 interface MtlsJobs {
   started: number;
@@ -333,12 +345,14 @@ async function runJobs(input: CheckInput): Promise<MtlsJobs> {
     target = defaultMtlsTarget(ctx);
   } catch (err) {
     targetError = (err as Error).message;
+    // No Job for this VM: its group does not wait for it.
+    withdrawFromGroupJob(ctx);
   }
   const strictness = await (input.started.get('mesh-to-vm-mtls') as Promise<Strictness>);
   const [mtlsJob, firstPlaintextJob] = target
     ? await Promise.all([
-        runJob(ctx, options, target.url, true, target),
-        strictness.strict ? runJob(ctx, options, target.url, false) : Promise.resolve(undefined),
+        runJob(ctx, options, target.url, true, true, target),
+        strictness.strict ? runJob(ctx, options, target.url, false, true) : Promise.resolve(undefined),
       ])
     : [undefined, undefined];
   // A STRICT policy applied moments ago (this run, or just before it) may not have reached the
@@ -356,7 +370,8 @@ async function runJobs(input: CheckInput): Promise<MtlsJobs> {
   ) {
     earlierPlaintextJobs.push(plaintextJob);
     await sleep(pauseMs);
-    plaintextJob = await runJob(ctx, options, target.url, false);
+    // A repetition is this VM's own (its group's Job has run): no waiting for the group.
+    plaintextJob = await runJob(ctx, options, target.url, false, false);
   }
   return {
     started,
@@ -426,6 +441,7 @@ export const meshToVmMtls: CheckDefinition = {
   // The mesh's mTLS mode (PeerAuthentication reads) is asked at once, alongside round trip 1.
   start: ({ ctx }) => Promise.resolve(isStrict(ctx)),
   prepare: runJobs,
+  notRun: ({ ctx }) => withdrawFromGroupJob(ctx),
   collect: {
     // The "after" counters, when there was a target to call.
     followUp: ({ prepared }) =>

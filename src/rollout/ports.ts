@@ -83,6 +83,8 @@ export interface VmApplyRequest {
   restart?: 'if-changed' | 'always';
   /** Remove the provisioned certificate and key after placing the fresh token, and restart (re-bootstrap). */
   reBootstrap?: boolean;
+  /** How long the VM waits for the upload at most (the run's vm-timeout); see ApplyChange in src/vm. */
+  uploadTimeoutSeconds?: number;
 }
 
 export interface VmApplyOutcome {

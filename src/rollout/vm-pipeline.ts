@@ -546,6 +546,7 @@ async function apply(run: VmRun): Promise<'stop' | void> {
           package: { version: packageVersion, format: facts.packageFormat, ...source, ...(sha256 ? { sha256 } : {}) },
           ...(run.restart ? { restart: run.restart } : {}),
           ...(run.reBootstrap ? { reBootstrap: true } : {}),
+          uploadTimeoutSeconds: run.context.settings.rollout.vmTimeoutSeconds,
         }),
       (outcome) =>
         `package ${outcome.packageAction}` +

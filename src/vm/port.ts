@@ -73,6 +73,7 @@ function vmPort(settings: RunSettings, vm: VmSpec, session: VmSession, learned: 
         sshPort: vm.ssh.port,
         ...(request.restart ? { restartPolicy: request.restart } : {}),
         ...(request.reBootstrap ? { reBootstrap: true } : {}),
+        ...(request.uploadTimeoutSeconds ? { uploadTimeoutSeconds: request.uploadTimeoutSeconds } : {}),
       }).catch((error: unknown) => {
         // An apply that failed after keeping the previous state (e.g. dpkg refused the new package): that
         // state is what a rollback restores, and only that one.

@@ -1,13 +1,13 @@
 // The VM layer (src/vm) against real lab VMs: real OpenSSH sshd, sudo, dpkg, the lab's istio-sidecar
 // package, the systemctl stand-in and the lab's fault switches.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { VmSpec } from '../../src/inventory/types.js';
-import { applyVmChanges, type VmChange } from '../../src/vm/scripts/apply.js';
+import { applyPayload, applyScript, applyVmChanges, type VmChange } from '../../src/vm/scripts/apply.js';
 import { fetchLocalUrl } from '../../src/vm/scripts/fetch-local.js';
 import { inspectVm } from '../../src/vm/scripts/inspect.js';
 import { offboardVm } from '../../src/vm/scripts/offboard.js';
@@ -17,7 +17,7 @@ import { rollbackVm } from '../../src/vm/scripts/rollback.js';
 import { VmConnectionError, type VmSession } from '../../src/vm/session.js';
 import { connectVm, type ConnectVmOptions } from '../../src/vm/ssh-session.js';
 import type { LabState } from './state.js';
-import { downLab, faultCli, newLabDir, ssh, upLab } from './testing.js';
+import { downLab, faultCli, newLabDir, ssh, sshArgs, upLab } from './testing.js';
 
 const dir = newLabDir('vm-side');
 let state: LabState;
@@ -381,17 +381,18 @@ describe('VM side against lab VMs', () => {
     ]);
     try {
       const session = await connect('vm2');
-      const error = await applyVmChanges(session, change({ upload: true })).catch((e: unknown) => e);
+      const error = await applyVmChanges(session, { ...change({ upload: true }), uploadTimeoutSeconds: 5 }).catch(
+        (e: unknown) => e,
+      );
       expect([error instanceof VmConnectionError, String(error)]).toEqual([true, String(error)]);
       expect((error as VmConnectionError).kind).toBe('connection-lost');
     } finally {
       await faultCli(dir, 'heal', 'ssh-drop', 'vm2');
-      // The reset reaches sshd only if it sends something after the cut; receiving an upload it may send
-      // nothing, and then its session (and the apply holding the VM's lock) waits on, as on a real VM until
-      // TCP keepalive gives up. End the sessions as that would.
-      await faultCli(dir, 'fault', 'ssh-drop', 'vm2', ['--after-bytes', '0']);
-      await faultCli(dir, 'heal', 'ssh-drop', 'vm2');
     }
+    // The reset reaches sshd only if it sends something after the cut; receiving an upload it may send nothing,
+    // and its session waits on as on a real VM until TCP keepalive gives up. The apply's read of the upload is
+    // bounded (here 5 s): it gives up and frees the VM's lock, so the next run is not refused lock-busy.
+    expect(await onVm('vm2', 'flock -w 30 /run/istio-vm-onboard.lock echo free')).toBe('free\n');
     expect(await istioPathsPresent('vm2')).toBe('');
 
     await faultCli(dir, 'fault', 'disk-full', 'vm2');
@@ -416,6 +417,35 @@ describe('VM side against lab VMs', () => {
     expect(uploaded.package).toMatchObject({ action: 'installed', source: 'upload' });
     expect(session.counters.bytesUploaded).toBeGreaterThan(state.package.sizeBytes);
     expect(session.counters.execRoundTrips).toBe(1);
+  });
+
+  it('an apply whose runner stalls mid-upload (connection open, nothing more sent) gives up after its bound and frees the lock', async () => {
+    // The runner process hangs with its SSH connection open: sshd sees a live session, so only the apply's own
+    // bound on reading the upload ends the wait (without it the VM's lock stays held while the session lives).
+    const stalled = { ...change({ upload: true }), uploadTimeoutSeconds: 3 };
+    const before = await istioPathsPresent('vm2');
+    const payload = applyPayload(stalled);
+    const command = `exec /bin/sh -c ${shQuote(applyScript(stalled, 'stalled-upload-test'))}`;
+    const child = spawn(sshArgs(state, 'vm2')[0]!, [...sshArgs(state, 'vm2').slice(1), command], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      child.stdin.write(payload.subarray(0, Math.floor(payload.length / 2)));
+      // The apply took the lock and reads the upload; within its bound plus a margin the lock is free again.
+      expect(await onVm('vm2', 'flock -w 30 /run/istio-vm-onboard.lock echo free')).toBe('free\n');
+      // The apply ended on its own (the session is still open: stdin was never closed), naming the cause.
+      const code = await Promise.race([exited, new Promise<'open'>((r) => setTimeout(() => r('open'), 20_000))]);
+      expect(code).toEqual(expect.any(Number));
+      expect(code).not.toBe(0);
+      expect(output).toMatch(/upload/);
+    } finally {
+      if (child.exitCode === null && child.pid) process.kill(child.pid, 'SIGTERM');
+      await exited;
+    }
+    expect(await istioPathsPresent('vm2')).toBe(before);
   });
 
   it('rolling back a failed first install stops the sidecar and marks the VM; a rerun clears the mark', async () => {

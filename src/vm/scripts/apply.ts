@@ -35,6 +35,11 @@ export interface VmChange {
   };
   /** `if-changed` (default): restart only when a file (other than the token) or the package changed. */
   restartPolicy?: 'if-changed' | 'always';
+  /**
+   * Upper bound (seconds) for receiving the upload on the VM: a runner gone mid-upload over a connection sshd
+   * still thinks open would otherwise keep the apply, and the VM's lock, waiting on stdin. 0: no bound.
+   */
+  uploadTimeoutSeconds?: number;
   /** Restart when only the bootstrap token changed; default false (a running sidecar keeps its certificate). */
   restartOnTokenChange?: boolean;
   /**
@@ -231,6 +236,7 @@ export function applyScript(change: VmChange, snapshotId: string): string {
         IVO_PACKAGE_UPLOADED: pkg.upload ? 1 : 0,
         IVO_PACKAGE_SPACE_KIB: packageSpaceKiB(change),
         IVO_RESTART_POLICY: change.restartPolicy ?? 'if-changed',
+        IVO_UPLOAD_TIMEOUT: Math.max(0, Math.floor(change.uploadTimeoutSeconds ?? 0)),
         IVO_SNAPSHOT_ID: snapshotId,
         IVO_BASELINE_PATHS: BASELINE_PATHS.join('\n'),
         IVO_HOSTS: ISTIO_PATHS.hosts,

@@ -348,9 +348,10 @@ export const workloadCertificate: CheckDefinition = {
     'cert-trust-domain': {
       cause: 'cert SAN is {san} but mesh trust domain is {trustDomain}',
       fix:
-        'the VM and the mesh disagree on the trust domain: ' +
-        'set `trustDomain: {trustDomain}` in the mesh config the VM uses (/etc/istio/config/mesh) ' +
-        "or fix istiod's trustDomain, then rerun onboard",
+        "the certificate was signed under another trust domain (istiod's mesh config `trustDomain` changed " +
+        'after the VM got it, or another CA signed it): if the change to {trustDomain} is meant, rerun onboard — ' +
+        "it writes the mesh's trust domain (TRUST_DOMAIN in cluster.env, the mesh config) and restarts the " +
+        "sidecar, which asks istiod for a new certificate; otherwise restore istiod's trustDomain",
     },
     'cert-identity': {
       cause: "cert SAN is {san} but this VM's group expects {expected}",

@@ -20,6 +20,7 @@ export function workloadEntryViewOf(info: WorkloadEntryInfo): WorkloadEntryView 
   const annotations: Record<string, string> = {};
   if (info.autoRegistered && info.group) annotations['istio.io/autoRegistrationGroup'] = info.group;
   if (info.controller) annotations['istio.io/workloadController'] = info.controller;
+  if (info.disconnectedAt) annotations['istio.io/disconnectedAt'] = info.disconnectedAt;
   const view: WorkloadEntryView = {
     metadata: { name: info.name, namespace: info.namespace, annotations },
     spec: {

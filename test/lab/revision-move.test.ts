@@ -121,6 +121,9 @@ describe('revision move through dist/, two real istiods behind one east-west add
       expect(report.outcome).toBe('updated');
       expect(report.controlPlane).toEqual({ address: CANARY_ISTIOD, from: DEFAULT_ISTIOD });
       expect(await caAddressOnVm(vm)).toBe(CANARY_ISTIOD);
+      // workload-entry accepts the entry only once the VM side is done and istiod holds the VM: by then the
+      // new agent's connection is the revision's (the old one, draining, kept the default istiod's name on it).
+      expect(checkOf(r, vm, 'workload-entry')?.evidence.join('\n')).toContain('kept by istiod pod istiod-canary-lab');
       if (vm === canary.name) continue;
       const applied = lines.findIndex((line) => line.includes(`[${vm}] apply:`));
       expect(applied).toBeGreaterThan(canaryVerified);
@@ -132,8 +135,7 @@ describe('revision move through dist/, two real istiods behind one east-west add
     for (const vm of VMS) {
       expect(vmOf(rerun.report, vm)).toMatchObject({ outcome: 'unchanged', restarted: false });
       expect(vmOf(rerun.report, vm).canary).toBeUndefined();
-      // The WorkloadEntry names the istiod pod holding the VM's connection: the revision's. (Right after the
-      // move it may still name the default istiod: the old agent keeps its connection while it drains.)
+      // The WorkloadEntry still names the istiod pod holding the VM's connection: the revision's.
       expect(checkOf(rerun, vm, 'workload-entry')?.evidence.join('\n')).toContain(
         'kept by istiod pod istiod-canary-lab',
       );

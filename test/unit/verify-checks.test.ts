@@ -932,6 +932,21 @@ const CASES: FailureCase[] = [
     hint: /application is down.*start the application on the VM \(port 8080\)/,
   },
   {
+    title: 'entry marked disconnected: no istiod holds the VM (its Healthy condition is from before)',
+    check: 'workload-entry',
+    hintId: 'we-disconnected',
+    mesh: (m) => {
+      const entry = healthyEntry();
+      entry.metadata.annotations = {
+        ...entry.metadata.annotations,
+        'istio.io/disconnectedAt': '2026-12-07T18:48:40.123456789Z',
+      };
+      m.entry = entry;
+    },
+    summary: /vm-app-10\.233\.0\.11 is marked disconnected since 2026-12-07T18:48:40\.123456789Z after 20\.0 s/,
+    hint: /no istiod holds the VM's xDS connection/,
+  },
+  {
     title: 'no Healthy condition',
     check: 'workload-entry',
     hintId: 'we-health-unknown',

@@ -8,6 +8,15 @@ function healthyCondition(entry: WorkloadEntryView) {
   return entry.status?.conditions?.find((c) => c.type === 'Healthy');
 }
 
+/**
+ * When istiod marked an auto-registered entry disconnected: no istiod holds the VM's xDS connection (it keeps the
+ * entry for a grace period; pilot/pkg/autoregistration sets istio.io/disconnectedAt and drops connectedAt).
+ */
+function disconnectedAt(entry: WorkloadEntryView): string | undefined {
+  const a = entry.metadata.annotations ?? {};
+  return a['istio.io/autoRegistrationGroup'] ? a['istio.io/disconnectedAt'] : undefined;
+}
+
 function describeEntry(entry: WorkloadEntryView): string {
   const a = entry.metadata.annotations ?? {};
   const kind = a['istio.io/autoRegistrationGroup']
@@ -70,7 +79,10 @@ export async function checkWorkloadEntry(
     } catch (err) {
       lastError = (err as Error).message;
     }
-    if (entry) {
+    // An entry counts once the VM side is done (after a restart, the entry of the sidecar's previous run may
+    // still be there, kept by the istiod the old agent held while it drained) and while istiod holds the VM.
+    const settled = !vmSide || vmSide.doneAt !== undefined;
+    if (entry && settled && disconnectedAt(entry) === undefined) {
       if (!healthChecks) break;
       const h = healthyCondition(entry);
       if (h?.status === 'True') break;
@@ -131,6 +143,17 @@ export async function checkWorkloadEntry(
     });
   }
   const evidence = [describeEntry(entry)];
+  const since = disconnectedAt(entry);
+  if (since !== undefined) {
+    return failResult(ctx, {
+      check: name,
+      seen: `${entry.metadata.name} is marked disconnected since ${since} after ${waited}`,
+      hint: 'we-disconnected',
+      vars: { entry: entry.metadata.name, since },
+      evidence,
+      durationMs: now() - started,
+    });
+  }
   if (healthChecks) {
     const h = healthyCondition(entry);
     if (!h) {
@@ -192,6 +215,12 @@ export const workloadEntry: CheckDefinition = {
         'address {address}); an entry deleted while it stays connected is not re-created: rerun onboard ' +
         '(it restarts a sidecar whose entry is gone) or `sudo systemctl restart istio`; ' +
         'static: rerun onboard to apply the entry',
+    },
+    'we-disconnected': {
+      cause:
+        'WorkloadEntry {entry} is marked disconnected (istio.io/disconnectedAt {since}): no istiod holds the ' +
+        "VM's xDS connection, and istiod removes the entry when its grace period ends",
+      fix: 'fix what sidecar-ready / xds-connected report (the sidecar must reach istiod on 15012), then rerun onboard',
     },
     'we-unhealthy': {
       cause:

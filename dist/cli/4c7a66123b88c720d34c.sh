@@ -5,7 +5,7 @@
 # are staged, compared, the previous state is kept for rollback, then each file is renamed into place;
 # the unit is (re)started only when something that matters changed.
 # Values: IVO_STATE_DIR, IVO_STAGING, IVO_FORMAT (deb|rpm), IVO_WANT_VERSION, IVO_WANT_SHA, IVO_PACKAGE_URL,
-# IVO_PACKAGE_UPLOADED (1|0), IVO_PACKAGE_SPACE_KIB, IVO_RESTART_POLICY (if-changed|always),
+# IVO_PACKAGE_UPLOADED (1|0), IVO_PACKAGE_SPACE_KIB, IVO_RESTART_POLICY (if-changed|always), IVO_UPLOAD_TIMEOUT (seconds, 0: unbounded),
 # IVO_SNAPSHOT_ID, IVO_BASELINE_PATHS (one a line), IVO_HOSTS, IVO_UNIT, IVO_FAILED_MARKER,
 # IVO_PLACEMENT_DIRS (one a line), IVO_DROP_IN_DIR, IVO_TOKEN_DIR, IVO_REBOOTSTRAP (1|0), IVO_PROV_DIR,
 # IVO_PROV_CHAIN, IVO_PROV_KEY, and those of common.sh,
@@ -78,7 +78,17 @@ fi
 # 1. receive the upload (one tar stream) and check it against its manifest
 rm -rf "$STG"
 ivo_run staging install -d -m 0700 "$STG"
-tar -xf - -C "$STG" >"$IVO_ERR" 2>&1 || ivo_step_failed upload $? "$(tail -c 1500 "$IVO_ERR")"
+# A runner gone mid-upload over a connection sshd still thinks open sends no EOF: bounded (IVO_UPLOAD_TIMEOUT,
+# the run's vm-timeout, after which the runner has given up on this VM), the wait ends and the lock is freed.
+if [ "$IVO_UPLOAD_TIMEOUT" -gt 0 ] 2>/dev/null && command -v timeout >/dev/null 2>&1; then
+  timeout "$IVO_UPLOAD_TIMEOUT" tar -xf - -C "$STG" >"$IVO_ERR" 2>&1 || {
+    ivo_rc=$?
+    [ "$ivo_rc" = 124 ] && echo "no complete upload within ${IVO_UPLOAD_TIMEOUT}s (the runner went away?)" >>"$IVO_ERR"
+    ivo_step_failed upload "$ivo_rc" "$(tail -c 1500 "$IVO_ERR")"
+  }
+else
+  tar -xf - -C "$STG" >"$IVO_ERR" 2>&1 || ivo_step_failed upload $? "$(tail -c 1500 "$IVO_ERR")"
+fi
 [ -f "$STG/MANIFEST" ] || ivo_fail upload "the upload is incomplete (no manifest; connection cut?); nothing was changed"
 (cd "$STG" && sha256sum -c MANIFEST) >"$IVO_ERR" 2>&1 || ivo_step_failed upload $? "$(tail -c 1500 "$IVO_ERR")"
 

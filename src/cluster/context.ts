@@ -52,6 +52,13 @@ export class RunCache {
     this.recent.delete(key);
   }
 
+  /** True for the first caller only (per key and run): who gets to act on something that happens once. */
+  claim(key: string): boolean {
+    if (this.entries.has(key)) return false;
+    this.entries.set(key, Promise.resolve(true));
+    return true;
+  }
+
   set<T>(key: string, value: T): void {
     this.entries.set(key, Promise.resolve(value));
   }

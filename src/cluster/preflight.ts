@@ -253,7 +253,7 @@ export async function runPreflight(
   if (options.mode === 'plan') {
     for (const state of missingNamespaces)
       warnings.push(
-        `${describeMissingNamespace(state)}: onboard will create it, which needs create and patch namespaces ` +
+        `${describeMissingNamespace(state)}: onboard will create it, which needs create namespaces ` +
           `(cluster-scoped) and the group role's permissions in it`,
       );
   }

@@ -208,12 +208,12 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
 
   p('list', 'apps', 'deployments', 'istio-namespace', ALL, 'find istiod (label app=istiod) and its version and env'),
   p(
-    'get',
+    'list',
     '',
     'configmaps',
     'istio-namespace',
     ['onboard', 'plan', 'verify'],
-    'read the mesh config (istio[-REV]) and the injector config (cluster ID)',
+    "read the mesh config (istio[-REV]), the injector config (cluster ID) and istiod's root cert: one list",
   ),
   p(
     'list',

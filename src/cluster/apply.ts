@@ -1,11 +1,13 @@
 // Server-side apply of the mesh objects of a group, idempotent: each object is read first and only
-// applied when a field we manage differs (or we still own a field we no longer want). A rerun with
+// applied when a field we manage differs (or we still own a field we no longer want); in a namespace the
+// run has just created there is nothing to read (issue 20). A rerun with
 // no change makes no write and reports `unchanged`. One field manager; `force: true` takes over
 // only the fields in our (minimal) manifests — the fields we own by definition.
 import type { ConfigurationOptions } from '@kubernetes/client-node';
 import type { GroupSpec, VmSpec } from '../inventory/types.js';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../render/workload-objects.js';
 import type { ClusterContext } from './context.js';
+import { KubeRequestError } from './errors.js';
 import { groupNamespaceState, rememberNamespaceCreated } from './group-namespaces.js';
 import {
   driftOf,
@@ -222,17 +224,30 @@ export async function applyStaticWorkloadEntry(
 
 /**
  * The group namespace: used as it is when it exists (never changed, so no write and no cluster-scoped
- * permission), created by server-side apply when it does not. Whether it exists is preflight's answer
- * (group-namespaces.ts), which needs only what a RoleBinding in the namespace grants.
+ * permission), created when it does not. Whether it exists is preflight's answer (group-namespaces.ts),
+ * which needs only what a RoleBinding in the namespace grants. Created with a plain create (POST), not
+ * server-side apply: the manifest is only its name and we never change it afterwards, and a create needs
+ * only `create namespaces` where an apply of a missing object needs `patch` too (issue 20: one access review
+ * fewer, one cluster-scoped permission fewer). Someone else creating it meanwhile (409 on the first attempt)
+ * leaves it theirs: `unchanged`.
  */
 async function ensureGroupNamespace(ctx: ClusterContext, namespace: string, dryRun: boolean): Promise<AppliedObject> {
   const base = { kind: 'Namespace', namespace: '', name: namespace };
   const state = await groupNamespaceState(ctx, namespace);
   if (state.exists) return { ...base, action: 'unchanged' };
   if (dryRun) return { ...base, action: 'would-create' };
-  await serverSideApply(ctx, namespaceManifest(namespace));
+  let action: ApplyAction = 'created';
+  try {
+    await ctx.transport.call((o) =>
+      ctx.core.createNamespace({ body: namespaceManifest(namespace), fieldManager: ctx.fieldManager }, o),
+    );
+  } catch (error) {
+    if (!(error instanceof KubeRequestError && error.kind === 'conflict')) throw error;
+    // A retried create whose first attempt went through made it; a first attempt's 409: someone else did.
+    if (error.attempts === 1) action = 'unchanged';
+  }
   rememberNamespaceCreated(ctx, namespace);
-  return { ...base, action: 'created' };
+  return { ...base, action };
 }
 
 /**
@@ -267,10 +282,17 @@ export async function applyGroupObjects(
   if (svc) manifests.push(svc);
   const pa = peerAuthenticationManifest(group, options.peerAuthentication);
   if (pa) manifests.push(pa);
-  // In plan mode a namespace that does not exist yet holds nothing: skip the reads.
+  // In plan mode a namespace that does not exist yet holds nothing: skip the reads. Issue 20: nor does one this
+  // run has just created, for the first group applied into it (a later group of the namespace reads, since the
+  // first one's objects are there now) — except the ServiceAccount `default`, which the namespace's
+  // ServiceAccount controller makes by itself.
   const namespaceMissing = dryRun && nsResult.action === 'would-create';
+  const namespaceNew =
+    !dryRun && nsResult.action === 'created' && ctx.cache.claim(`namespace-first-group/${group.namespace}`);
+  const holdsNothing = (m: Manifest): boolean =>
+    namespaceMissing || (namespaceNew && !(m.kind === 'ServiceAccount' && m.metadata.name === 'default'));
   // Read all first: an object someone else made stops the group before any of its objects is written.
-  const lives = await Promise.all(manifests.map((m) => (namespaceMissing ? undefined : readLive(ctx, m))));
+  const lives = await Promise.all(manifests.map((m) => (holdsNothing(m) ? undefined : readLive(ctx, m))));
   if (group.adopt !== true) {
     manifests.forEach((m, i) => {
       const live = lives[i];

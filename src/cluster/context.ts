@@ -52,6 +52,13 @@ export class RunCache {
     this.recent.delete(key);
   }
 
+  /** True for the first caller only (per key and run): who gets to act on something that happens once. */
+  claim(key: string): boolean {
+    if (this.entries.has(key)) return false;
+    this.entries.set(key, Promise.resolve(true));
+    return true;
+  }
+
   set<T>(key: string, value: T): void {
     this.entries.set(key, Promise.resolve(value));
   }
@@ -93,15 +100,21 @@ export function createClusterContext(
   };
 }
 
-/** A ConfigMap read once per run (undefined when absent). */
-export function readConfigMapOnce(
+/**
+ * A ConfigMap of istiod's namespace (the mesh config, the injector config, istiod's own istio-ca-root-cert),
+ * undefined when absent: from one list of that namespace per run (issue 20: one request where there were a GET
+ * per ConfigMap; `list configmaps` in that one namespace reaches what `get configmaps` there did).
+ */
+export async function readIstioConfigMap(
   ctx: ClusterContext,
   namespace: string,
   name: string,
 ): Promise<V1ConfigMap | undefined> {
-  return ctx.cache.once(`configmap/${namespace}/${name}`, () =>
-    ctx.transport.callOptional((o) => ctx.core.readNamespacedConfigMap({ namespace, name }, o)),
-  );
+  const byName = await ctx.cache.once(`configmaps/${namespace}`, async () => {
+    const list = await ctx.transport.call((o) => ctx.core.listNamespacedConfigMap({ namespace }, o));
+    return new Map((list.items ?? []).map((cm) => [cm.metadata?.name ?? '', cm]));
+  });
+  return byName.get(name);
 }
 
 export function sleep(ms: number): Promise<void> {

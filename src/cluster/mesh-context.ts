@@ -1,9 +1,10 @@
 // The values `istioctl x workload entry configure` reads from the cluster: the mesh config text,
 // the root certificate of the group namespace, the cluster ID, the trust domain, and the east-west
-// gateway address. Each is read once per run (root cert once per namespace).
+// gateway address. Each is read once per run (root cert once per namespace); the ConfigMaps of istiod's
+// namespace come from one list of it (readIstioConfigMap).
 import { parse as parseYaml } from 'yaml';
 import { isIP } from 'node:net';
-import { readConfigMapOnce, sleep, type ClusterContext } from './context.js';
+import { readIstioConfigMap, sleep, type ClusterContext } from './context.js';
 import { ClusterConfigError } from './errors.js';
 import { chooseFromService, resolveHostnameChoice, type EastWestAddress, type HostnameResolver } from './east-west.js';
 import { meshConfigMapName } from '../render/istiod.js';
@@ -78,7 +79,7 @@ export interface MeshContextOptions {
 
 async function readMeshConfig(ctx: ClusterContext, istioNamespace: string, revision: string): Promise<string> {
   const name = meshConfigMapName(revision);
-  const cm = await readConfigMapOnce(ctx, istioNamespace, name);
+  const cm = await readIstioConfigMap(ctx, istioNamespace, name);
   const mesh = cm?.data?.['mesh'];
   if (mesh === undefined) {
     throw new ClusterConfigError(
@@ -92,7 +93,7 @@ async function readMeshConfig(ctx: ClusterContext, istioNamespace: string, revis
 
 async function readClusterID(ctx: ClusterContext, istioNamespace: string, revision: string): Promise<string> {
   const name = injectorConfigMapName(revision);
-  const cm = await readConfigMapOnce(ctx, istioNamespace, name);
+  const cm = await readIstioConfigMap(ctx, istioNamespace, name);
   if (!cm) {
     throw new ClusterConfigError(
       `failed to determine the cluster ID: configmap ${name} not found in namespace ` +
@@ -113,19 +114,28 @@ async function readRootCert(ctx: ClusterContext, namespace: string, waitMs: numb
     );
     const pem = cm?.data?.[ROOT_CERT_KEY];
     if (pem) return pem;
-    if (Date.now() + interval > deadline || polls > 1000) {
-      throw new ClusterConfigError(
-        `configmap ${ROOT_CERT_CONFIGMAP} (key ${ROOT_CERT_KEY}) ` +
-          (waitMs > 0
-            ? `did not appear in namespace ${namespace} within ${Math.round(waitMs / 1000)} s. `
-            : `was not found in namespace ${namespace}. `) +
-          'istiod writes it into every namespace it watches: is istiod running, and does its ' +
-          'discoverySelectors include this namespace?',
-      );
-    }
+    if (Date.now() + interval > deadline || polls > 1000) throw rootCertMissing(namespace, waitMs);
     await sleep(interval);
     interval = Math.min(pollMs, Math.round(interval * 1.5));
   }
+}
+
+function rootCertMissing(namespace: string, waitMs: number): ClusterConfigError {
+  return new ClusterConfigError(
+    `configmap ${ROOT_CERT_CONFIGMAP} (key ${ROOT_CERT_KEY}) ` +
+      (waitMs > 0
+        ? `did not appear in namespace ${namespace} within ${Math.round(waitMs / 1000)} s. `
+        : `was not found in namespace ${namespace}. `) +
+      'istiod writes it into every namespace it watches: is istiod running, and does its ' +
+      'discoverySelectors include this namespace?',
+  );
+}
+
+/** istiod's own copy (namespaceNotCreatedYet), from the list of istiod's namespace the other reads share. */
+async function readIstiodRootCert(ctx: ClusterContext, istioNamespace: string): Promise<string> {
+  const pem = (await readIstioConfigMap(ctx, istioNamespace, ROOT_CERT_CONFIGMAP))?.data?.[ROOT_CERT_KEY];
+  if (!pem) throw rootCertMissing(istioNamespace, 0);
+  return pem;
 }
 
 async function readEastWest(
@@ -179,7 +189,7 @@ export function createMeshContextReader(ctx: ClusterContext, options: MeshContex
         ),
         input.namespaceNotCreatedYet === true
           ? ctx.cache.once(`root-cert/${input.istioNamespace}/once`, () =>
-              readRootCert(ctx, input.istioNamespace, 0, pollMs),
+              readIstiodRootCert(ctx, input.istioNamespace),
             )
           : ctx.cache.once(`root-cert/${input.namespace}`, () => readRootCert(ctx, input.namespace, waitMs, pollMs)),
       ]);

@@ -65,10 +65,7 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
   // verify (drift) reads it too, but falls back to the ConfigMaps every namespace holds (group-namespaces.ts).
   p('get', '', 'namespaces', 'group-namespace', READS, 'see that the group namespace exists (only its own object)'),
   // Cluster-scoped, and only asked for namespaces that do not exist (a RoleBinding cannot live in them).
-  p('create', '', 'namespaces', 'cluster', ONBOARD, 'create a missing group namespace (server-side apply)', {
-    when: 'missing-namespace',
-  }),
-  p('patch', '', 'namespaces', 'cluster', ONBOARD, 'server-side apply of a missing group namespace', {
+  p('create', '', 'namespaces', 'cluster', ONBOARD, 'create a missing group namespace', {
     when: 'missing-namespace',
   }),
 
@@ -205,20 +202,18 @@ export const REQUIRED_PERMISSIONS: readonly RequiredPermission[] = [
     'delete it when its Job could not take it along (it is owned by the Job)',
   ),
   p('create', 'batch', 'jobs', 'group-namespace', VERIFY, 'mesh-to-VM mTLS verification Job (ADR 0002)'),
-  p('watch', 'batch', 'jobs', 'group-namespace', VERIFY, 'wait for the verification Job (one watch of it)'),
   p('delete', 'batch', 'jobs', 'group-namespace', VERIFY, 'delete the verification Job'),
-  p('list', '', 'pods', 'group-namespace', VERIFY, "find the verification Job's pod"),
-  p('get', '', 'pods', 'group-namespace', VERIFY, "read the verification pod's status"),
+  p('watch', '', 'pods', 'group-namespace', VERIFY, "wait for the verification Job's pod (one watch, label job-name)"),
   p('get', '', 'pods', 'group-namespace', VERIFY, "read the verification pod's log", { subresource: 'log' }),
 
   p('list', 'apps', 'deployments', 'istio-namespace', ALL, 'find istiod (label app=istiod) and its version and env'),
   p(
-    'get',
+    'list',
     '',
     'configmaps',
     'istio-namespace',
     ['onboard', 'plan', 'verify'],
-    'read the mesh config (istio[-REV]) and the injector config (cluster ID)',
+    "read the mesh config (istio[-REV]), the injector config (cluster ID) and istiod's root cert: one list",
   ),
   p(
     'list',

@@ -8,7 +8,7 @@ import { proxyMetadataProblems } from '../render/proxy-metadata.js';
 import { meshConfigMapName } from '../render/istiod.js';
 import { parseYaml11 } from '../render/yaml-input.js';
 import { missingPermissions } from './access-rules.js';
-import { readConfigMapOnce, type ClusterContext } from './context.js';
+import { readIstioConfigMap, type ClusterContext } from './context.js';
 import { describePermission, KubeRequestError } from './errors.js';
 import { describeMissingNamespace, groupNamespaceState, type GroupNamespaceState } from './group-namespaces.js';
 import {
@@ -230,7 +230,7 @@ export async function runPreflight(
   const deploymentsRead = ctx.transport.call((o) =>
     ctx.apps.listNamespacedDeployment({ namespace: istioNamespace, labelSelector: 'app=istiod' }, o),
   );
-  const meshConfigRead = readConfigMapOnce(ctx, istioNamespace, meshConfigMapName(revision));
+  const meshConfigRead = readIstioConfigMap(ctx, istioNamespace, meshConfigMapName(revision));
   const crdsRead = checkCrds(ctx, needPeerAuthWrite, options.mode);
   const readsSettled = Promise.allSettled([deploymentsRead, meshConfigRead, crdsRead]);
   // Which group namespaces exist decides which permissions the run needs: namespace creation
@@ -253,7 +253,7 @@ export async function runPreflight(
   if (options.mode === 'plan') {
     for (const state of missingNamespaces)
       warnings.push(
-        `${describeMissingNamespace(state)}: onboard will create it, which needs create and patch namespaces ` +
+        `${describeMissingNamespace(state)}: onboard will create it, which needs create namespaces ` +
           `(cluster-scoped) and the group role's permissions in it`,
       );
   }

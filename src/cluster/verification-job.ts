@@ -337,61 +337,81 @@ export function parseVerificationLog(
 
 export type JobPhase = { state: 'running' } | { state: 'complete' } | { state: 'failed'; reason: string };
 
-/** Finished or not, from Job status (conditions first, counters as fallback). Pure. */
-export function jobPhase(job: V1Job | undefined): JobPhase {
-  const status = job?.status;
-  const cond = (type: string) => status?.conditions?.find((c) => c.type === type && c.status === 'True');
-  const failed = cond('Failed');
-  if (failed)
-    return { state: 'failed', reason: [failed.reason, failed.message].filter(Boolean).join(': ') || 'Failed' };
-  if (cond('Complete') || (status?.succeeded ?? 0) >= 1) return { state: 'complete' };
-  if ((status?.failed ?? 0) >= 1) return { state: 'failed', reason: 'pod failed' };
-  return { state: 'running' };
+/**
+ * Finished or not, from the status of the Job's pod (backoffLimit 0: one pod, whose end is the Job's end).
+ * Succeeded: complete; Failed: failed, with the pod's reason and each container that did not exit 0. Pure.
+ */
+export function podPhase(pod: V1Pod | undefined): JobPhase {
+  const status = pod?.status;
+  if (status?.phase === 'Succeeded') return { state: 'complete' };
+  if (status?.phase !== 'Failed') return { state: 'running' };
+  const exits = (status.containerStatuses ?? []).flatMap((c) => {
+    const t = c.state?.terminated;
+    return t && t.exitCode !== 0 ? [`container ${c.name} exited ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}`] : [];
+  });
+  const why = [status.reason, status.message].filter(Boolean).join(': ');
+  return {
+    state: 'failed',
+    reason: `its pod ${pod?.metadata?.name ?? ''} failed: ${[why, ...exits].filter(Boolean).join('; ') || 'Failed'}`,
+  };
 }
 
-function newestPod(pods: V1Pod[]): V1Pod | undefined {
-  return [...pods].sort((a, b) =>
-    String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')),
-  )[0];
+function newer(a: V1Pod | undefined, b: V1Pod): boolean {
+  return !a || String(b.metadata?.creationTimestamp ?? '') >= String(a.metadata?.creationTimestamp ?? '');
 }
 
-/** Watches of one Job at most: the server or the connection may end a watch before the Job ends. */
-const MAX_JOB_WATCHES = 10;
+/** Watches of the Job's pods at most: the server or the connection may end a watch before the pod ends. */
+const MAX_POD_WATCHES = 10;
 
 /**
- * Until the Job finishes, disappears or `deadline`: one watch of that Job (a request for its whole life,
- * instead of a GET per poll), watched again (at most MAX_JOB_WATCHES times, `pauseMs` apart) when the
- * watch ends early. A watch without resourceVersion starts with the Job as it is.
+ * Issue 20: until the Job's pod (label job-name, set by the Job controller) finishes, disappears or
+ * `deadline`: one watch of the namespace's pods with that label — a request for the Job's whole life that
+ * also names the pod whose log is read (no watch of the Job, no list of pods). Watched again (at most
+ * MAX_POD_WATCHES times, `pauseMs` apart) when the watch ends early. A watch without resourceVersion starts
+ * with the pods as they are. With backoffLimit 0 the Job has one pod; the newest is followed.
  */
-async function waitForJob(
+async function waitForJobPod(
   ctx: ClusterContext,
   namespace: string,
   name: string,
   deadline: number,
   pauseMs: number,
-): Promise<JobPhase> {
+): Promise<{ phase: JobPhase; pod?: V1Pod }> {
   let phase: JobPhase = { state: 'running' };
-  for (let watches = 0; phase.state === 'running' && watches < MAX_JOB_WATCHES; watches++) {
+  let pod: V1Pod | undefined;
+  for (let watches = 0; phase.state === 'running' && watches < MAX_POD_WATCHES; watches++) {
     const remainingMs = deadline - Date.now();
     if (remainingMs <= 0) break;
     if (watches > 0) await sleep(Math.min(pauseMs, remainingMs));
     const end = await ctx.transport.watch(
-      `/apis/batch/v1/namespaces/${encodeURIComponent(namespace)}/jobs`,
-      { fieldSelector: `metadata.name=${name}`, timeoutSeconds: Math.max(1, Math.ceil(remainingMs / 1000)) },
+      `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`,
+      { labelSelector: `job-name=${name}`, timeoutSeconds: Math.max(1, Math.ceil(remainingMs / 1000)) },
       (type, object) => {
+        const seen = object as V1Pod;
         if (type === 'DELETED') {
-          phase = { state: 'failed', reason: 'the Job disappeared before it finished' };
+          if (pod && seen.metadata?.uid !== pod.metadata?.uid) return false;
+          pod = seen;
+          phase = podPhase(seen);
+          if (phase.state !== 'running') return true;
+          phase = {
+            state: 'failed',
+            reason:
+              `its pod ${seen.metadata?.name ?? ''} was deleted before it finished ` +
+              "(the Job's activeDeadlineSeconds, or the Job or pod deleted by someone else)",
+          };
           return true;
         }
         if (type !== 'ADDED' && type !== 'MODIFIED') return false;
-        phase = jobPhase(object as V1Job);
+        if (!newer(pod, seen) && seen.metadata?.uid !== pod?.metadata?.uid) return false;
+        pod = seen;
+        phase = podPhase(seen);
         return phase.state !== 'running';
       },
       Math.max(0, deadline - Date.now()),
     );
     if (end === 'timeout') break;
   }
-  return phase;
+  return pod ? { phase, pod } : { phase };
 }
 
 /** One VM's Job (ADR 0002/0005): a group Job of one, named and owning its ServiceEntry under `input.name`. */
@@ -460,12 +480,7 @@ export async function runGroupVerificationJob(
       entries.push(target.name);
     }
 
-    const phase = await waitForJob(ctx, namespace, name, deadline, pollMs);
-
-    const pods = await ctx.transport.call((o) =>
-      ctx.core.listNamespacedPod({ namespace, labelSelector: `job-name=${name}` }, o),
-    );
-    const pod = newestPod(pods.items ?? []);
+    const { phase, pod } = await waitForJobPod(ctx, namespace, name, deadline, pollMs);
     const podName = pod?.metadata?.name;
     let logs = '';
     let logError: string | undefined;

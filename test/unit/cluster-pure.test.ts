@@ -40,7 +40,7 @@ import {
   envoyEndpointLine,
   VERIFY_CLIENT_SCRIPT,
   DEFAULT_VERIFY_CLIENT_IMAGE,
-  jobPhase,
+  podPhase,
   parseVerificationLog,
   verificationJobName,
 } from '../../src/cluster/verification-job.js';
@@ -331,7 +331,7 @@ describe('permissions and RBAC', () => {
       (d) => d.get('kind') === 'ClusterRole' && d.getIn(['metadata', 'name']) === 'istio-vm-onboard-namespaces',
     )!;
     expect((namespacesRole.toJS() as { rules: unknown[] }).rules).toEqual([
-      { apiGroups: [''], resources: ['namespaces'], verbs: ['create', 'patch'] },
+      { apiGroups: [''], resources: ['namespaces'], verbs: ['create'] },
     ]);
     expect(text).toMatch(/# Optional: creating a group namespace that does not exist yet/);
     const lines = text.split('\n');
@@ -380,16 +380,16 @@ describe('permissions and RBAC', () => {
     const existing = permissionsForRun(two, { mode: 'onboard', peerAuthentication: 'unchanged' });
     expect(namespacePerms(existing)).toEqual(['get namespaces vm-ns', 'get namespaces new-ns']);
     expect(existing.filter((p) => p.namespace === undefined)).toEqual([]);
-    // new-ns is missing: create and patch (cluster-scoped) naming it; its object is not read again; the group
-    // role is still needed in it (the run creates the group's objects there).
+    // new-ns is missing: create (cluster-scoped; a plain create, so no patch) naming it; its object is not read
+    // again; the group role is still needed in it (the run creates the group's objects there).
     const creating = permissionsForRun(two, {
       mode: 'onboard',
       peerAuthentication: 'unchanged',
       missingNamespaces: ['new-ns'],
     });
-    expect(namespacePerms(creating)).toEqual(['get namespaces vm-ns', 'create namespaces', 'patch namespaces']);
+    expect(namespacePerms(creating)).toEqual(['get namespaces vm-ns', 'create namespaces']);
     expect(creating.find((p) => p.verb === 'create' && p.resource === 'namespaces')?.why).toBe(
-      'create a missing group namespace (server-side apply): namespace "new-ns" does not exist',
+      'create a missing group namespace: namespace "new-ns" does not exist',
     );
     expect(keys(creating)).toContain('create serviceaccounts new-ns');
     // Plan and verify create nothing; plan reads nothing in a namespace that is not there.
@@ -806,24 +806,46 @@ printf 200
       own: 'ivo-wait 2 1 unseen\nivo-wait 2 2 seen\nivo-call 2 1 503\nivo-done\n',
     });
     expect(parseVerificationLog(two, 1).calls).toEqual([{ n: 1, code: '200' }]);
-    expect(jobPhase(undefined)).toEqual({ state: 'running' });
-    expect(jobPhase({ status: { succeeded: 1 } })).toEqual({ state: 'complete' });
+    // Issue 20: the Job's end is read from its one pod (backoffLimit 0), followed by one watch of pods.
+    expect(podPhase(undefined)).toEqual({ state: 'running' });
+    expect(podPhase({ status: { phase: 'Running' } })).toEqual({ state: 'running' });
+    expect(podPhase({ status: { phase: 'Succeeded' } })).toEqual({ state: 'complete' });
     expect(
-      jobPhase({
+      podPhase({
+        metadata: { name: 'ivo-verify-vm1-abc123-x1y2z' },
         status: {
-          conditions: [
+          phase: 'Failed',
+          reason: 'DeadlineExceeded',
+          message: 'Pod was active on the node longer than the specified deadline',
+          containerStatuses: [
             {
-              type: 'Failed',
-              status: 'True',
-              reason: 'DeadlineExceeded',
-              message: 'Job was active longer than specified deadline',
+              name: 'ivo-client',
+              image: 'curl',
+              imageID: '',
+              ready: false,
+              restartCount: 0,
+              state: { terminated: { exitCode: 137, reason: 'Error' } },
+            },
+            {
+              name: 'istio-proxy',
+              image: 'proxyv2',
+              imageID: '',
+              ready: false,
+              restartCount: 0,
+              state: { terminated: { exitCode: 0, reason: 'Completed' } },
             },
           ],
         },
       }),
     ).toEqual({
       state: 'failed',
-      reason: 'DeadlineExceeded: Job was active longer than specified deadline',
+      reason:
+        'its pod ivo-verify-vm1-abc123-x1y2z failed: DeadlineExceeded: Pod was active on the node longer than the ' +
+        'specified deadline; container ivo-client exited 137 (Error)',
+    });
+    expect(podPhase({ metadata: { name: 'p' }, status: { phase: 'Failed' } })).toEqual({
+      state: 'failed',
+      reason: 'its pod p failed: Failed',
     });
   });
 });

@@ -1,4 +1,4 @@
-// RunCache.recentOrNew: one read shared by the VMs that poll the same namespace at once (issue 20).
+// RunCache.recentOrNew: one read shared by the VMs that poll the same namespace at once (issue 20); RunCache.claim.
 import { describe, expect, it } from '@jest/globals';
 import { RunCache } from '../../src/cluster/context.js';
 
@@ -42,5 +42,14 @@ describe('RunCache.recentOrNew', () => {
       );
     await expect(failing()).rejects.toThrow('boom');
     expect(await failing()).toBe(2);
+  });
+});
+
+describe('RunCache.claim', () => {
+  it('is true for the first caller of a key only (the first group applied into a namespace the run created)', () => {
+    const cache = new RunCache();
+    expect(cache.claim('namespace-first-group/vm-ns')).toBe(true);
+    expect(cache.claim('namespace-first-group/vm-ns')).toBe(false);
+    expect(cache.claim('namespace-first-group/other-ns')).toBe(true);
   });
 });

@@ -130,6 +130,13 @@ const meshInput = (g: GroupSpec, address?: string) => ({
   eastWestGateway: { service: 'istio-eastwestgateway', namespace: 'istio-system', ...(address ? { address } : {}) },
 });
 
+/** The creates and deletes the API server saw, in order (`POST /apis/…`, `DELETE /apis/…`). */
+function createsAndDeletes(api: KubeApiDouble): string[] {
+  return api.requests.log
+    .filter((r) => r.method === 'POST' || r.method === 'DELETE')
+    .map((r) => `${r.method} ${r.path}`);
+}
+
 describe('mesh objects (server-side apply, idempotent)', () => {
   let kube: KubeApiDouble;
   let client: ClusterClient;
@@ -1108,9 +1115,7 @@ describe('verification Jobs (ADR 0002)', () => {
       serviceEntry: 'ivo-verify-vm1-se1234',
       calledUrl: 'http://ivo-verify-vm1-se1234.vm-ns.ivo-verify.internal:8080/',
     });
-    const writes = kube.requests.log
-      .filter((r) => r.method === 'POST' || r.method === 'DELETE')
-      .map((r) => `${r.method} ${r.path}`);
+    const writes = createsAndDeletes(kube);
     expect(writes).toEqual([
       'POST /apis/batch/v1/namespaces/vm-ns/jobs',
       'POST /apis/networking.istio.io/v1/namespaces/vm-ns/serviceentries',
@@ -1179,9 +1184,7 @@ describe('verification Jobs (ADR 0002)', () => {
         '503 503 503',
       ],
     ]);
-    const writes = kube.requests.log
-      .filter((r) => r.method === 'POST' || r.method === 'DELETE')
-      .map((r) => `${r.method} ${r.path}`);
+    const writes = createsAndDeletes(kube);
     expect(writes).toEqual([
       'POST /apis/batch/v1/namespaces/vm-ns/jobs',
       'POST /apis/networking.istio.io/v1/namespaces/vm-ns/serviceentries',

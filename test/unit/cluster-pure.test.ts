@@ -64,6 +64,34 @@ const group = (o: Partial<GroupSpec> = {}): GroupSpec => ({
   ...o,
 });
 
+/**
+ * A curl stand-in in `bin` for the verification client script: `clusters` (shell lines, `$n` = how many times
+ * /clusters was read) answers Envoy's /clusters; any other URL is logged to `calls` and answered by `answer`.
+ */
+function writeCurlStandIn(bin: string, clusters: string, answer: string): void {
+  writeFileSync(
+    join(bin, 'curl'),
+    [
+      '#!/bin/sh',
+      'for a in "$@"; do last="$a"; done',
+      'if [ "$last" = http://localhost:15000/clusters ]; then',
+      '  n=$(cat "$IVO_STUB_DIR/looks" 2>/dev/null || echo 0); n=$((n+1)); echo "$n" > "$IVO_STUB_DIR/looks"',
+      clusters,
+      '  exit 0',
+      'fi',
+      'echo "$*" >> "$IVO_STUB_DIR/calls"',
+      answer,
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+}
+
+/** The environment that puts the curl stand-in first on PATH. */
+function curlStandInEnv(bin: string): Record<string, string> {
+  return { PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`, IVO_STUB_DIR: bin };
+}
+
 describe('Istio version and istiod', () => {
   it.each([
     ['docker.io/istio/pilot:1.24.2', '1.24.2'],
@@ -622,23 +650,14 @@ describe('verification Job (ADR 0002)', () => {
   it('the client script: waits (bounded, 1 s apart) until Envoy has the endpoint, then calls with --resolve', () => {
     const bin = mkdtempSync(join(tmpdir(), 'ivo verify script '));
     try {
-      // A curl stand-in: /clusters shows the endpoint from the 2nd look on; other URLs answer 200 and log argv.
-      writeFileSync(
-        join(bin, 'curl'),
-        `#!/bin/sh
-for a in "$@"; do last="$a"; done
-if [ "$last" = http://localhost:15000/clusters ]; then
-  n=$(cat "$IVO_STUB_DIR/looks" 2>/dev/null || echo 0); n=$((n+1)); echo "$n" > "$IVO_STUB_DIR/looks"
-  [ "$n" -ge 2 ] && echo "outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::cx_active::0"
-  exit 0
-fi
-echo "$*" >> "$IVO_STUB_DIR/calls"; printf 200
-`,
-        { mode: 0o755 },
+      // /clusters shows the endpoint from the 2nd look on; other URLs answer 200 and log argv.
+      writeCurlStandIn(
+        bin,
+        '[ "$n" -ge 2 ] && echo "outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::cx_active::0"',
+        'printf 200',
       );
       const env = {
-        PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
-        IVO_STUB_DIR: bin,
+        ...curlStandInEnv(bin),
         IVO_VMS: '1',
         IVO_TARGET_URL_1: 'http://j.ns.ivo-verify.internal:8080/',
         IVO_REQUESTS: '2',
@@ -657,8 +676,7 @@ echo "$*" >> "$IVO_STUB_DIR/calls"; printf 200
       rmSync(join(bin, 'calls'));
       const plain = execFileSync('sh', ['-c', VERIFY_CLIENT_SCRIPT], {
         env: {
-          PATH: env.PATH,
-          IVO_STUB_DIR: bin,
+          ...curlStandInEnv(bin),
           IVO_VMS: '1',
           IVO_TARGET_URL_1: 'http://10.0.0.1:8080/',
           IVO_REQUESTS: '1',
@@ -723,25 +741,16 @@ echo "$*" >> "$IVO_STUB_DIR/calls"; printf 200
     const bin = mkdtempSync(join(tmpdir(), 'ivo group script '));
     try {
       // /clusters shows VM 1's endpoint at once and VM 2's from the 3rd look; VM 2 refuses (000).
-      writeFileSync(
-        join(bin, 'curl'),
-        `#!/bin/sh
-for a in "$@"; do last="$a"; done
-if [ "$last" = http://localhost:15000/clusters ]; then
-  n=$(cat "$IVO_STUB_DIR/looks" 2>/dev/null || echo 0); n=$((n+1)); echo "$n" > "$IVO_STUB_DIR/looks"
-  echo "outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::cx_active::0"
-  [ "$n" -ge 4 ] && echo "outbound|8080||k.ns.ivo-verify.internal::10.0.0.2:8080::cx_active::0"
-  exit 0
-fi
-echo "$*" >> "$IVO_STUB_DIR/calls"
-case "$last" in *k.ns*) printf 000; exit 7 ;; esac
-printf 200
-`,
-        { mode: 0o755 },
+      writeCurlStandIn(
+        bin,
+        [
+          'echo "outbound|8080||j.ns.ivo-verify.internal::10.0.0.1:8080::cx_active::0"',
+          '[ "$n" -ge 4 ] && echo "outbound|8080||k.ns.ivo-verify.internal::10.0.0.2:8080::cx_active::0"',
+        ].join('\n'),
+        'case "$last" in *k.ns*) printf 000; exit 7 ;; esac\nprintf 200',
       );
       const env = {
-        PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
-        IVO_STUB_DIR: bin,
+        ...curlStandInEnv(bin),
         IVO_VMS: '2',
         IVO_REQUESTS: '2',
         IVO_TARGET_URL_1: 'http://j.ns.ivo-verify.internal:8080/',

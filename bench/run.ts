@@ -8,10 +8,12 @@
 //   BENCH_OUT=bench (where results.md/json go)
 //   BENCH_ONLY=startup (only the action's start-up, bench/lib/startup.ts: no lab, no root, ~1 min; prints a
 //     table and writes nothing)
+//   BENCH_ONLY=render (no measuring: results.md and the summary in results.json written again from the raw
+//     measurements in BENCH_OUT/results.json, judged by the current goals)
 //   BENCH_STARTUP_BEFORE=DIR[,DIR…] (bundle folders to compare the start-up with, measured in the same run,
 //     samples interleaved; e.g. the committed bundle: `git archive HEAD dist | tar -x -C SOMEWHERE`, then
 //     SOMEWHERE/dist)
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { run } from '../test/lab/exec.js';
@@ -147,6 +149,16 @@ async function startupPart(distDir: string): Promise<{ startup: StartupMeasureme
   return { startup: startup!, compared };
 }
 
+/** BENCH_ONLY=render: the last run's raw measurements judged and written again (after a change of the goals). */
+function renderAgain(): void {
+  const file = path.join(OUT_DIR, 'results.json');
+  const { raw } = JSON.parse(readFileSync(file, 'utf8')) as { raw: RawResults };
+  const summary = summarize(raw);
+  writeFileSync(file, JSON.stringify({ summary, raw }, null, 2) + '\n');
+  writeFileSync(path.join(OUT_DIR, 'results.md'), renderMarkdown(raw, summary));
+  log(`wrote ${path.relative(REPO_ROOT, path.join(OUT_DIR, 'results.md'))} again from the measurements of ${raw.date}`);
+}
+
 /** BENCH_ONLY=startup: the start-up part alone, printed as a table (nothing written). */
 async function startupOnly(): Promise<void> {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'ivo-bench-'));
@@ -163,7 +175,8 @@ async function startupOnly(): Promise<void> {
 
 async function main(): Promise<void> {
   if (ONLY === 'startup') return startupOnly();
-  if (ONLY !== '') throw new Error(`BENCH_ONLY=${ONLY}: only "startup" can run alone`);
+  if (ONLY === 'render') return renderAgain();
+  if (ONLY !== '') throw new Error(`BENCH_ONLY=${ONLY}: only "startup" or "render" can run alone`);
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (the lab creates network namespaces)');
   log(`sizes ${SIZES.join(',')}, ${REPS} repetition(s), (a)/(b) at ${SLOW_SIZES.join(',')} VM(s)`);
   const ansible = await ensureAnsible();

@@ -294,6 +294,20 @@ export function summarize(raw: RawResults): Summary {
       met: s.rerun.pairs > 0 ? judged(s.rerun.apiRequests, (v) => v <= 20 + s.vms) : undefined,
     });
   }
+  // Issue 20: runner CPU per VM within 1.25× the lean reference's, judged at the largest size (20 VMs by default).
+  const largest = sizes[sizes.length - 1];
+  if (largest) {
+    const lean = largest.baselines.lean?.cpuPerVmS;
+    const cpuRatio = lean ? largest.action.cpuPerVmS / lean : undefined;
+    goals.push({
+      goal: `runner CPU per VM ≤ 1.25× (c)'s at ${largest.vms} VM(s)`,
+      measured:
+        cpuRatio === undefined
+          ? 'no (c) run to compare'
+          : `${num(largest.action.cpuPerVmS, 2)} s vs ${num(lean, 2)} s (${ratio(cpuRatio)})`,
+      met: cpuRatio === undefined ? undefined : judged(cpuRatio, (v) => v <= 1.25),
+    });
+  }
   const pairs = sizes.reduce((a, s) => a + s.rerun.pairs, 0);
   const restarts = sizes.reduce((a, s) => a + s.rerun.restarts, 0);
   goals.push({

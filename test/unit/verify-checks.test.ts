@@ -1084,6 +1084,13 @@ describe('verifyVm failure paths', () => {
 // ---------------------------------------------------------------- details
 
 describe('verification details', () => {
+  it('workload-entry: an entry already there is not taken for a missing one while the VM side runs (autoregistration off)', async () => {
+    // istiod stopped auto-registering, but the VM's entry exists: the check waits for the VM side, then passes.
+    const h = harness(healthyVm(), { ...healthyMesh(), autoRegistration: false });
+    const results = await verifyVm(h.ctx);
+    expect(byName(results, 'workload-entry')).toMatchObject({ status: 'pass' });
+  });
+
   it('workload-entry fails fast when autoregistration is off and waits a bounded time otherwise', async () => {
     const mesh = { ...healthyMesh(), autoRegistration: false };
     delete mesh.entry;

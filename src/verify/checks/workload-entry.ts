@@ -86,7 +86,7 @@ export async function checkWorkloadEntry(
       if (!healthChecks) break;
       const h = healthyCondition(entry);
       if (h?.status === 'True') break;
-    } else if (!lastError && !diagnosed && ctx.group.registration === 'auto') {
+    } else if (!entry && !lastError && !diagnosed && ctx.group.registration === 'auto') {
       // Ask once why it may be missing: a definite answer ends the wait early.
       diagnosed = true;
       const enabled = await ctx.meshProbe.autoRegistrationEnabled?.().catch(() => undefined);
